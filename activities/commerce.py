@@ -1,0 +1,190 @@
+"""The Commerce store: the prospect, its customers, the customer hierarchy and the decision."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio import activity
+
+from activities.errors import conflicting_state, missing_record
+from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
+from models.payloads import (
+    ApproveProspectInput,
+    CreateProspectInput,
+    CustomersWritten,
+    ProspectStatus,
+    RejectProspectInput,
+    WriteCustomersInput,
+)
+from stores.engine import get_or_create, one, transact
+
+PERSON = "person"
+ORGANIZATION = "organization"
+ROLE_ROOT = "organization"
+ROLE_B2B_ADMIN = "b2b_admin"
+
+
+class CommerceActivities:
+    """Every write to Commerce, each idempotent on the onboarding id."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn
+    def create_prospect(self, input: CreateProspectInput) -> int:
+        """The request as a `pending` prospect in *All prospects*."""
+        request = input.request
+
+        def work(session: Session) -> int:
+            prospect = get_or_create(
+                session,
+                Prospect,
+                lambda: Prospect(
+                    onboarding_id=input.onboarding_id,
+                    company_name=request.company,
+                    company_address=request.company_address,
+                    company_phone=request.company_phone,
+                    website=request.website,
+                    first_name=request.first_name,
+                    last_name=request.last_name,
+                    email=request.email.lower(),
+                    phone=request.phone,
+                    job_title=request.job_title,
+                    comments=request.comments,
+                    locale=request.locale,
+                    created_at=input.at,
+                ),
+                onboarding_id=input.onboarding_id,
+            )
+            assert prospect.id is not None
+            return prospect.id
+
+        return transact(self.engine, work)
+
+    @activity.defn
+    def write_customers(self, input: WriteCustomersInput) -> CustomersWritten:
+        """The partner's `organization` customer and the requester's `person` customer.
+
+        With Sales on, this is dual-write of the Sales account and contact; with it off,
+        the admin's approval creates them from the request.
+        """
+        request = input.request
+
+        def work(session: Session) -> CustomersWritten:
+            organization = get_or_create(
+                session,
+                Customer,
+                lambda: Customer(
+                    onboarding_id=input.onboarding_id,
+                    customer_type=ORGANIZATION,
+                    name=request.company,
+                    phone=request.company_phone,
+                    address=request.company_address,
+                    website=request.website,
+                    locale=request.locale,
+                    sales_account_id=input.sales_account_id,
+                    created_at=input.at,
+                ),
+                onboarding_id=input.onboarding_id,
+                customer_type=ORGANIZATION,
+            )
+            person = get_or_create(
+                session,
+                Customer,
+                lambda: Customer(
+                    onboarding_id=input.onboarding_id,
+                    customer_type=PERSON,
+                    name=request.contact_name,
+                    first_name=request.first_name,
+                    last_name=request.last_name,
+                    email=request.email,
+                    phone=request.phone,
+                    locale=request.locale,
+                    sales_contact_id=input.sales_contact_id,
+                    created_at=input.at,
+                ),
+                onboarding_id=input.onboarding_id,
+                customer_type=PERSON,
+            )
+            assert person.id is not None and organization.id is not None
+            return CustomersWritten(
+                person_customer_id=person.id, organization_customer_id=organization.id
+            )
+
+        return transact(self.engine, work)
+
+    @activity.defn
+    def approve_prospect(self, input: ApproveProspectInput) -> int:
+        """Approve the prospect and build its customer hierarchy; returns the hierarchy id.
+
+        The organisation is the root; the requester is in it as the B2B administrator.
+        """
+
+        def work(session: Session) -> int:
+            prospect = _decide(session, input.onboarding_id, ProspectStatus.APPROVED)
+            if prospect.decided_at is None:
+                prospect.decided_at, prospect.decided_by = input.at, input.actor
+            organization = _customer(session, input.onboarding_id, ORGANIZATION)
+            person = _customer(session, input.onboarding_id, PERSON)
+            assert organization.id is not None and person.id is not None
+            hierarchy = get_or_create(
+                session,
+                CustomerHierarchy,
+                lambda: CustomerHierarchy(
+                    onboarding_id=input.onboarding_id,
+                    name=organization.name,
+                    root_customer_id=organization.id,
+                    created_at=input.at,
+                ),
+                onboarding_id=input.onboarding_id,
+            )
+            assert hierarchy.id is not None
+            for customer, parent, role in (
+                (organization, None, ROLE_ROOT),
+                (person, organization.id, ROLE_B2B_ADMIN),
+            ):
+                get_or_create(
+                    session,
+                    CustomerHierarchyMember,
+                    lambda customer=customer, parent=parent, role=role: CustomerHierarchyMember(
+                        onboarding_id=input.onboarding_id,
+                        hierarchy_id=hierarchy.id,
+                        customer_id=customer.id,
+                        parent_customer_id=parent,
+                        role=role,
+                    ),
+                    hierarchy_id=hierarchy.id,
+                    customer_id=customer.id,
+                )
+            return hierarchy.id
+
+        return transact(self.engine, work)
+
+    @activity.defn
+    def reject_prospect(self, input: RejectProspectInput) -> None:
+        """Mark the prospect rejected (lead cancelled, opportunity lost, or admin's reject)."""
+
+        def work(session: Session) -> None:
+            prospect = _decide(session, input.onboarding_id, ProspectStatus.REJECTED)
+            if prospect.decided_at is None:
+                prospect.decided_at, prospect.decided_by = input.at, input.actor
+                prospect.decision_reason = input.reason
+
+        transact(self.engine, work)
+
+
+def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Prospect:
+    prospect = one(session, Prospect, onboarding_id=onboarding_id)
+    if prospect is None:
+        raise missing_record("The prospect", onboarding_id)
+    if prospect.status not in (ProspectStatus.PENDING, status):
+        raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
+    prospect.status = status.value
+    return prospect
+
+
+def _customer(session: Session, onboarding_id: str, customer_type: str) -> Customer:
+    customer = one(session, Customer, onboarding_id=onboarding_id, customer_type=customer_type)
+    if customer is None:
+        raise missing_record(f"The {customer_type} customer", onboarding_id)
+    return customer

@@ -1,0 +1,162 @@
+"""Onboarding emails: rendered from `templates/email`, sent over SMTP, recorded in an outbox.
+
+The `email_message` row is written before the message goes out and marked when the
+server accepts it, so a retried activity never sends a notification that was already
+sent; a retry after an unconfirmed send reuses the same Message-ID, so receivers can
+tell the copies apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage as MimeMessage
+from email.policy import SMTP
+from email.utils import formatdate, parseaddr
+from pathlib import Path
+
+import aiosmtplib
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio import activity
+
+from activities.errors import invalid_data
+from models.commerce import EmailMessage
+from models.payloads import EmailKind, SendEmailInput
+from settings import PROJECT_DIR, Settings
+from stores.engine import get_or_create, transact
+
+TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class EmailRenderer:
+    """Renders an email's subject, text and HTML parts in the requester's language."""
+
+    def __init__(self, site_url: str, templates_dir: Path = TEMPLATES_DIR) -> None:
+        self.site_url = site_url.rstrip("/")
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=select_autoescape(enabled_extensions=("html",)),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, input: SendEmailInput) -> RenderedEmail:
+        request = input.request
+        context = {
+            "onboarding_id": input.onboarding_id,
+            "first_name": request.first_name,
+            "last_name": request.last_name,
+            "company": request.company,
+            "email": request.email,
+            "reason": input.reason,
+            "site_url": self.site_url,
+            "sign_in_url": f"{self.site_url}/sign-in",
+            "apply_url": f"{self.site_url}/onboarding",
+        }
+        prefix = f"{request.locale}/{input.kind.value}"
+        subject = self.env.get_template(f"{prefix}.subject.txt").render(context)
+        return RenderedEmail(
+            subject=" ".join(subject.split()),
+            text=self.env.get_template(f"{prefix}.txt").render(context),
+            html=self.env.get_template(f"{prefix}.html").render(context),
+        )
+
+
+def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str) -> str:
+    """The same Message-ID on every attempt at the same notification."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<{kind.event}.{onboarding_id}@{domain}>"
+
+
+class EmailActivities:
+    """Sends each onboarding notification once and leaves one `email_message` row for it."""
+
+    def __init__(self, commerce: Engine, settings: Settings, renderer: EmailRenderer) -> None:
+        self.commerce = commerce
+        self.settings = settings
+        self.renderer = renderer
+
+    @activity.defn
+    async def send_onboarding_email(self, input: SendEmailInput) -> int:
+        """Send one notification; returns its `email_message` id."""
+        email = self.renderer.render(input)
+        message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
+        row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
+        if already_sent:
+            activity.logger.info("%s for %s was already sent", input.kind, input.onboarding_id)
+            return row_id
+        message = self._mime(input, email, message_id)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port,
+                username=self.settings.smtp_username,
+                password=self.settings.smtp_password,
+                start_tls=self.settings.smtp_starttls,
+                timeout=self.settings.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            if all(error.code >= 500 for error in refused.recipients):
+                raise invalid_data(f"the mail server refuses {input.request.email}") from refused
+            raise
+        await asyncio.to_thread(self._mark_sent, row_id)
+        return row_id
+
+    def _claim(self, input: SendEmailInput, email: RenderedEmail, message_id: str) -> tuple[int, bool]:
+        def work(session: Session) -> tuple[int, bool]:
+            row = get_or_create(
+                session,
+                EmailMessage,
+                lambda: EmailMessage(
+                    onboarding_id=input.onboarding_id,
+                    kind=input.kind.value,
+                    recipient=input.request.email,
+                    subject=email.subject,
+                    locale=input.request.locale,
+                    message_id=message_id,
+                    created_at=datetime.now(UTC),
+                ),
+                onboarding_id=input.onboarding_id,
+                kind=input.kind.value,
+            )
+            row.attempts += 1
+            assert row.id is not None
+            return row.id, row.sent_at is not None
+
+        return transact(self.commerce, work)
+
+    def _mark_sent(self, row_id: int) -> None:
+        def work(session: Session) -> None:
+            row = session.get(EmailMessage, row_id)
+            if row is not None and row.sent_at is None:
+                row.sent_at = datetime.now(UTC)
+
+        transact(self.commerce, work)
+
+    def _mime(self, input: SendEmailInput, email: RenderedEmail, message_id: str) -> MimeMessage:
+        request = input.request
+        message = MimeMessage(policy=SMTP)
+        message["From"] = self.settings.mail_from
+        message["To"] = Address(display_name=request.contact_name, addr_spec=request.email)
+        message["Subject"] = email.subject
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = message_id
+        message["X-Onboarding-Id"] = input.onboarding_id
+        message["X-Onboarding-Event"] = input.kind.event
+        message.set_content(email.text)
+        message.add_alternative(email.html, subtype="html")
+        # After the parts: making the alternative moves Content-* headers into part one.
+        message["Content-Language"] = request.locale
+        return message

@@ -1,0 +1,221 @@
+"""Starts onboarding requests, sends decisions and reads status.
+
+The command line and the web app both call these functions; nothing else talks to
+Temporal. Failures a caller must tell apart come out as the exceptions below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models.payloads import (
+    Action,
+    ApplicantInput,
+    Decision,
+    OnboardingRequest,
+    OnboardingStatus,
+    Stage,
+    SubmitInput,
+    SubmitResult,
+    applicant_key,
+    applicant_workflow_id,
+    onboarding_workflow_id,
+)
+from settings import Settings
+from workflows.applicant import ApplicantWorkflow
+from workflows.onboarding import OnboardingWorkflow
+
+RPC_TIMEOUT = timedelta(seconds=10)
+T = TypeVar("T")
+
+
+class OnboardingError(Exception):
+    """Base of the errors a caller is expected to handle."""
+
+
+class RequestNotFound(OnboardingError):
+    def __init__(self, onboarding_id: str) -> None:
+        super().__init__(f"no onboarding request {onboarding_id}")
+        self.onboarding_id = onboarding_id
+
+
+class DecisionNotAllowed(OnboardingError):
+    def __init__(self, message: str, stage: Stage) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class TemporalUnavailable(OnboardingError):
+    """The Temporal server cannot be reached (or did not answer in time)."""
+
+
+async def connect(settings: Settings) -> Client:
+    """A client for the configured server; TLS and API key come from Temporal's own env vars."""
+    config = ClientConfig.load_client_connect_config()
+    config["target_host"] = settings.temporal_address
+    config["namespace"] = settings.temporal_namespace
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as err:
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address}: {err}"
+        ) from err
+
+
+async def submit(
+    client: Client,
+    request: OnboardingRequest,
+    settings: Settings,
+    idempotency_key: str | None = None,
+) -> SubmitResult:
+    """Start a request, or answer with the contact email's request that is still undecided."""
+    payload = SubmitInput(
+        request=request, sales_integration_enabled=settings.sales_integration_enabled
+    )
+    # The applicant workflow may be ending (its last request just decided) while we
+    # arrive; a fresh attempt then starts a new run.
+    attempts = 5
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _rpc(
+                client.execute_update_with_start_workflow(
+                    ApplicantWorkflow.submit,
+                    payload,
+                    start_workflow_operation=_applicant_start(request, settings),
+                    id=idempotency_key,
+                    rpc_timeout=RPC_TIMEOUT,
+                )
+            )
+        except (WorkflowUpdateFailedError, RPCError) as err:
+            ending = isinstance(err, WorkflowUpdateFailedError) or (
+                isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
+            )
+            if not ending or attempt == attempts:
+                raise
+        await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _applicant_start(
+    request: OnboardingRequest, settings: Settings
+) -> WithStartWorkflowOperation[ApplicantWorkflow, None]:
+    return WithStartWorkflowOperation(
+        ApplicantWorkflow.run,
+        ApplicantInput(applicant_key=applicant_key(request.email)),
+        id=applicant_workflow_id(request.email),
+        task_queue=settings.onboarding_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="Applications from one contact email",
+    )
+
+
+async def decide(
+    client: Client,
+    onboarding_id: str,
+    action: Action,
+    actor: str,
+    reason: str | None = None,
+    decision_id: str | None = None,
+) -> OnboardingStatus:
+    """Apply a rep's or admin's decision and answer with the request's new status."""
+    handle = client.get_workflow_handle_for(
+        OnboardingWorkflow.run, onboarding_workflow_id(onboarding_id)
+    )
+    decision = Decision(action=action, reason=reason, actor=actor)
+    try:
+        return await _rpc(
+            handle.execute_update(
+                OnboardingWorkflow.decide, decision, id=decision_id, rpc_timeout=RPC_TIMEOUT
+            )
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
+            raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
+        raise
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        # Not found is also what a finished workflow answers: name its stage instead.
+        current = await status(client, onboarding_id)
+        raise DecisionNotAllowed(
+            f"{action.value} is not allowed while the request is {current.stage.value}",
+            current.stage,
+        ) from err
+
+
+async def signal_decision(
+    client: Client, onboarding_id: str, action: Action, actor: str, reason: str | None = None
+) -> None:
+    """Send a decision as a signal: fire-and-forget; a refused one is logged and ignored."""
+    handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+    decision = Decision(action=action, reason=reason, actor=actor)
+    try:
+        await _rpc(handle.signal(OnboardingWorkflow.decision_signal, decision, rpc_timeout=RPC_TIMEOUT))
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise RequestNotFound(onboarding_id) from err
+        raise
+
+
+async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
+    """Where a request stands; a finished request answers from its result."""
+    handle = client.get_workflow_handle_for(
+        OnboardingWorkflow.run, onboarding_workflow_id(onboarding_id)
+    )
+    try:
+        description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
+        if description.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+            return await _rpc(handle.result(rpc_timeout=RPC_TIMEOUT))
+        return await _rpc(handle.query(OnboardingWorkflow.status, rpc_timeout=RPC_TIMEOUT))
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise RequestNotFound(onboarding_id) from err
+        raise
+
+
+async def wait_until_recorded(
+    client: Client, onboarding_id: str, timeout: timedelta = timedelta(seconds=10)
+) -> OnboardingStatus:
+    """Wait until the request is in both stores and ready for a decision.
+
+    Polls the status query, which leaves nothing in the workflow's history; answers
+    with the last status seen if `timeout` passes first (say, while no worker runs).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout.total_seconds()
+    delay = 0.02
+    while True:
+        current = await status(client, onboarding_id)
+        if current.stage is not Stage.SUBMITTED or loop.time() + delay > deadline:
+            return current
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def _rpc(call: Awaitable[T]) -> T:
+    """Await a Temporal call, turning an unreachable or silent server into one error."""
+    try:
+        return await call
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
+        raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        raise TemporalUnavailable("Temporal did not answer in time; is the worker running?") from err

@@ -1,0 +1,1 @@
+"""What the product talks about: payloads that cross workflow boundaries and the two stores' tables."""

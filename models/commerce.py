@@ -1,0 +1,111 @@
+"""Tables of the Commerce store. Own registry and metadata: never created in Sales."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+
+class CommerceTable(SQLModel, registry=registry()):
+    """Base of every Commerce table; its `metadata` holds the Commerce schema only."""
+
+
+class Prospect(CommerceTable, table=True):
+    """An onboarding request as Commerce's *All prospects* lists it."""
+
+    __tablename__ = "prospect"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_prospect_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str = Field(max_length=64)
+    status: str = Field(default="pending", max_length=16, index=True)
+    company_name: str = Field(max_length=160, index=True)
+    company_address: str | None = Field(default=None, max_length=300)
+    company_phone: str | None = Field(default=None, max_length=32)
+    website: str | None = Field(default=None, max_length=255)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    email: str = Field(max_length=254, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    job_title: str | None = Field(default=None, max_length=100)
+    comments: str | None = Field(default=None, max_length=2000)
+    locale: str = Field(default="en", max_length=8)
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = Field(default=None, max_length=100)
+    decision_reason: str | None = Field(default=None, max_length=500)
+
+
+class Customer(CommerceTable, table=True):
+    """A Commerce customer: the partner organisation or one of its people."""
+
+    __tablename__ = "customer"
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", "customer_type", name="uq_customer_onboarding_type"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    customer_type: str = Field(max_length=16, index=True)
+    name: str = Field(max_length=200)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=254, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    address: str | None = Field(default=None, max_length=300)
+    website: str | None = Field(default=None, max_length=255)
+    locale: str = Field(default="en", max_length=8)
+    credit_limit: float | None = None
+    sales_contact_id: int | None = None
+    sales_account_id: int | None = None
+    created_at: datetime
+
+
+class CustomerHierarchy(CommerceTable, table=True):
+    """The partner's customer hierarchy, created when its prospect is approved."""
+
+    __tablename__ = "customer_hierarchy"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_customer_hierarchy_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    name: str = Field(max_length=200)
+    root_customer_id: int = Field(foreign_key="customer.id")
+    created_at: datetime
+
+
+class CustomerHierarchyMember(CommerceTable, table=True):
+    """A customer's place in a hierarchy: the organisation at the root, people under it."""
+
+    __tablename__ = "customer_hierarchy_member"
+    __table_args__ = (
+        UniqueConstraint("hierarchy_id", "customer_id", name="uq_hierarchy_member"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    hierarchy_id: int = Field(foreign_key="customer_hierarchy.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    parent_customer_id: int | None = Field(default=None, foreign_key="customer.id")
+    role: str = Field(max_length=32)
+
+
+class EmailMessage(CommerceTable, table=True):
+    """The outbox: one row per notification, written before sending and marked when sent."""
+
+    __tablename__ = "email_message"
+    __table_args__ = (UniqueConstraint("onboarding_id", "kind", name="uq_email_message_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    kind: str = Field(max_length=40)
+    recipient: str = Field(max_length=254)
+    subject: str = Field(max_length=300)
+    locale: str = Field(max_length=8)
+    message_id: str = Field(max_length=255, unique=True)
+    created_at: datetime
+    sent_at: datetime | None = None
+    attempts: int = 0

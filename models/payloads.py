@@ -1,0 +1,331 @@
+"""Pydantic models that cross workflow boundaries: requests, decisions, status, activity inputs.
+
+These never hold ORM objects; the stores' table models live in `models.sales` and
+`models.commerce` and stay inside activities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    computed_field,
+)
+
+
+class Stage(StrEnum):
+    SUBMITTED = "submitted"
+    LEAD_OPEN = "lead_open"
+    OPPORTUNITY_OPEN = "opportunity_open"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+    @property
+    def decided(self) -> bool:
+        return self in (Stage.APPROVED, Stage.REJECTED)
+
+
+class Action(StrEnum):
+    QUALIFY = "qualify"
+    CANCEL = "cancel"
+    WON = "won"
+    LOST = "lost"
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {
+    Stage.SUBMITTED: frozenset(),
+    Stage.LEAD_OPEN: frozenset({Action.QUALIFY, Action.CANCEL}),
+    Stage.OPPORTUNITY_OPEN: frozenset({Action.WON, Action.LOST}),
+    Stage.AWAITING_APPROVAL: frozenset({Action.APPROVE, Action.REJECT}),
+    Stage.APPROVED: frozenset(),
+    Stage.REJECTED: frozenset(),
+}
+
+
+class ProspectStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class EmailKind(StrEnum):
+    PROSPECT_APPROVED = "prospect_approved"
+    PROSPECT_REJECTED = "prospect_rejected"
+
+    @property
+    def event(self) -> str:
+        """The `X-Onboarding-Event` header value."""
+        return self.value.replace("_", "-")
+
+
+Locale = Literal["en", "it"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_PHONE = re.compile(r"^\+?[0-9 ()./-]{5,32}$")
+_WEBSITE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def _single_line(value: str) -> str:
+    value = unicodedata.normalize("NFC", value)
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if _CONTROL_BUT_NEWLINES.search(value) or "\r" in value:
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _phone(value: str) -> str:
+    if not _PHONE.match(value):
+        raise ValueError("must be a phone number: digits, spaces and + ( ) - . / only")
+    return value
+
+
+def _website(value: str) -> str:
+    if "://" not in value:
+        value = "https://" + value
+    if not _WEBSITE.match(value):
+        raise ValueError("must be a web address such as https://contoso.example")
+    return value
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+def _text(max_length: int) -> object:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+
+
+Name = Annotated[str, _text(100), AfterValidator(_single_line)]
+CompanyName = Annotated[str, _text(160), AfterValidator(_single_line)]
+Phone = Annotated[str, _text(32), AfterValidator(_single_line), AfterValidator(_phone)]
+Website = Annotated[str, _text(255), AfterValidator(_single_line), AfterValidator(_website)]
+Address = Annotated[str, _text(300), AfterValidator(_single_line)]
+Comments = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(_multi_line)]
+Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_lower)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_multi_line)]
+Actor = Annotated[str, _text(100), AfterValidator(_single_line)]
+
+
+class OnboardingRequest(BaseModel):
+    """What a prospective partner fills in on the onboarding form."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    company: CompanyName
+    first_name: Name
+    last_name: Name
+    email: Email
+    phone: Phone | None = None
+    job_title: Name | None = None
+    website: Website | None = None
+    company_address: Address | None = None
+    company_phone: Phone | None = None
+    locale: Locale = "en"
+    comments: Comments | None = None
+
+    @property
+    def contact_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+def applicant_key(email: str) -> str:
+    """A stable, non-reversible key for one contact email (workflow ids stay free of PII)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
+
+
+def onboarding_workflow_id(onboarding_id: str) -> str:
+    return f"onboarding-{onboarding_id}"
+
+
+def applicant_workflow_id(email: str) -> str:
+    return f"applicant-{applicant_key(email)}"
+
+
+class Decision(BaseModel):
+    """A rep's or admin's decision on a request, as an Update or a signal."""
+
+    action: Action
+    reason: Reason | None = None
+    actor: Actor = "unknown"
+
+
+class DecisionRecord(Decision):
+    at: datetime
+
+
+class RecordIds(BaseModel):
+    """Ids of every row written for a request so far, in both stores."""
+
+    prospect_id: int | None = None
+    lead_id: int | None = None
+    timeline_note_id: int | None = None
+    opportunity_id: int | None = None
+    contact_id: int | None = None
+    account_id: int | None = None
+    person_customer_id: int | None = None
+    organization_customer_id: int | None = None
+    customer_hierarchy_id: int | None = None
+    email_message_id: int | None = None
+
+
+class OnboardingStatus(BaseModel):
+    """Where a request stands: what `status`, the API and the workflow's query return."""
+
+    onboarding_id: str
+    workflow_id: str
+    stage: Stage
+    stage_since: datetime
+    submitted_at: datetime
+    company_name: str
+    email: str
+    locale: Locale
+    sales_integration_enabled: bool
+    pending_action: Action | None = None
+    decisions: list[DecisionRecord] = Field(default_factory=list)
+    records: RecordIds = Field(default_factory=RecordIds)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prospect_status(self) -> ProspectStatus | None:
+        if self.records.prospect_id is None:
+            return None
+        if self.stage is Stage.APPROVED:
+            return ProspectStatus.APPROVED
+        if self.stage is Stage.REJECTED:
+            return ProspectStatus.REJECTED
+        return ProspectStatus.PENDING
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def allowed_actions(self) -> list[Action]:
+        if self.pending_action is not None:
+            return []
+        return sorted(ALLOWED_ACTIONS[self.stage])
+
+
+# --- workflow and update inputs -------------------------------------------------------
+
+
+class OnboardingInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+    sales_integration_enabled: bool = True
+
+
+class ApplicantInput(BaseModel):
+    applicant_key: str
+
+
+class SubmitInput(BaseModel):
+    request: OnboardingRequest
+    sales_integration_enabled: bool = True
+
+
+class SubmitResult(BaseModel):
+    onboarding_id: str
+    workflow_id: str
+    duplicate: bool = False
+
+
+# --- activity inputs and results ------------------------------------------------------
+
+
+class CreateProspectInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+    at: datetime
+
+
+class CreateLeadInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+    prospect_id: int
+    at: datetime
+
+
+class LeadCreated(BaseModel):
+    lead_id: int
+    timeline_note_id: int
+
+
+class QualifyLeadInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    at: datetime
+
+
+class LeadQualified(BaseModel):
+    opportunity_id: int
+    contact_id: int
+    account_id: int
+
+
+class DisqualifyLeadInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class CloseOpportunityInput(BaseModel):
+    onboarding_id: str
+    won: bool
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class WriteCustomersInput(BaseModel):
+    """Dual-write of a Sales contact and account (or, integration off, the request) to Commerce."""
+
+    onboarding_id: str
+    request: OnboardingRequest
+    sales_contact_id: int | None = None
+    sales_account_id: int | None = None
+    at: datetime
+
+
+class CustomersWritten(BaseModel):
+    person_customer_id: int
+    organization_customer_id: int
+
+
+class ApproveProspectInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    at: datetime
+
+
+class RejectProspectInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class SendEmailInput(BaseModel):
+    onboarding_id: str
+    kind: EmailKind
+    request: OnboardingRequest
+    reason: str | None = None

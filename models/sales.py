@@ -1,0 +1,117 @@
+"""Tables of the Sales (CRM) store. Own registry and metadata: never created in Commerce."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
+LEAD_SOURCE_MANUAL = "manual"
+DUAL_WRITE_NOTE = "dual_write_created"
+
+
+class SalesTable(SQLModel, registry=registry()):
+    """Base of every Sales table; its `metadata` holds the Sales schema only."""
+
+
+class Lead(SalesTable, table=True):
+    """A lead: its Contact part is the requester, its Company part the organisation."""
+
+    __tablename__ = "lead"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_lead_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    source: str = Field(default=LEAD_SOURCE_MANUAL, max_length=32, index=True)
+    status: str = Field(default="open", max_length=16, index=True)
+    topic: str = Field(max_length=300)
+    # Contact part
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    email: str = Field(max_length=254, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    job_title: str | None = Field(default=None, max_length=100)
+    # Company part
+    company_name: str = Field(max_length=160)
+    company_address: str | None = Field(default=None, max_length=300)
+    company_phone: str | None = Field(default=None, max_length=32)
+    website: str | None = Field(default=None, max_length=255)
+    comments: str | None = Field(default=None, max_length=2000)
+    locale: str = Field(default="en", max_length=8)
+    commerce_prospect_id: int | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = Field(default=None, max_length=100)
+    decision_reason: str | None = Field(default=None, max_length=500)
+
+
+class TimelineNote(SalesTable, table=True):
+    """A note on a lead's timeline."""
+
+    __tablename__ = "timeline_note"
+    __table_args__ = (UniqueConstraint("onboarding_id", "kind", name="uq_timeline_note_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    kind: str = Field(max_length=40)
+    text: str = Field(max_length=1000)
+    author: str = Field(max_length=100)
+    created_at: datetime
+
+
+class Account(SalesTable, table=True):
+    """The organisation, created when a lead is qualified."""
+
+    __tablename__ = "account"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_account_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    name: str = Field(max_length=160)
+    address: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, max_length=32)
+    website: str | None = Field(default=None, max_length=255)
+    originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    created_at: datetime
+
+
+class Contact(SalesTable, table=True):
+    """The requester as a contact of the account, created when a lead is qualified."""
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_contact_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    first_name: str = Field(max_length=100)
+    last_name: str = Field(max_length=100)
+    email: str = Field(max_length=254, index=True)
+    phone: str | None = Field(default=None, max_length=32)
+    job_title: str | None = Field(default=None, max_length=100)
+    locale: str = Field(default="en", max_length=8)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    created_at: datetime
+
+
+class Opportunity(SalesTable, table=True):
+    """The opportunity created by qualifying a lead; closing it as won or lost decides."""
+
+    __tablename__ = "opportunity"
+    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_opportunity_onboarding"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str | None = Field(default=None, max_length=64, index=True)
+    name: str = Field(max_length=300)
+    status: str = Field(default="open", max_length=16, index=True)
+    lead_id: int | None = Field(default=None, foreign_key="lead.id")
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    created_at: datetime
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, max_length=100)
+    close_reason: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,115 @@
+"""`make dev`: the Temporal dev server, the SMTP sink and the worker, in the foreground.
+
+Ctrl-C (or any of them dying) stops all of them, the last started first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from models import search_attributes  # noqa: E402
+from settings import get_settings  # noqa: E402
+from temporalio.api.enums.v1 import IndexedValueType  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def search_attribute_flags() -> list[str]:
+    flags = []
+    for key in search_attributes.ALL:
+        kind = IndexedValueType.Name(key.indexed_value_type).removeprefix("INDEXED_VALUE_TYPE_")
+        flags += ["--search-attribute", f"{key.name}={kind.title()}"]
+    return flags
+
+
+def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"dev: nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def relay(name: str, process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stdout.write(f"{name:>9} | {line}")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    settings = get_settings()
+    (PROJECT / "var" / "mail").mkdir(parents=True, exist_ok=True)
+    host, _, port = settings.temporal_address.rpartition(":")
+    services = [
+        (
+            "temporal",
+            [
+                str(BIN / "temporal"), "server", "start-dev",
+                "--db-filename", str(PROJECT / "var" / "temporal.db"),
+                "--port", port, "--ui-port", "8233",
+                "--namespace", settings.temporal_namespace,
+                "--log-level", "error",
+                *search_attribute_flags(),
+            ],
+            (host or "localhost", int(port)),
+        ),
+        ("mailsink", [sys.executable, "mailsink.py"], (settings.smtp_host, settings.smtp_port)),
+        ("worker", [sys.executable, "worker.py"], None),
+    ]
+    running: list[tuple[str, subprocess.Popen[str]]] = []
+    # A plain flag: an Event set from a signal handler can deadlock against its own wait().
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, command, ready in services:
+            if stopping:
+                break
+            process = subprocess.Popen(
+                command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            )
+            running.append((name, process))
+            threading.Thread(target=relay, args=(name, process), daemon=True).start()
+            if ready is not None:
+                wait_for_port(*ready)
+        print("dev: Temporal UI http://localhost:8233 · SMTP sink var/mail/ · Ctrl-C stops everything", flush=True)
+        while not stopping:
+            for name, process in running:
+                if process.poll() is not None:
+                    print(f"dev: {name} exited with {process.returncode}; stopping", flush=True)
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for name, process in reversed(running):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        print("dev: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""All configuration in one place: environment variables, a `.env` file, then defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """The variables of the CONTRACT, with its defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    onboarding_task_queue: str = "b2b-onboarding"
+
+    sales_database_url: str = "sqlite:///var/sales.db"
+    commerce_database_url: str = "sqlite:///var/commerce.db"
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "B2B Partner Onboarding <no-reply@localhost>"
+
+    b2b_site_url: str = "http://localhost:8000"
+    sales_integration_enabled: bool = True
+
+    api_tokens: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("mail_from")
+    @classmethod
+    def _single_line_sender(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("MAIL_FROM must be a single line")
+        return value
+
+    @field_validator("sales_database_url", "commerce_database_url")
+    @classmethod
+    def _sqlite_path_from_project(cls, url: str) -> str:
+        """Relative SQLite paths mean the project's `var/`, wherever a process starts."""
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(PROJECT_DIR / url.removeprefix(prefix))
+        return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

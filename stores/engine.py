@@ -1,0 +1,77 @@
+"""Engines and the transaction helpers every activity writes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, select
+
+T = TypeVar("T")
+Row = TypeVar("Row", bound=SQLModel)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for any SQLAlchemy URL; SQLite is tuned for many concurrent writers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's own handling breaks savepoints
+        # and lets two writers deadlock on a lock upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def transact(engine: Engine, work: Callable[[Session], T]) -> T:
+    """Run `work` in one transaction and commit.
+
+    A unique-key conflict means a concurrent attempt of the same activity got there
+    first; the whole unit runs once more and then finds that attempt's rows.
+    """
+    for attempt in (1, 2):
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except IntegrityError:
+                session.rollback()
+                if attempt == 2:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def get_or_create(session: Session, model: type[Row], build: Callable[[], Row], **key: Any) -> Row:
+    """The row of `model` with `key`, inserting `build()` when there is none yet."""
+    row = session.exec(select(model).filter_by(**key)).first()
+    if row is None:
+        row = build()
+        session.add(row)
+        session.flush()
+    return row
+
+
+def one(session: Session, model: type[Row], **key: Any) -> Row | None:
+    return session.exec(select(model).filter_by(**key)).first()

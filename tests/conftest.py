@@ -1,0 +1,126 @@
+"""Real services for the tests: a Temporal dev server from the venv's binary, an SMTP
+server (aiosmtpd), SQLite stores in files, and a worker per test on its own task queue."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from mailsink import SpoolHandler, read_spool
+from models import search_attributes
+from settings import Settings
+from stores import Stores
+from worker import ACTIVITY_THREADS, build_worker
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MailSink:
+    host: str
+    port: int
+    spool: Path
+
+    def messages(self, onboarding_id: str | None = None) -> list[EmailMessage]:
+        return [
+            message
+            for message in read_spool(self.spool)
+            if onboarding_id is None or message["X-Onboarding-Id"] == onboarding_id
+        ]
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(VENV_BIN / "temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    spool = tmp_path_factory.mktemp("mail")
+    port = free_port()
+    controller = Controller(SpoolHandler(spool), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield MailSink("127.0.0.1", port, spool)
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink) -> Settings:
+    data = tmp_path_factory.mktemp("stores")
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        sales_database_url=f"sqlite:///{data / 'sales.db'}",
+        commerce_database_url=f"sqlite:///{data / 'commerce.db'}",
+        smtp_host=mail_sink.host,
+        smtp_port=mail_sink.port,
+        mail_from="B2B Partner Onboarding <no-reply@b2b.test>",
+        b2b_site_url="http://b2b.test",
+    )
+
+
+@pytest.fixture(scope="session")
+def stores(base_settings: Settings) -> Iterator[Stores]:
+    stores = Stores.from_settings(base_settings)
+    stores.create_tables()
+    yield stores
+    stores.dispose()
+
+
+@pytest.fixture(scope="session")
+def activity_executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="test-activity") as executor:
+        yield executor
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    """Sales integration on, and a task queue of this test's own."""
+    return base_settings.model_copy(
+        update={"onboarding_task_queue": f"test-{uuid.uuid4().hex[:12]}"}
+    )
+
+
+@pytest.fixture
+def settings_integration_off(settings: Settings) -> Settings:
+    return settings.model_copy(update={"sales_integration_enabled": False})
+
+
+@pytest.fixture
+async def worker(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+) -> AsyncIterator[None]:
+    async with build_worker(client, settings, stores, activity_executor):
+        yield

@@ -1,0 +1,71 @@
+"""What the tests do the way a user would: submit, decide, and read both stores."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, select
+from temporalio.client import Client
+
+import client as onboarding
+from models.commerce import CommerceTable
+from models.payloads import OnboardingRequest, OnboardingStatus
+from models.sales import SalesTable
+from settings import Settings
+from stores import Stores
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def a_request(**overrides: Any) -> OnboardingRequest:
+    """A valid request with an email of its own, so tests never meet each other's."""
+    fields: dict[str, Any] = {
+        "company": "Contoso Srl",
+        "first_name": "Giulia",
+        "last_name": "Rossi",
+        "email": f"giulia.{uuid.uuid4().hex[:10]}@contoso.example",
+        "phone": "+39 02 1234 5678",
+        "job_title": "Purchasing manager",
+        "website": "contoso.example",
+        "company_address": "Via Roma 1, 20121 Milano",
+        "company_phone": "+39 02 0000 0000",
+        "locale": "en",
+        "comments": "We resell office furniture.",
+    }
+    fields.update(overrides)
+    return OnboardingRequest(**fields)
+
+
+async def submit(client: Client, settings: Settings, **overrides: Any) -> OnboardingStatus:
+    """Submit a request and wait until it is recorded and ready for a decision."""
+    result = await onboarding.submit(client, a_request(**overrides), settings)
+    return await onboarding.wait_until_recorded(client, result.onboarding_id)
+
+
+def rows(engine: Engine, model: type[SQLModel], onboarding_id: str) -> list[Any]:
+    with Session(engine) as session:
+        return list(session.exec(select(model).filter_by(onboarding_id=onboarding_id)))
+
+
+def row_counts(stores: Stores, onboarding_id: str) -> Counter[str]:
+    """How many rows each table of both stores holds for one request."""
+    counts: Counter[str] = Counter()
+    for engine, base in ((stores.sales, SalesTable), (stores.commerce, CommerceTable)):
+        with Session(engine) as session:
+            for table in base.metadata.sorted_tables:
+                query = select(table).where(table.c.onboarding_id == onboarding_id)
+                counts[table.name] = len(session.exec(query).all())  # type: ignore[call-overload]
+    return counts
+
+
+async def keep_history(client: Client, workflow_id: str, name: str) -> None:
+    """With RECORD_HISTORIES=1, keep the workflow's history for the replay test."""
+    if os.environ.get("RECORD_HISTORIES") != "1":
+        return
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

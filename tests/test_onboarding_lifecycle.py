@@ -1,0 +1,224 @@
+"""The process of DOMAIN.md end to end: real dev server, worker, SMTP server and SQLite stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import Session
+from temporalio.client import Client
+
+import client as onboarding
+from mailsink import read_spool
+from models.commerce import (
+    Customer,
+    CustomerHierarchy,
+    CustomerHierarchyMember,
+    EmailMessage,
+    Prospect,
+)
+from models.payloads import Action, EmailKind, OnboardingStatus, Stage, applicant_workflow_id
+from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity, TimelineNote
+from settings import Settings
+from stores import Stores, views
+from tests.conftest import MailSink
+from tests.scenario import keep_history, row_counts, rows, submit
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def only(items: list) -> object:
+    assert len(items) == 1, f"expected exactly one, found {len(items)}: {items}"
+    return items[0]
+
+
+def the_one_email(mail_sink: MailSink, stores: Stores, status: OnboardingStatus, kind: EmailKind):
+    """Exactly one message for the request, of `kind`, matching its outbox row."""
+    message = only(mail_sink.messages(status.onboarding_id))
+    outbox = only(rows(stores.commerce, EmailMessage, status.onboarding_id))
+    assert message["X-Onboarding-Event"] == kind.event
+    assert message["X-Onboarding-Id"] == status.onboarding_id
+    assert message["Message-ID"] == outbox.message_id
+    assert message["To"].addresses[0].addr_spec == status.email
+    assert message["Content-Language"] == status.locale
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert outbox.kind == kind.value and outbox.recipient == status.email
+    assert outbox.sent_at is not None
+    assert status.records.email_message_id == outbox.id
+    return message
+
+
+async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_email(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    status = await submit(client, settings, locale="it", email="Giulia.WON@Contoso.example")
+    oid = status.onboarding_id
+    assert status.stage is Stage.LEAD_OPEN
+    assert status.workflow_id == f"onboarding-{oid}"
+
+    prospect = only(rows(stores.commerce, Prospect, oid))
+    assert prospect.status == "pending"
+    assert prospect.email == "giulia.won@contoso.example"
+    assert prospect.company_name == "Contoso Srl"
+
+    lead = only(rows(stores.sales, Lead, oid))
+    assert (lead.first_name, lead.last_name, lead.email) == ("Giulia", "Rossi", prospect.email)
+    assert (lead.company_name, lead.website) == ("Contoso Srl", "https://contoso.example")
+    assert lead.status == "open" and lead.commerce_prospect_id == prospect.id
+    note = only(views.timeline(stores.sales, lead.id))
+    assert note.kind == DUAL_WRITE_NOTE and "dual-write" in note.text
+
+    status = await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:mario")
+    assert status.stage is Stage.OPPORTUNITY_OPEN
+    lead = only(rows(stores.sales, Lead, oid))
+    assert (lead.status, lead.decided_by) == ("qualified", "rep:mario")
+    account = only(rows(stores.sales, Account, oid))
+    contact = only(rows(stores.sales, Contact, oid))
+    opportunity = only(rows(stores.sales, Opportunity, oid))
+    assert opportunity.status == "open"
+    assert (opportunity.lead_id, opportunity.account_id, opportunity.contact_id) == (
+        lead.id, account.id, contact.id,
+    )
+    assert contact.account_id == account.id and account.name == "Contoso Srl"
+    customers = {c.customer_type: c for c in rows(stores.commerce, Customer, oid)}
+    assert customers["person"].sales_contact_id == contact.id
+    assert customers["organization"].sales_account_id == account.id
+    assert customers["person"].email == prospect.email
+    assert only(rows(stores.commerce, Prospect, oid)).status == "pending"
+    assert mail_sink.messages(oid) == []
+
+    status = await onboarding.decide(client, oid, Action.WON, actor="rep:mario")
+    assert status.stage is Stage.APPROVED and status.prospect_status == "approved"
+    assert only(rows(stores.sales, Opportunity, oid)).status == "won"
+    prospect = only(rows(stores.commerce, Prospect, oid))
+    assert (prospect.status, prospect.decided_by) == ("approved", "rep:mario")
+
+    hierarchy = only(rows(stores.commerce, CustomerHierarchy, oid))
+    assert hierarchy.root_customer_id == customers["organization"].id
+    members = {m.role: m for m in rows(stores.commerce, CustomerHierarchyMember, oid)}
+    assert members.keys() == {"organization", "b2b_admin"}
+    assert members["b2b_admin"].customer_id == customers["person"].id
+    assert members["b2b_admin"].parent_customer_id == customers["organization"].id
+
+    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
+    assert "Benvenuti" in message["Subject"]
+    body = message.get_body(("plain",)).get_content()
+    assert "Gentile Giulia" in body and "http://b2b.test/sign-in" in body
+
+    records = status.records
+    assert (records.prospect_id, records.lead_id, records.opportunity_id) == (
+        prospect.id, lead.id, opportunity.id,
+    )
+    assert records.customer_hierarchy_id == hierarchy.id
+    assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
+    assert row_counts(stores, oid) == {
+        "lead": 1, "timeline_note": 3, "account": 1, "contact": 1, "opportunity": 1,
+        "prospect": 1, "customer": 2, "customer_hierarchy": 1,
+        "customer_hierarchy_member": 2, "email_message": 1,
+    }
+    assert (await onboarding.status(client, oid)) == status
+    await keep_history(client, status.workflow_id, "won")
+    await keep_history(client, applicant_workflow_id(status.email), "applicant")
+
+
+async def test_dual_write_leads_have_their_own_view_and_stay_out_of_open_leads(
+    client: Client, settings: Settings, stores: Stores
+) -> None:
+    status = await submit(client, settings)
+    with Session(stores.sales) as session:
+        ordinary = Lead(
+            topic="Walk-in", first_name="Ada", last_name="Lovelace", email="ada@example.com",
+            company_name="Analytical Engines", created_at=datetime.now(UTC),
+        )
+        session.add(ordinary)
+        session.commit()
+        session.refresh(ordinary)
+
+    b2b = {lead.id for lead in views.all_commerce_b2b_leads(stores.sales)}
+    open_ = {lead.id for lead in views.open_leads(stores.sales)}
+    assert status.records.lead_id in b2b and status.records.lead_id not in open_
+    assert ordinary.id in open_ and ordinary.id not in b2b
+
+
+async def test_cancelled_lead_rejects_the_prospect_with_one_email(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    status = await submit(client, settings)
+    oid = status.onboarding_id
+
+    status = await onboarding.decide(
+        client, oid, Action.CANCEL, actor="rep:anna", reason="Not a business customer"
+    )
+
+    assert status.stage is Stage.REJECTED and status.prospect_status == "rejected"
+    lead = only(rows(stores.sales, Lead, oid))
+    assert (lead.status, lead.decision_reason) == ("disqualified", "Not a business customer")
+    prospect = only(rows(stores.commerce, Prospect, oid))
+    assert (prospect.status, prospect.decision_reason) == ("rejected", "Not a business customer")
+    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    assert "Not a business customer" in message.get_body(("plain",)).get_content()
+    counts = row_counts(stores, oid)
+    assert counts["opportunity"] == counts["contact"] == counts["account"] == 0
+    assert counts["customer"] == counts["customer_hierarchy"] == 0
+    await keep_history(client, status.workflow_id, "cancelled")
+
+
+async def test_lost_opportunity_rejects_the_prospect_with_one_email(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    status = await submit(client, settings)
+    oid = status.onboarding_id
+    await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:anna")
+
+    status = await onboarding.decide(client, oid, Action.LOST, actor="rep:anna", reason="Budget")
+
+    assert status.stage is Stage.REJECTED
+    assert only(rows(stores.sales, Opportunity, oid)).status == "lost"
+    assert only(rows(stores.commerce, Prospect, oid)).status == "rejected"
+    assert rows(stores.commerce, CustomerHierarchy, oid) == []
+    the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    await keep_history(client, status.workflow_id, "lost")
+
+
+async def test_integration_off_admin_approves_in_commerce_without_any_lead(
+    client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    status = await submit(client, settings_integration_off)
+    oid = status.onboarding_id
+    assert status.stage is Stage.AWAITING_APPROVAL and not status.sales_integration_enabled
+
+    status = await onboarding.decide(client, oid, Action.APPROVE, actor="admin:luca")
+
+    assert status.stage is Stage.APPROVED
+    counts = row_counts(stores, oid)
+    assert sum(counts[t] for t in ("lead", "timeline_note", "opportunity", "contact", "account")) == 0
+    customers = {c.customer_type: c for c in rows(stores.commerce, Customer, oid)}
+    assert customers.keys() == {"person", "organization"}
+    assert customers["person"].sales_contact_id is None
+    hierarchy = only(rows(stores.commerce, CustomerHierarchy, oid))
+    assert hierarchy.root_customer_id == customers["organization"].id
+    assert only(rows(stores.commerce, Prospect, oid)).decided_by == "admin:luca"
+    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
+    assert message["Subject"].startswith("Welcome aboard")
+    await keep_history(client, status.workflow_id, "integration_off_approved")
+
+
+async def test_integration_off_admin_rejects_in_commerce(
+    client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    status = await submit(client, settings_integration_off, locale="it")
+
+    status = await onboarding.decide(
+        client, status.onboarding_id, Action.REJECT, actor="admin:luca", reason="Duplicato"
+    )
+
+    assert status.stage is Stage.REJECTED
+    assert row_counts(stores, status.onboarding_id)["customer"] == 0
+    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    assert "Duplicato" in message.get_body(("html",)).get_content()
+    await keep_history(client, status.workflow_id, "integration_off_rejected")
+
+
+def test_the_spool_reader_sees_nothing_in_an_empty_folder(tmp_path) -> None:
+    assert read_spool(tmp_path) == []

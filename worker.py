@@ -1,0 +1,121 @@
+"""Runs the Temporal worker: builds the stores and the mailer, registers workflows and activities."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.commerce import CommerceActivities
+from activities.email import EmailActivities, EmailRenderer
+from activities.sales import SalesActivities
+from client import OnboardingError, connect
+from models import search_attributes
+from settings import Settings, get_settings
+from stores import Stores
+from workflows.applicant import ApplicantWorkflow
+from workflows.onboarding import OnboardingWorkflow
+
+# Store activities are blocking (SQLAlchemy) and run on this many threads.
+ACTIVITY_THREADS = 32
+# Validation libraries the payload models load lazily; deterministic, safe to share.
+PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "dns")
+
+
+class MissingSearchAttributes(Exception):
+    pass
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+    task_queue: str | None = None,
+) -> Worker:
+    sales = SalesActivities(stores.sales)
+    commerce = CommerceActivities(stores.commerce)
+    email = EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
+    return Worker(
+        client,
+        task_queue=task_queue or settings.onboarding_task_queue,
+        workflows=[OnboardingWorkflow, ApplicantWorkflow],
+        activities=[
+            sales.create_lead,
+            sales.qualify_lead,
+            sales.disqualify_lead,
+            sales.close_opportunity,
+            commerce.create_prospect,
+            commerce.write_customers,
+            commerce.approve_prospect,
+            commerce.reject_prospect,
+            email.send_onboarding_email,
+        ],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+        activity_executor=activity_executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def check_search_attributes(client: Client, namespace: str) -> None:
+    """Refuse to start without the search attributes admins filter on, naming the missing."""
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    problems = []
+    for key in search_attributes.ALL:
+        have = response.custom_attributes.get(key.name)
+        want = key.indexed_value_type
+        if have is None:
+            problems.append(f"{key.name} ({IndexedValueType.Name(want).removeprefix('INDEXED_VALUE_TYPE_').title()}) is missing")
+        elif have != want:
+            problems.append(f"{key.name} has type {IndexedValueType.Name(have)}, not {IndexedValueType.Name(want)}")
+    if problems:
+        hint = " ".join(
+            f"--search-attribute {k.name}={IndexedValueType.Name(k.indexed_value_type).removeprefix('INDEXED_VALUE_TYPE_').title()}"
+            for k in search_attributes.ALL
+        )
+        raise MissingSearchAttributes(
+            f"namespace {namespace!r}: {'; '.join(problems)}. Register them "
+            f"(temporal operator search-attribute create, or start the dev server with {hint})."
+        )
+
+
+async def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    try:
+        client = await connect(settings)
+        await check_search_attributes(client, settings.temporal_namespace)
+    except (OnboardingError, MissingSearchAttributes) as err:
+        print(f"worker: {err}", file=sys.stderr)
+        return 1
+    stores = Stores.from_settings(settings)
+    stores.create_tables()
+
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    executor = ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity")
+    async with build_worker(client, settings, stores, executor):
+        logging.info("worker polling task queue %s", settings.onboarding_task_queue)
+        await interrupted.wait()
+        logging.info("worker shutting down")
+    executor.shutdown()
+    stores.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

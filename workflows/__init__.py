@@ -1,0 +1,1 @@
+"""The onboarding lifecycle, deterministic; all I/O happens in activities."""

@@ -1,0 +1,91 @@
+"""One contact email's applications: at most one undecided onboarding request at a time.
+
+Its workflow id is derived from the email, so Temporal's one-running-workflow-per-id
+rule is the lock: concurrent submissions with the same email meet in this workflow's
+`submit` Update, and while a request is open every submission answers with it. Once
+that request is decided this workflow ends, and the email may apply again.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from models import search_attributes as sa
+    from models.payloads import (
+        ApplicantInput,
+        OnboardingInput,
+        Stage,
+        SubmitInput,
+        SubmitResult,
+        onboarding_workflow_id,
+    )
+    from workflows.onboarding import OnboardingWorkflow
+
+from temporalio.common import TypedSearchAttributes
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+
+
+@workflow.defn
+class ApplicantWorkflow:
+    @workflow.init
+    def __init__(self, input: ApplicantInput) -> None:
+        self._open: SubmitResult | None = None
+        self._child: ChildWorkflowHandle | None = None
+
+    @workflow.run
+    async def run(self, input: ApplicantInput) -> None:
+        while True:
+            await workflow.wait_condition(
+                lambda: self._child is not None
+                or (self._open is None and workflow.all_handlers_finished())
+            )
+            if self._child is None:
+                return
+            try:
+                await self._child
+            except ChildWorkflowError as err:
+                workflow.logger.warning("Onboarding %s ended without a decision: %s", self._open, err)
+            self._open, self._child = None, None
+
+    @workflow.update
+    async def submit(self, input: SubmitInput) -> SubmitResult:
+        """Start an onboarding request, or answer with the one still undecided."""
+        if self._open is not None:
+            return self._open.model_copy(update={"duplicate": True})
+        onboarding_id = workflow.uuid4().hex[:16]
+        request = input.request
+        self._open = SubmitResult(
+            onboarding_id=onboarding_id, workflow_id=onboarding_workflow_id(onboarding_id)
+        )
+        try:
+            self._child = await workflow.start_child_workflow(
+                OnboardingWorkflow.run,
+                OnboardingInput(
+                    onboarding_id=onboarding_id,
+                    request=request,
+                    sales_integration_enabled=input.sales_integration_enabled,
+                ),
+                id=self._open.workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        sa.ONBOARDING_ID.value_set(onboarding_id),
+                        sa.ONBOARDING_STAGE.value_set(Stage.SUBMITTED.value),
+                        sa.COMPANY_NAME.value_set(request.company),
+                        sa.CONTACT_EMAIL.value_set(request.email),
+                    ]
+                ),
+                static_summary=f"{request.company}: {request.contact_name}",
+                static_details=(
+                    f"**Company:** {request.company}\n\n"
+                    f"**Contact:** {request.contact_name} <{request.email}>\n\n"
+                    f"**Language:** {request.locale}\n\n"
+                    f"**Sales integration:** {'on' if input.sales_integration_enabled else 'off'}"
+                ),
+            )
+        except BaseException:
+            self._open = None
+            raise
+        return self._open

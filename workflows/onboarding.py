@@ -1,0 +1,304 @@
+"""One onboarding request, from the form to the approval or rejection email.
+
+`run` reads as DOMAIN.md's process: prospect, lead, qualify, won/lost (or, with the
+Sales integration off, approve/reject), then the decision in Commerce and the email.
+Reps' decisions arrive through the `decide` Update (validated, so a refused decision
+leaves no trace in history) or the `decision` signal (a refused one is logged and
+ignored).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.commerce import CommerceActivities
+    from activities.email import EmailActivities
+    from activities.sales import SalesActivities
+    from models import search_attributes as sa
+    from models.payloads import (
+        ALLOWED_ACTIONS,
+        Action,
+        ApproveProspectInput,
+        CloseOpportunityInput,
+        CreateLeadInput,
+        CreateProspectInput,
+        Decision,
+        DecisionRecord,
+        DisqualifyLeadInput,
+        EmailKind,
+        OnboardingInput,
+        OnboardingStatus,
+        QualifyLeadInput,
+        RejectProspectInput,
+        SendEmailInput,
+        Stage,
+        WriteCustomersInput,
+    )
+
+# Stores or the mail server being down is worth waiting out: retry with backoff, for
+# as long as it takes. Bad data is raised non-retryable by the activities themselves.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+STORE_WRITE = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+SEND_EMAIL = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": RETRY}
+
+WAITING_FOR = {
+    Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
+    Stage.LEAD_OPEN: "Waiting for a sales rep to **qualify** or **cancel** the lead.",
+    Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity as **won** or **lost**.",
+    Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** the prospect.",
+    Stage.APPROVED: "Approved: customer hierarchy created and approval email sent.",
+    Stage.REJECTED: "Rejected: rejection email sent.",
+}
+
+
+class DecisionNotAllowed(ApplicationError):
+    """A decision the request's current stage does not allow; details: (stage,)."""
+
+    def __init__(self, message: str, stage: Stage) -> None:
+        super().__init__(message, stage.value, type="DecisionNotAllowed", non_retryable=True)
+
+
+@workflow.defn
+class OnboardingWorkflow:
+    @workflow.init
+    def __init__(self, input: OnboardingInput) -> None:
+        now = workflow.now()
+        self._input = input
+        self._status = OnboardingStatus(
+            onboarding_id=input.onboarding_id,
+            workflow_id=workflow.info().workflow_id,
+            stage=Stage.SUBMITTED,
+            stage_since=now,
+            submitted_at=now,
+            company_name=input.request.company,
+            email=input.request.email,
+            locale=input.request.locale,
+            sales_integration_enabled=input.sales_integration_enabled,
+        )
+        self._decision: Decision | None = None
+
+    @workflow.run
+    async def run(self, input: OnboardingInput) -> OnboardingStatus:
+        self._publish()
+        records = self._status.records
+        records.prospect_id = await workflow.execute_activity_method(
+            CommerceActivities.create_prospect,
+            CreateProspectInput(onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()),
+            summary="Commerce: add the request to All prospects as pending",
+            **STORE_WRITE,
+        )
+        if input.sales_integration_enabled:
+            await self._work_the_lead()
+        else:
+            await self._await_commerce_approval()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    async def _work_the_lead(self) -> None:
+        """Sales integration on: lead → qualify → opportunity → won or lost."""
+        records = self._status.records
+        lead = await workflow.execute_activity_method(
+            SalesActivities.create_lead,
+            CreateLeadInput(
+                onboarding_id=self._input.onboarding_id,
+                request=self._input.request,
+                prospect_id=records.prospect_id,
+                at=workflow.now(),
+            ),
+            summary="Sales: create the lead (dual-write) with its timeline note",
+            **STORE_WRITE,
+        )
+        records.lead_id, records.timeline_note_id = lead.lead_id, lead.timeline_note_id
+        self._enter(Stage.LEAD_OPEN)
+
+        decision = await self._next_decision()
+        if decision.action is Action.CANCEL:
+            await workflow.execute_activity_method(
+                SalesActivities.disqualify_lead,
+                DisqualifyLeadInput(**self._stamp(decision)),
+                summary=f"Sales: cancel the lead ({decision.actor})",
+                **STORE_WRITE,
+            )
+            await self._reject(decision)
+            return
+
+        qualified = await workflow.execute_activity_method(
+            SalesActivities.qualify_lead,
+            QualifyLeadInput(**self._stamp(decision, reason=False)),
+            summary=f"Sales: qualify the lead → opportunity, contact, account ({decision.actor})",
+            **STORE_WRITE,
+        )
+        records.opportunity_id = qualified.opportunity_id
+        records.contact_id, records.account_id = qualified.contact_id, qualified.account_id
+        await self._write_customers(qualified.contact_id, qualified.account_id)
+        self._enter(Stage.OPPORTUNITY_OPEN)
+
+        decision = await self._next_decision()
+        won = decision.action is Action.WON
+        await workflow.execute_activity_method(
+            SalesActivities.close_opportunity,
+            CloseOpportunityInput(won=won, **self._stamp(decision)),
+            summary=f"Sales: close the opportunity as {'won' if won else 'lost'} ({decision.actor})",
+            **STORE_WRITE,
+        )
+        if won:
+            await self._approve(decision)
+        else:
+            await self._reject(decision)
+
+    async def _await_commerce_approval(self) -> None:
+        """Sales integration off: a Commerce admin approves or rejects directly."""
+        self._enter(Stage.AWAITING_APPROVAL)
+        decision = await self._next_decision()
+        if decision.action is Action.APPROVE:
+            await self._write_customers(None, None)
+            await self._approve(decision)
+        else:
+            await self._reject(decision)
+
+    async def _write_customers(self, contact_id: int | None, account_id: int | None) -> None:
+        customers = await workflow.execute_activity_method(
+            CommerceActivities.write_customers,
+            WriteCustomersInput(
+                onboarding_id=self._input.onboarding_id,
+                request=self._input.request,
+                sales_contact_id=contact_id,
+                sales_account_id=account_id,
+                at=workflow.now(),
+            ),
+            summary="Commerce: write the person and organization customers",
+            **STORE_WRITE,
+        )
+        self._status.records.person_customer_id = customers.person_customer_id
+        self._status.records.organization_customer_id = customers.organization_customer_id
+
+    async def _approve(self, decision: Decision) -> None:
+        self._status.records.customer_hierarchy_id = await workflow.execute_activity_method(
+            CommerceActivities.approve_prospect,
+            ApproveProspectInput(**self._stamp(decision, reason=False)),
+            summary="Commerce: approve the prospect and create its customer hierarchy",
+            **STORE_WRITE,
+        )
+        await self._notify(EmailKind.PROSPECT_APPROVED, decision)
+        self._enter(Stage.APPROVED)
+
+    async def _reject(self, decision: Decision) -> None:
+        await workflow.execute_activity_method(
+            CommerceActivities.reject_prospect,
+            RejectProspectInput(**self._stamp(decision)),
+            summary="Commerce: mark the prospect rejected",
+            **STORE_WRITE,
+        )
+        await self._notify(EmailKind.PROSPECT_REJECTED, decision)
+        self._enter(Stage.REJECTED)
+
+    async def _notify(self, kind: EmailKind, decision: Decision) -> None:
+        self._status.records.email_message_id = await workflow.execute_activity_method(
+            EmailActivities.send_onboarding_email,
+            SendEmailInput(
+                onboarding_id=self._input.onboarding_id,
+                kind=kind,
+                request=self._input.request,
+                reason=decision.reason,
+            ),
+            summary=f"Email: send {kind.event} to the requester",
+            **SEND_EMAIL,
+        )
+
+    # --- decisions ---------------------------------------------------------------------
+
+    @workflow.update
+    async def decide(self, decision: Decision) -> OnboardingStatus:
+        """A rep's or admin's decision; answers once it is applied, with the new status."""
+        self._accept(decision)
+        await workflow.wait_condition(lambda: self._decision is None)
+        return self._status
+
+    @decide.validator
+    def _validate_decide(self, decision: Decision) -> None:
+        refusal = self._refusal(decision)
+        if refusal is not None:
+            raise DecisionNotAllowed(refusal, self._status.stage)
+
+    @workflow.signal(name="decision")
+    def decision_signal(self, decision: Decision) -> None:
+        """The same decision, fire-and-forget; a refused one is logged and ignored."""
+        refusal = self._refusal(decision)
+        if refusal is not None:
+            workflow.logger.warning("Ignored %s signal: %s", decision.action.value, refusal)
+            return
+        self._accept(decision)
+
+    @workflow.query
+    def status(self) -> OnboardingStatus:
+        return self._status
+
+    def _refusal(self, decision: Decision) -> str | None:
+        stage = self._status.stage
+        if self._decision is not None:
+            return (
+                f"{decision.action.value} is not allowed: {self._decision.action.value} "
+                f"is already being applied while the request is {stage.value}"
+            )
+        if decision.action not in ALLOWED_ACTIONS[stage]:
+            allowed = ", ".join(sorted(ALLOWED_ACTIONS[stage])) or "none, it is decided"
+            return (
+                f"{decision.action.value} is not allowed while the request is {stage.value} "
+                f"(allowed: {allowed})"
+            )
+        return None
+
+    def _accept(self, decision: Decision) -> None:
+        self._decision = decision
+        self._status.pending_action = decision.action
+        self._status.decisions.append(DecisionRecord(**decision.model_dump(), at=workflow.now()))
+        self._publish()
+
+    async def _next_decision(self) -> Decision:
+        await workflow.wait_condition(lambda: self._decision is not None)
+        assert self._decision is not None
+        return self._decision
+
+    # --- stage, visibility ---------------------------------------------------------------
+
+    def _enter(self, stage: Stage) -> None:
+        """Move to `stage`; the decision that led here, if any, is now applied."""
+        self._decision = None
+        self._status.pending_action = None
+        self._status.stage = stage
+        self._status.stage_since = workflow.now()
+        self._publish(stage_changed=True)
+
+    def _publish(self, stage_changed: bool = False) -> None:
+        """What an admin reads in the Temporal UI: search attributes and current details."""
+        status = self._status
+        if stage_changed:
+            workflow.upsert_search_attributes([sa.ONBOARDING_STAGE.value_set(status.stage.value)])
+        details = [
+            f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
+            WAITING_FOR[status.stage],
+        ]
+        if status.pending_action is not None:
+            details.append(f"Applying **{status.pending_action.value}**.")
+        workflow.set_current_details("\n\n".join(details))
+
+    def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
+        """The fields every decision activity carries: whose, why and when."""
+        fields: dict[str, Any] = {
+            "onboarding_id": self._input.onboarding_id,
+            "actor": decision.actor,
+            "at": workflow.now(),
+        }
+        if reason:
+            fields["reason"] = decision.reason
+        return fields
