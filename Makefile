@@ -15,12 +15,12 @@ $(STAMP): pyproject.toml
 dev: $(STAMP)
 	$(PY) scripts/dev.py
 
-test: $(STAMP)
-	$(PY) -m ruff check .
+test: lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
 clean:

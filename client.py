@@ -42,6 +42,7 @@ from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=10)
+SUBMIT_ATTEMPTS = 10
 T = TypeVar("T")
 
 
@@ -88,12 +89,13 @@ async def submit(
     payload = SubmitInput(
         request=request, sales_integration_enabled=settings.sales_integration_enabled
     )
-    # The applicant workflow may be ending (its last request just decided) while we
-    # arrive; a fresh attempt then starts a new run.
-    attempts = 5
-    for attempt in range(1, attempts + 1):
+    # Two moments need another try: the applicant workflow is ending (its last request
+    # just decided) as we arrive, or it has not yet seen that its request was decided.
+    delay = 0.02
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        last = attempt == SUBMIT_ATTEMPTS
         try:
-            return await _rpc(
+            result = await _rpc(
                 client.execute_update_with_start_workflow(
                     ApplicantWorkflow.submit,
                     payload,
@@ -102,13 +104,18 @@ async def submit(
                     rpc_timeout=RPC_TIMEOUT,
                 )
             )
+            if not result.duplicate or last:
+                return result
+            if not (await status(client, result.onboarding_id)).stage.decided:
+                return result
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
                 isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
             )
-            if not ending or attempt == attempts:
+            if not ending or last:
                 raise
-        await asyncio.sleep(0.05 * attempt)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
     raise AssertionError("unreachable")
 
 
@@ -167,7 +174,9 @@ async def signal_decision(
     handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
     decision = Decision(action=action, reason=reason, actor=actor)
     try:
-        await _rpc(handle.signal(OnboardingWorkflow.decision_signal, decision, rpc_timeout=RPC_TIMEOUT))
+        await _rpc(
+            handle.signal(OnboardingWorkflow.decision_signal, decision, rpc_timeout=RPC_TIMEOUT)
+        )
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise RequestNotFound(onboarding_id) from err
@@ -218,4 +227,6 @@ async def _rpc(call: Awaitable[T]) -> T:
             raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
         raise
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-        raise TemporalUnavailable("Temporal did not answer in time; is the worker running?") from err
+        raise TemporalUnavailable(
+            "Temporal did not answer in time; is the worker running?"
+        ) from err

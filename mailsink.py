@@ -57,7 +57,9 @@ def main() -> None:
 
     controller = Controller(SpoolHandler(args.spool), hostname=args.host, port=args.port)
     controller.start()
-    print(f"mailsink: SMTP on {args.host}:{args.port}, keeping messages in {args.spool}", flush=True)
+    print(
+        f"mailsink: SMTP on {args.host}:{args.port}, keeping messages in {args.spool}", flush=True
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(argv: Sequence[str], client: Client | None = None, settings: Settings | None = None) -> int:
+async def run(
+    argv: Sequence[str], client: Client | None = None, settings: Settings | None = None
+) -> int:
     """Run one command; tests pass their own client and settings."""
     try:
         args = build_parser().parse_args(argv)

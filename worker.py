@@ -1,4 +1,4 @@
-"""Runs the Temporal worker: builds the stores and the mailer, registers workflows and activities."""
+"""Runs the Temporal worker: builds the stores and the mailer, registers everything."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -26,12 +25,19 @@ from workflows.onboarding import OnboardingWorkflow
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
+WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow]
 # Validation libraries the payload models load lazily; deterministic, safe to share.
 PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "dns")
 
 
 class MissingSearchAttributes(Exception):
     pass
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
 
 
 def build_worker(
@@ -47,7 +53,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
-        workflows=[OnboardingWorkflow, ApplicantWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             sales.create_lead,
             sales.qualify_lead,
@@ -59,9 +65,7 @@ def build_worker(
             commerce.reject_prospect,
             email.send_onboarding_email,
         ],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
     )
@@ -75,24 +79,23 @@ async def check_search_attributes(client: Client, namespace: str) -> None:
     problems = []
     for key in search_attributes.ALL:
         have = response.custom_attributes.get(key.name)
-        want = key.indexed_value_type
+        want = search_attributes.type_name(key.indexed_value_type)
         if have is None:
-            problems.append(f"{key.name} ({IndexedValueType.Name(want).removeprefix('INDEXED_VALUE_TYPE_').title()}) is missing")
-        elif have != want:
-            problems.append(f"{key.name} has type {IndexedValueType.Name(have)}, not {IndexedValueType.Name(want)}")
+            problems.append(f"{key.name} ({want}) is missing")
+        elif have != key.indexed_value_type:
+            problems.append(f"{key.name} is {search_attributes.type_name(have)}, not {want}")
     if problems:
-        hint = " ".join(
-            f"--search-attribute {k.name}={IndexedValueType.Name(k.indexed_value_type).removeprefix('INDEXED_VALUE_TYPE_').title()}"
-            for k in search_attributes.ALL
-        )
+        flags = " ".join(search_attributes.dev_server_flags())
         raise MissingSearchAttributes(
-            f"namespace {namespace!r}: {'; '.join(problems)}. Register them "
-            f"(temporal operator search-attribute create, or start the dev server with {hint})."
+            f"namespace {namespace!r}: {'; '.join(problems)}. Register them with "
+            f"`temporal operator search-attribute create`, or start the dev server with {flags}"
         )
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = get_settings()
     try:
         client = await connect(settings)

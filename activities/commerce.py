@@ -126,36 +126,22 @@ class CommerceActivities:
                 prospect.decided_at, prospect.decided_by = input.at, input.actor
             organization = _customer(session, input.onboarding_id, ORGANIZATION)
             person = _customer(session, input.onboarding_id, PERSON)
-            assert organization.id is not None and person.id is not None
+            root_id, person_id = organization.id, person.id
+            assert root_id is not None and person_id is not None
             hierarchy = get_or_create(
                 session,
                 CustomerHierarchy,
                 lambda: CustomerHierarchy(
                     onboarding_id=input.onboarding_id,
                     name=organization.name,
-                    root_customer_id=organization.id,
+                    root_customer_id=root_id,
                     created_at=input.at,
                 ),
                 onboarding_id=input.onboarding_id,
             )
             assert hierarchy.id is not None
-            for customer, parent, role in (
-                (organization, None, ROLE_ROOT),
-                (person, organization.id, ROLE_B2B_ADMIN),
-            ):
-                get_or_create(
-                    session,
-                    CustomerHierarchyMember,
-                    lambda customer=customer, parent=parent, role=role: CustomerHierarchyMember(
-                        onboarding_id=input.onboarding_id,
-                        hierarchy_id=hierarchy.id,
-                        customer_id=customer.id,
-                        parent_customer_id=parent,
-                        role=role,
-                    ),
-                    hierarchy_id=hierarchy.id,
-                    customer_id=customer.id,
-                )
+            _member(session, input.onboarding_id, hierarchy.id, root_id, None, ROLE_ROOT)
+            _member(session, input.onboarding_id, hierarchy.id, person_id, root_id, ROLE_B2B_ADMIN)
             return hierarchy.id
 
         return transact(self.engine, work)
@@ -181,6 +167,29 @@ def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Pro
         raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
     prospect.status = status.value
     return prospect
+
+
+def _member(
+    session: Session,
+    onboarding_id: str,
+    hierarchy_id: int,
+    customer_id: int,
+    parent_customer_id: int | None,
+    role: str,
+) -> CustomerHierarchyMember:
+    return get_or_create(
+        session,
+        CustomerHierarchyMember,
+        lambda: CustomerHierarchyMember(
+            onboarding_id=onboarding_id,
+            hierarchy_id=hierarchy_id,
+            customer_id=customer_id,
+            parent_customer_id=parent_customer_id,
+            role=role,
+        ),
+        hierarchy_id=hierarchy_id,
+        customer_id=customer_id,
+    )
 
 
 def _customer(session: Session, onboarding_id: str, customer_type: str) -> Customer:

@@ -114,7 +114,9 @@ class EmailActivities:
         await asyncio.to_thread(self._mark_sent, row_id)
         return row_id
 
-    def _claim(self, input: SendEmailInput, email: RenderedEmail, message_id: str) -> tuple[int, bool]:
+    def _claim(
+        self, input: SendEmailInput, email: RenderedEmail, message_id: str
+    ) -> tuple[int, bool]:
         def work(session: Session) -> tuple[int, bool]:
             row = get_or_create(
                 session,

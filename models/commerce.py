@@ -81,9 +81,7 @@ class CustomerHierarchyMember(CommerceTable, table=True):
     """A customer's place in a hierarchy: the organisation at the root, people under it."""
 
     __tablename__ = "customer_hierarchy_member"
-    __table_args__ = (
-        UniqueConstraint("hierarchy_id", "customer_id", name="uq_hierarchy_member"),
-    )
+    __table_args__ = (UniqueConstraint("hierarchy_id", "customer_id", name="uq_hierarchy_member"),)
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)

@@ -12,6 +12,7 @@ import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -77,7 +78,8 @@ Locale = Literal["en", "it"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,32}$")
-_WEBSITE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+# "javascript:…", "mailto:…": a scheme, unlike "contoso.example:8080".
+_OTHER_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:(?!\d)", re.IGNORECASE)
 
 
 def _single_line(value: str) -> str:
@@ -101,10 +103,23 @@ def _phone(value: str) -> str:
 
 
 def _website(value: str) -> str:
+    problem = "must be a web address such as https://contoso.example"
     if "://" not in value:
+        if _OTHER_SCHEME.match(value):
+            raise ValueError(problem)
         value = "https://" + value
-    if not _WEBSITE.match(value):
-        raise ValueError("must be a web address such as https://contoso.example")
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(problem) from None
+    host = parts.hostname or ""
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or "." not in host
+        or any(char.isspace() for char in value)
+    ):
+        raise ValueError(problem)
     return value
 
 
@@ -121,9 +136,13 @@ CompanyName = Annotated[str, _text(160), AfterValidator(_single_line)]
 Phone = Annotated[str, _text(32), AfterValidator(_single_line), AfterValidator(_phone)]
 Website = Annotated[str, _text(255), AfterValidator(_single_line), AfterValidator(_website)]
 Address = Annotated[str, _text(300), AfterValidator(_single_line)]
-Comments = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(_multi_line)]
+Comments = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(_multi_line)
+]
 Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_lower)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_multi_line)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_multi_line)
+]
 Actor = Annotated[str, _text(100), AfterValidator(_single_line)]
 
 

@@ -17,19 +17,11 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+
 from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
-from temporalio.api.enums.v1 import IndexedValueType  # noqa: E402
 
 BIN = Path(sys.executable).parent
-
-
-def search_attribute_flags() -> list[str]:
-    flags = []
-    for key in search_attributes.ALL:
-        kind = IndexedValueType.Name(key.indexed_value_type).removeprefix("INDEXED_VALUE_TYPE_")
-        flags += ["--search-attribute", f"{key.name}={kind.title()}"]
-    return flags
 
 
 def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
@@ -58,12 +50,20 @@ def main() -> int:
         (
             "temporal",
             [
-                str(BIN / "temporal"), "server", "start-dev",
-                "--db-filename", str(PROJECT / "var" / "temporal.db"),
-                "--port", port, "--ui-port", "8233",
-                "--namespace", settings.temporal_namespace,
-                "--log-level", "error",
-                *search_attribute_flags(),
+                str(BIN / "temporal"),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(PROJECT / "var" / "temporal.db"),
+                "--port",
+                port,
+                "--ui-port",
+                "8233",
+                "--namespace",
+                settings.temporal_namespace,
+                "--log-level",
+                "error",
+                *search_attributes.dev_server_flags(),
             ],
             (host or "localhost", int(port)),
         ),
@@ -85,14 +85,22 @@ def main() -> int:
             if stopping:
                 break
             process = subprocess.Popen(
-                command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                command,
+                cwd=PROJECT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
             )
             running.append((name, process))
             threading.Thread(target=relay, args=(name, process), daemon=True).start()
             if ready is not None:
                 wait_for_port(*ready)
-        print("dev: Temporal UI http://localhost:8233 · SMTP sink var/mail/ · Ctrl-C stops everything", flush=True)
+        print(
+            "dev: Temporal UI http://localhost:8233 · mail in var/mail/ · Ctrl-C stops everything",
+            flush=True,
+        )
         while not stopping:
             for name, process in running:
                 if process.poll() is not None:
@@ -100,7 +108,7 @@ def main() -> int:
                     stopping = True
             time.sleep(0.2)
     finally:
-        for name, process in reversed(running):
+        for _, process in reversed(running):
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
                 try:

@@ -3,6 +3,7 @@ server (aiosmtpd), SQLite stores in files, and a worker per test on its own task
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -22,6 +25,7 @@ from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from settings import Settings
 from stores import Stores
+from stores.engine import make_engine
 from worker import ACTIVITY_THREADS, build_worker
 
 VENV_BIN = Path(sys.executable).parent
@@ -124,3 +128,42 @@ async def worker(
 ) -> AsyncIterator[None]:
     async with build_worker(client, settings, stores, activity_executor):
         yield
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_stores() -> Iterator[Stores]:
+    """Both stores on the local PostgreSQL server, each in a database of its own."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    names = {
+        store: f"onboarding_test_{uuid.uuid4().hex[:8]}_{store}" for store in ("sales", "commerce")
+    }
+    with admin.connect() as connection:
+        for name in names.values():
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    base = make_url(POSTGRES_ADMIN_URL)
+    stores = Stores(
+        sales=make_engine(base.set(database=names["sales"]).render_as_string(hide_password=False)),
+        commerce=make_engine(
+            base.set(database=names["commerce"]).render_as_string(hide_password=False)
+        ),
+    )
+    stores.create_tables()
+    yield stores
+    stores.dispose()
+    with admin.connect() as connection:
+        for name in names.values():
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_stores(request: pytest.FixtureRequest, stores: Stores) -> Stores:
+    """Each store backend the product supports: embedded SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return stores
+    return request.getfixturevalue("postgres_stores")

@@ -58,8 +58,8 @@ def row_counts(stores: Stores, onboarding_id: str) -> Counter[str]:
     for engine, base in ((stores.sales, SalesTable), (stores.commerce, CommerceTable)):
         with Session(engine) as session:
             for table in base.metadata.sorted_tables:
-                query = select(table).where(table.c.onboarding_id == onboarding_id)
-                counts[table.name] = len(session.exec(query).all())  # type: ignore[call-overload]
+                query = table.select().where(table.c.onboarding_id == onboarding_id)
+                counts[table.name] = len(session.connection().execute(query).all())
     return counts
 
 

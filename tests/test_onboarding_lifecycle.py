@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import EmailMessage as Mail
+from typing import TypeVar
 
 import pytest
 from sqlmodel import Session
@@ -18,21 +20,24 @@ from models.commerce import (
     Prospect,
 )
 from models.payloads import Action, EmailKind, OnboardingStatus, Stage, applicant_workflow_id
-from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity, TimelineNote
+from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import MailSink
 from tests.scenario import keep_history, row_counts, rows, submit
 
 pytestmark = pytest.mark.usefixtures("worker")
+T = TypeVar("T")
 
 
-def only(items: list) -> object:
+def only(items: list[T]) -> T:
     assert len(items) == 1, f"expected exactly one, found {len(items)}: {items}"
     return items[0]
 
 
-def the_one_email(mail_sink: MailSink, stores: Stores, status: OnboardingStatus, kind: EmailKind):
+def the_one_email(
+    mail_sink: MailSink, stores: Stores, status: OnboardingStatus, kind: EmailKind
+) -> Mail:
     """Exactly one message for the request, of `kind`, matching its outbox row."""
     message = only(mail_sink.messages(status.onboarding_id))
     outbox = only(rows(stores.commerce, EmailMessage, status.onboarding_id))
@@ -47,6 +52,12 @@ def the_one_email(mail_sink: MailSink, stores: Stores, status: OnboardingStatus,
     assert outbox.sent_at is not None
     assert status.records.email_message_id == outbox.id
     return message
+
+
+def text_of(message: Mail, subtype: str = "plain") -> str:
+    part = message.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    return str(part.get_content())
 
 
 async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_email(
@@ -78,7 +89,9 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     opportunity = only(rows(stores.sales, Opportunity, oid))
     assert opportunity.status == "open"
     assert (opportunity.lead_id, opportunity.account_id, opportunity.contact_id) == (
-        lead.id, account.id, contact.id,
+        lead.id,
+        account.id,
+        contact.id,
     )
     assert contact.account_id == account.id and account.name == "Contoso Srl"
     customers = {c.customer_type: c for c in rows(stores.commerce, Customer, oid)}
@@ -103,19 +116,28 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
 
     message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
     assert "Benvenuti" in message["Subject"]
-    body = message.get_body(("plain",)).get_content()
+    body = text_of(message)
     assert "Gentile Giulia" in body and "http://b2b.test/sign-in" in body
 
     records = status.records
     assert (records.prospect_id, records.lead_id, records.opportunity_id) == (
-        prospect.id, lead.id, opportunity.id,
+        prospect.id,
+        lead.id,
+        opportunity.id,
     )
     assert records.customer_hierarchy_id == hierarchy.id
     assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
     assert row_counts(stores, oid) == {
-        "lead": 1, "timeline_note": 3, "account": 1, "contact": 1, "opportunity": 1,
-        "prospect": 1, "customer": 2, "customer_hierarchy": 1,
-        "customer_hierarchy_member": 2, "email_message": 1,
+        "lead": 1,
+        "timeline_note": 3,
+        "account": 1,
+        "contact": 1,
+        "opportunity": 1,
+        "prospect": 1,
+        "customer": 2,
+        "customer_hierarchy": 1,
+        "customer_hierarchy_member": 2,
+        "email_message": 1,
     }
     assert (await onboarding.status(client, oid)) == status
     await keep_history(client, status.workflow_id, "won")
@@ -128,8 +150,12 @@ async def test_dual_write_leads_have_their_own_view_and_stay_out_of_open_leads(
     status = await submit(client, settings)
     with Session(stores.sales) as session:
         ordinary = Lead(
-            topic="Walk-in", first_name="Ada", last_name="Lovelace", email="ada@example.com",
-            company_name="Analytical Engines", created_at=datetime.now(UTC),
+            topic="Walk-in",
+            first_name="Ada",
+            last_name="Lovelace",
+            email="ada@example.com",
+            company_name="Analytical Engines",
+            created_at=datetime.now(UTC),
         )
         session.add(ordinary)
         session.commit()
@@ -157,7 +183,7 @@ async def test_cancelled_lead_rejects_the_prospect_with_one_email(
     prospect = only(rows(stores.commerce, Prospect, oid))
     assert (prospect.status, prospect.decision_reason) == ("rejected", "Not a business customer")
     message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
-    assert "Not a business customer" in message.get_body(("plain",)).get_content()
+    assert "Not a business customer" in text_of(message)
     counts = row_counts(stores, oid)
     assert counts["opportunity"] == counts["contact"] == counts["account"] == 0
     assert counts["customer"] == counts["customer_hierarchy"] == 0
@@ -192,7 +218,9 @@ async def test_integration_off_admin_approves_in_commerce_without_any_lead(
 
     assert status.stage is Stage.APPROVED
     counts = row_counts(stores, oid)
-    assert sum(counts[t] for t in ("lead", "timeline_note", "opportunity", "contact", "account")) == 0
+    assert (
+        sum(counts[t] for t in ("lead", "timeline_note", "opportunity", "contact", "account")) == 0
+    )
     customers = {c.customer_type: c for c in rows(stores.commerce, Customer, oid)}
     assert customers.keys() == {"person", "organization"}
     assert customers["person"].sales_contact_id is None
@@ -216,7 +244,7 @@ async def test_integration_off_admin_rejects_in_commerce(
     assert status.stage is Stage.REJECTED
     assert row_counts(stores, status.onboarding_id)["customer"] == 0
     message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
-    assert "Duplicato" in message.get_body(("html",)).get_content()
+    assert "Duplicato" in text_of(message, "html")
     await keep_history(client, status.workflow_id, "integration_off_rejected")
 
 

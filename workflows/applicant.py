@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.onboarding import OnboardingWorkflow
 
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 
@@ -38,20 +38,27 @@ class ApplicantWorkflow:
     async def run(self, input: ApplicantInput) -> None:
         while True:
             await workflow.wait_condition(
-                lambda: self._child is not None
-                or (self._open is None and workflow.all_handlers_finished())
+                lambda: (
+                    self._child is not None
+                    or (self._open is None and workflow.all_handlers_finished())
+                )
             )
             if self._child is None:
                 return
             try:
                 await self._child
             except ChildWorkflowError as err:
-                workflow.logger.warning("Onboarding %s ended without a decision: %s", self._open, err)
+                workflow.logger.warning(
+                    "Onboarding %s ended without a decision: %s", self._open, err
+                )
             self._open, self._child = None, None
 
     @workflow.update
     async def submit(self, input: SubmitInput) -> SubmitResult:
         """Start an onboarding request, or answer with the one still undecided."""
+        if self._open is not None:
+            # Answer only once that request's workflow exists, so callers can use it.
+            await workflow.wait_condition(lambda: self._child is not None or self._open is None)
         if self._open is not None:
             return self._open.model_copy(update={"duplicate": True})
         onboarding_id = workflow.uuid4().hex[:16]
@@ -71,10 +78,10 @@ class ApplicantWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=TypedSearchAttributes(
                     [
-                        sa.ONBOARDING_ID.value_set(onboarding_id),
-                        sa.ONBOARDING_STAGE.value_set(Stage.SUBMITTED.value),
-                        sa.COMPANY_NAME.value_set(request.company),
-                        sa.CONTACT_EMAIL.value_set(request.email),
+                        SearchAttributePair(sa.ONBOARDING_ID, onboarding_id),
+                        SearchAttributePair(sa.ONBOARDING_STAGE, Stage.SUBMITTED.value),
+                        SearchAttributePair(sa.COMPANY_NAME, request.company),
+                        SearchAttributePair(sa.CONTACT_EMAIL, request.email),
                     ]
                 ),
                 static_summary=f"{request.company}: {request.contact_name}",

@@ -48,14 +48,14 @@ RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
 )
-STORE_WRITE = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
-SEND_EMAIL = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": RETRY}
+STORE_WRITE_TIMEOUT = timedelta(seconds=30)
+SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 
 WAITING_FOR = {
     Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
     Stage.LEAD_OPEN: "Waiting for a sales rep to **qualify** or **cancel** the lead.",
-    Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity as **won** or **lost**.",
-    Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** the prospect.",
+    Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity **won** or **lost**.",
+    Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** it.",
     Stage.APPROVED: "Approved: customer hierarchy created and approval email sent.",
     Stage.REJECTED: "Rejected: rejection email sent.",
 }
@@ -93,9 +93,12 @@ class OnboardingWorkflow:
         records = self._status.records
         records.prospect_id = await workflow.execute_activity_method(
             CommerceActivities.create_prospect,
-            CreateProspectInput(onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()),
+            CreateProspectInput(
+                onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()
+            ),
             summary="Commerce: add the request to All prospects as pending",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         if input.sales_integration_enabled:
             await self._work_the_lead()
@@ -116,7 +119,8 @@ class OnboardingWorkflow:
                 at=workflow.now(),
             ),
             summary="Sales: create the lead (dual-write) with its timeline note",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         records.lead_id, records.timeline_note_id = lead.lead_id, lead.timeline_note_id
         self._enter(Stage.LEAD_OPEN)
@@ -127,7 +131,8 @@ class OnboardingWorkflow:
                 SalesActivities.disqualify_lead,
                 DisqualifyLeadInput(**self._stamp(decision)),
                 summary=f"Sales: cancel the lead ({decision.actor})",
-                **STORE_WRITE,
+                start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                retry_policy=RETRY,
             )
             await self._reject(decision)
             return
@@ -136,7 +141,8 @@ class OnboardingWorkflow:
             SalesActivities.qualify_lead,
             QualifyLeadInput(**self._stamp(decision, reason=False)),
             summary=f"Sales: qualify the lead → opportunity, contact, account ({decision.actor})",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         records.opportunity_id = qualified.opportunity_id
         records.contact_id, records.account_id = qualified.contact_id, qualified.account_id
@@ -148,8 +154,9 @@ class OnboardingWorkflow:
         await workflow.execute_activity_method(
             SalesActivities.close_opportunity,
             CloseOpportunityInput(won=won, **self._stamp(decision)),
-            summary=f"Sales: close the opportunity as {'won' if won else 'lost'} ({decision.actor})",
-            **STORE_WRITE,
+            summary=f"Sales: close the opportunity as {decision.action.value} ({decision.actor})",
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         if won:
             await self._approve(decision)
@@ -177,7 +184,8 @@ class OnboardingWorkflow:
                 at=workflow.now(),
             ),
             summary="Commerce: write the person and organization customers",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         self._status.records.person_customer_id = customers.person_customer_id
         self._status.records.organization_customer_id = customers.organization_customer_id
@@ -187,7 +195,8 @@ class OnboardingWorkflow:
             CommerceActivities.approve_prospect,
             ApproveProspectInput(**self._stamp(decision, reason=False)),
             summary="Commerce: approve the prospect and create its customer hierarchy",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         await self._notify(EmailKind.PROSPECT_APPROVED, decision)
         self._enter(Stage.APPROVED)
@@ -197,7 +206,8 @@ class OnboardingWorkflow:
             CommerceActivities.reject_prospect,
             RejectProspectInput(**self._stamp(decision)),
             summary="Commerce: mark the prospect rejected",
-            **STORE_WRITE,
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            retry_policy=RETRY,
         )
         await self._notify(EmailKind.PROSPECT_REJECTED, decision)
         self._enter(Stage.REJECTED)
@@ -212,7 +222,8 @@ class OnboardingWorkflow:
                 reason=decision.reason,
             ),
             summary=f"Email: send {kind.event} to the requester",
-            **SEND_EMAIL,
+            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
+            retry_policy=RETRY,
         )
 
     # --- decisions ---------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""Activities run at least once: running any of them twice leaves one row and sends one email."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.commerce import CommerceActivities
+from activities.email import EmailActivities, EmailRenderer
+from activities.sales import SalesActivities
+from models.payloads import (
+    ApproveProspectInput,
+    CloseOpportunityInput,
+    CreateLeadInput,
+    CreateProspectInput,
+    DisqualifyLeadInput,
+    EmailKind,
+    QualifyLeadInput,
+    RejectProspectInput,
+    SendEmailInput,
+    WriteCustomersInput,
+)
+from settings import Settings
+from stores import Stores
+from tests.conftest import MailSink, free_port
+from tests.scenario import a_request, row_counts
+
+NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+def twice(activity, input):  # type: ignore[no-untyped-def]
+    """Run a store activity twice, as a retry after a lost completion would."""
+    env = ActivityEnvironment()
+    first, second = env.run(activity, input), env.run(activity, input)
+    assert first == second
+    return first
+
+
+async def send_twice(email: EmailActivities, input: SendEmailInput) -> int:
+    env = ActivityEnvironment()
+    first = await env.run(email.send_onboarding_email, input)
+    assert await env.run(email.send_onboarding_email, input) == first
+    return first
+
+
+def email_activities(stores: Stores, settings: Settings) -> EmailActivities:
+    return EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
+
+
+async def test_the_won_path_run_twice_leaves_one_of_everything(
+    any_stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    sales, commerce = SalesActivities(any_stores.sales), CommerceActivities(any_stores.commerce)
+    oid, request = uuid.uuid4().hex[:16], a_request()
+
+    prospect_id = twice(
+        commerce.create_prospect, CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
+    )
+    lead = twice(
+        sales.create_lead,
+        CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW),
+    )
+    qualified = twice(sales.qualify_lead, QualifyLeadInput(onboarding_id=oid, actor="rep", at=NOW))
+    twice(
+        commerce.write_customers,
+        WriteCustomersInput(
+            onboarding_id=oid,
+            request=request,
+            at=NOW,
+            sales_contact_id=qualified.contact_id,
+            sales_account_id=qualified.account_id,
+        ),
+    )
+    twice(
+        sales.close_opportunity,
+        CloseOpportunityInput(onboarding_id=oid, won=True, actor="rep", at=NOW),
+    )
+    twice(commerce.approve_prospect, ApproveProspectInput(onboarding_id=oid, actor="rep", at=NOW))
+    await send_twice(
+        email_activities(any_stores, base_settings),
+        SendEmailInput(onboarding_id=oid, kind=EmailKind.PROSPECT_APPROVED, request=request),
+    )
+
+    assert lead.lead_id and qualified.opportunity_id
+    assert row_counts(any_stores, oid) == {
+        "lead": 1,
+        "timeline_note": 3,
+        "account": 1,
+        "contact": 1,
+        "opportunity": 1,
+        "prospect": 1,
+        "customer": 2,
+        "customer_hierarchy": 1,
+        "customer_hierarchy_member": 2,
+        "email_message": 1,
+    }
+    assert len(mail_sink.messages(oid)) == 1
+
+
+async def test_the_rejected_path_run_twice_leaves_one_of_everything(
+    any_stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    sales, commerce = SalesActivities(any_stores.sales), CommerceActivities(any_stores.commerce)
+    oid, request = uuid.uuid4().hex[:16], a_request(locale="it")
+    prospect_id = commerce.create_prospect(
+        CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
+    )
+    sales.create_lead(
+        CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW)
+    )
+
+    twice(
+        sales.disqualify_lead,
+        DisqualifyLeadInput(onboarding_id=oid, actor="rep", reason="no", at=NOW),
+    )
+    twice(
+        commerce.reject_prospect,
+        RejectProspectInput(onboarding_id=oid, actor="rep", reason="no", at=NOW),
+    )
+    await send_twice(
+        email_activities(any_stores, base_settings),
+        SendEmailInput(
+            onboarding_id=oid, kind=EmailKind.PROSPECT_REJECTED, request=request, reason="no"
+        ),
+    )
+
+    counts = row_counts(any_stores, oid)
+    assert (
+        counts["lead"],
+        counts["timeline_note"],
+        counts["prospect"],
+        counts["email_message"],
+    ) == (1, 2, 1, 1)
+    assert len(mail_sink.messages(oid)) == 1
+
+
+def test_deciding_a_request_the_store_does_not_have_fails_without_retrying(stores: Stores) -> None:
+    env, unknown = ActivityEnvironment(), uuid.uuid4().hex[:16]
+    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce)
+
+    with pytest.raises(ApplicationError) as no_lead:
+        env.run(sales.qualify_lead, QualifyLeadInput(onboarding_id=unknown, actor="rep", at=NOW))
+    with pytest.raises(ApplicationError) as no_prospect:
+        env.run(
+            commerce.approve_prospect,
+            ApproveProspectInput(onboarding_id=unknown, actor="rep", at=NOW),
+        )
+
+    for failure in (no_lead.value, no_prospect.value):
+        assert failure.non_retryable and failure.type == "MissingRecord"
+        assert unknown in failure.message
+
+
+def test_a_cancelled_lead_cannot_be_qualified_later(stores: Stores) -> None:
+    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce)
+    oid, request = uuid.uuid4().hex[:16], a_request()
+    prospect_id = commerce.create_prospect(
+        CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
+    )
+    sales.create_lead(
+        CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW)
+    )
+    sales.disqualify_lead(DisqualifyLeadInput(onboarding_id=oid, actor="rep", at=NOW))
+
+    with pytest.raises(ApplicationError) as failure:
+        ActivityEnvironment().run(
+            sales.qualify_lead, QualifyLeadInput(onboarding_id=oid, actor="rep", at=NOW)
+        )
+    assert failure.value.non_retryable and failure.value.type == "ConflictingState"
+
+
+async def test_mail_server_down_retries_and_the_email_goes_out_once_it_is_back(
+    stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    oid = uuid.uuid4().hex[:16]
+    input = SendEmailInput(onboarding_id=oid, kind=EmailKind.PROSPECT_APPROVED, request=a_request())
+    down = base_settings.model_copy(update={"smtp_port": free_port(), "smtp_timeout_seconds": 2})
+
+    with pytest.raises(Exception) as failure:
+        await ActivityEnvironment().run(email_activities(stores, down).send_onboarding_email, input)
+    assert not isinstance(failure.value, ApplicationError), "a down server must be retried"
+    assert mail_sink.messages(oid) == []
+
+    await send_twice(email_activities(stores, base_settings), input)
+    assert len(mail_sink.messages(oid)) == 1
+    assert row_counts(stores, oid)["email_message"] == 1

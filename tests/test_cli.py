@@ -1,0 +1,131 @@
+"""`python starter.py …` as people and scripts run it: JSON out, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from settings import Settings
+from tests.conftest import free_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def starter(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
+        "SALES_INTEGRATION_ENABLED": "true",
+    }
+
+    async def run(*args: str, **overrides: str) -> Run:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "starter.py",
+            *args,
+            cwd=PROJECT,
+            env={**env, **overrides},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return Run(process.returncode, out.decode(), err.decode())
+
+    return run
+
+
+def one_line_reason(run: Run, *words: str) -> None:
+    assert run.out == ""
+    assert run.err.count("\n") == 1 and "Traceback" not in run.err, run.err
+    for word in words:
+        assert word in run.err
+
+
+SUBMIT = ("submit", "--company", "Contoso Srl", "--first-name", "Giulia", "--last-name", "Rossi")
+
+
+async def test_a_rep_works_a_request_from_the_command_line(starter) -> None:  # type: ignore[no-untyped-def]
+    submitted = await starter(*SUBMIT, "--email", "giulia.cli@contoso.example", "--locale", "it")
+    assert submitted.code == 0, submitted.err
+    oid = submitted.json["onboarding_id"]
+    assert submitted.json["workflow_id"] == f"onboarding-{oid}"
+    assert submitted.json["stage"] == "lead_open"
+
+    qualified = await starter("qualify", oid, "--actor", "rep:mario")
+    assert qualified.code == 0 and qualified.json["stage"] == "opportunity_open"
+    won = await starter("won", oid)
+    assert won.code == 0 and won.json["stage"] == "approved"
+
+    status = await starter("status", oid)
+    assert status.code == 0
+    assert status.json["stage"] == "approved" and status.json["prospect_status"] == "approved"
+    assert all(value is not None for value in status.json["records"].values())
+
+    refused = await starter("lost", oid, "--reason", "too late")
+    assert refused.code == 3
+    one_line_reason(refused, "lost is not allowed", "approved")
+
+
+async def test_with_integration_off_an_admin_rejects_from_the_command_line(starter) -> None:  # type: ignore[no-untyped-def]
+    off = {"SALES_INTEGRATION_ENABLED": "false"}
+    submitted = await starter(*SUBMIT, "--email", "off.cli@contoso.example", **off)
+    assert submitted.code == 0 and submitted.json["stage"] == "awaiting_approval"
+    qualify = await starter("qualify", submitted.json["onboarding_id"])
+    assert qualify.code == 3
+    one_line_reason(qualify, "awaiting_approval")
+    rejected = await starter("reject", submitted.json["onboarding_id"], "--reason", "No VAT id")
+    assert rejected.code == 0 and rejected.json["stage"] == "rejected"
+
+
+async def test_bad_input_exits_2_with_a_one_line_reason(starter) -> None:  # type: ignore[no-untyped-def]
+    bad_email = await starter(*SUBMIT, "--email", "not-an-email")
+    assert bad_email.code == 2
+    one_line_reason(bad_email, "--email")
+    bad_locale = await starter(*SUBMIT, "--email", "a@contoso.example", "--locale", "fr")
+    assert bad_locale.code == 2
+    one_line_reason(bad_locale, "--locale")
+    newline = await starter(
+        *SUBMIT[:2], "Evil\r\nBcc: x@y.z", *SUBMIT[3:], "--email", "a@b.example"
+    )
+    assert newline.code == 2
+    one_line_reason(newline, "--company")
+    missing = await starter("qualify")
+    assert missing.code == 2
+    one_line_reason(missing, "ID")
+    unknown = await starter("promote", "x")
+    assert unknown.code == 2
+
+
+async def test_an_unknown_request_exits_4(starter) -> None:  # type: ignore[no-untyped-def]
+    for args in (("status", "0000000000000000"), ("qualify", "0000000000000000")):
+        run = await starter(*args)
+        assert run.code == 4
+        one_line_reason(run, "no onboarding request 0000000000000000")
+
+
+async def test_an_unreachable_temporal_exits_5_with_a_one_line_reason(starter) -> None:  # type: ignore[no-untyped-def]
+    run = await starter("status", "abc", TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
+    assert run.code == 5
+    one_line_reason(run, "cannot reach Temporal")

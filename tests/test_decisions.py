@@ -1,0 +1,173 @@
+"""Reps' decisions: what each stage allows, how refusals look, updates and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import client as onboarding
+from models.payloads import ALLOWED_ACTIONS, Action, OnboardingStatus, Stage
+from settings import Settings
+from stores import Stores
+from tests.scenario import a_request, row_counts, submit
+from worker import WORKFLOWS, workflow_runner
+
+
+async def eventually(client: Client, onboarding_id: str, stage: Stage) -> OnboardingStatus:
+    for _ in range(200):
+        status = await onboarding.status(client, onboarding_id)
+        if status.stage is stage:
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{onboarding_id} never reached {stage}; it is {status.stage}")
+
+
+async def update_events(client: Client, workflow_id: str) -> list[str]:
+    """Names of the Updates the workflow's history accepted."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for event in history.events
+        if event.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+
+
+async def assert_all_refused_but(
+    client: Client, status: OnboardingStatus, allowed: frozenset[Action]
+) -> None:
+    for action in Action:
+        if action in allowed:
+            continue
+        with pytest.raises(onboarding.DecisionNotAllowed) as refused:
+            await onboarding.decide(client, status.onboarding_id, action, actor="rep:test")
+        assert refused.value.stage is status.stage
+        assert f"{action.value} is not allowed" in str(refused.value)
+        assert status.stage.value in str(refused.value)
+
+
+async def reach(client: Client, settings: Settings, stage: Stage) -> OnboardingStatus:
+    """A request driven the way a rep would, up to `stage`."""
+    path = {
+        Stage.LEAD_OPEN: [],
+        Stage.OPPORTUNITY_OPEN: [Action.QUALIFY],
+        Stage.APPROVED: [Action.QUALIFY, Action.WON],
+        Stage.REJECTED: [Action.CANCEL],
+        Stage.AWAITING_APPROVAL: [],
+    }[stage]
+    status = await submit(client, settings)
+    for action in path:
+        status = await onboarding.decide(client, status.onboarding_id, action, actor="rep:test")
+    assert status.stage is stage
+    return status
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize(
+    "stage", [Stage.LEAD_OPEN, Stage.OPPORTUNITY_OPEN, Stage.APPROVED, Stage.REJECTED]
+)
+async def test_every_decision_the_stage_does_not_allow_is_refused_naming_it(
+    client: Client, settings: Settings, stage: Stage
+) -> None:
+    status = await reach(client, settings, stage)
+    accepted_before = await update_events(client, status.workflow_id)
+
+    await assert_all_refused_but(client, status, ALLOWED_ACTIONS[stage])
+
+    assert await update_events(client, status.workflow_id) == accepted_before
+    assert (await onboarding.status(client, status.onboarding_id)).stage is stage
+
+
+@pytest.mark.usefixtures("worker")
+async def test_with_integration_off_only_approve_and_reject_are_allowed(
+    client: Client, settings_integration_off: Settings
+) -> None:
+    status = await reach(client, settings_integration_off, Stage.AWAITING_APPROVAL)
+    await assert_all_refused_but(client, status, ALLOWED_ACTIONS[Stage.AWAITING_APPROVAL])
+    assert await update_events(client, status.workflow_id) == []
+
+
+async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
+    client: Client, settings: Settings
+) -> None:
+    # A worker with the workflows but no activities: the request stays `submitted`.
+    async with Worker(
+        client,
+        task_queue=settings.onboarding_task_queue,
+        workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
+    ):
+        result = await onboarding.submit(client, a_request(), settings)
+        status = await onboarding.status(client, result.onboarding_id)
+        assert status.stage is Stage.SUBMITTED and status.allowed_actions == []
+        await assert_all_refused_but(client, status, frozenset())
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_second_decision_while_the_first_is_applied_is_refused(
+    client: Client, settings: Settings
+) -> None:
+    status = await submit(client, settings)
+    qualify = asyncio.create_task(
+        onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:a")
+    )
+    await asyncio.sleep(0)  # let qualify go first
+    results = await asyncio.gather(
+        qualify,
+        onboarding.decide(client, status.onboarding_id, Action.CANCEL, actor="rep:b"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], OnboardingStatus) and results[0].stage is Stage.OPPORTUNITY_OPEN
+    assert isinstance(results[1], onboarding.DecisionNotAllowed)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
+    client: Client, settings: Settings, stores: Stores
+) -> None:
+    status = await submit(client, settings)
+    oid = status.onboarding_id
+
+    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:wrong")
+    await onboarding.signal_decision(client, oid, Action.QUALIFY, actor="rep:sig")
+    await eventually(client, oid, Stage.OPPORTUNITY_OPEN)
+    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
+    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
+
+    status = await eventually(client, oid, Stage.APPROVED)
+    assert [(d.action, d.actor) for d in status.decisions] == [
+        (Action.QUALIFY, "rep:sig"),
+        (Action.WON, "rep:sig"),
+    ]
+    assert row_counts(stores, oid)["email_message"] == 1
+
+
+@pytest.mark.usefixtures("worker")
+async def test_the_same_update_sent_twice_is_applied_once(
+    client: Client, settings: Settings
+) -> None:
+    status = await submit(client, settings)
+    decision_id = f"qualify-{uuid.uuid4()}"
+    first, again = await asyncio.gather(
+        *(
+            onboarding.decide(
+                client, status.onboarding_id, Action.QUALIFY, actor="rep:a", decision_id=decision_id
+            )
+            for _ in range(2)
+        )
+    )
+    assert first == again and first.stage is Stage.OPPORTUNITY_OPEN
+    assert await update_events(client, status.workflow_id) == ["decide"]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_unknown_request_is_not_found(client: Client) -> None:
+    with pytest.raises(onboarding.RequestNotFound):
+        await onboarding.status(client, "0000000000000000")
+    with pytest.raises(onboarding.RequestNotFound):
+        await onboarding.decide(client, "0000000000000000", Action.QUALIFY, actor="rep:a")
+    with pytest.raises(onboarding.RequestNotFound):
+        await onboarding.signal_decision(client, "0000000000000000", Action.QUALIFY, actor="rep:a")

@@ -1,0 +1,53 @@
+"""Emails in the requester's language, with everything they typed escaped in HTML."""
+
+from __future__ import annotations
+
+from email.policy import SMTP
+
+from activities.email import EmailActivities, EmailRenderer, message_id_for
+from models.payloads import EmailKind, SendEmailInput
+from settings import Settings
+from tests.scenario import a_request
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
+    return SendEmailInput(onboarding_id="abc123", kind=kind, request=a_request(**overrides))
+
+
+def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> None:
+    renderer = EmailRenderer("http://b2b.test/")
+    for kind in EmailKind:
+        for locale in ("en", "it"):
+            email = renderer.render(render(kind, locale=locale))
+            assert email.subject and "\n" not in email.subject
+            assert "abc123" in email.text and "abc123" in email.html
+            assert f'lang="{locale}"' in email.html
+
+
+def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
+    renderer = EmailRenderer("http://b2b.test")
+    input = render(EmailKind.PROSPECT_REJECTED, company=SCRIPT, first_name="<b>Eve</b>")
+    email = renderer.render(input.model_copy(update={"reason": '"><img src=x onerror=alert(1)>'}))
+    assert SCRIPT not in email.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
+    assert "<img" not in email.html and "&lt;b&gt;Eve&lt;/b&gt;" in email.html
+    assert SCRIPT in email.text
+
+
+def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() -> None:
+    settings = Settings(_env_file=None, mail_from="Partners <no-reply@b2b.test>")  # type: ignore[call-arg]
+    activities = EmailActivities(None, settings, EmailRenderer(settings.b2b_site_url))  # type: ignore[arg-type]
+    input = render(EmailKind.PROSPECT_APPROVED, company=SCRIPT)
+    email = activities.renderer.render(input)
+    message_id = message_id_for(input.kind, input.onboarding_id, settings.mail_from)
+
+    message = activities._mime(input, email, message_id)
+
+    assert message_id == "<prospect-approved.abc123@b2b.test>"
+    assert message["Message-ID"] == message_id
+    assert message["X-Onboarding-Id"] == "abc123"
+    assert message["X-Onboarding-Event"] == "prospect-approved"
+    header_block = message.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[0]
+    for line in header_block.split(b"\r\n"):
+        assert line[:1] in (b" ", b"\t") or b":" in line, f"stray header line {line!r}"

@@ -1,0 +1,86 @@
+"""Bad input is refused at the edge with the field named; good input is normalised."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from models.payloads import Decision, OnboardingRequest
+from tests.scenario import a_request
+
+
+def refused_field(**overrides: object) -> str:
+    with pytest.raises(ValidationError) as refused:
+        a_request(**overrides)
+    (error,) = refused.value.errors()
+    return ".".join(str(part) for part in error["loc"])
+
+
+def test_a_complete_request_is_normalised() -> None:
+    request = a_request(
+        email="  Giulia.Rossi@Contoso.EXAMPLE ", website="contoso.example", company=" Contoso "
+    )
+    assert request.email == "giulia.rossi@contoso.example"
+    assert request.website == "https://contoso.example"
+    assert request.company == "Contoso"
+
+
+def test_a_website_may_carry_a_port_and_a_path() -> None:
+    assert (
+        a_request(website="contoso.example:8080/b2b").website == "https://contoso.example:8080/b2b"
+    )
+    assert a_request(website="http://contoso.example").website == "http://contoso.example"
+
+
+def test_only_the_required_fields_are_needed() -> None:
+    request = OnboardingRequest(
+        company="Fabrikam", first_name="Ana", last_name="Lopez", email="ana@fabrikam.example"
+    )
+    assert request.locale == "en" and request.phone is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("company", "Contoso\r\nBcc: victim@example.com"),
+        ("first_name", "Giu\nlia"),
+        ("last_name", "Ros\x00si"),
+        ("job_title", "Bo\u2028ss"),
+        ("company", ""),
+        ("company", "   "),
+        ("company", "x" * 161),
+        ("email", "giulia"),
+        ("email", "giulia@contoso.example\r\nBcc: x@y.z"),
+        ("email", "a" * 250 + "@contoso.example"),
+        ("phone", "call me maybe"),
+        ("website", "javascript:alert(1)"),
+        ("website", "ftp://contoso.example"),
+        ("website", "https://contoso.example:port"),
+        ("website", "https://localhost"),
+        ("website", "contoso example.com"),
+        ("locale", "fr"),
+        ("comments", "ok\x1b[31mred"),
+        ("comments", "x" * 2001),
+    ],
+)
+def test_bad_fields_are_refused_by_name(field: str, value: str) -> None:
+    assert refused_field(**{field: value}) == field
+
+
+def test_unknown_fields_are_refused() -> None:
+    assert refused_field(is_admin=True) == "is_admin"
+
+
+def test_unicode_names_and_multi_line_comments_are_welcome() -> None:
+    request = a_request(
+        company="Café Ünïcødé 株式会社", first_name="Zoë", comments="line one\r\nline two"
+    )
+    assert request.company == "Café Ünïcødé 株式会社"
+    assert request.comments == "line one\nline two"
+
+
+def test_a_decision_reason_may_not_smuggle_control_characters() -> None:
+    with pytest.raises(ValidationError):
+        Decision(action="cancel", reason="bad\x07bell")
+    with pytest.raises(ValidationError):
+        Decision(action="promote")
