@@ -17,6 +17,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -43,6 +44,8 @@ from workflows.onboarding import OnboardingWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=10)
 SUBMIT_ATTEMPTS = 10
+# How long a decision's caller waits for it to be applied before answering with the status.
+APPLY_WAIT = timedelta(seconds=10)
 T = TypeVar("T")
 
 
@@ -139,16 +142,26 @@ async def decide(
     actor: str,
     reason: str | None = None,
     decision_id: str | None = None,
+    wait: timedelta = APPLY_WAIT,
 ) -> OnboardingStatus:
-    """Apply a rep's or admin's decision and answer with the request's new status."""
+    """Apply a rep's or admin's decision and answer with the request's new status.
+
+    A refused decision raises at once. An accepted one is answered when applied, or
+    after `wait` with the status so far (`pending_action` names what is still being
+    applied, say while the mail server is down and the email is being retried).
+    """
     handle = client.get_workflow_handle_for(
         OnboardingWorkflow.run, onboarding_workflow_id(onboarding_id)
     )
     decision = Decision(action=action, reason=reason, actor=actor)
     try:
-        return await _rpc(
-            handle.execute_update(
-                OnboardingWorkflow.decide, decision, id=decision_id, rpc_timeout=RPC_TIMEOUT
+        update = await _rpc(
+            handle.start_update(
+                OnboardingWorkflow.decide,
+                decision,
+                id=decision_id,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                rpc_timeout=RPC_TIMEOUT,
             )
         )
     except WorkflowUpdateFailedError as err:
@@ -165,6 +178,10 @@ async def decide(
             f"{action.value} is not allowed while the request is {current.stage.value}",
             current.stage,
         ) from err
+    try:
+        return await update.result(rpc_timeout=wait)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return await status(client, onboarding_id)
 
 
 async def signal_decision(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage as Mail
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlmodel import Session
 from temporalio.client import Client
 
 import client as onboarding
-from mailsink import read_spool
+from mailsink import SpoolHandler, read_spool
 from models.commerce import (
     Customer,
     CustomerHierarchy,
@@ -23,8 +27,9 @@ from models.payloads import Action, EmailKind, OnboardingStatus, Stage, applican
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
-from tests.conftest import MailSink
+from tests.conftest import MailSink, free_port
 from tests.scenario import keep_history, row_counts, rows, submit
+from worker import build_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 T = TypeVar("T")
@@ -250,3 +255,45 @@ async def test_integration_off_admin_rejects_in_commerce(
 
 def test_the_spool_reader_sees_nothing_in_an_empty_folder(tmp_path) -> None:
     assert read_spool(tmp_path) == []
+
+
+async def test_with_the_mail_server_down_the_decision_waits_and_one_email_goes_out_later(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    down = settings.model_copy(
+        update={
+            "smtp_port": port,
+            "onboarding_task_queue": f"{settings.onboarding_task_queue}-down",
+        }
+    )
+    async with build_worker(client, down, stores, activity_executor):
+        status = await submit(client, down)
+        oid = status.onboarding_id
+        await onboarding.decide(client, oid, Action.QUALIFY, actor="rep")
+
+        status = await onboarding.decide(
+            client, oid, Action.WON, actor="rep", wait=timedelta(seconds=1.5)
+        )
+        assert status.stage is Stage.OPPORTUNITY_OPEN and status.pending_action is Action.WON
+        assert only(rows(stores.commerce, Prospect, oid)).status == "approved"
+        assert only(rows(stores.commerce, EmailMessage, oid)).sent_at is None
+
+        late = MailSink("127.0.0.1", port, tmp_path)
+        controller = Controller(SpoolHandler(tmp_path), hostname=late.host, port=port)
+        controller.start()
+        try:
+            for _ in range(100):
+                status = await onboarding.status(client, oid)
+                if status.stage is Stage.APPROVED:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            controller.stop()
+
+    assert status.stage is Stage.APPROVED and status.pending_action is None
+    the_one_email(late, stores, status, EmailKind.PROSPECT_APPROVED)
