@@ -164,6 +164,10 @@ async def decide(
                 rpc_timeout=RPC_TIMEOUT,
             )
         )
+        # A refused update comes back as a handle whose result raises the refusal.
+        return await update.result(rpc_timeout=wait)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return await status(client, onboarding_id)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
@@ -178,10 +182,6 @@ async def decide(
             f"{action.value} is not allowed while the request is {current.stage.value}",
             current.stage,
         ) from err
-    try:
-        return await update.result(rpc_timeout=wait)
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
-        return await status(client, onboarding_id)
 
 
 async def signal_decision(
