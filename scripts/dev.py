@@ -22,6 +22,8 @@ from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
+# `status` answers from Temporal: keep decided requests there for a month, not a day.
+RETENTION = "720h"
 
 
 def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
@@ -97,6 +99,16 @@ def main() -> int:
             threading.Thread(target=relay, args=(name, process), daemon=True).start()
             if ready is not None:
                 wait_for_port(*ready)
+            if name == "temporal":
+                subprocess.run(
+                    [
+                        str(BIN / "temporal"), "operator", "namespace", "update",
+                        "--address", settings.temporal_address,
+                        "--namespace", settings.temporal_namespace,
+                        "--retention", RETENTION,
+                    ],
+                    check=True, stdout=subprocess.DEVNULL,
+                )  # fmt: skip
         print(
             "dev: Temporal UI http://localhost:8233 · mail in var/mail/ · Ctrl-C stops everything",
             flush=True,

@@ -228,7 +228,10 @@ class OnboardingWorkflow:
 
     # --- decisions ---------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(
+        description="A rep's or admin's decision (qualify, cancel, won, lost, approve, reject); "
+        "answers with the new status once applied"
+    )
     async def decide(self, decision: Decision) -> OnboardingStatus:
         """A rep's or admin's decision; answers once it is applied, with the new status."""
         self._accept(decision)
@@ -241,7 +244,9 @@ class OnboardingWorkflow:
         if refusal is not None:
             raise DecisionNotAllowed(refusal, self._status.stage)
 
-    @workflow.signal(name="decision")
+    @workflow.signal(
+        name="decision", description="The same decision as a signal; a refused one is ignored"
+    )
     def decision_signal(self, decision: Decision) -> None:
         """The same decision, fire-and-forget; a refused one is logged and ignored."""
         refusal = self._refusal(decision)
@@ -250,7 +255,7 @@ class OnboardingWorkflow:
             return
         self._accept(decision)
 
-    @workflow.query
+    @workflow.query(description="Where the request stands, with the ids of every row written")
     def status(self) -> OnboardingStatus:
         return self._status
 
