@@ -14,7 +14,8 @@ PROJECT_DIR = Path(__file__).resolve().parent
 class Settings(BaseSettings):
     """The variables of the CONTRACT, with its defaults."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # The project's .env, then one in the working directory; the environment wins over both.
+    model_config = SettingsConfigDict(env_file=(PROJECT_DIR / ".env", ".env"), extra="ignore")
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"

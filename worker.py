@@ -105,6 +105,14 @@ async def main() -> int:
         return 1
     stores = Stores.from_settings(settings)
     stores.create_tables()
+    logging.info(
+        "stores: sales %s, commerce %s; mail via %s:%s; Sales integration %s",
+        stores.sales.url.render_as_string(hide_password=True),
+        stores.commerce.url.render_as_string(hide_password=True),
+        settings.smtp_host,
+        settings.smtp_port,
+        "on" if settings.sales_integration_enabled else "off",
+    )
 
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()

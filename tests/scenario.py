@@ -21,6 +21,20 @@ from stores import Stores
 
 HISTORIES = Path(__file__).parent / "histories"
 
+# Every row a request leaves behind once qualified and won, in both stores.
+ROWS_OF_A_WON_REQUEST = {
+    "lead": 1,
+    "timeline_note": 3,
+    "account": 1,
+    "contact": 1,
+    "opportunity": 1,
+    "prospect": 1,
+    "customer": 2,
+    "customer_hierarchy": 1,
+    "customer_hierarchy_member": 2,
+    "email_message": 1,
+}
+
 
 def a_request(**overrides: Any) -> OnboardingRequest:
     """A valid request with an email of its own, so tests never meet each other's."""

@@ -27,7 +27,7 @@ from models.payloads import (
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink, free_port
-from tests.scenario import a_request, row_counts
+from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
@@ -86,18 +86,7 @@ async def test_the_won_path_run_twice_leaves_one_of_everything(
     )
 
     assert lead.lead_id and qualified.opportunity_id
-    assert row_counts(any_stores, oid) == {
-        "lead": 1,
-        "timeline_note": 3,
-        "account": 1,
-        "contact": 1,
-        "opportunity": 1,
-        "prospect": 1,
-        "customer": 2,
-        "customer_hierarchy": 1,
-        "customer_hierarchy_member": 2,
-        "email_message": 1,
-    }
+    assert row_counts(any_stores, oid) == ROWS_OF_A_WON_REQUEST
     assert len(mail_sink.messages(oid)) == 1
 
 

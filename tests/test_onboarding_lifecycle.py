@@ -28,7 +28,7 @@ from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import MailSink, free_port
-from tests.scenario import keep_history, row_counts, rows, submit
+from tests.scenario import ROWS_OF_A_WON_REQUEST, keep_history, row_counts, rows, submit
 from worker import build_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -132,18 +132,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     )
     assert records.customer_hierarchy_id == hierarchy.id
     assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
-    assert row_counts(stores, oid) == {
-        "lead": 1,
-        "timeline_note": 3,
-        "account": 1,
-        "contact": 1,
-        "opportunity": 1,
-        "prospect": 1,
-        "customer": 2,
-        "customer_hierarchy": 1,
-        "customer_hierarchy_member": 2,
-        "email_message": 1,
-    }
+    assert row_counts(stores, oid) == ROWS_OF_A_WON_REQUEST
     assert (await onboarding.status(client, oid)) == status
     await keep_history(client, status.workflow_id, "won")
     await keep_history(client, applicant_workflow_id(status.email), "applicant")

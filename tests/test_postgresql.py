@@ -11,7 +11,7 @@ from models.payloads import Action, Stage
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
-from tests.scenario import row_counts, submit
+from tests.scenario import ROWS_OF_A_WON_REQUEST, row_counts, submit
 from worker import build_worker
 
 
@@ -32,18 +32,7 @@ async def test_won_and_cancelled_requests_on_postgresql(
         )
 
     assert (won.stage, cancelled.stage) == (Stage.APPROVED, Stage.REJECTED)
-    assert row_counts(postgres_stores, won.onboarding_id) == {
-        "lead": 1,
-        "timeline_note": 3,
-        "account": 1,
-        "contact": 1,
-        "opportunity": 1,
-        "prospect": 1,
-        "customer": 2,
-        "customer_hierarchy": 1,
-        "customer_hierarchy_member": 2,
-        "email_message": 1,
-    }
+    assert row_counts(postgres_stores, won.onboarding_id) == ROWS_OF_A_WON_REQUEST
     assert row_counts(postgres_stores, cancelled.onboarding_id)["email_message"] == 1
     assert len(mail_sink.messages(won.onboarding_id)) == 1
     assert len(mail_sink.messages(cancelled.onboarding_id)) == 1

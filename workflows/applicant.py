@@ -53,7 +53,7 @@ class ApplicantWorkflow:
                 )
             self._open, self._child = None, None
 
-    @workflow.update(description="Start an onboarding request, or answer with the undecided one")
+    @workflow.update
     async def submit(self, input: SubmitInput) -> SubmitResult:
         """Start an onboarding request, or answer with the one still undecided."""
         if self._open is not None:

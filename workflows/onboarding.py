@@ -228,10 +228,8 @@ class OnboardingWorkflow:
 
     # --- decisions ---------------------------------------------------------------------
 
-    @workflow.update(
-        description="A rep's or admin's decision (qualify, cancel, won, lost, approve, reject); "
-        "answers with the new status once applied"
-    )
+    # No description=: that form of the decorator loses the async return type for callers.
+    @workflow.update
     async def decide(self, decision: Decision) -> OnboardingStatus:
         """A rep's or admin's decision; answers once it is applied, with the new status."""
         self._accept(decision)
