@@ -11,10 +11,11 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
@@ -22,7 +23,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.payloads import (
@@ -66,20 +67,32 @@ class DecisionNotAllowed(OnboardingError):
 
 
 class TemporalUnavailable(OnboardingError):
-    """The Temporal server cannot be reached (or did not answer in time)."""
+    """The Temporal server cannot be reached, refuses us, or did not answer in time."""
+
+
+class DecisionFailed(OnboardingError):
+    """A decision was accepted but its request failed while applying it."""
 
 
 async def connect(settings: Settings) -> Client:
     """A client for the configured server; TLS and API key come from Temporal's own env vars."""
-    config = ClientConfig.load_client_connect_config()
-    config["target_host"] = settings.temporal_address
-    config["namespace"] = settings.temporal_namespace
+    where = f"{settings.temporal_address}, namespace {settings.temporal_namespace!r}"
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
-    except RuntimeError as err:
-        raise TemporalUnavailable(
-            f"cannot reach Temporal at {settings.temporal_address}: {err}"
-        ) from err
+        config = ClientConfig.load_client_connect_config()
+        config["target_host"] = settings.temporal_address
+        config["namespace"] = settings.temporal_namespace
+        client = await Client.connect(**config, data_converter=pydantic_data_converter)
+        # Connecting does not look at the namespace; a wrong one would read as "not found".
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=settings.temporal_namespace), timeout=RPC_TIMEOUT
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise TemporalUnavailable(f"no namespace at {where}") from err
+        raise TemporalUnavailable(f"Temporal at {where} refuses us: {err.message}") from err
+    except Exception as err:
+        raise TemporalUnavailable(f"cannot reach Temporal at {where}: {err}") from err
+    return client
 
 
 async def submit(
@@ -89,9 +102,7 @@ async def submit(
     idempotency_key: str | None = None,
 ) -> SubmitResult:
     """Start a request, or answer with the contact email's request that is still undecided."""
-    payload = SubmitInput(
-        request=request, sales_integration_enabled=settings.sales_integration_enabled
-    )
+    payload = SubmitInput(request=request)
     # Two moments need another try: the applicant workflow is ending (its last request
     # just decided) as we arrive, or it has not yet seen that its request was decided.
     delay = 0.02
@@ -172,16 +183,17 @@ async def decide(
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
-        raise
+        reason = cause.message if isinstance(cause, FailureError) else str(err)
+        raise DecisionFailed(f"{action.value} failed: {reason}") from err
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
         # Not found is also what a finished workflow answers: name its stage instead.
         current = await status(client, onboarding_id)
-        raise DecisionNotAllowed(
-            f"{action.value} is not allowed while the request is {current.stage.value}",
-            current.stage,
-        ) from err
+        why = f"the request is {current.stage.value}"
+        if not current.stage.decided:
+            why += f" and its workflow has {current.workflow_status}; an operator must look at it"
+        raise DecisionNotAllowed(f"{action.value} is not allowed: {why}", current.stage) from err
 
 
 async def signal_decision(
@@ -207,13 +219,16 @@ async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
     )
     try:
         description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
-        if description.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-            return await _rpc(handle.result(rpc_timeout=RPC_TIMEOUT))
-        return await _rpc(handle.query(OnboardingWorkflow.status, rpc_timeout=RPC_TIMEOUT))
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            current = await _rpc(handle.result(rpc_timeout=RPC_TIMEOUT))
+        else:
+            current = await _rpc(handle.query(OnboardingWorkflow.status, rpc_timeout=RPC_TIMEOUT))
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise RequestNotFound(onboarding_id) from err
         raise
+    state = description.status.name.lower() if description.status else "unknown"
+    return current.model_copy(update={"workflow_status": state})
 
 
 async def wait_until_recorded(

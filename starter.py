@@ -1,7 +1,7 @@
 """The command line for people and scripts: submit requests, decide them, read their status.
 
-Exit status: 0 done; 2 bad input; 3 the action is not allowed in the request's current
-stage; 4 no such request; 5 Temporal cannot be reached.
+Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
+the request's current stage; 4 no such request; 5 Temporal cannot be reached.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import client as onboarding
 from models.payloads import Action, OnboardingRequest, Stage, SubmitResult
 from settings import Settings, get_settings
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = (
+    0, 1, 2, 3, 4, 5,
+)  # fmt: skip
 WITH_REASON = {Action.CANCEL, Action.LOST, Action.REJECT}
 
 
@@ -108,6 +110,10 @@ async def run(
         return _fail(EXIT_NOT_FOUND, str(err))
     except onboarding.TemporalUnavailable as err:
         return _fail(EXIT_UNAVAILABLE, str(err))
+    except onboarding.OnboardingError as err:
+        return _fail(EXIT_FAILED, str(err))
+    except Exception as err:  # a person reads this: one line, never a traceback
+        return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
 

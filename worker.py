@@ -48,7 +48,7 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     sales = SalesActivities(stores.sales)
-    commerce = CommerceActivities(stores.commerce)
+    commerce = CommerceActivities(stores.commerce, settings.sales_integration_enabled)
     email = EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
     return Worker(
         client,

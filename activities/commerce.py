@@ -6,17 +6,18 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.errors import conflicting_state, missing_record
+from activities.errors import conflicting_state, missing_record, write
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.payloads import (
     ApproveProspectInput,
     CreateProspectInput,
     CustomersWritten,
+    ProspectCreated,
     ProspectStatus,
     RejectProspectInput,
     WriteCustomersInput,
 )
-from stores.engine import get_or_create, one, transact
+from stores.engine import get_or_create, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -27,15 +28,20 @@ ROLE_B2B_ADMIN = "b2b_admin"
 class CommerceActivities:
     """Every write to Commerce, each idempotent on the onboarding id."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sales_integration_enabled: bool) -> None:
         self.engine = engine
+        self.sales_integration_enabled = sales_integration_enabled
 
     @activity.defn
-    def create_prospect(self, input: CreateProspectInput) -> int:
-        """The request as a `pending` prospect in *All prospects*."""
+    def create_prospect(self, input: CreateProspectInput) -> ProspectCreated:
+        """The request as a `pending` prospect in *All prospects*.
+
+        Commerce's setting decides whether Sales works the prospect; the prospect keeps
+        the answer, so a retry after the setting changed still gives the first one.
+        """
         request = input.request
 
-        def work(session: Session) -> int:
+        def work(session: Session) -> ProspectCreated:
             prospect = get_or_create(
                 session,
                 Prospect,
@@ -52,14 +58,18 @@ class CommerceActivities:
                     job_title=request.job_title,
                     comments=request.comments,
                     locale=request.locale,
+                    sales_integration_enabled=self.sales_integration_enabled,
                     created_at=input.at,
                 ),
                 onboarding_id=input.onboarding_id,
             )
             assert prospect.id is not None
-            return prospect.id
+            return ProspectCreated(
+                prospect_id=prospect.id,
+                sales_integration_enabled=prospect.sales_integration_enabled,
+            )
 
-        return transact(self.engine, work)
+        return write(self.engine, work)
 
     @activity.defn
     def write_customers(self, input: WriteCustomersInput) -> CustomersWritten:
@@ -111,7 +121,7 @@ class CommerceActivities:
                 person_customer_id=person.id, organization_customer_id=organization.id
             )
 
-        return transact(self.engine, work)
+        return write(self.engine, work)
 
     @activity.defn
     def approve_prospect(self, input: ApproveProspectInput) -> int:
@@ -144,7 +154,7 @@ class CommerceActivities:
             _member(session, input.onboarding_id, hierarchy.id, person_id, root_id, ROLE_B2B_ADMIN)
             return hierarchy.id
 
-        return transact(self.engine, work)
+        return write(self.engine, work)
 
     @activity.defn
     def reject_prospect(self, input: RejectProspectInput) -> None:
@@ -156,7 +166,7 @@ class CommerceActivities:
                 prospect.decided_at, prospect.decided_by = input.at, input.actor
                 prospect.decision_reason = input.reason
 
-        transact(self.engine, work)
+        write(self.engine, work)
 
 
 def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Prospect:

@@ -2,8 +2,9 @@
 
 The `email_message` row is written before the message goes out and marked when the
 server accepts it, so a retried activity never sends a notification that was already
-sent; a retry after an unconfirmed send reuses the same Message-ID, so receivers can
-tell the copies apart.
+sent. Between the two, a heartbeat records the acceptance, so a retry after a failure to
+mark only marks. Only a crash in that instant can send twice, and the copy has the same
+Message-ID, so receivers can tell.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from pathlib import Path
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.errors import invalid_data
+from activities.errors import invalid_data, write
 from models.commerce import EmailMessage
 from models.payloads import EmailKind, SendEmailInput
 from settings import PROJECT_DIR, Settings
-from stores.engine import get_or_create, transact
+from stores.engine import get_or_create
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
+SENT = "sent"
+MARK_SENT_BACKOFF = (0.2, 0.5, 1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,17 @@ class EmailActivities:
         email = self.renderer.render(input)
         message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
         row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
-        if already_sent:
-            activity.logger.info("%s for %s was already sent", input.kind, input.onboarding_id)
-            return row_id
-        message = self._mime(input, email, message_id)
+        # An earlier attempt may have been accepted by the server and then failed to
+        # record it: its heartbeat says so.
+        accepted_before = SENT in activity.info().heartbeat_details
+        if not (already_sent or accepted_before):
+            await self._send(self._mime(input, email, message_id), input.request.email)
+            activity.heartbeat(SENT)
+        if not already_sent:
+            await self._mark_sent_retrying(row_id)
+        return row_id
+
+    async def _send(self, message: MimeMessage, recipient: str) -> None:
         try:
             await aiosmtplib.send(
                 message,
@@ -109,10 +120,27 @@ class EmailActivities:
             )
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
-                raise invalid_data(f"the mail server refuses {input.request.email}") from refused
+                raise invalid_data(f"the mail server refuses {recipient}") from refused
             raise
+        except aiosmtplib.SMTPDataError as refused:
+            if refused.code >= 500:
+                raise invalid_data(f"the mail server refuses the message: {refused}") from refused
+            raise
+
+    async def _mark_sent_retrying(self, row_id: int) -> None:
+        """The message is out: record it, waiting out a short store outage in place.
+
+        Failing here would make the activity retry, and the retry send a second copy.
+        """
+        for delay in MARK_SENT_BACKOFF:
+            try:
+                await asyncio.to_thread(self._mark_sent, row_id)
+                return
+            except OperationalError:
+                activity.logger.warning("could not record email %s as sent; retrying", row_id)
+                activity.heartbeat(SENT)
+                await asyncio.sleep(delay)
         await asyncio.to_thread(self._mark_sent, row_id)
-        return row_id
 
     def _claim(
         self, input: SendEmailInput, email: RenderedEmail, message_id: str
@@ -137,7 +165,7 @@ class EmailActivities:
             assert row.id is not None
             return row.id, row.sent_at is not None
 
-        return transact(self.commerce, work)
+        return write(self.commerce, work)
 
     def _mark_sent(self, row_id: int) -> None:
         def work(session: Session) -> None:
@@ -145,7 +173,7 @@ class EmailActivities:
             if row is not None and row.sent_at is None:
                 row.sent_at = datetime.now(UTC)
 
-        transact(self.commerce, work)
+        write(self.commerce, work)
 
     def _mime(self, input: SendEmailInput, email: RenderedEmail, message_id: str) -> MimeMessage:
         request = input.request

@@ -1,6 +1,16 @@
 """Failures no retry can fix: raised non-retryable, with a `type` that names the problem."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
+from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
+
+from stores.engine import transact
+
+T = TypeVar("T")
 
 
 def missing_record(what: str, onboarding_id: str) -> ApplicationError:
@@ -17,3 +27,15 @@ def conflicting_state(message: str) -> ApplicationError:
 
 def invalid_data(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidData", non_retryable=True)
+
+
+def write(engine: Engine, work: Callable[[Session], T]) -> T:
+    """`transact`, where a row the database refuses (too long, wrong type) fails for good.
+
+    Everything else a database raises (down, locked, connection lost) is left to the
+    activity's retry policy.
+    """
+    try:
+        return transact(engine, work)
+    except DataError as err:
+        raise invalid_data(f"the store refused the row: {err.orig}") from err

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.errors import conflicting_state, missing_record
+from activities.errors import conflicting_state, missing_record, write
 from models.payloads import (
     CloseOpportunityInput,
     CreateLeadInput,
@@ -26,7 +26,7 @@ from models.sales import (
     Opportunity,
     TimelineNote,
 )
-from stores.engine import get_or_create, one, transact
+from stores.engine import get_or_create, one
 
 
 class SalesActivities:
@@ -75,7 +75,7 @@ class SalesActivities:
             )
             return LeadCreated(lead_id=_id(lead), timeline_note_id=_id(note))
 
-        return transact(self.engine, work)
+        return write(self.engine, work)
 
     @activity.defn
     def qualify_lead(self, input: QualifyLeadInput) -> LeadQualified:
@@ -137,7 +137,7 @@ class SalesActivities:
                 opportunity_id=_id(opportunity), contact_id=_id(contact), account_id=_id(account)
             )
 
-        return transact(self.engine, work)
+        return write(self.engine, work)
 
     @activity.defn
     def disqualify_lead(self, input: DisqualifyLeadInput) -> None:
@@ -154,7 +154,7 @@ class SalesActivities:
             text = f"Cancelled by {input.actor}" + (f": {input.reason}" if input.reason else ".")
             _note(session, lead, "disqualified", text, input.actor, input.at)
 
-        transact(self.engine, work)
+        write(self.engine, work)
 
     @activity.defn
     def close_opportunity(self, input: CloseOpportunityInput) -> None:
@@ -179,7 +179,7 @@ class SalesActivities:
             )
             _note(session, lead, f"opportunity_{outcome}", text, input.actor, input.at)
 
-        transact(self.engine, work)
+        write(self.engine, work)
 
 
 def _lead(session: Session, onboarding_id: str) -> Lead:

@@ -8,6 +8,19 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from models.payloads import (
+    ACTOR_MAX,
+    ADDRESS_MAX,
+    COMMENTS_MAX,
+    COMPANY_MAX,
+    EMAIL_MAX,
+    FULL_NAME_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    REASON_MAX,
+    WEBSITE_MAX,
+)
+
 
 class CommerceTable(SQLModel, registry=registry()):
     """Base of every Commerce table; its `metadata` holds the Commerce schema only."""
@@ -22,21 +35,23 @@ class Prospect(CommerceTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str = Field(max_length=64)
     status: str = Field(default="pending", max_length=16, index=True)
-    company_name: str = Field(max_length=160, index=True)
-    company_address: str | None = Field(default=None, max_length=300)
-    company_phone: str | None = Field(default=None, max_length=32)
-    website: str | None = Field(default=None, max_length=255)
-    first_name: str = Field(max_length=100)
-    last_name: str = Field(max_length=100)
-    email: str = Field(max_length=254, index=True)
-    phone: str | None = Field(default=None, max_length=32)
-    job_title: str | None = Field(default=None, max_length=100)
-    comments: str | None = Field(default=None, max_length=2000)
+    company_name: str = Field(max_length=COMPANY_MAX, index=True)
+    company_address: str | None = Field(default=None, max_length=ADDRESS_MAX)
+    company_phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    website: str | None = Field(default=None, max_length=WEBSITE_MAX)
+    first_name: str = Field(max_length=NAME_MAX)
+    last_name: str = Field(max_length=NAME_MAX)
+    email: str = Field(max_length=EMAIL_MAX, index=True)
+    phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    job_title: str | None = Field(default=None, max_length=NAME_MAX)
+    comments: str | None = Field(default=None, max_length=COMMENTS_MAX)
     locale: str = Field(default="en", max_length=8)
+    # With the Sales integration off, Commerce admins decide the prospect themselves.
+    sales_integration_enabled: bool = True
     created_at: datetime
     decided_at: datetime | None = None
-    decided_by: str | None = Field(default=None, max_length=100)
-    decision_reason: str | None = Field(default=None, max_length=500)
+    decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
 
 
 class Customer(CommerceTable, table=True):
@@ -50,13 +65,14 @@ class Customer(CommerceTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     customer_type: str = Field(max_length=16, index=True)
-    name: str = Field(max_length=200)
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    email: str | None = Field(default=None, max_length=254, index=True)
-    phone: str | None = Field(default=None, max_length=32)
-    address: str | None = Field(default=None, max_length=300)
-    website: str | None = Field(default=None, max_length=255)
+    # An organisation's company name or a person's "first last".
+    name: str = Field(max_length=max(COMPANY_MAX, FULL_NAME_MAX))
+    first_name: str | None = Field(default=None, max_length=NAME_MAX)
+    last_name: str | None = Field(default=None, max_length=NAME_MAX)
+    email: str | None = Field(default=None, max_length=EMAIL_MAX, index=True)
+    phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    address: str | None = Field(default=None, max_length=ADDRESS_MAX)
+    website: str | None = Field(default=None, max_length=WEBSITE_MAX)
     locale: str = Field(default="en", max_length=8)
     credit_limit: float | None = None
     sales_contact_id: int | None = None
@@ -72,7 +88,7 @@ class CustomerHierarchy(CommerceTable, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
-    name: str = Field(max_length=200)
+    name: str = Field(max_length=COMPANY_MAX)
     root_customer_id: int = Field(foreign_key="customer.id")
     created_at: datetime
 
@@ -100,7 +116,7 @@ class EmailMessage(CommerceTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     kind: str = Field(max_length=40)
-    recipient: str = Field(max_length=254)
+    recipient: str = Field(max_length=EMAIL_MAX)
     subject: str = Field(max_length=300)
     locale: str = Field(max_length=8)
     message_id: str = Field(max_length=255, unique=True)

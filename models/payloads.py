@@ -127,23 +127,40 @@ def _lower(value: str) -> str:
     return value.lower()
 
 
+# Field limits, shared with the stores' columns so a valid request always fits.
+NAME_MAX = 100
+COMPANY_MAX = 160
+PHONE_MAX = 32
+WEBSITE_MAX = 255
+ADDRESS_MAX = 300
+COMMENTS_MAX = 2000
+EMAIL_MAX = 254
+REASON_MAX = 500
+ACTOR_MAX = 100
+FULL_NAME_MAX = 2 * NAME_MAX + 1
+
+
 def _text(max_length: int) -> object:
     return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
 
 
-Name = Annotated[str, _text(100), AfterValidator(_single_line)]
-CompanyName = Annotated[str, _text(160), AfterValidator(_single_line)]
-Phone = Annotated[str, _text(32), AfterValidator(_single_line), AfterValidator(_phone)]
-Website = Annotated[str, _text(255), AfterValidator(_single_line), AfterValidator(_website)]
-Address = Annotated[str, _text(300), AfterValidator(_single_line)]
+Name = Annotated[str, _text(NAME_MAX), AfterValidator(_single_line)]
+CompanyName = Annotated[str, _text(COMPANY_MAX), AfterValidator(_single_line)]
+Phone = Annotated[str, _text(PHONE_MAX), AfterValidator(_single_line), AfterValidator(_phone)]
+Website = Annotated[str, _text(WEBSITE_MAX), AfterValidator(_single_line), AfterValidator(_website)]
+Address = Annotated[str, _text(ADDRESS_MAX), AfterValidator(_single_line)]
 Comments = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=2000), AfterValidator(_multi_line)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=COMMENTS_MAX),
+    AfterValidator(_multi_line),
 ]
-Email = Annotated[EmailStr, StringConstraints(max_length=254), AfterValidator(_lower)]
+Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValidator(_lower)]
 Reason = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_multi_line)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=REASON_MAX),
+    AfterValidator(_multi_line),
 ]
-Actor = Annotated[str, _text(100), AfterValidator(_single_line)]
+Actor = Annotated[str, _text(ACTOR_MAX), AfterValidator(_single_line)]
 
 
 class OnboardingRequest(BaseModel):
@@ -208,6 +225,15 @@ class RecordIds(BaseModel):
     email_message_id: int | None = None
 
 
+class Notification(BaseModel):
+    """The approval or rejection email: sent after the decision, retried until it is."""
+
+    kind: EmailKind
+    state: Literal["sending", "sent", "failed"] = "sending"
+    email_message_id: int | None = None
+    error: str | None = None
+
+
 class OnboardingStatus(BaseModel):
     """Where a request stands: what `status`, the API and the workflow's query return."""
 
@@ -219,10 +245,14 @@ class OnboardingStatus(BaseModel):
     company_name: str
     email: str
     locale: Locale
-    sales_integration_enabled: bool
+    # Known once the prospect is recorded: Commerce's setting decides it.
+    sales_integration_enabled: bool | None = None
     pending_action: Action | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)
     records: RecordIds = Field(default_factory=RecordIds)
+    notification: Notification | None = None
+    # Filled in by the client from Temporal: running, completed, failed, terminated, ...
+    workflow_status: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -249,7 +279,6 @@ class OnboardingStatus(BaseModel):
 class OnboardingInput(BaseModel):
     onboarding_id: str
     request: OnboardingRequest
-    sales_integration_enabled: bool = True
 
 
 class ApplicantInput(BaseModel):
@@ -258,7 +287,12 @@ class ApplicantInput(BaseModel):
 
 class SubmitInput(BaseModel):
     request: OnboardingRequest
-    sales_integration_enabled: bool = True
+
+
+class RequestDecided(BaseModel):
+    """From a request to its applicant workflow: decided, the email may apply again."""
+
+    onboarding_id: str
 
 
 class SubmitResult(BaseModel):
@@ -274,6 +308,11 @@ class CreateProspectInput(BaseModel):
     onboarding_id: str
     request: OnboardingRequest
     at: datetime
+
+
+class ProspectCreated(BaseModel):
+    prospect_id: int
+    sales_integration_enabled: bool
 
 
 class CreateLeadInput(BaseModel):

@@ -8,6 +8,18 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from models.payloads import (
+    ACTOR_MAX,
+    ADDRESS_MAX,
+    COMMENTS_MAX,
+    COMPANY_MAX,
+    EMAIL_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    REASON_MAX,
+    WEBSITE_MAX,
+)
+
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
 LEAD_SOURCE_MANUAL = "manual"
 DUAL_WRITE_NOTE = "dual_write_created"
@@ -29,23 +41,23 @@ class Lead(SalesTable, table=True):
     status: str = Field(default="open", max_length=16, index=True)
     topic: str = Field(max_length=300)
     # Contact part
-    first_name: str = Field(max_length=100)
-    last_name: str = Field(max_length=100)
-    email: str = Field(max_length=254, index=True)
-    phone: str | None = Field(default=None, max_length=32)
-    job_title: str | None = Field(default=None, max_length=100)
+    first_name: str = Field(max_length=NAME_MAX)
+    last_name: str = Field(max_length=NAME_MAX)
+    email: str = Field(max_length=EMAIL_MAX, index=True)
+    phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    job_title: str | None = Field(default=None, max_length=NAME_MAX)
     # Company part
-    company_name: str = Field(max_length=160)
-    company_address: str | None = Field(default=None, max_length=300)
-    company_phone: str | None = Field(default=None, max_length=32)
-    website: str | None = Field(default=None, max_length=255)
-    comments: str | None = Field(default=None, max_length=2000)
+    company_name: str = Field(max_length=COMPANY_MAX)
+    company_address: str | None = Field(default=None, max_length=ADDRESS_MAX)
+    company_phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    website: str | None = Field(default=None, max_length=WEBSITE_MAX)
+    comments: str | None = Field(default=None, max_length=COMMENTS_MAX)
     locale: str = Field(default="en", max_length=8)
     commerce_prospect_id: int | None = None
     created_at: datetime
     decided_at: datetime | None = None
-    decided_by: str | None = Field(default=None, max_length=100)
-    decision_reason: str | None = Field(default=None, max_length=500)
+    decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
 
 
 class TimelineNote(SalesTable, table=True):
@@ -59,7 +71,7 @@ class TimelineNote(SalesTable, table=True):
     lead_id: int = Field(foreign_key="lead.id", index=True)
     kind: str = Field(max_length=40)
     text: str = Field(max_length=1000)
-    author: str = Field(max_length=100)
+    author: str = Field(max_length=ACTOR_MAX)
     created_at: datetime
 
 
@@ -72,9 +84,9 @@ class Account(SalesTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     name: str = Field(max_length=160)
-    address: str | None = Field(default=None, max_length=300)
-    phone: str | None = Field(default=None, max_length=32)
-    website: str | None = Field(default=None, max_length=255)
+    address: str | None = Field(default=None, max_length=ADDRESS_MAX)
+    phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    website: str | None = Field(default=None, max_length=WEBSITE_MAX)
     originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
     created_at: datetime
 
@@ -87,11 +99,11 @@ class Contact(SalesTable, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
-    first_name: str = Field(max_length=100)
-    last_name: str = Field(max_length=100)
-    email: str = Field(max_length=254, index=True)
-    phone: str | None = Field(default=None, max_length=32)
-    job_title: str | None = Field(default=None, max_length=100)
+    first_name: str = Field(max_length=NAME_MAX)
+    last_name: str = Field(max_length=NAME_MAX)
+    email: str = Field(max_length=EMAIL_MAX, index=True)
+    phone: str | None = Field(default=None, max_length=PHONE_MAX)
+    job_title: str | None = Field(default=None, max_length=NAME_MAX)
     locale: str = Field(default="en", max_length=8)
     account_id: int | None = Field(default=None, foreign_key="account.id")
     originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
@@ -113,5 +125,5 @@ class Opportunity(SalesTable, table=True):
     contact_id: int | None = Field(default=None, foreign_key="contact.id")
     created_at: datetime
     closed_at: datetime | None = None
-    closed_by: str | None = Field(default=None, max_length=100)
-    close_reason: str | None = Field(default=None, max_length=500)
+    closed_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    close_reason: str | None = Field(default=None, max_length=REASON_MAX)

@@ -115,8 +115,14 @@ def settings(base_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def settings_integration_off(settings: Settings) -> Settings:
-    return settings.model_copy(update={"sales_integration_enabled": False})
+def settings_integration_off(base_settings: Settings) -> Settings:
+    """Commerce configured without the Sales integration, on a task queue of its own."""
+    return base_settings.model_copy(
+        update={
+            "sales_integration_enabled": False,
+            "onboarding_task_queue": f"test-off-{uuid.uuid4().hex[:12]}",
+        }
+    )
 
 
 @pytest.fixture
@@ -127,6 +133,17 @@ async def worker(
     activity_executor: ThreadPoolExecutor,
 ) -> AsyncIterator[None]:
     async with build_worker(client, settings, stores, activity_executor):
+        yield
+
+
+@pytest.fixture
+async def worker_integration_off(
+    client: Client,
+    settings_integration_off: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+) -> AsyncIterator[None]:
+    async with build_worker(client, settings_integration_off, stores, activity_executor):
         yield
 
 

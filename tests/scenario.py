@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections import Counter
@@ -59,6 +60,16 @@ async def submit(client: Client, settings: Settings, **overrides: Any) -> Onboar
     """Submit a request and wait until it is recorded and ready for a decision."""
     result = await onboarding.submit(client, a_request(**overrides), settings)
     return await onboarding.wait_until_recorded(client, result.onboarding_id)
+
+
+async def finished(client: Client, status: OnboardingStatus) -> OnboardingStatus:
+    """Wait until the request's workflow is done: decided, and its email sent or failed."""
+    for _ in range(150):
+        status = await onboarding.status(client, status.onboarding_id)
+        if status.workflow_status == "completed":
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{status.onboarding_id} did not finish: {status}")
 
 
 def rows(engine: Engine, model: type[SQLModel], onboarding_id: str) -> list[Any]:

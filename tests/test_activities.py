@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.sales import SalesActivities
+from models.commerce import EmailMessage
 from models.payloads import (
+    ACTOR_MAX,
+    ADDRESS_MAX,
+    COMMENTS_MAX,
+    COMPANY_MAX,
+    EMAIL_MAX,
+    NAME_MAX,
+    PHONE_MAX,
+    REASON_MAX,
+    WEBSITE_MAX,
     ApproveProspectInput,
     CloseOpportunityInput,
     CreateLeadInput,
@@ -27,7 +39,7 @@ from models.payloads import (
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink, free_port
-from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts
+from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts, rows
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
@@ -54,12 +66,15 @@ def email_activities(stores: Stores, settings: Settings) -> EmailActivities:
 async def test_the_won_path_run_twice_leaves_one_of_everything(
     any_stores: Stores, base_settings: Settings, mail_sink: MailSink
 ) -> None:
-    sales, commerce = SalesActivities(any_stores.sales), CommerceActivities(any_stores.commerce)
+    sales, commerce = (
+        SalesActivities(any_stores.sales),
+        CommerceActivities(any_stores.commerce, True),
+    )
     oid, request = uuid.uuid4().hex[:16], a_request()
 
     prospect_id = twice(
         commerce.create_prospect, CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
-    )
+    ).prospect_id
     lead = twice(
         sales.create_lead,
         CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW),
@@ -93,11 +108,14 @@ async def test_the_won_path_run_twice_leaves_one_of_everything(
 async def test_the_rejected_path_run_twice_leaves_one_of_everything(
     any_stores: Stores, base_settings: Settings, mail_sink: MailSink
 ) -> None:
-    sales, commerce = SalesActivities(any_stores.sales), CommerceActivities(any_stores.commerce)
+    sales, commerce = (
+        SalesActivities(any_stores.sales),
+        CommerceActivities(any_stores.commerce, True),
+    )
     oid, request = uuid.uuid4().hex[:16], a_request(locale="it")
     prospect_id = commerce.create_prospect(
         CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
-    )
+    ).prospect_id
     sales.create_lead(
         CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW)
     )
@@ -129,7 +147,7 @@ async def test_the_rejected_path_run_twice_leaves_one_of_everything(
 
 def test_deciding_a_request_the_store_does_not_have_fails_without_retrying(stores: Stores) -> None:
     env, unknown = ActivityEnvironment(), uuid.uuid4().hex[:16]
-    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce)
+    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce, True)
 
     with pytest.raises(ApplicationError) as no_lead:
         env.run(sales.qualify_lead, QualifyLeadInput(onboarding_id=unknown, actor="rep", at=NOW))
@@ -145,11 +163,11 @@ def test_deciding_a_request_the_store_does_not_have_fails_without_retrying(store
 
 
 def test_a_cancelled_lead_cannot_be_qualified_later(stores: Stores) -> None:
-    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce)
+    sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce, True)
     oid, request = uuid.uuid4().hex[:16], a_request()
     prospect_id = commerce.create_prospect(
         CreateProspectInput(onboarding_id=oid, request=request, at=NOW)
-    )
+    ).prospect_id
     sales.create_lead(
         CreateLeadInput(onboarding_id=oid, request=request, prospect_id=prospect_id, at=NOW)
     )
@@ -177,3 +195,105 @@ async def test_mail_server_down_retries_and_the_email_goes_out_once_it_is_back(
     await send_twice(email_activities(stores, base_settings), input)
     assert len(mail_sink.messages(oid)) == 1
     assert row_counts(stores, oid)["email_message"] == 1
+
+
+async def test_a_store_blip_after_sending_does_not_send_a_second_copy(
+    stores: Stores, base_settings: Settings, mail_sink: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = email_activities(stores, base_settings)
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_REJECTED, request=a_request()
+    )
+    real_mark_sent, failures = email._mark_sent, iter([OperationalError("UPDATE", {}, Exception())])
+
+    def mark_sent_after_a_blip(row_id: int) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        real_mark_sent(row_id)
+
+    monkeypatch.setattr(email, "_mark_sent", mark_sent_after_a_blip)
+    monkeypatch.setattr("activities.email.MARK_SENT_BACKOFF", (0.01,))
+
+    await send_twice(email, input)
+
+    assert len(mail_sink.messages(input.onboarding_id)) == 1
+    (row,) = rows(stores.commerce, EmailMessage, input.onboarding_id)
+    assert row.sent_at is not None
+
+
+async def test_a_retry_after_the_server_took_the_message_only_records_it(
+    stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_APPROVED, request=a_request()
+    )
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=["sent"])
+
+    await retry.run(email_activities(stores, base_settings).send_onboarding_email, input)
+
+    assert mail_sink.messages(input.onboarding_id) == []
+    (row,) = rows(stores.commerce, EmailMessage, input.onboarding_id)
+    assert row.sent_at is not None
+
+
+async def test_a_request_with_every_field_at_its_longest_fits_both_stores(
+    any_stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    longest = a_request(
+        company="C" * COMPANY_MAX,
+        first_name="F" * NAME_MAX,
+        last_name="L" * NAME_MAX,
+        email=f"{'e' * 64}@{'d' * 63}.{'x' * 63}.example"[:EMAIL_MAX],
+        job_title="J" * NAME_MAX,
+        phone="+" + "1" * (PHONE_MAX - 1),
+        company_phone="+" + "2" * (PHONE_MAX - 1),
+        website="https://" + "w" * (WEBSITE_MAX - len("https://.example")) + ".example",
+        company_address="A" * ADDRESS_MAX,
+        comments="c" * COMMENTS_MAX,
+    )
+    sales = SalesActivities(any_stores.sales)
+    commerce = CommerceActivities(any_stores.commerce, True)
+    oid, reason, actor = uuid.uuid4().hex[:16], "r" * REASON_MAX, "a" * ACTOR_MAX
+
+    prospect = commerce.create_prospect(
+        CreateProspectInput(onboarding_id=oid, request=longest, at=NOW)
+    )
+    sales.create_lead(
+        CreateLeadInput(
+            onboarding_id=oid, request=longest, prospect_id=prospect.prospect_id, at=NOW
+        )
+    )
+    qualified = sales.qualify_lead(QualifyLeadInput(onboarding_id=oid, actor=actor, at=NOW))
+    commerce.write_customers(
+        WriteCustomersInput(
+            onboarding_id=oid, request=longest, at=NOW,
+            sales_contact_id=qualified.contact_id, sales_account_id=qualified.account_id,
+        )
+    )  # fmt: skip
+    sales.close_opportunity(
+        CloseOpportunityInput(onboarding_id=oid, won=False, actor=actor, reason=reason, at=NOW)
+    )
+    commerce.reject_prospect(
+        RejectProspectInput(onboarding_id=oid, actor=actor, reason=reason, at=NOW)
+    )
+    await ActivityEnvironment().run(
+        email_activities(any_stores, base_settings).send_onboarding_email,
+        SendEmailInput(
+            onboarding_id=oid, kind=EmailKind.PROSPECT_REJECTED, request=longest, reason=reason
+        ),
+    )
+
+    counts = row_counts(any_stores, oid)
+    assert (counts["customer"], counts["email_message"], counts["timeline_note"]) == (2, 1, 3)
+
+
+def test_a_row_the_database_refuses_fails_without_retrying(
+    postgres_stores: Stores,
+) -> None:
+    too_long = a_request().model_copy(update={"company": "C" * (COMPANY_MAX + 1)})
+    with pytest.raises(ApplicationError) as failure:
+        CommerceActivities(postgres_stores.commerce, True).create_prospect(
+            CreateProspectInput(onboarding_id=uuid.uuid4().hex[:16], request=too_long, at=NOW)
+        )
+    assert failure.value.non_retryable and failure.value.type == "InvalidData"

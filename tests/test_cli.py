@@ -36,7 +36,6 @@ def starter(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
         **os.environ,
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
-        "SALES_INTEGRATION_ENABLED": "true",
     }
 
     async def run(*args: str, **overrides: str) -> Run:
@@ -88,14 +87,17 @@ async def test_a_rep_works_a_request_from_the_command_line(starter) -> None:  # 
     one_line_reason(refused, "lost is not allowed", "approved")
 
 
-async def test_with_integration_off_an_admin_rejects_from_the_command_line(starter) -> None:  # type: ignore[no-untyped-def]
-    off = {"SALES_INTEGRATION_ENABLED": "false"}
+@pytest.mark.usefixtures("worker_integration_off")
+async def test_with_integration_off_an_admin_rejects_from_the_command_line(
+    starter, settings_integration_off: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    off = {"ONBOARDING_TASK_QUEUE": settings_integration_off.onboarding_task_queue}
     submitted = await starter(*SUBMIT, "--email", "off.cli@contoso.example", **off)
     assert submitted.code == 0 and submitted.json["stage"] == "awaiting_approval"
-    qualify = await starter("qualify", submitted.json["onboarding_id"])
+    qualify = await starter("qualify", submitted.json["onboarding_id"], **off)
     assert qualify.code == 3
     one_line_reason(qualify, "awaiting_approval")
-    rejected = await starter("reject", submitted.json["onboarding_id"], "--reason", "No VAT id")
+    rejected = await starter("reject", submitted.json["onboarding_id"], "--reason", "No VAT", **off)
     assert rejected.code == 0 and rejected.json["stage"] == "rejected"
 
 
@@ -129,3 +131,10 @@ async def test_an_unreachable_temporal_exits_5_with_a_one_line_reason(starter) -
     run = await starter("status", "abc", TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}")
     assert run.code == 5
     one_line_reason(run, "cannot reach Temporal")
+
+
+async def test_a_namespace_that_does_not_exist_exits_5_not_4(starter) -> None:  # type: ignore[no-untyped-def]
+    for args in (("status", "abc"), (*SUBMIT, "--email", "ns@contoso.example")):
+        run = await starter(*args, TEMPORAL_NAMESPACE="no-such-namespace")
+        assert run.code == 5
+        one_line_reason(run, "no namespace", "no-such-namespace")

@@ -13,7 +13,7 @@ import client as onboarding
 from models.payloads import ALLOWED_ACTIONS, Action, OnboardingStatus, Stage
 from settings import Settings
 from stores import Stores
-from tests.scenario import a_request, row_counts, submit
+from tests.scenario import a_request, finished, row_counts, submit
 from worker import WORKFLOWS, workflow_runner
 
 
@@ -81,7 +81,7 @@ async def test_every_decision_the_stage_does_not_allow_is_refused_naming_it(
     assert (await onboarding.status(client, status.onboarding_id)).stage is stage
 
 
-@pytest.mark.usefixtures("worker")
+@pytest.mark.usefixtures("worker_integration_off")
 async def test_with_integration_off_only_approve_and_reject_are_allowed(
     client: Client, settings_integration_off: Settings
 ) -> None:
@@ -146,7 +146,7 @@ async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
     await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
     await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
 
-    status = await eventually(client, oid, Stage.APPROVED)
+    status = await finished(client, await eventually(client, oid, Stage.APPROVED))
     assert [(d.action, d.actor) for d in status.decisions] == [
         (Action.QUALIFY, "rep:sig"),
         (Action.WON, "rep:sig"),

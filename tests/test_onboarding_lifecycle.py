@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage as Mail
 from pathlib import Path
 from typing import TypeVar
@@ -28,7 +27,14 @@ from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import MailSink, free_port
-from tests.scenario import ROWS_OF_A_WON_REQUEST, keep_history, row_counts, rows, submit
+from tests.scenario import (
+    ROWS_OF_A_WON_REQUEST,
+    finished,
+    keep_history,
+    row_counts,
+    rows,
+    submit,
+)
 from worker import build_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -106,7 +112,9 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert only(rows(stores.commerce, Prospect, oid)).status == "pending"
     assert mail_sink.messages(oid) == []
 
-    status = await onboarding.decide(client, oid, Action.WON, actor="rep:mario")
+    status = await finished(
+        client, await onboarding.decide(client, oid, Action.WON, actor="rep:mario")
+    )
     assert status.stage is Stage.APPROVED and status.prospect_status == "approved"
     assert only(rows(stores.sales, Opportunity, oid)).status == "won"
     prospect = only(rows(stores.commerce, Prospect, oid))
@@ -170,6 +178,7 @@ async def test_cancelled_lead_rejects_the_prospect_with_one_email(
     status = await onboarding.decide(
         client, oid, Action.CANCEL, actor="rep:anna", reason="Not a business customer"
     )
+    status = await finished(client, status)
 
     assert status.stage is Stage.REJECTED and status.prospect_status == "rejected"
     lead = only(rows(stores.sales, Lead, oid))
@@ -191,7 +200,9 @@ async def test_lost_opportunity_rejects_the_prospect_with_one_email(
     oid = status.onboarding_id
     await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:anna")
 
-    status = await onboarding.decide(client, oid, Action.LOST, actor="rep:anna", reason="Budget")
+    status = await finished(
+        client, await onboarding.decide(client, oid, Action.LOST, actor="rep:anna", reason="Budget")
+    )
 
     assert status.stage is Stage.REJECTED
     assert only(rows(stores.sales, Opportunity, oid)).status == "lost"
@@ -201,6 +212,7 @@ async def test_lost_opportunity_rejects_the_prospect_with_one_email(
     await keep_history(client, status.workflow_id, "lost")
 
 
+@pytest.mark.usefixtures("worker_integration_off")
 async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
@@ -208,7 +220,9 @@ async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     oid = status.onboarding_id
     assert status.stage is Stage.AWAITING_APPROVAL and not status.sales_integration_enabled
 
-    status = await onboarding.decide(client, oid, Action.APPROVE, actor="admin:luca")
+    status = await finished(
+        client, await onboarding.decide(client, oid, Action.APPROVE, actor="admin:luca")
+    )
 
     assert status.stage is Stage.APPROVED
     counts = row_counts(stores, oid)
@@ -226,6 +240,7 @@ async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     await keep_history(client, status.workflow_id, "integration_off_approved")
 
 
+@pytest.mark.usefixtures("worker_integration_off")
 async def test_integration_off_admin_rejects_in_commerce(
     client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
@@ -234,6 +249,7 @@ async def test_integration_off_admin_rejects_in_commerce(
     status = await onboarding.decide(
         client, status.onboarding_id, Action.REJECT, actor="admin:luca", reason="Duplicato"
     )
+    status = await finished(client, status)
 
     assert status.stage is Stage.REJECTED
     assert row_counts(stores, status.onboarding_id)["customer"] == 0
@@ -246,7 +262,7 @@ def test_the_spool_reader_sees_nothing_in_an_empty_folder(tmp_path) -> None:
     assert read_spool(tmp_path) == []
 
 
-async def test_with_the_mail_server_down_the_decision_waits_and_one_email_goes_out_later(
+async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_out_later(
     client: Client,
     settings: Settings,
     stores: Stores,
@@ -265,24 +281,52 @@ async def test_with_the_mail_server_down_the_decision_waits_and_one_email_goes_o
         oid = status.onboarding_id
         await onboarding.decide(client, oid, Action.QUALIFY, actor="rep")
 
-        status = await onboarding.decide(
-            client, oid, Action.WON, actor="rep", wait=timedelta(seconds=1.5)
-        )
-        assert status.stage is Stage.OPPORTUNITY_OPEN and status.pending_action is Action.WON
-        assert only(rows(stores.commerce, Prospect, oid)).status == "approved"
-        assert only(rows(stores.commerce, EmailMessage, oid)).sent_at is None
+        status = await onboarding.decide(client, oid, Action.WON, actor="rep")
+        assert status.stage is Stage.APPROVED and status.pending_action is None
+        assert status.notification is not None and status.notification.state == "sending"
+        assert all(row.sent_at is None for row in rows(stores.commerce, EmailMessage, oid))
 
         late = MailSink("127.0.0.1", port, tmp_path)
         controller = Controller(SpoolHandler(tmp_path), hostname=late.host, port=port)
         controller.start()
         try:
-            for _ in range(100):
-                status = await onboarding.status(client, oid)
-                if status.stage is Stage.APPROVED:
-                    break
-                await asyncio.sleep(0.1)
+            status = await finished(client, status)
         finally:
             controller.stop()
 
-    assert status.stage is Stage.APPROVED and status.pending_action is None
+    assert status.notification is not None and status.notification.state == "sent"
     the_one_email(late, stores, status, EmailKind.PROSPECT_APPROVED)
+
+
+class RefusingHandler(SpoolHandler):
+    """A mail server that knows no such recipient."""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        return "550 5.1.1 No such user here"
+
+
+async def test_a_refused_address_is_recorded_and_the_request_stays_decided(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    controller = Controller(RefusingHandler(tmp_path), hostname="127.0.0.1", port=port)
+    controller.start()
+    refusing = settings.model_copy(
+        update={"smtp_port": port, "onboarding_task_queue": f"{settings.onboarding_task_queue}-550"}
+    )
+    try:
+        async with build_worker(client, refusing, stores, activity_executor):
+            status = await submit(client, refusing)
+            await onboarding.decide(client, status.onboarding_id, Action.CANCEL, actor="rep")
+            status = await finished(client, status)
+    finally:
+        controller.stop()
+
+    assert status.stage is Stage.REJECTED and status.prospect_status == "rejected"
+    assert status.notification is not None and status.notification.state == "failed"
+    assert "refuses" in (status.notification.error or "")
+    assert read_spool(tmp_path) == []

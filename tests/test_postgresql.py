@@ -11,7 +11,7 @@ from models.payloads import Action, Stage
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
-from tests.scenario import ROWS_OF_A_WON_REQUEST, row_counts, submit
+from tests.scenario import ROWS_OF_A_WON_REQUEST, finished, row_counts, submit
 from worker import build_worker
 
 
@@ -30,6 +30,7 @@ async def test_won_and_cancelled_requests_on_postgresql(
         cancelled = await onboarding.decide(
             client, cancelled.onboarding_id, Action.CANCEL, actor="rep"
         )
+        won, cancelled = await finished(client, won), await finished(client, cancelled)
 
     assert (won.stage, cancelled.stage) == (Stage.APPROVED, Stage.REJECTED)
     assert row_counts(postgres_stores, won.onboarding_id) == ROWS_OF_A_WON_REQUEST

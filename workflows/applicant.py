@@ -3,10 +3,13 @@
 Its workflow id is derived from the email, so Temporal's one-running-workflow-per-id
 rule is the lock: concurrent submissions with the same email meet in this workflow's
 `submit` Update, and while a request is open every submission answers with it. Once
-that request is decided this workflow ends, and the email may apply again.
+that request is decided (it signals `decided`) this workflow ends, and the email may
+apply again.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
@@ -16,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from models.payloads import (
         ApplicantInput,
         OnboardingInput,
+        RequestDecided,
         Stage,
         SubmitInput,
         SubmitResult,
@@ -33,25 +37,14 @@ class ApplicantWorkflow:
     def __init__(self, input: ApplicantInput) -> None:
         self._open: SubmitResult | None = None
         self._child: ChildWorkflowHandle | None = None
+        self._watchers: set[asyncio.Task[None]] = set()
 
     @workflow.run
     async def run(self, input: ApplicantInput) -> None:
-        while True:
-            await workflow.wait_condition(
-                lambda: (
-                    self._child is not None
-                    or (self._open is None and workflow.all_handlers_finished())
-                )
-            )
-            if self._child is None:
-                return
-            try:
-                await self._child
-            except ChildWorkflowError as err:
-                workflow.logger.warning(
-                    "Onboarding %s ended without a decision: %s", self._open, err
-                )
-            self._open, self._child = None, None
+        """Lives while this email has an undecided request, or a submission is under way."""
+        await workflow.wait_condition(
+            lambda: self._open is None and workflow.all_handlers_finished()
+        )
 
     @workflow.update
     async def submit(self, input: SubmitInput) -> SubmitResult:
@@ -69,11 +62,7 @@ class ApplicantWorkflow:
         try:
             self._child = await workflow.start_child_workflow(
                 OnboardingWorkflow.run,
-                OnboardingInput(
-                    onboarding_id=onboarding_id,
-                    request=request,
-                    sales_integration_enabled=input.sales_integration_enabled,
-                ),
+                OnboardingInput(onboarding_id=onboarding_id, request=request),
                 id=self._open.workflow_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=TypedSearchAttributes(
@@ -88,11 +77,33 @@ class ApplicantWorkflow:
                 static_details=(
                     f"**Company:** {request.company}\n\n"
                     f"**Contact:** {request.contact_name} <{request.email}>\n\n"
-                    f"**Language:** {request.locale}\n\n"
-                    f"**Sales integration:** {'on' if input.sales_integration_enabled else 'off'}"
+                    f"**Language:** {request.locale}"
                 ),
             )
         except BaseException:
             self._open = None
             raise
+        # Should the request end without telling us it is decided (say an operator
+        # terminated it), its end frees the email instead.
+        watcher = asyncio.create_task(self._release_when_done(self._child, onboarding_id))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         return self._open
+
+    @workflow.signal
+    def decided(self, input: RequestDecided) -> None:
+        """The open request is decided: the email may apply again."""
+        self._release(input.onboarding_id)
+
+    async def _release_when_done(self, child: ChildWorkflowHandle, onboarding_id: str) -> None:
+        try:
+            await child
+        except ChildWorkflowError as err:
+            workflow.logger.warning(
+                "Onboarding %s ended without a decision: %s", onboarding_id, err
+            )
+        self._release(onboarding_id)
+
+    def _release(self, onboarding_id: str) -> None:
+        if self._open is not None and self._open.onboarding_id == onboarding_id:
+            self._open, self._child = None, None

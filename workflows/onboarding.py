@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
@@ -32,10 +32,12 @@ with workflow.unsafe.imports_passed_through():
         DecisionRecord,
         DisqualifyLeadInput,
         EmailKind,
+        Notification,
         OnboardingInput,
         OnboardingStatus,
         QualifyLeadInput,
         RejectProspectInput,
+        RequestDecided,
         SendEmailInput,
         Stage,
         WriteCustomersInput,
@@ -56,8 +58,13 @@ WAITING_FOR = {
     Stage.LEAD_OPEN: "Waiting for a sales rep to **qualify** or **cancel** the lead.",
     Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity **won** or **lost**.",
     Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** it.",
-    Stage.APPROVED: "Approved: customer hierarchy created and approval email sent.",
-    Stage.REJECTED: "Rejected: rejection email sent.",
+    Stage.APPROVED: "Approved: the customer hierarchy is in Commerce.",
+    Stage.REJECTED: "Rejected.",
+}
+NOTIFICATION = {
+    "sending": "Sending the {event} email (retried until the mail server takes it).",
+    "sent": "The {event} email is sent.",
+    "failed": "The {event} email was **not sent**: {error}",
 }
 
 
@@ -83,15 +90,13 @@ class OnboardingWorkflow:
             company_name=input.request.company,
             email=input.request.email,
             locale=input.request.locale,
-            sales_integration_enabled=input.sales_integration_enabled,
         )
         self._decision: Decision | None = None
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
         self._publish()
-        records = self._status.records
-        records.prospect_id = await workflow.execute_activity_method(
+        prospect = await workflow.execute_activity_method(
             CommerceActivities.create_prospect,
             CreateProspectInput(
                 onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()
@@ -100,7 +105,9 @@ class OnboardingWorkflow:
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
             retry_policy=RETRY,
         )
-        if input.sales_integration_enabled:
+        self._status.records.prospect_id = prospect.prospect_id
+        self._status.sales_integration_enabled = prospect.sales_integration_enabled
+        if prospect.sales_integration_enabled:
             await self._work_the_lead()
         else:
             await self._await_commerce_approval()
@@ -198,8 +205,7 @@ class OnboardingWorkflow:
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
             retry_policy=RETRY,
         )
-        await self._notify(EmailKind.PROSPECT_APPROVED, decision)
-        self._enter(Stage.APPROVED)
+        await self._conclude(Stage.APPROVED, EmailKind.PROSPECT_APPROVED, decision)
 
     async def _reject(self, decision: Decision) -> None:
         await workflow.execute_activity_method(
@@ -209,22 +215,52 @@ class OnboardingWorkflow:
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
             retry_policy=RETRY,
         )
-        await self._notify(EmailKind.PROSPECT_REJECTED, decision)
-        self._enter(Stage.REJECTED)
+        await self._conclude(Stage.REJECTED, EmailKind.PROSPECT_REJECTED, decision)
 
-    async def _notify(self, kind: EmailKind, decision: Decision) -> None:
-        self._status.records.email_message_id = await workflow.execute_activity_method(
-            EmailActivities.send_onboarding_email,
-            SendEmailInput(
-                onboarding_id=self._input.onboarding_id,
-                kind=kind,
-                request=self._input.request,
-                reason=decision.reason,
-            ),
-            summary=f"Email: send {kind.event} to the requester",
-            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-            retry_policy=RETRY,
-        )
+    async def _conclude(self, stage: Stage, kind: EmailKind, decision: Decision) -> None:
+        """Both stores are decided: free the contact email, answer the rep, then notify.
+
+        The email follows the decision rather than gating it, so a mail server that is
+        down delays the partner's email, not the rep, and a refused address is recorded
+        on the request instead of leaving it undecided.
+        """
+        await self._release_applicant()
+        self._status.notification = Notification(kind=kind)
+        self._enter(stage)
+        try:
+            self._status.records.email_message_id = await workflow.execute_activity_method(
+                EmailActivities.send_onboarding_email,
+                SendEmailInput(
+                    onboarding_id=self._input.onboarding_id,
+                    kind=kind,
+                    request=self._input.request,
+                    reason=decision.reason,
+                ),
+                summary=f"Email: send {kind.event} to the requester",
+                start_to_close_timeout=SEND_EMAIL_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
+            workflow.logger.error("The %s email was not sent: %s", kind.event, cause)
+            self._status.notification.state, self._status.notification.error = "failed", cause
+        else:
+            self._status.notification.state = "sent"
+        self._status.notification.email_message_id = self._status.records.email_message_id
+        self._publish()
+
+    async def _release_applicant(self) -> None:
+        """Tell the applicant workflow this email's request is decided, before answering."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(
+                parent.workflow_id, run_id=parent.run_id
+            ).signal("decided", RequestDecided(onboarding_id=self._input.onboarding_id))
+        except FailureError as err:
+            # Gone (an operator ended it): nothing holds the email any more.
+            workflow.logger.warning("Applicant workflow not told of the decision: %s", err)
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -265,7 +301,11 @@ class OnboardingWorkflow:
                 f"is already being applied while the request is {stage.value}"
             )
         if decision.action not in ALLOWED_ACTIONS[stage]:
-            allowed = ", ".join(sorted(ALLOWED_ACTIONS[stage])) or "none, it is decided"
+            allowed = ", ".join(sorted(ALLOWED_ACTIONS[stage])) or (
+                "none yet, it is being recorded"
+                if stage is Stage.SUBMITTED
+                else "none, it is decided"
+            )
             return (
                 f"{decision.action.value} is not allowed while the request is {stage.value} "
                 f"(allowed: {allowed})"
@@ -304,6 +344,8 @@ class OnboardingWorkflow:
         ]
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
+        if (note := status.notification) is not None:
+            details.append(NOTIFICATION[note.state].format(event=note.kind.event, error=note.error))
         workflow.set_current_details("\n\n".join(details))
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
