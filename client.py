@@ -176,7 +176,9 @@ async def decide(
             )
         )
         # A refused update comes back as a handle whose result raises the refusal.
-        return await update.result(rpc_timeout=wait)
+        applied = await update.result(rpc_timeout=wait)
+        # An update only completes on a running workflow.
+        return applied.model_copy(update={"workflow_status": "running"})
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         return await status(client, onboarding_id)
     except WorkflowUpdateFailedError as err:

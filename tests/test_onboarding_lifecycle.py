@@ -92,7 +92,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert note.kind == DUAL_WRITE_NOTE and "dual-write" in note.text
 
     status = await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:mario")
-    assert status.stage is Stage.OPPORTUNITY_OPEN
+    assert status.stage is Stage.OPPORTUNITY_OPEN and status.workflow_status == "running"
     lead = only(rows(stores.sales, Lead, oid))
     assert (lead.status, lead.decided_by) == ("qualified", "rep:mario")
     account = only(rows(stores.sales, Account, oid))
