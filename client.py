@@ -44,7 +44,7 @@ from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=10)
-SUBMIT_ATTEMPTS = 10
+SUBMIT_ATTEMPTS = 5
 # How long a decision's caller waits for it to be applied before answering with the status.
 APPLY_WAIT = timedelta(seconds=10)
 T = TypeVar("T")
@@ -103,13 +103,12 @@ async def submit(
 ) -> SubmitResult:
     """Start a request, or answer with the contact email's request that is still undecided."""
     payload = SubmitInput(request=request)
-    # Two moments need another try: the applicant workflow is ending (its last request
-    # just decided) as we arrive, or it has not yet seen that its request was decided.
+    # The applicant workflow may be ending (its request just decided) as we arrive; a
+    # fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        last = attempt == SUBMIT_ATTEMPTS
         try:
-            result = await _rpc(
+            return await _rpc(
                 client.execute_update_with_start_workflow(
                     ApplicantWorkflow.submit,
                     payload,
@@ -118,15 +117,11 @@ async def submit(
                     rpc_timeout=RPC_TIMEOUT,
                 )
             )
-            if not result.duplicate or last:
-                return result
-            if not (await status(client, result.onboarding_id)).stage.decided:
-                return result
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
                 isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
             )
-            if not ending or last:
+            if not ending or attempt == SUBMIT_ATTEMPTS:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)

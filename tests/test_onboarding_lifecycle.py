@@ -29,6 +29,7 @@ from stores import Stores, views
 from tests.conftest import MailSink, free_port
 from tests.scenario import (
     ROWS_OF_A_WON_REQUEST,
+    a_request,
     finished,
     keep_history,
     row_counts,
@@ -285,6 +286,9 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
         assert status.stage is Stage.APPROVED and status.pending_action is None
         assert status.notification is not None and status.notification.state == "sending"
         assert all(row.sent_at is None for row in rows(stores.commerce, EmailMessage, oid))
+        # Decided, though its email is still on its way: the same email may apply again.
+        again = await onboarding.submit(client, a_request(email=status.email), down)
+        assert not again.duplicate and again.onboarding_id != oid
 
         late = MailSink("127.0.0.1", port, tmp_path)
         controller = Controller(SpoolHandler(tmp_path), hostname=late.host, port=port)
