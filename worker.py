@@ -8,6 +8,7 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -104,7 +105,12 @@ async def main() -> int:
         print(f"worker: {err}", file=sys.stderr)
         return 1
     stores = Stores.from_settings(settings)
-    stores.create_tables()
+    try:
+        stores.create_tables()
+    except SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        print(f"worker: cannot open the stores: {reason}", file=sys.stderr)
+        return 1
     logging.info(
         "stores: sales %s, commerce %s; mail via %s:%s; Sales integration %s",
         stores.sales.url.render_as_string(hide_password=True),

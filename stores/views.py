@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
+from models.commerce import Prospect
 from models.sales import LEAD_SOURCE_COMMERCE_B2B, Lead, TimelineNote
 
 
@@ -36,22 +36,3 @@ def all_prospects(commerce: Engine, status: str | None = None) -> list[Prospect]
         if status is not None:
             query = query.where(Prospect.status == status)
         return list(session.exec(query.order_by(col(Prospect.created_at).desc())))
-
-
-def hierarchy_members(
-    commerce: Engine, hierarchy_id: int
-) -> list[tuple[CustomerHierarchyMember, Customer]]:
-    with Session(commerce) as session:
-        query = (
-            select(CustomerHierarchyMember, Customer)
-            .join(Customer, col(Customer.id) == CustomerHierarchyMember.customer_id)
-            .where(CustomerHierarchyMember.hierarchy_id == hierarchy_id)
-            .order_by(col(CustomerHierarchyMember.id))
-        )
-        return [(member, customer) for member, customer in session.exec(query)]
-
-
-def hierarchy_of(commerce: Engine, onboarding_id: str) -> CustomerHierarchy | None:
-    with Session(commerce) as session:
-        query = select(CustomerHierarchy).where(CustomerHierarchy.onboarding_id == onboarding_id)
-        return session.exec(query).first()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage as Mail
 from pathlib import Path
@@ -147,7 +149,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     await keep_history(client, applicant_workflow_id(status.email), "applicant")
 
 
-async def test_dual_write_leads_have_their_own_view_and_stay_out_of_open_leads(
+async def test_the_views_reps_and_admins_work_from(
     client: Client, settings: Settings, stores: Stores
 ) -> None:
     status = await submit(client, settings)
@@ -168,6 +170,11 @@ async def test_dual_write_leads_have_their_own_view_and_stay_out_of_open_leads(
     open_ = {lead.id for lead in views.open_leads(stores.sales)}
     assert status.records.lead_id in b2b and status.records.lead_id not in open_
     assert ordinary.id in open_ and ordinary.id not in b2b
+
+    pending = {p.id for p in views.all_prospects(stores.commerce, status="pending")}
+    approved = {p.id for p in views.all_prospects(stores.commerce, status="approved")}
+    assert status.records.prospect_id in pending and status.records.prospect_id not in approved
+    assert status.records.prospect_id in {p.id for p in views.all_prospects(stores.commerce)}
 
 
 async def test_cancelled_lead_rejects_the_prospect_with_one_email(
@@ -271,13 +278,7 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    down = settings.model_copy(
-        update={
-            "smtp_port": port,
-            "onboarding_task_queue": f"{settings.onboarding_task_queue}-down",
-        }
-    )
-    async with build_worker(client, down, stores, activity_executor):
+    async with mail_to(port, client, settings, stores, activity_executor) as down:
         status = await submit(client, down)
         oid = status.onboarding_id
         await onboarding.decide(client, oid, Action.QUALIFY, actor="rep")
@@ -302,6 +303,25 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
     the_one_email(late, stores, status, EmailKind.PROSPECT_APPROVED)
 
 
+@asynccontextmanager
+async def mail_to(
+    port: int,
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+) -> AsyncIterator[Settings]:
+    """A worker of its own whose mail goes to `port`; yields the settings to submit with."""
+    settings = settings.model_copy(
+        update={
+            "smtp_port": port,
+            "onboarding_task_queue": f"{settings.onboarding_task_queue}-mail-{port}",
+        }
+    )
+    async with build_worker(client, settings, stores, activity_executor):
+        yield settings
+
+
 class RefusingHandler(SpoolHandler):
     """A mail server that knows no such recipient."""
 
@@ -319,11 +339,8 @@ async def test_a_refused_address_is_recorded_and_the_request_stays_decided(
     port = free_port()
     controller = Controller(RefusingHandler(tmp_path), hostname="127.0.0.1", port=port)
     controller.start()
-    refusing = settings.model_copy(
-        update={"smtp_port": port, "onboarding_task_queue": f"{settings.onboarding_task_queue}-550"}
-    )
     try:
-        async with build_worker(client, refusing, stores, activity_executor):
+        async with mail_to(port, client, settings, stores, activity_executor) as refusing:
             status = await submit(client, refusing)
             await onboarding.decide(client, status.onboarding_id, Action.CANCEL, actor="rep")
             status = await finished(client, status)
