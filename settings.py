@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -35,9 +35,17 @@ class Settings(BaseSettings):
     b2b_site_url: str = "http://localhost:8000"
     sales_integration_enabled: bool = True
 
-    api_tokens: str | None = None
+    # Users of the web app and API, `name:role:token` comma-separated; unset means the
+    # demo users, which the web app only accepts while it listens on loopback.
+    api_tokens: SecretStr | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+    # Signs session cookies and requesters' status links; unset, one is kept in `var/`.
+    web_secret_key: SecretStr | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+    # Public submissions per client address, in `limits` notation ("10/minute").
+    submit_rate_limit: str = "10/minute"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator("mail_from")
     @classmethod

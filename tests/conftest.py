@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
@@ -26,6 +28,7 @@ from models import search_attributes
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
+from web.app import create_app
 from worker import ACTIVITY_THREADS, build_worker
 
 VENV_BIN = Path(sys.executable).parent
@@ -184,3 +187,51 @@ def any_stores(request: pytest.FixtureRequest, stores: Stores) -> Stores:
     if request.param == "sqlite":
         return stores
     return request.getfixturevalue("postgres_stores")
+
+
+# --- the web app ----------------------------------------------------------------------
+
+REP = ("mario", "sales_rep", "rep-token-for-tests")
+ADMIN = ("anna", "commerce_admin", "admin-token-for-tests")
+
+
+def bearer(user: tuple[str, str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user[2]}"}
+
+
+def web_settings_for(settings: Settings, **overrides: object) -> Settings:
+    """The test's settings with the test users, a fixed secret and a generous rate limit."""
+    return settings.model_copy(
+        update={
+            "api_tokens": SecretStr(",".join(":".join(user) for user in (REP, ADMIN))),
+            "web_secret_key": SecretStr("a-secret-for-the-tests-only-0123456789"),
+            "submit_rate_limit": "1000/minute",
+            **overrides,
+        }
+    )
+
+
+@pytest.fixture
+def web_settings(settings: Settings) -> Settings:
+    return web_settings_for(settings)
+
+
+@pytest.fixture
+async def web(
+    web_settings: Settings, client: Client, stores: Stores, worker: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The web app over the test's worker, called in-process through httpx."""
+    app = create_app(web_settings, client=client, stores=stores)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as http:
+        yield http
+
+
+@pytest.fixture
+async def web_integration_off(
+    settings_integration_off: Settings, client: Client, stores: Stores, worker_integration_off: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(web_settings_for(settings_integration_off), client=client, stores=stores)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as http:
+        yield http

@@ -1,0 +1,292 @@
+"""The JSON API as a B2B site's web handlers and scripts call it: real Temporal, worker, stores."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+import client as onboarding
+from models.commerce import Prospect
+from models.payloads import applicant_workflow_id
+from models.sales import Lead, Opportunity
+from settings import Settings
+from stores import Stores
+from tests.conftest import ADMIN, REP, MailSink, bearer, web_settings_for
+from tests.scenario import a_request, finished, rows
+from web.app import create_app
+
+API = "/api/onboarding-requests"
+
+
+def a_form(**overrides: Any) -> dict[str, Any]:
+    return a_request(**overrides).model_dump(exclude_none=True)
+
+
+async def submitted(web: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    response = await web.post(API, json=a_form(**overrides))
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+async def until_stage(web: httpx.AsyncClient, onboarding_id: str, stage: str) -> dict[str, Any]:
+    """Poll the API, as a script would, until the request reaches `stage`."""
+    for _ in range(200):
+        response = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+        assert response.status_code == 200, response.text
+        if response.json()["stage"] == stage:
+            return dict(response.json())
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{onboarding_id} never reached {stage}: {response.json()}")
+
+
+async def test_a_request_goes_from_submit_to_approved_through_the_api(
+    web: httpx.AsyncClient, client: Client, stores: Stores, mail_sink: MailSink
+) -> None:
+    accepted = await submitted(web, company="Fabrikam Spa")
+    onboarding_id = accepted["onboarding_id"]
+    assert accepted["workflow_id"] == f"onboarding-{onboarding_id}"
+    assert accepted["status_url"].startswith(f"http://b2b.test/requests/{onboarding_id}/")
+    await until_stage(web, onboarding_id, "lead_open")
+
+    qualified = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert qualified.status_code == 200, qualified.text
+    assert qualified.json()["stage"] == "opportunity_open"
+    assert qualified.json()["allowed_actions"] == ["lost", "won"]
+
+    won = await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP), json={})
+    assert won.status_code == 200, won.text
+    body = won.json()
+    assert (body["stage"], body["prospect_status"]) == ("approved", "approved")
+    assert [(d["action"], d["actor"]) for d in body["decisions"]] == [
+        ("qualify", "mario"),
+        ("won", "mario"),
+    ]
+    # The acting user is on the rows the decisions changed, too.
+    assert rows(stores.sales, Lead, onboarding_id)[0].decided_by == "mario"
+    assert rows(stores.sales, Opportunity, onboarding_id)[0].closed_by == "mario"
+    assert rows(stores.commerce, Prospect, onboarding_id)[0].decided_by == "mario"
+    status = await finished(client, await onboarding.status(client, onboarding_id))
+    assert status.notification and status.notification.state == "sent"
+    assert len(mail_sink.messages(onboarding_id)) == 1
+
+
+async def test_a_rejection_reason_is_recorded(web: httpx.AsyncClient, stores: Stores) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    response = await web.post(
+        f"{API}/{onboarding_id}/cancel", headers=bearer(REP), json={"reason": "Not a reseller"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["stage"] == "rejected"
+    assert rows(stores.commerce, Prospect, onboarding_id)[0].decision_reason == "Not a reseller"
+
+
+async def test_an_admin_approves_when_the_sales_integration_is_off(
+    web_integration_off: httpx.AsyncClient,
+) -> None:
+    web = web_integration_off
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "awaiting_approval")
+    refused = await web.post(f"{API}/{onboarding_id}/approve", headers=bearer(REP))
+    assert refused.status_code == 403
+    approved = await web.post(f"{API}/{onboarding_id}/approve", headers=bearer(ADMIN))
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["stage"] == "approved"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"company": ""}, "company"),
+        ({"company": "x" * 161}, "company"),
+        ({"first_name": "Giulia\r\nBcc: victim@example.com"}, "first_name"),
+        ({"website": "javascript:alert(1)"}, "website"),
+        ({"locale": "fr"}, "locale"),
+        ({"favourite_colour": "blue"}, "favourite_colour"),
+    ],
+)
+async def test_bad_input_gets_422_naming_the_field_and_starts_nothing(
+    web: httpx.AsyncClient, client: Client, stores: Stores, change: dict[str, str], field: str
+) -> None:
+    form = {**a_form(), **change}
+    response = await web.post(API, json=form)
+    assert response.status_code == 422, response.text
+    assert field in {error["loc"][-1] for error in response.json()["detail"]}
+    # Nothing was started: no prospect with the email, no applicant workflow.
+    assert [p for p in _prospects(stores) if p.email == str(form["email"]).lower()] == []
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(applicant_workflow_id(str(form["email"]))).describe()
+
+
+def _prospects(stores: Stores) -> list[Prospect]:
+    with Session(stores.commerce) as session:
+        return list(session.exec(select(Prospect)))
+
+
+async def test_a_missing_field_and_a_body_that_is_not_json_get_422(web: httpx.AsyncClient) -> None:
+    form = a_form()
+    del form["last_name"]
+    missing = await web.post(API, json=form)
+    assert missing.status_code == 422
+    assert ["body", "last_name"] in [error["loc"] for error in missing.json()["detail"]]
+    json_type = {"Content-Type": "application/json"}
+    garbage = await web.post(API, content=b"{not json", headers=json_type)
+    assert garbage.status_code == 422
+
+
+async def test_a_decision_not_allowed_now_gets_409_naming_the_stage(
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    response = await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
+    assert response.status_code == 409
+    assert response.json()["stage"] == "lead_open"
+    assert "lead_open" in response.json()["detail"] or "lead is open" in response.json()["detail"]
+
+
+async def test_a_decision_after_the_request_finished_gets_409(
+    web: httpx.AsyncClient, client: Client
+) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    await web.post(f"{API}/{onboarding_id}/cancel", headers=bearer(REP))
+    await finished(client, await onboarding.status(client, onboarding_id))
+    response = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert response.status_code == 409
+    assert response.json()["stage"] == "rejected"
+
+
+@pytest.mark.parametrize("onboarding_id", ["0123456789abcdef", "nope", "x" * 300])
+async def test_an_unknown_request_gets_404(web: httpx.AsyncClient, onboarding_id: str) -> None:
+    status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+    assert status.status_code == 404
+    decision = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert decision.status_code == 404
+
+
+async def test_an_unknown_action_or_a_bad_reason_gets_422(web: httpx.AsyncClient) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    action = await web.post(f"{API}/{onboarding_id}/promote", headers=bearer(REP))
+    assert action.status_code == 422
+    reason = await web.post(
+        f"{API}/{onboarding_id}/cancel", headers=bearer(REP), json={"reason": "x" * 501}
+    )
+    assert reason.status_code == 422
+    assert reason.json()["detail"][0]["loc"][-1] == "reason"
+
+
+async def test_decisions_need_a_known_token_of_the_right_role(web: httpx.AsyncClient) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    decide = f"{API}/{onboarding_id}/qualify"
+
+    nobody = await web.post(decide)
+    assert nobody.status_code == 401
+    assert nobody.headers["WWW-Authenticate"] == "Bearer"
+    wrong_token = await web.post(decide, headers={"Authorization": "Bearer not-a-token"})
+    assert wrong_token.status_code == 401
+    wrong_role = await web.post(decide, headers=bearer(ADMIN))
+    assert wrong_role.status_code == 403
+    assert "commerce_admin" in wrong_role.json()["detail"]
+    right_role = await web.post(decide, headers=bearer(REP))
+    assert right_role.status_code == 200
+
+    assert (await web.get(f"{API}/{onboarding_id}")).status_code == 401
+    assert (await web.get(f"{API}/{onboarding_id}", headers=bearer(ADMIN))).status_code == 200
+
+
+async def test_the_same_idempotency_key_makes_one_request(
+    web: httpx.AsyncClient, stores: Stores
+) -> None:
+    form = a_form()
+    key = {"Idempotency-Key": f"checkout-{uuid.uuid4()}"}
+    first, second = await asyncio.gather(
+        web.post(API, json=form, headers=key), web.post(API, json=form, headers=key)
+    )
+    assert first.status_code == second.status_code == 202
+    assert first.json()["onboarding_id"] == second.json()["onboarding_id"]
+    await until_stage(web, first.json()["onboarding_id"], "lead_open")
+    assert len([p for p in _prospects(stores) if p.email == form["email"]]) == 1
+
+
+async def test_a_malformed_idempotency_key_gets_422(web: httpx.AsyncClient) -> None:
+    response = await web.post(API, json=a_form(), headers={"Idempotency-Key": "short"})
+    assert response.status_code == 422
+
+
+async def test_a_company_named_like_a_script_is_shown_as_text(
+    web: httpx.AsyncClient, client: Client, mail_sink: MailSink
+) -> None:
+    script = "<script>alert(1)</script>"
+    accepted = await submitted(web, company=script, comments=f"{script} & more")
+    onboarding_id = accepted["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
+    await finished(client, await onboarding.status(client, onboarding_id))
+
+    status_page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+    assert status_page.status_code == 200
+    assert script not in status_page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in status_page.text
+    html = mail_sink.messages(onboarding_id)[0].get_body(("html",))
+    assert html is not None
+    assert script not in html.get_content()
+    assert "&lt;script&gt;" in html.get_content()
+
+
+async def test_public_submits_are_rate_limited_per_client(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    app = create_app(web_settings_for(settings, submit_rate_limit="3/minute"), client, stores)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 5000)),
+        base_url="http://b2b.test",
+    ) as web:
+        answers = [(await web.post(API, json=a_form())).status_code for _ in range(4)]
+        assert answers == [202, 202, 202, 429]
+        limited = await web.post(API, json=a_form())
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert "too many" in limited.json()["detail"]
+        # Reading and deciding are not what the limit is for.
+        assert (await web.get(f"{API}/0123456789abcdef", headers=bearer(REP))).status_code == 404
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("203.0.113.8", 5000)),
+        base_url="http://b2b.test",
+    ) as other_client:
+        assert (await other_client.post(API, json=a_form())).status_code == 202
+
+
+async def test_an_oversized_body_gets_413(web: httpx.AsyncClient, web_settings: Settings) -> None:
+    huge = a_form(comments="x" * 1000)
+    huge["padding"] = "y" * (web_settings.max_body_bytes + 1)
+    declared = await web.post(API, json=huge)
+    assert declared.status_code == 413
+
+    async def chunks() -> Any:
+        for _ in range(web_settings.max_body_bytes // 1000 + 2):
+            yield b"x" * 1000
+
+    streamed = await web.post(API, content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+
+
+async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient) -> None:
+    spec = (await web.get("/openapi.json")).json()
+    assert set(spec["paths"]) == {
+        API,
+        f"{API}/{{onboarding_id}}",
+        f"{API}/{{onboarding_id}}/{{action}}",
+    }
+    assert "202" in spec["paths"][API]["post"]["responses"]
+    assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]
+    assert (await web.get("/docs")).status_code == 200

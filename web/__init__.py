@@ -1,0 +1,1 @@
+"""The web app: the partner's form, the Sales and Commerce pages, the JSON API."""

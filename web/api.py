@@ -1,0 +1,124 @@
+"""The JSON API: the CONTRACT's routes, for the web handlers of a B2B site and for scripts."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Path
+from pydantic import BaseModel, ConfigDict
+
+import client as onboarding
+from models.payloads import (
+    Action,
+    OnboardingRequest,
+    OnboardingStatus,
+    Reason,
+    Stage,
+    SubmitResult,
+)
+from web.auth import ApiUser
+from web.dependencies import ClientDep, SecretDep, SettingsDep
+from web.links import status_path
+from web.protection import RateLimited
+
+router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
+
+# Onboarding ids are 16 hex digits; anything else names no request.
+ONBOARDING_ID = re.compile(r"^[0-9a-f]{16}$")
+# An Idempotency-Key or a form's submission id: printable ASCII, no spaces.
+IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class NotAllowed(Problem):
+    stage: Stage
+
+
+class SubmitAccepted(SubmitResult):
+    """The request's reference, and the link where its requester can follow it."""
+
+    status_url: str
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No token, or an unknown one"},
+    403: {"model": Problem, "description": "The user's role may not do this"},
+    404: {"model": Problem, "description": "No such request"},
+    503: {"model": Problem, "description": "Temporal cannot be reached"},
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses={429: {"model": Problem}, 503: ERRORS[503]},
+    dependencies=[RateLimited],
+)
+async def submit_request(
+    request: OnboardingRequest,
+    client: ClientDep,
+    settings: SettingsDep,
+    secret: SecretDep,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+) -> SubmitAccepted:
+    """Submit an onboarding request; the same Idempotency-Key answers with the same request."""
+    submitted = await onboarding.submit(
+        client,
+        request,
+        settings,
+        idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
+    )
+    return SubmitAccepted(
+        **submitted.model_dump(),
+        status_url=settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id),
+    )
+
+
+@router.get("/{onboarding_id}", responses={k: ERRORS[k] for k in (401, 404, 503)})
+async def get_request(onboarding_id: str, user: ApiUser, client: ClientDep) -> OnboardingStatus:
+    """Where a request stands: its stage, decisions, email and the ids of its records."""
+    return await onboarding.status(client, _known(onboarding_id))
+
+
+@router.post(
+    "/{onboarding_id}/{action}",
+    responses={
+        **ERRORS,
+        409: {"model": NotAllowed, "description": "Not allowed in the current stage"},
+    },
+)
+async def decide_request(
+    onboarding_id: str,
+    action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
+    user: ApiUser,
+    client: ClientDep,
+    body: Annotated[DecisionBody | None, Body()] = None,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+) -> OnboardingStatus:
+    """A rep's (qualify, cancel, won, lost) or an admin's (approve, reject) decision."""
+    if not user.may(action):
+        raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
+    return await onboarding.decide(
+        client,
+        _known(onboarding_id),
+        action,
+        actor=user.name,
+        reason=body.reason if body else None,
+        decision_id=f"api:{idempotency_key}" if idempotency_key else None,
+    )
+
+
+def _known(onboarding_id: str) -> str:
+    if not ONBOARDING_ID.match(onboarding_id):
+        raise onboarding.RequestNotFound(onboarding_id)
+    return onboarding_id

@@ -1,0 +1,172 @@
+"""The FastAPI app: pages and JSON API over the client module and the stores' read side.
+
+`web.app:app` is the app for any ASGI server; `create_app` builds one with the
+settings, Temporal client and stores a test passes in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+from temporalio.client import Client
+
+import client as onboarding
+from settings import PROJECT_DIR, Settings, get_settings
+from stores import Stores
+from web import api
+from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
+from web.dependencies import TemporalConnection
+from web.pages import account, commerce, public, sales
+from web.protection import BodySizeLimit, SubmitRateLimit
+from web.templating import render, templates
+
+log = logging.getLogger("web")
+
+WEB_DIR = Path(__file__).resolve().parent
+SECRET_FILE = PROJECT_DIR / "var" / "web-secret.key"
+SESSION_MAX_AGE = 8 * 60 * 60
+
+
+def create_app(
+    settings: Settings | None = None,
+    client: Client | None = None,
+    stores: Stores | None = None,
+) -> FastAPI:
+    """Build the app; what is not passed in comes from the settings."""
+    settings = settings or get_settings()
+    users = Users.from_settings(settings)
+    secret = _secret(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if users.demo:
+            log.warning("API_TOKENS is not set: the demo users are signed in with demo tokens")
+        if stores is not None:
+            yield
+            return
+        app.state.stores = Stores.from_settings(settings)
+        # The web app may start before the worker has created the tables.
+        app.state.stores.create_tables()
+        yield
+        app.state.stores.dispose()
+
+    app = FastAPI(
+        title="B2B partner onboarding",
+        summary="Partners apply; sales reps and Commerce admins decide.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.stores = stores
+    app.state.users = users
+    app.state.secret = secret
+    app.state.temporal = TemporalConnection(settings, client)
+    app.state.submit_rate_limit = SubmitRateLimit(settings.submit_rate_limit)
+    app.state.templates = templates()
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret.hex(),
+        session_cookie="onboarding_session",
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=settings.b2b_site_url.startswith("https://"),
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.include_router(api.router)
+    for pages in (public, account, sales, commerce):
+        app.include_router(pages.router)
+    _handle_errors(app)
+    return app
+
+
+def _secret(settings: Settings) -> bytes:
+    """WEB_SECRET_KEY, or one made once and kept in `var/` so links outlive restarts."""
+    if settings.web_secret_key is not None:
+        return settings.web_secret_key.get_secret_value().encode()
+    if not SECRET_FILE.exists():
+        SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+    return SECRET_FILE.read_text().strip().encode()
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """JSON for the API, a page for people; never a traceback."""
+
+    def problem(request: Request, status: int, detail: str, **extra: Any) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": detail, **extra}, status_code=status)
+        return render(request, "error.html", status_code=status, status=status, detail=detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> Response:
+        response = problem(request, err.status_code, str(err.detail))
+        response.headers.update(err.headers or {})
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, err)
+        return problem(request, 404, "There is no such page.")
+
+    @app.exception_handler(onboarding.RequestNotFound)
+    async def not_found(request: Request, err: onboarding.RequestNotFound) -> Response:
+        return problem(request, 404, str(err))
+
+    @app.exception_handler(onboarding.DecisionNotAllowed)
+    async def not_allowed(request: Request, err: onboarding.DecisionNotAllowed) -> Response:
+        return problem(request, 409, str(err), stage=err.stage.value)
+
+    @app.exception_handler(onboarding.TemporalUnavailable)
+    async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:
+        log.error("%s", err)
+        response = problem(request, 503, "The onboarding service is unavailable; try again soon.")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(onboarding.DecisionFailed)
+    async def failed(request: Request, err: onboarding.DecisionFailed) -> Response:
+        log.error("%s", err)
+        return problem(request, 500, str(err))
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, _: SignInRequired) -> Response:
+        if request.method != "GET":
+            return problem(request, 401, "Your session has ended; sign in again.")
+        return RedirectResponse(f"/signin?next={request.url.path}", status_code=303)
+
+    @app.exception_handler(RoleRequired)
+    async def wrong_role(request: Request, err: RoleRequired) -> Response:
+        return problem(request, 403, f"Sorry, {err}.")
+
+    @app.exception_handler(CsrfFailed)
+    async def forged(request: Request, _: CsrfFailed) -> Response:
+        return problem(request, 403, "This form has expired. Go back, reload the page and retry.")
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`web.app:app`, built on first use so importing this module starts nothing."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(name)
+
+
+@lru_cache
+def _default_app() -> FastAPI:
+    return create_app()

@@ -1,0 +1,204 @@
+"""Who may do what: users from `API_TOKENS`, bearer tokens for the API, a signed session
+cookie and CSRF tokens for the pages."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Form, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from models.payloads import Action
+from settings import Settings
+
+# Used when API_TOKENS is unset, and only while the web app listens on loopback.
+DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
+
+
+class Role(StrEnum):
+    SALES_REP = "sales_rep"
+    COMMERCE_ADMIN = "commerce_admin"
+
+
+ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
+    Role.SALES_REP: frozenset({Action.QUALIFY, Action.CANCEL, Action.WON, Action.LOST}),
+    Role.COMMERCE_ADMIN: frozenset({Action.APPROVE, Action.REJECT}),
+}
+
+
+class User(BaseModel):
+    name: str
+    role: Role
+    token: str
+
+    def may(self, action: Action) -> bool:
+        return action in ROLE_ACTIONS[self.role]
+
+    @property
+    def fingerprint(self) -> str:
+        """Kept in the session, so changing a user's token signs out their sessions."""
+        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+
+
+class Users:
+    """The configured users, looked up by token (API) or by name and token (sign-in)."""
+
+    def __init__(self, users: list[User], demo: bool) -> None:
+        self.by_name = {user.name: user for user in users}
+        self.demo = demo
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Users:
+        configured = settings.api_tokens.get_secret_value() if settings.api_tokens else None
+        if configured is None and not _is_loopback(settings.web_host):
+            raise ValueError(
+                f"API_TOKENS is not set and WEB_HOST is {settings.web_host}: the demo users"
+                " are for a web app on loopback only; set API_TOKENS"
+            )
+        return cls(parse_api_tokens(configured or DEMO_API_TOKENS), demo=configured is None)
+
+    def by_token(self, token: str) -> User | None:
+        found = None
+        for user in self.by_name.values():
+            # Compare with every user, in constant time, so timing tells nothing.
+            if hmac.compare_digest(user.token.encode(), token.encode()):
+                found = user
+        return found
+
+    def sign_in(self, name: str, token: str) -> User | None:
+        user = self.by_name.get(name)
+        if user is None or not hmac.compare_digest(user.token.encode(), token.encode()):
+            return None
+        return user
+
+
+def parse_api_tokens(value: str) -> list[User]:
+    users: list[User] = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        name, _, rest = entry.partition(":")
+        role, _, token = rest.partition(":")
+        if not name or not token or role not in set(Role):
+            raise ValueError(
+                "API_TOKENS entries must be name:role:token with role sales_rep or"
+                f" commerce_admin; got one starting {name[:20]!r}"
+            )
+        if len(token) < 8:
+            raise ValueError(f"API_TOKENS: the token of {name!r} must be at least 8 characters")
+        if any(user.name == name for user in users):
+            raise ValueError(f"API_TOKENS names {name!r} twice")
+        if any(user.token == token for user in users):
+            raise ValueError(f"API_TOKENS: {name!r} shares a token with another user")
+        users.append(User(name=name, role=Role(role), token=token))
+    if not users:
+        raise ValueError("API_TOKENS names no users")
+    return users
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def get_users(request: Request) -> Users:
+    users: Users = request.app.state.users
+    return users
+
+
+# --- the API: bearer tokens -----------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="A token from API_TOKENS")
+
+
+def api_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The caller named by `Authorization: Bearer <token>`; 401 without a known token."""
+    if credentials is None:
+        raise HTTPException(
+            401, "sign in: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+        )
+    user = get_users(request).by_token(credentials.credentials)
+    if user is None:
+        raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    return user
+
+
+ApiUser = Annotated[User, Depends(api_user)]
+
+
+# --- the pages: a session cookie and CSRF tokens --------------------------------------
+
+
+class SignInRequired(Exception):
+    """A page needs a signed-in user; the app redirects to the sign-in form."""
+
+
+class RoleRequired(Exception):
+    def __init__(self, role: Role) -> None:
+        super().__init__(f"this page is for {role.value.replace('_', ' ')}s")
+        self.role = role
+
+
+def session_user(request: Request) -> User | None:
+    name = request.session.get("user")
+    user = get_users(request).by_name.get(name) if isinstance(name, str) else None
+    if user is None or request.session.get("fingerprint") != user.fingerprint:
+        return None
+    return user
+
+
+def start_session(request: Request, user: User) -> None:
+    request.session.clear()
+    request.session.update(user=user.name, fingerprint=user.fingerprint)
+    # A fresh CSRF token per sign-in, so one seen before signing in is worthless.
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+class CsrfFailed(Exception):
+    """A form POST without the session's CSRF token: forged, or from an expired page."""
+
+
+def check_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str) or not hmac.compare_digest(
+        expected.encode(), csrf_token.encode()
+    ):
+        raise CsrfFailed
+
+
+def page_user(role: Role) -> object:
+    """A dependency for a page of one role: signed in, with that role."""
+
+    def dependency(request: Request) -> User:
+        user = session_user(request)
+        if user is None:
+            raise SignInRequired
+        if user.role is not role:
+            raise RoleRequired(role)
+        return user
+
+    return Depends(dependency)
+
+
+SalesRep = Annotated[User, page_user(Role.SALES_REP)]
+CommerceAdmin = Annotated[User, page_user(Role.COMMERCE_ADMIN)]
+CsrfChecked = Depends(check_csrf)

@@ -1,0 +1,57 @@
+"""Signing in and out of the pages, with the users of `API_TOKENS`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from web.auth import CsrfChecked, Role, User, get_users, start_session
+from web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+HOME = {Role.SALES_REP: "/sales/leads", Role.COMMERCE_ADMIN: "/commerce/prospects"}
+
+
+@router.get("/signin")
+async def sign_in_form(request: Request, next: str = "") -> Response:
+    """The sign-in form for reps and admins."""
+    return render(request, "signin.html", next=_safe_next(next), name="", error=None)
+
+
+@router.post("/signin", dependencies=[CsrfChecked])
+async def sign_in(
+    request: Request,
+    name: Annotated[str, Form(max_length=100)] = "",
+    token: Annotated[str, Form(max_length=500)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Check the name and token; start a session."""
+    user = get_users(request).sign_in(name.strip(), token.strip())
+    if user is None:
+        error = "That name and token do not match a user."
+        return render(
+            request, "signin.html", status_code=401, next=_safe_next(next), name=name, error=error
+        )
+    start_session(request, user)
+    return RedirectResponse(_safe_next(next) or home(user), status_code=303)
+
+
+@router.post("/signout", dependencies=[CsrfChecked])
+async def sign_out(request: Request) -> Response:
+    """End the session."""
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
+
+
+def home(user: User) -> str:
+    return HOME[user.role]
+
+
+def _safe_next(path: str) -> str:
+    """Only a path on this site: never another host (`//evil.example`, `https://…`)."""
+    if path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return ""

@@ -1,0 +1,49 @@
+"""A decision made with a page's button: the same client call as the API and the CLI."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from pydantic import TypeAdapter, ValidationError
+from temporalio.client import Client
+
+import client as onboarding
+from models.payloads import Action, OnboardingStatus, Reason
+from web.auth import User
+from web.templating import flash
+
+DONE = {
+    Action.QUALIFY: "Lead qualified: the opportunity, contact and account are created.",
+    Action.CANCEL: "Lead cancelled: the prospect is rejected.",
+    Action.WON: "Opportunity won: the prospect is approved.",
+    Action.LOST: "Opportunity lost: the prospect is rejected.",
+    Action.APPROVE: "Prospect approved: its customers and hierarchy are ready.",
+    Action.REJECT: "Prospect rejected.",
+}
+_reason = TypeAdapter(Reason | None)
+
+
+async def decide(
+    request: Request,
+    client: Client,
+    onboarding_id: str,
+    action: Action,
+    user: User,
+    reason: str,
+) -> OnboardingStatus | None:
+    """Apply the decision and leave a message for the next page; None if it was refused."""
+    try:
+        checked = _reason.validate_python(reason.strip() or None)
+        current = await onboarding.decide(
+            client, onboarding_id, action, actor=user.name, reason=checked
+        )
+    except ValidationError as err:
+        flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
+        return None
+    except onboarding.DecisionNotAllowed as err:
+        flash(request, f"Not done: {err}.", "error")
+        return None
+    if current.pending_action is not None:
+        flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
+    else:
+        flash(request, DONE[action], "success")
+    return current

@@ -1,0 +1,102 @@
+"""Sales, for reps: the lead views, a lead with its timeline, an opportunity."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from models.payloads import Action
+from stores import views
+from web.auth import CsrfChecked, SalesRep
+from web.dependencies import ClientDep, StoresDep, read
+from web.pages.decisions import decide
+from web.templating import render
+
+router = APIRouter(prefix="/sales", include_in_schema=False)
+
+VIEWS = {
+    "commerce-b2b": ("All Commerce B2B leads", views.all_commerce_b2b_leads),
+    "open": ("Open leads", views.open_leads),
+}
+
+
+@router.get("")
+async def sales_home() -> Response:
+    return RedirectResponse("/sales/leads", status_code=303)
+
+
+@router.get("/leads")
+async def leads(
+    request: Request,
+    user: SalesRep,
+    stores: StoresDep,
+    view: Literal["commerce-b2b", "open"] = "commerce-b2b",
+) -> Response:
+    """A lead view: every dual-write lead, or the ordinary open leads (which leave them out)."""
+    title, query = VIEWS[view]
+    rows = await read(query, stores.sales)
+    return render(request, "sales/leads.html", view=view, views=VIEWS, title=title, leads=rows)
+
+
+@router.get("/leads/{lead_id}")
+async def lead(request: Request, lead_id: int, user: SalesRep, stores: StoresDep) -> Response:
+    """A lead: its Contact and Company parts, its timeline, Qualify and Cancel."""
+    found = await read(views.lead, stores.sales, lead_id)
+    if found is None:
+        raise HTTPException(404, "There is no such lead.")
+    notes = await read(views.timeline, stores.sales, lead_id)
+    opportunity = await read(views.opportunity_of_lead, stores.sales, lead_id)
+    return render(request, "sales/lead.html", lead=found, notes=notes, opportunity=opportunity)
+
+
+@router.post("/leads/{lead_id}/{action}", dependencies=[CsrfChecked])
+async def decide_lead(
+    request: Request,
+    lead_id: int,
+    action: Literal["qualify", "cancel"],
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Qualify the lead (on to its opportunity) or cancel it (the prospect is rejected)."""
+    found = await read(views.lead, stores.sales, lead_id)
+    if found is None or found.onboarding_id is None:
+        raise HTTPException(404, "There is no such lead from an onboarding request.")
+    current = await decide(request, client, found.onboarding_id, Action(action), user, reason)
+    opportunity_id = current.records.opportunity_id if current else None
+    if action == "qualify" and opportunity_id is not None:
+        return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+    return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
+
+
+@router.get("/opportunities/{opportunity_id}")
+async def opportunity(
+    request: Request, opportunity_id: int, user: SalesRep, stores: StoresDep
+) -> Response:
+    """An opportunity: Close as won, Close as lost."""
+    found = await read(views.opportunity, stores.sales, opportunity_id)
+    if found is None:
+        raise HTTPException(404, "There is no such opportunity.")
+    lead = await read(views.lead, stores.sales, found.lead_id) if found.lead_id else None
+    return render(request, "sales/opportunity.html", opportunity=found, lead=lead)
+
+
+@router.post("/opportunities/{opportunity_id}/{action}", dependencies=[CsrfChecked])
+async def close_opportunity(
+    request: Request,
+    opportunity_id: int,
+    action: Literal["won", "lost"],
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Close the opportunity as won (the prospect is approved) or lost (rejected)."""
+    found = await read(views.opportunity, stores.sales, opportunity_id)
+    if found is None or found.onboarding_id is None:
+        raise HTTPException(404, "There is no such opportunity from an onboarding request.")
+    await decide(request, client, found.onboarding_id, Action(action), user, reason)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)

@@ -1,0 +1,90 @@
+"""Limits for the public side: request body size, and submissions per client address."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is larger than {max_bytes} bytes")
+
+
+class BodySizeLimit:
+    """Refuses bodies over `max_bytes` with 413, by Content-Length or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _send_413(send, self.max_bytes)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # An HTTPException, so FastAPI's body parsing lets it through as a 413.
+                raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_413(send: Send, max_bytes: int) -> None:
+    body = f'{{"detail":"the request body is larger than {max_bytes} bytes"}}'.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class SubmitRateLimit:
+    """Public submissions per client address, in a moving window (`10/minute`)."""
+
+    def __init__(self, limit: str) -> None:
+        self.item = parse(limit)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def __call__(self, request: Request) -> None:
+        address = request.client.host if request.client else "unknown"
+        if not self.limiter.hit(self.item, "submit", address):
+            reset_at, _ = self.limiter.get_window_stats(self.item, "submit", address)
+            retry_after = max(1, int(reset_at - time.time()) + 1)
+            raise HTTPException(
+                429,
+                f"too many requests from your address: at most {self.item}; try again later",
+                {"Retry-After": str(retry_after)},
+            )
+
+
+def submit_rate_limit(request: Request) -> None:
+    limit: SubmitRateLimit = request.app.state.submit_rate_limit
+    limit(request)
+
+
+RateLimited = Depends(submit_rate_limit)
+SubmitAllowed = Annotated[None, RateLimited]
