@@ -1,4 +1,4 @@
-"""`make dev`: the Temporal dev server, the SMTP sink and the worker, in the foreground.
+"""`make dev`: Temporal dev server, SMTP sink, worker and web app, in the foreground.
 
 Ctrl-C (or any of them dying) stops all of them, the last started first.
 """
@@ -71,6 +71,7 @@ def main() -> int:
         ),
         ("mailsink", [sys.executable, "mailsink.py"], (settings.smtp_host, settings.smtp_port)),
         ("worker", [sys.executable, "worker.py"], None),
+        ("web", [sys.executable, "-m", "web"], (settings.web_host, settings.web_port)),
     ]
     running: list[tuple[str, subprocess.Popen[str]]] = []
     # A plain flag: an Event set from a signal handler can deadlock against its own wait().
@@ -110,7 +111,8 @@ def main() -> int:
                     check=True, stdout=subprocess.DEVNULL,
                 )  # fmt: skip
         print(
-            "dev: Temporal UI http://localhost:8233 · mail in var/mail/ · Ctrl-C stops everything",
+            f"dev: web app http://localhost:{settings.web_port} · Temporal UI http://localhost:8233"
+            " · mail in var/mail/ · Ctrl-C stops everything",
             flush=True,
         )
         while not stopping:

@@ -80,6 +80,7 @@ def _field_errors(err: ValidationError) -> dict[str, str]:
     for error in err.errors():
         field = str(error["loc"][0]) if error["loc"] else "form"
         message = error["msg"].removeprefix("Value error, ")
+        message = message[:1].upper() + message[1:]
         if error["type"] == "missing":
             message = "Please fill this in."
         errors.setdefault(field if field in FIELDS else "form", message)

@@ -1,0 +1,159 @@
+"""The whole story in a real browser (Debian's headless Chromium, driven by Playwright).
+
+A partner applies through the form, a rep signs in, qualifies and wins the lead, an
+admin sees the approved prospect and its hierarchy, and the approval email arrives.
+Each page is saved as a screenshot under `test-output/browser/` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, async_playwright, expect
+from temporalio.client import Client
+
+import client as onboarding
+from settings import PROJECT_DIR, Settings
+from stores import Stores
+from tests.conftest import ADMIN, REP, MailSink, free_port
+from web.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = PROJECT_DIR / "test-output" / "browser"
+# Chromium's background services would try to reach the (closed) network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def site(
+    web_settings: Settings, client: Client, stores: Stores, worker: None
+) -> AsyncIterator[str]:
+    """The web app served over HTTP on a port of its own, in the test's event loop."""
+    port = free_port()
+    app = create_app(web_settings, client=client, stores=stores)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await serving
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does this)")
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+async def snap(page: Page, name: str) -> None:
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+async def sign_in(page: Page, site: str, user: tuple[str, str, str]) -> None:
+    await page.goto(f"{site}/signin")
+    await page.fill("#name", user[0])
+    await page.fill("#token", user[2])
+    await page.click("button[type=submit]")
+
+
+async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partner(
+    site: str, browser: Browser, client: Client, mail_sink: MailSink
+) -> None:
+    partner = await (await browser.new_context()).new_page()
+    await partner.goto(site)
+    await snap(partner, "01-landing")
+    await partner.click("text=Become a business partner >> nth=-1")
+    await expect(partner.locator("h1")).to_have_text("Become a business partner")
+
+    # A first try with a mistake: the page says where, and keeps what was typed.
+    await partner.fill("#company", "Contoso Srl")
+    await partner.fill("#first_name", "Giulia")
+    await partner.fill("#last_name", "Rossi")
+    await partner.fill("#email", "giulia.rossi@")
+    await partner.click("text=Send my request")
+    await expect(partner.locator("#email-error")).to_be_visible()
+    await expect(partner.locator("#company")).to_have_value("Contoso Srl")
+    await snap(partner, "02-form-with-an-error")
+
+    email = f"giulia.{uuid.uuid4().hex[:8]}@contoso.example"
+    await partner.fill("#email", email)
+    await partner.fill("#website", "contoso.example")
+    await partner.fill("#phone", "+39 02 1234 5678")
+    await partner.fill("#job_title", "Purchasing manager")
+    await partner.select_option("#locale", "it")
+    await partner.fill("#comments", "We resell office furniture in Lombardy.")
+    await snap(partner, "03-form")
+    await partner.click("text=Send my request")
+    await expect(partner.locator("h1")).to_have_text("Thank you!")
+    await snap(partner, "04-confirmation")
+    onboarding_id = await partner.locator(".ref").inner_text()
+    await onboarding.wait_until_recorded(client, onboarding_id)
+    await partner.click("text=Follow my request")
+    await expect(partner.locator("h1")).to_have_text("Our sales team is reviewing your request.")
+    await snap(partner, "05-request-status")
+
+    rep = await (await browser.new_context()).new_page()
+    await sign_in(rep, site, REP)
+    await expect(rep.locator("h1")).to_have_text("All Commerce B2B leads")
+    await snap(rep, "06-all-commerce-b2b-leads")
+    await rep.click("text=Contoso Srl >> nth=0")
+    await expect(rep.locator("h2", has_text="Timeline")).to_be_visible()
+    assert onboarding_id in await rep.locator("main").inner_text()
+    await snap(rep, "07-lead")
+    await rep.click("button:has-text('Qualify')")
+    await expect(rep.locator(".flash")).to_contain_text("Lead qualified")
+    await snap(rep, "08-opportunity")
+    await rep.click("button:has-text('Close as won')")
+    await expect(rep.locator(".flash")).to_contain_text("Opportunity won")
+    await snap(rep, "09-opportunity-won")
+
+    admin = await (await browser.new_context()).new_page()
+    await sign_in(admin, site, ADMIN)
+    await admin.select_option("#status", "approved")
+    await admin.fill("#q", email)
+    await admin.click("button:has-text('Filter')")
+    await snap(admin, "10-all-prospects")
+    await admin.click("table >> text=Contoso Srl")
+    await expect(admin.locator("h1 .badge")).to_have_text("approved")
+    tree = admin.locator("ul.tree")
+    await expect(tree).to_contain_text("Contoso Srl")
+    await expect(tree).to_contain_text("Giulia Rossi")
+    await snap(admin, "11-prospect-with-hierarchy")
+
+    await partner.reload()
+    await expect(partner.locator("h1")).to_contain_text("Welcome aboard")
+    await snap(partner, "12-request-approved")
+
+    for _ in range(100):
+        messages = mail_sink.messages(onboarding_id)
+        if messages:
+            break
+        await asyncio.sleep(0.05)
+    assert [message["X-Onboarding-Event"] for message in messages] == ["prospect-approved"]
+    assert messages[0]["To"] == f"Giulia Rossi <{email}>"
+    text = messages[0].get_body(("plain",))
+    assert text is not None
+    assert "approvata come partner" in text.get_content()

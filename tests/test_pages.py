@@ -1,0 +1,300 @@
+"""The pages as people use them: a partner applies, a rep works the lead, an admin looks on."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+import client as onboarding
+from models.payloads import Stage
+from stores import Stores, views
+from tests.conftest import ADMIN, REP
+from tests.scenario import a_request, finished
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+SUBMISSION = re.compile(r'name="submission_id" value="([^"]+)"')
+
+
+def a_filled_form(**overrides: str) -> dict[str, str]:
+    fields = a_request().model_dump(exclude_none=True)
+    return {**{name: str(value) for name, value in fields.items()}, **overrides}
+
+
+async def apply(web: httpx.AsyncClient, form: dict[str, str]) -> httpx.Response:
+    page = await web.get("/apply")
+    submission_id = SUBMISSION.search(page.text)
+    assert submission_id
+    return await web.post("/apply", data={**form, "submission_id": submission_id[1]})
+
+
+async def applied(web: httpx.AsyncClient, client: Client, **overrides: str) -> tuple[str, str]:
+    """Apply through the form; the request's id and its status link, once it is recorded."""
+    response = await apply(web, a_filled_form(**overrides))
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    found = re.match(r"^(/requests/([0-9a-f]{16})/[0-9a-f]+)/submitted", location)
+    assert found, location
+    await onboarding.wait_until_recorded(client, found[2])
+    return found[2], found[1]
+
+
+async def sign_in(web: httpx.AsyncClient, user: tuple[str, str, str], next: str = "") -> str:
+    page = await web.get("/signin")
+    token = CSRF.search(page.text)
+    assert token
+    response = await web.post(
+        "/signin", data={"name": user[0], "token": user[2], "next": next, "csrf_token": token[1]}
+    )
+    assert response.status_code == 303, response.text
+    return response.headers["location"]
+
+
+async def press(web: httpx.AsyncClient, page: str, action: str, reason: str = "") -> httpx.Response:
+    """Press a decision button on `page`, as the browser would post its form."""
+    shown = await web.get(page)
+    assert f'action="{page}/{action}"' in shown.text, f"no {action} button on {page}"
+    token = CSRF.search(shown.text)
+    assert token
+    return await web.post(
+        f"{page}/{action}", data={"csrf_token": token[1], "reason": reason, "action": action}
+    )
+
+
+async def test_the_landing_page_invites_partners_to_apply(web: httpx.AsyncClient) -> None:
+    page = await web.get("/")
+    assert page.status_code == 200
+    assert '<a class="button primary big" href="/apply">Become a business partner</a>' in page.text
+
+
+async def test_a_form_with_mistakes_shows_them_by_field_and_keeps_what_was_typed(
+    web: httpx.AsyncClient,
+) -> None:
+    form = a_filled_form(company="Northwind Traders", email="giulia@", website="ftp://x")
+    del form["last_name"]
+    response = await apply(web, form)
+    assert response.status_code == 422
+    assert 'value="Northwind Traders"' in response.text
+    assert 'value="giulia@"' in response.text
+    assert form["comments"] in response.text
+    for field in ("email", "last_name", "website"):
+        assert f'id="{field}-error"' in response.text
+    assert 'id="company-error"' not in response.text
+    assert "Please fill this in." in response.text
+
+
+async def test_a_partner_applies_and_follows_the_request_by_its_link(
+    web: httpx.AsyncClient, client: Client
+) -> None:
+    response = await apply(web, a_filled_form(company="Wide World Importers"))
+    assert response.status_code == 303
+    confirmation = await web.get(response.headers["location"])
+    onboarding_id = re.search(r'class="ref">([0-9a-f]{16})<', confirmation.text)
+    assert onboarding_id, confirmation.text
+    link = re.search(r'href="(/requests/[0-9a-f]{16}/[0-9a-f]{32})"', confirmation.text)
+    assert link
+    await onboarding.wait_until_recorded(client, onboarding_id[1])
+
+    status = await web.get(link[1])
+    assert status.status_code == 200
+    assert "Our sales team is reviewing your request." in status.text
+    assert "Wide World Importers" in status.text
+    assert " since " in status.text
+
+    forged = await web.get(f"/requests/{onboarding_id[1]}/{'0' * 32}")
+    assert forged.status_code == 404
+    assert "Our sales team" not in forged.text
+
+
+async def test_a_double_clicked_form_makes_one_request(web: httpx.AsyncClient) -> None:
+    page = await web.get("/apply")
+    submission_id = SUBMISSION.search(page.text)
+    assert submission_id
+    form = {**a_filled_form(), "submission_id": submission_id[1]}
+    first = await web.post("/apply", data=form)
+    second = await web.post("/apply", data=form)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"].split("?")[0] == second.headers["location"].split("?")[0]
+
+
+async def test_rep_and_admin_pages_need_a_signed_in_user_of_their_role(
+    web: httpx.AsyncClient,
+) -> None:
+    anonymous = await web.get("/sales/leads")
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/signin?next=/sales/leads"
+
+    page = await web.get("/signin")
+    token = CSRF.search(page.text)
+    assert token
+    wrong = await web.post(
+        "/signin", data={"name": REP[0], "token": "guess-guess", "csrf_token": token[1]}
+    )
+    assert wrong.status_code == 401
+    assert "do not match" in wrong.text
+
+    assert await sign_in(web, REP, next="/sales/leads?view=open") == "/sales/leads?view=open"
+    assert (await web.get("/sales/leads")).status_code == 200
+    commerce = await web.get("/commerce/prospects")
+    assert commerce.status_code == 403
+    assert "commerce admin" in commerce.text
+
+
+async def test_sign_in_only_follows_links_to_this_site(web: httpx.AsyncClient) -> None:
+    assert await sign_in(web, ADMIN, next="//evil.example/") == "/commerce/prospects"
+
+
+async def test_a_rep_qualifies_and_wins_a_lead_with_the_buttons(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    onboarding_id, _ = await applied(web, client, company="Adventure Works")
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    assert lead
+    await sign_in(web, REP)
+
+    listed = await web.get("/sales/leads")
+    assert f'href="/sales/leads/{lead.id}"' in listed.text
+    ordinary = await web.get("/sales/leads?view=open")
+    assert f'href="/sales/leads/{lead.id}"' not in ordinary.text
+
+    page = await web.get(f"/sales/leads/{lead.id}")
+    for part in ("<h2>Contact</h2>", "<h2>Company</h2>", "<h2>Timeline</h2>", "Adventure Works"):
+        assert part in page.text
+    assert "dual-write" in page.text.lower()
+    assert f"/workflows/onboarding-{onboarding_id}" in page.text
+
+    qualified = await press(web, f"/sales/leads/{lead.id}", "qualify")
+    assert qualified.status_code == 303
+    opportunity_page = qualified.headers["location"]
+    assert opportunity_page.startswith("/sales/opportunities/")
+    shown = await web.get(opportunity_page)
+    assert "Lead qualified" in shown.text
+    assert "Close as won" in shown.text
+
+    won = await press(web, opportunity_page, "won")
+    assert won.status_code == 303
+    closed = await web.get(opportunity_page)
+    assert "Opportunity won" in closed.text
+    assert "Closed as won by mario" in closed.text
+    status = await onboarding.status(client, onboarding_id)
+    assert status.stage is Stage.APPROVED
+    assert [record.actor for record in status.decisions] == ["mario", "mario"]
+
+
+async def test_a_decision_not_allowed_now_is_explained_on_the_page(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    onboarding_id, _ = await applied(web, client)
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    assert lead
+    await sign_in(web, REP)
+    page = f"/sales/leads/{lead.id}"
+    token = CSRF.search((await web.get(page)).text)
+    assert token
+    await web.post(f"{page}/cancel", data={"csrf_token": token[1], "reason": "Not a fit"})
+    again = await web.post(f"{page}/qualify", data={"csrf_token": token[1]})
+    assert again.status_code == 303
+    shown = await web.get(page)
+    assert "Not done: qualify is not allowed" in shown.text
+    assert "Reason: Not a fit" in shown.text
+
+
+async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    onboarding_id, _ = await applied(web, client)
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    assert lead
+    await sign_in(web, REP)
+    forged = await web.post(f"/sales/leads/{lead.id}/qualify", data={"csrf_token": "forged"})
+    assert forged.status_code == 403
+    missing = await web.post(f"/sales/leads/{lead.id}/qualify")
+    assert missing.status_code == 403
+    assert (await onboarding.status(client, onboarding_id)).stage is Stage.LEAD_OPEN
+
+
+async def test_an_admin_finds_an_approved_partner_with_its_customers_and_hierarchy(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    company = f"Tailspin Toys {uuid.uuid4().hex[:6]}"
+    onboarding_id, _ = await applied(web, client, company=company)
+    await onboarding.decide(client, onboarding_id, onboarding.Action.QUALIFY, actor="mario")
+    await onboarding.decide(client, onboarding_id, onboarding.Action.WON, actor="mario")
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect
+    await sign_in(web, ADMIN)
+
+    approved = await web.get("/commerce/prospects", params={"status": "approved", "q": company})
+    assert f'href="/commerce/prospects/{prospect.id}"' in approved.text
+    pending = await web.get("/commerce/prospects", params={"status": "pending", "q": company})
+    assert f'href="/commerce/prospects/{prospect.id}"' not in pending.text
+    by_reference = await web.get("/commerce/prospects", params={"q": onboarding_id})
+    assert f'href="/commerce/prospects/{prospect.id}"' in by_reference.text
+
+    page = await web.get(f"/commerce/prospects/{prospect.id}")
+    assert "Approved by mario" in page.text
+    assert "<h2>Customer hierarchy</h2>" in page.text
+    assert re.search(rf"{company}</a> <span class=\"muted\">organization", page.text)
+    assert "b2b admin" in page.text
+    assert f"/workflows/onboarding-{onboarding_id}" in page.text
+    person = next(c for c in views.customers_of_request(stores.commerce, onboarding_id) if c.email)
+    assert (await web.get(f"/commerce/customers/{person.id}")).status_code == 200
+
+
+async def test_an_admin_approves_with_the_buttons_when_the_integration_is_off(
+    web_integration_off: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    web = web_integration_off
+    onboarding_id, _ = await applied(web, client)
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect
+    await sign_in(web, ADMIN)
+    response = await press(web, f"/commerce/prospects/{prospect.id}", "approve")
+    assert response.status_code == 303
+    page = await web.get(f"/commerce/prospects/{prospect.id}")
+    assert "Prospect approved" in page.text
+    assert (await finished(client, await onboarding.status(client, onboarding_id))).stage is (
+        Stage.APPROVED
+    )
+
+
+async def test_a_company_named_like_a_script_is_text_on_every_page(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    script = "<script>alert(1)</script>"
+    onboarding_id, status_link = await applied(web, client, company=script, first_name=script)
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert lead and prospect
+    pages = [status_link]
+    await sign_in(web, REP)
+    pages += ["/sales/leads", f"/sales/leads/{lead.id}"]
+    for page in pages:
+        text = (await web.get(page)).text
+        assert script not in text, page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, page
+    await sign_in(web, ADMIN)
+    for page in ["/commerce/prospects", f"/commerce/prospects/{prospect.id}"]:
+        text = (await web.get(page)).text
+        assert script not in text, page
+        assert "&lt;script&gt;" in text, page
+
+
+@pytest.mark.parametrize("page", ["/sales/leads/999999999", "/sales/leads/abc"])
+async def test_an_unknown_page_is_a_404_page(web: httpx.AsyncClient, page: str) -> None:
+    await sign_in(web, REP)
+    response = await web.get(page)
+    assert response.status_code == 404
+    assert "Traceback" not in response.text
+
+
+async def test_signing_out_ends_the_session(web: httpx.AsyncClient) -> None:
+    await sign_in(web, REP)
+    page = await web.get("/sales/leads")
+    token = CSRF.search(page.text)
+    assert token
+    assert (await web.post("/signout", data={"csrf_token": token[1]})).status_code == 303
+    assert (await web.get("/sales/leads")).status_code == 303
