@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -53,15 +54,18 @@ async def sign_in(web: httpx.AsyncClient, user: tuple[str, str, str], next: str 
     return response.headers["location"]
 
 
-async def press(web: httpx.AsyncClient, page: str, action: str, reason: str = "") -> httpx.Response:
-    """Press a decision button on `page`, as the browser would post its form."""
+async def button_form(web: httpx.AsyncClient, page: str, action: str) -> dict[str, str]:
+    """What the browser posts when the `action` button on `page` is pressed."""
     shown = await web.get(page)
-    assert f'action="{page}/{action}"' in shown.text, f"no {action} button on {page}"
-    token = CSRF.search(shown.text)
-    assert token
-    return await web.post(
-        f"{page}/{action}", data={"csrf_token": token[1], "reason": reason, "action": action}
-    )
+    form = re.search(rf'<form method="post" action="{page}/{action}".*?</form>', shown.text, re.S)
+    assert form, f"no {action} button on {page}"
+    fields = dict(re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', form[0]))
+    return {**fields, "action": action}
+
+
+async def press(web: httpx.AsyncClient, page: str, action: str, reason: str = "") -> httpx.Response:
+    form = await button_form(web, page, action)
+    return await web.post(f"{page}/{action}", data={**form, "reason": reason})
 
 
 async def test_the_landing_page_invites_partners_to_apply(web: httpx.AsyncClient) -> None:
@@ -182,6 +186,25 @@ async def test_a_rep_qualifies_and_wins_a_lead_with_the_buttons(
     status = await onboarding.status(client, onboarding_id)
     assert status.stage is Stage.APPROVED
     assert [record.actor for record in status.decisions] == ["mario", "mario"]
+
+
+async def test_a_double_clicked_decision_button_applies_once_and_says_so_twice(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    onboarding_id, _ = await applied(web, client)
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    assert lead
+    await sign_in(web, REP)
+    form = await button_form(web, f"/sales/leads/{lead.id}", "qualify")
+    first, second = await asyncio.gather(
+        web.post(f"/sales/leads/{lead.id}/qualify", data=form),
+        web.post(f"/sales/leads/{lead.id}/qualify", data=form),
+    )
+    assert first.headers["location"] == second.headers["location"]
+    assert first.headers["location"].startswith("/sales/opportunities/")
+    assert "Lead qualified" in (await web.get(first.headers["location"])).text
+    status = await onboarding.status(client, onboarding_id)
+    assert [record.action for record in status.decisions] == ["qualify"]
 
 
 async def test_a_decision_not_allowed_now_is_explained_on_the_page(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
+    # A decision button's id: a double click sends the same Update twice, applied once.
+    environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])
 
 

@@ -11,7 +11,7 @@ from models.payloads import Action, ProspectStatus
 from stores import views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read
-from web.pages.decisions import decide
+from web.pages.decisions import DecisionForm, decide
 from web.templating import render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -70,13 +70,13 @@ async def decide_prospect(
     user: CommerceAdmin,
     stores: StoresDep,
     client: ClientDep,
-    reason: Annotated[str, Form()] = "",
+    form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Approve or reject a prospect made while the Sales integration was off."""
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
-    await decide(request, client, found.onboarding_id, Action(action), user, reason)
+    await decide(request, client, found.onboarding_id, Action(action), user, form)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import Request
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import Action, OnboardingStatus, Reason
+from web.api import IDEMPOTENCY_KEY
 from web.auth import User
 from web.templating import flash
 
@@ -22,19 +23,31 @@ DONE = {
 _reason = TypeAdapter(Reason | None)
 
 
+class DecisionForm(BaseModel):
+    """A decision button's form: the optional reason, and the id that makes it idempotent."""
+
+    reason: str = Field(default="", max_length=10_000)
+    decision_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
+
+
 async def decide(
     request: Request,
     client: Client,
     onboarding_id: str,
     action: Action,
     user: User,
-    reason: str,
+    form: DecisionForm,
 ) -> OnboardingStatus | None:
     """Apply the decision and leave a message for the next page; None if it was refused."""
     try:
-        checked = _reason.validate_python(reason.strip() or None)
+        reason = _reason.validate_python(form.reason.strip() or None)
         current = await onboarding.decide(
-            client, onboarding_id, action, actor=user.name, reason=checked
+            client,
+            onboarding_id,
+            action,
+            actor=user.name,
+            reason=reason,
+            decision_id=f"page:{form.decision_id}" if form.decision_id else None,
         )
     except ValidationError as err:
         flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")

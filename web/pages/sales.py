@@ -11,7 +11,7 @@ from models.payloads import Action
 from stores import views
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, read
-from web.pages.decisions import decide
+from web.pages.decisions import DecisionForm, decide
 from web.templating import render
 
 router = APIRouter(prefix="/sales", include_in_schema=False)
@@ -59,13 +59,13 @@ async def decide_lead(
     user: SalesRep,
     stores: StoresDep,
     client: ClientDep,
-    reason: Annotated[str, Form()] = "",
+    form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Qualify the lead (on to its opportunity) or cancel it (the prospect is rejected)."""
     found = await read(views.lead, stores.sales, lead_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such lead from an onboarding request.")
-    current = await decide(request, client, found.onboarding_id, Action(action), user, reason)
+    current = await decide(request, client, found.onboarding_id, Action(action), user, form)
     opportunity_id = current.records.opportunity_id if current else None
     if action == "qualify" and opportunity_id is not None:
         return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
@@ -92,11 +92,11 @@ async def close_opportunity(
     user: SalesRep,
     stores: StoresDep,
     client: ClientDep,
-    reason: Annotated[str, Form()] = "",
+    form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Close the opportunity as won (the prospect is approved) or lost (rejected)."""
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such opportunity from an onboarding request.")
-    await decide(request, client, found.onboarding_id, Action(action), user, reason)
+    await decide(request, client, found.onboarding_id, Action(action), user, form)
     return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
