@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine, func, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
-from models.sales import LEAD_SOURCE_COMMERCE_B2B, Lead, Opportunity, TimelineNote
+from models.commerce import (
+    Customer,
+    CustomerHierarchy,
+    CustomerHierarchyMember,
+    EmailMessage,
+    Prospect,
+)
+from models.payloads import (
+    Action,
+    DecisionRecord,
+    EmailKind,
+    Notification,
+    OnboardingStatus,
+    RecordIds,
+    Stage,
+    onboarding_workflow_id,
+)
+from models.sales import (
+    LEAD_SOURCE_COMMERCE_B2B,
+    Account,
+    Contact,
+    Lead,
+    Opportunity,
+    TimelineNote,
+)
+
+if TYPE_CHECKING:
+    from stores import Stores
+
+T = TypeVar("T", bound=SQLModel)
 
 # A list page shows this many rows; the search narrows it down.
 PAGE_SIZE = 200
@@ -156,3 +186,110 @@ def hierarchy_of_request(commerce: Engine, onboarding_id: str) -> Hierarchy | No
             for member, row in rows
         ]
         return Hierarchy(hierarchy=found, members=members)
+
+
+def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | None:
+    """A request's status rebuilt from both stores' rows, for when Temporal no longer has it.
+
+    Temporal keeps a finished workflow only for the namespace's retention; the rows stay.
+    """
+    with Session(stores.commerce) as session:
+        prospect = _first(session, Prospect, onboarding_id)
+        if prospect is None:
+            return None
+        customers = {c.customer_type: c.id for c in _of(session, Customer, onboarding_id)}
+        hierarchy = _first(session, CustomerHierarchy, onboarding_id)
+        email = _first(session, EmailMessage, onboarding_id)
+    with Session(stores.sales) as session:
+        lead = _first(session, Lead, onboarding_id)
+        notes = _of(session, TimelineNote, onboarding_id)
+        opportunity = session.exec(
+            select(Opportunity).filter_by(onboarding_id=onboarding_id)
+        ).first()
+        contact = _first(session, Contact, onboarding_id)
+        account = _first(session, Account, onboarding_id)
+
+    decisions = []
+    if lead is not None and lead.decided_at is not None:
+        action = Action.QUALIFY if lead.status == "qualified" else Action.CANCEL
+        decisions.append(_decision(action, lead.decided_by, lead.decision_reason, lead.decided_at))
+    if opportunity is not None and opportunity.closed_at is not None:
+        action = Action.WON if opportunity.status == "won" else Action.LOST
+        decisions.append(
+            _decision(
+                action, opportunity.closed_by, opportunity.close_reason, opportunity.closed_at
+            )
+        )
+    if not prospect.sales_integration_enabled and prospect.decided_at is not None:
+        action = Action.APPROVE if prospect.status == "approved" else Action.REJECT
+        decided = prospect.decided_by, prospect.decision_reason, prospect.decided_at
+        decisions.append(_decision(action, *decided))
+
+    stage = _stage(prospect, lead)
+    changed = prospect.decided_at or (decisions[-1].at if decisions else prospect.created_at)
+    notification = None
+    if email is not None:
+        notification = Notification(
+            kind=EmailKind(email.kind),
+            state="sent" if email.sent_at else "sending",
+            email_message_id=email.id,
+        )
+    return OnboardingStatus(
+        onboarding_id=onboarding_id,
+        workflow_id=onboarding_workflow_id(onboarding_id),
+        stage=stage,
+        stage_since=_utc(changed),
+        submitted_at=_utc(prospect.created_at),
+        company_name=prospect.company_name,
+        email=prospect.email,
+        locale="it" if prospect.locale == "it" else "en",
+        sales_integration_enabled=prospect.sales_integration_enabled,
+        decisions=decisions,
+        records=RecordIds(
+            prospect_id=prospect.id,
+            lead_id=lead.id if lead else None,
+            timeline_note_id=min((note.id for note in notes if note.id), default=None),
+            opportunity_id=opportunity.id if opportunity else None,
+            contact_id=contact.id if contact else None,
+            account_id=account.id if account else None,
+            person_customer_id=customers.get("person"),
+            organization_customer_id=customers.get("organization"),
+            customer_hierarchy_id=hierarchy.id if hierarchy else None,
+            email_message_id=email.id if email else None,
+        ),
+        notification=notification,
+        workflow_status=PAST_RETENTION,
+    )
+
+
+# The `workflow_status` of a status rebuilt from the stores.
+PAST_RETENTION = "past_retention"
+
+
+def _first(session: Session, model: type[T], onboarding_id: str) -> T | None:
+    return session.exec(select(model).filter_by(onboarding_id=onboarding_id)).first()
+
+
+def _of(session: Session, model: type[T], onboarding_id: str) -> list[T]:
+    return list(session.exec(select(model).filter_by(onboarding_id=onboarding_id)))
+
+
+def _stage(prospect: Prospect, lead: Lead | None) -> Stage:
+    if prospect.status in (Stage.APPROVED, Stage.REJECTED):
+        return Stage(prospect.status)
+    if not prospect.sales_integration_enabled:
+        return Stage.AWAITING_APPROVAL
+    if lead is None:
+        return Stage.SUBMITTED
+    return Stage.OPPORTUNITY_OPEN if lead.status == "qualified" else Stage.LEAD_OPEN
+
+
+def _decision(
+    action: Action, actor: str | None, reason: str | None, at: datetime
+) -> DecisionRecord:
+    return DecisionRecord(action=action, actor=actor or "unknown", reason=reason, at=_utc(at))
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the stores write UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -32,6 +32,8 @@ from web.app import create_app
 from worker import ACTIVITY_THREADS, build_worker
 
 VENV_BIN = Path(sys.executable).parent
+# A namespace no request is started in: how Temporal looks once its retention has passed.
+FORGETFUL_NAMESPACE = "forgetful"
 
 
 def free_port() -> int:
@@ -61,6 +63,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE],
     )
     yield env
     await env.shutdown()

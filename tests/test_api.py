@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 import client as onboarding
@@ -17,8 +18,15 @@ from models.commerce import Prospect
 from models.payloads import applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
-from stores import Stores
-from tests.conftest import ADMIN, REP, MailSink, bearer, web_settings_for
+from stores import Stores, views
+from tests.conftest import (
+    ADMIN,
+    FORGETFUL_NAMESPACE,
+    REP,
+    MailSink,
+    bearer,
+    web_settings_for,
+)
 from tests.scenario import a_request, finished, rows
 from web.app import create_app
 
@@ -290,3 +298,57 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]
     assert (await web.get("/docs")).status_code == 200
+
+
+def forgetful(client: Client) -> Client:
+    """A client of a namespace that has none of the requests: Temporal after retention."""
+    return Client(
+        client.service_client,
+        namespace=FORGETFUL_NAMESPACE,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@pytest.mark.parametrize("decisions", [["qualify", "won"], ["qualify", "lost"], ["cancel"]])
+async def test_the_stores_tell_the_same_status_as_temporal(
+    web: httpx.AsyncClient, client: Client, stores: Stores, decisions: list[str]
+) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    for action in decisions:
+        body = {"reason": "Checked by phone"} if action in ("lost", "cancel") else None
+        await web.post(f"{API}/{onboarding_id}/{action}", headers=bearer(REP), json=body)
+    from_temporal = await finished(client, await onboarding.status(client, onboarding_id))
+    from_stores = views.request_status(stores, onboarding_id)
+    assert from_stores is not None
+    same = {"stage", "records", "decisions", "notification", "company_name", "email", "locale"}
+    assert from_stores.model_dump(include=same) == from_temporal.model_dump(include=same)
+    assert from_stores.workflow_status == views.PAST_RETENTION
+
+
+async def test_a_request_past_temporal_retention_is_read_from_the_stores(
+    web: httpx.AsyncClient, web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    accepted = await submitted(web)
+    onboarding_id = accepted["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
+    await finished(client, await onboarding.status(client, onboarding_id))
+    later = httpx.AsyncClient(
+        transport=httpx.ASGITransport(create_app(web_settings, forgetful(client), stores)),
+        base_url="http://b2b.test",
+    )
+
+    async with later as web:
+        status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+        assert status.status_code == 200, status.text
+        assert (status.json()["stage"], status.json()["workflow_status"]) == (
+            "approved",
+            "past_retention",
+        )
+        late = await web.post(f"{API}/{onboarding_id}/lost", headers=bearer(REP))
+        assert late.status_code == 409
+        assert late.json()["stage"] == "approved"
+        page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+        assert "Welcome aboard" in page.text

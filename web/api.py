@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict
+from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import (
@@ -17,8 +18,9 @@ from models.payloads import (
     Stage,
     SubmitResult,
 )
+from stores import Stores, views
 from web.auth import ApiUser
-from web.dependencies import ClientDep, SecretDep, SettingsDep
+from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, read
 from web.links import status_path
 from web.protection import RateLimited
 
@@ -85,9 +87,11 @@ async def submit_request(
 
 
 @router.get("/{onboarding_id}", responses={k: ERRORS[k] for k in (401, 404, 503)})
-async def get_request(onboarding_id: str, user: ApiUser, client: ClientDep) -> OnboardingStatus:
+async def get_request(
+    onboarding_id: str, user: ApiUser, client: ClientDep, stores: StoresDep
+) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
-    return await onboarding.status(client, _known(onboarding_id))
+    return await current_status(client, stores, _known(onboarding_id))
 
 
 @router.post(
@@ -102,20 +106,39 @@ async def decide_request(
     action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
     user: ApiUser,
     client: ClientDep,
+    stores: StoresDep,
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> OnboardingStatus:
     """A rep's (qualify, cancel, won, lost) or an admin's (approve, reject) decision."""
     if not user.may(action):
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
-    return await onboarding.decide(
-        client,
-        _known(onboarding_id),
-        action,
-        actor=user.name,
-        reason=body.reason if body else None,
-        decision_id=f"api:{idempotency_key}" if idempotency_key else None,
-    )
+    try:
+        return await onboarding.decide(
+            client,
+            _known(onboarding_id),
+            action,
+            actor=user.name,
+            reason=body.reason if body else None,
+            decision_id=f"api:{idempotency_key}" if idempotency_key else None,
+        )
+    except onboarding.RequestNotFound:
+        kept = await read(views.request_status, stores, onboarding_id)
+        if kept is None:
+            raise
+        why = f"{action.value} is not allowed: the request is {kept.stage.value}"
+        raise onboarding.DecisionNotAllowed(why, kept.stage) from None
+
+
+async def current_status(client: Client, stores: Stores, onboarding_id: str) -> OnboardingStatus:
+    """From Temporal, or from the stores once Temporal's retention has passed."""
+    try:
+        return await onboarding.status(client, onboarding_id)
+    except onboarding.RequestNotFound:
+        kept = await read(views.request_status, stores, onboarding_id)
+        if kept is None:
+            raise
+        return kept
 
 
 def _known(onboarding_id: str) -> str:

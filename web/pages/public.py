@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 import client as onboarding
 from models.payloads import OnboardingRequest, Stage
-from web.api import IDEMPOTENCY_KEY, ONBOARDING_ID
-from web.dependencies import ClientDep, SecretDep, SettingsDep
+from web.api import IDEMPOTENCY_KEY, ONBOARDING_ID, current_status
+from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep
 from web.links import status_path, status_token_valid
 from web.protection import RateLimited
 from web.templating import render
@@ -108,11 +108,16 @@ async def confirmation(
 
 @router.get("/requests/{onboarding_id}/{token}")
 async def request_status(
-    request: Request, onboarding_id: str, token: str, secret: SecretDep, client: ClientDep
+    request: Request,
+    onboarding_id: str,
+    token: str,
+    secret: SecretDep,
+    client: ClientDep,
+    stores: StoresDep,
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await onboarding.status(client, onboarding_id)
+    current = await current_status(client, stores, onboarding_id)
     return render(
         request,
         "request_status.html",
