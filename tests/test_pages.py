@@ -71,6 +71,8 @@ async def press(web: httpx.AsyncClient, page: str, action: str, reason: str = ""
 async def test_the_landing_page_invites_partners_to_apply(web: httpx.AsyncClient) -> None:
     page = await web.get("/")
     assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Referrer-Policy"] == "same-origin"
     assert '<a class="button primary big" href="/apply">Become a business partner</a>' in page.text
 
 

@@ -62,6 +62,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     "",
+    summary="Submit an onboarding request",
     status_code=202,
     responses={429: {"model": Problem}, 503: ERRORS[503]},
     dependencies=[RateLimited],
@@ -86,7 +87,11 @@ async def submit_request(
     )
 
 
-@router.get("/{onboarding_id}", responses={k: ERRORS[k] for k in (401, 404, 503)})
+@router.get(
+    "/{onboarding_id}",
+    summary="Read a request's state",
+    responses={k: ERRORS[k] for k in (401, 404, 503)},
+)
 async def get_request(
     onboarding_id: str, user: ApiUser, client: ClientDep, stores: StoresDep
 ) -> OnboardingStatus:
@@ -96,6 +101,7 @@ async def get_request(
 
 @router.post(
     "/{onboarding_id}/{action}",
+    summary="Decide a request",
     responses={
         **ERRORS,
         409: {"model": NotAllowed, "description": "Not allowed in the current stage"},

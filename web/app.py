@@ -20,6 +20,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.sessions import SessionMiddleware
 from temporalio.client import Client
 
@@ -30,7 +31,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
-from web.protection import BodySizeLimit, SubmitRateLimit
+from web.protection import BodySizeLimit, SecurityHeaders, SubmitRateLimit
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -63,7 +64,8 @@ def create_app(
         yield
         app.state.stores.dispose()
 
-    app = FastAPI(
+    # Swagger UI served from the package, not a CDN: /docs works on a closed network.
+    app = FastAPIOffline(
         title="B2B partner onboarding",
         summary="Partners apply; sales reps and Commerce admins decide.",
         lifespan=lifespan,
@@ -85,6 +87,7 @@ def create_app(
         https_only=settings.b2b_site_url.startswith("https://"),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
     for pages in (public, account, sales, commerce):
