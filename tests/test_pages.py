@@ -12,9 +12,11 @@ from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import Stage
+from settings import Settings
 from stores import Stores, views
-from tests.conftest import ADMIN, REP
+from tests.conftest import ADMIN, REP, web_settings_for
 from tests.scenario import a_request, finished
+from web.app import create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 SUBMISSION = re.compile(r'name="submission_id" value="([^"]+)"')
@@ -323,3 +325,28 @@ async def test_signing_out_ends_the_session(web: httpx.AsyncClient) -> None:
     assert token
     assert (await web.post("/signout", data={"csrf_token": token[1]})).status_code == 303
     assert (await web.get("/sales/leads")).status_code == 303
+
+
+async def test_guessing_tokens_at_the_sign_in_form_is_slowed_down(web: httpx.AsyncClient) -> None:
+    page = await web.get("/signin")
+    token = CSRF.search(page.text)
+    assert token
+    guess = {"name": REP[0], "csrf_token": token[1]}
+    guesses = [
+        (await web.post("/signin", data={**guess, "token": f"guess-{n:04}"})).status_code
+        for n in range(10)
+    ]
+    assert guesses == [401] * 10
+    right = {"name": REP[0], "token": REP[2], "csrf_token": token[1]}
+    assert (await web.post("/signin", data=right)).status_code == 429
+
+
+async def test_the_form_shares_the_public_submit_limit(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    app = create_app(web_settings_for(settings, submit_rate_limit="2/minute"), client, stores)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://b2b.test"
+    ) as web:
+        answers = [(await apply(web, a_filled_form())).status_code for _ in range(3)]
+    assert answers == [303, 303, 429]

@@ -22,7 +22,7 @@ from stores import Stores, views
 from web.auth import ApiUser
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, read
 from web.links import status_path
-from web.protection import RateLimited
+from web.protection import SubmitLimited
 
 router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
 
@@ -65,7 +65,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     summary="Submit an onboarding request",
     status_code=202,
     responses={429: {"model": Problem}, 503: ERRORS[503]},
-    dependencies=[RateLimited],
+    dependencies=[SubmitLimited],
 )
 async def submit_request(
     request: OnboardingRequest,

@@ -31,7 +31,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
-from web.protection import BodySizeLimit, SecurityHeaders, SubmitRateLimit
+from web.protection import SIGN_IN_LIMIT, BodySizeLimit, RateLimit, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -75,7 +75,8 @@ def create_app(
     app.state.users = users
     app.state.secret = secret
     app.state.temporal = TemporalConnection(settings, client)
-    app.state.submit_rate_limit = SubmitRateLimit(settings.submit_rate_limit)
+    app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
+    app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
     app.state.templates = templates()
 
     app.add_middleware(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from limits import parse
@@ -91,17 +90,18 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class SubmitRateLimit:
-    """Public submissions per client address, in a moving window (`10/minute`)."""
+class RateLimit:
+    """Requests of one kind per client address, in a moving window (`10/minute`)."""
 
-    def __init__(self, limit: str) -> None:
+    def __init__(self, kind: str, limit: str) -> None:
+        self.kind = kind
         self.item = parse(limit)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def __call__(self, request: Request) -> None:
         address = request.client.host if request.client else "unknown"
-        if not self.limiter.hit(self.item, "submit", address):
-            reset_at, _ = self.limiter.get_window_stats(self.item, "submit", address)
+        if not self.limiter.hit(self.item, self.kind, address):
+            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, address)
             retry_after = max(1, int(reset_at - time.time()) + 1)
             raise HTTPException(
                 429,
@@ -110,10 +110,17 @@ class SubmitRateLimit:
             )
 
 
-def submit_rate_limit(request: Request) -> None:
-    limit: SubmitRateLimit = request.app.state.submit_rate_limit
-    limit(request)
+# Sign-in attempts per address: plenty for a person, slow for guessing tokens.
+SIGN_IN_LIMIT = "10/minute"
 
 
-RateLimited = Depends(submit_rate_limit)
-SubmitAllowed = Annotated[None, RateLimited]
+def _submit_limit(request: Request) -> None:
+    request.app.state.submit_rate_limit(request)
+
+
+def _sign_in_limit(request: Request) -> None:
+    request.app.state.sign_in_rate_limit(request)
+
+
+SubmitLimited = Depends(_submit_limit)
+SignInLimited = Depends(_sign_in_limit)

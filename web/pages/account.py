@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from web.auth import CsrfChecked, Role, User, get_users, start_session
+from web.protection import SignInLimited
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +22,7 @@ async def sign_in_form(request: Request, next: str = "") -> Response:
     return render(request, "signin.html", next=_safe_next(next), name="", error=None)
 
 
-@router.post("/signin", dependencies=[CsrfChecked])
+@router.post("/signin", dependencies=[SignInLimited, CsrfChecked])
 async def sign_in(
     request: Request,
     name: Annotated[str, Form(max_length=100)] = "",

@@ -14,7 +14,7 @@ from models.payloads import OnboardingRequest, Stage
 from web.api import IDEMPOTENCY_KEY, ONBOARDING_ID, current_status
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep
 from web.links import status_path, status_token_valid
-from web.protection import RateLimited
+from web.protection import SubmitLimited
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -43,7 +43,7 @@ async def application_form(request: Request) -> Response:
     return render(request, "apply.html", values={}, errors={}, submission_id=uuid.uuid4().hex)
 
 
-@router.post("/apply", dependencies=[RateLimited])
+@router.post("/apply", dependencies=[SubmitLimited])
 async def apply(
     request: Request, client: ClientDep, settings: SettingsDep, secret: SecretDep
 ) -> Response:
