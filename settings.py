@@ -54,6 +54,13 @@ class Settings(BaseSettings):
             raise ValueError("MAIL_FROM must be a single line")
         return value
 
+    @field_validator("web_secret_key")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("WEB_SECRET_KEY must be at least 32 characters")
+        return value
+
     @field_validator("sales_database_url", "commerce_database_url")
     @classmethod
     def _sqlite_path_from_project(cls, url: str) -> str:

@@ -258,12 +258,7 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
             email_message_id=email.id if email else None,
         ),
         notification=notification,
-        workflow_status=PAST_RETENTION,
     )
-
-
-# The `workflow_status` of a status rebuilt from the stores.
-PAST_RETENTION = "past_retention"
 
 
 def _first(session: Session, model: type[T], onboarding_id: str) -> T | None:

@@ -25,6 +25,7 @@ from tests.conftest import (
     REP,
     MailSink,
     bearer,
+    free_port,
     web_settings_for,
 )
 from tests.scenario import a_request, finished, rows
@@ -323,7 +324,6 @@ async def test_the_stores_tell_the_same_status_as_temporal(
     assert from_stores is not None
     same = {"stage", "records", "decisions", "notification", "company_name", "email", "locale"}
     assert from_stores.model_dump(include=same) == from_temporal.model_dump(include=same)
-    assert from_stores.workflow_status == views.PAST_RETENTION
 
 
 async def test_a_request_past_temporal_retention_is_read_from_the_stores(
@@ -352,3 +352,67 @@ async def test_a_request_past_temporal_retention_is_read_from_the_stores(
         assert late.json()["stage"] == "approved"
         page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
         assert "Welcome aboard" in page.text
+
+
+async def test_a_duplicate_answers_with_the_request_but_never_its_link(
+    web: httpx.AsyncClient,
+) -> None:
+    form = a_form()
+    first = await submitted(web, **form)
+    again = await web.post(API, json={**form, "company": "Someone Else Srl"})
+    assert again.status_code == 202
+    body = again.json()
+    assert (body["onboarding_id"], body["duplicate"]) == (first["onboarding_id"], True)
+    # Knowing someone's email must not be enough to read their request.
+    assert body["status_url"] is None
+
+
+async def test_an_idempotency_key_reused_for_another_action_is_another_decision(
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id = (await submitted(web))["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    key = {**bearer(REP), "Idempotency-Key": f"rep-click-{uuid.uuid4()}"}
+    qualified = await web.post(f"{API}/{onboarding_id}/qualify", headers=key)
+    again = await web.post(f"{API}/{onboarding_id}/qualify", headers=key)
+    assert qualified.json()["stage"] == again.json()["stage"] == "opportunity_open"
+    won = await web.post(f"{API}/{onboarding_id}/won", headers=key)
+    assert won.json()["stage"] == "approved"
+
+
+async def test_the_demo_users_answer_only_on_this_machine(
+    settings: Settings, client: Client, stores: Stores
+) -> None:
+    demo = web_settings_for(settings).model_copy(update={"api_tokens": None})
+    app = create_app(demo, client, stores)
+    admin = {"Authorization": "Bearer demo-admin-token"}
+    for address, expected in (("127.0.0.1", 404), ("::1", 404), ("203.0.113.9", 401)):
+        transport = httpx.ASGITransport(app=app, client=(address, 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as web:
+            answer = await web.get(f"{API}/0123456789abcdef", headers=admin)
+            assert answer.status_code == expected, address
+    with pytest.raises(ValueError, match="loopback only"):
+        create_app(demo.model_copy(update={"web_host": "0.0.0.0"}), client, stores)
+
+
+async def test_the_status_is_read_from_the_stores_while_temporal_is_down(
+    web: httpx.AsyncClient, web_settings: Settings, stores: Stores
+) -> None:
+    accepted = await submitted(web)
+    await until_stage(web, accepted["onboarding_id"], "lead_open")
+    nowhere = web_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    transport = httpx.ASGITransport(app=create_app(nowhere, stores=stores))
+    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as down:
+        status = await down.get(f"{API}/{accepted['onboarding_id']}", headers=bearer(REP))
+        assert status.status_code == 200, status.text
+        assert (status.json()["stage"], status.json()["workflow_status"]) == (
+            "lead_open",
+            "temporal_unreachable",
+        )
+        page = await down.get(accepted["status_url"].removeprefix("http://b2b.test"))
+        assert "Our sales team is reviewing your request." in page.text
+        submit = await down.post(API, json=a_form())
+        assert submit.status_code == 503
+        assert submit.headers["Retry-After"]
+        unknown = await down.get(f"{API}/0123456789abcdef", headers=bearer(REP))
+        assert unknown.status_code == 503

@@ -65,6 +65,17 @@ async def button_form(web: httpx.AsyncClient, page: str, action: str) -> dict[st
     return {**fields, "action": action}
 
 
+async def a_rep_on_a_new_lead(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> tuple[str, str]:
+    """A request applied through the form and a rep signed in: its id, its lead's page."""
+    onboarding_id, _ = await applied(web, client)
+    lead = views.lead_of_request(stores.sales, onboarding_id)
+    assert lead
+    await sign_in(web, REP)
+    return onboarding_id, f"/sales/leads/{lead.id}"
+
+
 async def press(web: httpx.AsyncClient, page: str, action: str, reason: str = "") -> httpx.Response:
     form = await button_form(web, page, action)
     return await web.post(f"{page}/{action}", data={**form, "reason": reason})
@@ -131,9 +142,9 @@ async def test_a_double_clicked_form_makes_one_request(web: httpx.AsyncClient) -
 async def test_rep_and_admin_pages_need_a_signed_in_user_of_their_role(
     web: httpx.AsyncClient,
 ) -> None:
-    anonymous = await web.get("/sales/leads")
+    anonymous = await web.get("/sales/leads", params={"view": "open"})
     assert anonymous.status_code == 303
-    assert anonymous.headers["location"] == "/signin?next=/sales/leads"
+    assert anonymous.headers["location"] == "/signin?next=%2Fsales%2Fleads%3Fview%3Dopen"
 
     page = await web.get("/signin")
     token = CSRF.search(page.text)
@@ -195,14 +206,11 @@ async def test_a_rep_qualifies_and_wins_a_lead_with_the_buttons(
 async def test_a_double_clicked_decision_button_applies_once_and_says_so_twice(
     web: httpx.AsyncClient, client: Client, stores: Stores
 ) -> None:
-    onboarding_id, _ = await applied(web, client)
-    lead = views.lead_of_request(stores.sales, onboarding_id)
-    assert lead
-    await sign_in(web, REP)
-    form = await button_form(web, f"/sales/leads/{lead.id}", "qualify")
+    onboarding_id, lead_page = await a_rep_on_a_new_lead(web, client, stores)
+    form = await button_form(web, lead_page, "qualify")
     first, second = await asyncio.gather(
-        web.post(f"/sales/leads/{lead.id}/qualify", data=form),
-        web.post(f"/sales/leads/{lead.id}/qualify", data=form),
+        web.post(f"{lead_page}/qualify", data=form),
+        web.post(f"{lead_page}/qualify", data=form),
     )
     assert first.headers["location"] == second.headers["location"]
     assert first.headers["location"].startswith("/sales/opportunities/")
@@ -214,11 +222,7 @@ async def test_a_double_clicked_decision_button_applies_once_and_says_so_twice(
 async def test_a_decision_not_allowed_now_is_explained_on_the_page(
     web: httpx.AsyncClient, client: Client, stores: Stores
 ) -> None:
-    onboarding_id, _ = await applied(web, client)
-    lead = views.lead_of_request(stores.sales, onboarding_id)
-    assert lead
-    await sign_in(web, REP)
-    page = f"/sales/leads/{lead.id}"
+    _, page = await a_rep_on_a_new_lead(web, client, stores)
     token = CSRF.search((await web.get(page)).text)
     assert token
     await web.post(f"{page}/cancel", data={"csrf_token": token[1], "reason": "Not a fit"})
@@ -232,13 +236,10 @@ async def test_a_decision_not_allowed_now_is_explained_on_the_page(
 async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(
     web: httpx.AsyncClient, client: Client, stores: Stores
 ) -> None:
-    onboarding_id, _ = await applied(web, client)
-    lead = views.lead_of_request(stores.sales, onboarding_id)
-    assert lead
-    await sign_in(web, REP)
-    forged = await web.post(f"/sales/leads/{lead.id}/qualify", data={"csrf_token": "forged"})
+    onboarding_id, lead_page = await a_rep_on_a_new_lead(web, client, stores)
+    forged = await web.post(f"{lead_page}/qualify", data={"csrf_token": "forged"})
     assert forged.status_code == 403
-    missing = await web.post(f"/sales/leads/{lead.id}/qualify")
+    missing = await web.post(f"{lead_page}/qualify")
     assert missing.status_code == 403
     assert (await onboarding.status(client, onboarding_id)).stage is Stage.LEAD_OPEN
 
@@ -310,12 +311,73 @@ async def test_a_company_named_like_a_script_is_text_on_every_page(
         assert "&lt;script&gt;" in text, page
 
 
-@pytest.mark.parametrize("page", ["/sales/leads/999999999", "/sales/leads/abc"])
-async def test_an_unknown_page_is_a_404_page(web: httpx.AsyncClient, page: str) -> None:
-    await sign_in(web, REP)
+@pytest.mark.parametrize(
+    ("user", "page"),
+    [
+        (REP, "/sales/leads/999999999"),
+        (REP, "/sales/leads/abc"),
+        (REP, "/sales/leads/-1"),
+        (REP, "/sales/leads/99999999999999999999"),
+        (REP, "/sales/opportunities/99999999999999999999"),
+        (ADMIN, "/commerce/prospects/99999999999999999999"),
+        (ADMIN, "/commerce/customers/0"),
+        (ADMIN, "/commerce/prospects?status=lost"),
+    ],
+)
+async def test_an_unknown_page_is_a_404_page(
+    web: httpx.AsyncClient, user: tuple[str, str, str], page: str
+) -> None:
+    await sign_in(web, user)
     response = await web.get(page)
     assert response.status_code == 404
     assert "Traceback" not in response.text
+
+
+async def test_a_decision_form_that_is_not_right_is_a_422_page(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    onboarding_id, lead_page = await a_rep_on_a_new_lead(web, client, stores)
+    form = await button_form(web, lead_page, "qualify")
+    response = await web.post(f"{lead_page}/qualify", data={**form, "decision_id": "x"})
+    assert response.status_code == 422
+    assert "decision_id" in response.text
+    assert (await onboarding.status(client, onboarding_id)).stage is Stage.LEAD_OPEN
+
+
+async def test_applying_again_with_an_open_request_does_not_reveal_it(
+    web: httpx.AsyncClient, client: Client
+) -> None:
+    form = a_filled_form()
+    first = await apply(web, form)
+    await onboarding.wait_until_recorded(client, first.headers["location"].split("/")[2])
+    again = await apply(web, {**form, "company": "Someone Else Srl"})
+    assert again.headers["location"] == "/apply/already-open"
+    page = await web.get(again.headers["location"])
+    assert "You have already applied" in page.text
+    assert first.headers["location"].split("/")[2] not in page.text
+
+
+async def test_prospects_are_found_whatever_the_case_of_their_accents(
+    web: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    company = f"École Ünïcode {uuid.uuid4().hex[:6]}"
+    onboarding_id, _ = await applied(web, client, company=company)
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect
+    await sign_in(web, ADMIN)
+    for words in (company, company.upper(), company.lower(), "école ünïcode"):
+        found = await web.get("/commerce/prospects", params={"q": words})
+        assert f'href="/commerce/prospects/{prospect.id}"' in found.text, words
+    wildcard = await web.get("/commerce/prospects", params={"q": "%"})
+    assert f'href="/commerce/prospects/{prospect.id}"' not in wildcard.text
+
+
+async def test_pages_with_a_request_or_a_user_are_never_cached(
+    web: httpx.AsyncClient, client: Client
+) -> None:
+    _, status_link = await applied(web, client)
+    assert (await web.get(status_link)).headers["Cache-Control"] == "no-store"
+    assert "no-store" not in (await web.get("/static/style.css")).headers.get("Cache-Control", "")
 
 
 async def test_signing_out_ends_the_session(web: httpx.AsyncClient) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict
-from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import (
@@ -18,18 +16,14 @@ from models.payloads import (
     Stage,
     SubmitResult,
 )
-from stores import Stores, views
 from web.auth import ApiUser
-from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, read
+from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
+from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
 from web.links import status_path
 from web.protection import SubmitLimited
+from web.status import current_status, refuse_when_gone
 
 router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
-
-# Onboarding ids are 16 hex digits; anything else names no request.
-ONBOARDING_ID = re.compile(r"^[0-9a-f]{16}$")
-# An Idempotency-Key or a form's submission id: printable ASCII, no spaces.
-IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
 
 
 class Problem(BaseModel):
@@ -41,9 +35,12 @@ class NotAllowed(Problem):
 
 
 class SubmitAccepted(SubmitResult):
-    """The request's reference, and the link where its requester can follow it."""
+    """The request's reference, and the link where its requester can follow it.
 
-    status_url: str
+    A duplicate has no link: whoever knows an email must not read its request.
+    """
+
+    status_url: str | None
 
 
 class DecisionBody(BaseModel):
@@ -81,9 +78,9 @@ async def submit_request(
         settings,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
     )
+    link = settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id)
     return SubmitAccepted(
-        **submitted.model_dump(),
-        status_url=settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id),
+        **submitted.model_dump(), status_url=None if submitted.duplicate else link
     )
 
 
@@ -93,10 +90,10 @@ async def submit_request(
     responses={k: ERRORS[k] for k in (401, 404, 503)},
 )
 async def get_request(
-    onboarding_id: str, user: ApiUser, client: ClientDep, stores: StoresDep
+    onboarding_id: str, user: ApiUser, temporal: TemporalDep, stores: StoresDep
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
-    return await current_status(client, stores, _known(onboarding_id))
+    return await current_status(temporal, stores, _known(onboarding_id))
 
 
 @router.post(
@@ -111,7 +108,7 @@ async def decide_request(
     onboarding_id: str,
     action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
     user: ApiUser,
-    client: ClientDep,
+    temporal: TemporalDep,
     stores: StoresDep,
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
@@ -121,30 +118,16 @@ async def decide_request(
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
     try:
         return await onboarding.decide(
-            client,
+            await temporal.get(),
             _known(onboarding_id),
             action,
             actor=user.name,
             reason=body.reason if body else None,
-            decision_id=f"api:{idempotency_key}" if idempotency_key else None,
+            # The action is part of the id: a key reused for another action is another decision.
+            decision_id=f"api:{action.value}:{idempotency_key}" if idempotency_key else None,
         )
     except onboarding.RequestNotFound:
-        kept = await read(views.request_status, stores, onboarding_id)
-        if kept is None:
-            raise
-        why = f"{action.value} is not allowed: the request is {kept.stage.value}"
-        raise onboarding.DecisionNotAllowed(why, kept.stage) from None
-
-
-async def current_status(client: Client, stores: Stores, onboarding_id: str) -> OnboardingStatus:
-    """From Temporal, or from the stores once Temporal's retention has passed."""
-    try:
-        return await onboarding.status(client, onboarding_id)
-    except onboarding.RequestNotFound:
-        kept = await read(views.request_status, stores, onboarding_id)
-        if kept is None:
-            raise
-        return kept
+        await refuse_when_gone(temporal, stores, onboarding_id, action)
 
 
 def _known(onboarding_id: str) -> str:

@@ -10,10 +10,11 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -31,7 +32,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
-from web.protection import SIGN_IN_LIMIT, BodySizeLimit, RateLimit, SecurityHeaders
+from web.protection import SIGN_IN_LIMIT, RateLimit, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -69,6 +70,7 @@ def create_app(
         title="B2B partner onboarding",
         summary="Partners apply; sales reps and Commerce admins decide.",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.stores = stores
@@ -87,7 +89,6 @@ def create_app(
         same_site="lax",
         https_only=settings.b2b_site_url.startswith("https://"),
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
@@ -103,9 +104,14 @@ def _secret(settings: Settings) -> bytes:
         return settings.web_secret_key.get_secret_value().encode()
     if not SECRET_FILE.exists():
         SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole, then linked into place: two processes starting together agree.
+        draft = SECRET_FILE.with_name(f".{SECRET_FILE.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(secrets.token_hex(32))
+        with suppress(FileExistsError):
+            os.link(draft, SECRET_FILE)
+        draft.unlink()
     return SECRET_FILE.read_text().strip().encode()
 
 
@@ -127,6 +133,10 @@ def _handle_errors(app: FastAPI) -> None:
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         if request.url.path.startswith("/api/"):
             return await request_validation_exception_handler(request, err)
+        errors = err.errors()
+        if any(error["loc"][:1] == ("body",) for error in errors):
+            field = ".".join(str(part) for part in errors[0]["loc"][1:])
+            return problem(request, 422, f"The form's {field} is not right: {errors[0]['msg']}.")
         return problem(request, 404, "There is no such page.")
 
     @app.exception_handler(onboarding.RequestNotFound)
@@ -153,7 +163,8 @@ def _handle_errors(app: FastAPI) -> None:
     async def sign_in(request: Request, _: SignInRequired) -> Response:
         if request.method != "GET":
             return problem(request, 401, "Your session has ended; sign in again.")
-        return RedirectResponse(f"/signin?next={request.url.path}", status_code=303)
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?{urlencode({'next': back})}", status_code=303)
 
     @app.exception_handler(RoleRequired)
     async def wrong_role(request: Request, err: RoleRequired) -> Response:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models.payloads import Action
 from settings import Settings
@@ -35,15 +35,18 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 class User(BaseModel):
     name: str
     role: Role
-    token: str
+    token: str = Field(repr=False)
 
     def may(self, action: Action) -> bool:
         return action in ROLE_ACTIONS[self.role]
 
-    @property
-    def fingerprint(self) -> str:
-        """Kept in the session, so changing a user's token signs out their sessions."""
-        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+    def fingerprint(self, secret: bytes) -> str:
+        """Kept in the session, so changing a user's token signs out their sessions.
+
+        Keyed with the app's secret: the cookie is readable, and a plain hash of a short
+        token could be reversed by guessing.
+        """
+        return hmac.new(secret, self.token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Users:
@@ -109,8 +112,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+NOBODY = Users([], demo=True)
+
+
 def get_users(request: Request) -> Users:
+    """The users a request may sign in as: the demo users only from this machine."""
     users: Users = request.app.state.users
+    if users.demo and not _is_loopback(request.client.host if request.client else ""):
+        return NOBODY
     return users
 
 
@@ -130,6 +139,8 @@ def api_user(
         )
     user = get_users(request).by_token(credentials.credentials)
     if user is None:
+        # Wrong tokens count against the same limit as wrong sign-ins.
+        request.app.state.sign_in_rate_limit(request)
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
     return user
 
@@ -153,14 +164,17 @@ class RoleRequired(Exception):
 def session_user(request: Request) -> User | None:
     name = request.session.get("user")
     user = get_users(request).by_name.get(name) if isinstance(name, str) else None
-    if user is None or request.session.get("fingerprint") != user.fingerprint:
+    secret: bytes = request.app.state.secret
+    if user is None or not hmac.compare_digest(
+        str(request.session.get("fingerprint", "")), user.fingerprint(secret)
+    ):
         return None
     return user
 
 
 def start_session(request: Request, user: User) -> None:
     request.session.clear()
-    request.session.update(user=user.name, fingerprint=user.fingerprint)
+    request.session.update(user=user.name, fingerprint=user.fingerprint(request.app.state.secret))
     # A fresh CSRF token per sign-in, so one seen before signing in is worthless.
     request.session["csrf"] = secrets.token_urlsafe(32)
 

@@ -38,9 +38,13 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_client(request: Request) -> Client:
+def get_temporal(request: Request) -> TemporalConnection:
     connection: TemporalConnection = request.app.state.temporal
-    return await connection.get()
+    return connection
+
+
+async def get_client(request: Request) -> Client:
+    return await get_temporal(request).get()
 
 
 def get_stores(request: Request) -> Stores:
@@ -56,6 +60,8 @@ def get_secret(request: Request) -> bytes:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SecretDep = Annotated[bytes, Depends(get_secret)]
 ClientDep = Annotated[Client, Depends(get_client)]
+# For routes that can answer from the stores while Temporal is down: connect on demand.
+TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 
 

@@ -1,4 +1,4 @@
-"""Limits for the public side: request body size, and submissions per client address."""
+"""Protections every answer gets (security headers) and limits per client address."""
 
 from __future__ import annotations
 
@@ -11,58 +11,9 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body is larger than {max_bytes} bytes")
-
-
-class BodySizeLimit:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length or while reading."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_413(send, self.max_bytes)
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                # An HTTPException, so FastAPI's body parsing lets it through as a 413.
-                raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, limited, send)
-
-
-async def _send_413(send: Send, max_bytes: int) -> None:
-    body = f'{{"detail":"the request body is larger than {max_bytes} bytes"}}'.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class SecurityHeaders:
-    """Headers every answer carries: no framing, no MIME sniffing, no referrer elsewhere.
+    """Headers every answer carries: no framing, no MIME sniffing, no referrer elsewhere,
+    and no caching of pages that show a request or a signed-in user's data.
 
     The requester's status link holds its token in the path; `same-origin` keeps it
     from leaking to another site through the Referer header.
@@ -82,9 +33,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        extra: tuple[tuple[bytes, bytes], ...] = self.HEADERS
+        if not scope["path"].startswith("/static/"):
+            extra = (*extra, (b"cache-control", b"no-store"))
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         await self.app(scope, receive, with_headers)

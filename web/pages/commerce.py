@@ -11,6 +11,7 @@ from models.payloads import Action, ProspectStatus
 from stores import views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read
+from web.identifiers import RowId
 from web.pages.decisions import DecisionForm, decide
 from web.templating import render
 
@@ -45,7 +46,7 @@ async def prospects(
 
 @router.get("/prospects/{prospect_id}")
 async def prospect(
-    request: Request, prospect_id: int, user: CommerceAdmin, stores: StoresDep
+    request: Request, prospect_id: RowId, user: CommerceAdmin, stores: StoresDep
 ) -> Response:
     """A prospect: its request, Approve and Reject (integration off), its customers."""
     found = await read(views.prospect, stores.commerce, prospect_id)
@@ -65,7 +66,7 @@ async def prospect(
 @router.post("/prospects/{prospect_id}/{action}", dependencies=[CsrfChecked])
 async def decide_prospect(
     request: Request,
-    prospect_id: int,
+    prospect_id: RowId,
     action: Literal["approve", "reject"],
     user: CommerceAdmin,
     stores: StoresDep,
@@ -82,7 +83,7 @@ async def decide_prospect(
 
 @router.get("/customers/{customer_id}")
 async def customer(
-    request: Request, customer_id: int, user: CommerceAdmin, stores: StoresDep
+    request: Request, customer_id: RowId, user: CommerceAdmin, stores: StoresDep
 ) -> Response:
     """A customer, with the prospect it came from."""
     found = await read(views.customer, stores.commerce, customer_id)

@@ -8,8 +8,8 @@ from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import Action, OnboardingStatus, Reason
-from web.api import IDEMPOTENCY_KEY
 from web.auth import User
+from web.identifiers import IDEMPOTENCY_KEY
 from web.templating import flash
 
 DONE = {
@@ -26,6 +26,7 @@ _reason = TypeAdapter(Reason | None)
 class DecisionForm(BaseModel):
     """A decision button's form: the optional reason, and the id that makes it idempotent."""
 
+    # Checked as a Reason when deciding, so a bad one is explained on the page.
     reason: str = Field(default="", max_length=10_000)
     decision_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
 
@@ -47,7 +48,7 @@ async def decide(
             action,
             actor=user.name,
             reason=reason,
-            decision_id=f"page:{form.decision_id}" if form.decision_id else None,
+            decision_id=f"page:{action.value}:{form.decision_id}" if form.decision_id else None,
         )
     except ValidationError as err:
         flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")

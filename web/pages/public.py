@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 import client as onboarding
 from models.payloads import OnboardingRequest, Stage
-from web.api import IDEMPOTENCY_KEY, ONBOARDING_ID, current_status
-from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep
+from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
+from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
 from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
+from web.status import current_status
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -70,9 +71,17 @@ async def apply(
     submitted = await onboarding.submit(
         client, application, settings, idempotency_key=f"form:{submission_id}"
     )
-    query = "?duplicate=1" if submitted.duplicate else ""
+    if submitted.duplicate:
+        # No link: whoever knows an email must not read its request.
+        return RedirectResponse("/apply/already-open", status_code=303)
     path = status_path(secret, submitted.onboarding_id)
-    return RedirectResponse(f"{path}/submitted{query}", status_code=303)
+    return RedirectResponse(f"{path}/submitted", status_code=303)
+
+
+@router.get("/apply/already-open")
+async def already_open(request: Request) -> Response:
+    """The email already has an undecided request: say so, without its link."""
+    return render(request, "already_open.html")
 
 
 def _field_errors(err: ValidationError) -> dict[str, str]:
@@ -93,7 +102,6 @@ async def confirmation(
     onboarding_id: str,
     token: str,
     secret: SecretDep,
-    duplicate: bool = False,
 ) -> Response:
     """Thank-you page: the reference, and the link to follow the request."""
     _check_link(secret, onboarding_id, token)
@@ -102,7 +110,6 @@ async def confirmation(
         "confirmation.html",
         onboarding_id=onboarding_id,
         status_url=status_path(secret, onboarding_id),
-        duplicate=duplicate,
     )
 
 
@@ -112,12 +119,12 @@ async def request_status(
     onboarding_id: str,
     token: str,
     secret: SecretDep,
-    client: ClientDep,
+    temporal: TemporalDep,
     stores: StoresDep,
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await current_status(client, stores, onboarding_id)
+    current = await current_status(temporal, stores, onboarding_id)
     return render(
         request,
         "request_status.html",

@@ -11,6 +11,7 @@ from models.payloads import Action
 from stores import views
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, read
+from web.identifiers import RowId
 from web.pages.decisions import DecisionForm, decide
 from web.templating import render
 
@@ -41,7 +42,7 @@ async def leads(
 
 
 @router.get("/leads/{lead_id}")
-async def lead(request: Request, lead_id: int, user: SalesRep, stores: StoresDep) -> Response:
+async def lead(request: Request, lead_id: RowId, user: SalesRep, stores: StoresDep) -> Response:
     """A lead: its Contact and Company parts, its timeline, Qualify and Cancel."""
     found = await read(views.lead, stores.sales, lead_id)
     if found is None:
@@ -54,7 +55,7 @@ async def lead(request: Request, lead_id: int, user: SalesRep, stores: StoresDep
 @router.post("/leads/{lead_id}/{action}", dependencies=[CsrfChecked])
 async def decide_lead(
     request: Request,
-    lead_id: int,
+    lead_id: RowId,
     action: Literal["qualify", "cancel"],
     user: SalesRep,
     stores: StoresDep,
@@ -74,7 +75,7 @@ async def decide_lead(
 
 @router.get("/opportunities/{opportunity_id}")
 async def opportunity(
-    request: Request, opportunity_id: int, user: SalesRep, stores: StoresDep
+    request: Request, opportunity_id: RowId, user: SalesRep, stores: StoresDep
 ) -> Response:
     """An opportunity: Close as won, Close as lost."""
     found = await read(views.opportunity, stores.sales, opportunity_id)
@@ -87,7 +88,7 @@ async def opportunity(
 @router.post("/opportunities/{opportunity_id}/{action}", dependencies=[CsrfChecked])
 async def close_opportunity(
     request: Request,
-    opportunity_id: int,
+    opportunity_id: RowId,
     action: Literal["won", "lost"],
     user: SalesRep,
     stores: StoresDep,
