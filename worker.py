@@ -21,6 +21,7 @@ from client import OnboardingError, connect
 from models import search_attributes
 from settings import Settings, get_settings
 from stores import Stores
+from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
@@ -106,10 +107,13 @@ async def main() -> int:
         return 1
     stores = Stores.from_settings(settings)
     try:
-        stores.create_tables()
+        stores.migrate()
     except SQLAlchemyError as err:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         print(f"worker: cannot open the stores: {reason}", file=sys.stderr)
+        return 1
+    except SchemaMismatch as err:
+        print(f"worker: {err}", file=sys.stderr)
         return 1
     logging.info(
         "stores: sales %s, commerce %s; mail via %s:%s; Sales integration %s",

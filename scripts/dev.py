@@ -14,12 +14,16 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 
 from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
+from stores import Stores  # noqa: E402
+from stores.migrations import SchemaMismatch  # noqa: E402
 
 BIN = Path(sys.executable).parent
 # `status` answers from Temporal: keep decided requests there for a month, not a day.
@@ -37,6 +41,18 @@ def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"dev: nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
+def migrate_stores() -> None:
+    """Both stores at their newest migration before anything uses them."""
+    stores = Stores.from_settings(get_settings())
+    try:
+        stores.migrate()
+    except (SQLAlchemyError, SchemaMismatch) as err:
+        raise SystemExit(f"dev: cannot migrate the stores: {err}") from None
+    finally:
+        stores.dispose()
+    print("dev: stores migrated", flush=True)
+
+
 def relay(name: str, process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
@@ -47,6 +63,7 @@ def relay(name: str, process: subprocess.Popen[str]) -> None:
 def main() -> int:
     settings = get_settings()
     (PROJECT / "var" / "mail").mkdir(parents=True, exist_ok=True)
+    migrate_stores()
     host, _, port = settings.temporal_address.rpartition(":")
     services = [
         (

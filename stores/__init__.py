@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from models.commerce import CommerceTable
-from models.sales import SalesTable
 from settings import Settings
 from stores.engine import make_engine
+from stores.migrations import migrate
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,10 @@ class Stores:
             commerce=make_engine(settings.commerce_database_url),
         )
 
-    def create_tables(self) -> None:
-        """Create missing tables; each store gets only its own schema."""
-        SalesTable.metadata.create_all(self.sales)
-        CommerceTable.metadata.create_all(self.commerce)
+    def migrate(self) -> None:
+        """Bring each store's schema to its newest migration; each has its own history."""
+        migrate(self.sales, "sales")
+        migrate(self.commerce, "commerce")
 
     def dispose(self) -> None:
         self.sales.dispose()

@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -101,7 +102,7 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink)
 @pytest.fixture(scope="session")
 def stores(base_settings: Settings) -> Iterator[Stores]:
     stores = Stores.from_settings(base_settings)
-    stores.create_tables()
+    stores.migrate()
     yield stores
     stores.dispose()
 
@@ -158,30 +159,32 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+@contextmanager
+def postgres_databases(*purposes: str) -> Iterator[list[str]]:
+    """New databases on the local PostgreSQL server, dropped afterwards: their URLs."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    names = [f"onboarding_test_{uuid.uuid4().hex[:8]}_{purpose}" for purpose in purposes]
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    base = make_url(POSTGRES_ADMIN_URL)
+    try:
+        yield [base.set(database=name).render_as_string(hide_password=False) for name in names]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_stores() -> Iterator[Stores]:
     """Both stores on the local PostgreSQL server, each in a database of its own."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    names = {
-        store: f"onboarding_test_{uuid.uuid4().hex[:8]}_{store}" for store in ("sales", "commerce")
-    }
-    with admin.connect() as connection:
-        for name in names.values():
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base = make_url(POSTGRES_ADMIN_URL)
-    stores = Stores(
-        sales=make_engine(base.set(database=names["sales"]).render_as_string(hide_password=False)),
-        commerce=make_engine(
-            base.set(database=names["commerce"]).render_as_string(hide_password=False)
-        ),
-    )
-    stores.create_tables()
-    yield stores
-    stores.dispose()
-    with admin.connect() as connection:
-        for name in names.values():
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_databases("sales", "commerce") as (sales, commerce):
+        stores = Stores(sales=make_engine(sales), commerce=make_engine(commerce))
+        stores.migrate()
+        yield stores
+        stores.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

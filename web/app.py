@@ -60,8 +60,8 @@ def create_app(
             yield
             return
         app.state.stores = Stores.from_settings(settings)
-        # The web app may start before the worker has created the tables.
-        app.state.stores.create_tables()
+        # The web app may start before the worker has brought the schemas up to date.
+        app.state.stores.migrate()
         yield
         app.state.stores.dispose()
 

@@ -1,0 +1,5 @@
+"""Alembic environment of the Commerce store."""
+
+from stores.migrations.environment import run
+
+run("commerce")

@@ -1,0 +1,5 @@
+"""Alembic environment of the Sales store."""
+
+from stores.migrations.environment import run
+
+run("sales")

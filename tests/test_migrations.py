@@ -1,0 +1,114 @@
+"""Each store's schema comes from its own migration history and equals the models."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect
+from temporalio.client import Client
+
+from models.commerce import CommerceTable
+from models.sales import SalesTable
+from stores.engine import make_engine
+from stores.migrations import SchemaMismatch, current, differences, head, migrate
+from tests.conftest import postgres_databases
+
+STORES = {"sales": SalesTable.metadata, "commerce": CommerceTable.metadata}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database with nothing in it, on each backend the product supports."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with postgres_databases("migrations") as (url,):
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sales", "commerce"])
+def test_the_migrated_schema_equals_the_models(empty_database: Engine, store: str) -> None:
+    migrate(empty_database, store)
+    with empty_database.connect() as connection:
+        assert differences(connection, store) == []
+        assert current(connection, store) == head(store)
+    other = "commerce" if store == "sales" else "sales"
+    tables = set(inspect(empty_database).get_table_names())
+    assert set(STORES[store].tables) <= tables
+    assert not set(STORES[other].tables) & tables, "a store holds only its own tables"
+
+
+def test_migrating_again_changes_nothing(empty_database: Engine) -> None:
+    migrate(empty_database, "sales")
+    migrate(empty_database, "sales")
+    with empty_database.connect() as connection:
+        assert current(connection, "sales") == head("sales")
+
+
+def test_both_stores_in_one_database_keep_their_own_histories(empty_database: Engine) -> None:
+    migrate(empty_database, "sales")
+    migrate(empty_database, "commerce")
+    with empty_database.connect() as connection:
+        assert current(connection, "sales") == head("sales")
+        assert current(connection, "commerce") == head("commerce")
+        for store in STORES:
+            assert differences(connection, store) == []
+
+
+def test_a_store_made_before_migrations_is_adopted_when_it_matches(
+    empty_database: Engine,
+) -> None:
+    SalesTable.metadata.create_all(empty_database)
+    migrate(empty_database, "sales")
+    with empty_database.connect() as connection:
+        assert current(connection, "sales") == head("sales")
+
+
+def test_a_store_that_differs_without_a_history_is_refused_with_the_reason(
+    empty_database: Engine,
+) -> None:
+    CommerceTable.metadata.create_all(empty_database)
+    with empty_database.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE prospect DROP COLUMN sales_integration_enabled")
+    with pytest.raises(SchemaMismatch, match=r"no migration history.*make clean"):
+        migrate(empty_database, "commerce")
+
+
+async def test_the_worker_migrates_both_stores_when_it_starts(
+    client: Client, tmp_path: Path
+) -> None:
+    urls = {store: f"sqlite:///{tmp_path / f'{store}.db'}" for store in STORES}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=Path(__file__).resolve().parent.parent,
+        env={
+            **os.environ,
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "ONBOARDING_TASK_QUEUE": f"migrations-{tmp_path.name}",
+            "SALES_DATABASE_URL": urls["sales"],
+            "COMMERCE_DATABASE_URL": urls["commerce"],
+        },
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            while b"worker polling" not in (line := await process.stdout.readline()):
+                assert line, "the worker stopped before polling"
+    finally:
+        process.terminate()
+        await process.wait()
+    for store, url in urls.items():
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            assert current(connection, store) == head(store)
+            assert differences(connection, store) == []
+        engine.dispose()
