@@ -1,4 +1,5 @@
-"""The process of DOMAIN.md end to end: real dev server, worker, SMTP server and SQLite stores."""
+"""The process of DOMAIN.md end to end: real dev server, worker, SMTP server, and both stores
+on each backend the product supports: SQLite files and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ from tests.scenario import (
 from worker import build_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, stores: Stores) -> Stores:
+    """Every scenario here runs on SQLite, then on PostgreSQL (the worker uses these too)."""
+    if request.param == "sqlite":
+        return stores
+    postgres: Stores = request.getfixturevalue("postgres_stores")
+    return postgres
+
+
 T = TypeVar("T")
 
 
