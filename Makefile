@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint clean
+.PHONY: dev test test-faults lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ dev: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# Fault injection on real processes: SIGKILLed workers, a restarted Temporal server,
+# a mail server down or too slow (several minutes; see tests/faults/).
+test-faults: $(STAMP)
+	$(PY) -m pytest -m faults tests/faults
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -252,7 +252,13 @@ async def _rpc(call: Awaitable[T]) -> T:
     try:
         return await call
     except RPCError as err:
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        # A call's own timeout comes back as CANCELLED ("Timeout expired"): a query, say,
+        # while no worker runs to answer it.
+        if err.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        ):
             raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
         raise
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:

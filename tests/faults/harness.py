@@ -1,0 +1,343 @@
+"""The product on real processes, and the counts every fault case ends with.
+
+A `Site` runs a Temporal dev server (state in a file, so it can be restarted), worker
+processes that can be killed with SIGKILL, an SMTP sink that can be stopped or made
+slow, and both stores. `Site.tally` computes, from both stores, the sink and Temporal:
+requests lost, duplicate rows, requests with exactly one email of the right kind, and
+duplicate deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+import client as onboarding
+from mailsink import SpoolHandler, read_spool
+from models import search_attributes
+from models.payloads import Action, OnboardingStatus, Stage
+from settings import Settings
+from stores import Stores
+from tests.conftest import free_port
+from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+# The paths a request can take, as the decisions a rep makes on it.
+PATHS: dict[str, tuple[Action, ...]] = {
+    "won": (Action.QUALIFY, Action.WON),
+    "lost": (Action.QUALIFY, Action.LOST),
+    "cancelled": (Action.CANCEL,),
+}
+FINAL = {"won": Stage.APPROVED, "lost": Stage.REJECTED, "cancelled": Stage.REJECTED}
+EVENT = {Stage.APPROVED: "prospect-approved", Stage.REJECTED: "prospect-rejected"}
+# Every row each path leaves in both stores, exactly.
+ROWS: dict[str, dict[str, int]] = {
+    "won": ROWS_OF_A_WON_REQUEST,
+    "lost": {
+        **ROWS_OF_A_WON_REQUEST,
+        "customer_hierarchy": 0,
+        "customer_hierarchy_member": 0,
+    },
+    "cancelled": {
+        **{table: 0 for table in ROWS_OF_A_WON_REQUEST},
+        "lead": 1,
+        "timeline_note": 2,
+        "prospect": 1,
+        "email_message": 1,
+    },
+}
+
+
+class Process:
+    """A child process whose output is kept, started and killed at will."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], ready: str) -> None:
+        self.name, self.argv, self.env, self.ready_text = name, list(argv), env, ready
+        self.popen: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 60) -> None:
+        self._ready.clear()
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=PROJECT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._read, args=(self.popen,), daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.kill()
+            tail = "".join(self.output[-20:])
+            raise AssertionError(f"{self.name} did not start in {timeout}s:\n{tail}")
+
+    def _read(self, popen: subprocess.Popen[str]) -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            self.output.append(line)
+            if self.ready_text in line:
+                self._ready.set()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last words, as a crash or an OOM kill."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class SlowOnceHandler(SpoolHandler):
+    """Keeps each message, but answers its first delivery only after the client gave up."""
+
+    def __init__(self, directory: Path, delay: float) -> None:
+        super().__init__(directory)
+        self.delay = delay
+        self.seen: set[str] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        content = (envelope.original_content or envelope.content).decode(errors="replace")
+        message_id = next(
+            (line for line in content.splitlines() if line.lower().startswith("message-id:")), ""
+        )
+        if message_id not in self.seen:
+            self.seen.add(message_id)
+            await asyncio.sleep(self.delay)
+        return answer
+
+
+@dataclass
+class Tally:
+    """What every fault case ends with."""
+
+    requests: int
+    lost: list[str] = field(default_factory=list)
+    duplicate_rows: list[str] = field(default_factory=list)
+    with_one_right_email: int = 0
+    deliveries: int = 0
+    distinct_messages: int = 0
+
+    @property
+    def duplicate_deliveries(self) -> int:
+        return self.deliveries - self.distinct_messages
+
+    @property
+    def one_email_share(self) -> float:
+        return self.with_one_right_email / self.requests if self.requests else 1.0
+
+    def assert_nothing_lost_or_duplicated(self) -> None:
+        assert self.lost == [], f"lost: {self.lost}"
+        assert self.duplicate_rows == [], f"duplicate rows: {self.duplicate_rows}"
+        assert self.one_email_share == 1.0, f"one right email for {self.one_email_share:.0%}"
+
+
+class Site:
+    """Everything the product runs on, for one fault case."""
+
+    def __init__(self, directory: Path, stores: Stores, sales_url: str, commerce_url: str) -> None:
+        self.directory = directory
+        self.stores = stores
+        self.spool = directory / "mail"
+        self.temporal_port = free_port()
+        self.smtp_port = free_port()
+        self.task_queue = f"faults-{directory.name}"
+        self.server = Process(
+            "temporal",
+            [
+                str(BIN / "temporal"), "server", "start-dev",
+                "--db-filename", str(directory / "temporal.db"),
+                "--port", str(self.temporal_port), "--headless", "--log-level", "error",
+                *search_attributes.dev_server_flags(),
+            ],
+            {},
+            ready="Temporal Server:",
+        )  # fmt: skip
+        self.worker_env = {
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "ONBOARDING_TASK_QUEUE": self.task_queue,
+            "SALES_DATABASE_URL": sales_url,
+            "COMMERCE_DATABASE_URL": commerce_url,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp_port),
+            "SMTP_TIMEOUT_SECONDS": "2",
+            "MAIL_FROM": "B2B Partner Onboarding <no-reply@b2b.test>",
+            "FAULT_PAUSE_FILE": str(directory / "pause"),
+            "FAULT_COMMITTED_FILE": str(directory / "committed"),
+        }
+        self.workers: list[Process] = []
+        self.sink: Controller | None = None
+        self.client: Client | None = None
+        self.settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            temporal_address=f"127.0.0.1:{self.temporal_port}",
+            onboarding_task_queue=self.task_queue,
+        )
+
+    async def start(self) -> None:
+        self.server.start()
+        self.client = await self.connect()
+        self.start_sink()
+
+    async def connect(self) -> Client:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return await Client.connect(
+                    f"127.0.0.1:{self.temporal_port}", data_converter=pydantic_data_converter
+                )
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    def start_worker(self) -> Process:
+        worker = Process(
+            f"worker-{len(self.workers) + 1}",
+            [sys.executable, "tests/faults/pausing_worker.py"],
+            self.worker_env,
+            ready="worker polling",
+        )
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def start_sink(self, slow_once: float | None = None) -> None:
+        handler = (
+            SpoolHandler(self.spool)
+            if slow_once is None
+            else SlowOnceHandler(self.spool, slow_once)
+        )
+        self.sink = Controller(handler, hostname="127.0.0.1", port=self.smtp_port)
+        self.sink.start()
+
+    def stop_sink(self) -> None:
+        if self.sink is not None:
+            self.sink.stop()
+            self.sink = None
+
+    async def restart_server(self) -> None:
+        self.server.stop()
+        self.server.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.stop_sink()
+        self.server.stop()
+
+    # --- driving requests -------------------------------------------------------------
+
+    async def submit(self, count: int) -> list[str]:
+        assert self.client is not None
+        submitted = await asyncio.gather(
+            *(onboarding.submit(self.client, a_request(), self.settings) for _ in range(count))
+        )
+        return [result.onboarding_id for result in submitted]
+
+    async def recorded(self, onboarding_ids: Sequence[str], timeout: float = 60) -> None:
+        await self.until(onboarding_ids, lambda s: s.stage is not Stage.SUBMITTED, timeout)
+
+    async def decide(
+        self, onboarding_id: str, action: Action, timeout: float = 120
+    ) -> OnboardingStatus:
+        """Decide as a careful caller does: on no answer, again with the same decision id."""
+        assert self.client is not None
+        decision_id = f"faults-{uuid.uuid4().hex}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = await onboarding.decide(
+                    self.client, onboarding_id, action, actor="faults", decision_id=decision_id
+                )
+                break
+            except onboarding.TemporalUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+        if status.pending_action is None:
+            return status
+        # Accepted, still being applied (a store or the worker was down): wait for it.
+        applied = await self.until([onboarding_id], lambda s: s.pending_action is None, timeout)
+        return applied[onboarding_id]
+
+    async def until(
+        self, onboarding_ids: Sequence[str], done: Any, timeout: float = 120
+    ) -> dict[str, OnboardingStatus]:
+        """Poll until `done(status)` holds for every request."""
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        pending = set(onboarding_ids)
+        seen: dict[str, OnboardingStatus] = {}
+        while pending:
+            for onboarding_id in list(pending):
+                try:
+                    status = await onboarding.status(self.client, onboarding_id)
+                except onboarding.TemporalUnavailable:
+                    continue
+                seen[onboarding_id] = status
+                if done(status):
+                    pending.discard(onboarding_id)
+            if pending and time.monotonic() > deadline:
+                raise AssertionError(f"{len(pending)} requests never got there: {sorted(pending)}")
+            await asyncio.sleep(0.2)
+        return seen
+
+    async def finished(self, onboarding_ids: Sequence[str], timeout: float = 120) -> None:
+        await self.until(onboarding_ids, lambda s: s.workflow_status == "completed", timeout)
+
+    # --- counting -----------------------------------------------------------------------
+
+    async def tally(self, paths: dict[str, str]) -> Tally:
+        """The counts, once every request's workflow has completed."""
+        await self.finished(list(paths))
+        assert self.client is not None
+        messages = [m for m in read_spool(self.spool) if m["X-Onboarding-Id"] in paths]
+        tally = Tally(
+            requests=len(paths),
+            deliveries=len(messages),
+            distinct_messages=len({m["Message-ID"] for m in messages}),
+        )
+        for onboarding_id, path in paths.items():
+            status = await onboarding.status(self.client, onboarding_id)
+            counts = row_counts(self.stores, onboarding_id)
+            extra = {t: n for t, n in counts.items() if n > ROWS[path].get(t, 0)}
+            missing = {t: n for t, n in ROWS[path].items() if counts.get(t, 0) < n}
+            if extra:
+                tally.duplicate_rows.append(f"{onboarding_id}: {extra}")
+            if missing or status.stage is not FINAL[path]:
+                tally.lost.append(f"{onboarding_id} {status.stage}: missing {missing}")
+            own = Counter(
+                m["Message-ID"] for m in messages if m["X-Onboarding-Id"] == onboarding_id
+            )
+            kinds = {
+                m["X-Onboarding-Event"] for m in messages if m["X-Onboarding-Id"] == onboarding_id
+            }
+            if len(own) == 1 and kinds == {EVENT[FINAL[path]]}:
+                tally.with_one_right_email += 1
+        return tally

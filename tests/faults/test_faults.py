@@ -1,0 +1,191 @@
+"""Nothing lost, nothing duplicated, under the faults production brings.
+
+Each case runs real processes (Temporal dev server, workers, SMTP sink, SQLite stores),
+injects its fault, and ends with the same counts (see `harness.Tally`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import client as onboarding
+from models.payloads import Action, Stage
+from stores import Stores
+from stores.engine import make_engine
+from tests.faults.harness import PATHS, Site
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    urls = {store: f"sqlite:///{tmp_path / f'{store}.db'}" for store in ("sales", "commerce")}
+    stores = Stores(sales=make_engine(urls["sales"]), commerce=make_engine(urls["commerce"]))
+    stores.migrate()
+    site = Site(tmp_path, stores, urls["sales"], urls["commerce"])
+    await site.start()
+    yield site
+    site.stop()
+    stores.dispose()
+
+
+def paths_for(onboarding_ids: list[str]) -> dict[str, str]:
+    """Won, lost and cancelled in turn."""
+    return dict(zip(onboarding_ids, itertools.cycle(PATHS), strict=False))
+
+
+async def decide_all(site: Site, paths: dict[str, str], step: int) -> None:
+    """Each request's `step`-th decision, all at once, as reps working in parallel."""
+    await asyncio.gather(
+        *(
+            site.decide(onboarding_id, PATHS[path][step])
+            for onboarding_id, path in paths.items()
+            if step < len(PATHS[path])
+        )
+    )
+
+
+async def while_killing(site: Site, work: asyncio.Future[None] | asyncio.Task[None]) -> None:
+    """Kill the newest worker with SIGKILL while `work` runs, then start a fresh one."""
+    await asyncio.sleep(0.3)
+    site.workers[-1].kill()
+    await asyncio.sleep(0.5)
+    site.start_worker()
+    await work
+
+
+async def test_1_a_worker_killed_mid_flight_and_restarted(site: Site) -> None:
+    site.start_worker()
+    paths = paths_for(await site.submit(12))
+    await while_killing(site, asyncio.ensure_future(site.recorded(list(paths))))
+    for step in (0, 1):
+        await while_killing(site, asyncio.ensure_future(decide_all(site, paths, step)))
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+    assert tally.duplicate_deliveries == 0
+
+
+async def test_2_a_worker_killed_after_a_commit_before_it_reports(site: Site) -> None:
+    pause, committed = site.directory / "pause", site.directory / "committed"
+    site.start_worker()
+    (onboarding_id,) = await site.submit(1)
+    for decision in (None, Action.QUALIFY, Action.WON):
+        pause.touch()
+        pending = asyncio.ensure_future(
+            site.decide(onboarding_id, decision) if decision else site.recorded([onboarding_id])
+        )
+        while not committed.exists():
+            await asyncio.sleep(0.05)
+        # The store has the rows and Temporal has not heard: kill the worker right there.
+        site.workers[-1].kill()
+        committed.unlink()
+        pause.unlink()
+        site.start_worker()
+        await pending
+
+    tally = await site.tally({onboarding_id: "won"})
+
+    tally.assert_nothing_lost_or_duplicated()
+
+
+async def test_3_the_temporal_server_restarted_mid_flight(site: Site) -> None:
+    site.start_worker()
+    paths = paths_for(await site.submit(9))
+    await site.restart_server()
+    await site.recorded(list(paths))
+    first = asyncio.ensure_future(decide_all(site, paths, 0))
+    await asyncio.sleep(0.2)
+    await site.restart_server()
+    await first
+    await decide_all(site, paths, 1)
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+
+
+async def test_4_the_mail_server_down_then_back_sends_each_email_once(site: Site) -> None:
+    site.start_worker()
+    paths = paths_for(await site.submit(6))
+    await site.recorded(list(paths))
+    site.stop_sink()
+    await decide_all(site, paths, 0)
+    await decide_all(site, paths, 1)
+    waiting = await site.until(list(paths), lambda s: s.stage.decided)
+    assert {s.notification.state for s in waiting.values() if s.notification} == {"sending"}
+    site.start_sink()
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+    assert tally.duplicate_deliveries == 0
+
+
+async def test_5_a_mail_server_that_answers_too_late_gets_the_same_message_id_again(
+    site: Site,
+) -> None:
+    site.stop_sink()
+    site.start_sink(slow_once=4.0)  # the workers give up after 2 s
+    site.start_worker()
+    paths = paths_for(await site.submit(3))
+    await site.recorded(list(paths))
+    await decide_all(site, paths, 0)
+    await decide_all(site, paths, 1)
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+    # The sink kept the first attempt and the retry: two deliveries, one Message-ID, one
+    # outbox row (counted among the rows above).
+    assert tally.duplicate_deliveries == len(paths)
+    assert tally.distinct_messages == len(paths)
+
+
+async def test_8_repeated_decisions_and_submissions_and_late_decisions(site: Site) -> None:
+    site.start_worker()
+    assert site.client is not None
+    client = site.client
+    (onboarding_id,) = await site.submit(1)
+    await site.recorded([onboarding_id])
+
+    twice = await asyncio.gather(
+        *(
+            onboarding.decide(client, onboarding_id, Action.QUALIFY, "faults", decision_id="q-1")
+            for _ in range(2)
+        )
+    )
+    assert {status.stage for status in twice} == {Stage.OPPORTUNITY_OPEN}
+    for _ in range(2):
+        await onboarding.signal_decision(client, onboarding_id, Action.WON, "faults")
+    await site.finished([onboarding_id])
+    with pytest.raises(onboarding.DecisionNotAllowed) as late:
+        await onboarding.decide(client, onboarding_id, Action.LOST, "faults")
+    assert late.value.stage is Stage.APPROVED
+
+    tally = await site.tally({onboarding_id: "won"})
+
+    tally.assert_nothing_lost_or_duplicated()
+    status = await onboarding.status(client, onboarding_id)
+    assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
+
+
+async def test_a_second_worker_takes_over_when_the_first_is_killed(site: Site) -> None:
+    first, _second = site.start_worker(), site.start_worker()
+    paths = paths_for(await site.submit(9))
+    await site.recorded(list(paths))
+    decisions = asyncio.ensure_future(decide_all(site, paths, 0))
+    await asyncio.sleep(0.2)
+    first.kill()
+    await decisions
+    await decide_all(site, paths, 1)
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
