@@ -254,12 +254,23 @@ class Site:
 
     # --- driving requests -------------------------------------------------------------
 
-    async def submit(self, count: int) -> list[str]:
+    async def submit(self, count: int, timeout: float = 300) -> list[str]:
+        """Submit `count` requests at once, each retried with its own idempotency key."""
+        return list(await asyncio.gather(*(self._submit_one(timeout) for _ in range(count))))
+
+    async def _submit_one(self, timeout: float) -> str:
         assert self.client is not None
-        submitted = await asyncio.gather(
-            *(onboarding.submit(self.client, a_request(), self.settings) for _ in range(count))
-        )
-        return [result.onboarding_id for result in submitted]
+        request, key = a_request(), f"faults-{uuid.uuid4().hex}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                submitted = await onboarding.submit(
+                    self.client, request, self.settings, idempotency_key=key
+                )
+                return submitted.onboarding_id
+            except onboarding.TemporalUnavailable:
+                if time.monotonic() > deadline:
+                    raise
 
     async def recorded(self, onboarding_ids: Sequence[str], timeout: float = 60) -> None:
         await self.until(onboarding_ids, lambda s: s.stage is not Stage.SUBMITTED, timeout)

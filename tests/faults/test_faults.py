@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 import client as onboarding
 from models.payloads import Action, Stage
-from stores import Stores
+from settings import PROJECT_DIR
+from stores import Stores, views
 from stores.engine import make_engine
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_databases
 from tests.faults.harness import PATHS, Site
+
+STORM = 200
+REPORT = PROJECT_DIR / "test-output" / "faults.txt"
 
 pytestmark = pytest.mark.faults
 
@@ -189,3 +197,122 @@ async def test_a_second_worker_takes_over_when_the_first_is_killed(site: Site) -
     tally = await site.tally(paths)
 
     tally.assert_nothing_lost_or_duplicated()
+
+
+@pytest.fixture
+async def postgres_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The same, with both stores on the local PostgreSQL server."""
+    with postgres_databases("sales", "commerce") as (sales, commerce):
+        stores = Stores(sales=make_engine(sales), commerce=make_engine(commerce))
+        stores.migrate()
+        site = Site(tmp_path, stores, sales, commerce)
+        await site.start()
+        yield site
+        site.stop()
+        stores.dispose()
+
+
+def set_database_down(url: str, down: bool) -> None:
+    """Refuse (or allow again) new connections to one store, and cut the open ones."""
+    name = make_url(url).database
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        allow = "false" if down else "true"
+        connection.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allow}'))
+        if down:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+    admin.dispose()
+
+
+async def test_6_postgresql_connections_cut_mid_flight_then_back(postgres_site: Site) -> None:
+    site = postgres_site
+    site.start_worker()
+    paths = paths_for(await site.submit(9))
+    urls = (site.worker_env["SALES_DATABASE_URL"], site.worker_env["COMMERCE_DATABASE_URL"])
+    for url in urls:
+        set_database_down(url, True)
+    await asyncio.sleep(3)
+    for url in urls:
+        set_database_down(url, False)
+    await site.recorded(list(paths))
+    first = asyncio.ensure_future(decide_all(site, paths, 0))
+    await asyncio.sleep(0.2)
+    for url in urls:
+        set_database_down(url, True)
+    await asyncio.sleep(3)
+    for url in urls:
+        set_database_down(url, False)
+    await first
+    await decide_all(site, paths, 1)
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+
+
+async def test_7_one_store_down_the_other_up_they_agree_at_the_end(postgres_site: Site) -> None:
+    site = postgres_site
+    site.start_worker()
+    commerce = site.worker_env["COMMERCE_DATABASE_URL"]
+    set_database_down(commerce, True)
+    paths = paths_for(await site.submit(6))
+    await asyncio.sleep(3)
+    # Sales is up, but a request reaches it only through its prospect in Commerce.
+    assert all(views.lead_of_request(site.stores.sales, oid) is None for oid in paths)
+    set_database_down(commerce, False)
+    await site.recorded(list(paths))
+    first = asyncio.ensure_future(decide_all(site, paths, 0))
+    await asyncio.sleep(0.3)
+    set_database_down(commerce, True)
+    await asyncio.sleep(3)
+    set_database_down(commerce, False)
+    await first
+    await decide_all(site, paths, 1)
+
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+    for onboarding_id in paths:
+        prospect = views.prospect_of_request(site.stores.commerce, onboarding_id)
+        lead = views.lead_of_request(site.stores.sales, onboarding_id)
+        assert prospect is not None and lead is not None
+        assert lead.commerce_prospect_id == prospect.id, "the stores disagree"
+        assert prospect.status == ("approved" if paths[onboarding_id] == "won" else "rejected")
+
+
+async def test_9_a_storm_with_workers_killed_and_restarted(site: Site) -> None:
+    """200 onboardings at once with random decisions, while workers die and come back."""
+    site.start_worker()
+    site.start_worker()
+    rng = random.Random(9)
+    ids = await site.submit(STORM)
+    paths = {oid: rng.choice(list(PATHS)) for oid in ids}
+
+    async def chaos() -> None:
+        for _ in range(3):
+            await asyncio.sleep(rng.uniform(1, 3))
+            victim = rng.choice([w for w in site.workers if w.popen and w.popen.poll() is None])
+            victim.kill()
+            site.start_worker()
+
+    async def work() -> None:
+        await site.recorded(list(paths), timeout=300)
+        for step in (0, 1):
+            await decide_all(site, paths, step)
+
+    await asyncio.gather(chaos(), work())
+    tally = await site.tally(paths)
+
+    tally.assert_nothing_lost_or_duplicated()
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(
+        f"storm: {tally.requests} requests, lost {len(tally.lost)}, duplicate rows"
+        f" {len(tally.duplicate_rows)}, exactly one right email {tally.one_email_share:.0%},"
+        f" duplicate deliveries {tally.duplicate_deliveries}\n"
+    )
