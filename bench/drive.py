@@ -141,6 +141,8 @@ class Product:
     client: Client
     settings: Settings
     watcher: LeadWatcher
+    # Decisions refused because the lead was visible before the stage said so.
+    early_decisions: int = 0
 
     async def submit(self, index: int) -> Onboarding:
         """Submit a request and wait until its lead is visible in Sales."""
@@ -176,6 +178,7 @@ class Product:
             except onboarding.DecisionNotAllowed as refused:
                 if refused.stage.decided:
                     raise
+                self.early_decisions += 1
                 await asyncio.sleep(0.01)
         raise RuntimeError(f"{action} on {record.onboarding_id} refused for a second")
 
@@ -207,7 +210,9 @@ async def closed_loop(
         async with gate:
             return await job(index)
 
-    return list(await asyncio.gather(*(one(offset + i) for i in range(count))))
+    return _succeeded(
+        await asyncio.gather(*(one(offset + i) for i in range(count)), return_exceptions=True)
+    )
 
 
 async def open_loop(
@@ -222,7 +227,21 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(job(offset + i)))
-    return list(await asyncio.gather(*tasks))
+    return _succeeded(await asyncio.gather(*tasks, return_exceptions=True))
+
+
+FAILURES: list[str] = []
+
+
+def _succeeded(outcomes: list[T | BaseException]) -> list[T]:
+    """The jobs that completed; the others are counted in FAILURES, so a run goes on."""
+    done: list[T] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            FAILURES.append(f"{type(outcome).__name__}: {outcome}")
+        else:
+            done.append(outcome)
+    return done
 
 
 def attach_email_receipts(spool: Path, records: Iterable[Onboarding]) -> None:

@@ -34,6 +34,7 @@ from temporalio.client import Client
 import client as onboarding
 from bench import report
 from bench.drive import (
+    FAILURES,
     LeadWatcher,
     Naive,
     Onboarding,
@@ -73,6 +74,17 @@ PROFILES = {
         scale=10_000,
         scale_backends=("sqlite", "postgresql"),
         backends=("sqlite", "postgresql"),
+    ),
+    # One size, no scale phase: for trying a change.
+    "quick": Profile(
+        sizes=(500,),
+        concurrency=200,
+        unloaded=20,
+        half_load_seconds=10,
+        few_open=300,
+        scale=1000,
+        scale_backends=(),
+        backends=("sqlite",),
     ),
     "smoke": Profile(
         sizes=(10,),
@@ -190,6 +202,7 @@ class Run:
         finally:
             self.services.stop_all()
         self.results["duration_s"] = round(time.time() - started, 1)
+        self.results["failures"] = {"count": len(FAILURES), "first": FAILURES[:5]}
         self.results["targets"] = report.targets(self.results)
         return self.results
 
@@ -312,6 +325,7 @@ class Run:
             "half_load": latencies(half),
         }
         result["rows"] = _lead_count(sales_url)
+        result["early_decisions"] = product.early_decisions
         return result
 
     async def open_then_decide(
