@@ -72,6 +72,13 @@ def usage(pid: int) -> Usage:
     return Usage(rss_mb=rss_pages * PAGE_SIZE / 2**20, cpu_s=cpu)
 
 
+def machine_busy_cpu_s() -> float:
+    """CPU seconds every process on the machine has used, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 @dataclass
 class Service:
     name: str
