@@ -129,21 +129,23 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
         lines.append(_row(t["target"], t["goal"], t["value"], "yes" if t["met"] else "**no**"))
     columns = (
         *("N", "per second", "÷ ceiling", "server CPU ms each", "worker CPU ms each"),
-        *("worker RSS MB", "others' CPU share"),
+        *("driver CPU ms each", "server calls each", "worker RSS MB", "others' CPU share"),
     )
     if ceiling:
         naive = ceiling["throughput"]
         lines += [
             "",
-            "## Throughput: completed onboardings per second, 200 in flight",
+            "## Throughput: completed onboardings per second, "
+            f"{results['profile'].get('concurrency', '?')} in flight",
             "",
             _row("what", *columns),
-            _row(*("---",) * 8),
+            _row(*("---",) * 10),
             _throughput_row("naive ceiling, default worker", naive, naive),
         ]
         for backend, measured in results["backends"].items():
             for run in measured["throughput"]:
                 lines.append(_throughput_row(f"product, {backend}", run, naive))
+        lines += _calls_table(results)
     latency_rows = []
     for backend, measured in results["backends"].items():
         for load, label in (("unloaded", "unloaded"), ("half_load", "half load")):
@@ -208,6 +210,36 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
     return "\n".join([*lines, ""])
 
 
+def _calls_table(results: dict[str, Any]) -> list[str]:
+    """Frontend calls per completed workflow (naive) or onboarding, by operation."""
+    runs = {"naive ceiling": results["ceiling"]["throughput"]}
+    for backend, measured in results["backends"].items():
+        if measured["throughput"]:
+            runs[f"product, {backend}"] = measured["throughput"][0]
+    operations = sorted(
+        {op for run in runs.values() for op in run.get("frontend_calls_each", {})},
+        key=lambda op: -max(run.get("frontend_calls_each", {}).get(op, 0) for run in runs.values()),
+    )
+    if not operations:
+        return []
+    lines = [
+        "",
+        "Server calls per completed onboarding (naive: per workflow), by frontend operation; "
+        "persistence calls at the bottom:",
+        "",
+        _row("operation", *runs),
+        _row(*("---",) * (len(runs) + 1)),
+    ]
+    for op in operations:
+        lines.append(
+            _row(op, *(run.get("frontend_calls_each", {}).get(op, 0) for run in runs.values()))
+        )
+    lines.append(
+        _row("persistence", *(run.get("persistence_calls_each", "") for run in runs.values()))
+    )
+    return lines
+
+
 def _throughput_row(what: str, run: dict[str, Any], naive: dict[str, Any]) -> str:
     return _row(
         what,
@@ -216,6 +248,8 @@ def _throughput_row(what: str, run: dict[str, Any], naive: dict[str, Any]) -> st
         f"{run['per_second'] / naive['per_second']:.2f}",
         run["server_cpu_ms_each"],
         run["worker_cpu_ms_each"],
+        run.get("driver_cpu_ms_each", ""),
+        round(sum(run.get("frontend_calls_each", {}).values()), 1),
         run["worker_rss_mb"],
         run.get("other_cpu_share", ""),
     )

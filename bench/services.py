@@ -6,13 +6,16 @@ Every port is picked free at run time, so a run never meets `make dev` or the te
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.request import urlopen
 
 from models import search_attributes
 
@@ -108,6 +111,7 @@ class Services:
 
     workdir: Path
     started: list[Service] = field(default_factory=list)
+    metrics_port: int = 0
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Service:
         log = self.workdir / f"{name}.log"
@@ -134,13 +138,13 @@ class Services:
         self.started.clear()
 
     def dev_server(self, extra_flags: tuple[str, ...] = ()) -> tuple[Service, str]:
-        port = free_port()
+        port, self.metrics_port = free_port(), free_port()
         server = self.start(
             "temporal",
             [
                 str(BIN / "temporal"), "server", "start-dev", "--headless",
                 "--ip", "127.0.0.1", "--port", str(port),
-                "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                "--http-port", str(free_port()), "--metrics-port", str(self.metrics_port),
                 "--log-level", "error",
                 *search_attributes.dev_server_flags(), *DEV_SERVER_FLAGS, *extra_flags,
             ],
@@ -157,3 +161,24 @@ class Services:
         )  # fmt: skip
         wait_for_port(port, sink)
         return sink, port
+
+
+_SAMPLE = re.compile(r"^(\w+)\{([^}]*)\} ([0-9.e+-]+)$")
+
+
+def server_counters(metrics_port: int) -> Counter[str]:
+    """The dev server's request counters: each frontend operation, and persistence calls."""
+    text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    counters: Counter[str] = Counter()
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        name, labels, value = match.groups()
+        if name == "persistence_requests":
+            counters["persistence"] += round(float(value))
+        elif name == "service_requests" and 'service_name="frontend"' in labels:
+            operation = re.search(r'operation="([^"]+)"', labels)
+            if operation:
+                counters[operation.group(1)] += round(float(value))
+    return counters
