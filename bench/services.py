@@ -29,8 +29,12 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # a file costs a synced write per history event (measured: see README). One task queue
 # partition: with one worker the default four only add forwarding hops between them.
 # Eager activities: a workflow task's completion hands back the activity it scheduled,
-# sparing a trip through matching.
+# sparing a trip through matching. Transfer queue reads: the limit of 20 a second is
+# per history shard, and the dev server has one, so every task the server hands on
+# (a workflow task, a child's start, a signal) waited up to 50 ms for the next read.
 DEV_SERVER_FLAGS = (
+    "--dynamic-config-value",
+    "history.transferProcessorMaxPollRPS=1000",
     "--dynamic-config-value",
     "system.enableActivityEagerExecution=true",
     "--dynamic-config-value",
