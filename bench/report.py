@@ -289,3 +289,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main() -> None:
+    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it."""
+    import json
+    import sys
+
+    source = Path(sys.argv[1])
+    results = json.loads(source.read_text())
+    chart_path = source.with_suffix(".png")
+    source.with_suffix(".md").write_text(markdown(results, chart_path.name))
+    chart(results, chart_path)
+
+
+if __name__ == "__main__":
+    main()

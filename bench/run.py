@@ -78,8 +78,8 @@ PROFILES = {
     "full": Profile(
         sizes={"sqlite": (500, 2000), "postgresql": (500,)},
         concurrency=64,
-        unloaded=40,
-        half_load_seconds=30,
+        unloaded=30,
+        half_load_seconds=20,
     ),
     # `make bench-scale`: 10,000 requests open at once, then all decided.
     "scale": Profile(
@@ -87,7 +87,7 @@ PROFILES = {
         concurrency=64,
         unloaded=0,
         half_load_seconds=0,
-        few_open=300,
+        few_open=200,
         scale=10_000,
     ),
     # One size, for trying a change.
