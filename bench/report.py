@@ -180,13 +180,16 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
                 "server RSS MB",
                 "decided per second",
                 "÷ few open",
+                "worker / server CPU ms per decision",
+                "server calls per decision",
                 "others' CPU share",
             ),
-            _row(*("---",) * 8),
+            _row(*("---",) * 10),
         ]
         for backend, scale in scales:
             for key in ("few_open", "many_open"):
                 s = scale[key]
+                decide = s["decide"]
                 lines.append(
                     _row(
                         backend,
@@ -194,9 +197,11 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
                         s["submit"]["per_second"],
                         s["worker_rss_mb"],
                         s["server_rss_mb"],
-                        s["decide"]["per_second"],
+                        decide["per_second"],
                         scale["ratio"] if key == "many_open" else "1.00",
-                        s["decide"]["other_cpu_share"],
+                        f"{decide.get('worker_cpu_ms_each')} / {decide.get('server_cpu_ms_each')}",
+                        round(sum(decide.get("frontend_calls_each", {}).values()), 1),
+                        decide["other_cpu_share"],
                     )
                 )
     if ceiling:
