@@ -1,11 +1,12 @@
 """`make bench`: one run, one dev server, the naive ceiling and the product side by side.
 
-    python -m bench.run [--profile full|smoke] [--out bench/results]
+    python -m bench.run [--profile full|scale|quick|smoke] [--out bench/results]
 
 Starts its own Temporal dev server, SMTP sink and workers on free ports, drives them,
-and writes `results.json`, `results.md` and `latency.png` under `--out`. Everything it
-creates on disk (stores, mail, logs) goes under `var/bench/`; PostgreSQL databases are
-created for the run and dropped after it.
+and writes a JSON report, its Markdown summary and a latency chart under `--out`
+(`results.*` for the full profile, `<profile>.*` for the others). Everything else it
+creates on disk (stores, mail, logs) goes under `var/bench/`; PostgreSQL databases
+(`BENCH_POSTGRES_URL`) are created for the run and dropped after it.
 """
 
 from __future__ import annotations
