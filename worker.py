@@ -27,6 +27,11 @@ from workflows.onboarding import OnboardingWorkflow
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
+# Workflows kept in memory between their tasks, each about 0.15 MB in the sandbox: a
+# request and its applicant, for many more requests than are worked at once. Beyond it,
+# a request idle while it waits for a rep is evicted and replayed from its short history
+# when the rep acts, so memory stays flat however many requests wait (see the bench).
+MAX_CACHED_WORKFLOWS = 500
 WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow]
 # Validation libraries the payload models load lazily; deterministic, safe to share.
 PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "dns")
@@ -70,6 +75,8 @@ def build_worker(
         workflow_runner=workflow_runner(),
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_local_activities=ACTIVITY_THREADS,
+        max_cached_workflows=MAX_CACHED_WORKFLOWS,
     )
 
 

@@ -102,7 +102,6 @@ class EmailActivities:
         accepted_before = SENT in activity.info().heartbeat_details
         if not (already_sent or accepted_before):
             await self._send(self._mime(input, email, message_id), input.request.email)
-            activity.heartbeat(SENT)
         if not already_sent:
             await self._mark_sent_retrying(row_id)
         return row_id
@@ -130,7 +129,9 @@ class EmailActivities:
     async def _mark_sent_retrying(self, row_id: int) -> None:
         """The message is out: record it, waiting out a short store outage in place.
 
-        Failing here would make the activity retry, and the retry send a second copy.
+        Failing here would make the activity retry, and the retry send a second copy:
+        so the first failure heartbeats that the server took the message, which a retry
+        reads. Only then: a heartbeat on every email would cost a server round trip each.
         """
         for delay in MARK_SENT_BACKOFF:
             try:

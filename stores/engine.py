@@ -23,8 +23,18 @@ def make_engine(url: str) -> Engine:
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    # Waiting on a lock gives up well inside an activity's 30 s, so the retry is clean.
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+    # SQLite has one writer at a time, and every unit here writes. One connection per
+    # process makes the process's writers queue on the pool, each woken the moment the
+    # last commits; many connections would meet at SQLite's lock instead, whose waiters
+    # sleep and poll (up to 100 ms a try): under load, seconds per write (see the bench).
+    # Waiting gives up well inside an activity's 30 s, so the retry is clean.
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 10},
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=10,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

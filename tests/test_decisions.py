@@ -6,15 +6,28 @@ import asyncio
 import uuid
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 import client as onboarding
-from models.payloads import ALLOWED_ACTIONS, Action, OnboardingStatus, Stage
+from models.payloads import (
+    ALLOWED_ACTIONS,
+    Action,
+    CreateProspectInput,
+    OnboardingStatus,
+    ProspectCreated,
+    Stage,
+)
 from settings import Settings
 from stores import Stores
 from tests.scenario import a_request, finished, row_counts, submit
 from worker import WORKFLOWS, workflow_runner
+
+
+@activity.defn(name="create_prospect")
+async def commerce_is_down(input: CreateProspectInput) -> ProspectCreated:
+    raise ConnectionError("Commerce is down")
 
 
 async def eventually(client: Client, onboarding_id: str, stage: Stage) -> OnboardingStatus:
@@ -93,11 +106,12 @@ async def test_with_integration_off_only_approve_and_reject_are_allowed(
 async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
     client: Client, settings: Settings
 ) -> None:
-    # A worker with the workflows but no activities: the request stays `submitted`.
+    # Commerce is down: the prospect is never written and the request stays `submitted`.
     async with Worker(
         client,
         task_queue=settings.onboarding_task_queue,
         workflows=WORKFLOWS,
+        activities=[commerce_is_down],
         workflow_runner=workflow_runner(),
     ):
         result = await onboarding.submit(client, a_request(), settings)

@@ -5,6 +5,13 @@ Sales integration off, approve/reject), then the decision in Commerce and the em
 Reps' decisions arrive through the `decide` Update (validated, so a refused decision
 leaves no trace in history) or the `decision` signal (a refused one is logged and
 ignored).
+
+Store writes are local activities: each is one short, idempotent transaction keyed by
+the onboarding id, so running it inside the workflow task (and again, should that task
+be retried) is safe, and it spares the server an activity task and a workflow task per
+write. The two stores still never share a transaction: each write is its own activity.
+The email stays a regular activity: it may wait out a mail server outage for long, and
+its heartbeat remembers that the server took the message, so a retry does not resend.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 STORE_WRITE_TIMEOUT = timedelta(seconds=30)
+# A store write retries inside its workflow task only briefly: past this, each retry
+# waits on a timer, so while a store is down the request still answers its status
+# query and refuses decisions at once instead of holding its task for minutes.
+STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 
 WAITING_FOR = {
@@ -96,13 +107,14 @@ class OnboardingWorkflow:
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
         self._publish()
-        prospect = await workflow.execute_activity_method(
+        prospect = await workflow.execute_local_activity_method(
             CommerceActivities.create_prospect,
             CreateProspectInput(
                 onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()
             ),
             summary="Commerce: add the request to All prospects as pending",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         self._status.records.prospect_id = prospect.prospect_id
@@ -117,7 +129,7 @@ class OnboardingWorkflow:
     async def _work_the_lead(self) -> None:
         """Sales integration on: lead → qualify → opportunity → won or lost."""
         records = self._status.records
-        lead = await workflow.execute_activity_method(
+        lead = await workflow.execute_local_activity_method(
             SalesActivities.create_lead,
             CreateLeadInput(
                 onboarding_id=self._input.onboarding_id,
@@ -127,6 +139,7 @@ class OnboardingWorkflow:
             ),
             summary="Sales: create the lead (dual-write) with its timeline note",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         records.lead_id, records.timeline_note_id = lead.lead_id, lead.timeline_note_id
@@ -134,21 +147,23 @@ class OnboardingWorkflow:
 
         decision = await self._next_decision()
         if decision.action is Action.CANCEL:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 SalesActivities.disqualify_lead,
                 DisqualifyLeadInput(**self._stamp(decision)),
                 summary=f"Sales: cancel the lead ({decision.actor})",
                 start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                local_retry_threshold=STORE_LOCAL_RETRY,
                 retry_policy=RETRY,
             )
             await self._reject(decision)
             return
 
-        qualified = await workflow.execute_activity_method(
+        qualified = await workflow.execute_local_activity_method(
             SalesActivities.qualify_lead,
             QualifyLeadInput(**self._stamp(decision, reason=False)),
             summary=f"Sales: qualify the lead → opportunity, contact, account ({decision.actor})",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         records.opportunity_id = qualified.opportunity_id
@@ -158,11 +173,12 @@ class OnboardingWorkflow:
 
         decision = await self._next_decision()
         won = decision.action is Action.WON
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             SalesActivities.close_opportunity,
             CloseOpportunityInput(won=won, **self._stamp(decision)),
             summary=f"Sales: close the opportunity as {decision.action.value} ({decision.actor})",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         if won:
@@ -181,7 +197,7 @@ class OnboardingWorkflow:
             await self._reject(decision)
 
     async def _write_customers(self, contact_id: int | None, account_id: int | None) -> None:
-        customers = await workflow.execute_activity_method(
+        customers = await workflow.execute_local_activity_method(
             CommerceActivities.write_customers,
             WriteCustomersInput(
                 onboarding_id=self._input.onboarding_id,
@@ -192,54 +208,60 @@ class OnboardingWorkflow:
             ),
             summary="Commerce: write the person and organization customers",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         self._status.records.person_customer_id = customers.person_customer_id
         self._status.records.organization_customer_id = customers.organization_customer_id
 
     async def _approve(self, decision: Decision) -> None:
-        self._status.records.customer_hierarchy_id = await workflow.execute_activity_method(
+        self._status.records.customer_hierarchy_id = await workflow.execute_local_activity_method(
             CommerceActivities.approve_prospect,
             ApproveProspectInput(**self._stamp(decision, reason=False)),
             summary="Commerce: approve the prospect and create its customer hierarchy",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         await self._conclude(Stage.APPROVED, EmailKind.PROSPECT_APPROVED, decision)
 
     async def _reject(self, decision: Decision) -> None:
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             CommerceActivities.reject_prospect,
             RejectProspectInput(**self._stamp(decision)),
             summary="Commerce: mark the prospect rejected",
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
         )
         await self._conclude(Stage.REJECTED, EmailKind.PROSPECT_REJECTED, decision)
 
     async def _conclude(self, stage: Stage, kind: EmailKind, decision: Decision) -> None:
-        """Both stores are decided: free the contact email, answer the rep, then notify.
+        """Both stores are decided: notify, free the contact email, then answer the rep.
 
         The email follows the decision rather than gating it, so a mail server that is
         down delays the partner's email, not the rep, and a refused address is recorded
-        on the request instead of leaving it undecided.
+        on the request instead of leaving it undecided. It starts in the same workflow
+        task as the applicant's release, a round trip sooner than after it; the rep is
+        still answered only once the applicant knows, so the email may apply again then.
         """
-        await self._release_applicant()
         self._status.notification = Notification(kind=kind)
+        email = workflow.start_activity_method(
+            EmailActivities.send_onboarding_email,
+            SendEmailInput(
+                onboarding_id=self._input.onboarding_id,
+                kind=kind,
+                request=self._input.request,
+                reason=decision.reason,
+            ),
+            summary=f"Email: send {kind.event} to the requester",
+            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        await self._release_applicant()
         self._enter(stage)
         try:
-            self._status.records.email_message_id = await workflow.execute_activity_method(
-                EmailActivities.send_onboarding_email,
-                SendEmailInput(
-                    onboarding_id=self._input.onboarding_id,
-                    kind=kind,
-                    request=self._input.request,
-                    reason=decision.reason,
-                ),
-                summary=f"Email: send {kind.event} to the requester",
-                start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-                retry_policy=RETRY,
-            )
+            self._status.records.email_message_id = await email
         except ActivityError as err:
             cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
             workflow.logger.error("The %s email was not sent: %s", kind.event, cause)

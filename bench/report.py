@@ -1,0 +1,312 @@
+"""A run's results as the issue's targets, a Markdown summary and a latency chart."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+# The issue's targets, per store backend.
+RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.0}
+WON_TO_EMAIL_P99_MS = 300.0
+LEAD_VISIBLE_P99_MS = 250.0
+UNLOADED_WON_TO_EMAIL_P50_MS = 100.0
+WORKER_RSS_MB = 300.0
+DECIDE_RATIO = 0.8
+
+MEASURES = {
+    "submit": "API submit response (`client.submit`)",
+    "lead_visible": "submit → lead visible in Sales",
+    "won_to_email": "`won` sent → approval email accepted by the SMTP sink",
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: a value that was measured, never an interpolation."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "p99": round(percentile(values, 99), 1),
+    }
+
+
+def _target(name: str, value: float | None, goal: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "value": value, "met": met}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue this run measured, with its value and whether it is met."""
+    ceiling = results.get("ceiling")
+    out = []
+    for backend, measured in results["backends"].items():
+        if ceiling and measured["throughput"]:
+            ratio = (
+                min(run["per_second"] for run in measured["throughput"])
+                / ceiling["throughput"]["per_second"]
+            )
+            goal = RATIO_TARGET.get(backend, 1.0)
+            out.append(
+                _target(
+                    f"{backend}: product ÷ naive ceiling (slowest N)",
+                    round(ratio, 2),
+                    f"≥ {goal}",
+                    ratio >= goal,
+                )
+            )
+        half = {k: percentiles(v) for k, v in measured["latency"]["half_load"].items()}
+        unloaded = {k: percentiles(v) for k, v in measured["latency"]["unloaded"].items()}
+        for load, measure, key, limit in (
+            (half, "won_to_email", "p99", WON_TO_EMAIL_P99_MS),
+            (half, "lead_visible", "p99", LEAD_VISIBLE_P99_MS),
+            (unloaded, "won_to_email", "p50", UNLOADED_WON_TO_EMAIL_P50_MS),
+        ):
+            value = load[measure].get(key)
+            if value is None:
+                continue
+            where = "at half load" if load is half else "unloaded"
+            out.append(
+                _target(
+                    f"{backend}: {MEASURES[measure]}, {key} {where}, ms",
+                    value,
+                    f"≤ {limit:.0f}",
+                    value <= limit,
+                )
+            )
+        scale = measured.get("scale")
+        if scale:
+            many = scale["many_open"]
+            out.append(
+                _target(
+                    f"{backend}: worker RSS with {many['open']:,} open, MB",
+                    many["worker_rss_mb"],
+                    f"< {WORKER_RSS_MB:.0f}",
+                    many["worker_rss_mb"] < WORKER_RSS_MB,
+                )
+            )
+            out.append(
+                _target(
+                    f"{backend}: deciding {many['open']:,} open ÷ deciding "
+                    f"{scale['few_open']['open']}",
+                    scale["ratio"],
+                    f"≥ {DECIDE_RATIO}",
+                    scale["ratio"] >= DECIDE_RATIO,
+                )
+            )
+    return out
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
+    """The summary the README's Performance section quotes."""
+    ceiling = results.get("ceiling")
+    machine = results["machine"]
+    lines = [
+        f"# Benchmark: `{results['profile']['name']}` profile",
+        "",
+        f"Run {results['started_at']}, {results['duration_s']:.0f} s; {machine['cpus']} CPUs, "
+        f"Python {machine['python']}, temporalio {machine['temporalio']}, Temporal CLI "
+        f"{machine['temporal_cli']} dev server in memory with "
+        f"`{' '.join(results['dev_server_flags'])}`. Failed lifecycles: "
+        f"{results['failures']['count']}.",
+        "",
+        "## Targets",
+        "",
+        _row("target", "goal", "measured", "met"),
+        _row(*("---",) * 4),
+    ]
+    for t in results["targets"]:
+        lines.append(_row(t["target"], t["goal"], t["value"], "yes" if t["met"] else "**no**"))
+    columns = (
+        *("N", "per second", "÷ ceiling", "server CPU ms each", "worker CPU ms each"),
+        *("driver CPU ms each", "server calls each", "worker RSS MB", "others' CPU share"),
+    )
+    if ceiling:
+        naive = ceiling["throughput"]
+        lines += [
+            "",
+            "## Throughput: completed onboardings per second, "
+            f"{results['profile'].get('concurrency', '?')} in flight",
+            "",
+            _row("what", *columns),
+            _row(*("---",) * 10),
+            _throughput_row("naive ceiling, default worker", naive, naive),
+        ]
+        for backend, measured in results["backends"].items():
+            for run in measured["throughput"]:
+                lines.append(_throughput_row(f"product, {backend}", run, naive))
+        lines += _calls_table(results)
+    latency_rows = []
+    for backend, measured in results["backends"].items():
+        for load, label in (("unloaded", "unloaded"), ("half_load", "half load")):
+            if "half_load" in measured and load == "half_load":
+                label = f"open loop, {measured['half_load']['offered_per_second']}/s"
+            for measure, title in MEASURES.items():
+                p = percentiles(measured["latency"][load][measure])
+                if p["n"]:
+                    latency_rows.append(
+                        _row(backend, label, title, p["n"], p["p50"], p["p95"], p["p99"])
+                    )
+    if latency_rows:
+        lines += [
+            "",
+            "## Latency, ms",
+            "",
+            _row("store", "load", "measure", "n", "p50", "p95", "p99"),
+            _row(*("---",) * 7),
+            *latency_rows,
+        ]
+    scales = [(b, m["scale"]) for b, m in results["backends"].items() if m.get("scale")]
+    if scales:
+        lines += [
+            "",
+            "## Scale: requests open and waiting for a rep, then each cancelled",
+            "",
+            _row(
+                "store",
+                "open at once",
+                "submitted per second",
+                "worker RSS MB",
+                "server RSS MB",
+                "decided per second",
+                "÷ few open",
+                "worker / server CPU ms per decision",
+                "server calls per decision",
+                "others' CPU share",
+            ),
+            _row(*("---",) * 10),
+        ]
+        for backend, scale in scales:
+            for key in ("few_open", "many_open"):
+                s = scale[key]
+                decide = s["decide"]
+                lines.append(
+                    _row(
+                        backend,
+                        f"{s['open']:,}",
+                        s["submit"]["per_second"],
+                        s["worker_rss_mb"],
+                        s["server_rss_mb"],
+                        decide["per_second"],
+                        scale["ratio"] if key == "many_open" else "1.00",
+                        f"{decide.get('worker_cpu_ms_each')} / {decide.get('server_cpu_ms_each')}",
+                        round(sum(decide.get("frontend_calls_each", {}).values()), 1),
+                        decide["other_cpu_share"],
+                    )
+                )
+    if ceiling:
+        lines += [
+            "",
+            "Naive ceiling, one workflow alone, start → done: "
+            f"p50 {ceiling['unloaded_lifecycle_ms'].get('p50')} ms.",
+        ]
+    if latency_rows:
+        lines += ["", f"![latency distributions]({chart_name})"]
+    return "\n".join([*lines, ""])
+
+
+def _calls_table(results: dict[str, Any]) -> list[str]:
+    """Frontend calls per completed workflow (naive) or onboarding, by operation."""
+    runs = {"naive ceiling": results["ceiling"]["throughput"]}
+    for backend, measured in results["backends"].items():
+        if measured["throughput"]:
+            runs[f"product, {backend}"] = measured["throughput"][0]
+    operations = sorted(
+        {op for run in runs.values() for op in run.get("frontend_calls_each", {})},
+        key=lambda op: -max(run.get("frontend_calls_each", {}).get(op, 0) for run in runs.values()),
+    )
+    if not operations:
+        return []
+    lines = [
+        "",
+        "Server calls per completed onboarding (naive: per workflow), by frontend operation; "
+        "persistence calls at the bottom:",
+        "",
+        _row("operation", *runs),
+        _row(*("---",) * (len(runs) + 1)),
+    ]
+    for op in operations:
+        lines.append(
+            _row(op, *(run.get("frontend_calls_each", {}).get(op, 0) for run in runs.values()))
+        )
+    lines.append(
+        _row("persistence", *(run.get("persistence_calls_each", "") for run in runs.values()))
+    )
+    return lines
+
+
+def _throughput_row(what: str, run: dict[str, Any], naive: dict[str, Any]) -> str:
+    return _row(
+        what,
+        run["count"],
+        run["per_second"],
+        f"{run['per_second'] / naive['per_second']:.2f}",
+        run["server_cpu_ms_each"],
+        run["worker_cpu_ms_each"],
+        run.get("driver_cpu_ms_each", ""),
+        round(sum(run.get("frontend_calls_each", {}).values()), 1),
+        run["worker_rss_mb"],
+        run.get("other_cpu_share", ""),
+    )
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Latency distributions (CDFs), one panel per measure, unloaded and at half load."""
+    if not any(
+        values
+        for measured in results["backends"].values()
+        for load in measured["latency"].values()
+        for values in load.values()
+    ):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(15, 4.5))
+    for ax, (measure, title) in zip(axes, MEASURES.items(), strict=True):
+        for backend, measured in results["backends"].items():
+            for load, style in (("unloaded", ":"), ("half_load", "-")):
+                values = sorted(measured["latency"][load][measure])
+                if not values:
+                    continue
+                share = [(i + 1) / len(values) for i in range(len(values))]
+                ax.step(
+                    values, share, style, where="post", label=f"{backend}, {load.replace('_', ' ')}"
+                )
+        ax.set_title(title.replace("`", ""), fontsize=10)
+        ax.set_xlabel("ms")
+        ax.set_xscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("share of requests at or under")
+    axes[-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it."""
+    import json
+    import sys
+
+    source = Path(sys.argv[1])
+    results = json.loads(source.read_text())
+    chart_path = source.with_suffix(".png")
+    source.with_suffix(".md").write_text(markdown(results, chart_path.name))
+    chart(results, chart_path)
+
+
+if __name__ == "__main__":
+    main()

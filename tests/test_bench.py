@@ -1,0 +1,105 @@
+"""The benchmark's own code: its report from known figures, and one tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.run import PROFILES, Run
+
+
+def figures(won_to_email_ms: list[float]) -> dict:
+    run = {
+        "count": 500,
+        "per_second": 30.0,
+        "server_cpu_ms_each": 30.0,
+        "worker_cpu_ms_each": 30.0,
+        "worker_rss_mb": 150.0,
+        "other_cpu_share": 0.0,
+    }
+    many = {"open": 10_000, "submit": run, "worker_rss_mb": 250.0, "server_rss_mb": 900.0}
+    return {
+        "profile": {"name": "full"},
+        "started_at": "2026-11-24T06:00:00+00:00",
+        "duration_s": 500.0,
+        "machine": {"cpus": 2, "python": "3.11", "temporalio": "1.35", "temporal_cli": "1.9.1"},
+        "dev_server_flags": [],
+        "failures": {"count": 0, "first": []},
+        "ceiling": {
+            "throughput": {**run, "per_second": 20.0},
+            "unloaded_lifecycle_ms": {"p50": 550.0},
+        },
+        "backends": {
+            "sqlite": {
+                "throughput": [run],
+                "half_load": {"offered_per_second": 15.0},
+                "latency": {
+                    "unloaded": {
+                        "submit": [100.0],
+                        "lead_visible": [150.0],
+                        "won_to_email": [30.0],
+                    },
+                    "half_load": {
+                        "submit": [100.0] * 99,
+                        "lead_visible": [100.0] * 98 + [240.0, 260.0],
+                        "won_to_email": won_to_email_ms,
+                    },
+                },
+                "scale": {
+                    "few_open": {
+                        **many,
+                        "open": 300,
+                        "decide": {"per_second": 20.0, "other_cpu_share": 0.0},
+                    },
+                    "many_open": {**many, "decide": {"per_second": 15.0, "other_cpu_share": 0.0}},
+                    "ratio": 0.75,
+                },
+            }
+        },
+    }
+
+
+def test_percentiles_are_values_that_were_measured() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert report.percentiles(values) == {"n": 100, "p50": 50.0, "p95": 95.0, "p99": 99.0}
+    assert report.percentiles([]) == {"n": 0}
+
+
+def test_targets_say_which_are_met_and_by_what_figure() -> None:
+    results = figures(won_to_email_ms=[40.0] * 100)
+    met = {t["target"]: (t["value"], t["met"]) for t in report.targets(results)}
+    assert met["sqlite: product ÷ naive ceiling (slowest N)"] == (1.5, True)
+    lead = "sqlite: submit → lead visible in Sales, p99 at half load, ms"
+    assert met[lead] == (240.0, True)
+    assert met["sqlite: worker RSS with 10,000 open, MB"] == (250.0, True)
+    assert met["sqlite: deciding 10,000 open ÷ deciding 300"] == (0.75, False)
+    slow = figures(won_to_email_ms=[40.0] * 98 + [400.0, 400.0])
+    email = "sqlite: `won` sent → approval email accepted by the SMTP sink, p99 at half load, ms"
+    assert {t["target"]: t["met"] for t in report.targets(slow)}[email] is False
+
+
+def test_the_summary_names_every_target_and_table() -> None:
+    results = figures(won_to_email_ms=[40.0] * 100)
+    results["targets"] = report.targets(results)
+    text = report.markdown(results)
+    assert "| sqlite: deciding 10,000 open ÷ deciding 300 | ≥ 0.8 | 0.75 | **no** |" in text
+    assert "| naive ceiling, default worker | 500 | 20.0 | 1.00 |" in text
+    assert "| product, sqlite | 500 | 30.0 | 1.50 |" in text
+    assert "![latency distributions](latency.png)" in text
+
+
+async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None:
+    results = await Run("smoke", PROFILES["smoke"], tmp_path).main()
+    json.dumps(results)
+    sqlite = results["backends"]["sqlite"]
+    assert results["failures"]["count"] == 0
+    assert sqlite["throughput"][0]["count"] == 10
+    assert all(sqlite["latency"]["half_load"][m] for m in report.MEASURES)
+    assert sqlite["scale"]["many_open"]["open"] == 20
+    assert {t["target"].split(":")[0] for t in results["targets"]} == {"sqlite"}
+    pytest.importorskip("matplotlib")
+    report.chart(results, tmp_path / "latency.png")
+    assert (tmp_path / "latency.png").stat().st_size > 0
