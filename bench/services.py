@@ -17,31 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
 
+import temporal_dev
 from models import search_attributes
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-# The dev server's settings for the run, product and ceiling alike. In-memory state:
-# the dev server's SQLite file is the dev server's durability, not the product's, and
-# a file costs a synced write per history event (measured: see README). One task queue
-# partition: with one worker the default four only add forwarding hops between them.
-# Eager activities: a workflow task's completion hands back the activity it scheduled,
-# sparing a trip through matching. Transfer queue reads: the limit of 20 a second is
-# per history shard, and the dev server has one, so every task the server hands on
-# (a workflow task, a child's start, a signal) waited up to 50 ms for the next read.
-DEV_SERVER_FLAGS = (
-    "--dynamic-config-value",
-    "history.transferProcessorMaxPollRPS=1000",
-    "--dynamic-config-value",
-    "system.enableActivityEagerExecution=true",
-    "--dynamic-config-value",
-    "matching.numTaskqueueReadPartitions=1",
-    "--dynamic-config-value",
-    "matching.numTaskqueueWritePartitions=1",
-)
 
 
 def free_port() -> int:
@@ -150,7 +132,7 @@ class Services:
                 "--ip", "127.0.0.1", "--port", str(port),
                 "--http-port", str(free_port()), "--metrics-port", str(self.metrics_port),
                 "--log-level", "error",
-                *search_attributes.dev_server_flags(), *DEV_SERVER_FLAGS, *extra_flags,
+                *search_attributes.dev_server_flags(), *temporal_dev.TUNING, *extra_flags,
             ],
         )  # fmt: skip
         wait_for_port(port, server)

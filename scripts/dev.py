@@ -20,6 +20,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 
+import temporal_dev  # noqa: E402
 from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
 from stores import Stores  # noqa: E402
@@ -83,6 +84,7 @@ def main() -> int:
                 "--log-level",
                 "error",
                 *search_attributes.dev_server_flags(),
+                *temporal_dev.TUNING,
             ],
             (host or "localhost", int(port)),
         ),

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+import temporal_dev
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from settings import Settings
@@ -64,7 +65,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
-        dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE],
+        dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE, *temporal_dev.TUNING],
     )
     yield env
     await env.shutdown()

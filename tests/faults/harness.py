@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 import client as onboarding
+import temporal_dev
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.payloads import Action, OnboardingStatus, Stage
@@ -37,6 +38,7 @@ from tests.conftest import free_port
 from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts
 
 PROJECT = Path(__file__).resolve().parents[2]
+REPORT = PROJECT / "test-output" / "faults.txt"
 BIN = Path(sys.executable).parent
 
 # The paths a request can take, as the decisions a rep makes on it.
@@ -152,6 +154,13 @@ class Tally:
     def one_email_share(self) -> float:
         return self.with_one_right_email / self.requests if self.requests else 1.0
 
+    def line(self) -> str:
+        return (
+            f"{self.requests} requests: lost {len(self.lost)}, duplicate rows"
+            f" {len(self.duplicate_rows)}, exactly one right email {self.one_email_share:.0%},"
+            f" duplicate deliveries {self.duplicate_deliveries}"
+        )
+
     def assert_nothing_lost_or_duplicated(self) -> None:
         assert self.lost == [], f"lost: {self.lost}"
         assert self.duplicate_rows == [], f"duplicate rows: {self.duplicate_rows}"
@@ -174,7 +183,7 @@ class Site:
                 str(BIN / "temporal"), "server", "start-dev",
                 "--db-filename", str(directory / "temporal.db"),
                 "--port", str(self.temporal_port), "--headless", "--log-level", "error",
-                *search_attributes.dev_server_flags(),
+                *search_attributes.dev_server_flags(), *temporal_dev.TUNING,
             ],
             {},
             ready="Temporal Server:",
@@ -351,4 +360,9 @@ class Site:
             }
             if len(own) == 1 and kinds == {EVENT[FINAL[path]]}:
                 tally.with_one_right_email += 1
+        # Every case's counts, for a person to read after `make test-faults`.
+        REPORT.parent.mkdir(exist_ok=True)
+        case = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with REPORT.open("a") as report:
+            report.write(f"{case}: {tally.line()}\n")
         return tally
