@@ -105,6 +105,8 @@ async def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates every migration context it opens; a person needs only its errors.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
     try:
         client = await connect(settings)
