@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -218,6 +219,12 @@ def web_settings_for(settings: Settings, **overrides: object) -> Settings:
     )
 
 
+def browse(app: FastAPI, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """An HTTP client of the app, in-process, as a caller at `address` would be."""
+    transport = httpx.ASGITransport(app=app, client=(address, 5000))
+    return httpx.AsyncClient(transport=transport, base_url="http://b2b.test")
+
+
 @pytest.fixture
 def web_settings(settings: Settings) -> Settings:
     return web_settings_for(settings)
@@ -228,9 +235,7 @@ async def web(
     web_settings: Settings, client: Client, stores: Stores, worker: None
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The web app over the test's worker, called in-process through httpx."""
-    app = create_app(web_settings, client=client, stores=stores)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as http:
+    async with browse(create_app(web_settings, client=client, stores=stores)) as http:
         yield http
 
 
@@ -239,6 +244,5 @@ async def web_integration_off(
     settings_integration_off: Settings, client: Client, stores: Stores, worker_integration_off: None
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(web_settings_for(settings_integration_off), client=client, stores=stores)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as http:
+    async with browse(app) as http:
         yield http

@@ -25,6 +25,7 @@ from tests.conftest import (
     REP,
     MailSink,
     bearer,
+    browse,
     free_port,
     web_settings_for,
 )
@@ -257,10 +258,7 @@ async def test_public_submits_are_rate_limited_per_client(
     settings: Settings, client: Client, stores: Stores, worker: None
 ) -> None:
     app = create_app(web_settings_for(settings, submit_rate_limit="3/minute"), client, stores)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 5000)),
-        base_url="http://b2b.test",
-    ) as web:
+    async with browse(app, "203.0.113.7") as web:
         answers = [(await web.post(API, json=a_form())).status_code for _ in range(4)]
         assert answers == [202, 202, 202, 429]
         limited = await web.post(API, json=a_form())
@@ -268,10 +266,7 @@ async def test_public_submits_are_rate_limited_per_client(
         assert "too many" in limited.json()["detail"]
         # Reading and deciding are not what the limit is for.
         assert (await web.get(f"{API}/0123456789abcdef", headers=bearer(REP))).status_code == 404
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=("203.0.113.8", 5000)),
-        base_url="http://b2b.test",
-    ) as other_client:
+    async with browse(app, "203.0.113.8") as other_client:
         assert (await other_client.post(API, json=a_form())).status_code == 202
 
 
@@ -335,12 +330,7 @@ async def test_a_request_past_temporal_retention_is_read_from_the_stores(
     await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
     await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
     await finished(client, await onboarding.status(client, onboarding_id))
-    later = httpx.AsyncClient(
-        transport=httpx.ASGITransport(create_app(web_settings, forgetful(client), stores)),
-        base_url="http://b2b.test",
-    )
-
-    async with later as web:
+    async with browse(create_app(web_settings, forgetful(client), stores)) as web:
         status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
         assert status.status_code == 200, status.text
         assert (status.json()["stage"], status.json()["workflow_status"]) == (
@@ -387,8 +377,7 @@ async def test_the_demo_users_answer_only_on_this_machine(
     app = create_app(demo, client, stores)
     admin = {"Authorization": "Bearer demo-admin-token"}
     for address, expected in (("127.0.0.1", 404), ("::1", 404), ("203.0.113.9", 401)):
-        transport = httpx.ASGITransport(app=app, client=(address, 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as web:
+        async with browse(app, address) as web:
             answer = await web.get(f"{API}/0123456789abcdef", headers=admin)
             assert answer.status_code == expected, address
     with pytest.raises(ValueError, match="loopback only"):
@@ -401,8 +390,7 @@ async def test_the_status_is_read_from_the_stores_while_temporal_is_down(
     accepted = await submitted(web)
     await until_stage(web, accepted["onboarding_id"], "lead_open")
     nowhere = web_settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    transport = httpx.ASGITransport(app=create_app(nowhere, stores=stores))
-    async with httpx.AsyncClient(transport=transport, base_url="http://b2b.test") as down:
+    async with browse(create_app(nowhere, stores=stores)) as down:
         status = await down.get(f"{API}/{accepted['onboarding_id']}", headers=bearer(REP))
         assert status.status_code == 200, status.text
         assert (status.json()["stage"], status.json()["workflow_status"]) == (
