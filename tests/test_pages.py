@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -12,9 +15,9 @@ from temporalio.client import Client
 
 import client as onboarding
 from models.payloads import Stage
-from settings import Settings
+from settings import PROJECT_DIR, Settings
 from stores import Stores, views
-from tests.conftest import ADMIN, REP, web_settings_for
+from tests.conftest import ADMIN, REP, browse, web_settings_for
 from tests.scenario import a_request, finished
 from web.app import create_app
 
@@ -407,8 +410,31 @@ async def test_the_form_shares_the_public_submit_limit(
     settings: Settings, client: Client, stores: Stores, worker: None
 ) -> None:
     app = create_app(web_settings_for(settings, submit_rate_limit="2/minute"), client, stores)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://b2b.test"
-    ) as web:
+    async with browse(app) as web:
         answers = [(await apply(web, a_filled_form())).status_code for _ in range(3)]
     assert answers == [303, 303, 429]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("API_TOKENS", "mario:boss:some-token", "name:role:token"),
+        ("WEB_SECRET_KEY", "short", "WEB_SECRET_KEY: Value error, WEB_SECRET_KEY must be"),
+        ("WEB_HOST", "0.0.0.0", "demo users are for a web app on loopback only"),
+    ],
+)
+def test_a_web_app_configured_wrongly_says_why_in_one_line(
+    setting: str, value: str, says: str
+) -> None:
+    env = {key: val for key, val in os.environ.items() if key not in ("API_TOKENS",)}
+    done = subprocess.run(
+        [sys.executable, "-m", "web"],
+        cwd=PROJECT_DIR,
+        env={**env, setting: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("web: "), done.stderr
+    assert says in done.stderr

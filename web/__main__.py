@@ -5,17 +5,25 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from settings import get_settings
+from web.app import create_app
 
 
 def main() -> int:
-    settings = get_settings()
+    # A configuration a person must fix: one line, no traceback.
     try:
-        from web.app import create_app
-
+        settings = get_settings()
         app = create_app(settings)
-    except ValueError as err:  # a configuration a person must fix: one line, no traceback
+    except ValidationError as err:
+        reasons = (
+            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in err.errors()
+        )
+        print(f"web: {'; '.join(reasons)}", file=sys.stderr)
+        return 2
+    except ValueError as err:
         print(f"web: {err}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=settings.web_host, port=settings.web_port, proxy_headers=True)
