@@ -1,26 +1,45 @@
 """Whatever a requester types, the request is refused naming the field, or accepted clean.
 
 Property-based (hypothesis): unicode of every script, control characters, CR/LF,
-over-long values and malformed emails, in every field of the request.
+over-long values and malformed emails, in every field of the request; first against the
+request model, then through the JSON API and the form, where a refusal is a 422 naming
+the field and starts no workflow.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from collections.abc import AsyncIterator
 from email import message_from_bytes
 from email.policy import SMTP
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import httpx
+import pytest
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import inspect
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    StartWorkflowUpdateWithStartInput,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+)
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
 from models.commerce import Prospect
 from models.payloads import EmailKind, OnboardingRequest, SendEmailInput
 from models.sales import Lead
 from settings import Settings
+from stores import Stores
+from tests.conftest import browse, web_settings_for
+from web.app import create_app
 
 VALID: dict[str, Any] = {
     "company": "Contoso Srl",
@@ -39,6 +58,12 @@ FIELDS = sorted(VALID)
 SINGLE_LINE = [field for field in FIELDS if field != "comments"]
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Through the app each example is an HTTP call; the fixture (app, worker) is shared on purpose.
+CALLS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # Any text: every Unicode category, control characters and surrogates' neighbours
 # included, plus the classics of header injection and over-long values.
@@ -116,3 +141,130 @@ def test_no_line_break_typed_anywhere_reaches_an_email_header(
     assert sorted(parsed.keys()) == sorted(message.keys()), "a header was injected"
     assert parsed["X-Onboarding-Id"] == "abc123"
     assert parsed["To"].addresses[0].addr_spec == "giulia@contoso.example"
+
+
+# --- through the app ------------------------------------------------------------------
+
+
+class StartsRecorded(Interceptor):
+    """Records every workflow start the app asks Temporal for."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RecordingStarts(next, self.ids)
+
+
+class _RecordingStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
+        super().__init__(next)
+        self.ids = ids
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle:  # type: ignore[type-arg]
+        self.ids.append(input.id)
+        return await super().start_workflow(input)
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> WorkflowUpdateHandle:  # type: ignore[type-arg]
+        self.ids.append(input.start_workflow_input.id)
+        return await super().start_update_with_start_workflow(input)
+
+
+@pytest.fixture
+async def app_starts(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
+    """The web app over the test's worker, and the workflow starts it has asked for."""
+    starts = StartsRecorded()
+    config = client.config()
+    config["interceptors"] = [starts]
+    recording = Client(**config)
+    app = create_app(web_settings_for(settings), client=recording, stores=stores)
+    async with browse(app) as http:
+        yield http, starts.ids
+
+
+# JSON values of every type, for a field that wants a string.
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | anything,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def a_fresh_form() -> dict[str, Any]:
+    return {**VALID, "email": f"giulia.{uuid.uuid4().hex[:10]}@contoso.example"}
+
+
+@CALLS
+@given(field=st.sampled_from(FIELDS), value=any_json)
+async def test_the_api_refuses_any_bad_value_naming_its_field_and_starts_nothing(
+    app_starts: tuple[httpx.AsyncClient, list[str]], field: str, value: Any
+) -> None:
+    http, starts = app_starts
+    form = {**a_fresh_form(), field: value}
+    before = len(starts)
+    response = await http.post("/api/onboarding-requests", json=form)
+    event(f"HTTP {response.status_code}")
+    try:
+        OnboardingRequest.model_validate(form)
+    except ValidationError:
+        assert response.status_code == 422, response.text
+        assert {error["loc"][1] for error in response.json()["detail"]} == {field}
+        assert len(starts) == before, "a refused request started a workflow"
+    else:
+        assert response.status_code == 202, response.text
+        assert len(starts) > before
+
+
+@CALLS
+@given(
+    body=st.one_of(
+        any_json.filter(lambda value: not isinstance(value, dict)).map(json.dumps),
+        st.sampled_from(["{", '{"company": ', "null", "[]", '{"company": "\\ud800"}']),
+    ).map(str.encode)
+    | st.binary(max_size=200),
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+    ),
+)
+async def test_a_body_that_is_no_request_at_all_is_a_422_and_starts_nothing(
+    app_starts: tuple[httpx.AsyncClient, list[str]], body: bytes, content_type: str
+) -> None:
+    http, starts = app_starts
+    before = len(starts)
+    response = await http.post(
+        "/api/onboarding-requests",
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"], "a 422 says what is wrong"
+    assert len(starts) == before
+
+
+@CALLS
+@given(field=st.sampled_from(FIELDS), value=anything)
+async def test_the_form_refuses_any_bad_value_marking_its_field_and_starts_nothing(
+    app_starts: tuple[httpx.AsyncClient, list[str]], field: str, value: str
+) -> None:
+    http, starts = app_starts
+    form = {**a_fresh_form(), field: value}
+    before = len(starts)
+    response = await http.post("/apply", data=form)
+    event(f"HTTP {response.status_code}")
+    # The form, like a browser, leaves out what was left blank.
+    typed = {name: text for name, text in form.items() if text.strip()}
+    try:
+        OnboardingRequest.model_validate(typed)
+    except ValidationError:
+        assert response.status_code == 422, response.text
+        assert f'id="{field}-error"' in response.text
+        assert len(starts) == before, "a refused form started a workflow"
+    else:
+        assert response.status_code == 303, response.text
+        assert len(starts) > before

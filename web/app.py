@@ -6,6 +6,7 @@ settings, Temporal client and stores a test passes in.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -16,12 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from temporalio.client import Client
 
@@ -115,29 +117,57 @@ def _secret(settings: Settings) -> bytes:
     return SECRET_FILE.read_text().strip().encode()
 
 
+NOT_UTF8 = {
+    "type": "json_invalid",
+    "loc": ("body",),
+    "msg": "JSON decode error",
+    "input": {},
+    "ctx": {"error": "the body is not UTF-8"},
+}
+
+
+class ErrorJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error that echoes a lone surrogate sent as
+    `"\\ud800"` must still encode, not become a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _printable(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 def _handle_errors(app: FastAPI) -> None:
     """JSON for the API, a page for people; never a traceback."""
 
-    def problem(request: Request, status: int, detail: str, **extra: Any) -> Response:
+    def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": detail, **extra}, status_code=status)
+            return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
         return render(request, "error.html", status_code=status, status=status, detail=detail)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, err: HTTPException) -> Response:
-        response = problem(request, err.status_code, str(err.detail))
-        response.headers.update(err.headers or {})
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         if request.url.path.startswith("/api/"):
-            return await request_validation_exception_handler(request, err)
+            # A body sent as text/plain is echoed as bytes, not always UTF-8.
+            errors = jsonable_encoder(err.errors(), custom_encoder={bytes: _printable})
+            return problem(request, 422, errors)
         errors = err.errors()
         if any(error["loc"][:1] == ("body",) for error in errors):
             field = ".".join(str(part) for part in errors[0]["loc"][1:])
             return problem(request, 422, f"The form's {field} is not right: {errors[0]['msg']}.")
         return problem(request, 404, "There is no such page.")
+
+    # Starlette's class, which FastAPI's subclasses: routing raises it for a 404, a 405 or
+    # a body it cannot read.
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> Response:
+        if isinstance(err.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 to a body that is not UTF-8: it is bad JSON like any other.
+            return await invalid(request, RequestValidationError([NOT_UTF8]))
+        response = problem(request, err.status_code, str(err.detail))
+        response.headers.update(err.headers or {})
+        return response
 
     @app.exception_handler(onboarding.RequestNotFound)
     async def not_found(request: Request, err: onboarding.RequestNotFound) -> Response:
