@@ -166,7 +166,26 @@ Actor = Annotated[str, _text(ACTOR_MAX), AfterValidator(_single_line)]
 class OnboardingRequest(BaseModel):
     """What a prospective partner fills in on the onboarding form."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "company": "Contoso Srl",
+                    "first_name": "Giulia",
+                    "last_name": "Rossi",
+                    "email": "giulia.rossi@contoso.example",
+                    "phone": "+39 02 1234 5678",
+                    "job_title": "Purchasing manager",
+                    "website": "https://contoso.example",
+                    "company_address": "Via Roma 1, 20121 Milano",
+                    "locale": "it",
+                    "comments": "We resell office furniture in Lombardy.",
+                }
+            ]
+        },
+    )
 
     company: CompanyName
     first_name: Name

@@ -3,6 +3,7 @@ server (aiosmtpd), SQLite stores in files, and a worker per test on its own task
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -246,3 +248,19 @@ async def web_integration_off(
     app = create_app(web_settings_for(settings_integration_off), client=client, stores=stores)
     async with browse(app) as http:
         yield http
+
+
+@pytest.fixture
+async def site(
+    web_settings: Settings, client: Client, stores: Stores, worker: None
+) -> AsyncIterator[str]:
+    """The web app served over HTTP on a port of its own, in the test's event loop."""
+    port = free_port()
+    app = create_app(web_settings, client=client, stores=stores)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await serving

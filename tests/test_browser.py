@@ -14,15 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
 import client as onboarding
-from settings import PROJECT_DIR, Settings
-from stores import Stores
-from tests.conftest import ADMIN, REP, MailSink, free_port
-from web.app import create_app
+from settings import PROJECT_DIR
+from tests.conftest import ADMIN, REP, MailSink
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT_DIR / "test-output" / "browser"
@@ -36,22 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture
-async def site(
-    web_settings: Settings, client: Client, stores: Stores, worker: None
-) -> AsyncIterator[str]:
-    """The web app served over HTTP on a port of its own, in the test's event loop."""
-    port = free_port()
-    app = create_app(web_settings, client=client, stores=stores)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
 
 
 @pytest.fixture

@@ -44,7 +44,9 @@ class SubmitAccepted(SubmitResult):
 
 
 class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "Not a reseller"}]}
+    )
 
     reason: Reason | None = None
 
