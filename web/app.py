@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
@@ -134,8 +135,10 @@ class ErrorJSONResponse(JSONResponse):
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def _printable(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
+ECHOABLE: dict[Any, Callable[[Any], Any]] = {
+    bytes: lambda raw: raw.decode("utf-8", "replace"),
+    float: lambda number: number if math.isfinite(number) else str(number),
+}
 
 
 def _handle_errors(app: FastAPI) -> None:
@@ -149,8 +152,9 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         if request.url.path.startswith("/api/"):
-            # A body sent as text/plain is echoed as bytes, not always UTF-8.
-            errors = jsonable_encoder(err.errors(), custom_encoder={bytes: _printable})
+            # What was sent is echoed back: bytes (a text/plain body) need not be UTF-8,
+            # and Python's JSON reads NaN and Infinity, which JSON cannot write.
+            errors = jsonable_encoder(err.errors(), custom_encoder=ECHOABLE)
             return problem(request, 422, errors)
         errors = err.errors()
         if any(error["loc"][:1] == ("body",) for error in errors):
