@@ -5,11 +5,17 @@ server accepts it, so a retried activity never sends a notification that was alr
 sent. Between the two, a heartbeat records the acceptance, so a retry after a failure to
 mark only marks. Only a crash in that instant can send twice, and the copy has the same
 Message-ID, so receivers can tell.
+
+A send that takes a while (a slow mail server) heartbeats every few seconds, so when its
+worker dies the attempt is retried within the workflow's heartbeat timeout rather than
+its start-to-close timeout; a quick send, the usual one, heartbeats never.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -34,6 +40,8 @@ from stores.engine import get_or_create
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
 SENT = "sent"
 MARK_SENT_BACKOFF = (0.2, 0.5, 1, 2, 4, 8)
+# Well inside the workflow's heartbeat timeout for the email (10 s).
+KEEP_ALIVE_EVERY = 3.0
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,16 @@ class EmailActivities:
         """Send one notification; returns its `email_message` id."""
         email = self.renderer.render(input)
         message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
-        row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
         # An earlier attempt may have been accepted by the server and then failed to
         # record it: its heartbeat says so.
-        accepted_before = SENT in activity.info().heartbeat_details
-        if not (already_sent or accepted_before):
-            await self._send(self._mime(input, email, message_id), input.request.email)
-        if not already_sent:
-            await self._mark_sent_retrying(row_id)
+        progress = [SENT] if SENT in activity.info().heartbeat_details else []
+        async with _keeping_alive(progress):
+            row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
+            if not (already_sent or progress):
+                await self._send(self._mime(input, email, message_id), input.request.email)
+                progress.append(SENT)
+            if not already_sent:
+                await self._mark_sent_retrying(row_id)
         return row_id
 
     async def _send(self, message: MimeMessage, recipient: str) -> None:
@@ -191,3 +201,19 @@ class EmailActivities:
         # After the parts: making the alternative moves Content-* headers into part one.
         message["Content-Language"] = request.locale
         return message
+
+
+@asynccontextmanager
+async def _keeping_alive(progress: list[str]) -> AsyncIterator[None]:
+    """Heartbeat `progress` every few seconds while the body runs (never, if it is quick)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_EVERY)
+            activity.heartbeat(*progress)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()

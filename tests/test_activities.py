@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy.exc import OperationalError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -14,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.sales import SalesActivities
+from mailsink import SpoolHandler, read_spool
 from models.commerce import EmailMessage
 from models.payloads import (
     ACTOR_MAX,
@@ -235,6 +240,52 @@ async def test_a_retry_after_the_server_took_the_message_only_records_it(
     assert mail_sink.messages(input.onboarding_id) == []
     (row,) = rows(stores.commerce, EmailMessage, input.onboarding_id)
     assert row.sent_at is not None
+
+
+class SlowHandler(SpoolHandler):
+    """A mail server that takes its time before accepting each message."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_slow_send_heartbeats_so_a_dead_worker_would_be_noticed_soon(
+    stores: Stores, base_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("activities.email.KEEP_ALIVE_EVERY", 0.05)
+    slow = Controller(SlowHandler(tmp_path), hostname="127.0.0.1", port=free_port())
+    slow.start()
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_APPROVED, request=a_request()
+    )
+    env, beats = ActivityEnvironment(), []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    try:
+        settings = base_settings.model_copy(update={"smtp_port": slow.port})
+        await env.run(email_activities(stores, settings).send_onboarding_email, input)
+    finally:
+        slow.stop()
+
+    assert len(read_spool(tmp_path)) == 1
+    # Alive all along, and never claiming "sent" before the server said so.
+    assert len(beats) >= 5
+    assert set(beats) <= {(), ("sent",)}
+
+
+async def test_a_quick_send_does_not_heartbeat(
+    stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_APPROVED, request=a_request()
+    )
+    env, beats = ActivityEnvironment(), []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    await env.run(email_activities(stores, base_settings).send_onboarding_email, input)
+
+    assert len(mail_sink.messages(input.onboarding_id)) == 1
+    assert beats == []
 
 
 async def test_a_request_with_every_field_at_its_longest_fits_both_stores(

@@ -63,6 +63,8 @@ STORE_WRITE_TIMEOUT = timedelta(seconds=30)
 # query and refuses decisions at once instead of holding its task for minutes.
 STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
+# A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
+SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
 
 WAITING_FOR = {
     Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
@@ -256,6 +258,7 @@ class OnboardingWorkflow:
             ),
             summary=f"Email: send {kind.event} to the requester",
             start_to_close_timeout=SEND_EMAIL_TIMEOUT,
+            heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
             retry_policy=RETRY,
         )
         await self._release_applicant()
