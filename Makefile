@@ -18,10 +18,10 @@ dev: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
-# Fault injection on real processes: SIGKILLed workers, a restarted Temporal server,
-# a mail server down or too slow (several minutes; see tests/faults/).
+# The storm: 200 onboardings with random decisions while workers are SIGKILLed and
+# restarted (about a minute). The other fault cases run in `make test`; see tests/faults/.
 test-faults: $(STAMP)
-	$(PY) -m pytest -m faults tests/faults
+	$(PY) -m pytest -m storm tests/faults
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

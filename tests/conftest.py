@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -37,6 +38,9 @@ from web.app import create_app
 from worker import ACTIVITY_THREADS, build_worker
 
 VENV_BIN = Path(sys.executable).parent
+# CI runs the same examples every time (`HYPOTHESIS_PROFILE=ci`); a developer's runs explore.
+hypothesis.settings.register_profile("ci", derandomize=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # A namespace no request is started in: how Temporal looks once its retention has passed.
 FORGETFUL_NAMESPACE = "forgetful"
 

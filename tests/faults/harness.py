@@ -210,6 +210,7 @@ class Site:
         )
 
     async def start(self) -> None:
+        self.started_at = time.monotonic()
         self.server.start()
         self.client = await self.connect()
         self.start_sink()
@@ -360,9 +361,14 @@ class Site:
             }
             if len(own) == 1 and kinds == {EVENT[FINAL[path]]}:
                 tally.with_one_right_email += 1
-        # Every case's counts, for a person to read after `make test-faults`.
-        REPORT.parent.mkdir(exist_ok=True)
         case = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
-        with REPORT.open("a") as report:
-            report.write(f"{case}: {tally.line()}\n")
+        record(case, f"{tally.line()}, {time.monotonic() - self.started_at:.0f} s")
         return tally
+
+
+def record(case: str, line: str) -> None:
+    """Every case's last counts, one line each, for a person to read after the suite."""
+    REPORT.parent.mkdir(exist_ok=True)
+    lines = REPORT.read_text().splitlines() if REPORT.exists() else []
+    lines = [kept for kept in lines if not kept.startswith(f"{case}: ")] + [f"{case}: {line}"]
+    REPORT.write_text("\n".join(sorted(lines)) + "\n")

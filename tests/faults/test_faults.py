@@ -21,16 +21,11 @@ from models.payloads import Action, Stage
 from stores import Stores, views
 from stores.engine import make_engine
 from tests.conftest import POSTGRES_ADMIN_URL, postgres_databases
-from tests.faults.harness import PATHS, REPORT, Site
+from tests.faults.harness import PATHS, Site
 
 STORM = 200
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fresh_report() -> None:
-    REPORT.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -291,6 +286,7 @@ async def test_7_one_store_down_the_other_up_they_agree_at_the_end(postgres_site
         assert prospect.status == ("approved" if paths[onboarding_id] == "won" else "rejected")
 
 
+@pytest.mark.storm
 async def test_9_a_storm_with_workers_killed_and_restarted(site: Site) -> None:
     """200 onboardings at once with random decisions, while workers die and come back."""
     site.start_worker()
