@@ -27,6 +27,7 @@ from temporalio.client import (
     Interceptor,
     OutboundInterceptor,
     StartWorkflowInput,
+    StartWorkflowUpdateInput,
     StartWorkflowUpdateWithStartInput,
     WorkflowHandle,
     WorkflowUpdateHandle,
@@ -34,11 +35,12 @@ from temporalio.client import (
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
 from models.commerce import Prospect
-from models.payloads import EmailKind, OnboardingRequest, SendEmailInput
+from models.payloads import Action, EmailKind, OnboardingRequest, SendEmailInput
 from models.sales import Lead
 from settings import Settings
 from stores import Stores
-from tests.conftest import browse, web_settings_for
+from tests.conftest import ADMIN, REP, bearer, browse, web_settings_for
+from web.api import DecisionBody
 from web.app import create_app
 
 VALID: dict[str, Any] = {
@@ -146,44 +148,47 @@ def test_no_line_break_typed_anywhere_reaches_an_email_header(
 # --- through the app ------------------------------------------------------------------
 
 
-class StartsRecorded(Interceptor):
-    """Records every workflow start the app asks Temporal for."""
+class CallsRecorded(Interceptor):
+    """Records every workflow start and Update the app asks Temporal for."""
 
     def __init__(self) -> None:
-        self.ids: list[str] = []
+        self.calls: list[str] = []
 
     def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _RecordingStarts(next, self.ids)
+        return _Recording(next, self.calls)
 
 
-class _RecordingStarts(OutboundInterceptor):
-    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
+class _Recording(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, calls: list[str]) -> None:
         super().__init__(next)
-        self.ids = ids
+        self.calls = calls
 
     async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle:  # type: ignore[type-arg]
-        self.ids.append(input.id)
+        self.calls.append(f"start {input.id}")
         return await super().start_workflow(input)
 
     async def start_update_with_start_workflow(
         self, input: StartWorkflowUpdateWithStartInput
     ) -> WorkflowUpdateHandle:  # type: ignore[type-arg]
-        self.ids.append(input.start_workflow_input.id)
+        self.calls.append(f"start {input.start_workflow_input.id}")
         return await super().start_update_with_start_workflow(input)
+
+    async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> WorkflowUpdateHandle:  # type: ignore[type-arg]
+        self.calls.append(f"update {input.id}")
+        return await super().start_workflow_update(input)
 
 
 @pytest.fixture
-async def app_starts(
+async def app_calls(
     settings: Settings, client: Client, stores: Stores, worker: None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[str]]]:
-    """The web app over the test's worker, and the workflow starts it has asked for."""
-    starts = StartsRecorded()
+    """The web app over the test's worker, and the starts and Updates it has asked for."""
+    recorded = CallsRecorded()
     config = client.config()
-    config["interceptors"] = [starts]
-    recording = Client(**config)
-    app = create_app(web_settings_for(settings), client=recording, stores=stores)
+    config["interceptors"] = [recorded]
+    app = create_app(web_settings_for(settings), client=Client(**config), stores=stores)
     async with browse(app) as http:
-        yield http, starts.ids
+        yield http, recorded.calls
 
 
 # JSON values of every type, for a field that wants a string.
@@ -203,11 +208,11 @@ def a_fresh_form() -> dict[str, Any]:
 @CALLS
 @given(field=st.sampled_from(FIELDS), value=any_json)
 async def test_the_api_refuses_any_bad_value_naming_its_field_and_starts_nothing(
-    app_starts: tuple[httpx.AsyncClient, list[str]], field: str, value: Any
+    app_calls: tuple[httpx.AsyncClient, list[str]], field: str, value: Any
 ) -> None:
-    http, starts = app_starts
+    http, calls = app_calls
     form = {**a_fresh_form(), field: value}
-    before = len(starts)
+    before = len(calls)
     # Python's json writes NaN and Infinity, as a sloppy client might.
     response = await http.post(
         "/api/onboarding-requests",
@@ -220,10 +225,10 @@ async def test_the_api_refuses_any_bad_value_naming_its_field_and_starts_nothing
     except ValidationError:
         assert response.status_code == 422, response.text
         assert {error["loc"][1] for error in response.json()["detail"]} == {field}
-        assert len(starts) == before, "a refused request started a workflow"
+        assert len(calls) == before, "a refused request started a workflow"
     else:
         assert response.status_code == 202, response.text
-        assert len(starts) > before
+        assert len(calls) > before
 
 
 @CALLS
@@ -240,10 +245,10 @@ async def test_the_api_refuses_any_bad_value_naming_its_field_and_starts_nothing
     ),
 )
 async def test_a_body_that_is_no_request_at_all_is_a_422_and_starts_nothing(
-    app_starts: tuple[httpx.AsyncClient, list[str]], body: bytes, content_type: str
+    app_calls: tuple[httpx.AsyncClient, list[str]], body: bytes, content_type: str
 ) -> None:
-    http, starts = app_starts
-    before = len(starts)
+    http, calls = app_calls
+    before = len(calls)
     response = await http.post(
         "/api/onboarding-requests",
         content=body,
@@ -251,17 +256,17 @@ async def test_a_body_that_is_no_request_at_all_is_a_422_and_starts_nothing(
     )
     assert response.status_code == 422, response.text
     assert response.json()["detail"], "a 422 says what is wrong"
-    assert len(starts) == before
+    assert len(calls) == before
 
 
 @CALLS
 @given(field=st.sampled_from(FIELDS), value=anything)
 async def test_the_form_refuses_any_bad_value_marking_its_field_and_starts_nothing(
-    app_starts: tuple[httpx.AsyncClient, list[str]], field: str, value: str
+    app_calls: tuple[httpx.AsyncClient, list[str]], field: str, value: str
 ) -> None:
-    http, starts = app_starts
+    http, calls = app_calls
     form = {**a_fresh_form(), field: value}
-    before = len(starts)
+    before = len(calls)
     response = await http.post("/apply", data=form)
     event(f"HTTP {response.status_code}")
     # The form, like a browser, leaves out what was left blank.
@@ -271,7 +276,37 @@ async def test_the_form_refuses_any_bad_value_marking_its_field_and_starts_nothi
     except ValidationError:
         assert response.status_code == 422, response.text
         assert f'id="{field}-error"' in response.text
-        assert len(starts) == before, "a refused form started a workflow"
+        assert len(calls) == before, "a refused form started a workflow"
     else:
         assert response.status_code == 303, response.text
-        assert len(starts) > before
+        assert len(calls) > before
+
+
+ADMIN_ACTIONS = {Action.APPROVE, Action.REJECT}
+
+
+@CALLS
+@given(reason=any_json, action=st.sampled_from(Action))
+async def test_a_decision_with_any_bad_reason_is_refused_naming_it_and_sends_nothing(
+    app_calls: tuple[httpx.AsyncClient, list[str]], reason: Any, action: Action
+) -> None:
+    http, calls = app_calls
+    before = len(calls)
+    # No such request: a valid decision comes back 404, and changes nothing anywhere.
+    response = await http.post(
+        f"/api/onboarding-requests/{uuid.uuid4().hex[:16]}/{action.value}",
+        content=json.dumps({"reason": reason}),
+        headers={
+            "Content-Type": "application/json",
+            **bearer(ADMIN if action in ADMIN_ACTIONS else REP),
+        },
+    )
+    event(f"HTTP {response.status_code}")
+    try:
+        DecisionBody.model_validate({"reason": reason})
+    except ValidationError:
+        assert response.status_code == 422, response.text
+        assert {error["loc"][1] for error in response.json()["detail"]} == {"reason"}
+        assert len(calls) == before, "a refused decision reached Temporal"
+    else:
+        assert response.status_code == 404, response.text
