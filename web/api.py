@@ -55,6 +55,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No token, or an unknown one"},
     403: {"model": Problem, "description": "The user's role may not do this"},
     404: {"model": Problem, "description": "No such request"},
+    413: {"model": Problem, "description": "The body is larger than MAX_BODY_BYTES"},
+    429: {"model": Problem, "description": "Too many attempts from this address; see Retry-After"},
     503: {"model": Problem, "description": "Temporal cannot be reached"},
 }
 
@@ -63,7 +65,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "",
     summary="Submit an onboarding request",
     status_code=202,
-    responses={429: {"model": Problem}, 503: ERRORS[503]},
+    responses={k: ERRORS[k] for k in (413, 429, 503)},
     dependencies=[SubmitLimited],
 )
 async def submit_request(
@@ -89,7 +91,7 @@ async def submit_request(
 @router.get(
     "/{onboarding_id}",
     summary="Read a request's state",
-    responses={k: ERRORS[k] for k in (401, 404, 503)},
+    responses={k: ERRORS[k] for k in (401, 404, 429, 503)},
 )
 async def get_request(
     onboarding_id: str, user: ApiUser, temporal: TemporalDep, stores: StoresDep
