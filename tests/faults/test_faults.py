@@ -74,10 +74,9 @@ async def test_1_a_worker_killed_mid_flight_and_restarted(site: Site) -> None:
 
     tally = await site.tally(paths)
 
-    tally.assert_nothing_lost_or_duplicated()
     # A kill in the instant between the mail server's acceptance and the outbox's mark
-    # sends that email again, with its Message-ID: reported, at most one per kill.
-    assert tally.duplicate_deliveries <= 3
+    # sends that email again, with its Message-ID: at most once more per kill.
+    tally.assert_nothing_lost_or_duplicated(resends=3)
 
 
 async def test_2_a_worker_killed_after_a_commit_before_it_reports(site: Site) -> None:
@@ -149,9 +148,9 @@ async def test_5_a_mail_server_that_answers_too_late_gets_the_same_message_id_ag
 
     tally = await site.tally(paths)
 
-    tally.assert_nothing_lost_or_duplicated()
     # The sink kept the first attempt and the retry: two deliveries, one Message-ID, one
     # outbox row (counted among the rows above).
+    tally.assert_nothing_lost_or_duplicated(resends=1)
     assert tally.duplicate_deliveries == len(paths)
     assert tally.distinct_messages == len(paths)
 
@@ -196,7 +195,7 @@ async def test_a_second_worker_takes_over_when_the_first_is_killed(site: Site) -
 
     tally = await site.tally(paths)
 
-    tally.assert_nothing_lost_or_duplicated()
+    tally.assert_nothing_lost_or_duplicated(resends=1)
 
 
 @pytest.fixture
@@ -310,4 +309,4 @@ async def test_9_a_storm_with_workers_killed_and_restarted(site: Site) -> None:
     await asyncio.gather(chaos(), work())
     tally = await site.tally(paths)
 
-    tally.assert_nothing_lost_or_duplicated()
+    tally.assert_nothing_lost_or_duplicated(resends=3)
