@@ -24,6 +24,7 @@ EXCLUDED = ["positive_data_acceptance"]
 
 
 async def test_no_input_the_schema_can_describe_gets_a_server_error(site: str) -> None:
+    REPORTS.mkdir(parents=True, exist_ok=True)
     # A subprocess, so this test's event loop keeps serving the app while it runs.
     fuzz = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),

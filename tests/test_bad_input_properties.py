@@ -20,7 +20,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import inspect
 from temporalio.client import (
     Client,
@@ -201,6 +201,15 @@ any_json = st.recursive(
 )
 
 
+def valid(model: type[BaseModel], data: dict[str, Any]) -> bool:
+    """What the app must answer follows from whether the model takes the data."""
+    try:
+        model.model_validate(data)
+    except ValidationError:
+        return False
+    return True
+
+
 def a_fresh_form() -> dict[str, Any]:
     return {**VALID, "email": f"giulia.{uuid.uuid4().hex[:10]}@contoso.example"}
 
@@ -220,15 +229,13 @@ async def test_the_api_refuses_any_bad_value_naming_its_field_and_starts_nothing
         headers={"Content-Type": "application/json"},
     )
     event(f"HTTP {response.status_code}")
-    try:
-        OnboardingRequest.model_validate(form)
-    except ValidationError:
+    if valid(OnboardingRequest, form):
+        assert response.status_code == 202, response.text
+        assert len(calls) > before
+    else:
         assert response.status_code == 422, response.text
         assert {error["loc"][1] for error in response.json()["detail"]} == {field}
         assert len(calls) == before, "a refused request started a workflow"
-    else:
-        assert response.status_code == 202, response.text
-        assert len(calls) > before
 
 
 @CALLS
@@ -271,15 +278,13 @@ async def test_the_form_refuses_any_bad_value_marking_its_field_and_starts_nothi
     event(f"HTTP {response.status_code}")
     # The form, like a browser, leaves out what was left blank.
     typed = {name: text for name, text in form.items() if text.strip()}
-    try:
-        OnboardingRequest.model_validate(typed)
-    except ValidationError:
+    if valid(OnboardingRequest, typed):
+        assert response.status_code == 303, response.text
+        assert len(calls) > before
+    else:
         assert response.status_code == 422, response.text
         assert f'id="{field}-error"' in response.text
         assert len(calls) == before, "a refused form started a workflow"
-    else:
-        assert response.status_code == 303, response.text
-        assert len(calls) > before
 
 
 ADMIN_ACTIONS = {Action.APPROVE, Action.REJECT}
@@ -302,11 +307,9 @@ async def test_a_decision_with_any_bad_reason_is_refused_naming_it_and_sends_not
         },
     )
     event(f"HTTP {response.status_code}")
-    try:
-        DecisionBody.model_validate({"reason": reason})
-    except ValidationError:
+    if valid(DecisionBody, {"reason": reason}):
+        assert response.status_code == 404, response.text
+    else:
         assert response.status_code == 422, response.text
         assert {error["loc"][1] for error in response.json()["detail"]} == {"reason"}
         assert len(calls) == before, "a refused decision reached Temporal"
-    else:
-        assert response.status_code == 404, response.text
