@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Column, Numeric, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
 from models.payloads import (
     ACTOR_MAX,
     ADDRESS_MAX,
@@ -20,6 +22,8 @@ from models.payloads import (
     REASON_MAX,
     WEBSITE_MAX,
 )
+
+TOKEN_HASH_LEN = 64
 
 
 class CommerceTable(SQLModel, registry=registry()):
@@ -74,7 +78,6 @@ class Customer(CommerceTable, table=True):
     address: str | None = Field(default=None, max_length=ADDRESS_MAX)
     website: str | None = Field(default=None, max_length=WEBSITE_MAX)
     locale: str = Field(default="en", max_length=8)
-    credit_limit: float | None = None
     sales_contact_id: int | None = None
     sales_account_id: int | None = None
     created_at: datetime
@@ -116,6 +119,8 @@ class EmailMessage(CommerceTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     kind: str = Field(max_length=40)
+    # A partner user's emails (invitations, links) belong to no onboarding request.
+    partner_user_id: int | None = Field(default=None, foreign_key="partner_user.id", index=True)
     recipient: str = Field(max_length=EMAIL_MAX)
     subject: str = Field(max_length=300)
     locale: str = Field(max_length=8)
@@ -123,3 +128,107 @@ class EmailMessage(CommerceTable, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     attempts: int = 0
+
+
+class PartnerUser(CommerceTable, table=True):
+    """A person who signs in to the B2B site for a partner: one per person customer.
+
+    Their role is their place in the customer hierarchy (`customer_hierarchy_member`);
+    a removed user keeps this row and their customer record, and is unlinked.
+    """
+
+    __tablename__ = "partner_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Unique: one person is a user of one partner at a time.
+    email: str = Field(max_length=EMAIL_MAX, unique=True)
+    customer_id: int = Field(foreign_key="customer.id", unique=True)
+    organization_customer_id: int = Field(foreign_key="customer.id", index=True)
+    hierarchy_id: int = Field(foreign_key="customer_hierarchy.id", index=True)
+    first_name: str = Field(max_length=NAME_MAX)
+    last_name: str = Field(max_length=NAME_MAX)
+    job_title: str | None = Field(default=None, max_length=NAME_MAX)
+    locale: str = Field(default="en", max_length=8)
+    state: str = Field(default="invited", max_length=16)
+    password_hash: str | None = Field(default=None, max_length=255)
+    created_at: datetime
+    invited_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    activated_at: datetime | None = None
+    removed_at: datetime | None = None
+    removed_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+
+
+class AccessLink(CommerceTable, table=True):
+    """An emailed sign-in link (activation, invitation, password reset), stored hashed."""
+
+    __tablename__ = "access_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner_user_id: int = Field(foreign_key="partner_user.id", index=True)
+    purpose: str = Field(max_length=24)
+    # The workflow's id for this link: retries of one send find one row.
+    notification_id: str = Field(max_length=64, unique=True)
+    token_hash: str = Field(max_length=TOKEN_HASH_LEN, unique=True)
+    state: str = Field(default="valid", max_length=16)
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class WebSession(CommerceTable, table=True):
+    """A signed-in browser or API client; the cookie or bearer holds the token, we its hash.
+
+    Kept in the store so signing out, removing a user or changing a password ends the
+    session for every web process at once.
+    """
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=TOKEN_HASH_LEN, unique=True)
+    # `staff` (subject: the API_TOKENS name) or `partner` (subject: the partner user id).
+    kind: str = Field(max_length=16)
+    subject: str = Field(max_length=ACTOR_MAX, index=True)
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
+class CreditLimit(CommerceTable, table=True):
+    """The organisation's credit limit: every user's invoice account is the organisation."""
+
+    __tablename__ = "credit_limit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    organization_customer_id: int = Field(foreign_key="customer.id", unique=True)
+    amount: Decimal = Field(
+        sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
+    )
+    currency: str = Field(max_length=CURRENCY_LEN)
+    limit_type: str = Field(max_length=32)
+    mandatory: bool = False
+    updated_at: datetime
+    updated_by: str = Field(max_length=ACTOR_MAX)
+
+
+class CreditLimitChange(CommerceTable, table=True):
+    """One change of a credit limit: who, when, and the values before and after."""
+
+    __tablename__ = "credit_limit_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    organization_customer_id: int = Field(foreign_key="customer.id", index=True)
+    changed_at: datetime
+    changed_by: str = Field(max_length=ACTOR_MAX)
+    old_amount: Decimal | None = Field(
+        default=None, sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES))
+    )
+    old_currency: str | None = Field(default=None, max_length=CURRENCY_LEN)
+    old_limit_type: str | None = Field(default=None, max_length=32)
+    old_mandatory: bool | None = None
+    new_amount: Decimal = Field(
+        sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
+    )
+    new_currency: str = Field(max_length=CURRENCY_LEN)
+    new_limit_type: str = Field(max_length=32)
+    new_mandatory: bool
