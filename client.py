@@ -7,6 +7,7 @@ Temporal. Failures a caller must tell apart come out as the exceptions below.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
@@ -25,7 +26,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
+from models.partners import (
+    InviteInput,
+    PartnerUserChanged,
+    PartnerUserInput,
+    RemoveInput,
+    SendLinkInput,
+    partner_user_workflow_id,
+)
 from models.payloads import (
     Action,
     ApplicantInput,
@@ -42,12 +52,14 @@ from models.payloads import (
 from settings import Settings
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
+from workflows.partner_user import PartnerUserWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=10)
 SUBMIT_ATTEMPTS = 5
 # How long a decision's caller waits for it to be applied before answering with the status.
 APPLY_WAIT = timedelta(seconds=10)
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class OnboardingError(Exception):
@@ -265,3 +277,96 @@ async def _rpc(call: Awaitable[T]) -> T:
         raise TemporalUnavailable(
             "Temporal did not answer in time; is the worker running?"
         ) from err
+
+
+# --- the partner's users ---------------------------------------------------------------
+
+
+class PartnerUserRefused(OnboardingError):
+    """A change to a partner user the rules refuse (already a user, last administrator)."""
+
+
+# Refusals that come back from the partner user workflow's activities, by `type`.
+PARTNER_REFUSALS = frozenset({"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved"})
+
+
+async def invite_partner_user(
+    client: Client, settings: Settings, invite: InviteInput
+) -> PartnerUserChanged:
+    """Add a user to the partner's hierarchy and email their invitation."""
+    return await _partner_update(
+        client, settings, invite.user.email, PartnerUserWorkflow.invite, invite
+    )
+
+
+async def send_partner_link(
+    client: Client, settings: Settings, email: str, request: SendLinkInput
+) -> PartnerUserChanged:
+    """Email a user a fresh link (activation, invitation, password reset)."""
+    return await _partner_update(client, settings, email, PartnerUserWorkflow.send_link, request)
+
+
+async def remove_partner_user(
+    client: Client, settings: Settings, email: str, request: RemoveInput
+) -> PartnerUserChanged:
+    """Unlink a user from the partner's hierarchy; their sign-in ends at once."""
+    return await _partner_update(client, settings, email, PartnerUserWorkflow.remove, request)
+
+
+async def partner_link_used(client: Client, email: str) -> None:
+    """Tell the user's workflow its link was used; should this fail, its timer finds out."""
+    handle = client.get_workflow_handle(partner_user_workflow_id(email))
+    with contextlib.suppress(RPCError, TemporalUnavailable):
+        await _rpc(handle.signal(PartnerUserWorkflow.link_used, rpc_timeout=RPC_TIMEOUT))
+
+
+async def _partner_update(
+    client: Client,
+    settings: Settings,
+    email: str,
+    update: UpdateMethodMultiParam[[PartnerUserWorkflow, U], PartnerUserChanged],
+    arg: U,
+) -> PartnerUserChanged:
+    # The user's workflow may be ending (its link just expired or was used) as we
+    # arrive; a fresh attempt then starts a new run.
+    delay = 0.02
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        try:
+            return await _rpc(
+                client.execute_update_with_start_workflow(
+                    update,
+                    arg,
+                    # One operation per attempt: an operation is spent by its call.
+                    start_workflow_operation=WithStartWorkflowOperation(
+                        PartnerUserWorkflow.run,
+                        PartnerUserInput(email=email),
+                        id=partner_user_workflow_id(email),
+                        task_queue=settings.onboarding_task_queue,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        static_summary="Partner user: sign-in links and changes",
+                    ),
+                    rpc_timeout=RPC_TIMEOUT,
+                )
+            )
+        except WorkflowUpdateFailedError as err:
+            refusal = _refusal(err)
+            if refusal is not None:
+                raise PartnerUserRefused(refusal.message) from err
+            if attempt == SUBMIT_ATTEMPTS:
+                raise
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND or attempt == SUBMIT_ATTEMPTS:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
+def _refusal(err: BaseException) -> ApplicationError | None:
+    """The rule that refused a partner user change, wherever it is in the failure's causes."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type in PARTNER_REFUSALS:
+            return cause
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return None

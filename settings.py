@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     # Public submissions per client address, in `limits` notation ("10/minute").
     submit_rate_limit: str = "10/minute"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How long an emailed activation, invitation or password-reset link stays valid.
+    activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
     @field_validator("mail_from")
     @classmethod

@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
+from activities.partners import PartnerActivities
 from activities.sales import SalesActivities
 from client import OnboardingError, connect
 from models import search_attributes
@@ -24,6 +25,7 @@ from stores import Stores
 from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
+from workflows.partner_user import PartnerUserWorkflow
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
@@ -32,7 +34,7 @@ ACTIVITY_THREADS = 32
 # a request idle while it waits for a rep is evicted and replayed from its short history
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
-WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow]
+WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow]
 # Validation libraries the payload models load lazily; deterministic, safe to share.
 PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "dns")
 
@@ -57,6 +59,7 @@ def build_worker(
     sales = SalesActivities(stores.sales)
     commerce = CommerceActivities(stores.commerce, settings.sales_integration_enabled)
     email = EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
+    partners = PartnerActivities(stores.commerce)
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
@@ -71,6 +74,11 @@ def build_worker(
             commerce.approve_prospect,
             commerce.reject_prospect,
             email.send_onboarding_email,
+            email.send_access_link,
+            partners.add_partner_user,
+            partners.remove_partner_user,
+            partners.partner_user_facts,
+            partners.expire_links,
         ],
         workflow_runner=workflow_runner(),
         activity_executor=activity_executor,

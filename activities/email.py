@@ -14,7 +14,7 @@ its start-to-close timeout; a quick send, the usual one, heartbeats never.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from email.message import EmailMessage as MimeMessage
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -30,11 +31,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.errors import invalid_data, write
-from models.commerce import EmailMessage
+from activities.errors import invalid_data, missing_record, write
+from activities.partners import ensure_administrator
+from models.commerce import Customer, EmailMessage, PartnerUser
+from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.payloads import EmailKind, SendEmailInput
 from settings import PROJECT_DIR, Settings
+from stores.accounts import issue_link, utc
 from stores.engine import get_or_create
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
@@ -63,7 +68,7 @@ class EmailRenderer:
             keep_trailing_newline=True,
         )
 
-    def render(self, input: SendEmailInput) -> RenderedEmail:
+    def render(self, input: SendEmailInput, activation_token: str | None = None) -> RenderedEmail:
         request = input.request
         context = {
             "onboarding_id": input.onboarding_id,
@@ -72,11 +77,34 @@ class EmailRenderer:
             "company": request.company,
             "email": request.email,
             "reason": input.reason,
-            "site_url": self.site_url,
-            "sign_in_url": f"{self.site_url}/sign-in",
-            "apply_url": f"{self.site_url}/onboarding",
+            "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
+            if activation_token
+            else None,
         }
-        prefix = f"{request.locale}/{input.kind.value}"
+        return self.render_kind(request.locale, input.kind.value, context)
+
+    def render_link(
+        self, purpose: LinkPurpose, token: str, user: PartnerUser, organization: str, actor: str
+    ) -> RenderedEmail:
+        context = {
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "company": organization,
+            "email": user.email,
+            "invited_by": actor,
+            "link_url": self.link_url(purpose, token),
+        }
+        return self.render_kind(user.locale, purpose.email_kind, context)
+
+    def render_kind(self, locale: str, kind: str, context: dict[str, Any]) -> RenderedEmail:
+        context = {
+            **context,
+            "site_url": self.site_url,
+            "sign_in_url": f"{self.site_url}/signin",
+            "apply_url": f"{self.site_url}/apply",
+            "forgot_url": f"{self.site_url}/password/forgot",
+        }
+        prefix = f"{locale}/{kind}"
         subject = self.env.get_template(f"{prefix}.subject.txt").render(context)
         return RenderedEmail(
             subject=" ".join(subject.split()),
@@ -84,11 +112,25 @@ class EmailRenderer:
             html=self.env.get_template(f"{prefix}.html").render(context),
         )
 
+    def link_url(self, purpose: LinkPurpose, token: str) -> str:
+        """Where an emailed link leads: setting a first password, or a new one."""
+        path = "password/reset" if purpose is LinkPurpose.PASSWORD_RESET else "activate"
+        return f"{self.site_url}/{path}/{token}"
+
 
 def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str) -> str:
     """The same Message-ID on every attempt at the same notification."""
+    return _message_id(kind.event, onboarding_id, mail_from)
+
+
+def _message_id(event: str, key: str, mail_from: str) -> str:
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{kind.event}.{onboarding_id}@{domain}>"
+    return f"<{event}.{key}@{domain}>"
+
+
+def _event(kind: str) -> str:
+    """The `X-Onboarding-Event` header value of an email kind."""
+    return kind.replace("_", "-")
 
 
 class EmailActivities:
@@ -101,20 +143,140 @@ class EmailActivities:
 
     @activity.defn
     async def send_onboarding_email(self, input: SendEmailInput) -> int:
-        """Send one notification; returns its `email_message` id."""
-        email = self.renderer.render(input)
+        """Send one notification; returns its `email_message` id.
+
+        The approval email carries the new administrator's activation link.
+        """
+        request = input.request
         message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
+
+        def claim(session: Session, fresh: bool) -> _Claimed:
+            row = _outbox(
+                session,
+                lambda: EmailMessage(
+                    onboarding_id=input.onboarding_id,
+                    kind=input.kind.value,
+                    recipient=request.email,
+                    subject="",
+                    locale=request.locale,
+                    message_id=message_id,
+                    created_at=datetime.now(UTC),
+                ),
+                onboarding_id=input.onboarding_id,
+                kind=input.kind.value,
+            )
+            token = None
+            if input.kind is EmailKind.PROSPECT_APPROVED:
+                token = self._activation_token(session, input, fresh and row.sent_at is None)
+            email = self.renderer.render(input, token)
+            row.subject = email.subject
+            headers = {
+                "X-Onboarding-Id": input.onboarding_id,
+                "X-Onboarding-Event": input.kind.event,
+            }
+            message = self._mime(
+                request.contact_name, request.email, request.locale, email, message_id, headers
+            )
+            return _Claimed(row, message)
+
+        return (await self._deliver(claim)).row_id
+
+    @activity.defn
+    async def send_access_link(self, input: AccessLinkInput) -> LinkIssued:
+        """Email a partner user a fresh sign-in link; every earlier unused one stops working."""
+        kind = input.purpose.email_kind
+        message_id = _message_id(_event(kind), input.notification_id, self.settings.mail_from)
+        expires: list[datetime] = []
+
+        def claim(session: Session, fresh: bool) -> _Claimed:
+            user = session.get(PartnerUser, input.partner_user_id)
+            if user is None:
+                raise missing_record("The partner user", str(input.partner_user_id))
+            if user.state == PartnerUserState.REMOVED:
+                raise ApplicationError(
+                    f"partner user {user.id} has been removed",
+                    type="PartnerUserRemoved",
+                    non_retryable=True,
+                )
+            assert user.id is not None
+            row = _outbox(
+                session,
+                lambda: EmailMessage(
+                    kind=kind,
+                    partner_user_id=user.id,
+                    recipient=user.email,
+                    subject="",
+                    locale=user.locale,
+                    message_id=message_id,
+                    created_at=datetime.now(UTC),
+                ),
+                message_id=message_id,
+            )
+            link, token = issue_link(
+                session,
+                user.id,
+                input.purpose,
+                input.notification_id,
+                self.settings.activation_ttl,
+                fresh=fresh and row.sent_at is None,
+            )
+            expires.append(utc(link.expires_at))
+            if token is None:
+                return _Claimed(row, None)
+            organization = session.get(Customer, user.organization_customer_id)
+            email = self.renderer.render_link(
+                input.purpose, token, user, organization.name if organization else "", input.actor
+            )
+            row.subject = email.subject
+            headers = {"X-Partner-User-Id": str(user.id), "X-Onboarding-Event": _event(kind)}
+            name = f"{user.first_name} {user.last_name}"
+            return _Claimed(
+                row, self._mime(name, user.email, user.locale, email, message_id, headers)
+            )
+
+        claimed = await self._deliver(claim)
+        return LinkIssued(
+            notification_id=input.notification_id,
+            expires_at=expires[-1],
+            email_message_id=claimed.row_id,
+        )
+
+    def _activation_token(self, session: Session, input: SendEmailInput, fresh: bool) -> str | None:
+        """The approved requester's activation link, while their account awaits one."""
+        user = ensure_administrator(session, input.onboarding_id, datetime.now(UTC))
+        if user.state != PartnerUserState.INVITED:
+            return None
+        assert user.id is not None
+        _, token = issue_link(
+            session,
+            user.id,
+            LinkPurpose.ACTIVATION,
+            f"approval-{input.onboarding_id}",
+            self.settings.activation_ttl,
+            fresh,
+        )
+        return token
+
+    async def _deliver(self, claim: Callable[[Session, bool], _Claimed]) -> _Claimed:
+        """Claim the outbox row, send unless it is sent, mark it: one email per notification.
+
+        `claim` runs in one Commerce transaction and is told whether this attempt may
+        make a fresh message (and token): not when an earlier attempt's message is out.
+        """
         # An earlier attempt may have been accepted by the server and then failed to
         # record it: its heartbeat says so.
         progress = [SENT] if SENT in activity.info().heartbeat_details else []
         async with _keeping_alive(progress):
-            row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
-            if not (already_sent or progress):
-                await self._send(self._mime(input, email, message_id), input.request.email)
+            claimed = await asyncio.to_thread(
+                write, self.commerce, lambda session: claim(session, not progress)
+            )
+            if not (claimed.already_sent or progress):
+                assert claimed.message is not None
+                await self._send(claimed.message, claimed.recipient)
                 progress.append(SENT)
-            if not already_sent:
-                await self._mark_sent_retrying(row_id)
-        return row_id
+            if not claimed.already_sent:
+                await self._mark_sent_retrying(claimed.row_id)
+        return claimed
 
     async def _send(self, message: MimeMessage, recipient: str) -> None:
         try:
@@ -153,31 +315,6 @@ class EmailActivities:
                 await asyncio.sleep(delay)
         await asyncio.to_thread(self._mark_sent, row_id)
 
-    def _claim(
-        self, input: SendEmailInput, email: RenderedEmail, message_id: str
-    ) -> tuple[int, bool]:
-        def work(session: Session) -> tuple[int, bool]:
-            row = get_or_create(
-                session,
-                EmailMessage,
-                lambda: EmailMessage(
-                    onboarding_id=input.onboarding_id,
-                    kind=input.kind.value,
-                    recipient=input.request.email,
-                    subject=email.subject,
-                    locale=input.request.locale,
-                    message_id=message_id,
-                    created_at=datetime.now(UTC),
-                ),
-                onboarding_id=input.onboarding_id,
-                kind=input.kind.value,
-            )
-            row.attempts += 1
-            assert row.id is not None
-            return row.id, row.sent_at is not None
-
-        return write(self.commerce, work)
-
     def _mark_sent(self, row_id: int) -> None:
         def work(session: Session) -> None:
             row = session.get(EmailMessage, row_id)
@@ -186,21 +323,44 @@ class EmailActivities:
 
         write(self.commerce, work)
 
-    def _mime(self, input: SendEmailInput, email: RenderedEmail, message_id: str) -> MimeMessage:
-        request = input.request
+    def _mime(
+        self,
+        name: str,
+        address: str,
+        locale: str,
+        email: RenderedEmail,
+        message_id: str,
+        headers: dict[str, str],
+    ) -> MimeMessage:
         message = MimeMessage(policy=SMTP)
         message["From"] = self.settings.mail_from
-        message["To"] = Address(display_name=request.contact_name, addr_spec=request.email)
+        message["To"] = Address(display_name=name, addr_spec=address)
         message["Subject"] = email.subject
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = message_id
-        message["X-Onboarding-Id"] = input.onboarding_id
-        message["X-Onboarding-Event"] = input.kind.event
+        for header, value in headers.items():
+            message[header] = value
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
         # After the parts: making the alternative moves Content-* headers into part one.
-        message["Content-Language"] = request.locale
+        message["Content-Language"] = locale
         return message
+
+
+class _Claimed:
+    """An outbox row claimed for sending, and the message (None when it is already out)."""
+
+    def __init__(self, row: EmailMessage, message: MimeMessage | None) -> None:
+        assert row.id is not None
+        row.attempts += 1
+        self.row_id = row.id
+        self.already_sent = row.sent_at is not None
+        self.recipient = row.recipient
+        self.message = message
+
+
+def _outbox(session: Session, build: Callable[[], EmailMessage], **key: Any) -> EmailMessage:
+    return get_or_create(session, EmailMessage, build, **key)
 
 
 @asynccontextmanager

@@ -21,6 +21,10 @@ PASSWORD_MAX = 256
 CURRENCY_LEN = 3
 CREDIT_LIMIT_DIGITS = 18
 CREDIT_LIMIT_PLACES = 2
+LAST_ADMINISTRATOR = (
+    "The organisation must keep at least one administrator: make someone else an"
+    " administrator first."
+)
 
 
 class PartnerRole(StrEnum):

@@ -7,8 +7,16 @@ ONBOARDING_STAGE = SearchAttributeKey.for_keyword("OnboardingStage")
 COMPANY_NAME = SearchAttributeKey.for_text("CompanyName")
 ONBOARDING_ID = SearchAttributeKey.for_keyword("OnboardingId")
 CONTACT_EMAIL = SearchAttributeKey.for_keyword("ContactEmail")
+# A partner user's workflow: its id in Commerce (the user's page shows it).
+PARTNER_USER_ID = SearchAttributeKey.for_keyword("PartnerUserId")
 
-ALL: tuple[SearchAttributeKey, ...] = (ONBOARDING_STAGE, COMPANY_NAME, ONBOARDING_ID, CONTACT_EMAIL)
+ALL: tuple[SearchAttributeKey, ...] = (
+    ONBOARDING_STAGE,
+    COMPANY_NAME,
+    ONBOARDING_ID,
+    CONTACT_EMAIL,
+    PARTNER_USER_ID,
+)
 
 
 def type_name(value_type: int) -> str:

@@ -16,18 +16,26 @@ its heartbeat remembers that the server took the message, so a retry does not re
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
     from activities.email import EmailActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
+    from models.partners import PartnerUserInput, partner_user_workflow_id
     from models.payloads import (
         ALLOWED_ACTIONS,
         Action,
@@ -65,6 +73,9 @@ STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 # A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
 SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
+# Requests approved from this version on give their administrator a partner user
+# workflow; earlier histories replay without it.
+PARTNER_ACCOUNT_PATCH = "partner-account"
 
 WAITING_FOR = {
     Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
@@ -273,6 +284,27 @@ class OnboardingWorkflow:
             self._status.notification.state = "sent"
         self._status.notification.email_message_id = self._status.records.email_message_id
         self._publish()
+        if (
+            stage is Stage.APPROVED
+            and self._status.notification.state == "sent"
+            and workflow.patched(PARTNER_ACCOUNT_PATCH)
+        ):
+            await self._watch_activation_link()
+
+    async def _watch_activation_link(self) -> None:
+        """The approval email carried the new administrator's activation link: their
+        partner user workflow expires it on time and serves resends from then on."""
+        email = self._input.request.email
+        # Already running (say, a resend came first): it reads the link from the store.
+        with suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                # By name: the partner user workflow builds on this module's options.
+                "PartnerUserWorkflow",
+                PartnerUserInput(email=email),
+                id=partner_user_workflow_id(email),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary="Partner user: sign-in links and changes",
+            )
 
     async def _release_applicant(self) -> None:
         """Tell the applicant workflow this email's request is decided, before answering."""

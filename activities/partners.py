@@ -1,0 +1,279 @@
+"""The partner's users in Commerce: added to the hierarchy, removed from it, their links.
+
+Each write is one transaction, idempotent on the user's email (one user per email), so
+a retried activity finds what its first attempt wrote.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import missing_record, write
+from models.commerce import (
+    AccessLink,
+    Customer,
+    CustomerHierarchy,
+    CustomerHierarchyMember,
+    PartnerUser,
+)
+from models.partners import (
+    LAST_ADMINISTRATOR,
+    AddPartnerUserInput,
+    ExpireLinksInput,
+    LinkState,
+    PartnerRole,
+    PartnerUserState,
+    PendingLink,
+    PendingLinkInput,
+    RemovePartnerUserInput,
+)
+from stores.accounts import PARTNER, administrators, end_sessions, utc
+from stores.engine import get_or_create, one
+
+PERSON = "person"
+ORGANIZATION = "organization"
+
+
+def already_a_user(email: str) -> ApplicationError:
+    return ApplicationError(
+        f"{email} is already a user of a business partner",
+        type="AlreadyPartnerUser",
+        non_retryable=True,
+    )
+
+
+def last_administrator() -> ApplicationError:
+    return ApplicationError(
+        LAST_ADMINISTRATOR,
+        type="LastAdministrator",
+        non_retryable=True,
+    )
+
+
+class PartnerUserFacts(BaseModel):
+    """What a partner user's workflow needs to know when it starts."""
+
+    partner_user_id: int | None = None
+    organization_name: str | None = None
+    pending: PendingLink | None = None
+
+
+def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> PartnerUser:
+    """The approved requester's account, as their organisation's B2B administrator.
+
+    Made with the hierarchy at approval (and by the approval email, for a request
+    approved before accounts existed). An email that already has an account keeps it.
+    """
+    person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
+    hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
+    if person is None or hierarchy is None or person.email is None:
+        raise missing_record("The approved customer hierarchy", onboarding_id)
+    assert person.id is not None and hierarchy.id is not None
+    email = person.email.lower()
+    existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()
+    if existing is not None:
+        return existing
+    user = PartnerUser(
+        email=email,
+        customer_id=person.id,
+        organization_customer_id=hierarchy.root_customer_id,
+        hierarchy_id=hierarchy.id,
+        first_name=person.first_name or "",
+        last_name=person.last_name or "",
+        locale=person.locale,
+        created_at=at,
+        invited_by="approval",
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+class PartnerActivities:
+    """Writes to Commerce for the partner's users."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @activity.defn
+    def add_partner_user(self, input: AddPartnerUserInput) -> int:
+        """A person customer in the organisation's hierarchy with role User, invited.
+
+        Adding someone already invited by the same organisation finds them (the workflow
+        then sends a fresh invitation); a user of another partner, or an active one, is
+        refused. A removed user may be added again: their customer record is reused.
+        """
+        new = input.user
+
+        def work(session: Session) -> int:
+            organization = session.get(Customer, input.organization_customer_id)
+            if organization is None or organization.customer_type != ORGANIZATION:
+                raise missing_record("The organisation", str(input.organization_customer_id))
+            hierarchy = one(session, CustomerHierarchy, root_customer_id=organization.id)
+            if hierarchy is None:
+                raise missing_record("The customer hierarchy", str(organization.id))
+            assert hierarchy.id is not None and organization.id is not None
+            user = session.exec(select(PartnerUser).where(PartnerUser.email == new.email)).first()
+            if user is not None and user.state != PartnerUserState.REMOVED:
+                if (
+                    user.state == PartnerUserState.INVITED
+                    and user.organization_customer_id == organization.id
+                ):
+                    assert user.id is not None
+                    return user.id
+                raise already_a_user(new.email)
+            if user is not None and user.organization_customer_id == organization.id:
+                customer = session.get(Customer, user.customer_id)
+            else:
+                customer = None
+            if customer is None:
+                customer = Customer(
+                    customer_type=PERSON,
+                    name=f"{new.first_name} {new.last_name}",
+                    first_name=new.first_name,
+                    last_name=new.last_name,
+                    email=new.email,
+                    locale=new.locale,
+                    created_at=input.at,
+                )
+                session.add(customer)
+                session.flush()
+            assert customer.id is not None
+            customer_id, hierarchy_id = customer.id, hierarchy.id
+            get_or_create(
+                session,
+                CustomerHierarchyMember,
+                lambda: CustomerHierarchyMember(
+                    hierarchy_id=hierarchy_id,
+                    customer_id=customer_id,
+                    parent_customer_id=organization.id,
+                    role=PartnerRole.USER.value,
+                ),
+                hierarchy_id=hierarchy_id,
+                customer_id=customer_id,
+            )
+            fields = {
+                **new.model_dump(),
+                "customer_id": customer_id,
+                "organization_customer_id": organization.id,
+                "hierarchy_id": hierarchy_id,
+                "state": PartnerUserState.INVITED.value,
+                "password_hash": None,
+                "invited_by": input.actor,
+                "created_at": input.at,
+                "activated_at": None,
+                "removed_at": None,
+                "removed_by": None,
+            }
+            if user is None:
+                user = PartnerUser.model_validate(fields)
+                session.add(user)
+            else:
+                user.sqlmodel_update(fields)
+            session.flush()
+            assert user.id is not None
+            return user.id
+
+        return write(self.engine, work)
+
+    @activity.defn
+    def remove_partner_user(self, input: RemovePartnerUserInput) -> None:
+        """Unlink the user from the hierarchy, keep their customer record, end their access.
+
+        Their sessions end and their links stop working in the same transaction, so the
+        next click of a removed user is refused.
+        """
+
+        def work(session: Session) -> None:
+            user = session.get(PartnerUser, input.partner_user_id)
+            if user is None:
+                raise missing_record("The partner user", str(input.partner_user_id))
+            if user.state == PartnerUserState.REMOVED:
+                return
+            session.exec(
+                select(CustomerHierarchy)
+                .where(CustomerHierarchy.id == user.hierarchy_id)
+                .with_for_update()
+            ).one()
+            member = one(
+                session,
+                CustomerHierarchyMember,
+                hierarchy_id=user.hierarchy_id,
+                customer_id=user.customer_id,
+            )
+            if (
+                member is not None
+                and member.role == PartnerRole.ADMIN
+                and user.state == PartnerUserState.ACTIVE
+                and administrators(session, user.hierarchy_id) <= 1
+            ):
+                raise last_administrator()
+            if member is not None:
+                session.delete(member)
+            user.state = PartnerUserState.REMOVED.value
+            user.removed_at, user.removed_by = input.at, input.actor
+            user.password_hash = None
+            end_sessions(session, PARTNER, str(user.id))
+            _end_links(session, user.id, LinkState.SUPERSEDED, input.at)
+
+        write(self.engine, work)
+
+    @activity.defn
+    def partner_user_facts(self, input: PendingLinkInput) -> PartnerUserFacts:
+        """Who the user is and which emailed link of theirs still waits to be used."""
+        with Session(self.engine) as session:
+            user = session.exec(
+                select(PartnerUser).where(PartnerUser.email == input.email.lower())
+            ).first()
+            if user is None:
+                return PartnerUserFacts()
+            organization = session.get(Customer, user.organization_customer_id)
+            link = session.exec(
+                select(AccessLink)
+                .where(AccessLink.partner_user_id == user.id, AccessLink.state == LinkState.VALID)
+                .order_by(AccessLink.expires_at.desc())  # type: ignore[attr-defined]
+            ).first()
+        return PartnerUserFacts(
+            partner_user_id=user.id,
+            organization_name=organization.name if organization else None,
+            pending=PendingLink(
+                notification_id=link.notification_id, expires_at=utc(link.expires_at)
+            )
+            if link
+            else None,
+        )
+
+    @activity.defn
+    def expire_links(self, input: ExpireLinksInput) -> None:
+        """The workflow's timer ran out: these links, if still unused, no longer work."""
+
+        def work(session: Session) -> None:
+            links = session.exec(
+                select(AccessLink).where(
+                    AccessLink.partner_user_id == input.partner_user_id,
+                    AccessLink.notification_id.in_(input.notification_ids),  # type: ignore[attr-defined]
+                    AccessLink.state == LinkState.VALID,
+                )
+            ).all()
+            for link in links:
+                link.state, link.ended_at = LinkState.EXPIRED.value, datetime.now(UTC)
+
+        write(self.engine, work)
+
+
+def _end_links(
+    session: Session, partner_user_id: int | None, state: LinkState, at: datetime
+) -> None:
+    links = session.exec(
+        select(AccessLink).where(
+            AccessLink.partner_user_id == partner_user_id, AccessLink.state == LinkState.VALID
+        )
+    ).all()
+    for link in links:
+        link.state, link.ended_at = state.value, at

@@ -1,0 +1,152 @@
+"""The partner's account after approval: the administrator's activation, users, links."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from sqlmodel import Session, select
+from temporalio.client import Client, WorkflowExecutionStatus
+
+import client as onboarding
+from models.commerce import AccessLink, CustomerHierarchyMember, PartnerUser
+from models.partners import (
+    InviteInput,
+    LinkPurpose,
+    NewPartnerUser,
+    RemoveInput,
+    SendLinkInput,
+    partner_user_workflow_id,
+)
+from models.payloads import Action
+from settings import Settings
+from stores import Stores, accounts
+from tests.conftest import MailSink
+from tests.scenario import finished, submit
+
+LINK = re.compile(r"http://b2b\.test/(activate|password/reset)/([A-Za-z0-9_-]+)")
+
+
+def links_in(message: object) -> list[str]:
+    body = message.get_body(("plain",)).get_content()  # type: ignore[attr-defined]
+    return [match.group(0) for match in LINK.finditer(body)]
+
+
+def token_of(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def approved_partner(client: Client, settings: Settings) -> tuple[str, str]:
+    """A won request; its onboarding id and the requester's email."""
+    status = await submit(client, settings)
+    await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
+    await onboarding.decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
+    await finished(client, status)
+    return status.onboarding_id, status.email
+
+
+async def eventually_mail(mail_sink: MailSink, predicate: object, count: int = 1) -> list:
+    for _ in range(200):
+        found = [m for m in mail_sink.messages() if predicate(m)]  # type: ignore[operator]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError("the email did not arrive")
+
+
+async def test_approval_email_activates_the_administrator(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink, worker: None
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    (approval,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-approved"
+    ]
+    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    account = accounts.partner_account_by_email(stores.commerce, email)
+    assert account is not None and account.state == "invited" and account.role == "b2b_admin"
+    opened = accounts.open_link(stores.commerce, token_of(link))
+    assert opened.purpose is LinkPurpose.ACTIVATION and opened.account.id == account.id
+
+    handle = client.get_workflow_handle(partner_user_workflow_id(email))
+    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+
+    active = accounts.use_link(stores.commerce, token_of(link), "a long enough password")
+    assert active.state == "active" and active.is_admin
+    await onboarding.partner_link_used(client, email)
+    await handle.result()
+    with pytest.raises(accounts.LinkRefused):
+        accounts.use_link(stores.commerce, token_of(link), "another long password")
+    assert accounts.verify_password(stores.commerce, email, "a long enough password") is not None
+    assert accounts.verify_password(stores.commerce, email, "a wrong password!!") is None
+
+
+async def test_administrator_adds_resends_and_removes_a_user(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink, worker: None
+) -> None:
+    _, admin_email = await approved_partner(client, settings)
+    admin = accounts.partner_account_by_email(stores.commerce, admin_email)
+    assert admin is not None
+    new = NewPartnerUser(
+        first_name="Luca",
+        last_name="Bianchi",
+        email=f"luca.{admin.id}@contoso.example",
+        locale="it",
+    )
+    invite = InviteInput(
+        organization_customer_id=admin.organization_customer_id,
+        user=new,
+        actor=f"partner:{admin.id}",
+    )
+    changed = await onboarding.invite_partner_user(client, settings, invite)
+    assert changed.link_expires_at is not None
+    (invitation,) = await eventually_mail(
+        mail_sink, lambda m: m["To"].addresses[0].addr_spec == new.email
+    )
+    assert invitation["X-Onboarding-Event"] == "user-invitation"
+    assert invitation["Content-Language"] == "it"
+    first_link = token_of(links_in(invitation)[0])
+
+    resend = SendLinkInput(
+        partner_user_id=changed.partner_user_id, purpose=LinkPurpose.INVITATION, actor="partner:1"
+    )
+    await onboarding.send_partner_link(client, settings, new.email, resend)
+    mails = await eventually_mail(
+        mail_sink, lambda m: m["To"].addresses[0].addr_spec == new.email, 2
+    )
+    assert len({m["Message-ID"] for m in mails}) == 2
+    with pytest.raises(accounts.LinkRefused) as refused:
+        accounts.open_link(stores.commerce, first_link)
+    assert refused.value.why == "superseded"
+    second_link = token_of(links_in(mails[-1])[0])
+    user = accounts.use_link(stores.commerce, second_link, "luca's own password")
+    assert user.role == "b2b_user" and user.state == "active"
+    session_token = accounts.start_session(
+        stores.commerce, accounts.PARTNER, str(user.id), __import__("datetime").timedelta(hours=1)
+    )
+    assert accounts.partner_session_account(stores.commerce, session_token) is not None
+
+    with pytest.raises(onboarding.PartnerUserRefused):
+        await onboarding.invite_partner_user(client, settings, invite)
+
+    removal = RemoveInput(partner_user_id=user.id, actor=f"partner:{admin.id}")
+    await onboarding.remove_partner_user(client, settings, new.email, removal)
+    assert accounts.partner_session_account(stores.commerce, session_token) is None
+    assert accounts.verify_password(stores.commerce, new.email, "luca's own password") is None
+    with Session(stores.commerce) as session:
+        row = session.exec(select(PartnerUser).where(PartnerUser.email == new.email)).one()
+        assert row.state == "removed"
+        assert (
+            session.exec(
+                select(CustomerHierarchyMember).where(
+                    CustomerHierarchyMember.customer_id == row.customer_id
+                )
+            ).first()
+            is None
+        )
+        assert all(
+            link.state != "valid"
+            for link in session.exec(select(AccessLink).where(AccessLink.partner_user_id == row.id))
+        )

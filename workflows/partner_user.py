@@ -1,0 +1,192 @@
+"""One partner user's access: invited, sent sign-in links, removed.
+
+Started by whatever first needs it (an administrator adding the user, a resend, a
+forgotten password, a removal, the approval that made the requester administrator)
+through Update-with-Start on an id derived from the email, so every change to one user
+meets in one workflow. It lives while a link it knows of waits to be used: a durable
+timer expires the link, a resend restarts the clock, using the link ends it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
+    from activities.partners import PartnerActivities
+    from models import search_attributes as sa
+    from models.partners import (
+        AccessLinkInput,
+        AddPartnerUserInput,
+        ExpireLinksInput,
+        InviteInput,
+        LinkPurpose,
+        PartnerUserChanged,
+        PartnerUserInput,
+        PendingLinkInput,
+        RemoveInput,
+        RemovePartnerUserInput,
+        SendLinkInput,
+    )
+    from workflows.onboarding import (
+        RETRY,
+        SEND_EMAIL_HEARTBEAT,
+        SEND_EMAIL_TIMEOUT,
+        STORE_LOCAL_RETRY,
+        STORE_WRITE_TIMEOUT,
+    )
+
+PURPOSE_WORDS = {
+    LinkPurpose.ACTIVATION: "activation",
+    LinkPurpose.INVITATION: "invitation",
+    LinkPurpose.PASSWORD_RESET: "password reset",
+}
+
+
+@workflow.defn
+class PartnerUserWorkflow:
+    @workflow.init
+    def __init__(self, input: PartnerUserInput) -> None:
+        self._user_id: int | None = None
+        # Links sent and still unused, by notification id; the newest one's expiry.
+        self._links: list[str] = []
+        self._deadline: datetime | None = None
+        self._done = False
+        self._news = "Starting."
+
+    @workflow.run
+    async def run(self, input: PartnerUserInput) -> None:
+        facts = await workflow.execute_local_activity_method(
+            PartnerActivities.partner_user_facts,
+            PendingLinkInput(email=input.email),
+            summary="Commerce: read the user and their unused link",
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
+            retry_policy=RETRY,
+        )
+        if facts.partner_user_id is not None:
+            self._known(facts.partner_user_id, facts.organization_name)
+        if facts.pending is not None and facts.pending.notification_id not in self._links:
+            self._watch(facts.pending.notification_id, facts.pending.expires_at)
+        while True:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._done or self._deadline is None:
+                return
+            await self._until_used_or_expired(self._deadline)
+
+    async def _until_used_or_expired(self, deadline: datetime) -> None:
+        try:
+            await workflow.wait_condition(
+                lambda: self._done or self._deadline != deadline,
+                timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
+                timeout_summary="The emailed link expires",
+            )
+        except TimeoutError:
+            assert self._user_id is not None
+            await workflow.execute_local_activity_method(
+                PartnerActivities.expire_links,
+                ExpireLinksInput(partner_user_id=self._user_id, notification_ids=self._links),
+                summary="Commerce: the unused link expires",
+                start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                local_retry_threshold=STORE_LOCAL_RETRY,
+                retry_policy=RETRY,
+            )
+            self._links, self._deadline = [], None
+            self._publish("The emailed link expired unused.")
+
+    # --- what people do ---------------------------------------------------------------
+
+    @workflow.update
+    async def invite(self, input: InviteInput) -> PartnerUserChanged:
+        """An administrator adds the user: into the hierarchy, then the invitation email."""
+        user_id = await workflow.execute_local_activity_method(
+            PartnerActivities.add_partner_user,
+            AddPartnerUserInput(
+                organization_customer_id=input.organization_customer_id,
+                user=input.user,
+                actor=input.actor,
+                at=workflow.now(),
+            ),
+            summary=f"Commerce: add the user to the customer hierarchy ({input.actor})",
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
+            retry_policy=RETRY,
+        )
+        self._known(user_id, None)
+        return await self._send_link(user_id, LinkPurpose.INVITATION, input.actor)
+
+    @workflow.update
+    async def send_link(self, input: SendLinkInput) -> PartnerUserChanged:
+        """A fresh link by email (resend, forgotten password); earlier ones stop working."""
+        self._known(input.partner_user_id, None)
+        return await self._send_link(input.partner_user_id, input.purpose, input.actor)
+
+    @workflow.update
+    async def remove(self, input: RemoveInput) -> PartnerUserChanged:
+        """Unlink the user from the hierarchy; their sessions and links end at once."""
+        self._known(input.partner_user_id, None)
+        await workflow.execute_local_activity_method(
+            PartnerActivities.remove_partner_user,
+            RemovePartnerUserInput(
+                partner_user_id=input.partner_user_id, actor=input.actor, at=workflow.now()
+            ),
+            summary=f"Commerce: remove the user from the hierarchy ({input.actor})",
+            start_to_close_timeout=STORE_WRITE_TIMEOUT,
+            local_retry_threshold=STORE_LOCAL_RETRY,
+            retry_policy=RETRY,
+        )
+        self._links, self._deadline, self._done = [], None, True
+        self._publish(f"Removed ({input.actor}).")
+        return PartnerUserChanged(partner_user_id=input.partner_user_id)
+
+    @workflow.signal
+    def link_used(self) -> None:
+        """The user followed their link and chose a password: nothing left to expire."""
+        self._done = True
+        self._publish("The link was used: the user has a password.")
+
+    # --- mechanics --------------------------------------------------------------------
+
+    async def _send_link(
+        self, user_id: int, purpose: LinkPurpose, actor: str
+    ) -> PartnerUserChanged:
+        notification_id = workflow.uuid4().hex
+        words = PURPOSE_WORDS[purpose]
+        issued = await workflow.execute_activity_method(
+            EmailActivities.send_access_link,
+            AccessLinkInput(
+                partner_user_id=user_id,
+                purpose=purpose,
+                notification_id=notification_id,
+                actor=actor,
+            ),
+            summary=f"Email: send the {words} link",
+            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
+            heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
+            retry_policy=RETRY,
+        )
+        self._done = False
+        self._watch(notification_id, issued.expires_at)
+        self._publish(f"The {words} link is sent.")
+        return PartnerUserChanged(partner_user_id=user_id, link_expires_at=issued.expires_at)
+
+    def _watch(self, notification_id: str, expires_at: datetime) -> None:
+        self._links.append(notification_id)
+        self._deadline = expires_at
+
+    def _known(self, user_id: int, organization_name: str | None) -> None:
+        if self._user_id == user_id:
+            return
+        self._user_id = user_id
+        pairs = [sa.PARTNER_USER_ID.value_set(str(user_id))]
+        if organization_name:
+            pairs.append(sa.COMPANY_NAME.value_set(organization_name))
+        workflow.upsert_search_attributes(pairs)
+
+    def _publish(self, news: str) -> None:
+        details = [f"**Partner user:** {self._user_id}", news]
+        if self._deadline is not None:
+            details.append(f"The link expires at {self._deadline:%Y-%m-%d %H:%M} UTC.")
+        workflow.set_current_details("\n\n".join(details))
