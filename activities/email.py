@@ -170,14 +170,7 @@ class EmailActivities:
                 token = self._activation_token(session, input, fresh and row.sent_at is None)
             email = self.renderer.render(input, token)
             row.subject = email.subject
-            headers = {
-                "X-Onboarding-Id": input.onboarding_id,
-                "X-Onboarding-Event": input.kind.event,
-            }
-            message = self._mime(
-                request.contact_name, request.email, request.locale, email, message_id, headers
-            )
-            return _Claimed(row, message)
+            return _Claimed(row, self.onboarding_message(input, email, message_id))
 
         return (await self._deliver(claim)).row_id
 
@@ -322,6 +315,15 @@ class EmailActivities:
                 row.sent_at = datetime.now(UTC)
 
         write(self.commerce, work)
+
+    def onboarding_message(
+        self, input: SendEmailInput, email: RenderedEmail, message_id: str
+    ) -> MimeMessage:
+        request = input.request
+        headers = {"X-Onboarding-Id": input.onboarding_id, "X-Onboarding-Event": input.kind.event}
+        return self._mime(
+            request.contact_name, request.email, request.locale, email, message_id, headers
+        )
 
     def _mime(
         self,

@@ -137,7 +137,9 @@ def test_no_line_break_typed_anywhere_reaches_an_email_header(
     activities = EmailActivities(None, mail_settings, EmailRenderer("http://b2b.test"))  # type: ignore[arg-type]
     input = SendEmailInput(onboarding_id="abc123", kind=kind, request=request, reason="a\r\nb")
     email = activities.renderer.render(input)
-    message = activities._mime(input, email, message_id_for(kind, "abc123", "x@b2b.test"))
+    message = activities.onboarding_message(
+        input, email, message_id_for(kind, "abc123", "x@b2b.test")
+    )
 
     parsed = message_from_bytes(message.as_bytes(policy=SMTP), policy=SMTP)
     assert sorted(parsed.keys()) == sorted(message.keys()), "a header was injected"

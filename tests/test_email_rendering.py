@@ -42,7 +42,7 @@ def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() ->
     email = activities.renderer.render(input)
     message_id = message_id_for(input.kind, input.onboarding_id, settings.mail_from)
 
-    message = activities._mime(input, email, message_id)
+    message = activities.onboarding_message(input, email, message_id)
 
     assert message_id == "<prospect-approved.abc123@b2b.test>"
     assert message["Message-ID"] == message_id
