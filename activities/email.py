@@ -237,7 +237,7 @@ class EmailActivities:
     def _activation_token(self, session: Session, input: SendEmailInput, fresh: bool) -> str | None:
         """The approved requester's activation link, while their account awaits one."""
         user = ensure_administrator(session, input.onboarding_id, datetime.now(UTC))
-        if user.state != PartnerUserState.INVITED:
+        if user is None or user.state != PartnerUserState.INVITED:
             return None
         assert user.id is not None
         _, token = issue_link(

@@ -64,16 +64,16 @@ class PartnerUserFacts(BaseModel):
     pending: PendingLink | None = None
 
 
-def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> PartnerUser:
+def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> PartnerUser | None:
     """The approved requester's account, as their organisation's B2B administrator.
 
-    Made with the hierarchy at approval (and by the approval email, for a request
-    approved before accounts existed). An email that already has an account keeps it.
+    Made by the approval email, once the hierarchy exists (None before: the email then
+    just says to sign in). An email that already has an account keeps it.
     """
     person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
     hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
     if person is None or hierarchy is None or person.email is None:
-        raise missing_record("The approved customer hierarchy", onboarding_id)
+        return None
     assert person.id is not None and hierarchy.id is not None
     email = person.email.lower()
     existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()

@@ -54,7 +54,7 @@ async def snap(page: Page, name: str) -> None:
 
 
 async def sign_in(page: Page, site: str, user: tuple[str, str, str]) -> None:
-    await page.goto(f"{site}/signin")
+    await page.goto(f"{site}/staff/signin")
     await page.fill("#name", user[0])
     await page.fill("#token", user[2])
     await page.click("button[type=submit]")

@@ -145,7 +145,11 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
     assert "Benvenuti" in message["Subject"]
     body = text_of(message)
-    assert "Gentile Giulia" in body and "http://b2b.test/sign-in" in body
+    assert (
+        "Gentile Giulia" in body
+        and "http://b2b.test/signin" in body
+        and "http://b2b.test/activate/" in body
+    )
 
     records = status.records
     assert (records.prospect_id, records.lead_id, records.opportunity_id) == (

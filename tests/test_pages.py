@@ -49,11 +49,12 @@ async def applied(web: httpx.AsyncClient, client: Client, **overrides: str) -> t
 
 
 async def sign_in(web: httpx.AsyncClient, user: tuple[str, str, str], next: str = "") -> str:
-    page = await web.get("/signin")
+    page = await web.get("/staff/signin")
     token = CSRF.search(page.text)
     assert token
     response = await web.post(
-        "/signin", data={"name": user[0], "token": user[2], "next": next, "csrf_token": token[1]}
+        "/staff/signin",
+        data={"name": user[0], "token": user[2], "next": next, "csrf_token": token[1]},
     )
     assert response.status_code == 303, response.text
     return response.headers["location"]
@@ -147,13 +148,13 @@ async def test_rep_and_admin_pages_need_a_signed_in_user_of_their_role(
 ) -> None:
     anonymous = await web.get("/sales/leads", params={"view": "open"})
     assert anonymous.status_code == 303
-    assert anonymous.headers["location"] == "/signin?next=%2Fsales%2Fleads%3Fview%3Dopen"
+    assert anonymous.headers["location"] == "/staff/signin?next=%2Fsales%2Fleads%3Fview%3Dopen"
 
-    page = await web.get("/signin")
+    page = await web.get("/staff/signin")
     token = CSRF.search(page.text)
     assert token
     wrong = await web.post(
-        "/signin", data={"name": REP[0], "token": "guess-guess", "csrf_token": token[1]}
+        "/staff/signin", data={"name": REP[0], "token": "guess-guess", "csrf_token": token[1]}
     )
     assert wrong.status_code == 401
     assert "do not match" in wrong.text
@@ -393,17 +394,17 @@ async def test_signing_out_ends_the_session(web: httpx.AsyncClient) -> None:
 
 
 async def test_guessing_tokens_at_the_sign_in_form_is_slowed_down(web: httpx.AsyncClient) -> None:
-    page = await web.get("/signin")
+    page = await web.get("/staff/signin")
     token = CSRF.search(page.text)
     assert token
     guess = {"name": REP[0], "csrf_token": token[1]}
     guesses = [
-        (await web.post("/signin", data={**guess, "token": f"guess-{n:04}"})).status_code
+        (await web.post("/staff/signin", data={**guess, "token": f"guess-{n:04}"})).status_code
         for n in range(10)
     ]
     assert guesses == [401] * 10
     right = {"name": REP[0], "token": REP[2], "csrf_token": token[1]}
-    assert (await web.post("/signin", data=right)).status_code == 429
+    assert (await web.post("/staff/signin", data=right)).status_code == 429
 
 
 async def test_the_form_shares_the_public_submit_limit(

@@ -32,10 +32,17 @@ import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
 from web import api
-from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
+from web.auth import (
+    AdministratorRequired,
+    CsrfFailed,
+    PartnerSignInRequired,
+    RoleRequired,
+    SignInRequired,
+    Users,
+)
 from web.dependencies import TemporalConnection
-from web.pages import account, commerce, public, sales
-from web.protection import SIGN_IN_LIMIT, RateLimit, SecurityHeaders
+from web.pages import account, commerce, partner, public, sales
+from web.protection import SIGN_IN_LIMIT, AccountFailures, RateLimit, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -82,6 +89,7 @@ def create_app(
     app.state.temporal = TemporalConnection(settings, client)
     app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
     app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
+    app.state.partner_sign_in_failures = AccountFailures(SIGN_IN_LIMIT)
     app.state.templates = templates()
 
     app.add_middleware(
@@ -95,7 +103,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
-    for pages in (public, account, sales, commerce):
+    for pages in (public, account, partner, sales, commerce):
         app.include_router(pages.router)
     _handle_errors(app)
     return app
@@ -193,12 +201,23 @@ def _handle_errors(app: FastAPI) -> None:
         log.error("%s", err)
         return problem(request, 500, str(err))
 
+    @app.exception_handler(PartnerSignInRequired)
+    async def partner_sign_in(request: Request, _: PartnerSignInRequired) -> Response:
+        if request.method != "GET":
+            return problem(request, 401, "Your session has ended; sign in again.")
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?{urlencode({'next': back})}", status_code=303)
+
+    @app.exception_handler(AdministratorRequired)
+    async def not_administrator(request: Request, _: AdministratorRequired) -> Response:
+        return problem(request, 403, "Sorry, this page is for your organisation's administrators.")
+
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _: SignInRequired) -> Response:
         if request.method != "GET":
             return problem(request, 401, "Your session has ended; sign in again.")
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/signin?{urlencode({'next': back})}", status_code=303)
+        return RedirectResponse(f"/staff/signin?{urlencode({'next': back})}", status_code=303)
 
     @app.exception_handler(RoleRequired)
     async def wrong_role(request: Request, err: RoleRequired) -> Response:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, Field
 
 from models.payloads import Action
 from settings import Settings
+from stores import Stores, accounts
+from stores.accounts import PartnerAccount
 
 # Used when API_TOKENS is unset, and only while the web app listens on loopback.
 DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
@@ -161,20 +164,89 @@ class RoleRequired(Exception):
         self.role = role
 
 
+# How long a page session lasts; the cookie and the server-side row agree.
+SESSION_LIFETIME = timedelta(hours=8)
+_UNSET = object()
+
+
+def _stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.stores
+    return stores
+
+
 def session_user(request: Request) -> User | None:
-    name = request.session.get("user")
-    user = get_users(request).by_name.get(name) if isinstance(name, str) else None
-    secret: bytes = request.app.state.secret
-    if user is None or not hmac.compare_digest(
-        str(request.session.get("fingerprint", "")), user.fingerprint(secret)
-    ):
-        return None
+    """The staff user signed in on this browser, while their session has not ended."""
+    cached = getattr(request.state, "staff_user", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    user = _staff_session(request)
+    request.state.staff_user = user
     return user
 
 
+def _staff_session(request: Request) -> User | None:
+    name, token = request.session.get("user"), request.session.get("staff_session")
+    user = get_users(request).by_name.get(name) if isinstance(name, str) else None
+    secret: bytes = request.app.state.secret
+    if (
+        user is None
+        or not isinstance(token, str)
+        or not hmac.compare_digest(
+            str(request.session.get("fingerprint", "")), user.fingerprint(secret)
+        )
+    ):
+        return None
+    subject = accounts.session_subject(_stores(request).commerce, accounts.STAFF, token)
+    return user if subject == user.name else None
+
+
 def start_session(request: Request, user: User) -> None:
+    token = accounts.start_session(
+        _stores(request).commerce, accounts.STAFF, user.name, SESSION_LIFETIME
+    )
+    _fresh_session(request)
+    request.session.update(
+        user=user.name,
+        fingerprint=user.fingerprint(request.app.state.secret),
+        staff_session=token,
+    )
+
+
+def partner_session(request: Request) -> PartnerAccount | None:
+    """The partner user signed in on this browser, while active and in their hierarchy."""
+    cached = getattr(request.state, "partner", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    token = request.session.get("partner_session")
+    account = (
+        accounts.partner_session_account(_stores(request).commerce, token)
+        if isinstance(token, str)
+        else None
+    )
+    request.state.partner = account
+    return account
+
+
+def start_partner_session(request: Request, account: PartnerAccount) -> None:
+    token = accounts.start_session(
+        _stores(request).commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME
+    )
+    _fresh_session(request)
+    request.session["partner_session"] = token
+    request.session["lang"] = account.locale
+
+
+def end_session(request: Request) -> None:
+    """Sign out: the session ends on the server, so a copied cookie opens nothing."""
+    for key in ("staff_session", "partner_session"):
+        token = request.session.get(key)
+        if isinstance(token, str):
+            accounts.end_session(_stores(request).commerce, token)
     request.session.clear()
-    request.session.update(user=user.name, fingerprint=user.fingerprint(request.app.state.secret))
+
+
+def _fresh_session(request: Request) -> None:
+    request.session.clear()
     # A fresh CSRF token per sign-in, so one seen before signing in is worthless.
     request.session["csrf"] = secrets.token_urlsafe(32)
 
@@ -213,6 +285,30 @@ def page_user(role: Role) -> object:
     return Depends(dependency)
 
 
+class PartnerSignInRequired(Exception):
+    """A partner page needs a signed-in partner user; the app redirects to sign-in."""
+
+
+class AdministratorRequired(Exception):
+    """A page for the partner's B2B administrators only."""
+
+
+def _partner_page(request: Request) -> PartnerAccount:
+    account = partner_session(request)
+    if account is None:
+        raise PartnerSignInRequired
+    return account
+
+
+def _administrator_page(request: Request) -> PartnerAccount:
+    account = _partner_page(request)
+    if not account.is_admin:
+        raise AdministratorRequired
+    return account
+
+
+PartnerUser = Annotated[PartnerAccount, Depends(_partner_page)]
+PartnerAdministrator = Annotated[PartnerAccount, Depends(_administrator_page)]
 SalesRep = Annotated[User, page_user(Role.SALES_REP)]
 CommerceAdmin = Annotated[User, page_user(Role.COMMERCE_ADMIN)]
 CsrfChecked = Depends(check_csrf)

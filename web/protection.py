@@ -54,9 +54,12 @@ class RateLimit:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def __call__(self, request: Request) -> None:
-        address = request.client.host if request.client else "unknown"
-        if not self.limiter.hit(self.item, self.kind, address):
-            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, address)
+        self.hit(request.client.host if request.client else "unknown")
+
+    def hit(self, key: str) -> None:
+        """Count one attempt for `key`; 429 once it is over the limit."""
+        if not self.limiter.hit(self.item, self.kind, key):
+            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, key)
             retry_after = max(1, int(reset_at - time.time()) + 1)
             raise HTTPException(
                 429,
@@ -77,5 +80,34 @@ def _sign_in_limit(request: Request) -> None:
     request.app.state.sign_in_rate_limit(request)
 
 
+class AccountFailures:
+    """Failed partner sign-ins per account: guessing one account's password from many
+    addresses is slowed down too. Only failures count, so its owner is not locked out by
+    signing in often; a guesser is, for the window, which the reset link gets round."""
+
+    def __init__(self, limit: str) -> None:
+        self.limit = RateLimit("partner-account", limit)
+
+    def check(self, email: str) -> None:
+        """429 while the account has had too many failures."""
+        limit = self.limit
+        if not limit.limiter.test(limit.item, limit.kind, email):
+            raise HTTPException(
+                429,
+                "too many failed sign-ins for this account; try again later or reset the password",
+                {"Retry-After": "60"},
+            )
+
+    def hit_account(self, request: Request, email: str) -> None:
+        self.limit.limiter.hit(self.limit.item, self.limit.kind, email)
+
+
+async def _partner_sign_in_limit(request: Request) -> None:
+    request.app.state.sign_in_rate_limit(request)
+    form = await request.form()
+    request.app.state.partner_sign_in_failures.check(str(form.get("email") or "").strip().lower())
+
+
 SubmitLimited = Depends(_submit_limit)
 SignInLimited = Depends(_sign_in_limit)
+PartnerSignInLimited = Depends(_partner_sign_in_limit)

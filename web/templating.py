@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from settings import PROJECT_DIR, Settings
-from web.auth import csrf_token, session_user
+from web.auth import csrf_token, partner_session, session_user
 from web.links import temporal_ui_url
 
 
@@ -19,7 +19,9 @@ def templates() -> Jinja2Templates:
     environment = Environment(
         loader=FileSystemLoader(PROJECT_DIR / "templates" / "web"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
     )
+    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
     # A decision button's id: a double click sends the same Update twice, applied once.
@@ -35,6 +37,7 @@ def _page_context(request: Request) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
     return {
         "user": session_user(request),
+        "partner": partner_session(request),
         "csrf_token": csrf_token(request),
         "flash": request.session.pop("flash", None),
         "temporal_ui": lambda onboarding_id: temporal_ui_url(settings, onboarding_id),

@@ -1,4 +1,4 @@
-"""Signing in and out of the pages, with the users of `API_TOKENS`."""
+"""Staff signing in and out of the pages, with the users of `API_TOKENS`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from web.auth import CsrfChecked, Role, User, get_users, start_session
+from web.auth import CsrfChecked, Role, User, end_session, get_users, start_session
 from web.protection import SignInLimited
 from web.templating import render
 
@@ -16,13 +16,13 @@ router = APIRouter(include_in_schema=False)
 HOME = {Role.SALES_REP: "/sales/leads", Role.COMMERCE_ADMIN: "/commerce/prospects"}
 
 
-@router.get("/signin")
+@router.get("/staff/signin")
 async def sign_in_form(request: Request, next: str = "") -> Response:
     """The sign-in form for reps and admins."""
     return render(request, "signin.html", next=_safe_next(next), name="", error=None)
 
 
-@router.post("/signin", dependencies=[SignInLimited, CsrfChecked])
+@router.post("/staff/signin", dependencies=[SignInLimited, CsrfChecked])
 async def sign_in(
     request: Request,
     name: Annotated[str, Form(max_length=100)] = "",
@@ -42,8 +42,8 @@ async def sign_in(
 
 @router.post("/signout", dependencies=[CsrfChecked])
 async def sign_out(request: Request) -> Response:
-    """End the session."""
-    request.session.clear()
+    """End the session, staff or partner, on the server too."""
+    end_session(request)
     return RedirectResponse("/", status_code=303)
 
 

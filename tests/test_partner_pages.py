@@ -1,0 +1,206 @@
+"""The partner's side of the site as people use it: activation, My account, users, sign-out."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from temporalio.client import Client
+
+from settings import Settings
+from stores import Stores, accounts
+from tests.conftest import REP, MailSink, browse
+from tests.test_pages import CSRF, sign_in
+from tests.test_partner_accounts import approved_partner, eventually_mail, links_in
+from web.app import create_app
+
+PASSWORD = "correct horse battery"
+
+
+async def csrf(web: httpx.AsyncClient, path: str) -> str:
+    page = await web.get(path)
+    found = CSRF.search(page.text)
+    assert found, page.text
+    return found[1]
+
+
+async def activate(web: httpx.AsyncClient, link: str, password: str = PASSWORD) -> httpx.Response:
+    path = link.removeprefix("http://b2b.test")
+    token = await csrf(web, path)
+    return await web.post(
+        path, data={"password": password, "confirm": password, "csrf_token": token}
+    )
+
+
+def approval_link(mail_sink: MailSink, onboarding_id: str) -> str:
+    (approval,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-approved"
+    ]
+    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    return link
+
+
+async def test_partner_activates_adds_a_user_and_removes_them(
+    client: Client,
+    web_settings: Settings,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, admin_email = await approved_partner(client, settings)
+    link = approval_link(mail_sink, onboarding_id)
+
+    weak = await activate(web, link, password="short")
+    assert weak.status_code == 422 and "at least 12 characters" in weak.text
+    activated = await activate(web, link)
+    assert activated.status_code == 303 and activated.headers["location"] == "/account"
+    account = await web.get("/account")
+    assert account.status_code == 200
+    assert "Contoso Srl" in account.text and "Administrator" in account.text
+    assert "No credit limit has been set" in account.text
+
+    used = await web.get(link.removeprefix("http://b2b.test"))
+    assert used.status_code == 410 and "already been used" in used.text
+
+    invitee = f"luca.{onboarding_id}@contoso.example"
+    token = await csrf(web, "/account/users")
+    bad = await web.post(
+        "/account/users",
+        data={"first_name": "Luca", "last_name": "", "email": "not-an-email", "csrf_token": token},
+    )
+    assert bad.status_code == 422
+    assert 'id="last_name-error"' in bad.text and 'id="email-error"' in bad.text
+    added = await web.post(
+        "/account/users",
+        data={
+            "first_name": "Luca",
+            "last_name": "Bianchi",
+            "email": invitee,
+            "locale": "it",
+            "csrf_token": token,
+        },
+    )
+    assert added.status_code == 303, added.text
+    users = await web.get("/account/users")
+    assert invitee in users.text and "invited" in users.text
+    (invitation,) = await eventually_mail(
+        mail_sink, lambda m: m["To"].addresses[0].addr_spec == invitee
+    )
+    again = await web.post(
+        "/account/users",
+        data={"first_name": "Luca", "last_name": "B", "email": admin_email, "csrf_token": token},
+    )
+    assert again.status_code == 409 and "already a user" in again.text
+
+    async with browse(create_app(web_settings, client=client, stores=stores)) as luca:
+        assert (await activate(luca, links_in(invitation)[0])).status_code == 303
+        mine = await luca.get("/account")
+        assert "Luca Bianchi" in mine.text and "User" in mine.text
+        assert (await luca.get("/account/users")).status_code == 403
+        assert (await luca.get("/sales/leads")).status_code == 303  # staff sign-in, not in
+
+        invitee_account = accounts.partner_account_by_email(stores.commerce, invitee)
+        assert invitee_account is not None
+        token = await csrf(web, "/account/users")
+        removed = await web.post(
+            f"/account/users/{invitee_account.id}/remove", data={"csrf_token": token}
+        )
+        assert removed.status_code == 303
+        after = await luca.get("/account")
+        assert after.status_code == 303 and after.headers["location"].startswith("/signin")
+
+    # The last administrator cannot step down.
+    me = accounts.partner_account_by_email(stores.commerce, admin_email)
+    assert me is not None
+    token = await csrf(web, "/account/users")
+    refused = await web.post(
+        f"/account/users/{me.id}/role", data={"role": "b2b_user", "csrf_token": token}
+    )
+    assert refused.status_code == 409 and "at least one administrator" in refused.text
+
+
+async def test_sign_in_sign_out_and_a_copied_cookie(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    token = await csrf(web, "/account")
+    assert (await web.post("/signout", data={"csrf_token": token})).status_code == 303
+
+    token = await csrf(web, "/signin")
+    wrong = await web.post(
+        "/signin", data={"email": email, "password": "not the password", "csrf_token": token}
+    )
+    nobody = await web.post(
+        "/signin",
+        data={"email": "nobody@nowhere.example", "password": PASSWORD, "csrf_token": token},
+    )
+    assert wrong.status_code == nobody.status_code == 401
+    assert re.sub(r'value="[^"]*"', "", wrong.text) == re.sub(r'value="[^"]*"', "", nobody.text)
+    right = await web.post(
+        "/signin", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert right.status_code == 303
+    copied = dict(web.cookies)
+    assert (await web.get("/account")).status_code == 200
+    token = await csrf(web, "/account")
+    await web.post("/signout", data={"csrf_token": token})
+    web.cookies.update(copied)
+    assert (await web.get("/account")).status_code == 303
+
+
+async def test_a_staff_session_is_ended_by_sign_out_even_from_a_copied_cookie(
+    web: httpx.AsyncClient,
+) -> None:
+    await sign_in(web, REP)
+    copied = dict(web.cookies)
+    assert (await web.get("/sales/leads")).status_code == 200
+    token = await csrf(web, "/sales/leads")
+    await web.post("/signout", data={"csrf_token": token})
+    web.cookies.update(copied)
+    assert (await web.get("/sales/leads")).status_code == 303
+    assert (await web.get("/account")).status_code == 303
+
+
+async def test_forgot_password_answers_alike_and_emails_the_owner(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    token = await csrf(web, "/password/forgot")
+    known = await web.post("/password/forgot", data={"email": email, "csrf_token": token})
+    unknown = await web.post(
+        "/password/forgot", data={"email": "nobody@nowhere.example", "csrf_token": token}
+    )
+    assert known.status_code == unknown.status_code == 200
+    assert known.text == unknown.text
+    (reset,) = await eventually_mail(
+        mail_sink,
+        lambda m: (
+            m["To"].addresses[0].addr_spec == email and m["X-Onboarding-Event"] == "password-reset"
+        ),
+    )
+    (link,) = links_in(reset)
+    assert "/password/reset/" in link
+    changed = await activate(web, link, password="a brand new password")
+    assert changed.status_code == 303
+    assert accounts.verify_password(stores.commerce, email, "a brand new password") is not None
+    assert accounts.verify_password(stores.commerce, email, PASSWORD) is None
+
+
+async def test_links_that_no_longer_work_say_why(web: httpx.AsyncClient) -> None:
+    unknown = await web.get("/activate/not-a-real-token")
+    assert unknown.status_code == 404 and "not valid" in unknown.text
+    assert (await web.get("/sign-in")).headers["location"] == "/signin"
+    assert (await web.get("/onboarding")).headers["location"] == "/apply"

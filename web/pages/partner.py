@@ -1,0 +1,317 @@
+"""The partner's side of the B2B site: sign-in, emailed links, My account, its users.
+
+No page tells whether an address has an account: sign-in failures and "forgot your
+password" answer alike either way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+import client as onboarding
+from models.partners import NewPartnerUser, PartnerRole, Password
+from stores import accounts
+from web.auth import (
+    CsrfChecked,
+    PartnerAdministrator,
+    PartnerUser,
+    start_partner_session,
+)
+from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
+from web.identifiers import RowId
+from web.pages.account import _safe_next
+from web.partners import (
+    PartnerActionRefused,
+    add_user,
+    change_role,
+    email_fresh_link,
+    remove,
+    resend,
+)
+from web.protection import PartnerSignInLimited, SubmitLimited
+from web.templating import flash, render
+
+router = APIRouter(include_in_schema=False)
+
+LINK_WORDS = {
+    "unknown": "This link is not valid. Check that you copied all of it.",
+    "used": "This link has already been used.",
+    "superseded": "A newer link has been sent since this one; use the newest email.",
+    "expired": "This link has expired.",
+    "removed": "This account has been closed by your organisation's administrator.",
+}
+NEW_USER_FIELDS = tuple(NewPartnerUser.model_fields)
+
+
+@router.get("/sign-in")
+async def old_sign_in_link() -> Response:
+    """Approval emails sent before accounts existed link here."""
+    return RedirectResponse("/signin", status_code=301)
+
+
+@router.get("/onboarding")
+async def old_apply_link() -> Response:
+    """Rejection emails sent before this version link here."""
+    return RedirectResponse("/apply", status_code=301)
+
+
+@router.get("/signin")
+async def sign_in_form(request: Request, next: str = "") -> Response:
+    """Partners sign in with their email and password."""
+    return render(request, "partner/signin.html", next=_safe_next(next), email="", error=None)
+
+
+@router.post("/signin", dependencies=[PartnerSignInLimited, CsrfChecked])
+async def sign_in(
+    request: Request,
+    stores: StoresDep,
+    email: Annotated[str, Form(max_length=254)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Check the email and password; start a partner session."""
+    account = await run_in_threadpool(
+        accounts.verify_password, stores.commerce, email.strip(), password
+    )
+    if account is None:
+        request.app.state.partner_sign_in_failures.hit_account(request, email.strip().lower())
+        error = "That email and password do not match an active account."
+        return render(
+            request,
+            "partner/signin.html",
+            status_code=401,
+            next=_safe_next(next),
+            email=email,
+            error=error,
+        )
+    start_partner_session(request, account)
+    return RedirectResponse(_safe_next(next) or "/account", status_code=303)
+
+
+# --- emailed links ---------------------------------------------------------------------
+
+
+@router.get("/activate/{token}")
+@router.get("/password/reset/{token}")
+async def link_form(request: Request, token: str, stores: StoresDep) -> Response:
+    """Choose a password through an emailed link, or learn why the link no longer works."""
+    try:
+        opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
+    except accounts.LinkRefused as refused:
+        return _refused(request, refused)
+    return render(request, "partner/choose_password.html", link=opened, error=None)
+
+
+@router.post("/activate/{token}", dependencies=[CsrfChecked])
+@router.post("/password/reset/{token}", dependencies=[CsrfChecked])
+async def use_link(
+    request: Request,
+    token: str,
+    stores: StoresDep,
+    settings: SettingsDep,
+    password: Annotated[str, Form(max_length=256)] = "",
+    confirm: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    """Set the password, spend the link, sign in."""
+    try:
+        opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
+    except accounts.LinkRefused as refused:
+        return _refused(request, refused)
+    error = _password_problem(password, confirm)
+    if error is not None:
+        return render(
+            request, "partner/choose_password.html", status_code=422, link=opened, error=error
+        )
+    try:
+        account = await run_in_threadpool(accounts.use_link, stores.commerce, token, password)
+    except accounts.LinkRefused as refused:
+        return _refused(request, refused)
+    await onboarding.partner_link_used(await get_client(request), account.email)
+    start_partner_session(request, account)
+    flash(request, "Your password is set: you are signed in.")
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/links/{token}/fresh", dependencies=[SubmitLimited, CsrfChecked])
+async def fresh_link(
+    request: Request, token: str, stores: StoresDep, settings: SettingsDep
+) -> Response:
+    """An expired or used link: email its owner a fresh one, to the address on record."""
+    try:
+        await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
+    except accounts.LinkRefused as refused:
+        if refused.account is not None:
+            email_fresh_link(await get_client(request), settings, refused.account)
+    return render(request, "partner/link_sent.html")
+
+
+@router.get("/password/forgot")
+async def forgot_form(request: Request) -> Response:
+    """Ask for a link to choose a new password (or a first one)."""
+    return render(request, "partner/forgot.html", email="")
+
+
+@router.post("/password/forgot", dependencies=[SubmitLimited, CsrfChecked])
+async def forgot(
+    request: Request,
+    stores: StoresDep,
+    settings: SettingsDep,
+    email: Annotated[str, Form(max_length=254)] = "",
+) -> Response:
+    """Email a link if the address has an account; the answer is the same either way."""
+    account = await run_in_threadpool(
+        accounts.partner_account_by_email, stores.commerce, email.strip()
+    )
+    if account is not None:
+        email_fresh_link(await get_client(request), settings, account)
+    return render(request, "partner/link_sent.html")
+
+
+def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
+    offer = refused.account is not None and refused.why in ("expired", "used", "superseded")
+    return render(
+        request,
+        "partner/link_refused.html",
+        status_code=410 if refused.why != "unknown" else 404,
+        words=LINK_WORDS[refused.why],
+        offer=offer,
+    )
+
+
+def _password_problem(password: str, confirm: str) -> str | None:
+    try:
+        NewPassword.model_validate({"password": password})
+    except ValidationError as err:
+        return "The password " + err.errors()[0]["msg"].removeprefix("Value error, ") + "."
+    if password != confirm:
+        return "The two passwords differ."
+    return None
+
+
+class NewPassword(BaseModel):
+    password: Password
+
+
+# --- My account ------------------------------------------------------------------------
+
+
+@router.get("/account")
+async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Response:
+    """My account: the organisation, its customer hierarchy and its credit limit."""
+    users = await run_in_threadpool(
+        accounts.organization_users, stores.commerce, me.organization_customer_id
+    )
+    return render(
+        request,
+        "partner/account.html",
+        me=me,
+        members=[user for user in users if user.role is not None],
+        credit=await _credit_limit(stores, me),
+    )
+
+
+@router.get("/account/users")
+async def users_page(request: Request, me: PartnerAdministrator, stores: StoresDep) -> Response:
+    """Organization users: who may sign in for the partner, with their state and role."""
+    return await _users(request, me, stores)
+
+
+@router.post("/account/users", dependencies=[CsrfChecked])
+async def add_user_form(
+    request: Request,
+    me: PartnerAdministrator,
+    stores: StoresDep,
+    client: ClientDep,
+    settings: SettingsDep,
+) -> Response:
+    """Add a user: into the hierarchy with role User, and an invitation by email."""
+    form = await request.form()
+    values = {name: str(form.get(name) or "") for name in NEW_USER_FIELDS}
+    try:
+        new = NewPartnerUser(**{name: value for name, value in values.items() if value.strip()})
+    except ValidationError as err:
+        errors = {
+            str(error["loc"][0]) if error["loc"] else "email": error["msg"].removeprefix(
+                "Value error, "
+            )
+            for error in err.errors()
+        }
+        return await _users(request, me, stores, values=values, errors=errors, status_code=422)
+    try:
+        await add_user(client, settings, me, new)
+    except PartnerActionRefused as refused:
+        return await _users(
+            request, me, stores, values=values, errors={"email": refused.message}, status_code=409
+        )
+    flash(request, f"{new.first_name} {new.last_name} is invited: the email is on its way.")
+    return RedirectResponse("/account/users", status_code=303)
+
+
+@router.post("/account/users/{user_id}/{action}", dependencies=[CsrfChecked])
+async def user_action(
+    request: Request,
+    user_id: RowId,
+    action: str,
+    me: PartnerAdministrator,
+    stores: StoresDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    role: Annotated[PartnerRole | None, Form()] = None,
+) -> Response:
+    """Resend an invitation, remove a user, or change their role."""
+    try:
+        if action == "resend":
+            await resend(client, settings, stores, me, user_id)
+            message = "A fresh invitation is on its way; the earlier link no longer works."
+        elif action == "remove":
+            await remove(client, settings, stores, me, user_id)
+            message = "The user is removed: they can no longer sign in."
+        elif action == "role" and role is not None:
+            await change_role(stores, me, user_id, role)
+            message = f"The role is now {role.words}."
+        else:
+            raise PartnerActionRefused(404, "There is no such page.")
+    except PartnerActionRefused as refused:
+        if refused.status == 404:
+            return render(
+                request, "error.html", status_code=404, status=404, detail=refused.message
+            )
+        return await _users(request, me, stores, refusal=refused.message, status_code=409)
+    flash(request, message)
+    if user_id == me.id and action in ("remove", "role"):
+        return RedirectResponse("/account", status_code=303)
+    return RedirectResponse("/account/users", status_code=303)
+
+
+async def _users(
+    request: Request,
+    me: PartnerAdministrator,
+    stores: StoresDep,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    refusal: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    users = await run_in_threadpool(
+        accounts.organization_users, stores.commerce, me.organization_customer_id
+    )
+    return render(
+        request,
+        "partner/users.html",
+        status_code=status_code,
+        me=me,
+        users=users,
+        values=values or {"locale": me.locale},
+        errors=errors or {},
+        refusal=refusal,
+        roles=list(PartnerRole),
+    )
+
+
+async def _credit_limit(stores: StoresDep, me: PartnerUser) -> object:
+    return None

@@ -1,0 +1,131 @@
+"""What a partner's administrator may do to their organisation's users: one set of rules
+for the pages and the JSON API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+import client as onboarding
+from models.partners import (
+    InviteInput,
+    LinkPurpose,
+    NewPartnerUser,
+    PartnerRole,
+    PartnerUserChanged,
+    PartnerUserState,
+    RemoveInput,
+    SendLinkInput,
+)
+from settings import Settings
+from stores import Stores, accounts
+from stores.accounts import PartnerAccount
+
+log = logging.getLogger("web.partners")
+# Emails asked for by people who are not signed in run on after the answer, which is
+# the same whether or not the address has an account.
+_background: set[asyncio.Task[object]] = set()
+
+
+class PartnerActionRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def actor(account: PartnerAccount) -> str:
+    """How a partner user is named in histories and rows: by id, never by email."""
+    return f"partner:{account.id}"
+
+
+async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) -> PartnerAccount:
+    """A user of my own organisation; anyone else's does not exist for me."""
+    found = await run_in_threadpool(accounts.partner_account, stores.commerce, partner_user_id)
+    if found is None or found.organization_customer_id != me.organization_customer_id:
+        raise PartnerActionRefused(404, "There is no such user in your organisation.")
+    return found
+
+
+async def add_user(
+    client: Client, settings: Settings, me: PartnerAccount, new: NewPartnerUser
+) -> PartnerUserChanged:
+    invite = InviteInput(
+        organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
+    )
+    try:
+        return await onboarding.invite_partner_user(client, settings, invite)
+    except onboarding.PartnerUserRefused as refused:
+        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+
+
+async def resend(
+    client: Client, settings: Settings, stores: Stores, me: PartnerAccount, user_id: int
+) -> PartnerUserChanged:
+    user = await colleague(stores, me, user_id)
+    if user.state is not PartnerUserState.INVITED:
+        raise PartnerActionRefused(409, f"{user.name} has already activated their account.")
+    request = SendLinkInput(
+        partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
+    )
+    try:
+        return await onboarding.send_partner_link(client, settings, user.email, request)
+    except onboarding.PartnerUserRefused as refused:
+        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+
+
+async def remove(
+    client: Client, settings: Settings, stores: Stores, me: PartnerAccount, user_id: int
+) -> PartnerUserChanged:
+    user = await colleague(stores, me, user_id)
+    if user.state is PartnerUserState.REMOVED:
+        raise PartnerActionRefused(409, f"{user.name} has already been removed.")
+    request = RemoveInput(partner_user_id=user.id, actor=actor(me))
+    try:
+        return await onboarding.remove_partner_user(client, settings, user.email, request)
+    except onboarding.PartnerUserRefused as refused:
+        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+
+
+async def change_role(
+    stores: Stores, me: PartnerAccount, user_id: int, role: PartnerRole
+) -> PartnerAccount:
+    user = await colleague(stores, me, user_id)
+    try:
+        return await run_in_threadpool(
+            accounts.set_role, stores.commerce, me.organization_customer_id, user.id, role
+        )
+    except accounts.RoleRefused as refused:
+        raise PartnerActionRefused(409, str(refused)) from refused
+
+
+def email_fresh_link(client: Client, settings: Settings, account: PartnerAccount) -> None:
+    """A fresh link to the address on record: activation while invited, else a reset."""
+    if account.state is PartnerUserState.REMOVED:
+        return
+    purpose = (
+        LinkPurpose.PASSWORD_RESET
+        if account.state is PartnerUserState.ACTIVE
+        else LinkPurpose.INVITATION
+        if account.invited_by not in (None, "approval", "migration")
+        else LinkPurpose.ACTIVATION
+    )
+    request = SendLinkInput(partner_user_id=account.id, purpose=purpose, actor=actor(account))
+
+    async def send() -> object:
+        try:
+            return await onboarding.send_partner_link(client, settings, account.email, request)
+        except Exception:
+            log.exception("could not email partner user %s a fresh link", account.id)
+            return None
+
+    task = asyncio.create_task(send())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
