@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults lint clean bench bench-scale
+.PHONY: dev test test-faults lint clean bench bench-scale messages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,10 +12,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-dev: $(STAMP)
+# The pages' message catalogues: each .po is the source, its .mo what the app reads
+# (build output, not committed). Recompiled whenever its .po changes.
+CATALOGUES := $(wildcard locales/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
+
+locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po | $(STAMP)
+	$(VENV)/bin/pybabel compile -d locales -l $*
+
+# After changing a page's text: extract the messages again and merge them into every
+# catalogue, for translating.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -o locales/messages.pot -c Translators: \
+		--project "B2B partner onboarding" --copyright-holder "the project's authors" --no-wrap .
+	$(VENV)/bin/pybabel update -i locales/messages.pot -d locales --ignore-obsolete --no-wrap
+
+dev: $(STAMP) $(COMPILED)
 	$(PY) scripts/dev.py
 
-test: lint
+test: lint $(COMPILED)
 	$(PY) -m pytest
 
 # The storm: 200 onboardings with random decisions while workers are SIGKILLed and

@@ -92,12 +92,16 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await snap(partner, "03-form-with-an-error")
     await partner.fill("#email", email)
     await partner.click("text=Send my request")
-    await expect(partner.locator("h1")).to_have_text("Thank you!")
+    # From here on, the request's pages speak the language she chose for it.
+    await expect(partner.locator("html")).to_have_attribute("lang", "it")
+    await expect(partner.locator("h1")).to_have_text("Grazie!")
     await snap(partner, "04-confirmation")
     onboarding_id = await partner.locator(".ref").inner_text()
     await onboarding.wait_until_recorded(client, onboarding_id)
-    await partner.click("text=Follow my request")
-    await expect(partner.locator("h1")).to_have_text("Our sales team is reviewing your request.")
+    await partner.click("text=Segui la mia richiesta")
+    await expect(partner.locator("h1")).to_have_text(
+        "Il nostro team commerciale sta esaminando la sua richiesta."
+    )
     await snap(partner, "05-request-status")
 
     rep = await (await browser.new_context()).new_page()
@@ -129,8 +133,11 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await snap(admin, "11-prospect-with-hierarchy")
 
     await partner.reload()
-    await expect(partner.locator("h1")).to_contain_text("Welcome aboard")
+    await expect(partner.locator("h1")).to_contain_text("Benvenuti")
     await snap(partner, "12-request-approved")
+    await partner.click("nav.languages >> text=English")
+    await expect(partner.locator("h1")).to_contain_text("Welcome aboard")
+    await snap(partner, "13-request-approved-in-english")
 
     # The API's documentation renders from the package's own Swagger UI, with no CDN.
     await partner.goto(f"{site}/docs")

@@ -98,7 +98,11 @@ async def test_partner_activates_adds_a_user_and_removes_them(
     async with browse(create_app(web_settings, client=client, stores=stores)) as luca:
         assert (await activate(luca, links_in(invitation)[0])).status_code == 303
         mine = await luca.get("/account")
-        assert "Luca Bianchi" in mine.text and "User" in mine.text
+        # Luca chose Italian: his pages are in it.
+        assert '<html lang="it">' in mine.text
+        assert (
+            "Luca Bianchi" in mine.text and "Utente" in mine.text and "Il mio account" in mine.text
+        )
         assert (await luca.get("/account/users")).status_code == 403
         assert (await luca.get("/sales/leads")).status_code == 303  # staff sign-in, not in
 

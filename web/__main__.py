@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from settings import get_settings
 from web.app import create_app
+from web.i18n import CatalogueMissing
 
 
 def main() -> int:
@@ -23,7 +24,7 @@ def main() -> int:
         )
         print(f"web: {'; '.join(reasons)}", file=sys.stderr)
         return 2
-    except ValueError as err:
+    except (ValueError, CatalogueMissing) as err:
         print(f"web: {err}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=settings.web_host, port=settings.web_port, proxy_headers=True)

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from temporalio.client import Client
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
-from web import api
+from web import api, i18n
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -41,6 +42,7 @@ from web.auth import (
     Users,
 )
 from web.dependencies import TemporalConnection
+from web.i18n import N_, LanguageSwitch
 from web.pages import account, commerce, partner, public, sales
 from web.protection import SIGN_IN_LIMIT, AccountFailures, RateLimit, SecurityHeaders
 from web.templating import render, templates
@@ -90,6 +92,7 @@ def create_app(
     app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
     app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
     app.state.partner_sign_in_failures = AccountFailures(SIGN_IN_LIMIT)
+    i18n.require_catalogues()
     app.state.templates = templates()
 
     app.add_middleware(
@@ -101,6 +104,7 @@ def create_app(
         https_only=settings.b2b_site_url.startswith("https://"),
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(LanguageSwitch)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
     for pages in (public, account, partner, sales, commerce):
@@ -149,13 +153,26 @@ ECHOABLE: dict[Any, Callable[[Any], Any]] = {
 }
 
 
+# Staff pages stay English, their error pages too.
+STAFF_PAGES = (sales.router.prefix, commerce.router.prefix)
+
+
 def _handle_errors(app: FastAPI) -> None:
-    """JSON for the API, a page for people; never a traceback."""
+    """JSON for the API, a page for people, in their language; never a traceback."""
 
     def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
         if request.url.path.startswith("/api/"):
             return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
-        return render(request, "error.html", status_code=status, status=status, detail=detail)
+        locale = None if request.url.path.startswith(STAFF_PAGES) else i18n.page_locale(request)
+        if detail == HTTPStatus(status).phrase:
+            # Starlette's own detail ("Not Found") only repeats the page's heading.
+            detail = ""
+        elif locale and detail:
+            # Translated if it was marked with N_ where it was raised.
+            detail = i18n.translator(locale)(detail)
+        return render(
+            request, "error.html", status_code=status, locale=locale, status=status, detail=detail
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
@@ -168,7 +185,7 @@ def _handle_errors(app: FastAPI) -> None:
         if any(error["loc"][:1] == ("body",) for error in errors):
             field = ".".join(str(part) for part in errors[0]["loc"][1:])
             return problem(request, 422, f"The form's {field} is not right: {errors[0]['msg']}.")
-        return problem(request, 404, "There is no such page.")
+        return problem(request, 404, N_("There is no such page."))
 
     # Starlette's class, which FastAPI's subclasses: routing raises it for a 404, a 405 or
     # a body it cannot read.
@@ -192,7 +209,9 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(onboarding.TemporalUnavailable)
     async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:
         log.error("%s", err)
-        response = problem(request, 503, "The onboarding service is unavailable; try again soon.")
+        response = problem(
+            request, 503, N_("The onboarding service is unavailable; try again soon.")
+        )
         response.headers["Retry-After"] = "5"
         return response
 
@@ -215,7 +234,7 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, _: SignInRequired) -> Response:
         if request.method != "GET":
-            return problem(request, 401, "Your session has ended; sign in again.")
+            return problem(request, 401, N_("Your session has ended; sign in again."))
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/staff/signin?{urlencode({'next': back})}", status_code=303)
 
@@ -225,7 +244,9 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfFailed)
     async def forged(request: Request, _: CsrfFailed) -> Response:
-        return problem(request, 403, "This form has expired. Go back, reload the page and retry.")
+        return problem(
+            request, 403, N_("This form has expired. Go back, reload the page and retry.")
+        )
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -1,18 +1,32 @@
-"""Server-rendered pages: one Jinja2 environment, autoescaped, with what every page shows."""
+"""Server-rendered pages: one Jinja2 environment, autoescaped and translated, with what
+every page shows."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
+from babel.dates import format_datetime
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from models.payloads import Locale
 from settings import PROJECT_DIR, Settings
+from web import i18n
 from web.auth import csrf_token, partner_session, session_user
 from web.links import temporal_ui_url
+
+# The language of the template being rendered. One environment serves every request, so
+# its gettext cannot be installed per request (a concurrent request would change it under
+# another's feet); it reads this variable instead, which `render` sets only around one
+# template's synchronous rendering. Each asyncio task and each thread has a context of its
+# own and nothing awaits mid-render, so requests in en and it at the same time never see
+# each other's language. Unlike gettext passed in the render context, it also reaches
+# macros imported without context.
+_rendering: ContextVar[Locale] = ContextVar("rendering")
 
 
 def templates() -> Jinja2Templates:
@@ -21,16 +35,28 @@ def templates() -> Jinja2Templates:
         autoescape=select_autoescape(default=True, default_for_string=True),
         extensions=["jinja2.ext.i18n"],
     )
-    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    # `{% trans %}` blocks may be wrapped over lines: their ids are the words, not the layout.
+    environment.policies["ext.i18n.trimmed"] = True
+    # Newstyle: `_("… %(name)s", name=value)` and `{% trans %}` escape the values they fill in.
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda message: i18n.translations(_rendering.get()).gettext(message),
+        lambda singular, plural, n: i18n.translations(_rendering.get()).ngettext(
+            singular, plural, n
+        ),
+        newstyle=True,
+    )
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
+    environment.globals["language_names"] = i18n.LANGUAGE_NAMES
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%d %b %Y, %H:%M UTC") if value else ""
+    if value is None:
+        return ""
+    return format_datetime(value, "long", tzinfo=UTC, locale=_rendering.get())
 
 
 def _page_context(request: Request) -> dict[str, Any]:
@@ -44,9 +70,29 @@ def _page_context(request: Request) -> dict[str, Any]:
     }
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+def render(
+    request: Request,
+    template: str,
+    status_code: int = 200,
+    *,
+    locale: Locale | None = None,
+    **context: Any,
+) -> Response:
+    """A page in `locale` (from `i18n.page_locale`), with the language switch; without
+    one, a staff page: English, and no switch."""
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
+    links = i18n.language_links(request) if locale else []
+    shown = locale or i18n.DEFAULT_LOCALE
+    token = _rendering.set(shown)
+    try:
+        return templates.TemplateResponse(
+            request,
+            template,
+            {**context, "locale": shown, "language_links": links},
+            status_code=status_code,
+        )
+    finally:
+        _rendering.reset(token)
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:

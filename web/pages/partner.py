@@ -23,6 +23,7 @@ from web.auth import (
     start_partner_session,
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
+from web.i18n import N_, page_locale
 from web.identifiers import RowId
 from web.pages.account import _safe_next
 from web.partners import (
@@ -39,12 +40,21 @@ from web.templating import flash, render
 router = APIRouter(include_in_schema=False)
 
 LINK_WORDS = {
-    "unknown": "This link is not valid. Check that you copied all of it.",
-    "used": "This link has already been used.",
-    "superseded": "A newer link has been sent since this one; use the newest email.",
-    "expired": "This link has expired.",
-    "removed": "This account has been closed by your organisation's administrator.",
+    "unknown": N_("This link is not valid. Check that you copied all of it."),
+    "used": N_("This link has already been used."),
+    "superseded": N_("A newer link has been sent since this one; use the newest email."),
+    "expired": N_("This link has expired."),
+    "removed": N_("This account has been closed by your organisation's administrator."),
 }
+# Words the models give (`PartnerRole.words`, `CreditLimitType.words`), shown translated.
+SHOWN_WORDS = (
+    N_("Administrator"),
+    N_("User"),
+    N_("None"),
+    N_("Balance"),
+    N_("Balance + packing slip or product receipt"),
+    N_("Balance + All"),
+)
 NEW_USER_FIELDS = tuple(NewPartnerUser.model_fields)
 
 
@@ -63,7 +73,14 @@ async def old_apply_link() -> Response:
 @router.get("/signin")
 async def sign_in_form(request: Request, next: str = "") -> Response:
     """Partners sign in with their email and password."""
-    return render(request, "partner/signin.html", next=_safe_next(next), email="", error=None)
+    return render(
+        request,
+        "partner/signin.html",
+        locale=page_locale(request),
+        next=_safe_next(next),
+        email="",
+        error=None,
+    )
 
 
 @router.post("/signin", dependencies=[PartnerSignInLimited, CsrfChecked])
@@ -85,6 +102,7 @@ async def sign_in(
             request,
             "partner/signin.html",
             status_code=401,
+            locale=page_locale(request),
             next=_safe_next(next),
             email=email,
             error=error,
@@ -104,7 +122,13 @@ async def link_form(request: Request, token: str, stores: StoresDep) -> Response
         opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    return render(request, "partner/choose_password.html", link=opened, error=None)
+    return render(
+        request,
+        "partner/choose_password.html",
+        locale=page_locale(request, opened.account.locale),
+        link=opened,
+        error=None,
+    )
 
 
 @router.post("/activate/{token}", dependencies=[CsrfChecked])
@@ -125,7 +149,12 @@ async def use_link(
     error = _password_problem(password, confirm)
     if error is not None:
         return render(
-            request, "partner/choose_password.html", status_code=422, link=opened, error=error
+            request,
+            "partner/choose_password.html",
+            status_code=422,
+            locale=page_locale(request, opened.account.locale),
+            link=opened,
+            error=error,
         )
     try:
         account = await run_in_threadpool(accounts.use_link, stores.commerce, token, password)
@@ -147,13 +176,13 @@ async def fresh_link(
     except accounts.LinkRefused as refused:
         if refused.account is not None:
             email_fresh_link(await get_client(request), settings, refused.account)
-    return render(request, "partner/link_sent.html")
+    return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
 @router.get("/password/forgot")
 async def forgot_form(request: Request) -> Response:
     """Ask for a link to choose a new password (or a first one)."""
-    return render(request, "partner/forgot.html", email="")
+    return render(request, "partner/forgot.html", locale=page_locale(request), email="")
 
 
 @router.post("/password/forgot", dependencies=[SubmitLimited, CsrfChecked])
@@ -169,7 +198,7 @@ async def forgot(
     )
     if account is not None:
         email_fresh_link(await get_client(request), settings, account)
-    return render(request, "partner/link_sent.html")
+    return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
 def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
@@ -177,6 +206,7 @@ def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     return render(
         request,
         "partner/link_refused.html",
+        locale=page_locale(request, refused.account.locale if refused.account else None),
         status_code=410 if refused.why != "unknown" else 404,
         words=LINK_WORDS[refused.why],
         offer=offer,
@@ -209,6 +239,7 @@ async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Re
     return render(
         request,
         "partner/account.html",
+        locale=page_locale(request, me.locale),
         me=me,
         members=[user for user in users if user.role is not None],
         credit=await _credit_limit(stores, me),
@@ -279,7 +310,12 @@ async def user_action(
     except PartnerActionRefused as refused:
         if refused.status == 404:
             return render(
-                request, "error.html", status_code=404, status=404, detail=refused.message
+                request,
+                "error.html",
+                status_code=404,
+                locale=page_locale(request, me.locale),
+                status=404,
+                detail=refused.message,
             )
         return await _users(request, me, stores, refusal=refused.message, status_code=409)
     flash(request, message)
@@ -304,6 +340,7 @@ async def _users(
         request,
         "partner/users.html",
         status_code=status_code,
+        locale=page_locale(request, me.locale),
         me=me,
         users=users,
         values=values or {"locale": me.locale},

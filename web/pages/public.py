@@ -1,4 +1,7 @@
-"""The B2B site: landing page, onboarding form, confirmation, and the requester's status page."""
+"""The B2B site: landing page, onboarding form, confirmation, and the requester's status page.
+
+Every page here is in the visitor's language (`web.i18n.page_locale`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 import client as onboarding
-from models.payloads import OnboardingRequest, Stage
+from models.payloads import Locale, OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
+from web.i18n import N_, page_locale, translator
 from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
 from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
@@ -23,25 +27,60 @@ router = APIRouter(include_in_schema=False)
 FIELDS = tuple(OnboardingRequest.model_fields)
 # What the requester reads on the status page, for each stage.
 STAGE_WORDS = {
-    Stage.SUBMITTED: "We have received your request and are recording it.",
-    Stage.LEAD_OPEN: "Our sales team is reviewing your request.",
-    Stage.OPPORTUNITY_OPEN: "Our sales team is working with you on the partnership.",
-    Stage.AWAITING_APPROVAL: "Your request is waiting for our approval.",
-    Stage.APPROVED: "Welcome aboard: your company is approved as a business partner.",
-    Stage.REJECTED: "We are sorry: we cannot take your company on as a partner at this time.",
+    Stage.SUBMITTED: N_("We have received your request and are recording it."),
+    Stage.LEAD_OPEN: N_("Our sales team is reviewing your request."),
+    Stage.OPPORTUNITY_OPEN: N_("Our sales team is working with you on the partnership."),
+    Stage.AWAITING_APPROVAL: N_("Your request is waiting for our approval."),
+    Stage.APPROVED: N_("Welcome aboard: your company is approved as a business partner."),
+    Stage.REJECTED: N_("We are sorry: we cannot take your company on as a partner at this time."),
 }
+# The status page's badge: staff pages show the stage's own name, a requester these.
+STAGE_NAMES = {
+    Stage.SUBMITTED: N_("submitted"),
+    Stage.LEAD_OPEN: N_("lead open"),
+    Stage.OPPORTUNITY_OPEN: N_("opportunity open"),
+    Stage.AWAITING_APPROVAL: N_("awaiting approval"),
+    Stage.APPROVED: N_("approved"),
+    Stage.REJECTED: N_("rejected"),
+}
+# Pydantic's messages are English and written for developers: the form says these
+# instead, by the error's type ...
+FORM_ERRORS = {
+    "missing": N_("Please fill this in."),
+    "string_too_short": N_("Please fill this in."),
+    "string_too_long": N_("Please shorten this to at most %(max_length)s characters."),
+    "literal_error": N_("Please choose one of the languages offered."),
+}
+# ... and, for a `value_error` (a field's own rule in models.payloads), by field.
+PHONE = N_("Please enter a phone number: digits, spaces and + ( ) - . / only.")
+NOT_VALID = {
+    "email": N_("Please enter an email address, such as name@company.example."),
+    "phone": PHONE,
+    "company_phone": PHONE,
+    "website": N_("Please enter a web address, such as https://contoso.example."),
+    "comments": N_("Please leave out control characters."),
+}
+ONE_LINE = N_("Please write this on one line, without control characters.")
+NOT_RIGHT = N_("Please check this.")
 
 
 @router.get("/")
 async def landing(request: Request) -> Response:
     """The B2B site's home page."""
-    return render(request, "landing.html")
+    return render(request, "landing.html", locale=page_locale(request))
 
 
 @router.get("/apply")
 async def application_form(request: Request) -> Response:
     """The onboarding form, with a fresh submission id against double submits."""
-    return render(request, "apply.html", values={}, errors={}, submission_id=uuid.uuid4().hex)
+    return render(
+        request,
+        "apply.html",
+        locale=page_locale(request),
+        values={},
+        errors={},
+        submission_id=uuid.uuid4().hex,
+    )
 
 
 @router.post("/apply", dependencies=[SubmitLimited])
@@ -59,13 +98,14 @@ async def apply(
             **{name: value for name, value in values.items() if value.strip()}
         )
     except ValidationError as err:
-        errors = _field_errors(err)
+        locale = page_locale(request)
         return render(
             request,
             "apply.html",
             status_code=422,
+            locale=locale,
             values=values,
-            errors=errors,
+            errors=_field_errors(err, locale),
             submission_id=submission_id,
         )
     submitted = await onboarding.submit(
@@ -81,17 +121,18 @@ async def apply(
 @router.get("/apply/already-open")
 async def already_open(request: Request) -> Response:
     """The email already has an undecided request: say so, without its link."""
-    return render(request, "already_open.html")
+    return render(request, "already_open.html", locale=page_locale(request))
 
 
-def _field_errors(err: ValidationError) -> dict[str, str]:
+def _field_errors(err: ValidationError, locale: Locale) -> dict[str, str]:
+    _ = translator(locale)
     errors: dict[str, str] = {}
     for error in err.errors():
         field = str(error["loc"][0]) if error["loc"] else "form"
-        message = error["msg"].removeprefix("Value error, ")
-        message = message[:1].upper() + message[1:]
-        if error["type"] == "missing":
-            message = "Please fill this in."
+        if error["type"] == "value_error":
+            message = _(NOT_VALID.get(field, ONE_LINE))
+        else:
+            message = _(FORM_ERRORS.get(error["type"], NOT_RIGHT), **error.get("ctx", {}))
         errors.setdefault(field if field in FIELDS else "form", message)
     return errors
 
@@ -102,12 +143,20 @@ async def confirmation(
     onboarding_id: str,
     token: str,
     secret: SecretDep,
+    temporal: TemporalDep,
+    stores: StoresDep,
 ) -> Response:
     """Thank-you page: the reference, and the link to follow the request."""
     _check_link(secret, onboarding_id, token)
+    try:
+        preferred: str | None = (await current_status(temporal, stores, onboarding_id)).locale
+    except onboarding.TemporalUnavailable:
+        # The request is accepted: thank the requester even while Temporal is out of reach.
+        preferred = None
     return render(
         request,
         "confirmation.html",
+        locale=page_locale(request, preferred),
         onboarding_id=onboarding_id,
         status_url=status_path(secret, onboarding_id),
     )
@@ -125,11 +174,15 @@ async def request_status(
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
     current = await current_status(temporal, stores, onboarding_id)
+    locale = page_locale(request, current.locale)
+    _ = translator(locale)
     return render(
         request,
         "request_status.html",
+        locale=locale,
         status=current,
-        words=STAGE_WORDS[current.stage],
+        words=_(STAGE_WORDS[current.stage]),
+        stage_name=_(STAGE_NAMES[current.stage]),
     )
 
 
@@ -137,4 +190,4 @@ def _check_link(secret: bytes, onboarding_id: str, token: str) -> None:
     if not ONBOARDING_ID.match(onboarding_id) or not status_token_valid(
         secret, onboarding_id, token
     ):
-        raise HTTPException(404, "There is no such request. Check the link you were given.")
+        raise HTTPException(404, N_("There is no such request. Check the link you were given."))
