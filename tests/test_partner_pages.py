@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import REP, MailSink, browse
+from tests.conftest import REP, MailSink, bearer, browse
 from tests.test_pages import CSRF, sign_in
 from tests.test_partner_accounts import approved_partner, eventually_mail, links_in
 from web.app import create_app
@@ -208,3 +208,87 @@ async def test_links_that_no_longer_work_say_why(web: httpx.AsyncClient) -> None
     assert unknown.status_code == 404 and "not valid" in unknown.text
     assert (await web.get("/sign-in")).headers["location"] == "/signin"
     assert (await web.get("/onboarding")).headers["location"] == "/apply"
+
+
+async def test_the_partner_api_signs_in_manages_users_and_signs_out(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    assert (await web.get("/api/partner/account")).status_code == 401
+    wrong = await web.post("/api/partner/sessions", json={"email": email, "password": "nope"})
+    assert wrong.status_code == 401
+    signed_in = await web.post("/api/partner/sessions", json={"email": email, "password": PASSWORD})
+    assert signed_in.status_code == 201
+    auth = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+
+    mine = (await web.get("/api/partner/account", headers=auth)).json()
+    assert mine["me"]["email"] == email and mine["me"]["role"] == "b2b_admin"
+    assert mine["organization_name"] == "Contoso Srl"
+
+    bad = await web.post("/api/partner/users", headers=auth, json={"first_name": "Luca"})
+    assert bad.status_code == 422
+    assert {tuple(e["loc"]) for e in bad.json()["detail"]} >= {
+        ("body", "last_name"),
+        ("body", "email"),
+    }
+    invitee = f"anna.{onboarding_id}@contoso.example"
+    new = {"first_name": "Anna", "last_name": "Verdi", "email": invitee}
+    added = await web.post("/api/partner/users", headers=auth, json=new)
+    assert added.status_code == 201, added.text
+    user_id = added.json()["partner_user_id"]
+    again = await web.post("/api/partner/users", headers=auth, json={**new, "email": email})
+    assert again.status_code == 409 and "already a user" in again.json()["detail"]
+    resent = await web.post(f"/api/partner/users/{user_id}/invitation", headers=auth)
+    assert resent.status_code == 200
+    await eventually_mail(mail_sink, lambda m: m["To"].addresses[0].addr_spec == invitee, 2)
+    users = (await web.get("/api/partner/users", headers=auth)).json()
+    assert {u["email"]: u["state"] for u in users} == {email: "active", invitee: "invited"}
+    promoted = await web.put(
+        f"/api/partner/users/{user_id}/role", headers=auth, json={"role": "b2b_admin"}
+    )
+    assert promoted.status_code == 200 and promoted.json()["role"] == "b2b_admin"
+    me = accounts.partner_account_by_email(stores.commerce, email)
+    assert me is not None
+    # The invited administrator cannot sign in yet, so I remain the only active one.
+    step_down = await web.put(
+        f"/api/partner/users/{me.id}/role", headers=auth, json={"role": "b2b_user"}
+    )
+    assert step_down.status_code == 409
+    removed = await web.delete(f"/api/partner/users/{user_id}", headers=auth)
+    assert removed.status_code == 200 and removed.json()["state"] == "removed"
+    assert (await web.delete(f"/api/partner/users/{user_id}", headers=auth)).status_code == 409
+    assert (await web.delete("/api/partner/users/999999", headers=auth)).status_code == 404
+
+    assert (await web.delete("/api/partner/sessions", headers=auth)).status_code == 204
+    assert (await web.get("/api/partner/account", headers=auth)).status_code == 401
+
+
+async def test_staff_and_partner_credentials_never_cross(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    signed_in = await web.post("/api/partner/sessions", json={"email": email, "password": PASSWORD})
+    partner_bearer = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+    # A partner's page session and API token open no staff page or route.
+    assert (await web.get("/sales/leads")).status_code == 303
+    assert (await web.get("/commerce/prospects")).status_code == 303
+    assert (
+        await web.get(f"/api/onboarding-requests/{onboarding_id}", headers=partner_bearer)
+    ).status_code == 401
+    # A staff token opens no partner route, and a staff session no partner page.
+    assert (await web.get("/api/partner/account", headers=bearer(REP))).status_code == 401
+    await sign_in(web, REP)
+    assert (await web.get("/account")).status_code == 303
+    # An altered token is refused.
+    altered = {"Authorization": partner_bearer["Authorization"][:-2] + "xx"}
+    assert (await web.get("/api/partner/account", headers=altered)).status_code == 401

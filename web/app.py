@@ -32,7 +32,7 @@ from temporalio.client import Client
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
-from web import api, i18n
+from web import api, api_partner, i18n
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -107,6 +107,7 @@ def create_app(
     app.add_middleware(LanguageSwitch)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
+    app.include_router(api_partner.router)
     for pages in (public, account, partner, sales, commerce):
         app.include_router(pages.router)
     _handle_errors(app)

@@ -1,0 +1,238 @@
+"""The partner's JSON API: sign in for a session token, read My account, manage users.
+
+A session token from `POST /api/partner/sessions` is sent as `Authorization: Bearer`;
+it is the same kind of server-side session as the pages' (ended by signing out, by a
+password change, or by the user's removal).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from models.partners import (
+    PASSWORD_MAX,
+    NewPartnerUser,
+    PartnerRole,
+    PartnerUserState,
+)
+from models.payloads import Email, Locale
+from stores import accounts
+from stores.accounts import PartnerAccount
+from web.api import ERRORS, Problem
+from web.auth import SESSION_LIFETIME
+from web.dependencies import ClientDep, SettingsDep, StoresDep
+from web.identifiers import RowId
+from web.partners import PartnerActionRefused, add_user, change_role, remove, resend
+from web.protection import SignInLimited
+
+router = APIRouter(prefix="/api/partner", tags=["partner account"])
+
+_bearer = HTTPBearer(auto_error=False, description="A session token from /api/partner/sessions")
+
+
+def _session_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "sign in: send Authorization: Bearer <session token>",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return credentials.credentials
+
+
+async def _partner(
+    request: Request, token: Annotated[str, Depends(_session_token)], stores: StoresDep
+) -> PartnerAccount:
+    account = await run_in_threadpool(
+        accounts.partner_session_account, stores.commerce, token[:200]
+    )
+    if account is None:
+        request.app.state.sign_in_rate_limit(request)
+        raise HTTPException(401, "unknown or ended session", {"WWW-Authenticate": "Bearer"})
+    return account
+
+
+async def _administrator(me: Annotated[PartnerAccount, Depends(_partner)]) -> PartnerAccount:
+    if not me.is_admin:
+        raise HTTPException(403, "this is for your organisation's administrators")
+    return me
+
+
+Partner = Annotated[PartnerAccount, Depends(_partner)]
+Administrator = Annotated[PartnerAccount, Depends(_administrator)]
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX)]
+
+
+class Session(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+class PartnerUserOut(BaseModel):
+    """A user of the partner, as their administrators see them."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    job_title: str | None
+    locale: Locale
+    state: PartnerUserState
+    role: PartnerRole | None
+    activated_at: datetime | None
+    removed_at: datetime | None
+    invitation_expires_at: datetime | None
+
+    @classmethod
+    def of(cls, account: PartnerAccount) -> PartnerUserOut:
+        return cls.model_validate(
+            {**account.model_dump(), "invitation_expires_at": account.pending_link_expires_at}
+        )
+
+
+class MyAccount(BaseModel):
+    me: PartnerUserOut
+    organization_customer_id: int
+    organization_name: str
+    credit_limit: dict[str, Any] | None
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: PartnerRole
+
+
+class Invited(BaseModel):
+    partner_user_id: int
+    invitation_expires_at: datetime | None
+
+
+REFUSED: dict[int | str, dict[str, Any]] = {
+    **{k: ERRORS[k] for k in (401, 403, 404, 413, 429, 503)},
+    409: {"model": Problem, "description": "The rules refuse it; `detail` says why"},
+}
+
+
+def _refused(refusal: PartnerActionRefused) -> HTTPException:
+    return HTTPException(refusal.status, refusal.message)
+
+
+@router.post(
+    "/sessions",
+    status_code=201,
+    summary="Sign in",
+    responses={401: ERRORS[401], 429: ERRORS[429]},
+    dependencies=[SignInLimited],
+)
+async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
+    """Check an email and password; answers a session token for `Authorization: Bearer`."""
+    failures = request.app.state.partner_sign_in_failures
+    failures.check(body.email)
+    account = await run_in_threadpool(
+        accounts.verify_password, stores.commerce, body.email, body.password
+    )
+    if account is None:
+        failures.hit_account(request, body.email)
+        raise HTTPException(401, "that email and password do not match an active account")
+    token = await run_in_threadpool(
+        accounts.start_session, stores.commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME
+    )
+    return Session(token=token, expires_at=datetime.now(UTC) + SESSION_LIFETIME)
+
+
+@router.delete("/sessions", status_code=204, summary="Sign out", responses={401: ERRORS[401]})
+async def sign_out(
+    me: Partner, token: Annotated[str, Depends(_session_token)], stores: StoresDep
+) -> Response:
+    """End this session: its token opens nothing from now on."""
+    await run_in_threadpool(accounts.end_session, stores.commerce, token)
+    return Response(status_code=204)
+
+
+@router.get("/account", summary="My account", responses={401: ERRORS[401]})
+async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
+    """Who I am, my organisation and its credit limit."""
+    return MyAccount(
+        me=PartnerUserOut.of(me),
+        organization_customer_id=me.organization_customer_id,
+        organization_name=me.organization_name,
+        credit_limit=None,
+    )
+
+
+@router.get("/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403)})
+async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOut]:
+    """Everyone who is or was a user of my organisation, with their state and role."""
+    users = await run_in_threadpool(
+        accounts.organization_users, stores.commerce, me.organization_customer_id
+    )
+    return [PartnerUserOut.of(user) for user in users]
+
+
+@router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
+async def invite_user(
+    body: NewPartnerUser, me: Administrator, client: ClientDep, settings: SettingsDep
+) -> Invited:
+    """Add a user with role User to my organisation's hierarchy and email their invitation."""
+    try:
+        changed = await add_user(client, settings, me, body)
+    except PartnerActionRefused as refused:
+        raise _refused(refused) from refused
+    return Invited(
+        partner_user_id=changed.partner_user_id, invitation_expires_at=changed.link_expires_at
+    )
+
+
+@router.post("/users/{user_id}/invitation", summary="Resend an invitation", responses=REFUSED)
+async def resend_invitation(
+    user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
+) -> Invited:
+    """A fresh invitation email; the earlier link stops working."""
+    try:
+        changed = await resend(client, settings, stores, me, user_id)
+    except PartnerActionRefused as refused:
+        raise _refused(refused) from refused
+    return Invited(
+        partner_user_id=changed.partner_user_id, invitation_expires_at=changed.link_expires_at
+    )
+
+
+@router.delete("/users/{user_id}", summary="Remove a user", responses=REFUSED)
+async def remove_user(
+    user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
+) -> PartnerUserOut:
+    """Unlink the user from the hierarchy (the customer record stays); their sign-in ends."""
+    try:
+        await remove(client, settings, stores, me, user_id)
+    except PartnerActionRefused as refused:
+        raise _refused(refused) from refused
+    removed = await run_in_threadpool(accounts.partner_account, stores.commerce, user_id)
+    assert removed is not None
+    return PartnerUserOut.of(removed)
+
+
+@router.put("/users/{user_id}/role", summary="Change a user's role", responses=REFUSED)
+async def set_user_role(
+    user_id: RowId, body: RoleChange, me: Administrator, stores: StoresDep
+) -> PartnerUserOut:
+    """Make a user an administrator, or step one down while another remains."""
+    try:
+        changed = await change_role(stores, me, user_id, body.role)
+    except PartnerActionRefused as refused:
+        raise _refused(refused) from refused
+    return PartnerUserOut.of(changed)
