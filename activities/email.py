@@ -231,6 +231,7 @@ class EmailActivities:
         return LinkIssued(
             notification_id=input.notification_id,
             expires_at=expires[-1],
+            valid_for=self.settings.activation_ttl,
             email_message_id=claimed.row_id,
         )
 

@@ -6,7 +6,7 @@ Payload models only (what crosses workflow boundaries and the API); the tables a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -201,6 +201,9 @@ class AccessLinkInput(BaseModel):
 class LinkIssued(BaseModel):
     notification_id: str
     expires_at: datetime
+    # The workflow times the link from its own clock, which the store's `expires_at`
+    # (the worker's wall clock) matches in production and a time-skipping test does not.
+    valid_for: timedelta
     email_message_id: int
 
 

@@ -168,9 +168,9 @@ class PartnerUserWorkflow:
             retry_policy=RETRY,
         )
         self._done = False
-        self._watch(notification_id, issued.expires_at)
+        self._watch(notification_id, workflow.now() + issued.valid_for)
         self._publish(f"The {words} link is sent.")
-        return PartnerUserChanged(partner_user_id=user_id, link_expires_at=issued.expires_at)
+        return PartnerUserChanged(partner_user_id=user_id, link_expires_at=self._deadline)
 
     def _watch(self, notification_id: str, expires_at: datetime) -> None:
         self._links.append(notification_id)
