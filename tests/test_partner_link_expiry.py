@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -48,7 +49,10 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
-            search_attributes={key.name: key.indexed_value_type for key in search_attributes.ALL},
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                for key in search_attributes.ALL
+            },
         )
     )
     yield env
