@@ -291,11 +291,15 @@ PARTNER_REFUSALS = frozenset({"AlreadyPartnerUser", "LastAdministrator", "Partne
 
 
 async def invite_partner_user(
-    client: Client, settings: Settings, invite: InviteInput
+    client: Client, settings: Settings, invite: InviteInput, request_id: str | None = None
 ) -> PartnerUserChanged:
-    """Add a user to the partner's hierarchy and email their invitation."""
+    """Add a user to the partner's hierarchy and email their invitation.
+
+    The same `request_id` (a form's id, an Idempotency-Key) is the same invitation: a
+    caller retrying after a timeout gets its outcome instead of a second email.
+    """
     return await _partner_update(
-        client, settings, invite.user.email, PartnerUserWorkflow.invite, invite
+        client, settings, invite.user.email, PartnerUserWorkflow.invite, invite, request_id
     )
 
 
@@ -326,6 +330,7 @@ async def _partner_update(
     email: str,
     update: UpdateMethodMultiParam[[PartnerUserWorkflow, U], PartnerUserChanged],
     arg: U,
+    request_id: str | None = None,
 ) -> PartnerUserChanged:
     # The user's workflow may be ending (its link just expired or was used) as we
     # arrive; a fresh attempt then starts a new run.
@@ -345,6 +350,7 @@ async def _partner_update(
                         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                         static_summary="Partner user: sign-in links and changes",
                     ),
+                    id=request_id,
                     rpc_timeout=RPC_TIMEOUT,
                 )
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +27,7 @@ from stores.accounts import PartnerAccount
 from web.api import ERRORS, Problem
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
-from web.identifiers import RowId
+from web.identifiers import IDEMPOTENCY_KEY, RowId
 from web.partners import PartnerActionRefused, add_user, change_role, remove, resend
 from web.protection import SignInLimited
 
@@ -186,11 +186,17 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
 
 @router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
 async def invite_user(
-    body: NewPartnerUser, me: Administrator, client: ClientDep, settings: SettingsDep
+    body: NewPartnerUser,
+    me: Administrator,
+    client: ClientDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> Invited:
-    """Add a user with role User to my organisation's hierarchy and email their invitation."""
+    """Add a user with role User to my organisation's hierarchy and email their invitation;
+    the same Idempotency-Key is the same invitation."""
+    request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
     try:
-        changed = await add_user(client, settings, me, body)
+        changed = await add_user(client, settings, me, body, request_id)
     except PartnerActionRefused as refused:
         raise _refused(refused) from refused
     return Invited(

@@ -51,13 +51,17 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
 
 
 async def add_user(
-    client: Client, settings: Settings, me: PartnerAccount, new: NewPartnerUser
+    client: Client,
+    settings: Settings,
+    me: PartnerAccount,
+    new: NewPartnerUser,
+    request_id: str | None = None,
 ) -> PartnerUserChanged:
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )
     try:
-        return await onboarding.invite_partner_user(client, settings, invite)
+        return await onboarding.invite_partner_user(client, settings, invite, request_id)
     except onboarding.PartnerUserRefused as refused:
         raise PartnerActionRefused(409, _sentence(str(refused))) from refused
 

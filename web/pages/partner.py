@@ -6,6 +6,8 @@ password" answer alike either way.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -24,7 +26,7 @@ from web.auth import (
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
 from web.i18n import N_, page_locale
-from web.identifiers import RowId
+from web.identifiers import IDEMPOTENCY_KEY, RowId
 from web.pages.account import _safe_next
 from web.partners import (
     PartnerActionRefused,
@@ -263,8 +265,14 @@ async def add_user_form(
     """Add a user: into the hierarchy with role User, and an invitation by email."""
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in NEW_USER_FIELDS}
+    request_id = str(form.get("request_id") or "")
+    if not re.match(IDEMPOTENCY_KEY, request_id):
+        request_id = uuid.uuid4().hex
+    values["request_id"] = request_id
     try:
-        new = NewPartnerUser(**{name: value for name, value in values.items() if value.strip()})
+        new = NewPartnerUser(
+            **{name: values[name] for name in NEW_USER_FIELDS if values[name].strip()}
+        )
     except ValidationError as err:
         errors = {
             str(error["loc"][0]) if error["loc"] else "email": error["msg"].removeprefix(
@@ -274,7 +282,8 @@ async def add_user_form(
         }
         return await _users(request, me, stores, values=values, errors=errors, status_code=422)
     try:
-        await add_user(client, settings, me, new)
+        # The action and the adder are part of the id: the same form is one invitation.
+        await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
     except PartnerActionRefused as refused:
         return await _users(
             request, me, stores, values=values, errors={"email": refused.message}, status_code=409
