@@ -134,7 +134,19 @@ class NewPartnerUser(BaseModel):
 class CreditLimitValues(BaseModel):
     """The organisation's credit limit as a Commerce admin sets it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "25000.00",
+                    "currency": "EUR",
+                    "limit_type": "balance",
+                    "mandatory": True,
+                }
+            ]
+        },
+    )
 
     amount: Annotated[
         Decimal,

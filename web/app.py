@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from temporalio.client import Client
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
-from web import api
+from stores.credit_limits import NoSuchCustomer, NotAnOrganization
+from web import api, api_customers
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
@@ -95,6 +97,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
+    app.include_router(api_customers.router)
     for pages in (public, account, sales, commerce):
         app.include_router(pages.router)
     _handle_errors(app)
@@ -138,6 +141,8 @@ class ErrorJSONResponse(JSONResponse):
 ECHOABLE: dict[Any, Callable[[Any], Any]] = {
     bytes: lambda raw: raw.decode("utf-8", "replace"),
     float: lambda number: number if math.isfinite(number) else str(number),
+    # Credit limit bodies read numbers as Decimal; JSON would round a long one to a float.
+    Decimal: str,
 }
 
 
@@ -180,6 +185,14 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(onboarding.DecisionNotAllowed)
     async def not_allowed(request: Request, err: onboarding.DecisionNotAllowed) -> Response:
         return problem(request, 409, str(err), stage=err.stage.value)
+
+    @app.exception_handler(NoSuchCustomer)
+    async def no_customer(request: Request, err: NoSuchCustomer) -> Response:
+        return problem(request, 404, str(err))
+
+    @app.exception_handler(NotAnOrganization)
+    async def not_organization(request: Request, err: NotAnOrganization) -> Response:
+        return problem(request, 409, str(err), customer_type=err.customer_type)
 
     @app.exception_handler(onboarding.TemporalUnavailable)
     async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:

@@ -1,0 +1,211 @@
+"""An organisation's credit limit through the JSON API, as a Commerce admin's script sets it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+import client as onboarding
+from models.payloads import Action, RecordIds
+from settings import Settings
+from tests.conftest import ADMIN, REP, bearer
+from tests.scenario import submit
+
+LIMIT = "/api/customers/{}/credit-limit"
+JSON = {"Content-Type": "application/json"}
+
+
+async def an_approved_partner(client: Client, settings: Settings, **request: Any) -> RecordIds:
+    """A request qualified and won: the ids of its rows, organisation customer among them."""
+    status = await submit(client, settings, **request)
+    await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="mario")
+    won = await onboarding.decide(client, status.onboarding_id, Action.WON, actor="mario")
+    assert won.records.organization_customer_id and won.records.person_customer_id
+    return won.records
+
+
+async def put(
+    web: httpx.AsyncClient, customer_id: int, body: str | dict[str, Any]
+) -> httpx.Response:
+    """PUT a body, given as JSON text when the test needs numbers exactly as typed."""
+    content = body if isinstance(body, str) else json.dumps(body)
+    return await web.put(
+        LIMIT.format(customer_id), content=content, headers={**JSON, **bearer(ADMIN)}
+    )
+
+
+async def test_an_admin_sets_the_credit_limit_and_every_change_is_kept(
+    web: httpx.AsyncClient, client: Client, settings: Settings
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    assert organization
+
+    before = await web.get(LIMIT.format(organization), headers=bearer(REP))
+    assert before.status_code == 200, before.text
+    assert before.json() == {"customer_id": organization, "credit_limit": None, "history": []}
+
+    first = await put(web, organization, {"amount": "1234.5", "currency": "eur"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["changed"] is True
+    assert body["credit_limit"] | {"updated_at": None} == {
+        "organization_customer_id": organization,
+        "amount": "1234.50",
+        "currency": "EUR",
+        "limit_type": "balance",
+        "mandatory": False,
+        "updated_at": None,
+        "updated_by": "anna",
+    }
+    [change] = body["history"]
+    assert (change["changed_by"], change["old"]) == ("anna", None)
+    assert change["new"]["amount"] == "1234.50"
+
+    changed = {"amount": 5000, "currency": "USD", "limit_type": "balance_all", "mandatory": True}
+    second = await put(web, organization, changed)
+    assert second.json()["changed"] is True
+    newest, oldest = second.json()["history"]
+    assert newest["old"] == oldest["new"]
+    assert newest["new"] == {**changed, "amount": "5000.00"}
+
+    again = await put(web, organization, {**changed, "amount": "5000.00", "currency": "usd"})
+    assert again.status_code == 200
+    assert again.json()["changed"] is False
+    assert len(again.json()["history"]) == 2
+
+    read = await web.get(LIMIT.format(organization), headers=bearer(REP))
+    assert read.json() == {key: value for key, value in again.json().items() if key != "changed"}
+
+
+@pytest.mark.parametrize(
+    ("amount", "answered"),
+    [
+        ('"9999999999999999.99"', "9999999999999999.99"),
+        ("9999999999999999.99", "9999999999999999.99"),
+        ("1234567890123456.78", "1234567890123456.78"),
+        ("0.1", "0.10"),
+        ("0.30", "0.30"),
+        ("100", "100.00"),
+        ('"1E+2"', "100.00"),
+        ("1.230", "1.23"),
+        ('"-0"', "0.00"),
+    ],
+)
+async def test_an_amount_sent_as_a_string_or_a_number_is_kept_exactly(
+    web: httpx.AsyncClient, client: Client, settings: Settings, amount: str, answered: str
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    assert organization
+    response = await put(web, organization, f'{{"amount": {amount}, "currency": "CHF"}}')
+    assert response.status_code == 200, response.text
+    assert response.json()["credit_limit"]["amount"] == answered
+    read = await web.get(LIMIT.format(organization), headers=bearer(REP))
+    assert read.json()["credit_limit"]["amount"] == answered
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"amount": 1e309, "currency": "EUR"}', "amount"),
+        ('{"amount": NaN, "currency": "EUR"}', "amount"),
+        ('{"amount": -Infinity, "currency": "EUR"}', "amount"),
+        ('{"amount": "NaN", "currency": "EUR"}', "amount"),
+        ('{"amount": "-1", "currency": "EUR"}', "amount"),
+        ('{"amount": -0.01, "currency": "EUR"}', "amount"),
+        ('{"amount": "1.234", "currency": "EUR"}', "amount"),
+        ('{"amount": 1.234, "currency": "EUR"}', "amount"),
+        ('{"amount": "99999999999999999", "currency": "EUR"}', "amount"),
+        ('{"amount": "", "currency": "EUR"}', "amount"),
+        ('{"amount": true, "currency": "EUR"}', "amount"),
+        ('{"currency": "EUR"}', "amount"),
+        ('{"amount": "10", "currency": "EURO"}', "currency"),
+        ('{"amount": "10", "currency": "E1R"}', "currency"),
+        ('{"amount": "10", "currency": "ße"}', "currency"),
+        ('{"amount": "10", "currency": 978}', "currency"),
+        ('{"amount": "10", "currency": "EUR", "limit_type": "Balance + All"}', "limit_type"),
+        ('{"amount": "10", "currency": "EUR", "mandatory": "perhaps"}', "mandatory"),
+        ('{"amount": "10", "currency": "EUR", "credit_limit": "10"}', "credit_limit"),
+    ],
+)
+async def test_a_bad_value_is_a_422_naming_its_field_that_changes_nothing(
+    web: httpx.AsyncClient, client: Client, settings: Settings, body: str, field: str
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    assert organization
+    await put(web, organization, {"amount": "10", "currency": "EUR"})
+
+    response = await put(web, organization, body)
+
+    assert response.status_code == 422, response.text
+    assert {error["loc"][-1] for error in response.json()["detail"]} == {field}
+    state = (await web.get(LIMIT.format(organization), headers=bearer(REP))).json()
+    assert len(state["history"]) == 1
+    assert state["credit_limit"]["amount"] == "10.00"
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"[]", b'"10"', b"\xff\xfe{}", b"{'amount': 1}"])
+async def test_a_body_that_is_no_credit_limit_at_all_is_a_422(
+    web: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await web.put(LIMIT.format(1), content=body, headers={**JSON, **bearer(ADMIN)})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+
+
+async def test_only_an_organisation_customer_has_a_credit_limit(
+    web: httpx.AsyncClient, client: Client, settings: Settings
+) -> None:
+    person = (await an_approved_partner(client, settings)).person_customer_id
+    assert person
+    values = {"amount": "10", "currency": "EUR"}
+    for response in (
+        await web.get(LIMIT.format(person), headers=bearer(REP)),
+        await put(web, person, values),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["customer_type"] == "person"
+        assert "organisation" in response.json()["detail"]
+
+    unknown = 2**31 - 1
+    assert (await web.get(LIMIT.format(unknown), headers=bearer(REP))).status_code == 404
+    assert (await put(web, unknown, values)).status_code == 404
+    for beyond in (0, 2**31, "abc"):
+        assert (await web.get(LIMIT.format(beyond), headers=bearer(REP))).status_code == 422
+
+
+async def test_reading_needs_a_signed_in_user_and_setting_a_commerce_admin(
+    web: httpx.AsyncClient, client: Client, settings: Settings
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    path = LIMIT.format(organization)
+    values = json.dumps({"amount": "10", "currency": "EUR"})
+
+    assert (await web.get(path)).status_code == 401
+    nobody = await web.put(path, content=values, headers=JSON)
+    assert nobody.status_code == 401
+    assert nobody.headers["WWW-Authenticate"] == "Bearer"
+    guessed = {**JSON, "Authorization": "Bearer not-a-token"}
+    assert (await web.put(path, content=values, headers=guessed)).status_code == 401
+    rep = await web.put(path, content=values, headers={**JSON, **bearer(REP)})
+    assert rep.status_code == 403
+    assert "sales_rep" in rep.json()["detail"]
+    # The role is checked before the body: a rep learns nothing from a 422.
+    bad = await web.put(path, content="{}", headers={**JSON, **bearer(REP)})
+    assert bad.status_code == 403
+
+    assert (await web.get(path, headers=bearer(ADMIN))).json()["credit_limit"] is None
+
+
+async def test_the_openapi_document_describes_the_credit_limit_routes(
+    web: httpx.AsyncClient,
+) -> None:
+    spec = (await web.get("/openapi.json")).json()
+    route = spec["paths"]["/api/customers/{customer_id}/credit-limit"]
+    assert set(route["get"]["responses"]) >= {"200", "401", "404", "409", "422"}
+    assert set(route["put"]["responses"]) >= {"200", "401", "403", "404", "409", "413", "422"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["CreditLimitView"]["properties"]["amount"]["type"] == "string"
