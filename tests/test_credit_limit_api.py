@@ -156,6 +156,31 @@ async def test_a_body_that_is_no_credit_limit_at_all_is_a_422(
     assert response.json()["detail"]
 
 
+PUT_LIMIT = "PUT /api/customers/1/credit-limit"
+SUBMIT = "POST /api/onboarding-requests"
+TOO_LONG = b'{"amount": ' + b"9" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "says"),
+    [
+        (PUT_LIMIT, TOO_LONG, "too many digits"),
+        (SUBMIT, TOO_LONG, "too many digits"),
+        # Read as a Decimal, whose exponent has a limit (a float would be infinity).
+        (PUT_LIMIT, b'{"amount": 1e99999999999999999999999}', "out of range"),
+        (PUT_LIMIT, b"[" * 20_000, "nested too deeply"),
+        (SUBMIT, b"[" * 20_000, "nested too deeply"),
+    ],
+)
+async def test_json_that_python_cannot_read_is_a_422_not_a_400(
+    web: httpx.AsyncClient, route: str, body: bytes, says: str
+) -> None:
+    method, path = route.split()
+    response = await web.request(method, path, content=body, headers={**JSON, **bearer(ADMIN)})
+    assert response.status_code == 422, response.text
+    assert says in response.json()["detail"][0]["ctx"]["error"]
+
+
 async def test_only_an_organisation_customer_has_a_credit_limit(
     web: httpx.AsyncClient, client: Client, settings: Settings
 ) -> None:

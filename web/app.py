@@ -121,13 +121,27 @@ def _secret(settings: Settings) -> bytes:
     return SECRET_FILE.read_text().strip().encode()
 
 
-NOT_UTF8 = {
-    "type": "json_invalid",
-    "loc": ("body",),
-    "msg": "JSON decode error",
-    "input": {},
-    "ctx": {"error": "the body is not UTF-8"},
-}
+# What Python's json raises, besides a JSONDecodeError, on a body it cannot read; FastAPI
+# answers those with a 400, but they are bad JSON like any other.
+UNREADABLE: tuple[tuple[type[Exception], str], ...] = (
+    (UnicodeDecodeError, "the body is not UTF-8"),
+    (ValueError, "a number in the body has too many digits"),
+    (ArithmeticError, "a number in the body is out of range"),
+    (RecursionError, "the body is nested too deeply"),
+)
+
+
+def _unreadable(cause: BaseException | None) -> dict[str, Any] | None:
+    reason = next((why for kind, why in UNREADABLE if isinstance(cause, kind)), None)
+    if reason is None:
+        return None
+    return {
+        "type": "json_invalid",
+        "loc": ("body",),
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": reason},
+    }
 
 
 class ErrorJSONResponse(JSONResponse):
@@ -171,9 +185,9 @@ def _handle_errors(app: FastAPI) -> None:
     # a body it cannot read.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> Response:
-        if isinstance(err.__cause__, UnicodeDecodeError):
-            # FastAPI answers 400 to a body that is not UTF-8: it is bad JSON like any other.
-            return await invalid(request, RequestValidationError([NOT_UTF8]))
+        unreadable = _unreadable(err.__cause__)
+        if unreadable is not None:
+            return await invalid(request, RequestValidationError([unreadable]))
         response = problem(request, err.status_code, str(err.detail))
         response.headers.update(err.headers or {})
         return response
