@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+from sqlalchemy import func
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 import client as onboarding
+from models.commerce import CreditLimitChange
+from models.partners import CreditLimitType, CreditLimitValues
 from models.payloads import Action, RecordIds
 from settings import Settings
+from stores import Stores
+from stores.credit_limits import CreditLimitView, credit_limit
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import submit
+from tests.test_bad_input_properties import CALLS, any_json, valid
 
 LIMIT = "/api/customers/{}/credit-limit"
 JSON = {"Content-Type": "application/json"}
@@ -234,3 +244,66 @@ async def test_the_openapi_document_describes_the_credit_limit_routes(
     assert set(route["put"]["responses"]) >= {"200", "401", "403", "404", "409", "413", "422"}
     schemas = spec["components"]["schemas"]
     assert schemas["CreditLimitView"]["properties"]["amount"]["type"] == "string"
+
+
+# --- property-based: any JSON value in any field --------------------------------------
+
+VALID = {"amount": "2500.00", "currency": "EUR", "limit_type": "balance", "mandatory": False}
+# The four fields, and one the model does not have.
+FIELDS = [*sorted(VALID), "note"]
+# Besides any JSON value, values near the rules, so that plenty of bodies are accepted:
+# amounts as JSON numbers with more digits than a float holds, decimals as numbers and as
+# strings, currency-like letters, the types' names.
+near = st.one_of(
+    st.decimals(min_value=10**15, max_value=Decimal("9999999999999999.99"), places=2),
+    st.decimals(min_value=-1, max_value=10**17, allow_nan=False, allow_infinity=False),
+    st.decimals().map(str),
+    st.text(alphabet="eurEURßﬀ1 ", min_size=2, max_size=4),
+    st.sampled_from([*CreditLimitType, "Balance", "true", "on", 0, 1]),
+)
+RAW = "\x00raw\x00"
+
+
+def body_with(field: str, value: Any) -> str:
+    """The valid body with `value` in `field`; a Decimal goes in as a JSON number, as typed."""
+    if isinstance(value, Decimal):
+        return json.dumps({**VALID, field: RAW}).replace(json.dumps(RAW), str(value))
+    return json.dumps({**VALID, field: value})
+
+
+@pytest.fixture
+async def organization(client: Client, settings: Settings, worker: None) -> int:
+    customer_id = (await an_approved_partner(client, settings)).organization_customer_id
+    assert customer_id
+    return customer_id
+
+
+def written(stores: Stores, organization: int) -> tuple[int, CreditLimitView | None]:
+    """How many changes are logged, and the limit now."""
+    with Session(stores.commerce) as session:
+        query = select(func.count()).select_from(CreditLimitChange)
+        count = session.exec(query.filter_by(organization_customer_id=organization)).one()
+    return count, credit_limit(stores.commerce, organization)
+
+
+@CALLS
+@given(field=st.sampled_from(FIELDS), value=any_json | near)
+async def test_any_json_value_in_any_field_is_a_422_naming_it_or_a_200(
+    web: httpx.AsyncClient, stores: Stores, organization: int, field: str, value: Any
+) -> None:
+    body = body_with(field, value)
+    before = written(stores, organization)
+
+    response = await put(web, organization, body)
+
+    event(f"HTTP {response.status_code}")
+    # As the app reads it: numbers with a fraction or an exponent as Decimal.
+    sent = json.loads(body, parse_float=Decimal)
+    if valid(CreditLimitValues, sent):
+        assert response.status_code == 200, response.text
+        kept = {name: response.json()["credit_limit"][name] for name in VALID}
+        assert kept == CreditLimitValues.model_validate(sent).model_dump(mode="json")
+    else:
+        assert response.status_code == 422, response.text
+        assert {error["loc"][1] for error in response.json()["detail"]} == {field}
+        assert written(stores, organization) == before, "a refused body wrote something"
