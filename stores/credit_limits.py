@@ -136,6 +136,12 @@ def credit_limit_history(
         return _history(session, organization_customer_id, limit)
 
 
+def require_organization(engine: Engine, customer_id: int) -> None:
+    """Refuse, as a set would, any customer but an organisation."""
+    with Session(engine) as session:
+        _organization(session, customer_id, lock=False)
+
+
 def credit_limit_state(
     engine: Engine, customer_id: int, limit: int = HISTORY_SIZE
 ) -> CreditLimitState:

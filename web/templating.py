@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fastapi import Request, Response
@@ -22,6 +23,7 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
+    environment.filters["money"] = money
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])
@@ -29,6 +31,11 @@ def templates() -> Jinja2Templates:
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%d %b %Y, %H:%M UTC") if value else ""
+
+
+def money(amount: Decimal, currency: str = "") -> str:
+    """An amount as people read it, from the Decimal itself (never a float): 25,000.00 EUR."""
+    return f"{amount:,.2f} {currency}".rstrip()
 
 
 def _page_context(request: Request) -> dict[str, Any]:
