@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
-from sqlalchemy import Column, Numeric, UniqueConstraint
+from sqlalchemy import Column, Dialect, Numeric, UniqueConstraint
 from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
@@ -24,6 +26,51 @@ from models.payloads import (
 )
 
 TOKEN_HASH_LEN = 64
+
+
+class ExactNumeric(TypeDecorator[Decimal]):
+    """NUMERIC(precision, scale) that gives back exactly the Decimal it was given, on SQLite too.
+
+    PostgreSQL's numeric is exact. SQLite has no decimal type: it keeps a NUMERIC value as
+    a float, so 9999999999999999.99 would come back as 10000000000000000.00. There the
+    column holds the value in its smallest unit (hundredths at scale 2), an integer, exact
+    to 18 digits; the schema is NUMERIC(precision, scale) on both.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision=precision, scale=scale)
+        self.precision = precision
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SmallestUnits(self.precision, self.scale))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        # Rounded as PostgreSQL rounds a value with more places than the column's scale.
+        return int(value.scaleb(self.scale).to_integral_value(ROUND_HALF_UP))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return Decimal(value).scaleb(-self.scale)
+
+
+class _SmallestUnits(Numeric):
+    """SQLite's side of `ExactNumeric`: NUMERIC in the schema, integers to and from the driver
+    (Numeric's own processors would pass them through a float)."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
 
 
 class CommerceTable(SQLModel, registry=registry()):
@@ -202,7 +249,7 @@ class CreditLimit(CommerceTable, table=True):
     id: int | None = Field(default=None, primary_key=True)
     organization_customer_id: int = Field(foreign_key="customer.id", unique=True)
     amount: Decimal = Field(
-        sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
+        sa_column=Column(ExactNumeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
     )
     currency: str = Field(max_length=CURRENCY_LEN)
     limit_type: str = Field(max_length=32)
@@ -221,13 +268,13 @@ class CreditLimitChange(CommerceTable, table=True):
     changed_at: datetime
     changed_by: str = Field(max_length=ACTOR_MAX)
     old_amount: Decimal | None = Field(
-        default=None, sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES))
+        default=None, sa_column=Column(ExactNumeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES))
     )
     old_currency: str | None = Field(default=None, max_length=CURRENCY_LEN)
     old_limit_type: str | None = Field(default=None, max_length=32)
     old_mandatory: bool | None = None
     new_amount: Decimal = Field(
-        sa_column=Column(Numeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
+        sa_column=Column(ExactNumeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES), nullable=False)
     )
     new_currency: str = Field(max_length=CURRENCY_LEN)
     new_limit_type: str = Field(max_length=32)

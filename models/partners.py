@@ -105,13 +105,22 @@ Password = Annotated[str, StringConstraints(max_length=PASSWORD_MAX), AfterValid
 
 
 def _currency(value: str) -> str:
-    value = value.upper()
+    # Checked before upper-casing: "ße" must not become "SSE".
     if len(value) != CURRENCY_LEN or not value.isascii() or not value.isalpha():
         raise ValueError("must be an ISO 4217 code of three letters, such as EUR")
-    return value
+    return value.upper()
 
 
 Currency = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_currency)]
+
+# The smallest step of an amount: 0.01.
+AMOUNT_STEP = Decimal(1).scaleb(-CREDIT_LIMIT_PLACES)
+
+
+def _one_spelling(value: Decimal) -> Decimal:
+    # One spelling per amount, as the column keeps it: "1E+2" is 100.00, and "-0" (which
+    # `ge=0` lets through) is 0.00.
+    return value.copy_abs().quantize(AMOUNT_STEP)
 
 
 class NewPartnerUser(BaseModel):
@@ -129,7 +138,19 @@ class NewPartnerUser(BaseModel):
 class CreditLimitValues(BaseModel):
     """The organisation's credit limit as a Commerce admin sets it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": "25000.00",
+                    "currency": "EUR",
+                    "limit_type": "balance",
+                    "mandatory": True,
+                }
+            ]
+        },
+    )
 
     amount: Annotated[
         Decimal,
@@ -139,6 +160,7 @@ class CreditLimitValues(BaseModel):
             decimal_places=CREDIT_LIMIT_PLACES,
             allow_inf_nan=False,
         ),
+        AfterValidator(_one_spelling),
     ]
     currency: Currency
     limit_type: CreditLimitType = CreditLimitType.BALANCE

@@ -290,6 +290,7 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         API,
         f"{API}/{{onboarding_id}}",
         f"{API}/{{onboarding_id}}/{{action}}",
+        "/api/customers/{customer_id}/credit-limit",
     }
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]

@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import REP, MailSink, bearer, browse
+from tests.conftest import ADMIN, REP, MailSink, bearer, browse
 from tests.test_pages import CSRF, sign_in
 from tests.test_partner_accounts import approved_partner, eventually_mail, links_in
 from web.app import create_app
@@ -292,3 +292,36 @@ async def test_staff_and_partner_credentials_never_cross(
     # An altered token is refused.
     altered = {"Authorization": partner_bearer["Authorization"][:-2] + "xx"}
     assert (await web.get("/api/partner/account", headers=altered)).status_code == 401
+
+
+async def test_the_partner_sees_the_credit_limit_a_commerce_admin_set(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    web: httpx.AsyncClient,
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    me = accounts.partner_account_by_email(stores.commerce, email)
+    assert me is not None
+    limit = {
+        "amount": "25000.50",
+        "currency": "eur",
+        "limit_type": "balance_all",
+        "mandatory": True,
+    }
+    set_it = await web.put(
+        f"/api/customers/{me.organization_customer_id}/credit-limit",
+        headers=bearer(ADMIN),
+        json=limit,
+    )
+    assert set_it.status_code == 200, set_it.text
+
+    page = await web.get("/account")
+    assert "25,000.50 EUR" in page.text and "Balance + All" in page.text
+    signed_in = await web.post("/api/partner/sessions", json={"email": email, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+    mine = (await web.get("/api/partner/account", headers=auth)).json()
+    assert mine["credit_limit"]["amount"] == "25000.50"
+    assert mine["credit_limit"]["currency"] == "EUR" and mine["credit_limit"]["mandatory"] is True

@@ -24,6 +24,7 @@ from models.partners import (
 from models.payloads import Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
+from stores.credit_limits import CreditLimitView, credit_limit
 from web.api import ERRORS, Problem
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
@@ -108,7 +109,7 @@ class MyAccount(BaseModel):
     me: PartnerUserOut
     organization_customer_id: int
     organization_name: str
-    credit_limit: dict[str, Any] | None
+    credit_limit: CreditLimitView | None
 
 
 class RoleChange(BaseModel):
@@ -166,12 +167,14 @@ async def sign_out(
 
 @router.get("/account", summary="My account", responses={401: ERRORS[401]})
 async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
-    """Who I am, my organisation and its credit limit."""
+    """Who I am, my organisation and its credit limit (which applies to all its users)."""
     return MyAccount(
         me=PartnerUserOut.of(me),
         organization_customer_id=me.organization_customer_id,
         organization_name=me.organization_name,
-        credit_limit=None,
+        credit_limit=await run_in_threadpool(
+            credit_limit, stores.commerce, me.organization_customer_id
+        ),
     )
 
 

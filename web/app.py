@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from decimal import Decimal
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
@@ -32,7 +33,8 @@ from temporalio.client import Client
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
-from web import api, api_partner, i18n
+from stores.credit_limits import NoSuchCustomer, NotAnOrganization
+from web import api, api_customers, api_partner, i18n
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -107,6 +109,7 @@ def create_app(
     app.add_middleware(LanguageSwitch)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
+    app.include_router(api_customers.router)
     app.include_router(api_partner.router)
     for pages in (public, account, partner, sales, commerce):
         app.include_router(pages.router)
@@ -131,13 +134,27 @@ def _secret(settings: Settings) -> bytes:
     return SECRET_FILE.read_text().strip().encode()
 
 
-NOT_UTF8 = {
-    "type": "json_invalid",
-    "loc": ("body",),
-    "msg": "JSON decode error",
-    "input": {},
-    "ctx": {"error": "the body is not UTF-8"},
-}
+# What Python's json raises, besides a JSONDecodeError, on a body it cannot read; FastAPI
+# answers those with a 400, but they are bad JSON like any other.
+UNREADABLE: tuple[tuple[type[Exception], str], ...] = (
+    (UnicodeDecodeError, "the body is not UTF-8"),
+    (ValueError, "a number in the body has too many digits"),
+    (ArithmeticError, "a number in the body is out of range"),
+    (RecursionError, "the body is nested too deeply"),
+)
+
+
+def _unreadable(cause: BaseException | None) -> dict[str, Any] | None:
+    reason = next((why for kind, why in UNREADABLE if isinstance(cause, kind)), None)
+    if reason is None:
+        return None
+    return {
+        "type": "json_invalid",
+        "loc": ("body",),
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": reason},
+    }
 
 
 class ErrorJSONResponse(JSONResponse):
@@ -151,6 +168,8 @@ class ErrorJSONResponse(JSONResponse):
 ECHOABLE: dict[Any, Callable[[Any], Any]] = {
     bytes: lambda raw: raw.decode("utf-8", "replace"),
     float: lambda number: number if math.isfinite(number) else str(number),
+    # Credit limit bodies read numbers as Decimal; JSON would round a long one to a float.
+    Decimal: str,
 }
 
 
@@ -192,9 +211,9 @@ def _handle_errors(app: FastAPI) -> None:
     # a body it cannot read.
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> Response:
-        if isinstance(err.__cause__, UnicodeDecodeError):
-            # FastAPI answers 400 to a body that is not UTF-8: it is bad JSON like any other.
-            return await invalid(request, RequestValidationError([NOT_UTF8]))
+        unreadable = _unreadable(err.__cause__)
+        if unreadable is not None:
+            return await invalid(request, RequestValidationError([unreadable]))
         response = problem(request, err.status_code, str(err.detail))
         response.headers.update(err.headers or {})
         return response
@@ -206,6 +225,14 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(onboarding.DecisionNotAllowed)
     async def not_allowed(request: Request, err: onboarding.DecisionNotAllowed) -> Response:
         return problem(request, 409, str(err), stage=err.stage.value)
+
+    @app.exception_handler(NoSuchCustomer)
+    async def no_customer(request: Request, err: NoSuchCustomer) -> Response:
+        return problem(request, 404, str(err))
+
+    @app.exception_handler(NotAnOrganization)
+    async def not_organization(request: Request, err: NotAnOrganization) -> Response:
+        return problem(request, 409, str(err), customer_type=err.customer_type)
 
     @app.exception_handler(onboarding.TemporalUnavailable)
     async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:

@@ -11,5 +11,6 @@ from fastapi import Path
 ONBOARDING_ID = re.compile(r"^[0-9a-f]{16}$")
 # An Idempotency-Key, a form's submission id, a button's decision id: printable ASCII.
 IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
-# A row's id in a store: what a 64-bit integer column can hold, so no lookup overflows.
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# A row's id in a store: what an INTEGER key holds on PostgreSQL (32 bits; SQLite's hold
+# more), so no lookup overflows the column and fails there.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from babel.dates import format_datetime
@@ -48,6 +49,7 @@ def templates() -> Jinja2Templates:
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
     environment.globals["language_names"] = i18n.LANGUAGE_NAMES
+    environment.filters["money"] = money
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])
@@ -57,6 +59,11 @@ def _when(value: datetime | None) -> str:
     if value is None:
         return ""
     return format_datetime(value, "long", tzinfo=UTC, locale=_rendering.get())
+
+
+def money(amount: Decimal, currency: str = "") -> str:
+    """An amount as people read it, from the Decimal itself (never a float): 25,000.00 EUR."""
+    return f"{amount:,.2f} {currency}".rstrip()
 
 
 def _page_context(request: Request) -> dict[str, Any]:

@@ -1,21 +1,35 @@
-"""Commerce, for admins: all prospects, a prospect with its customers and hierarchy."""
+"""Commerce, for admins: all prospects, a prospect with its customers and hierarchy, an
+organisation's credit limit."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from models.partners import CreditLimitType, CreditLimitValues
 from models.payloads import Action, ProspectStatus
-from stores import views
+from stores import Stores, credit_limits, views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
 from web.pages.decisions import DecisionForm, decide
-from web.templating import render
+from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
+
+# What the credit limit form sends as text; `mandatory` is a checkbox.
+TYPED = ("amount", "currency", "limit_type")
+# Clearer than pydantic's words for these; its own say well what else is wrong.
+MESSAGES = {
+    "missing": "Please fill this in",
+    "decimal_parsing": "Write the amount in digits, such as 25000.00, with a point before the"
+    " decimals",
+}
 
 
 @router.get("")
@@ -60,6 +74,7 @@ async def prospect(
         prospect=found,
         customers=customers,
         hierarchy=hierarchy,
+        keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
     )
 
 
@@ -85,7 +100,53 @@ async def decide_prospect(
 async def customer(
     request: Request, customer_id: RowId, user: CommerceAdmin, stores: StoresDep
 ) -> Response:
-    """A customer, with the prospect it came from."""
+    """A customer, with the prospect it came from; an organisation's credit limit."""
+    return await _customer_page(request, stores, customer_id)
+
+
+@router.post("/customers/{customer_id}/credit-limit", dependencies=[CsrfChecked])
+async def set_credit_limit(
+    request: Request, customer_id: RowId, user: CommerceAdmin, stores: StoresDep
+) -> Response:
+    """Set the organisation's credit limit; a mistake is shown by its field, as it was typed."""
+    await read(credit_limits.require_organization, stores.commerce, customer_id)
+    form = await request.form()
+    typed: dict[str, Any] = {name: str(form.get(name) or "") for name in TYPED}
+    # A checkbox is sent only when ticked.
+    typed["mandatory"] = "mandatory" in form
+    try:
+        values = CreditLimitValues.model_validate(
+            {name: value for name, value in typed.items() if value != ""}
+        )
+    except ValidationError as err:
+        return await _customer_page(
+            request, stores, customer_id, 422, typed=typed, errors=_field_errors(err)
+        )
+    done = await run_in_threadpool(
+        credit_limits.set_credit_limit,
+        stores.commerce,
+        customer_id,
+        values,
+        user.name,
+        datetime.now(UTC),
+    )
+    if done.changed:
+        mandatory = ", mandatory" if done.mandatory else ""
+        said = f"{money(done.amount, done.currency)}, {done.limit_type.words}{mandatory}"
+        flash(request, f"Credit limit set: {said}.", "success")
+    else:
+        flash(request, "Nothing to save: the credit limit already has these values.")
+    return RedirectResponse(f"/commerce/customers/{customer_id}#credit-limit", status_code=303)
+
+
+async def _customer_page(
+    request: Request,
+    stores: Stores,
+    customer_id: int,
+    status_code: int = 200,
+    typed: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
     found = await read(views.customer, stores.commerce, customer_id)
     if found is None:
         raise HTTPException(404, "There is no such customer.")
@@ -94,4 +155,35 @@ async def customer(
         if found.onboarding_id
         else None
     )
-    return render(request, "commerce/customer.html", customer=found, prospect=origin)
+    credit = None
+    if credit_limits.keeps_a_credit_limit(found):
+        credit = await read(credit_limits.credit_limit_state, stores.commerce, customer_id)
+        if typed is None:
+            typed = _form_of(credit.credit_limit)
+    return render(
+        request,
+        "commerce/customer.html",
+        status_code=status_code,
+        customer=found,
+        prospect=origin,
+        credit=credit,
+        typed=typed or {},
+        errors=errors or {},
+        limit_types=list(CreditLimitType),
+        history_size=credit_limits.HISTORY_SIZE,
+    )
+
+
+def _form_of(current: CreditLimitValues | None) -> dict[str, Any]:
+    """The form as the current limit fills it; empty but for the default type before one."""
+    if current is None:
+        return {"limit_type": CreditLimitValues.model_fields["limit_type"].default}
+    return current.model_dump(mode="json", include={*TYPED, "mandatory"})
+
+
+def _field_errors(err: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for error in err.errors():
+        message = MESSAGES.get(error["type"], error["msg"].removeprefix("Value error, "))
+        errors.setdefault(str(error["loc"][0]), message[:1].upper() + message[1:] + ".")
+    return errors

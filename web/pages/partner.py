@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 import client as onboarding
 from models.partners import NewPartnerUser, PartnerRole, Password
 from stores import accounts
+from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
     CsrfChecked,
     PartnerAdministrator,
@@ -359,5 +360,5 @@ async def _users(
     )
 
 
-async def _credit_limit(stores: StoresDep, me: PartnerUser) -> object:
-    return None
+async def _credit_limit(stores: StoresDep, me: PartnerUser) -> CreditLimitView | None:
+    return await run_in_threadpool(credit_limit, stores.commerce, me.organization_customer_id)
