@@ -37,9 +37,9 @@ def token_of(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-async def approved_partner(client: Client, settings: Settings) -> tuple[str, str]:
+async def approved_partner(client: Client, settings: Settings, **overrides: str) -> tuple[str, str]:
     """A won request; its onboarding id and the requester's email."""
-    status = await submit(client, settings)
+    status = await submit(client, settings, **overrides)
     await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
     await onboarding.decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
     await finished(client, status)
