@@ -8,7 +8,6 @@ Each page is saved as a screenshot under `test-output/browser/` for a person to 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,8 +38,8 @@ CHROMIUM_ARGS = [
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does this)")
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
+    # Kept across the browser tests, each page under its own name.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
