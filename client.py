@@ -283,7 +283,11 @@ async def _rpc(call: Awaitable[T]) -> T:
 
 
 class PartnerUserRefused(OnboardingError):
-    """A change to a partner user the rules refuse (already a user, last administrator)."""
+    """A change to a partner user the rules refuse; `type` names the rule."""
+
+    def __init__(self, message: str, type: str) -> None:
+        super().__init__(message)
+        self.type = type
 
 
 # Refusals that come back from the partner user workflow's activities, by `type`.
@@ -357,7 +361,7 @@ async def _partner_update(
         except WorkflowUpdateFailedError as err:
             refusal = _refusal(err)
             if refusal is not None:
-                raise PartnerUserRefused(refusal.message) from err
+                raise PartnerUserRefused(refusal.message, refusal.type or "") from err
             if attempt == SUBMIT_ATTEMPTS:
                 raise
         except RPCError as err:

@@ -354,7 +354,11 @@ def use_link(engine: Engine, token: str, password: str) -> PartnerAccount:
 
 
 class RoleRefused(Exception):
-    pass
+    """A role change the rules refuse; `type` names the rule (as the workflow's refusals)."""
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
 
 
 def set_role(
@@ -369,7 +373,7 @@ def set_role(
     def work(session: Session) -> PartnerAccount:
         user = session.get(PartnerUser, partner_user_id)
         if user is None or user.organization_customer_id != organization_customer_id:
-            raise RoleRefused("There is no such user in your organisation.")
+            raise RoleRefused("NoSuchPartnerUser", "no such user in the organisation")
         session.exec(
             select(CustomerHierarchy)
             .where(CustomerHierarchy.id == user.hierarchy_id)
@@ -382,13 +386,13 @@ def set_role(
             )
         ).first()
         if member is None or user.state == PartnerUserState.REMOVED:
-            raise RoleRefused("That user has been removed.")
+            raise RoleRefused("PartnerUserRemoved", "the user has been removed")
         if (
             role is PartnerRole.USER
             and member.role == PartnerRole.ADMIN
             and administrators(session, user.hierarchy_id) <= 1
         ):
-            raise RoleRefused(LAST_ADMINISTRATOR)
+            raise RoleRefused("LastAdministrator", LAST_ADMINISTRATOR)
         member.role = role.value
         session.flush()
         return _account(session, user)

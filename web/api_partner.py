@@ -130,7 +130,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 
 
 def _refused(refusal: PartnerActionRefused) -> HTTPException:
-    return HTTPException(refusal.status, refusal.message)
+    return HTTPException(refusal.status, str(refusal))
 
 
 @router.post(

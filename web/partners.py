@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
@@ -23,6 +24,7 @@ from models.partners import (
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
+from web.i18n import N_
 
 log = logging.getLogger("web.partners")
 # Emails asked for by people who are not signed in run on after the answer, which is
@@ -30,11 +32,41 @@ log = logging.getLogger("web.partners")
 _background: set[asyncio.Task[object]] = set()
 
 
+NO_SUCH_USER = N_("There is no such user in your organisation.")
+ALREADY_ACTIVE = N_("%(name)s has already activated their account.")
+ALREADY_REMOVED = N_("%(name)s has already been removed.")
+# The rules' refusals (the partner user workflow's and the store's), by type.
+REFUSALS = {
+    "AlreadyPartnerUser": N_("%(email)s is already a user of a business partner."),
+    "LastAdministrator": N_(
+        "The organisation must keep at least one administrator: make someone else an"
+        " administrator first."
+    ),
+    "PartnerUserRemoved": ALREADY_REMOVED,
+    "NoSuchPartnerUser": NO_SUCH_USER,
+}
+
+
 class PartnerActionRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    """A refusal with its words, translated where it is shown: `refusal.text(_)`."""
+
+    def __init__(self, status: int, message: str, **variables: str) -> None:
+        super().__init__(message % variables if variables else message)
         self.status = status
         self.message = message
+        self.variables = variables
+
+    def text(self, translate: Callable[..., str]) -> str:
+        return translate(self.message, **self.variables)
+
+
+def _refused(
+    refused: onboarding.PartnerUserRefused | accounts.RoleRefused, **variables: str
+) -> PartnerActionRefused:
+    message = REFUSALS.get(refused.type)
+    if message is None:
+        return PartnerActionRefused(409, str(refused))
+    return PartnerActionRefused(409, message, **variables)
 
 
 def actor(account: PartnerAccount) -> str:
@@ -46,7 +78,7 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
     """A user of my own organisation; anyone else's does not exist for me."""
     found = await run_in_threadpool(accounts.partner_account, stores.commerce, partner_user_id)
     if found is None or found.organization_customer_id != me.organization_customer_id:
-        raise PartnerActionRefused(404, "There is no such user in your organisation.")
+        raise PartnerActionRefused(404, NO_SUCH_USER)
     return found
 
 
@@ -63,7 +95,9 @@ async def add_user(
     try:
         return await onboarding.invite_partner_user(client, settings, invite, request_id)
     except onboarding.PartnerUserRefused as refused:
-        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+        raise _refused(
+            refused, email=new.email, name=f"{new.first_name} {new.last_name}"
+        ) from refused
 
 
 async def resend(
@@ -71,14 +105,14 @@ async def resend(
 ) -> PartnerUserChanged:
     user = await colleague(stores, me, user_id)
     if user.state is not PartnerUserState.INVITED:
-        raise PartnerActionRefused(409, f"{user.name} has already activated their account.")
+        raise PartnerActionRefused(409, ALREADY_ACTIVE, name=user.name)
     request = SendLinkInput(
         partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
     )
     try:
         return await onboarding.send_partner_link(client, settings, user.email, request)
     except onboarding.PartnerUserRefused as refused:
-        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+        raise _refused(refused, email=user.email, name=user.name) from refused
 
 
 async def remove(
@@ -86,12 +120,12 @@ async def remove(
 ) -> PartnerUserChanged:
     user = await colleague(stores, me, user_id)
     if user.state is PartnerUserState.REMOVED:
-        raise PartnerActionRefused(409, f"{user.name} has already been removed.")
+        raise PartnerActionRefused(409, ALREADY_REMOVED, name=user.name)
     request = RemoveInput(partner_user_id=user.id, actor=actor(me))
     try:
         return await onboarding.remove_partner_user(client, settings, user.email, request)
     except onboarding.PartnerUserRefused as refused:
-        raise PartnerActionRefused(409, _sentence(str(refused))) from refused
+        raise _refused(refused, email=user.email, name=user.name) from refused
 
 
 async def change_role(
@@ -103,7 +137,7 @@ async def change_role(
             accounts.set_role, stores.commerce, me.organization_customer_id, user.id, role
         )
     except accounts.RoleRefused as refused:
-        raise PartnerActionRefused(409, str(refused)) from refused
+        raise _refused(refused, email=user.email, name=user.name) from refused
 
 
 def email_fresh_link(client: Client, settings: Settings, account: PartnerAccount) -> None:
@@ -129,7 +163,3 @@ def email_fresh_link(client: Client, settings: Settings, account: PartnerAccount
     task = asyncio.create_task(send())
     _background.add(task)
     task.add_done_callback(_background.discard)
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")

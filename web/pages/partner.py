@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 import client as onboarding
-from models.partners import NewPartnerUser, PartnerRole, Password
+from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
+from models.payloads import Locale
 from stores import accounts
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
@@ -26,10 +27,12 @@ from web.auth import (
     start_partner_session,
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
-from web.i18n import N_, page_locale
+from web.i18n import N_, page_locale, translator
 from web.identifiers import IDEMPOTENCY_KEY, RowId
 from web.pages.account import _safe_next
+from web.pages.public import field_errors
 from web.partners import (
+    NO_SUCH_USER,
     PartnerActionRefused,
     add_user,
     change_role,
@@ -42,6 +45,17 @@ from web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
 
+WRONG_PASSWORD = N_("That email and password do not match an active account.")
+PASSWORD_SET = N_("Your password is set: you are signed in.")
+PASSWORDS_DIFFER = N_("The two passwords differ.")
+PASSWORD_TOO_SHORT = N_("Please choose a password of at least %(length)s characters.")
+PASSWORD_SPACES = N_("Please do not start or end the password with a space.")
+INVITED = N_("%(name)s is invited: the email is on its way.")
+DONE = {
+    "resend": N_("A fresh invitation is on its way; the earlier link no longer works."),
+    "remove": N_("The user is removed: they can no longer sign in."),
+    "role": N_("The role is changed."),
+}
 LINK_WORDS = {
     "unknown": N_("This link is not valid. Check that you copied all of it."),
     "used": N_("This link has already been used."),
@@ -100,12 +114,13 @@ async def sign_in(
     )
     if account is None:
         request.app.state.partner_sign_in_failures.hit_account(request, email.strip().lower())
-        error = "That email and password do not match an active account."
+        locale = page_locale(request)
+        error = translator(locale)(WRONG_PASSWORD)
         return render(
             request,
             "partner/signin.html",
             status_code=401,
-            locale=page_locale(request),
+            locale=locale,
             next=_safe_next(next),
             email=email,
             error=error,
@@ -149,7 +164,7 @@ async def use_link(
         opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    error = _password_problem(password, confirm)
+    error = _password_problem(password, confirm, page_locale(request, opened.account.locale))
     if error is not None:
         return render(
             request,
@@ -165,7 +180,7 @@ async def use_link(
         return _refused(request, refused)
     await onboarding.partner_link_used(await get_client(request), account.email)
     start_partner_session(request, account)
-    flash(request, "Your password is set: you are signed in.")
+    flash(request, translator(page_locale(request, account.locale))(PASSWORD_SET))
     return RedirectResponse("/account", status_code=303)
 
 
@@ -216,13 +231,16 @@ def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     )
 
 
-def _password_problem(password: str, confirm: str) -> str | None:
+def _password_problem(password: str, confirm: str, locale: Locale) -> str | None:
+    _ = translator(locale)
     try:
         NewPassword.model_validate({"password": password})
-    except ValidationError as err:
-        return "The password " + err.errors()[0]["msg"].removeprefix("Value error, ") + "."
+    except ValidationError:
+        if password != password.strip():
+            return _(PASSWORD_SPACES)
+        return _(PASSWORD_TOO_SHORT, length=str(PASSWORD_MIN))
     if password != confirm:
-        return "The two passwords differ."
+        return _(PASSWORDS_DIFFER)
     return None
 
 
@@ -275,21 +293,17 @@ async def add_user_form(
             **{name: values[name] for name in NEW_USER_FIELDS if values[name].strip()}
         )
     except ValidationError as err:
-        errors = {
-            str(error["loc"][0]) if error["loc"] else "email": error["msg"].removeprefix(
-                "Value error, "
-            )
-            for error in err.errors()
-        }
+        errors = field_errors(err, page_locale(request, me.locale), NEW_USER_FIELDS)
         return await _users(request, me, stores, values=values, errors=errors, status_code=422)
     try:
         # The action and the adder are part of the id: the same form is one invitation.
         await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
     except PartnerActionRefused as refused:
-        return await _users(
-            request, me, stores, values=values, errors={"email": refused.message}, status_code=409
-        )
-    flash(request, f"{new.first_name} {new.last_name} is invited: the email is on its way.")
+        _ = translator(page_locale(request, me.locale))
+        errors = {"email": refused.text(_)}
+        return await _users(request, me, stores, values=values, errors=errors, status_code=409)
+    _ = translator(page_locale(request, me.locale))
+    flash(request, _(INVITED, name=f"{new.first_name} {new.last_name}"))
     return RedirectResponse("/account/users", status_code=303)
 
 
@@ -305,30 +319,29 @@ async def user_action(
     role: Annotated[PartnerRole | None, Form()] = None,
 ) -> Response:
     """Resend an invitation, remove a user, or change their role."""
+    locale = page_locale(request, me.locale)
+    _ = translator(locale)
     try:
         if action == "resend":
             await resend(client, settings, stores, me, user_id)
-            message = "A fresh invitation is on its way; the earlier link no longer works."
         elif action == "remove":
             await remove(client, settings, stores, me, user_id)
-            message = "The user is removed: they can no longer sign in."
         elif action == "role" and role is not None:
             await change_role(stores, me, user_id, role)
-            message = f"The role is now {role.words}."
         else:
-            raise PartnerActionRefused(404, "There is no such page.")
+            raise PartnerActionRefused(404, NO_SUCH_USER)
     except PartnerActionRefused as refused:
         if refused.status == 404:
             return render(
                 request,
                 "error.html",
                 status_code=404,
-                locale=page_locale(request, me.locale),
+                locale=locale,
                 status=404,
-                detail=refused.message,
+                detail=refused.text(_),
             )
-        return await _users(request, me, stores, refusal=refused.message, status_code=409)
-    flash(request, message)
+        return await _users(request, me, stores, refusal=refused.text(_), status_code=409)
+    flash(request, _(DONE[action]))
     if user_id == me.id and action in ("remove", "role"):
         return RedirectResponse("/account", status_code=303)
     return RedirectResponse("/account/users", status_code=303)

@@ -105,7 +105,7 @@ async def apply(
             status_code=422,
             locale=locale,
             values=values,
-            errors=_field_errors(err, locale),
+            errors=field_errors(err, locale),
             submission_id=submission_id,
         )
     submitted = await onboarding.submit(
@@ -124,7 +124,10 @@ async def already_open(request: Request) -> Response:
     return render(request, "already_open.html", locale=page_locale(request))
 
 
-def _field_errors(err: ValidationError, locale: Locale) -> dict[str, str]:
+def field_errors(
+    err: ValidationError, locale: Locale, fields: tuple[str, ...] = FIELDS
+) -> dict[str, str]:
+    """A form's errors by field, in words for people, in the page's language."""
     _ = translator(locale)
     errors: dict[str, str] = {}
     for error in err.errors():
@@ -133,7 +136,7 @@ def _field_errors(err: ValidationError, locale: Locale) -> dict[str, str]:
             message = _(NOT_VALID.get(field, ONE_LINE))
         else:
             message = _(FORM_ERRORS.get(error["type"], NOT_RIGHT), **error.get("ctx", {}))
-        errors.setdefault(field if field in FIELDS else "form", message)
+        errors.setdefault(field if field in fields else "form", message)
     return errors
 
 
