@@ -54,7 +54,6 @@ class PartnerUserWorkflow:
         self._links: list[str] = []
         self._deadline: datetime | None = None
         self._done = False
-        self._news = "Starting."
 
     @workflow.run
     async def run(self, input: PartnerUserInput) -> None:
@@ -173,8 +172,10 @@ class PartnerUserWorkflow:
         return PartnerUserChanged(partner_user_id=user_id, link_expires_at=self._deadline)
 
     def _watch(self, notification_id: str, expires_at: datetime) -> None:
+        # The newest link expires last: a link read at start that an Update has since
+        # replaced must not bring the clock forward.
         self._links.append(notification_id)
-        self._deadline = expires_at
+        self._deadline = max(self._deadline or expires_at, expires_at)
 
     def _known(self, user_id: int, organization_name: str | None) -> None:
         if self._user_id == user_id:
