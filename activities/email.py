@@ -107,10 +107,18 @@ class EmailActivities:
         # An earlier attempt may have been accepted by the server and then failed to
         # record it: its heartbeat says so.
         progress = [SENT] if SENT in activity.info().heartbeat_details else []
+        try:
+            message = self._mime(input, email, message_id)
+        except ValueError as err:
+            # A header the standard library cannot write (an address SMTP cannot carry)
+            # fails the same way on every attempt: nothing to claim, nothing to retry.
+            raise invalid_data(
+                f"the email to {input.request.email} cannot be written: {err}"
+            ) from err
         async with _keeping_alive(progress):
             row_id, already_sent = await asyncio.to_thread(self._claim, input, email, message_id)
             if not (already_sent or progress):
-                await self._send(self._mime(input, email, message_id), input.request.email)
+                await self._send(message, input.request.email)
                 progress.append(SENT)
             if not already_sent:
                 await self._mark_sent_retrying(row_id)
@@ -131,10 +139,16 @@ class EmailActivities:
             if all(error.code >= 500 for error in refused.recipients):
                 raise invalid_data(f"the mail server refuses {recipient}") from refused
             raise
-        except aiosmtplib.SMTPDataError as refused:
+        except aiosmtplib.SMTPAuthenticationError:
+            # Wrong SMTP credentials are the operator's to fix; the retry then succeeds.
+            raise
+        except aiosmtplib.SMTPResponseException as refused:
+            # 5xx is SMTP's "permanent": the same message would be refused again.
             if refused.code >= 500:
                 raise invalid_data(f"the mail server refuses the message: {refused}") from refused
             raise
+        except aiosmtplib.SMTPNotSupported as refused:
+            raise invalid_data(f"the mail server cannot take the message: {refused}") from refused
 
     async def _mark_sent_retrying(self, row_id: int) -> None:
         """The message is out: record it, waiting out a short store outage in place.

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -123,8 +124,20 @@ def _website(value: str) -> str:
     return value
 
 
-def _lower(value: str) -> str:
-    return value.lower()
+def _deliverable(value: str) -> str:
+    """An address any mail server takes: ASCII before the @, the domain in its IDNA form.
+
+    Mail servers here speak plain SMTP, without SMTPUTF8, so a non-ASCII local part
+    (`giülia@`, or a fullwidth letter) could never be sent; an internationalised domain can,
+    once written as `xn--…`.
+    """
+    try:
+        address = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as err:
+        why = str(err)
+        raise ValueError(f"no mail server can deliver to it: {why[:1].lower()}{why[1:]}") from None
+    assert address.ascii_email is not None
+    return address.ascii_email.lower()
 
 
 # Field limits, shared with the stores' columns so a valid request always fits.
@@ -154,7 +167,7 @@ Comments = Annotated[
     StringConstraints(strip_whitespace=True, max_length=COMMENTS_MAX),
     AfterValidator(_multi_line),
 ]
-Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValidator(_lower)]
+Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValidator(_deliverable)]
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=REASON_MAX),

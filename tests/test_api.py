@@ -404,3 +404,13 @@ async def test_the_status_is_read_from_the_stores_while_temporal_is_down(
         assert submit.headers["Retry-After"]
         unknown = await down.get(f"{API}/0123456789abcdef", headers=bearer(REP))
         assert unknown.status_code == 503
+
+
+async def test_an_address_no_mail_server_can_take_gets_422_naming_the_email(
+    web: httpx.AsyncClient,
+) -> None:
+    response = await web.post(API, json=a_form() | {"email": "giülia@utf8.example"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "email"]
+    assert "no mail server can deliver to it" in error["msg"]
