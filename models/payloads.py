@@ -77,6 +77,9 @@ class EmailKind(StrEnum):
 Locale = Literal["en", "it"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Bidirectional overrides and marks, zero-width characters: invisible, they make a name
+# read otherwise than it is (in an email subject, a list of leads).
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 _CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,32}$")
 # "javascript:…", "mailto:…": a scheme, unlike "contoso.example:8080".
@@ -87,6 +90,10 @@ def _single_line(value: str) -> str:
     value = unicodedata.normalize("NFC", value)
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    if _INVISIBLE.search(value):
+        raise ValueError(
+            "must not contain invisible characters (direction overrides, zero-width spaces)"
+        )
     return value
 
 

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
@@ -438,3 +439,22 @@ def test_a_web_app_configured_wrongly_says_why_in_one_line(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("web: "), done.stderr
     assert says in done.stderr
+
+
+async def test_a_form_field_that_is_not_utf8_is_a_422_page_naming_it(
+    web: httpx.AsyncClient,
+) -> None:
+    page = await web.get("/apply")
+    submission_id = SUBMISSION.search(page.text)
+    assert submission_id
+    fields = {**a_filled_form(), "submission_id": submission_id[1]}
+    body = "&".join(f"{name}={quote_plus(value)}" for name, value in fields.items())
+    body = body.replace("company=Contoso", "company=Contoso%FF%FE")
+    response = await web.post(
+        "/apply",
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    assert 'id="company-error"' in response.text
+    assert "not valid UTF-8" in response.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
@@ -49,17 +50,21 @@ async def apply(
     request: Request, client: ClientDep, settings: SettingsDep, secret: SecretDep
 ) -> Response:
     """Submit the form: the same submission id (a double click, a resubmit) makes one request."""
+    # Read whole first: the form parser would hide bytes that are not UTF-8.
+    errors = _not_utf8(request.headers.get("content-type", ""), await request.body())
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in FIELDS}
     submission_id = str(form.get("submission_id") or "")
     if not re.match(IDEMPOTENCY_KEY, submission_id):
         submission_id = uuid.uuid4().hex
-    try:
-        application = OnboardingRequest(
-            **{name: value for name, value in values.items() if value.strip()}
-        )
-    except ValidationError as err:
-        errors = _field_errors(err)
+    if not errors:
+        try:
+            application = OnboardingRequest(
+                **{name: value for name, value in values.items() if value.strip()}
+            )
+        except ValidationError as err:
+            errors = _field_errors(err)
+    if errors:
         return render(
             request,
             "apply.html",
@@ -82,6 +87,23 @@ async def apply(
 async def already_open(request: Request) -> Response:
     """The email already has an undecided request: say so, without its link."""
     return render(request, "already_open.html")
+
+
+def _not_utf8(content_type: str, body: bytes) -> dict[str, str]:
+    """The field whose bytes are not UTF-8, which the form parser would read as U+FFFD.
+
+    The API refuses such a body; the form must too, rather than keep a mangled name.
+    """
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        return {}
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            field = unquote_plus(name.decode("latin-1"))
+            return {field if field in FIELDS else "form": "This is not valid UTF-8 text."}
+    return {}
 
 
 def _field_errors(err: ValidationError) -> dict[str, str]:
