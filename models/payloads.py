@@ -147,6 +147,10 @@ def _deliverable(value: str) -> str:
     return address.ascii_email.lower()
 
 
+# An Idempotency-Key, a form's submission id, a button's decision id, the CLI's --key:
+# printable ASCII, as part of a Temporal Update id.
+IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
+
 # Field limits, shared with the stores' columns so a valid request always fits.
 NAME_MAX = 100
 COMPANY_MAX = 160

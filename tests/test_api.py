@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 import uuid
 from typing import Any
 
@@ -15,7 +17,7 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import applicant_workflow_id
+from models.payloads import IDEMPOTENCY_KEY, applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -414,3 +416,81 @@ async def test_an_address_no_mail_server_can_take_gets_422_naming_the_email(
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "email"]
     assert "no mail server can deliver to it" in error["msg"]
+
+
+async def test_with_the_worker_stopped_the_status_is_read_from_the_stores_at_once(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            accepted = await submitted(web)
+            onboarding_id = accepted["onboarding_id"]
+            await until_stage(web, onboarding_id, "lead_open")
+        # Each answered well before the 9 to 10 s a query waits for a stopped worker.
+        started = time.monotonic()
+        status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+        assert time.monotonic() - started < 5
+        assert status.status_code == 200, status.text
+        assert (status.json()["stage"], status.json()["workflow_status"]) == (
+            "lead_open",
+            "worker_unavailable",
+        )
+        started = time.monotonic()
+        page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+        assert time.monotonic() - started < 5
+        assert page.status_code == 200
+        assert "Our sales team is reviewing your request." in page.text
+
+
+@pytest.mark.usefixtures("short_accept_wait")
+async def test_with_the_worker_stopped_a_decision_and_a_submission_are_recorded_not_lost(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            onboarding_id = (await submitted(web))["onboarding_id"]
+            await until_stage(web, onboarding_id, "lead_open")
+
+        decision = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+        form = a_form()
+        submission = await web.post(API, json=form)
+        for answer in (decision, submission):
+            assert answer.status_code == 202, answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert answer.headers["Idempotency-Key"] == answer.json()["idempotency_key"]
+            assert "not yet confirmed" in answer.json()["detail"]
+        assert "onboarding_id" not in submission.json()
+
+        async with stoppable_worker():
+            retried = await web.post(
+                f"{API}/{onboarding_id}/qualify",
+                headers={**bearer(REP), "Idempotency-Key": decision.json()["idempotency_key"]},
+            )
+            assert retried.status_code == 200, retried.text
+            assert retried.json()["stage"] == "opportunity_open"
+            assert [d["action"] for d in retried.json()["decisions"]] == ["qualify"]
+            resubmitted = await web.post(
+                API, json=form, headers={"Idempotency-Key": submission.json()["idempotency_key"]}
+            )
+            assert resubmitted.status_code == 202, resubmitted.text
+            assert resubmitted.json()["duplicate"] is False
+            assert resubmitted.json()["status_url"]
+            await until_stage(web, resubmitted.json()["onboarding_id"], "lead_open")
+    assert len([p for p in _prospects(stores) if p.email == form["email"]]) == 1
+
+
+async def test_an_answer_carries_the_idempotency_key_made_for_it(web: httpx.AsyncClient) -> None:
+    accepted = await web.post(API, json=a_form())
+    assert accepted.status_code == 202
+    assert re.fullmatch(IDEMPOTENCY_KEY, accepted.json()["idempotency_key"])
+    assert accepted.headers["Idempotency-Key"] == accepted.json()["idempotency_key"]
+    onboarding_id = accepted.json()["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    decided = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert decided.headers["Idempotency-Key"] == decided.json()["idempotency_key"]
+    again = await web.post(
+        f"{API}/{onboarding_id}/qualify",
+        headers={**bearer(REP), "Idempotency-Key": decided.json()["idempotency_key"]},
+    )
+    assert again.status_code == 200
+    assert [d["action"] for d in again.json()["decisions"]] == ["qualify"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import re
 import subprocess
 import sys
 import uuid
+from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Stage
+from models.payloads import Action, Stage
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
 from tests.conftest import ADMIN, REP, browse, web_settings_for
@@ -458,3 +460,39 @@ async def test_a_form_field_that_is_not_utf8_is_a_422_page_naming_it(
     assert response.status_code == 422
     assert 'id="company-error"' in response.text
     assert "not valid UTF-8" in response.text
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    return {
+        name: html.unescape(value)
+        for name, value in re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', page)
+    }
+
+
+@pytest.mark.usefixtures("short_accept_wait")
+async def test_with_the_worker_stopped_the_form_and_the_buttons_say_received_not_confirmed(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            onboarding_id, lead_page = await a_rep_on_a_new_lead(web, client, stores)
+            button = await button_form(web, lead_page, "qualify")
+
+        applied = await apply(web, a_filled_form(company="Northwind Traders"))
+        pressed = await web.post(f"{lead_page}/qualify", data=button)
+        for answer in (applied, pressed):
+            assert answer.status_code == 202, answer.text
+            assert "Received, not yet confirmed" in answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+
+        async with stoppable_worker():
+            checked = await web.post("/apply", data=hidden_fields(applied.text))
+            assert checked.status_code == 303
+            assert re.match(
+                r"^/requests/[0-9a-f]{16}/[0-9a-f]{32}/submitted$", checked.headers["location"]
+            )
+            rechecked = await web.post(f"{lead_page}/qualify", data=hidden_fields(pressed.text))
+            assert rechecked.status_code == 303
+            assert rechecked.headers["location"].startswith("/sales/opportunities/")
+            status = await onboarding.status(client, onboarding_id)
+    assert [record.action for record in status.decisions] == [Action.QUALIFY]

@@ -33,8 +33,8 @@ from settings import PROJECT_DIR, Settings, get_settings
 from stores import Stores
 from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
-from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
+from web.pages.decisions import NotConfirmedPage
 from web.protection import SIGN_IN_LIMIT, RateLimit, SecurityHeaders
 from web.templating import render, templates
 
@@ -79,7 +79,7 @@ def create_app(
     app.state.stores = stores
     app.state.users = users
     app.state.secret = secret
-    app.state.temporal = TemporalConnection(settings, client)
+    app.state.temporal = onboarding.Connection(settings, client)
     app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
     app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
     app.state.templates = templates()
@@ -187,6 +187,10 @@ def _handle_errors(app: FastAPI) -> None:
         response = problem(request, 503, "The onboarding service is unavailable; try again soon.")
         response.headers["Retry-After"] = "5"
         return response
+
+    @app.exception_handler(NotConfirmedPage)
+    async def not_confirmed(request: Request, err: NotConfirmedPage) -> Response:
+        return err.response
 
     @app.exception_handler(onboarding.DecisionFailed)
     async def failed(request: Request, err: onboarding.DecisionFailed) -> Response:

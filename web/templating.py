@@ -49,3 +49,26 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A message for the next page the user sees (after a redirect)."""
     request.session["flash"] = {"message": message, "kind": kind}
+
+
+# While no worker takes up what Temporal holds: ask again this much later.
+RETRY_AFTER = "5"
+
+
+def not_confirmed(request: Request, message: str, what: str, fields: dict[str, str]) -> Response:
+    """A 202 page: Temporal holds the form's submission or decision, unconfirmed so far.
+
+    Its button posts the same fields again, ids included, which attaches to the same
+    Update and answers its outcome once a worker has applied it.
+    """
+    response = render(
+        request,
+        "not_confirmed.html",
+        status_code=202,
+        message=message,
+        what=what,
+        action=request.url.path,
+        fields=fields,
+    )
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response

@@ -11,13 +11,12 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 import client as onboarding
-from models.payloads import OnboardingRequest, Stage
+from models.payloads import IDEMPOTENCY_KEY, OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
-from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
+from web.identifiers import ONBOARDING_ID
 from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
-from web.status import current_status
-from web.templating import render
+from web.templating import not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,9 +72,19 @@ async def apply(
             errors=errors,
             submission_id=submission_id,
         )
-    submitted = await onboarding.submit(
-        client, application, settings, idempotency_key=f"form:{submission_id}"
-    )
+    try:
+        submitted = await onboarding.submit(
+            client, application, settings, idempotency_key=f"form:{submission_id}"
+        )
+    except onboarding.NotYetConfirmed:
+        # The same submission id on "Check again": the requester gets their link then.
+        typed = {name: value for name, value in values.items() if value}
+        return not_confirmed(
+            request,
+            "We have your request, but our system has not confirmed it yet.",
+            what="request",
+            fields={**typed, "submission_id": submission_id},
+        )
     if submitted.duplicate:
         # No link: whoever knows an email must not read its request.
         return RedirectResponse("/apply/already-open", status_code=303)
@@ -146,7 +155,7 @@ async def request_status(
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await current_status(temporal, stores, onboarding_id)
+    current = await onboarding.current_status(temporal, stores, onboarding_id)
     return render(
         request,
         "request_status.html",
