@@ -494,3 +494,63 @@ async def test_an_answer_carries_the_idempotency_key_made_for_it(web: httpx.Asyn
     )
     assert again.status_code == 200
     assert [d["action"] for d in again.json()["decisions"]] == ["qualify"]
+
+
+SECURITY_HEADERS = ("Content-Security-Policy", "Permissions-Policy", "X-Frame-Options")
+
+
+async def test_every_answer_errors_included_carries_the_headers_and_the_documented_body(
+    web_settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    app = create_app(web_settings, client, stores)
+
+    @app.get("/api/onboarding-requests/boom/now", include_in_schema=False)
+    @app.get("/boom", include_in_schema=False)
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    too_large = b"x" * (web_settings.max_body_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    async with browse(app) as web:
+        api_answers = [
+            await web.get(f"{API}/boom/now"),
+            await web.post(API, content=too_large, headers=json_type),
+            await web.get(f"{API}/0123456789abcdef"),
+            await web.delete(API),
+        ]
+        page_answers = [
+            await web.get("/boom"),
+            await web.post("/apply", content=too_large, headers={"Content-Type": "text/plain"}),
+            await web.get("/no-such-page"),
+        ]
+    assert [a.status_code for a in api_answers] == [500, 413, 401, 405]
+    assert [a.status_code for a in page_answers] == [500, 413, 404]
+    for answer in api_answers + page_answers:
+        for header in SECURITY_HEADERS:
+            assert header in answer.headers, (answer.request.url, header)
+        assert "a bug" not in answer.text and "Traceback" not in answer.text
+    for answer in api_answers:
+        assert set(answer.json()) == {"detail"}, answer.text
+    for answer in page_answers:
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "Back to the home page" in answer.text
+
+
+async def test_hsts_only_when_the_site_is_served_over_https(
+    web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    for site_url, expected in (("https://b2b.example", True), ("http://b2b.test", False)):
+        app = create_app(web_settings.model_copy(update={"b2b_site_url": site_url}), client, stores)
+        async with browse(app) as web:
+            answer = await web.get("/")
+        assert ("Strict-Transport-Security" in answer.headers) is expected, site_url
+
+
+async def test_the_pages_allow_no_inline_script_and_the_docs_only_what_swagger_needs(
+    web: httpx.AsyncClient,
+) -> None:
+    page_policy = (await web.get("/apply")).headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page_policy
+    assert "frame-ancestors 'none'" in page_policy
+    docs = await web.get("/docs")
+    assert "script-src 'self' 'unsafe-inline'" in docs.headers["Content-Security-Policy"]

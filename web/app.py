@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 import client as onboarding
@@ -35,7 +36,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.pages import account, commerce, public, sales
 from web.pages.decisions import NotConfirmedPage
-from web.protection import SIGN_IN_LIMIT, RateLimit, SecurityHeaders
+from web.protection import SIGN_IN_LIMIT, BodyLimit, RateLimit, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -73,7 +74,6 @@ def create_app(
         title="B2B partner onboarding",
         summary="Partners apply; sales reps and Commerce admins decide.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.stores = stores
@@ -84,6 +84,9 @@ def create_app(
     app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
     app.state.templates = templates()
 
+    # Outermost last: the session and the headers wrap every answer, errors included.
+    app.add_middleware(Unexpected)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret.hex(),
@@ -92,7 +95,7 @@ def create_app(
         same_site="lax",
         https_only=settings.b2b_site_url.startswith("https://"),
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=settings.b2b_site_url.startswith("https://"))
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
     for pages in (public, account, sales, commerce):
@@ -141,13 +144,48 @@ ECHOABLE: dict[Any, Callable[[Any], Any]] = {
 }
 
 
+def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
+    """An error as documented: JSON `{"detail": ...}` on /api/, the error page elsewhere."""
+    if request.url.path.startswith("/api/"):
+        return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
+    return render(request, "error.html", status_code=status, status=status, detail=detail)
+
+
+class Unexpected:
+    """An exception no handler expected: logged here, and a 500 as documented.
+
+    Starlette's own last resort sits outside every middleware, so its 500 would carry
+    neither the security headers nor the documented body; this one is inside them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            request = Request(scope, receive)
+            await problem(request, 500, "Something went wrong on our side; try again later.")(
+                scope, receive, send
+            )
+
+
 def _handle_errors(app: FastAPI) -> None:
     """JSON for the API, a page for people; never a traceback."""
-
-    def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
-        if request.url.path.startswith("/api/"):
-            return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
-        return render(request, "error.html", status_code=status, status=status, detail=detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
