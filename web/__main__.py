@@ -26,7 +26,9 @@ def main() -> int:
     except ValueError as err:
         print(f"web: {err}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.web_host, port=settings.web_port, proxy_headers=True)
+    # Forwarded headers are the app's to read, from TRUSTED_PROXIES only: uvicorn's own
+    # reading would trust FORWARDED_ALLOW_IPS (loopback by default) instead.
+    uvicorn.run(app, host=settings.web_host, port=settings.web_port, proxy_headers=False)
     return 0
 
 

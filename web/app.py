@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
@@ -36,7 +37,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.pages import account, commerce, public, sales
 from web.pages.decisions import NotConfirmedPage
-from web.protection import SIGN_IN_LIMIT, BodyLimit, RateLimit, SecurityHeaders
+from web.protection import BodyLimit, Limits, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -80,8 +81,7 @@ def create_app(
     app.state.users = users
     app.state.secret = secret
     app.state.temporal = onboarding.Connection(settings, client)
-    app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
-    app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
+    app.state.limits = Limits(settings)
     app.state.templates = templates()
 
     # Outermost last: the session and the headers wrap every answer, errors included.
@@ -96,6 +96,10 @@ def create_app(
         https_only=settings.b2b_site_url.startswith("https://"),
     )
     app.add_middleware(SecurityHeaders, https=settings.b2b_site_url.startswith("https://"))
+    if settings.trusted_proxies:
+        # Only these may say, in X-Forwarded-For, who the client is; from anyone else
+        # the header is ignored, so it cannot dodge the limits per address.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
     for pages in (public, account, sales, commerce):

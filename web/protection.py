@@ -1,14 +1,18 @@
-"""Protections every answer gets (security headers, a body limit) and limits per client address."""
+"""Protections every answer gets (security headers, a body limit) and rate limits."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from fastapi import Depends, HTTPException, Request
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.errors import ConfigurationError
+from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from settings import Settings
 
 
 class SecurityHeaders:
@@ -103,37 +107,119 @@ class BodyLimit:
         return HTTPException(413, f"the body is larger than {self.max_bytes} bytes")
 
 
-class RateLimit:
-    """Requests of one kind per client address, in a moving window (`10/minute`)."""
+def client_key(request: Request) -> str:
+    """The client's address as the limits count it: IPv4 as it is, IPv6 by its /64.
 
-    def __init__(self, kind: str, limit: str) -> None:
+    One host on IPv6 usually holds a whole /64, and can write one address many ways
+    (`2001:DB8::1`, `2001:db8::1`): by the /64 it is one client. Forwarded headers are
+    read only from TRUSTED_PROXIES (see `create_app`), before this sees the address.
+    """
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class RateLimit:
+    """At most `limit` events of one kind per key (an address, an account), in a moving
+    window (`10/minute`).
+
+    `check` only looks and `hit` only counts, so a caller may count every attempt
+    (check, then hit) or only failed ones (check before, hit after a failure). The
+    counts live in a `limits` storage: this process's memory, or one that every web
+    process shares (RATE_LIMIT_STORAGE_URI, say Redis). Its calls block on that
+    storage: call them from a sync dependency or a thread.
+    """
+
+    def __init__(self, kind: str, limit: str, storage: Storage, what: str) -> None:
         self.kind = kind
         self.item = parse(limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.what = what
 
-    def __call__(self, request: Request) -> None:
-        address = request.client.host if request.client else "unknown"
-        if not self.limiter.hit(self.item, self.kind, address):
-            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, address)
+    def check(self, key: str) -> None:
+        """Refuse (429, with Retry-After) when `key` has used up its limit."""
+        if not self.limiter.test(self.item, self.kind, key):
+            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, key)
             retry_after = max(1, int(reset_at - time.time()) + 1)
             raise HTTPException(
                 429,
-                f"too many requests from your address: at most {self.item}; try again later",
+                f"too many {self.what}: at most {self.item}; try again later",
                 {"Retry-After": str(retry_after)},
             )
 
+    def hit(self, key: str) -> None:
+        """Count one event for `key`."""
+        self.limiter.hit(self.item, self.kind, key)
 
-# Sign-in attempts per address: plenty for a person, slow for guessing tokens.
+
+class FailureLimit:
+    """Failed attempts at a secret (a sign-in form, a bearer token), counted per client
+    address and per account tried; successful ones are not counted.
+
+    Per address slows guessing from one place, per account guessing one user's secret
+    from many; both are checked before an attempt. Any sign-in form can use one.
+    """
+
+    def __init__(self, kind: str, limit: str, storage: Storage) -> None:
+        self.by_address = RateLimit(
+            f"{kind}-failed-by-address", limit, storage, "failed attempts from your address"
+        )
+        self.by_account = RateLimit(
+            f"{kind}-failed-by-account", limit, storage, "failed attempts for this account"
+        )
+
+    def check(self, address: str, account: str | None = None) -> None:
+        self.by_address.check(address)
+        if account is not None:
+            self.by_account.check(account)
+
+    def failed(self, address: str, account: str | None = None) -> None:
+        self.by_address.hit(address)
+        if account is not None:
+            self.by_account.hit(account)
+
+
+# Failed sign-ins (or API tokens) per address and per account: plenty for a person,
+# slow for guessing.
 SIGN_IN_LIMIT = "10/minute"
 
 
+class Limits:
+    """The web app's limits, all in one storage."""
+
+    def __init__(self, settings: Settings) -> None:
+        uri = settings.rate_limit_storage_uri
+        try:
+            storage = storage_from_string(uri)
+        except ConfigurationError as err:
+            raise ValueError(f"RATE_LIMIT_STORAGE_URI {uri!r}: {err}") from None
+        if not isinstance(storage, Storage):
+            raise ValueError(f"RATE_LIMIT_STORAGE_URI {uri!r}: name a storage without async+")
+        self.submit = RateLimit(
+            "submit", settings.submit_rate_limit, storage, "requests from your address"
+        )
+        # Counted apart: a script with a wrong token does not lock people out of the pages.
+        self.sign_in = FailureLimit("sign-in", SIGN_IN_LIMIT, storage)
+        self.bearer = FailureLimit("bearer", SIGN_IN_LIMIT, storage)
+
+
+def limits(request: Request) -> Limits:
+    found: Limits = request.app.state.limits
+    return found
+
+
 def _submit_limit(request: Request) -> None:
-    request.app.state.submit_rate_limit(request)
-
-
-def _sign_in_limit(request: Request) -> None:
-    request.app.state.sign_in_rate_limit(request)
+    submit = limits(request).submit
+    address = client_key(request)
+    submit.check(address)
+    submit.hit(address)
 
 
 SubmitLimited = Depends(_submit_limit)
-SignInLimited = Depends(_sign_in_limit)
