@@ -1,6 +1,7 @@
 """`python -m web` as it is deployed: a real uvicorn on a loopback port of its own.
 
-X-Forwarded-For names the client only when it comes from a configured proxy.
+Slow clients cannot hold connections, and X-Forwarded-For names the client only when
+it comes from a configured proxy.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +19,9 @@ import httpx
 
 from settings import PROJECT_DIR
 from tests.conftest import free_port
+
+HEADERS_WITHIN = 10
+SLOW_CLIENTS = 50
 
 
 @asynccontextmanager
@@ -56,6 +61,37 @@ async def served(tmp_path: Path, **env: str) -> AsyncIterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def closed_within(seconds: float, reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), seconds) == b""
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+async def test_clients_that_never_finish_their_headers_are_closed_in_time(
+    tmp_path: Path,
+) -> None:
+    async with served(tmp_path) as site:
+        port = int(site.rsplit(":", 1)[1])
+        connections = [
+            await asyncio.open_connection("127.0.0.1", port) for _ in range(SLOW_CLIENTS)
+        ]
+        for _, writer in connections:
+            writer.write(b"GET / HTTP/1.1\r\nHost: b2b.test\r\nX-Slow: ")
+            await writer.drain()
+        started = time.monotonic()
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{site}/")).status_code == 200
+        closed = await asyncio.gather(
+            *(closed_within(HEADERS_WITHIN + 10, reader) for reader, _ in connections)
+        )
+        elapsed = time.monotonic() - started
+        for _, writer in connections:
+            writer.close()
+    assert all(closed), f"{closed.count(False)} of {SLOW_CLIENTS} still open"
+    assert elapsed < HEADERS_WITHIN + 10
 
 
 async def limited(site: str, forwarded_for: Callable[[int], str]) -> list[bool]:
