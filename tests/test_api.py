@@ -298,6 +298,18 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
     assert (await web.get("/docs")).status_code == 200
 
 
+async def test_the_openapi_spec_declares_the_not_yet_confirmed_answers(
+    web: httpx.AsyncClient,
+) -> None:
+    spec = (await web.get("/openapi.json")).json()
+    submit = spec["paths"][API]["post"]["responses"]["202"]
+    decide = spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]["202"]
+    shapes = {ref["$ref"] for ref in submit["content"]["application/json"]["schema"]["anyOf"]}
+    assert shapes == {"#/components/schemas/SubmitAccepted", "#/components/schemas/NotConfirmed"}
+    assert decide["content"]["application/json"]["schema"]["$ref"].endswith("/NotConfirmed")
+    assert "Idempotency-Key" in submit["headers"] and "Idempotency-Key" in decide["headers"]
+
+
 def forgetful(client: Client) -> Client:
     """A client of a namespace that has none of the requests: Temporal after retention."""
     return Client(

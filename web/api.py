@@ -23,7 +23,7 @@ from web.auth import ApiUser
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.identifiers import ONBOARDING_ID
 from web.links import status_path
-from web.protection import SubmitLimited
+from web.protection import RETRY_AFTER, SubmitLimited
 
 router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
 
@@ -62,10 +62,6 @@ class NotConfirmed(Problem):
     idempotency_key: str
 
 
-# While no worker takes up what Temporal holds: the caller asks again this much later.
-RETRY_AFTER = "5"
-
-
 class DecisionBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "Not a reseller"}]}
@@ -82,6 +78,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "Too many attempts from this address; see Retry-After"},
     503: {"model": Problem, "description": "Temporal cannot be reached"},
 }
+KEY_HEADER = {
+    "Idempotency-Key": {
+        "description": "The key this answer is for: the caller's, or one made for the call",
+        "schema": {"type": "string"},
+    }
+}
 NOT_CONFIRMED_ANSWER = (
     "Recorded and not yet confirmed: no worker has taken it up. Send the same call with"
     " the same Idempotency-Key (see Retry-After) to learn its outcome."
@@ -96,7 +98,8 @@ NOT_CONFIRMED_ANSWER = (
     responses={
         202: {
             "description": "Submitted (SubmitAccepted), or recorded and not yet confirmed"
-            " while no worker runs (NotConfirmed, with Retry-After)"
+            " while no worker runs (NotConfirmed, with Retry-After)",
+            "headers": KEY_HEADER,
         },
         **{k: ERRORS[k] for k in (413, 429, 503)},
     },
@@ -146,9 +149,11 @@ async def get_request(
     response_model=Decided,
     responses={
         **ERRORS,
+        200: {"description": "Applied, or still being applied", "headers": KEY_HEADER},
         202: {
             "model": NotConfirmed,
             "description": "Recorded and not yet confirmed while no worker runs; see Retry-After",
+            "headers": KEY_HEADER,
         },
         409: {"model": NotAllowed, "description": "Not allowed in the current stage"},
     },

@@ -37,7 +37,7 @@ from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.pages import account, commerce, public, sales
 from web.pages.decisions import NotConfirmedPage
-from web.protection import BodyLimit, Limits, SecurityHeaders
+from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -227,7 +227,7 @@ def _handle_errors(app: FastAPI) -> None:
     async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:
         log.error("%s", err)
         response = problem(request, 503, "The onboarding service is unavailable; try again soon.")
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = RETRY_AFTER
         return response
 
     @app.exception_handler(NotConfirmedPage)

@@ -14,6 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from settings import Settings
 
+# While Temporal or a worker is away, a caller asks again this much later (Retry-After).
+RETRY_AFTER = "5"
+
 
 class SecurityHeaders:
     """Headers every answer carries: no framing, no MIME sniffing, no referrer elsewhere,

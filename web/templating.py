@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from settings import PROJECT_DIR, Settings
 from web.auth import csrf_token, session_user
 from web.links import temporal_ui_url
+from web.protection import RETRY_AFTER
 
 
 def templates() -> Jinja2Templates:
@@ -49,10 +50,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A message for the next page the user sees (after a redirect)."""
     request.session["flash"] = {"message": message, "kind": kind}
-
-
-# While no worker takes up what Temporal holds: ask again this much later.
-RETRY_AFTER = "5"
 
 
 def not_confirmed(request: Request, message: str, what: str, fields: dict[str, str]) -> Response:
