@@ -21,7 +21,7 @@ import client as onboarding
 from models.payloads import Action, Stage
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
-from tests.conftest import ADMIN, REP, bearer, browse, web_settings_for
+from tests.conftest import ADMIN, REDIS_URL, REP, bearer, browse, web_settings_for
 from tests.scenario import a_request, finished
 from web.app import create_app
 
@@ -560,7 +560,7 @@ async def test_several_web_processes_share_the_limits_through_redis(
     shared = web_settings_for(
         settings,
         submit_rate_limit="2/minute",
-        rate_limit_storage_uri="redis://127.0.0.1:6379/0",
+        rate_limit_storage_uri=REDIS_URL,
     )
     one, two = create_app(shared, client, stores), create_app(shared, client, stores)
     # An address of its own, so earlier runs' counts in Redis do not meet this one's.
