@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable
+from contextlib import suppress
 from datetime import timedelta
 from typing import TypeVar
 
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    PollWorkflowExecutionUpdateRequest,
+)
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -50,16 +59,28 @@ from models.payloads import (
     onboarding_workflow_id,
 )
 from settings import Settings
+from stores import Stores, views
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 
 RPC_TIMEOUT = timedelta(seconds=10)
+# How long a submission or a decision waits for a worker to take it up; past it, the
+# answer is "recorded, not yet confirmed".
+ACCEPT_WAIT = timedelta(seconds=10)
+# A worker answers a status query in milliseconds; a reader should not wait out a
+# stopped one for the whole RPC timeout (or the server's "no poller seen").
+QUERY_TIMEOUT = timedelta(seconds=3)
 SUBMIT_ATTEMPTS = 5
 # How long a decision's caller waits for it to be applied before answering with the status.
 APPLY_WAIT = timedelta(seconds=10)
 T = TypeVar("T")
 U = TypeVar("U")
+
+# `workflow_status` of a status rebuilt from the stores, and why it was.
+PAST_RETENTION = "past_retention"
+TEMPORAL_UNREACHABLE = "temporal_unreachable"
+WORKER_UNAVAILABLE = "worker_unavailable"
 
 
 class OnboardingError(Exception):
@@ -82,8 +103,36 @@ class TemporalUnavailable(OnboardingError):
     """The Temporal server cannot be reached, refuses us, or did not answer in time."""
 
 
+class WorkerUnavailable(TemporalUnavailable):
+    """Temporal answers, but no worker does: a query, or an Update, waits for one."""
+
+
+class NotYetConfirmed(OnboardingError):
+    """Temporal holds the submission or decision, but no worker has taken it up yet.
+
+    Temporal applies it once a worker polls again. Sent again with the same key, it
+    attaches to the same Update and answers its outcome once known.
+    """
+
+
 class DecisionFailed(OnboardingError):
     """A decision was accepted but its request failed while applying it."""
+
+
+class Connection:
+    """A client made on first use and kept, so a caller may start before Temporal does."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        if self.client is None:
+            async with self._lock:
+                if self.client is None:
+                    self.client = await connect(self.settings)
+        return self.client
 
 
 async def connect(settings: Settings) -> Client:
@@ -115,20 +164,33 @@ async def submit(
 ) -> SubmitResult:
     """Start a request, or answer with the contact email's request that is still undecided."""
     payload = SubmitInput(request=request)
+    # Ours when the caller has none: it is how we ask Temporal whether it holds the Update.
+    update_id = idempotency_key or uuid.uuid4().hex
     # The applicant workflow may be ending (its request just decided) as we arrive; a
     # fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        start = _applicant_start(request, settings)
         try:
             return await _rpc(
-                client.execute_update_with_start_workflow(
-                    ApplicantWorkflow.submit,
-                    payload,
-                    start_workflow_operation=_applicant_start(request, settings),
-                    id=idempotency_key,
-                    rpc_timeout=RPC_TIMEOUT,
+                _admitting(
+                    client,
+                    applicant_workflow_id(request.email),
+                    update_id,
+                    client.execute_update_with_start_workflow(
+                        ApplicantWorkflow.submit,
+                        payload,
+                        start_workflow_operation=start,
+                        id=update_id,
+                        rpc_timeout=ACCEPT_WAIT,
+                    ),
                 )
             )
+        except OnboardingError:
+            # The start operation keeps the same failure; read it, or asyncio logs it.
+            with suppress(Exception):
+                await start.workflow_handle()
+            raise
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
                 isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
@@ -166,20 +228,26 @@ async def decide(
 
     A refused decision raises at once. An accepted one is answered when applied, or
     after `wait` with the status so far (`pending_action` names what is still being
-    applied, say while the mail server is down and the email is being retried).
+    applied, say while the mail server is down and the email is being retried). One
+    that no worker has taken up raises NotYetConfirmed: Temporal applies it later.
     """
-    handle = client.get_workflow_handle_for(
-        OnboardingWorkflow.run, onboarding_workflow_id(onboarding_id)
-    )
+    workflow_id = onboarding_workflow_id(onboarding_id)
+    handle = client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id)
     decision = Decision(action=action, reason=reason, actor=actor)
+    update_id = decision_id or uuid.uuid4().hex
     try:
         update = await _rpc(
-            handle.start_update(
-                OnboardingWorkflow.decide,
-                decision,
-                id=decision_id,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                rpc_timeout=RPC_TIMEOUT,
+            _admitting(
+                client,
+                workflow_id,
+                update_id,
+                handle.start_update(
+                    OnboardingWorkflow.decide,
+                    decision,
+                    id=update_id,
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    rpc_timeout=ACCEPT_WAIT,
+                ),
             )
         )
         # A refused update comes back as a handle whose result raises the refusal.
@@ -187,7 +255,11 @@ async def decide(
         # An update only completes on a running workflow.
         return applied.model_copy(update={"workflow_status": "running"})
     except WorkflowUpdateRPCTimeoutOrCancelledError:
-        return await status(client, onboarding_id)
+        try:
+            return await status(client, onboarding_id)
+        except WorkerUnavailable as err:
+            # Accepted, so in the workflow's history: it will be applied.
+            raise NotYetConfirmed(f"{action.value} is accepted and not yet applied") from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
@@ -221,8 +293,36 @@ async def signal_decision(
         raise
 
 
+async def current_status(
+    temporal: Connection, stores: Stores, onboarding_id: str
+) -> OnboardingStatus:
+    """Where a request stands, for people and scripts: from Temporal, else the stores.
+
+    Temporal keeps a finished workflow only for the namespace's retention, may be out of
+    reach, or have no worker to answer; both stores keep the rows, so a request stays
+    readable, with `workflow_status` saying why it was rebuilt from them.
+    """
+    try:
+        return await status(await temporal.get(), onboarding_id)
+    except RequestNotFound as err:
+        missing: OnboardingError = err
+        why = PAST_RETENTION
+    except WorkerUnavailable as err:
+        missing, why = err, WORKER_UNAVAILABLE
+    except TemporalUnavailable as err:
+        missing, why = err, TEMPORAL_UNREACHABLE
+    try:
+        kept = await asyncio.to_thread(views.request_status, stores, onboarding_id)
+    except SQLAlchemyError as err:
+        # The stores cannot say either: Temporal's answer stands.
+        raise missing from err
+    if kept is None:
+        raise missing
+    return kept.model_copy(update={"workflow_status": why})
+
+
 async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
-    """Where a request stands; a finished request answers from its result."""
+    """Where a request stands in Temporal; a finished request answers from its result."""
     handle = client.get_workflow_handle_for(
         OnboardingWorkflow.run, onboarding_workflow_id(onboarding_id)
     )
@@ -231,7 +331,9 @@ async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
         if description.status is WorkflowExecutionStatus.COMPLETED:
             current = await _rpc(handle.result(rpc_timeout=RPC_TIMEOUT))
         else:
-            current = await _rpc(handle.query(OnboardingWorkflow.status, rpc_timeout=RPC_TIMEOUT))
+            current = await _worker(
+                handle.query(OnboardingWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
+            )
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise RequestNotFound(onboarding_id) from err
@@ -257,6 +359,56 @@ async def wait_until_recorded(
             return current
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+async def _worker(call: Awaitable[T]) -> T:
+    """Await what only a worker answers (a query), once Temporal itself has answered."""
+    try:
+        return await call
+    except RPCError as err:
+        # Its own timeout comes back as CANCELLED; a worker long gone, as the server's
+        # "no poller seen for task queue recently".
+        if err.status in (
+            RPCStatusCode.CANCELLED,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.FAILED_PRECONDITION,
+        ):
+            raise WorkerUnavailable(f"no worker answers: {err.message}") from err
+        raise
+
+
+async def _admitting(client: Client, workflow_id: str, update_id: str, call: Awaitable[T]) -> T:
+    """Await an Update's start; if no worker takes it up in time, ask whether Temporal holds it.
+
+    Temporal admits an Update and waits for a worker; the call's timeout ends the wait,
+    not the Update, which is applied once a worker polls. So the answer is then
+    "not yet confirmed", and the same Update id, sent again, attaches to it.
+    """
+    try:
+        return await call
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        held = PollWorkflowExecutionUpdateRequest(
+            namespace=client.namespace,
+            update_ref=UpdateRef(
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id), update_id=update_id
+            ),
+            identity=client.identity,
+            # Answered at once: the Update is known to Temporal, or it is not.
+            wait_policy=WaitPolicy(
+                lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+            ),
+        )
+        try:
+            await client.workflow_service.poll_workflow_execution_update(
+                held, timeout=QUERY_TIMEOUT
+            )
+        except RPCError:
+            raise TemporalUnavailable(
+                "Temporal did not answer in time; is the worker running?"
+            ) from err
+        raise NotYetConfirmed(
+            "recorded, and not yet confirmed: no worker has taken it up yet"
+        ) from err
 
 
 async def _rpc(call: Awaitable[T]) -> T:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     temporal_ui_url: str = "http://localhost:8233"
     # Public submissions per client address, in `limits` notation ("10/minute").
     submit_rate_limit: str = "10/minute"
+    # Where the limits count: "memory://" (this process), or a store every web process
+    # shares, in `limits`' notation ("redis://127.0.0.1:6379/0").
+    rate_limit_storage_uri: str = "memory://"
+    # Reverse proxies whose X-Forwarded-For names the client (addresses or networks,
+    # comma-separated); from anyone else the header is ignored.
+    trusted_proxies: str = ""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # How long an emailed activation, invitation or password-reset link stays valid.
     activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))

@@ -1,7 +1,9 @@
 """The command line for people and scripts: submit requests, decide them, read their status.
 
 Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
-the request's current stage; 4 no such request; 5 Temporal cannot be reached.
+the request's current stage; 4 no such request; 5 Temporal cannot be reached; 6 recorded
+but not yet confirmed (no worker has taken it up): run the same command with the same
+--key to learn the outcome.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ import argparse
 import asyncio
 import getpass
 import os
+import re
 import sys
+import uuid
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Action, OnboardingRequest, Stage, SubmitResult
+from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingRequest, Stage, SubmitResult
 from settings import Settings, get_settings
+from stores import Stores
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = (
-    0, 1, 2, 3, 4, 5,
-)  # fmt: skip
+(
+    EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE,
+    EXIT_NOT_CONFIRMED,
+) = (0, 1, 2, 3, 4, 5, 6)  # fmt: skip
 WITH_REASON = {Action.CANCEL, Action.LOST, Action.REJECT}
 
 
@@ -39,8 +45,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+KEY_HELP = "makes a retry the same submission or decision (default: a new one)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="starter.py", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="starter.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[1],
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     submit = commands.add_parser("submit", help="submit an onboarding request")
@@ -55,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--company-phone")
     submit.add_argument("--locale", default="en")
     submit.add_argument("--comments")
+    submit.add_argument("--key", type=_key, help=KEY_HELP)
 
     for action in Action:
         decide = commands.add_parser(action.value, help=f"{action.value} a request")
@@ -62,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         if action in WITH_REASON:
             decide.add_argument("--reason")
         decide.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who decides")
+        decide.add_argument("--key", type=_key, help=KEY_HELP)
 
     status = commands.add_parser("status", help="show where a request stands")
     status.add_argument("onboarding_id", metavar="ID")
@@ -83,22 +98,31 @@ async def run(
                 }
             )
         settings = settings or get_settings()
-        client = client or await onboarding.connect(settings)
+        temporal = onboarding.Connection(settings, client)
+        key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
         if args.command == "submit":
-            submitted = await onboarding.submit(client, request, settings)
+            client = await temporal.get()
+            submitted = await onboarding.submit(
+                client, request, settings, idempotency_key=f"cli:{key}"
+            )
             # So that a decision typed right after `submit` finds the lead in place.
             recorded = await onboarding.wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
         elif args.command == "status":
-            result = await onboarding.status(client, args.onboarding_id)
+            stores = Stores.from_settings(settings)
+            try:
+                result = await onboarding.current_status(temporal, stores, args.onboarding_id)
+            finally:
+                stores.dispose()
         else:
             result = await onboarding.decide(
-                client,
+                await temporal.get(),
                 args.onboarding_id,
                 Action(args.command),
                 actor=args.actor,
                 reason=getattr(args, "reason", None),
+                decision_id=f"cli:{args.command}:{key}",
             )
     except UsageError as err:
         return _fail(EXIT_BAD_INPUT, str(err))
@@ -110,12 +134,23 @@ async def run(
         return _fail(EXIT_NOT_FOUND, str(err))
     except onboarding.TemporalUnavailable as err:
         return _fail(EXIT_UNAVAILABLE, str(err))
+    except onboarding.NotYetConfirmed as err:
+        return _fail(
+            EXIT_NOT_CONFIRMED,
+            f"{args.command}: {err}; run the same command with --key {key} to learn the outcome",
+        )
     except onboarding.OnboardingError as err:
         return _fail(EXIT_FAILED, str(err))
     except Exception as err:  # a person reads this: one line, never a traceback
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+def _key(value: str) -> str:
+    if not re.match(IDEMPOTENCY_KEY, value):
+        raise argparse.ArgumentTypeError("8 to 128 printable ASCII characters, no spaces")
+    return value
 
 
 def _one_line(err: ValidationError) -> str:

@@ -287,10 +287,16 @@ class EmailActivities:
             if all(error.code >= 500 for error in refused.recipients):
                 raise invalid_data(f"the mail server refuses {recipient}") from refused
             raise
-        except aiosmtplib.SMTPDataError as refused:
+        except aiosmtplib.SMTPAuthenticationError:
+            # Wrong SMTP credentials are the operator's to fix; the retry then succeeds.
+            raise
+        except aiosmtplib.SMTPResponseException as refused:
+            # 5xx is SMTP's "permanent": the same message would be refused again.
             if refused.code >= 500:
                 raise invalid_data(f"the mail server refuses the message: {refused}") from refused
             raise
+        except aiosmtplib.SMTPNotSupported as refused:
+            raise invalid_data(f"the mail server cannot take the message: {refused}") from refused
 
     async def _mark_sent_retrying(self, row_id: int) -> None:
         """The message is out: record it, waiting out a short store outage in place.
@@ -336,13 +342,19 @@ class EmailActivities:
         headers: dict[str, str],
     ) -> MimeMessage:
         message = MimeMessage(policy=SMTP)
-        message["From"] = self.settings.mail_from
-        message["To"] = Address(display_name=name, addr_spec=address)
-        message["Subject"] = email.subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = message_id
-        for header, value in headers.items():
-            message[header] = value
+        try:
+            message["From"] = self.settings.mail_from
+            message["To"] = Address(display_name=name, addr_spec=address)
+            message["Subject"] = email.subject
+            message["Date"] = formatdate(usegmt=True)
+            message["Message-ID"] = message_id
+            for header, value in headers.items():
+                message[header] = value
+        except ValueError as err:
+            # A header the standard library cannot write (an address SMTP cannot carry)
+            # fails the same way on every attempt: raised inside the claim, so nothing
+            # is claimed, and nothing retried.
+            raise invalid_data(f"the email to {address} cannot be written: {err}") from err
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
         # After the parts: making the alternative moves Content-* headers into part one.

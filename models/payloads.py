@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -76,6 +77,9 @@ class EmailKind(StrEnum):
 Locale = Literal["en", "it"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Bidirectional overrides and marks, zero-width characters: invisible, they make a name
+# read otherwise than it is (in an email subject, a list of leads).
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 _CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{5,32}$")
 # "javascript:…", "mailto:…": a scheme, unlike "contoso.example:8080".
@@ -86,6 +90,10 @@ def _single_line(value: str) -> str:
     value = unicodedata.normalize("NFC", value)
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    if _INVISIBLE.search(value):
+        raise ValueError(
+            "must not contain invisible characters (direction overrides, zero-width spaces)"
+        )
     return value
 
 
@@ -123,9 +131,25 @@ def _website(value: str) -> str:
     return value
 
 
-def _lower(value: str) -> str:
-    return value.lower()
+def _deliverable(value: str) -> str:
+    """An address any mail server takes: ASCII before the @, the domain in its IDNA form.
 
+    Mail servers here speak plain SMTP, without SMTPUTF8, so a non-ASCII local part
+    (`giülia@`, or a fullwidth letter) could never be sent; an internationalised domain can,
+    once written as `xn--…`.
+    """
+    try:
+        address = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as err:
+        why = str(err)
+        raise ValueError(f"no mail server can deliver to it: {why[:1].lower()}{why[1:]}") from None
+    assert address.ascii_email is not None
+    return address.ascii_email.lower()
+
+
+# An Idempotency-Key, a form's submission id, a button's decision id, the CLI's --key:
+# printable ASCII, as part of a Temporal Update id.
+IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
 
 # Field limits, shared with the stores' columns so a valid request always fits.
 NAME_MAX = 100
@@ -154,7 +178,7 @@ Comments = Annotated[
     StringConstraints(strip_whitespace=True, max_length=COMMENTS_MAX),
     AfterValidator(_multi_line),
 ]
-Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValidator(_lower)]
+Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValidator(_deliverable)]
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=REASON_MAX),

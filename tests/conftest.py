@@ -8,10 +8,11 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 import temporal_dev
 from mailsink import SpoolHandler, read_spool
@@ -165,6 +167,8 @@ async def worker_integration_off(
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# The local Redis, where two app instances share their rate limits.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @contextmanager
@@ -268,3 +272,17 @@ async def site(
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await serving
+
+
+@pytest.fixture
+def stoppable_worker(
+    client: Client, settings: Settings, stores: Stores, activity_executor: ThreadPoolExecutor
+) -> Callable[[], Worker]:
+    """The test's worker, to run for a while and then stop (`async with stoppable_worker():`)."""
+    return lambda: build_worker(client, settings, stores, activity_executor)
+
+
+@pytest.fixture
+def short_accept_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submissions and decisions wait 2 s, not 10, for a worker to take them up."""
+    monkeypatch.setattr("client.ACCEPT_WAIT", timedelta(seconds=2))

@@ -348,3 +348,50 @@ def test_a_row_the_database_refuses_fails_without_retrying(
             CreateProspectInput(onboarding_id=uuid.uuid4().hex[:16], request=too_long, at=NOW)
         )
     assert failure.value.non_retryable and failure.value.type == "InvalidData"
+
+
+async def test_an_address_no_mail_server_can_take_fails_the_email_without_retrying(
+    stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    # Accepted before the edge refused such addresses, so built without validation.
+    request = a_request().model_copy(update={"email": "giülia@utf8.example"})
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_APPROVED, request=request
+    )
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(
+            email_activities(stores, base_settings).send_onboarding_email, input
+        )
+    assert failure.value.non_retryable and failure.value.type == "InvalidData"
+    assert "giülia@utf8.example" in failure.value.message
+    assert mail_sink.messages(input.onboarding_id) == []
+
+
+class RefusingSender(SpoolHandler):
+    """A mail server that refuses our sender for good (a 5xx to MAIL FROM)."""
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        return "550 5.7.1 sender not allowed"
+
+
+async def test_a_message_the_server_refuses_for_good_fails_without_retrying(
+    stores: Stores, base_settings: Settings, tmp_path: Path
+) -> None:
+    refusing = Controller(RefusingSender(tmp_path), hostname="127.0.0.1", port=free_port())
+    refusing.start()
+    input = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_REJECTED, request=a_request()
+    )
+    try:
+        settings = base_settings.model_copy(update={"smtp_port": refusing.port})
+        with pytest.raises(ApplicationError) as failure:
+            await ActivityEnvironment().run(
+                email_activities(stores, settings).send_onboarding_email, input
+            )
+    finally:
+        refusing.stop()
+    assert failure.value.non_retryable and failure.value.type == "InvalidData"
+    assert "sender not allowed" in failure.value.message
+    assert read_spool(tmp_path) == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 import uuid
 from typing import Any
 
@@ -15,7 +17,7 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import applicant_workflow_id
+from models.payloads import IDEMPOTENCY_KEY, applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -297,6 +299,18 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
     assert (await web.get("/docs")).status_code == 200
 
 
+async def test_the_openapi_spec_declares_the_not_yet_confirmed_answers(
+    web: httpx.AsyncClient,
+) -> None:
+    spec = (await web.get("/openapi.json")).json()
+    submit = spec["paths"][API]["post"]["responses"]["202"]
+    decide = spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]["202"]
+    shapes = {ref["$ref"] for ref in submit["content"]["application/json"]["schema"]["anyOf"]}
+    assert shapes == {"#/components/schemas/SubmitAccepted", "#/components/schemas/NotConfirmed"}
+    assert decide["content"]["application/json"]["schema"]["$ref"].endswith("/NotConfirmed")
+    assert "Idempotency-Key" in submit["headers"] and "Idempotency-Key" in decide["headers"]
+
+
 def forgetful(client: Client) -> Client:
     """A client of a namespace that has none of the requests: Temporal after retention."""
     return Client(
@@ -405,3 +419,151 @@ async def test_the_status_is_read_from_the_stores_while_temporal_is_down(
         assert submit.headers["Retry-After"]
         unknown = await down.get(f"{API}/0123456789abcdef", headers=bearer(REP))
         assert unknown.status_code == 503
+
+
+async def test_an_address_no_mail_server_can_take_gets_422_naming_the_email(
+    web: httpx.AsyncClient,
+) -> None:
+    response = await web.post(API, json=a_form() | {"email": "giülia@utf8.example"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "email"]
+    assert "no mail server can deliver to it" in error["msg"]
+
+
+async def test_with_the_worker_stopped_the_status_is_read_from_the_stores_at_once(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            accepted = await submitted(web)
+            onboarding_id = accepted["onboarding_id"]
+            await until_stage(web, onboarding_id, "lead_open")
+        # Each answered well before the 9 to 10 s a query waits for a stopped worker.
+        started = time.monotonic()
+        status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+        assert time.monotonic() - started < 5
+        assert status.status_code == 200, status.text
+        assert (status.json()["stage"], status.json()["workflow_status"]) == (
+            "lead_open",
+            "worker_unavailable",
+        )
+        started = time.monotonic()
+        page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+        assert time.monotonic() - started < 5
+        assert page.status_code == 200
+        assert "Our sales team is reviewing your request." in page.text
+
+
+@pytest.mark.usefixtures("short_accept_wait")
+async def test_with_the_worker_stopped_a_decision_and_a_submission_are_recorded_not_lost(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            onboarding_id = (await submitted(web))["onboarding_id"]
+            await until_stage(web, onboarding_id, "lead_open")
+
+        decision = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+        form = a_form()
+        submission = await web.post(API, json=form)
+        for answer in (decision, submission):
+            assert answer.status_code == 202, answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert answer.headers["Idempotency-Key"] == answer.json()["idempotency_key"]
+            assert "not yet confirmed" in answer.json()["detail"]
+        assert "onboarding_id" not in submission.json()
+
+        async with stoppable_worker():
+            retried = await web.post(
+                f"{API}/{onboarding_id}/qualify",
+                headers={**bearer(REP), "Idempotency-Key": decision.json()["idempotency_key"]},
+            )
+            assert retried.status_code == 200, retried.text
+            assert retried.json()["stage"] == "opportunity_open"
+            assert [d["action"] for d in retried.json()["decisions"]] == ["qualify"]
+            resubmitted = await web.post(
+                API, json=form, headers={"Idempotency-Key": submission.json()["idempotency_key"]}
+            )
+            assert resubmitted.status_code == 202, resubmitted.text
+            assert resubmitted.json()["duplicate"] is False
+            assert resubmitted.json()["status_url"]
+            await until_stage(web, resubmitted.json()["onboarding_id"], "lead_open")
+    assert len([p for p in _prospects(stores) if p.email == form["email"]]) == 1
+
+
+async def test_an_answer_carries_the_idempotency_key_made_for_it(web: httpx.AsyncClient) -> None:
+    accepted = await web.post(API, json=a_form())
+    assert accepted.status_code == 202
+    assert re.fullmatch(IDEMPOTENCY_KEY, accepted.json()["idempotency_key"])
+    assert accepted.headers["Idempotency-Key"] == accepted.json()["idempotency_key"]
+    onboarding_id = accepted.json()["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+    decided = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert decided.headers["Idempotency-Key"] == decided.json()["idempotency_key"]
+    again = await web.post(
+        f"{API}/{onboarding_id}/qualify",
+        headers={**bearer(REP), "Idempotency-Key": decided.json()["idempotency_key"]},
+    )
+    assert again.status_code == 200
+    assert [d["action"] for d in again.json()["decisions"]] == ["qualify"]
+
+
+SECURITY_HEADERS = ("Content-Security-Policy", "Permissions-Policy", "X-Frame-Options")
+
+
+async def test_every_answer_errors_included_carries_the_headers_and_the_documented_body(
+    web_settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    app = create_app(web_settings, client, stores)
+
+    @app.get("/api/onboarding-requests/boom/now", include_in_schema=False)
+    @app.get("/boom", include_in_schema=False)
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    too_large = b"x" * (web_settings.max_body_bytes + 1)
+    json_type = {"Content-Type": "application/json"}
+    async with browse(app) as web:
+        api_answers = [
+            await web.get(f"{API}/boom/now"),
+            await web.post(API, content=too_large, headers=json_type),
+            await web.get(f"{API}/0123456789abcdef"),
+            await web.delete(API),
+        ]
+        page_answers = [
+            await web.get("/boom"),
+            await web.post("/apply", content=too_large, headers={"Content-Type": "text/plain"}),
+            await web.get("/no-such-page"),
+        ]
+    assert [a.status_code for a in api_answers] == [500, 413, 401, 405]
+    assert [a.status_code for a in page_answers] == [500, 413, 404]
+    for answer in api_answers + page_answers:
+        for header in SECURITY_HEADERS:
+            assert header in answer.headers, (answer.request.url, header)
+        assert "a bug" not in answer.text and "Traceback" not in answer.text
+    for answer in api_answers:
+        assert set(answer.json()) == {"detail"}, answer.text
+    for answer in page_answers:
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "Back to the home page" in answer.text
+
+
+async def test_hsts_only_when_the_site_is_served_over_https(
+    web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    for site_url, expected in (("https://b2b.example", True), ("http://b2b.test", False)):
+        app = create_app(web_settings.model_copy(update={"b2b_site_url": site_url}), client, stores)
+        async with browse(app) as web:
+            answer = await web.get("/")
+        assert ("Strict-Transport-Security" in answer.headers) is expected, site_url
+
+
+async def test_the_pages_allow_no_inline_script_and_the_docs_only_what_swagger_needs(
+    web: httpx.AsyncClient,
+) -> None:
+    page_policy = (await web.get("/apply")).headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page_policy
+    assert "frame-ancestors 'none'" in page_policy
+    docs = await web.get("/docs")
+    assert "script-src 'self' 'unsafe-inline'" in docs.headers["Content-Security-Policy"]

@@ -52,6 +52,17 @@ async def snap(page: Page, name: str) -> None:
     await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
+def refusals(page: Page, seen: list[str]) -> Page:
+    """Collect what the Content-Security-Policy refuses on `page`: nothing should be."""
+    page.on(
+        "console",
+        lambda message: (
+            seen.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return page
+
+
 async def sign_in(page: Page, site: str, user: tuple[str, str, str]) -> None:
     await page.goto(f"{site}/staff/signin")
     await page.fill("#name", user[0])
@@ -62,7 +73,8 @@ async def sign_in(page: Page, site: str, user: tuple[str, str, str]) -> None:
 async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partner(
     site: str, browser: Browser, client: Client, mail_sink: MailSink
 ) -> None:
-    partner = await (await browser.new_context()).new_page()
+    refused: list[str] = []
+    partner = refusals(await (await browser.new_context()).new_page(), refused)
     await partner.goto(site)
     await snap(partner, "01-landing")
     await partner.click("text=Become a business partner >> nth=-1")
@@ -103,7 +115,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     )
     await snap(partner, "05-request-status")
 
-    rep = await (await browser.new_context()).new_page()
+    rep = refusals(await (await browser.new_context()).new_page(), refused)
     await sign_in(rep, site, REP)
     await expect(rep.locator("h1")).to_have_text("All Commerce B2B leads")
     await snap(rep, "06-all-commerce-b2b-leads")
@@ -118,7 +130,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await expect(rep.locator(".flash")).to_contain_text("Opportunity won")
     await snap(rep, "09-opportunity-won")
 
-    admin = await (await browser.new_context()).new_page()
+    admin = refusals(await (await browser.new_context()).new_page(), refused)
     await sign_in(admin, site, ADMIN)
     await admin.select_option("#status", "approved")
     await admin.fill("#q", email)
@@ -145,6 +157,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     )
     await expect(partner.locator(".opblock-summary-path").first).to_be_visible()
     await snap(partner, "13-api-docs")
+    assert refused == []
 
     for _ in range(100):
         messages = mail_sink.messages(onboarding_id)

@@ -6,14 +6,20 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 
+import client as onboarding
 from settings import Settings
+from stores import Stores
 from tests.conftest import free_port
+from tests.scenario import a_request
+from worker import build_worker
 
 PROJECT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("worker")
@@ -138,3 +144,40 @@ async def test_a_namespace_that_does_not_exist_exits_5_not_4(starter) -> None:  
         run = await starter(*args, TEMPORAL_NAMESPACE="no-such-namespace")
         assert run.code == 5
         one_line_reason(run, "no namespace", "no-such-namespace")
+
+
+async def test_with_the_worker_stopped_status_answers_and_a_decision_exits_6(
+    starter, client: Client, settings: Settings, stores: Stores, activity_executor: Any
+) -> None:  # type: ignore[no-untyped-def]
+    stopped = settings.model_copy(update={"onboarding_task_queue": f"stopped-{uuid.uuid4().hex}"})
+    async with build_worker(client, stopped, stores, activity_executor):
+        submitted = await onboarding.submit(client, a_request(), stopped)
+        await onboarding.wait_until_recorded(client, submitted.onboarding_id)
+    oid, key = submitted.onboarding_id, f"cli-test-{uuid.uuid4().hex}"
+    env = {
+        "ONBOARDING_TASK_QUEUE": stopped.onboarding_task_queue,
+        "SALES_DATABASE_URL": settings.sales_database_url,
+        "COMMERCE_DATABASE_URL": settings.commerce_database_url,
+    }
+
+    status = await starter("status", oid, **env)
+    assert status.code == 0, status.err
+    assert (status.json["stage"], status.json["workflow_status"]) == (
+        "lead_open",
+        "worker_unavailable",
+    )
+    qualify = await starter("qualify", oid, "--key", key, **env)
+    assert qualify.code == 6
+    one_line_reason(qualify, "not yet confirmed", f"--key {key}")
+
+    async with build_worker(client, stopped, stores, activity_executor):
+        again = await starter("qualify", oid, "--key", key, **env)
+        assert again.code == 0, again.err
+        assert again.json["stage"] == "opportunity_open"
+        assert [d["action"] for d in again.json["decisions"]] == ["qualify"]
+
+
+async def test_the_help_names_every_exit_status(starter) -> None:  # type: ignore[no-untyped-def]
+    shown = await starter("--help")
+    assert shown.code == 0
+    assert "6 recorded but not yet confirmed" in " ".join(shown.out.split())

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import re
 import subprocess
 import sys
 import uuid
+from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Stage
+from models.payloads import Action, Stage
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
-from tests.conftest import ADMIN, REP, browse, web_settings_for
+from tests.conftest import ADMIN, REDIS_URL, REP, bearer, browse, web_settings_for
 from tests.scenario import a_request, finished
 from web.app import create_app
 
@@ -439,3 +443,150 @@ def test_a_web_app_configured_wrongly_says_why_in_one_line(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("web: "), done.stderr
     assert says in done.stderr
+
+
+async def test_a_form_field_that_is_not_utf8_is_a_422_page_naming_it(
+    web: httpx.AsyncClient,
+) -> None:
+    page = await web.get("/apply")
+    submission_id = SUBMISSION.search(page.text)
+    assert submission_id
+    fields = {**a_filled_form(), "submission_id": submission_id[1]}
+    body = "&".join(f"{name}={quote_plus(value)}" for name, value in fields.items())
+    body = body.replace("company=Contoso", "company=Contoso%FF%FE")
+    response = await web.post(
+        "/apply",
+        content=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    assert 'id="company-error"' in response.text
+    assert "not valid UTF-8" in response.text
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    return {
+        name: html.unescape(value)
+        for name, value in re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', page)
+    }
+
+
+@pytest.mark.usefixtures("short_accept_wait")
+async def test_with_the_worker_stopped_the_form_and_the_buttons_say_received_not_confirmed(
+    web_settings: Settings, client: Client, stores: Stores, stoppable_worker: Any
+) -> None:
+    async with browse(create_app(web_settings, client, stores)) as web:
+        async with stoppable_worker():
+            onboarding_id, lead_page = await a_rep_on_a_new_lead(web, client, stores)
+            button = await button_form(web, lead_page, "qualify")
+
+        applied = await apply(web, a_filled_form(company="Northwind Traders"))
+        pressed = await web.post(f"{lead_page}/qualify", data=button)
+        for answer in (applied, pressed):
+            assert answer.status_code == 202, answer.text
+            assert "Received, not yet confirmed" in answer.text
+            assert int(answer.headers["Retry-After"]) >= 1
+
+        async with stoppable_worker():
+            checked = await web.post("/apply", data=hidden_fields(applied.text))
+            assert checked.status_code == 303
+            assert re.match(
+                r"^/requests/[0-9a-f]{16}/[0-9a-f]{32}/submitted$", checked.headers["location"]
+            )
+            rechecked = await web.post(f"{lead_page}/qualify", data=hidden_fields(pressed.text))
+            assert rechecked.status_code == 303
+            assert rechecked.headers["location"].startswith("/sales/opportunities/")
+            status = await onboarding.status(client, onboarding_id)
+    assert [record.action for record in status.decisions] == [Action.QUALIFY]
+
+
+async def attempt_sign_in(app: FastAPI, address: str, name: str, token: str) -> int:
+    """One sign-in through the form, from `address`: its status code."""
+    async with browse(app, address) as web:
+        page = await web.get("/signin")
+        csrf = CSRF.search(page.text)
+        assert csrf
+        answer = await web.post(
+            "/signin", data={"name": name, "token": token, "csrf_token": csrf[1]}
+        )
+        return answer.status_code
+
+
+async def test_only_failed_sign_ins_count_and_per_account_as_well_as_per_address(
+    web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    app = create_app(web_settings, client, stores)
+    # Successes are not counted: a person signing in often is never locked out.
+    assert {await attempt_sign_in(app, "203.0.113.1", *REP[::2]) for _ in range(12)} == {303}
+    # Ten guesses at mario's token, each from another address: his account is locked...
+    guesses = [await attempt_sign_in(app, f"198.51.100.{n}", REP[0], "guess-me") for n in range(10)]
+    assert guesses == [401] * 10
+    assert await attempt_sign_in(app, "203.0.113.2", *REP[::2]) == 429
+    # ...and nobody else's.
+    assert await attempt_sign_in(app, "203.0.113.2", *ADMIN[::2]) == 303
+
+
+async def test_wrong_api_tokens_do_not_lock_people_out_of_the_sign_in_form(
+    web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    app = create_app(web_settings, client, stores)
+    wrong = {"Authorization": "Bearer not-a-token"}
+    async with browse(app, "203.0.113.3") as script:
+        answers = [
+            (
+                await script.get("/api/onboarding-requests/0123456789abcdef", headers=wrong)
+            ).status_code
+            for _ in range(11)
+        ]
+        assert answers == [401] * 10 + [429]
+        right = await script.get("/api/onboarding-requests/0123456789abcdef", headers=bearer(REP))
+        assert right.status_code == 429
+    assert await attempt_sign_in(app, "203.0.113.3", *REP[::2]) == 303
+
+
+async def test_ipv6_clients_are_limited_by_their_64_however_written(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    app = create_app(web_settings_for(settings, submit_rate_limit="2/minute"), client, stores)
+    answers = []
+    for address in ("2001:DB8::1", "2001:db8::2", "2001:db8:0:0:ffff::9", "2001:db8:0:1::1"):
+        async with browse(app, address) as web:
+            answers.append((await apply(web, a_filled_form())).status_code)
+    assert answers == [303, 303, 429, 303]
+
+
+async def test_several_web_processes_share_the_limits_through_redis(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    shared = web_settings_for(
+        settings,
+        submit_rate_limit="2/minute",
+        rate_limit_storage_uri=REDIS_URL,
+    )
+    one, two = create_app(shared, client, stores), create_app(shared, client, stores)
+    # An address of its own, so earlier runs' counts in Redis do not meet this one's.
+    address = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
+    answers = []
+    for app in (one, two, one, two):
+        async with browse(app, address) as web:
+            answers.append((await apply(web, a_filled_form())).status_code)
+    assert answers == [303, 303, 429, 429]
+
+
+async def test_trusted_proxies_name_the_client_and_nobody_else_does(
+    settings: Settings, client: Client, stores: Stores, worker: None
+) -> None:
+    behind = web_settings_for(settings, submit_rate_limit="1/minute", trusted_proxies="10.0.0.0/8")
+    app = create_app(behind, client, stores)
+    answers = []
+    for sender, client_address in (
+        ("10.1.2.3", "198.51.100.20"),
+        ("10.1.2.3", "198.51.100.21"),
+        ("10.1.2.3", "198.51.100.21"),
+        ("203.0.113.4", "198.51.100.22"),
+        ("203.0.113.4", "198.51.100.23"),
+    ):
+        async with browse(app, sender) as web:
+            web.headers["X-Forwarded-For"] = client_address
+            answers.append((await apply(web, a_filled_form())).status_code)
+    assert answers == [303, 303, 429, 303, 429]

@@ -84,3 +84,28 @@ def test_a_decision_reason_may_not_smuggle_control_characters() -> None:
         Decision(action="cancel", reason="bad\x07bell")
     with pytest.raises(ValidationError):
         Decision(action="promote")
+
+
+@pytest.mark.parametrize("email", ["giülia@utf8.example", "\uff44up.user@dup.example"])
+def test_an_address_with_non_ascii_before_the_at_is_refused_saying_why(email: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        a_request(email=email)
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("email",)
+    assert "no mail server can deliver to it" in error["msg"]
+
+
+def test_an_internationalised_domain_is_kept_in_its_ascii_form() -> None:
+    assert a_request(email="Giulia@Bücher.example").email == "giulia@xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "invisible", ["\u202e", "\u2066", "\u200f", "\u200b", "\u200d", "\u2060", "\ufeff"]
+)
+@pytest.mark.parametrize("field", ["company", "first_name", "last_name", "job_title"])
+def test_invisible_characters_are_refused_in_single_line_fields(field: str, invisible: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        a_request(**{field: f"Contoso{invisible}lrS"})
+    (error,) = refused.value.errors()
+    assert error["loc"] == (field,)
+    assert "invisible characters" in error["msg"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import client as onboarding
 from models.payloads import (
+    IDEMPOTENCY_KEY,
     Action,
     OnboardingRequest,
     OnboardingStatus,
@@ -18,10 +21,9 @@ from models.payloads import (
 )
 from web.auth import ApiUser
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
-from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
+from web.identifiers import ONBOARDING_ID
 from web.links import status_path
-from web.protection import SubmitLimited
-from web.status import current_status, refuse_when_gone
+from web.protection import RETRY_AFTER, SubmitLimited
 
 router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
 
@@ -41,6 +43,23 @@ class SubmitAccepted(SubmitResult):
     """
 
     status_url: str | None
+    idempotency_key: str
+
+
+class Decided(OnboardingStatus):
+    """The request's status once the decision is applied (or still being applied)."""
+
+    idempotency_key: str
+
+
+class NotConfirmed(Problem):
+    """Temporal holds the submission or decision, and no worker has confirmed it yet.
+
+    It is applied when the worker is back; the same call with this Idempotency-Key
+    attaches to it and answers its outcome once known.
+    """
+
+    idempotency_key: str
 
 
 class DecisionBody(BaseModel):
@@ -59,32 +78,56 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "Too many attempts from this address; see Retry-After"},
     503: {"model": Problem, "description": "Temporal cannot be reached"},
 }
+KEY_HEADER = {
+    "Idempotency-Key": {
+        "description": "The key this answer is for: the caller's, or one made for the call",
+        "schema": {"type": "string"},
+    }
+}
+NOT_CONFIRMED_ANSWER = (
+    "Recorded and not yet confirmed: no worker has taken it up. Send the same call with"
+    " the same Idempotency-Key (see Retry-After) to learn its outcome."
+)
 
 
 @router.post(
     "",
     summary="Submit an onboarding request",
     status_code=202,
-    responses={k: ERRORS[k] for k in (413, 429, 503)},
+    response_model=SubmitAccepted | NotConfirmed,
+    responses={
+        202: {
+            "description": "Submitted (SubmitAccepted), or recorded and not yet confirmed"
+            " while no worker runs (NotConfirmed, with Retry-After)",
+            "headers": KEY_HEADER,
+        },
+        **{k: ERRORS[k] for k in (413, 429, 503)},
+    },
     dependencies=[SubmitLimited],
 )
 async def submit_request(
     request: OnboardingRequest,
+    response: Response,
     client: ClientDep,
     settings: SettingsDep,
     secret: SecretDep,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> SubmitAccepted:
-    """Submit an onboarding request; the same Idempotency-Key answers with the same request."""
-    submitted = await onboarding.submit(
-        client,
-        request,
-        settings,
-        idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
-    )
+) -> SubmitAccepted | JSONResponse:
+    """Submit an onboarding request; the same Idempotency-Key answers with the same request.
+
+    Without one, the answer carries the key made for it (header and body).
+    """
+    key = idempotency_key or uuid.uuid4().hex
+    try:
+        submitted = await onboarding.submit(client, request, settings, idempotency_key=f"api:{key}")
+    except onboarding.NotYetConfirmed:
+        return _not_confirmed(key)
+    response.headers["Idempotency-Key"] = key
     link = settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id)
     return SubmitAccepted(
-        **submitted.model_dump(), status_url=None if submitted.duplicate else link
+        **submitted.model_dump(),
+        status_url=None if submitted.duplicate else link,
+        idempotency_key=key,
     )
 
 
@@ -97,14 +140,21 @@ async def get_request(
     onboarding_id: str, user: ApiUser, temporal: TemporalDep, stores: StoresDep
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
-    return await current_status(temporal, stores, _known(onboarding_id))
+    return await onboarding.current_status(temporal, stores, _known(onboarding_id))
 
 
 @router.post(
     "/{onboarding_id}/{action}",
     summary="Decide a request",
+    response_model=Decided,
     responses={
         **ERRORS,
+        200: {"description": "Applied, or still being applied", "headers": KEY_HEADER},
+        202: {
+            "model": NotConfirmed,
+            "description": "Recorded and not yet confirmed while no worker runs; see Retry-After",
+            "headers": KEY_HEADER,
+        },
         409: {"model": NotAllowed, "description": "Not allowed in the current stage"},
     },
 )
@@ -112,26 +162,46 @@ async def decide_request(
     onboarding_id: str,
     action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
     user: ApiUser,
+    response: Response,
     temporal: TemporalDep,
     stores: StoresDep,
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> OnboardingStatus:
+) -> Decided | JSONResponse:
     """A rep's (qualify, cancel, won, lost) or an admin's (approve, reject) decision."""
     if not user.may(action):
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
+    key = idempotency_key or uuid.uuid4().hex
     try:
-        return await onboarding.decide(
+        decided = await onboarding.decide(
             await temporal.get(),
             _known(onboarding_id),
             action,
             actor=user.name,
             reason=body.reason if body else None,
             # The action is part of the id: a key reused for another action is another decision.
-            decision_id=f"api:{action.value}:{idempotency_key}" if idempotency_key else None,
+            decision_id=f"api:{action.value}:{key}",
         )
+    except onboarding.NotYetConfirmed:
+        return _not_confirmed(key)
     except onboarding.RequestNotFound:
-        await refuse_when_gone(temporal, stores, onboarding_id, action)
+        # Temporal no longer has it: refused, naming the stage the stores keep.
+        kept = await onboarding.current_status(temporal, stores, onboarding_id)
+        why = f"{action.value} is not allowed: the request is {kept.stage.value}"
+        raise onboarding.DecisionNotAllowed(why, kept.stage) from None
+    response.headers["Idempotency-Key"] = key
+    return Decided(
+        **decided.model_dump(exclude={"prospect_status", "allowed_actions"}), idempotency_key=key
+    )
+
+
+def _not_confirmed(key: str) -> JSONResponse:
+    body = NotConfirmed(detail=NOT_CONFIRMED_ANSWER, idempotency_key=key)
+    return JSONResponse(
+        body.model_dump(),
+        status_code=202,
+        headers={"Idempotency-Key": key, "Retry-After": RETRY_AFTER},
+    )
 
 
 def _known(onboarding_id: str) -> str:

@@ -21,16 +21,16 @@ from models.partners import (
     PartnerRole,
     PartnerUserState,
 )
-from models.payloads import Email, Locale
+from models.payloads import IDEMPOTENCY_KEY, Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.api import ERRORS, Problem
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
-from web.identifiers import IDEMPOTENCY_KEY, RowId
+from web.identifiers import RowId
 from web.partners import PartnerActionRefused, add_user, change_role, remove, resend
-from web.protection import SignInLimited
+from web.protection import client_key, limits
 
 router = APIRouter(prefix="/api/partner", tags=["partner account"])
 
@@ -138,17 +138,16 @@ def _refused(refusal: PartnerActionRefused) -> HTTPException:
     status_code=201,
     summary="Sign in",
     responses={401: ERRORS[401], 429: ERRORS[429]},
-    dependencies=[SignInLimited],
 )
 async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     """Check an email and password; answers a session token for `Authorization: Bearer`."""
-    failures = request.app.state.partner_sign_in_failures
-    failures.check(body.email)
+    guard, address = limits(request).partner_sign_in, client_key(request)
+    await run_in_threadpool(guard.check, address, body.email)
     account = await run_in_threadpool(
         accounts.verify_password, stores.commerce, body.email, body.password
     )
     if account is None:
-        failures.hit_account(request, body.email)
+        await run_in_threadpool(guard.failed, address, body.email)
         raise HTTPException(401, "that email and password do not match an active account")
     token = await run_in_threadpool(
         accounts.start_session, stores.commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME

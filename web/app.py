@@ -28,7 +28,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
 from settings import PROJECT_DIR, Settings, get_settings
@@ -43,10 +45,10 @@ from web.auth import (
     SignInRequired,
     Users,
 )
-from web.dependencies import TemporalConnection
 from web.i18n import N_, LanguageSwitch
 from web.pages import account, commerce, partner, public, sales
-from web.protection import SIGN_IN_LIMIT, AccountFailures, RateLimit, SecurityHeaders
+from web.pages.decisions import NotConfirmedPage
+from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -84,19 +86,19 @@ def create_app(
         title="B2B partner onboarding",
         summary="Partners apply; sales reps and Commerce admins decide.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.stores = stores
     app.state.users = users
     app.state.secret = secret
-    app.state.temporal = TemporalConnection(settings, client)
-    app.state.submit_rate_limit = RateLimit("submit", settings.submit_rate_limit)
-    app.state.sign_in_rate_limit = RateLimit("sign-in", SIGN_IN_LIMIT)
-    app.state.partner_sign_in_failures = AccountFailures(SIGN_IN_LIMIT)
+    app.state.temporal = onboarding.Connection(settings, client)
+    app.state.limits = Limits(settings)
     i18n.require_catalogues()
     app.state.templates = templates()
 
+    # Outermost last: the session and the headers wrap every answer, errors included.
+    app.add_middleware(Unexpected)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret.hex(),
@@ -105,7 +107,11 @@ def create_app(
         same_site="lax",
         https_only=settings.b2b_site_url.startswith("https://"),
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=settings.b2b_site_url.startswith("https://"))
+    if settings.trusted_proxies:
+        # Only these may say, in X-Forwarded-For, who the client is; from anyone else
+        # the header is ignored, so it cannot dodge the limits per address.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(api.router)
@@ -177,22 +183,57 @@ ECHOABLE: dict[Any, Callable[[Any], Any]] = {
 STAFF_PAGES = (sales.router.prefix, commerce.router.prefix)
 
 
+def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
+    """An error as documented: JSON `{"detail": ...}` on /api/, the error page elsewhere."""
+    if request.url.path.startswith("/api/"):
+        return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
+    locale = None if request.url.path.startswith(STAFF_PAGES) else i18n.page_locale(request)
+    if detail == HTTPStatus(status).phrase:
+        # Starlette's own detail ("Not Found") only repeats the page's heading.
+        detail = ""
+    elif locale and detail:
+        # Translated if it was marked with N_ where it was raised.
+        detail = i18n.translator(locale)(detail)
+    return render(
+        request, "error.html", status_code=status, locale=locale, status=status, detail=detail
+    )
+
+
+class Unexpected:
+    """An exception no handler expected: logged here, and a 500 as documented.
+
+    Starlette's own last resort sits outside every middleware, so its 500 would carry
+    neither the security headers nor the documented body; this one is inside them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            request = Request(scope, receive)
+            await problem(request, 500, "Something went wrong on our side; try again later.")(
+                scope, receive, send
+            )
+
+
 def _handle_errors(app: FastAPI) -> None:
     """JSON for the API, a page for people, in their language; never a traceback."""
-
-    def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
-        if request.url.path.startswith("/api/"):
-            return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
-        locale = None if request.url.path.startswith(STAFF_PAGES) else i18n.page_locale(request)
-        if detail == HTTPStatus(status).phrase:
-            # Starlette's own detail ("Not Found") only repeats the page's heading.
-            detail = ""
-        elif locale and detail:
-            # Translated if it was marked with N_ where it was raised.
-            detail = i18n.translator(locale)(detail)
-        return render(
-            request, "error.html", status_code=status, locale=locale, status=status, detail=detail
-        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
@@ -240,8 +281,12 @@ def _handle_errors(app: FastAPI) -> None:
         response = problem(
             request, 503, N_("The onboarding service is unavailable; try again soon.")
         )
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = RETRY_AFTER
         return response
+
+    @app.exception_handler(NotConfirmedPage)
+    async def not_confirmed(request: Request, err: NotConfirmedPage) -> Response:
+        return err.response
 
     @app.exception_handler(onboarding.DecisionFailed)
     async def failed(request: Request, err: onboarding.DecisionFailed) -> Response:

@@ -19,6 +19,7 @@ from models.payloads import Action
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
+from web.protection import client_key, limits
 
 # Used when API_TOKENS is unset, and only while the web app listens on loopback.
 DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
@@ -140,10 +141,11 @@ def api_user(
         raise HTTPException(
             401, "sign in: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
+    guard, address = limits(request).bearer, client_key(request)
+    guard.check(address)
     user = get_users(request).by_token(credentials.credentials)
     if user is None:
-        # Wrong tokens count against the same limit as wrong sign-ins.
-        request.app.state.sign_in_rate_limit(request)
+        guard.failed(address)
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
     return user
 

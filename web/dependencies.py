@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -17,29 +16,13 @@ from stores import Stores
 T = TypeVar("T")
 
 
-class TemporalConnection:
-    """Connects on first use and keeps the client, so the web app starts before Temporal."""
-
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
-        self.settings = settings
-        self.client = client
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Client:
-        if self.client is None:
-            async with self._lock:
-                if self.client is None:
-                    self.client = await onboarding.connect(self.settings)
-        return self.client
-
-
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: Request) -> TemporalConnection:
-    connection: TemporalConnection = request.app.state.temporal
+def get_temporal(request: Request) -> onboarding.Connection:
+    connection: onboarding.Connection = request.app.state.temporal
     return connection
 
 
@@ -61,7 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SecretDep = Annotated[bytes, Depends(get_secret)]
 ClientDep = Annotated[Client, Depends(get_client)]
 # For routes that can answer from the stores while Temporal is down: connect on demand.
-TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
+TemporalDep = Annotated[onboarding.Connection, Depends(get_temporal)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 
 

@@ -1,4 +1,4 @@
-"""The shapes of ids the web app accepts: request references, idempotency keys, row ids."""
+"""The shapes of ids the web app accepts: request references and row ids."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from fastapi import Path
 
 # Onboarding ids are 16 hex digits; anything else names no request.
 ONBOARDING_ID = re.compile(r"^[0-9a-f]{16}$")
-# An Idempotency-Key, a form's submission id, a button's decision id: printable ASCII.
-IDEMPOTENCY_KEY = r"^[!-~]{8,128}$"
 # A row's id in a store: what an INTEGER key holds on PostgreSQL (32 bits; SQLite's hold
 # more), so no lookup overflows the column and fails there.
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -19,6 +19,7 @@ from settings import PROJECT_DIR, Settings
 from web import i18n
 from web.auth import csrf_token, partner_session, session_user
 from web.links import temporal_ui_url
+from web.protection import RETRY_AFTER
 
 # The language of the template being rendered. One environment serves every request, so
 # its gettext cannot be installed per request (a concurrent request would change it under
@@ -105,3 +106,29 @@ def render(
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A message for the next page the user sees (after a redirect)."""
     request.session["flash"] = {"message": message, "kind": kind}
+
+
+def not_confirmed(
+    request: Request,
+    message: str,
+    what: str,
+    fields: dict[str, str],
+    locale: Locale | None = None,
+) -> Response:
+    """A 202 page: Temporal holds the form's submission or decision, unconfirmed so far.
+
+    Its button posts the same fields again, ids included, which attaches to the same
+    Update and answers its outcome once a worker has applied it.
+    """
+    response = render(
+        request,
+        "not_confirmed.html",
+        status_code=202,
+        locale=locale,
+        message=i18n.translator(locale)(message) if locale else message,
+        what=what,
+        action=request.url.path,
+        fields=fields,
+    )
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response

@@ -16,6 +16,7 @@ from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
+    from models.markdown import escape
     from models.payloads import (
         ApplicantInput,
         OnboardingInput,
@@ -73,10 +74,11 @@ class ApplicantWorkflow:
                         SearchAttributePair(sa.CONTACT_EMAIL, request.email),
                     ]
                 ),
-                static_summary=f"{request.company}: {request.contact_name}",
+                # Markdown in the Temporal UI: what the requester typed is shown as text.
+                static_summary=f"{escape(request.company)}: {escape(request.contact_name)}",
                 static_details=(
-                    f"**Company:** {request.company}\n\n"
-                    f"**Contact:** {request.contact_name} <{request.email}>\n\n"
+                    f"**Company:** {escape(request.company)}\n\n"
+                    f"**Contact:** {escape(f'{request.contact_name} <{request.email}>')}\n\n"
                     f"**Language:** {request.locale}"
                 ),
             )

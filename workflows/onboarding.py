@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
+    from models.markdown import escape
     from models.partners import PartnerUserInput, partner_user_workflow_id
     from models.payloads import (
         ALLOWED_ACTIONS,
@@ -163,7 +164,7 @@ class OnboardingWorkflow:
             await workflow.execute_local_activity_method(
                 SalesActivities.disqualify_lead,
                 DisqualifyLeadInput(**self._stamp(decision)),
-                summary=f"Sales: cancel the lead ({decision.actor})",
+                summary=f"Sales: cancel the lead ({escape(decision.actor)})",
                 start_to_close_timeout=STORE_WRITE_TIMEOUT,
                 local_retry_threshold=STORE_LOCAL_RETRY,
                 retry_policy=RETRY,
@@ -174,7 +175,10 @@ class OnboardingWorkflow:
         qualified = await workflow.execute_local_activity_method(
             SalesActivities.qualify_lead,
             QualifyLeadInput(**self._stamp(decision, reason=False)),
-            summary=f"Sales: qualify the lead → opportunity, contact, account ({decision.actor})",
+            summary=(
+                "Sales: qualify the lead → opportunity, contact, account"
+                f" ({escape(decision.actor)})"
+            ),
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
             local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
@@ -189,7 +193,10 @@ class OnboardingWorkflow:
         await workflow.execute_local_activity_method(
             SalesActivities.close_opportunity,
             CloseOpportunityInput(won=won, **self._stamp(decision)),
-            summary=f"Sales: close the opportunity as {decision.action.value} ({decision.actor})",
+            summary=(
+                f"Sales: close the opportunity as {decision.action.value}"
+                f" ({escape(decision.actor)})"
+            ),
             start_to_close_timeout=STORE_WRITE_TIMEOUT,
             local_retry_threshold=STORE_LOCAL_RETRY,
             retry_policy=RETRY,
@@ -402,7 +409,8 @@ class OnboardingWorkflow:
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
         if (note := status.notification) is not None:
-            details.append(NOTIFICATION[note.state].format(event=note.kind.event, error=note.error))
+            error = escape(note.error or "")
+            details.append(NOTIFICATION[note.state].format(event=note.kind.event, error=error))
         workflow.set_current_details("\n\n".join(details))
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:

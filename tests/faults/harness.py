@@ -283,7 +283,7 @@ class Site:
                     self.client, request, self.settings, idempotency_key=key
                 )
                 return submitted.onboarding_id
-            except onboarding.TemporalUnavailable:
+            except (onboarding.TemporalUnavailable, onboarding.NotYetConfirmed):
                 if time.monotonic() > deadline:
                     raise
 
@@ -303,7 +303,7 @@ class Site:
                     self.client, onboarding_id, action, actor="faults", decision_id=decision_id
                 )
                 break
-            except onboarding.TemporalUnavailable:
+            except (onboarding.TemporalUnavailable, onboarding.NotYetConfirmed):
                 if time.monotonic() > deadline:
                     raise
         if status.pending_action is None:

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from web.auth import CsrfChecked, Role, User, end_session, get_users, start_session
-from web.protection import SignInLimited
+from web.protection import client_key, limits
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -22,7 +23,7 @@ async def sign_in_form(request: Request, next: str = "") -> Response:
     return render(request, "signin.html", next=_safe_next(next), name="", error=None)
 
 
-@router.post("/staff/signin", dependencies=[SignInLimited, CsrfChecked])
+@router.post("/staff/signin", dependencies=[CsrfChecked])
 async def sign_in(
     request: Request,
     name: Annotated[str, Form(max_length=100)] = "",
@@ -30,8 +31,11 @@ async def sign_in(
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Check the name and token; start a session."""
-    user = get_users(request).sign_in(name.strip(), token.strip())
+    guard, address, account = limits(request).sign_in, client_key(request), name.strip()
+    await run_in_threadpool(guard.check, address, account)
+    user = get_users(request).sign_in(account, token.strip())
     if user is None:
+        await run_in_threadpool(guard.failed, address, account)
         error = "That name and token do not match a user."
         return render(
             request, "signin.html", status_code=401, next=_safe_next(next), name=name, error=error

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+import uuid
+
+from fastapi import Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Action, OnboardingStatus, Reason
-from web.auth import User
-from web.identifiers import IDEMPOTENCY_KEY
-from web.templating import flash
+from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingStatus, Reason
+from web.auth import User, csrf_token
+from web.templating import flash, not_confirmed
 
 DONE = {
     Action.QUALIFY: "Lead qualified: the opportunity, contact and account are created.",
@@ -21,6 +22,14 @@ DONE = {
     Action.REJECT: "Prospect rejected.",
 }
 _reason = TypeAdapter(Reason | None)
+
+
+class NotConfirmedPage(Exception):
+    """A decision Temporal holds and no worker has confirmed: the app answers `response`."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("not yet confirmed")
+        self.response = response
 
 
 class DecisionForm(BaseModel):
@@ -40,6 +49,7 @@ async def decide(
     form: DecisionForm,
 ) -> OnboardingStatus | None:
     """Apply the decision and leave a message for the next page; None if it was refused."""
+    decision_id = form.decision_id or uuid.uuid4().hex
     try:
         reason = _reason.validate_python(form.reason.strip() or None)
         current = await onboarding.decide(
@@ -48,8 +58,21 @@ async def decide(
             action,
             actor=user.name,
             reason=reason,
-            decision_id=f"page:{action.value}:{form.decision_id}" if form.decision_id else None,
+            decision_id=f"page:{action.value}:{decision_id}",
         )
+    except onboarding.NotYetConfirmed as err:
+        raise NotConfirmedPage(
+            not_confirmed(
+                request,
+                f"{action.value.capitalize()} is recorded, and not yet confirmed.",
+                what="decision",
+                fields={
+                    "csrf_token": csrf_token(request),
+                    "decision_id": decision_id,
+                    "reason": form.reason,
+                },
+            )
+        ) from err
     except ValidationError as err:
         flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
         return None

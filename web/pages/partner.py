@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import client as onboarding
 from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
-from models.payloads import Locale
+from models.payloads import IDEMPOTENCY_KEY, Locale
 from stores import accounts
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
@@ -28,7 +28,7 @@ from web.auth import (
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
 from web.i18n import N_, page_locale, translator
-from web.identifiers import IDEMPOTENCY_KEY, RowId
+from web.identifiers import RowId
 from web.pages.account import _safe_next
 from web.pages.public import field_errors
 from web.partners import (
@@ -40,7 +40,7 @@ from web.partners import (
     remove,
     resend,
 )
-from web.protection import PartnerSignInLimited, SubmitLimited
+from web.protection import SubmitLimited, client_key, limits
 from web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -100,7 +100,7 @@ async def sign_in_form(request: Request, next: str = "") -> Response:
     )
 
 
-@router.post("/signin", dependencies=[PartnerSignInLimited, CsrfChecked])
+@router.post("/signin", dependencies=[CsrfChecked])
 async def sign_in(
     request: Request,
     stores: StoresDep,
@@ -108,12 +108,15 @@ async def sign_in(
     password: Annotated[str, Form(max_length=256)] = "",
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """Check the email and password; start a partner session."""
-    account = await run_in_threadpool(
-        accounts.verify_password, stores.commerce, email.strip(), password
-    )
+    """Check the email and password; start a partner session.
+
+    Failures only are counted, per address and per account (the email tried).
+    """
+    guard, address, tried = limits(request).partner_sign_in, client_key(request), email.strip()
+    await run_in_threadpool(guard.check, address, tried.lower())
+    account = await run_in_threadpool(accounts.verify_password, stores.commerce, tried, password)
     if account is None:
-        request.app.state.partner_sign_in_failures.hit_account(request, email.strip().lower())
+        await run_in_threadpool(guard.failed, address, tried.lower())
         locale = page_locale(request)
         error = translator(locale)(WRONG_PASSWORD)
         return render(

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 import client as onboarding
-from models.payloads import Locale, OnboardingRequest, Stage
+from models.payloads import IDEMPOTENCY_KEY, Locale, OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.i18n import N_, page_locale, translator
-from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
+from web.identifiers import ONBOARDING_ID
 from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
-from web.status import current_status
-from web.templating import render
+from web.templating import not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,6 +62,7 @@ NOT_VALID = {
 }
 ONE_LINE = N_("Please write this on one line, without control characters.")
 NOT_RIGHT = N_("Please check this.")
+NOT_UTF8 = N_("This is not valid UTF-8 text.")
 
 
 @router.get("/")
@@ -88,29 +89,45 @@ async def apply(
     request: Request, client: ClientDep, settings: SettingsDep, secret: SecretDep
 ) -> Response:
     """Submit the form: the same submission id (a double click, a resubmit) makes one request."""
+    locale = page_locale(request)
+    # Read whole first: the form parser would hide bytes that are not UTF-8.
+    errors = _not_utf8(request.headers.get("content-type", ""), await request.body(), locale)
     form = await request.form()
     values = {name: str(form.get(name) or "") for name in FIELDS}
     submission_id = str(form.get("submission_id") or "")
     if not re.match(IDEMPOTENCY_KEY, submission_id):
         submission_id = uuid.uuid4().hex
-    try:
-        application = OnboardingRequest(
-            **{name: value for name, value in values.items() if value.strip()}
-        )
-    except ValidationError as err:
-        locale = page_locale(request)
+    if not errors:
+        try:
+            application = OnboardingRequest(
+                **{name: value for name, value in values.items() if value.strip()}
+            )
+        except ValidationError as err:
+            errors = field_errors(err, locale)
+    if errors:
         return render(
             request,
             "apply.html",
             status_code=422,
             locale=locale,
             values=values,
-            errors=field_errors(err, locale),
+            errors=errors,
             submission_id=submission_id,
         )
-    submitted = await onboarding.submit(
-        client, application, settings, idempotency_key=f"form:{submission_id}"
-    )
+    try:
+        submitted = await onboarding.submit(
+            client, application, settings, idempotency_key=f"form:{submission_id}"
+        )
+    except onboarding.NotYetConfirmed:
+        # The same submission id on "Check again": the requester gets their link then.
+        typed = {name: value for name, value in values.items() if value}
+        return not_confirmed(
+            request,
+            N_("We have your request, but our system has not confirmed it yet."),
+            what="request",
+            fields={**typed, "submission_id": submission_id},
+            locale=locale,
+        )
     if submitted.duplicate:
         # No link: whoever knows an email must not read its request.
         return RedirectResponse("/apply/already-open", status_code=303)
@@ -122,6 +139,23 @@ async def apply(
 async def already_open(request: Request) -> Response:
     """The email already has an undecided request: say so, without its link."""
     return render(request, "already_open.html", locale=page_locale(request))
+
+
+def _not_utf8(content_type: str, body: bytes, locale: Locale) -> dict[str, str]:
+    """The field whose bytes are not UTF-8, which the form parser would read as U+FFFD.
+
+    The API refuses such a body; the form must too, rather than keep a mangled name.
+    """
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        return {}
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            field = unquote_plus(name.decode("latin-1"))
+            return {field if field in FIELDS else "form": translator(locale)(NOT_UTF8)}
+    return {}
 
 
 def field_errors(
@@ -152,7 +186,9 @@ async def confirmation(
     """Thank-you page: the reference, and the link to follow the request."""
     _check_link(secret, onboarding_id, token)
     try:
-        preferred: str | None = (await current_status(temporal, stores, onboarding_id)).locale
+        preferred: str | None = (
+            await onboarding.current_status(temporal, stores, onboarding_id)
+        ).locale
     except onboarding.TemporalUnavailable:
         # The request is accepted: thank the requester even while Temporal is out of reach.
         preferred = None
@@ -176,7 +212,7 @@ async def request_status(
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await current_status(temporal, stores, onboarding_id)
+    current = await onboarding.current_status(temporal, stores, onboarding_id)
     locale = page_locale(request, current.locale)
     _ = translator(locale)
     return render(
