@@ -293,6 +293,12 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         f"{API}/{{onboarding_id}}",
         f"{API}/{{onboarding_id}}/{{action}}",
         "/api/customers/{customer_id}/credit-limit",
+        "/api/partner/sessions",
+        "/api/partner/account",
+        "/api/partner/users",
+        "/api/partner/users/{user_id}",
+        "/api/partner/users/{user_id}/invitation",
+        "/api/partner/users/{user_id}/role",
     }
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]

@@ -78,7 +78,7 @@ async def test_an_admin_sets_and_changes_the_credit_limit_and_sees_every_change(
     shown = text_of((await web.get(page)).text)
     assert "Credit limit set: 25,000.00 EUR, Balance + All, mandatory." in shown
     assert "Amount 25,000.00 EUR Type Balance + All Mandatory Yes Last changed" in shown
-    assert re.search(r"Last changed \d\d \w{3} \d{4}, \d\d:\d\d UTC by anna", shown)
+    assert re.search(r"Last changed \w+ \d+, \d{4}, [\d:]+ [AP]M UTC by anna", shown)
     [set_first] = history_rows((await web.get(page)).text)
     assert set_first.endswith("anna — → 25,000.00 — → EUR — → Balance + All — → Yes")
 

@@ -503,11 +503,11 @@ async def test_with_the_worker_stopped_the_form_and_the_buttons_say_received_not
 async def attempt_sign_in(app: FastAPI, address: str, name: str, token: str) -> int:
     """One sign-in through the form, from `address`: its status code."""
     async with browse(app, address) as web:
-        page = await web.get("/signin")
+        page = await web.get("/staff/signin")
         csrf = CSRF.search(page.text)
         assert csrf
         answer = await web.post(
-            "/signin", data={"name": name, "token": token, "csrf_token": csrf[1]}
+            "/staff/signin", data={"name": name, "token": token, "csrf_token": csrf[1]}
         )
         return answer.status_code
 

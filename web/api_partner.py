@@ -52,11 +52,13 @@ def _session_token(
 async def _partner(
     request: Request, token: Annotated[str, Depends(_session_token)], stores: StoresDep
 ) -> PartnerAccount:
+    guard, address = limits(request).bearer, client_key(request)
+    await run_in_threadpool(guard.check, address)
     account = await run_in_threadpool(
         accounts.partner_session_account, stores.commerce, token[:200]
     )
     if account is None:
-        request.app.state.sign_in_rate_limit(request)
+        await run_in_threadpool(guard.failed, address)
         raise HTTPException(401, "unknown or ended session", {"WWW-Authenticate": "Bearer"})
     return account
 
