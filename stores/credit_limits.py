@@ -74,6 +74,7 @@ class CreditLimitState(BaseModel):
 
 
 def keeps_a_credit_limit(customer: Customer) -> bool:
+    """Only the organisation: it is the invoice account of each of its users."""
     return customer.customer_type == "organization"
 
 
@@ -156,7 +157,7 @@ def credit_limit_state(
         )
 
 
-def _organization(session: Session, customer_id: int, lock: bool) -> Customer:
+def _organization(session: Session, customer_id: int, lock: bool) -> None:
     query = select(Customer).where(Customer.id == customer_id)
     if lock:
         # Sets for one organisation take turns on its customer row, which, unlike the
@@ -169,7 +170,6 @@ def _organization(session: Session, customer_id: int, lock: bool) -> Customer:
         raise NoSuchCustomer(customer_id)
     if not keeps_a_credit_limit(customer):
         raise NotAnOrganization(customer_id, customer.customer_type)
-    return customer
 
 
 def _current(session: Session, organization_customer_id: int) -> CreditLimit | None:

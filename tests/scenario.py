@@ -83,7 +83,8 @@ def row_counts(stores: Stores, onboarding_id: str) -> Counter[str]:
     for engine, base in ((stores.sales, SalesTable), (stores.commerce, CommerceTable)):
         with Session(engine) as session:
             for table in base.metadata.sorted_tables:
-                # The partner's own tables (users, links, sessions) belong to no request.
+                # The partner account's tables (users, sessions, credit limits) belong to
+                # the partner, not to one request.
                 if "onboarding_id" not in table.c:
                     continue
                 query = table.select().where(table.c.onboarding_id == onboarding_id)

@@ -235,6 +235,19 @@ async def test_reading_needs_a_signed_in_user_and_setting_a_commerce_admin(
     assert (await web.get(path, headers=bearer(ADMIN))).json()["credit_limit"] is None
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [(LIMIT.format(1), "GET, PUT"), ("/api/onboarding-requests", "POST")],
+)
+async def test_a_method_the_path_does_not_take_is_a_405_naming_all_it_takes(
+    web: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    for method in ("DELETE", "OPTIONS", "PATCH"):
+        response = await web.request(method, path, headers=bearer(ADMIN))
+        assert response.status_code == 405
+        assert response.headers["Allow"] == allowed
+
+
 async def test_the_openapi_document_describes_the_credit_limit_routes(
     web: httpx.AsyncClient,
 ) -> None:

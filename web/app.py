@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -257,6 +258,10 @@ def _handle_errors(app: FastAPI) -> None:
             return await invalid(request, RequestValidationError([unreadable]))
         response = problem(request, err.status_code, str(err.detail))
         response.headers.update(err.headers or {})
+        if err.status_code == 405:
+            # Starlette names the methods of the first route with the path; a path served by
+            # more than one (GET and PUT of a credit limit) has all of theirs.
+            response.headers["Allow"] = ", ".join(_methods_at(app, request.scope))
         return response
 
     @app.exception_handler(onboarding.RequestNotFound)
@@ -320,6 +325,18 @@ def _handle_errors(app: FastAPI) -> None:
         return problem(
             request, 403, N_("This form has expired. Go back, reload the page and retry.")
         )
+
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _methods_at(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route answers at the request's path, asked the way routing asks."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.routes)
+    ]
 
 
 def __getattr__(name: str) -> FastAPI:
