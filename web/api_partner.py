@@ -139,7 +139,7 @@ def _refused(refusal: PartnerActionRefused) -> HTTPException:
     "/sessions",
     status_code=201,
     summary="Sign in",
-    responses={401: ERRORS[401], 429: ERRORS[429]},
+    responses={k: ERRORS[k] for k in (401, 413, 429)},
 )
 async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     """Check an email and password; answers a session token for `Authorization: Bearer`."""
@@ -157,7 +157,9 @@ async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     return Session(token=token, expires_at=datetime.now(UTC) + SESSION_LIFETIME)
 
 
-@router.delete("/sessions", status_code=204, summary="Sign out", responses={401: ERRORS[401]})
+@router.delete(
+    "/sessions", status_code=204, summary="Sign out", responses={k: ERRORS[k] for k in (401, 429)}
+)
 async def sign_out(
     me: Partner, token: Annotated[str, Depends(_session_token)], stores: StoresDep
 ) -> Response:
@@ -166,7 +168,7 @@ async def sign_out(
     return Response(status_code=204)
 
 
-@router.get("/account", summary="My account", responses={401: ERRORS[401]})
+@router.get("/account", summary="My account", responses={k: ERRORS[k] for k in (401, 429)})
 async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
     """Who I am, my organisation and its credit limit (which applies to all its users)."""
     return MyAccount(
@@ -179,7 +181,9 @@ async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
     )
 
 
-@router.get("/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403)})
+@router.get(
+    "/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403, 429)}
+)
 async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOut]:
     """Everyone who is or was a user of my organisation, with their state and role."""
     users = await run_in_threadpool(
