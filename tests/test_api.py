@@ -445,10 +445,11 @@ async def test_with_the_worker_stopped_the_status_is_read_from_the_stores_at_onc
             accepted = await submitted(web)
             onboarding_id = accepted["onboarding_id"]
             await until_stage(web, onboarding_id, "lead_open")
-        # Each answered well before the 9 to 10 s a query waits for a stopped worker.
+        # Each answered before the 9 to 10 s a query waits for a stopped worker (its own
+        # query gives up after 3 s; the margin is for a loaded 2-core machine).
         started = time.monotonic()
         status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8
         assert status.status_code == 200, status.text
         assert (status.json()["stage"], status.json()["workflow_status"]) == (
             "lead_open",
@@ -456,7 +457,7 @@ async def test_with_the_worker_stopped_the_status_is_read_from_the_stores_at_onc
         )
         started = time.monotonic()
         page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8
         assert page.status_code == 200
         assert "Our sales team is reviewing your request." in page.text
 
