@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from temporalio.client import Client
 
 from settings import Settings
@@ -40,6 +41,17 @@ def approval_link(mail_sink: MailSink, onboarding_id: str) -> str:
     ]
     (link,) = [url for url in links_in(approval) if "/activate/" in url]
     return link
+
+
+@pytest.fixture
+async def administrator(
+    client: Client, settings: Settings, mail_sink: MailSink, web: httpx.AsyncClient
+) -> tuple[str, str]:
+    """An approved partner whose administrator has activated their account, signed in on
+    `web`: the request's id and the administrator's email."""
+    onboarding_id, email = await approved_partner(client, settings)
+    await activate(web, approval_link(mail_sink, onboarding_id))
+    return onboarding_id, email
 
 
 async def test_partner_activates_adds_a_user_and_removes_them(
@@ -127,14 +139,9 @@ async def test_partner_activates_adds_a_user_and_removes_them(
 
 
 async def test_sign_in_sign_out_and_a_copied_cookie(
-    client: Client,
-    settings: Settings,
-    stores: Stores,
-    mail_sink: MailSink,
-    web: httpx.AsyncClient,
+    administrator: tuple[str, str], stores: Stores, mail_sink: MailSink, web: httpx.AsyncClient
 ) -> None:
-    onboarding_id, email = await approved_partner(client, settings)
-    await activate(web, approval_link(mail_sink, onboarding_id))
+    _, email = administrator
     token = await csrf(web, "/account")
     assert (await web.post("/signout", data={"csrf_token": token})).status_code == 303
 
@@ -174,14 +181,9 @@ async def test_a_staff_session_is_ended_by_sign_out_even_from_a_copied_cookie(
 
 
 async def test_forgot_password_answers_alike_and_emails_the_owner(
-    client: Client,
-    settings: Settings,
-    stores: Stores,
-    mail_sink: MailSink,
-    web: httpx.AsyncClient,
+    administrator: tuple[str, str], stores: Stores, mail_sink: MailSink, web: httpx.AsyncClient
 ) -> None:
-    onboarding_id, email = await approved_partner(client, settings)
-    await activate(web, approval_link(mail_sink, onboarding_id))
+    _, email = administrator
     token = await csrf(web, "/password/forgot")
     known = await web.post("/password/forgot", data={"email": email, "csrf_token": token})
     unknown = await web.post(
@@ -211,14 +213,9 @@ async def test_links_that_no_longer_work_say_why(web: httpx.AsyncClient) -> None
 
 
 async def test_the_partner_api_signs_in_manages_users_and_signs_out(
-    client: Client,
-    settings: Settings,
-    stores: Stores,
-    mail_sink: MailSink,
-    web: httpx.AsyncClient,
+    administrator: tuple[str, str], stores: Stores, mail_sink: MailSink, web: httpx.AsyncClient
 ) -> None:
-    onboarding_id, email = await approved_partner(client, settings)
-    await activate(web, approval_link(mail_sink, onboarding_id))
+    onboarding_id, email = administrator
     assert (await web.get("/api/partner/account")).status_code == 401
     wrong = await web.post("/api/partner/sessions", json={"email": email, "password": "nope"})
     assert wrong.status_code == 401
@@ -269,14 +266,9 @@ async def test_the_partner_api_signs_in_manages_users_and_signs_out(
 
 
 async def test_staff_and_partner_credentials_never_cross(
-    client: Client,
-    settings: Settings,
-    stores: Stores,
-    mail_sink: MailSink,
-    web: httpx.AsyncClient,
+    administrator: tuple[str, str], stores: Stores, mail_sink: MailSink, web: httpx.AsyncClient
 ) -> None:
-    onboarding_id, email = await approved_partner(client, settings)
-    await activate(web, approval_link(mail_sink, onboarding_id))
+    onboarding_id, email = administrator
     signed_in = await web.post("/api/partner/sessions", json={"email": email, "password": PASSWORD})
     partner_bearer = {"Authorization": f"Bearer {signed_in.json()['token']}"}
     # A partner's page session and API token open no staff page or route.
@@ -295,14 +287,9 @@ async def test_staff_and_partner_credentials_never_cross(
 
 
 async def test_the_partner_sees_the_credit_limit_a_commerce_admin_set(
-    client: Client,
-    settings: Settings,
-    stores: Stores,
-    mail_sink: MailSink,
-    web: httpx.AsyncClient,
+    administrator: tuple[str, str], stores: Stores, mail_sink: MailSink, web: httpx.AsyncClient
 ) -> None:
-    onboarding_id, email = await approved_partner(client, settings)
-    await activate(web, approval_link(mail_sink, onboarding_id))
+    _, email = administrator
     me = accounts.partner_account_by_email(stores.commerce, email)
     assert me is not None
     limit = {

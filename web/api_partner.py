@@ -19,6 +19,7 @@ from models.partners import (
     PASSWORD_MAX,
     NewPartnerUser,
     PartnerRole,
+    PartnerUserChanged,
     PartnerUserState,
 )
 from models.payloads import IDEMPOTENCY_KEY, Email, Locale
@@ -124,6 +125,12 @@ class Invited(BaseModel):
     partner_user_id: int
     invitation_expires_at: datetime | None
 
+    @classmethod
+    def of(cls, changed: PartnerUserChanged) -> Invited:
+        return cls(
+            partner_user_id=changed.partner_user_id, invitation_expires_at=changed.link_expires_at
+        )
+
 
 REFUSED: dict[int | str, dict[str, Any]] = {
     **{k: ERRORS[k] for k in (401, 403, 404, 413, 429, 503)},
@@ -207,9 +214,7 @@ async def invite_user(
         changed = await add_user(client, settings, me, body, request_id)
     except PartnerActionRefused as refused:
         raise _refused(refused) from refused
-    return Invited(
-        partner_user_id=changed.partner_user_id, invitation_expires_at=changed.link_expires_at
-    )
+    return Invited.of(changed)
 
 
 @router.post("/users/{user_id}/invitation", summary="Resend an invitation", responses=REFUSED)
@@ -221,9 +226,7 @@ async def resend_invitation(
         changed = await resend(client, settings, stores, me, user_id)
     except PartnerActionRefused as refused:
         raise _refused(refused) from refused
-    return Invited(
-        partner_user_id=changed.partner_user_id, invitation_expires_at=changed.link_expires_at
-    )
+    return Invited.of(changed)
 
 
 @router.delete("/users/{user_id}", summary="Remove a user", responses=REFUSED)
