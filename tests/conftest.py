@@ -43,6 +43,7 @@ hypothesis.settings.register_profile("ci", derandomize=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # A namespace no request is started in: how Temporal looks once its retention has passed.
 FORGETFUL_NAMESPACE = "forgetful"
+TEST_SECRET = "a-secret-for-the-tests-only-0123456789"
 
 
 def free_port() -> int:
@@ -104,6 +105,8 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink)
         smtp_port=mail_sink.port,
         mail_from="B2B Partner Onboarding <no-reply@b2b.test>",
         b2b_site_url="http://b2b.test",
+        # The worker signs the status links it emails as the web app does: same secret.
+        web_secret_key=SecretStr(TEST_SECRET),
     )
 
 
@@ -214,11 +217,10 @@ def bearer(user: tuple[str, str, str]) -> dict[str, str]:
 
 
 def web_settings_for(settings: Settings, **overrides: object) -> Settings:
-    """The test's settings with the test users, a fixed secret and a generous rate limit."""
+    """The test's settings with the test users and a generous rate limit."""
     return settings.model_copy(
         update={
             "api_tokens": SecretStr(",".join(":".join(user) for user in (REP, ADMIN))),
-            "web_secret_key": SecretStr("a-secret-for-the-tests-only-0123456789"),
             "submit_rate_limit": "1000/minute",
             **overrides,
         }

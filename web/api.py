@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict
 
 import client as onboarding
+from links import status_url
 from models.payloads import (
     Action,
     OnboardingRequest,
@@ -19,7 +20,6 @@ from models.payloads import (
 from web.auth import ApiUser
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
-from web.links import status_path
 from web.protection import SubmitLimited
 from web.status import current_status, refuse_when_gone
 
@@ -82,7 +82,7 @@ async def submit_request(
         settings,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
     )
-    link = settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id)
+    link = status_url(settings.b2b_site_url, secret, submitted.onboarding_id)
     return SubmitAccepted(
         **submitted.model_dump(), status_url=None if submitted.duplicate else link
     )

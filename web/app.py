@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from temporalio.client import Client
 
 import client as onboarding
-from settings import PROJECT_DIR, Settings, get_settings
+from links import site_secret
+from settings import Settings, get_settings
 from stores import Stores
 from web import api
 from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
@@ -41,7 +40,6 @@ from web.templating import render, templates
 log = logging.getLogger("web")
 
 WEB_DIR = Path(__file__).resolve().parent
-SECRET_FILE = PROJECT_DIR / "var" / "web-secret.key"
 SESSION_MAX_AGE = 8 * 60 * 60
 
 
@@ -53,7 +51,7 @@ def create_app(
     """Build the app; what is not passed in comes from the settings."""
     settings = settings or get_settings()
     users = Users.from_settings(settings)
-    secret = _secret(settings)
+    secret = site_secret(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,23 +97,6 @@ def create_app(
         app.include_router(pages.router)
     _handle_errors(app)
     return app
-
-
-def _secret(settings: Settings) -> bytes:
-    """WEB_SECRET_KEY, or one made once and kept in `var/` so links outlive restarts."""
-    if settings.web_secret_key is not None:
-        return settings.web_secret_key.get_secret_value().encode()
-    if not SECRET_FILE.exists():
-        SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole, then linked into place: two processes starting together agree.
-        draft = SECRET_FILE.with_name(f".{SECRET_FILE.name}.{os.getpid()}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_hex(32))
-        with suppress(FileExistsError):
-            os.link(draft, SECRET_FILE)
-        draft.unlink()
-    return SECRET_FILE.read_text().strip().encode()
 
 
 NOT_UTF8 = {

@@ -10,10 +10,10 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 import client as onboarding
+from links import status_path, status_token_valid
 from models.payloads import OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
-from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
 from web.status import current_status
 from web.templating import render
