@@ -32,6 +32,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.errors import invalid_data, write
+from links import status_url
 from models.commerce import EmailMessage
 from models.payloads import EmailKind, SendEmailInput
 from settings import PROJECT_DIR, Settings
@@ -52,10 +53,14 @@ class RenderedEmail:
 
 
 class EmailRenderer:
-    """Renders an email's subject, text and HTML parts in the requester's language."""
+    """Renders an email's subject, text and HTML parts in the requester's language.
 
-    def __init__(self, site_url: str, templates_dir: Path = TEMPLATES_DIR) -> None:
+    `secret` signs the requester's status link, as the web app does (see `links`).
+    """
+
+    def __init__(self, site_url: str, secret: bytes, templates_dir: Path = TEMPLATES_DIR) -> None:
         self.site_url = site_url.rstrip("/")
+        self.secret = secret
         self.env = Environment(
             loader=FileSystemLoader(templates_dir),
             autoescape=select_autoescape(enabled_extensions=("html",)),
@@ -70,11 +75,13 @@ class EmailRenderer:
             "first_name": request.first_name,
             "last_name": request.last_name,
             "company": request.company,
+            "website": request.website,
             "email": request.email,
             "reason": input.reason,
             "site_url": self.site_url,
             "sign_in_url": f"{self.site_url}/sign-in",
             "apply_url": f"{self.site_url}/onboarding",
+            "status_url": status_url(self.site_url, self.secret, input.onboarding_id),
         }
         prefix = f"{request.locale}/{input.kind.value}"
         subject = self.env.get_template(f"{prefix}.subject.txt").render(context)

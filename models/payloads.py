@@ -64,6 +64,7 @@ class ProspectStatus(StrEnum):
 
 
 class EmailKind(StrEnum):
+    REQUEST_RECEIVED = "request_received"
     PROSPECT_APPROVED = "prospect_approved"
     PROSPECT_REJECTED = "prospect_rejected"
 
@@ -245,7 +246,7 @@ class RecordIds(BaseModel):
 
 
 class Notification(BaseModel):
-    """The approval or rejection email: sent after the decision, retried until it is."""
+    """One email to the requester: sent beside the process, retried until the server takes it."""
 
     kind: EmailKind
     state: Literal["sending", "sent", "failed"] = "sending"
@@ -269,7 +270,11 @@ class OnboardingStatus(BaseModel):
     pending_action: Action | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)
     records: RecordIds = Field(default_factory=RecordIds)
+    # The decision's email (approval or rejection); its outbox row is `records.email_message_id`.
     notification: Notification | None = None
+    # "We received your request", with the status link; None for a request submitted
+    # before that email existed.
+    received_notification: Notification | None = None
     # Filled in by the client from Temporal: running, completed, failed, terminated, ...
     workflow_status: str | None = None
 

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 import temporal_dev
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
+from models.payloads import EmailKind
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
@@ -58,12 +59,25 @@ class MailSink:
     port: int
     spool: Path
 
-    def messages(self, onboarding_id: str | None = None) -> list[EmailMessage]:
+    def messages(
+        self, onboarding_id: str | None = None, kind: EmailKind | None = None
+    ) -> list[EmailMessage]:
         return [
             message
             for message in read_spool(self.spool)
-            if onboarding_id is None or message["X-Onboarding-Id"] == onboarding_id
+            if (onboarding_id is None or message["X-Onboarding-Id"] == onboarding_id)
+            and (kind is None or message["X-Onboarding-Event"] == kind.event)
         ]
+
+    async def arrived(
+        self, onboarding_id: str, kind: EmailKind, timeout: float = 10
+    ) -> list[EmailMessage]:
+        """The request's messages of `kind`, once there is one: emails go out beside the process."""
+        for _ in range(int(timeout / 0.05)):
+            if found := self.messages(onboarding_id, kind):
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind.event} email for {onboarding_id} in {timeout} s")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import applicant_workflow_id
+from models.payloads import EmailKind, applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -84,7 +84,23 @@ async def test_a_request_goes_from_submit_to_approved_through_the_api(
     assert rows(stores.commerce, Prospect, onboarding_id)[0].decided_by == "mario"
     status = await finished(client, await onboarding.status(client, onboarding_id))
     assert status.notification and status.notification.state == "sent"
-    assert len(mail_sink.messages(onboarding_id)) == 1
+    assert status.received_notification and status.received_notification.state == "sent"
+    events = [message["X-Onboarding-Event"] for message in mail_sink.messages(onboarding_id)]
+    assert sorted(events) == ["prospect-approved", "request-received"]
+
+
+async def test_the_received_email_carries_the_link_the_api_answered_and_it_opens_the_page(
+    web: httpx.AsyncClient, mail_sink: MailSink
+) -> None:
+    accepted = await submitted(web, company="Northwind Srl")
+    (received,) = await mail_sink.arrived(accepted["onboarding_id"], EmailKind.REQUEST_RECEIVED)
+    text = received.get_body(("plain",))
+    assert text is not None
+    assert accepted["status_url"] in text.get_content().splitlines()
+
+    page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+    assert page.status_code == 200
+    assert "Northwind Srl" in page.text
 
 
 async def test_a_rejection_reason_is_recorded(web: httpx.AsyncClient, stores: Stores) -> None:
@@ -248,10 +264,13 @@ async def test_a_company_named_like_a_script_is_shown_as_text(
     assert status_page.status_code == 200
     assert script not in status_page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in status_page.text
-    html = mail_sink.messages(onboarding_id)[0].get_body(("html",))
-    assert html is not None
-    assert script not in html.get_content()
-    assert "&lt;script&gt;" in html.get_content()
+    messages = mail_sink.messages(onboarding_id)
+    assert len(messages) == 2
+    for message in messages:
+        html = message.get_body(("html",))
+        assert html is not None
+        assert script not in html.get_content()
+        assert "&lt;script&gt;" in html.get_content()
 
 
 async def test_public_submits_are_rate_limited_per_client(

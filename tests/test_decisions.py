@@ -204,7 +204,8 @@ async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
         (Action.QUALIFY, "rep:sig"),
         (Action.WON, "rep:sig"),
     ]
-    assert row_counts(stores, oid)["email_message"] == 1
+    # We received your request, then one approval.
+    assert row_counts(stores, oid)["email_message"] == 2
 
 
 @pytest.mark.usefixtures("worker")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from email.policy import SMTP
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
+from links import status_url
 from models.payloads import EmailKind, SendEmailInput
 from settings import Settings
 from tests.scenario import a_request
 
 SCRIPT = "<script>alert(1)</script>"
+SITE = "http://b2b.test"
+SECRET = b"a-secret-for-the-tests-only-0123456789"
+HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""")
 
 
 def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
@@ -17,7 +22,7 @@ def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
 
 
 def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> None:
-    renderer = EmailRenderer("http://b2b.test/")
+    renderer = EmailRenderer(f"{SITE}/", SECRET)
     for kind in EmailKind:
         for locale in ("en", "it"):
             email = renderer.render(render(kind, locale=locale))
@@ -26,8 +31,18 @@ def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> No
             assert f'lang="{locale}"' in email.html
 
 
+def test_the_received_email_carries_the_private_status_link() -> None:
+    link = status_url(SITE, SECRET, "abc123")
+    for locale in ("en", "it"):
+        email = EmailRenderer(SITE, SECRET).render(
+            render(EmailKind.REQUEST_RECEIVED, locale=locale)
+        )
+        assert link in email.text.splitlines()
+        assert HREF.findall(email.html) == [link]
+
+
 def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
-    renderer = EmailRenderer("http://b2b.test")
+    renderer = EmailRenderer(SITE, SECRET)
     input = render(EmailKind.PROSPECT_REJECTED, company=SCRIPT, first_name="<b>Eve</b>")
     email = renderer.render(input.model_copy(update={"reason": '"><img src=x onerror=alert(1)>'}))
     assert SCRIPT not in email.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
@@ -37,7 +52,7 @@ def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
 
 def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() -> None:
     settings = Settings(_env_file=None, mail_from="Partners <no-reply@b2b.test>")  # type: ignore[call-arg]
-    activities = EmailActivities(None, settings, EmailRenderer(settings.b2b_site_url))  # type: ignore[arg-type]
+    activities = EmailActivities(None, settings, EmailRenderer(settings.b2b_site_url, SECRET))  # type: ignore[arg-type]
     input = render(EmailKind.PROSPECT_APPROVED, company=SCRIPT)
     email = activities.renderer.render(input)
     message_id = message_id_for(input.kind, input.onboarding_id, settings.mail_from)

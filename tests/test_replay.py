@@ -1,7 +1,11 @@
 """Histories recorded from the scenarios replay against today's workflow code.
 
-A change that would break running workflows (non-determinism) fails here. To record
-anew after an intended, versioned change: `RECORD_HISTORIES=1 make test`.
+Each folder of `tests/histories/` holds the histories one version of the workflows
+recorded (`v1/`: before the received email; `v2-received-email/`: with it). All of them
+replay, so a change that would break a request started under any of those versions
+(non-determinism) fails here. After an intended change to the command sequence, guarded
+by `workflow.patched`, record into a new folder: set `RECORDING_VERSION` in
+`tests/scenario.py`, then `RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py`.
 """
 
 from __future__ import annotations
@@ -13,24 +17,31 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
+RECORDED = sorted(HISTORIES.glob("*/*.json"))
+# Every path of the process, in every version.
+PATHS = {
+    "won",
+    "cancelled",
+    "lost",
+    "integration_off_approved",
+    "integration_off_rejected",
+    "applicant",
+}
 
 
-def test_there_are_histories_for_every_path() -> None:
-    names = {path.stem for path in HISTORIES}
-    assert {
-        "won",
-        "cancelled",
-        "lost",
-        "integration_off_approved",
-        "integration_off_rejected",
-        "applicant",
-    } <= names
+def test_every_version_has_histories_for_every_path() -> None:
+    assert [folder.name for folder in VERSIONS] == ["v1", RECORDING_VERSION]
+    for folder in VERSIONS:
+        assert {path.stem for path in folder.glob("*.json")} >= PATHS, folder.name
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+@pytest.mark.parametrize(
+    "path", RECORDED, ids=[f"{path.parent.name}/{path.stem}" for path in RECORDED]
+)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     replayer = Replayer(
