@@ -92,10 +92,11 @@ class EmailRenderer:
         )
 
 
-def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str) -> str:
+def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str, period: str = "") -> str:
     """The same Message-ID on every attempt at the same notification."""
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{kind.event}.{onboarding_id}@{domain}>"
+    notification = f"{onboarding_id}.{period}" if period else onboarding_id
+    return f"<{kind.event}.{notification}@{domain}>"
 
 
 class EmailActivities:
@@ -110,7 +111,9 @@ class EmailActivities:
     async def send_onboarding_email(self, input: SendEmailInput) -> int:
         """Send one notification; returns its `email_message` id."""
         email = self.renderer.render(input)
-        message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
+        message_id = message_id_for(
+            input.kind, input.onboarding_id, self.settings.mail_from, input.period
+        )
         # An earlier attempt may have been accepted by the server and then failed to
         # record it: its heartbeat says so.
         progress = [SENT] if SENT in activity.info().heartbeat_details else []
@@ -170,6 +173,7 @@ class EmailActivities:
                 lambda: EmailMessage(
                     onboarding_id=input.onboarding_id,
                     kind=input.kind.value,
+                    period=input.period,
                     recipient=input.request.email,
                     subject=email.subject,
                     locale=input.request.locale,
@@ -178,6 +182,7 @@ class EmailActivities:
                 ),
                 onboarding_id=input.onboarding_id,
                 kind=input.kind.value,
+                period=input.period,
             )
             row.attempts += 1
             assert row.id is not None

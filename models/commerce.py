@@ -111,11 +111,16 @@ class EmailMessage(CommerceTable, table=True):
     """The outbox: one row per notification, written before sending and marked when sent."""
 
     __tablename__ = "email_message"
-    __table_args__ = (UniqueConstraint("onboarding_id", "kind", name="uq_email_message_kind"),)
+    # One row per notification: a request's email of a kind, or (a reminder, sent again
+    # in a later hour) of a kind and period.
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", "kind", "period", name="uq_email_message_notification"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     kind: str = Field(max_length=40)
+    period: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
     recipient: str = Field(max_length=EMAIL_MAX)
     subject: str = Field(max_length=300)
     locale: str = Field(max_length=8)

@@ -256,6 +256,9 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
         ),
         notification=_notification(decision_email) if decision_email else None,
         received_notification=_notification(received) if received else None,
+        status_link_reminders=[
+            _notification(row) for row in emails if row.kind == EmailKind.STATUS_LINK_REMINDER
+        ],
     )
 
 

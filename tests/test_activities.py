@@ -152,6 +152,30 @@ async def test_the_rejected_path_run_twice_leaves_one_of_everything(
     assert len(mail_sink.messages(oid)) == 2
 
 
+async def test_a_reminder_goes_out_once_in_its_hour_and_again_in_the_next(
+    any_stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    email = email_activities(any_stores, base_settings)
+    reminder = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16],
+        kind=EmailKind.STATUS_LINK_REMINDER,
+        request=a_request(),
+        period="2026-11-29T14",
+    )
+
+    first = await send_twice(email, reminder)
+    second = await send_twice(email, reminder.model_copy(update={"period": "2026-11-29T15"}))
+
+    assert first != second
+    outbox = rows(any_stores.commerce, EmailMessage, reminder.onboarding_id)
+    assert sorted(row.period for row in outbox) == ["2026-11-29T14", "2026-11-29T15"]
+    sent = mail_sink.messages(reminder.onboarding_id, EmailKind.STATUS_LINK_REMINDER)
+    assert sorted(message["Message-ID"] for message in sent) == sorted(
+        row.message_id for row in outbox
+    )
+    assert all("2026-11-29T1" in row.message_id for row in outbox)
+
+
 def test_deciding_a_request_the_store_does_not_have_fails_without_retrying(stores: Stores) -> None:
     env, unknown = ActivityEnvironment(), uuid.uuid4().hex[:16]
     sales, commerce = SalesActivities(stores.sales), CommerceActivities(stores.commerce, True)

@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import EmailKind, applicant_workflow_id
+from models.payloads import ALREADY_OPEN, EmailKind, applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -363,17 +363,33 @@ async def test_a_request_past_temporal_retention_is_read_from_the_stores(
         assert "Welcome aboard" in page.text
 
 
-async def test_a_duplicate_answers_with_the_request_but_never_its_link(
-    web: httpx.AsyncClient,
+async def test_a_duplicate_reveals_nothing_and_the_link_goes_to_the_address_on_record(
+    web: httpx.AsyncClient, mail_sink: MailSink
 ) -> None:
     form = a_form()
     first = await submitted(web, **form)
+    onboarding_id = first["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+
+    # The owner trying again, and someone else who knows the address: the same answer,
+    # which names no request.
     again = await web.post(API, json={**form, "company": "Someone Else Srl"})
-    assert again.status_code == 202
-    body = again.json()
-    assert (body["onboarding_id"], body["duplicate"]) == (first["onboarding_id"], True)
-    # Knowing someone's email must not be enough to read their request.
-    assert body["status_url"] is None
+    other = await web.post(API, json={**form, "first_name": "Mallory", "locale": "it"})
+
+    assert again.status_code == other.status_code == 202
+    assert again.json() == other.json() == {"duplicate": True, "detail": ALREADY_OPEN}
+    # A decision is applied after both requests for the link: it answers with them handled.
+    qualified = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert [r["kind"] for r in qualified.json()["status_link_reminders"]] == [
+        "status_link_reminder"
+    ]
+    (reminder,) = await mail_sink.arrived(onboarding_id, EmailKind.STATUS_LINK_REMINDER)
+    assert reminder["To"].addresses[0].addr_spec == form["email"]
+    text = reminder.get_body(("plain",))
+    assert text is not None
+    assert first["status_url"] in text.get_content().splitlines()
+    assert "Contoso Srl" in text.get_content() and "Someone Else" not in text.get_content()
+    assert "Gentile" not in text.get_content(), "in the language of the request on record"
 
 
 async def test_an_idempotency_key_reused_for_another_action_is_another_decision(

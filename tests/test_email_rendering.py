@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from email.policy import SMTP
 
+import pytest
+
 from activities.email import EmailActivities, EmailRenderer, message_id_for
 from links import status_url
 from models.payloads import EmailKind, SendEmailInput
@@ -31,12 +33,13 @@ def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> No
             assert f'lang="{locale}"' in email.html
 
 
-def test_the_received_email_carries_the_private_status_link() -> None:
+@pytest.mark.parametrize("kind", [EmailKind.REQUEST_RECEIVED, EmailKind.STATUS_LINK_REMINDER])
+def test_the_received_email_and_the_reminder_carry_the_private_status_link(
+    kind: EmailKind,
+) -> None:
     link = status_url(SITE, SECRET, "abc123")
     for locale in ("en", "it"):
-        email = EmailRenderer(SITE, SECRET).render(
-            render(EmailKind.REQUEST_RECEIVED, locale=locale)
-        )
+        email = EmailRenderer(SITE, SECRET).render(render(kind, locale=locale))
         assert link in email.text.splitlines()
         assert HREF.findall(email.html) == [link]
 
@@ -66,3 +69,14 @@ def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() ->
     header_block = message.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[0]
     for line in header_block.split(b"\r\n"):
         assert line[:1] in (b" ", b"\t") or b":" in line, f"stray header line {line!r}"
+
+
+def test_a_reminder_has_a_message_id_of_its_own_in_each_hour() -> None:
+    ids = {
+        message_id_for(EmailKind.STATUS_LINK_REMINDER, "abc123", "x@b2b.test", period)
+        for period in ("2026-11-29T14", "2026-11-29T14", "2026-11-29T15")
+    }
+    assert ids == {
+        "<status-link-reminder.abc123.2026-11-29T14@b2b.test>",
+        "<status-link-reminder.abc123.2026-11-29T15@b2b.test>",
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 import client as onboarding
 from links import status_url
 from models.payloads import (
+    ALREADY_OPEN,
     Action,
     OnboardingRequest,
     OnboardingStatus,
@@ -35,12 +36,19 @@ class NotAllowed(Problem):
 
 
 class SubmitAccepted(SubmitResult):
-    """The request's reference, and the link where its requester can follow it.
+    """The request's reference, and the link where its requester can follow it."""
 
-    A duplicate has no link: whoever knows an email must not read its request.
-    """
+    duplicate: Literal[False] = False
+    status_url: str
 
-    status_url: str | None
+
+class AlreadyOpen(BaseModel):
+    """The email has an undecided request. Whoever asks, the answer is the same and names
+    no request: knowing an email must not be enough to find one. Its link is emailed to
+    the address on record instead."""
+
+    duplicate: Literal[True] = True
+    detail: str = ALREADY_OPEN
 
 
 class DecisionBody(BaseModel):
@@ -74,7 +82,7 @@ async def submit_request(
     settings: SettingsDep,
     secret: SecretDep,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> SubmitAccepted:
+) -> SubmitAccepted | AlreadyOpen:
     """Submit an onboarding request; the same Idempotency-Key answers with the same request."""
     submitted = await onboarding.submit(
         client,
@@ -82,9 +90,12 @@ async def submit_request(
         settings,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
     )
-    link = status_url(settings.b2b_site_url, secret, submitted.onboarding_id)
+    if submitted.duplicate:
+        return AlreadyOpen()
     return SubmitAccepted(
-        **submitted.model_dump(), status_url=None if submitted.duplicate else link
+        onboarding_id=submitted.onboarding_id,
+        workflow_id=submitted.workflow_id,
+        status_url=status_url(settings.b2b_site_url, secret, submitted.onboarding_id),
     )
 
 

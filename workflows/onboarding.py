@@ -6,9 +6,9 @@ Reps' decisions arrive through the `decide` Update (validated, so a refused deci
 leaves no trace in history) or the `decision` signal (a refused one is logged and
 ignored).
 
-Emails to the requester (we received your request, the decision) go out beside the
-process, never holding it up; the request ends only once each is sent or has failed
-for good.
+Emails to the requester (we received your request, the status link again when the
+email applies again, the decision) go out beside the process, never holding it up;
+the request ends only once each is sent or has failed for good.
 
 Store writes are local activities: each is one short, idempotent transaction keyed by
 the onboarding id, so running it inside the workflow task (and again, should that task
@@ -52,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
         RequestDecided,
         SendEmailInput,
         Stage,
+        StatusLinkRequested,
         WriteCustomersInput,
+        hour_period,
     )
 
 # Stores or the mail server being down is worth waiting out: retry with backoff, for
@@ -113,6 +115,7 @@ class OnboardingWorkflow:
         )
         self._decision: Decision | None = None
         self._emails_in_flight: set[asyncio.Task[None]] = set()
+        self._reminded_periods: set[str] = set()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -278,7 +281,20 @@ class OnboardingWorkflow:
 
     # --- emails to the requester ---------------------------------------------------------
 
-    def _email(self, kind: EmailKind, reason: str | None = None) -> Notification:
+    @workflow.signal(
+        name="status_link_requested",
+        description="The contact email applied again: email the status link, once an hour",
+    )
+    def status_link_requested(self, input: StatusLinkRequested) -> None:
+        """Whoever applied again, the link goes to the address on record, not to them."""
+        period = hour_period(input.at)
+        if period in self._reminded_periods:
+            return
+        self._reminded_periods.add(period)
+        reminder = self._email(EmailKind.STATUS_LINK_REMINDER, period=period)
+        self._status.status_link_reminders.append(reminder)
+
+    def _email(self, kind: EmailKind, reason: str | None = None, period: str = "") -> Notification:
         """Start one email to the requester; its outcome lands on the notification returned."""
         note = Notification(kind=kind)
         sending = workflow.start_activity_method(
@@ -288,6 +304,7 @@ class OnboardingWorkflow:
                 kind=kind,
                 request=self._input.request,
                 reason=reason,
+                period=period,
             ),
             summary=f"Email: send {kind.event} to the requester",
             start_to_close_timeout=SEND_EMAIL_TIMEOUT,
@@ -395,7 +412,7 @@ class OnboardingWorkflow:
         ]
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
-        notes = [status.received_notification, status.notification]
+        notes = [status.received_notification, *status.status_link_reminders, status.notification]
         details.extend(
             NOTIFICATION[note.state].format(event=note.kind.event, error=note.error)
             for note in notes

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 import client as onboarding
 from links import status_path, status_token_valid
-from models.payloads import OnboardingRequest, Stage
+from models.payloads import ALREADY_OPEN, OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.identifiers import IDEMPOTENCY_KEY, ONBOARDING_ID
 from web.protection import SubmitLimited
@@ -72,7 +72,8 @@ async def apply(
         client, application, settings, idempotency_key=f"form:{submission_id}"
     )
     if submitted.duplicate:
-        # No link: whoever knows an email must not read its request.
+        # Neither the link nor the reference: whoever knows an email must not find its
+        # request. The link is emailed to the address on record instead.
         return RedirectResponse("/apply/already-open", status_code=303)
     path = status_path(secret, submitted.onboarding_id)
     return RedirectResponse(f"{path}/submitted", status_code=303)
@@ -80,8 +81,8 @@ async def apply(
 
 @router.get("/apply/already-open")
 async def already_open(request: Request) -> Response:
-    """The email already has an undecided request: say so, without its link."""
-    return render(request, "already_open.html")
+    """The email already has an undecided request: the API's words, and nothing more."""
+    return render(request, "already_open.html", detail=ALREADY_OPEN)
 
 
 def _field_errors(err: ValidationError) -> dict[str, str]:
