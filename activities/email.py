@@ -9,11 +9,15 @@ Message-ID, so receivers can tell.
 A send that takes a while (a slow mail server) heartbeats every few seconds, so when its
 worker dies the attempt is retried within the workflow's heartbeat timeout rather than
 its start-to-close timeout; a quick send, the usual one, heartbeats never.
+
+Whatever the requester typed is rendered inert: never in a link, and broken up so that
+no mail client turns a web address in it into one (see `inert`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,6 +47,26 @@ SENT = "sent"
 MARK_SENT_BACKOFF = (0.2, 0.5, 1, 2, 4, 8)
 # Well inside the workflow's heartbeat timeout for the email (10 s).
 KEEP_ALIVE_EVERY = 3.0
+# Where a mail client's link detector reads a scheme, a host or an address. A zero-width
+# space before each is invisible to a reader and ends the detector's match.
+_LINKABLE = re.compile(r"[.:@]")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+class Verbatim(str):
+    """Text the product vouches for (its own links, the address the email goes to)."""
+
+
+def inert(value: object) -> object:
+    """Every value a template prints: user text can never read as a link (Jinja's finalize).
+
+    Company, names, website and reasons are typed by people; shown as typed, "Visit
+    https://evil.example" would become a link in most mail clients, in an email that
+    comes from us. Only `Verbatim` values print unchanged.
+    """
+    if isinstance(value, Verbatim) or not isinstance(value, str):
+        return value
+    return _LINKABLE.sub(lambda found: _ZERO_WIDTH_SPACE + found[0], value)
 
 
 @dataclass(frozen=True)
@@ -66,6 +90,7 @@ class EmailRenderer:
             autoescape=select_autoescape(enabled_extensions=("html",)),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            finalize=inert,
         )
 
     def render(self, input: SendEmailInput) -> RenderedEmail:
@@ -76,12 +101,13 @@ class EmailRenderer:
             "last_name": request.last_name,
             "company": request.company,
             "website": request.website,
-            "email": request.email,
+            # The address this email goes to: whoever reads it owns it.
+            "email": Verbatim(request.email),
             "reason": input.reason,
-            "site_url": self.site_url,
-            "sign_in_url": f"{self.site_url}/sign-in",
-            "apply_url": f"{self.site_url}/onboarding",
-            "status_url": status_url(self.site_url, self.secret, input.onboarding_id),
+            "site_url": Verbatim(self.site_url),
+            "sign_in_url": Verbatim(f"{self.site_url}/sign-in"),
+            "apply_url": Verbatim(f"{self.site_url}/onboarding"),
+            "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
         }
         prefix = f"{request.locale}/{input.kind.value}"
         subject = self.env.get_template(f"{prefix}.subject.txt").render(context)

@@ -1,4 +1,5 @@
-"""Emails in the requester's language, with everything they typed escaped in HTML."""
+"""Emails in the requester's language, with everything they typed escaped in HTML and
+never turned into a link."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from tests.scenario import a_request
 SCRIPT = "<script>alert(1)</script>"
 SITE = "http://b2b.test"
 SECRET = b"a-secret-for-the-tests-only-0123456789"
+# What a mail client's link detector would pick up in the text part: a scheme, or a host
+# with a dot in it.
+LINKS = re.compile(r"(?:https?|ftp|mailto)\s*:\S*|\b(?:www\.)?[\w-]+(?:\.[\w-]+)+")
 HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""")
 
 
@@ -51,6 +55,31 @@ def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
     assert SCRIPT not in email.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
     assert "<img" not in email.html and "&lt;b&gt;Eve&lt;/b&gt;" in email.html
     assert SCRIPT in email.text
+
+
+@pytest.mark.parametrize("kind", list(EmailKind))
+@pytest.mark.parametrize("locale", ["en", "it"])
+def test_no_address_anyone_typed_becomes_a_link_in_any_email(kind: EmailKind, locale: str) -> None:
+    typed = {
+        "company": "Visit https://evil.example/login",
+        "first_name": "www.evil.example",
+        "last_name": "evil.example:8080",
+        "website": "https://evil.example/phish?id=1",
+    }
+    input = render(kind, locale=locale, **typed)
+    input = input.model_copy(update={"reason": "See http://evil.example/appeal"})
+
+    email = EmailRenderer(SITE, SECRET).render(input)
+
+    for part in (email.subject, email.text, email.html):
+        assert "evil" in part, "what was typed is still shown"
+        found = [link for link in LINKS.findall(part) if "evil" in link]
+        assert found == [], f"a mail client would link {found}"
+    assert all(href.startswith(f"{SITE}/") for href in HREF.findall(email.html))
+    # Read as plain text, it is what was typed.
+    text = email.text.replace("\u200b", "")
+    if kind is EmailKind.REQUEST_RECEIVED:
+        assert all(value in text for value in typed.values())
 
 
 def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() -> None:
