@@ -35,6 +35,7 @@ from web.auth import CsrfFailed, RoleRequired, SignInRequired, Users
 from web.dependencies import TemporalConnection
 from web.pages import account, commerce, public, sales
 from web.protection import SIGN_IN_LIMIT, RateLimit, SecurityHeaders
+from web.redaction import redact_secrets
 from web.templating import render, templates
 
 log = logging.getLogger("web")
@@ -52,6 +53,8 @@ def create_app(
     settings = settings or get_settings()
     users = Users.from_settings(settings)
     secret = site_secret(settings)
+    # Whichever server runs the app, tokens in paths stay out of its access log.
+    redact_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
