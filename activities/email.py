@@ -106,7 +106,7 @@ class EmailRenderer:
             "reason": input.reason,
             "site_url": Verbatim(self.site_url),
             "sign_in_url": Verbatim(f"{self.site_url}/sign-in"),
-            "apply_url": Verbatim(f"{self.site_url}/onboarding"),
+            "apply_url": Verbatim(f"{self.site_url}/apply"),
             "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
         }
         prefix = f"{request.locale}/{input.kind.value}"
