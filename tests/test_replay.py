@@ -11,6 +11,8 @@ new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from temporalio.worker import Replayer
 
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
+from workflows.onboarding import RECEIVED_EMAIL_PATCH
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
@@ -55,3 +58,29 @@ async def test_recorded_history_replays(path: Path) -> None:
         workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)
+
+
+def markers(path: Path) -> list[str]:
+    """What a history's markers record, in order: `patch:<id>` or `local:<activity type>`."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        if marker := event.get("markerRecordedEventAttributes"):
+            kind, field, key = {
+                "core_patch": ("patch", "patch-data", "id"),
+                "core_local_activity": ("local", "data", "activity_type"),
+            }[marker["markerName"]]
+            data = json.loads(base64.b64decode(marker["details"][field]["payloads"][0]["data"]))
+            found.append(f"{kind}:{data[key]}")
+    return found
+
+
+def test_the_received_email_patch_is_decided_before_any_store_write() -> None:
+    """Decided after a local activity, a patch may replay differently from how it ran."""
+    requests = [
+        path
+        for path in (HISTORIES / RECORDING_VERSION).glob("*.json")
+        if not path.stem.startswith("applicant")
+    ]
+    assert requests
+    for path in requests:
+        assert markers(path)[0] == f"patch:{RECEIVED_EMAIL_PATCH}", path.stem

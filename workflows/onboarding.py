@@ -72,7 +72,7 @@ STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 # A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
 SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
-# Requests recorded before the received email existed carry on without it.
+# Requests started before the received email existed carry on without it.
 RECEIVED_EMAIL_PATCH = "request-received-email"
 
 WAITING_FOR = {
@@ -119,6 +119,11 @@ class OnboardingWorkflow:
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
+        # Decided first, before any local activity: when a store write outlasts its
+        # workflow task, what follows it runs in the next task but replays in the first,
+        # before that task's patch marker is known, so a patch decided there would replay
+        # differently from how it ran (fault case 1 met that non-determinism error).
+        sends_received_email = workflow.patched(RECEIVED_EMAIL_PATCH)
         self._publish()
         prospect = await workflow.execute_local_activity_method(
             CommerceActivities.create_prospect,
@@ -132,7 +137,7 @@ class OnboardingWorkflow:
         )
         self._status.records.prospect_id = prospect.prospect_id
         self._status.sales_integration_enabled = prospect.sales_integration_enabled
-        if workflow.patched(RECEIVED_EMAIL_PATCH):
+        if sends_received_email:
             self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
         if prospect.sales_integration_enabled:
             await self._work_the_lead()
