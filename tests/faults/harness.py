@@ -47,6 +47,10 @@ PATHS: dict[str, tuple[Action, ...]] = {
     "lost": (Action.QUALIFY, Action.LOST),
     "cancelled": (Action.CANCEL,),
 }
+# A careful caller waits a moment before it tries again, as the API's Retry-After asks:
+# Temporal refuses an Update at once while the request's task is failing over, and
+# callers retrying in a tight loop would keep a recovering server busy.
+RETRY_AFTER = 1.0
 FINAL = {"won": Stage.APPROVED, "lost": Stage.REJECTED, "cancelled": Stage.REJECTED}
 # Every request's emails, one of each: received on submission, then the decision's.
 EMAILS = {
@@ -291,6 +295,7 @@ class Site:
             except onboarding.TemporalUnavailable:
                 if time.monotonic() > deadline:
                     raise
+                await asyncio.sleep(RETRY_AFTER)
 
     async def recorded(self, onboarding_ids: Sequence[str], timeout: float = 60) -> None:
         await self.until(onboarding_ids, lambda s: s.stage is not Stage.SUBMITTED, timeout)
@@ -298,7 +303,7 @@ class Site:
     async def decide(
         self, onboarding_id: str, action: Action, timeout: float = 120
     ) -> OnboardingStatus:
-        """Decide as a careful caller does: on no answer, again with the same decision id."""
+        """Decide as a careful caller does: on no answer, again (soon) with the same decision id."""
         assert self.client is not None
         decision_id = f"faults-{uuid.uuid4().hex}"
         deadline = time.monotonic() + timeout
@@ -311,6 +316,7 @@ class Site:
             except onboarding.TemporalUnavailable:
                 if time.monotonic() > deadline:
                     raise
+                await asyncio.sleep(RETRY_AFTER)
         if status.pending_action is None:
             return status
         # Accepted, still being applied (a store or the worker was down): wait for it.
