@@ -17,6 +17,7 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
 from temporalio.api.update.v1 import UpdateRef, WaitPolicy
 from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
@@ -424,6 +425,13 @@ async def _rpc(call: Awaitable[T]) -> T:
             RPCStatusCode.CANCELLED,
         ):
             raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
+        if any(detail.Is(WorkflowNotReadyFailure.DESCRIPTOR) for detail in err.grpc_status.details):
+            # The request's workflow task has failed a few times over (workers killed
+            # mid-task, say): Temporal takes no Update until one completes. The same
+            # decision, sent again with its id, is applied once it does.
+            raise TemporalUnavailable(
+                f"the request cannot take it yet, try again: {err.message}"
+            ) from err
         raise
     except WorkflowUpdateRPCTimeoutOrCancelledError as err:
         raise TemporalUnavailable(

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PatchActivationInput, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.commerce import CommerceActivities
@@ -19,6 +20,7 @@ from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.sales import SalesActivities
 from client import OnboardingError, connect
+from links import site_secret
 from models import search_attributes
 from settings import Settings, get_settings
 from stores import Stores
@@ -55,10 +57,14 @@ def build_worker(
     stores: Stores,
     activity_executor: ThreadPoolExecutor,
     task_queue: str | None = None,
+    patches: Callable[[PatchActivationInput], bool] | None = None,
 ) -> Worker:
+    """The worker; `patches` may leave new `workflow.patched` branches off, so that a
+    worker runs requests as the code before them did (a staged rollout, or a test)."""
     sales = SalesActivities(stores.sales)
     commerce = CommerceActivities(stores.commerce, settings.sales_integration_enabled)
-    email = EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
+    renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
+    email = EmailActivities(stores.commerce, settings, renderer)
     partners = PartnerActivities(stores.commerce)
     return Worker(
         client,
@@ -85,6 +91,7 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
+        patch_activation_callback=patches,
     )
 
 

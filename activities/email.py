@@ -9,11 +9,15 @@ Message-ID, so receivers can tell.
 A send that takes a while (a slow mail server) heartbeats every few seconds, so when its
 worker dies the attempt is retried within the workflow's heartbeat timeout rather than
 its start-to-close timeout; a quick send, the usual one, heartbeats never.
+
+Whatever the requester typed is rendered inert: never in a link, and broken up so that
+no mail client turns a web address in it into one (see `inert`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
+from links import status_url
 from models.commerce import Customer, EmailMessage, PartnerUser
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.payloads import EmailKind, SendEmailInput
@@ -47,6 +52,26 @@ SENT = "sent"
 MARK_SENT_BACKOFF = (0.2, 0.5, 1, 2, 4, 8)
 # Well inside the workflow's heartbeat timeout for the email (10 s).
 KEEP_ALIVE_EVERY = 3.0
+# Where a mail client's link detector reads a scheme, a host or an address. A zero-width
+# space before each is invisible to a reader and ends the detector's match.
+_LINKABLE = re.compile(r"[.:@]")
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+class Verbatim(str):
+    """Text the product vouches for (its own links, the address the email goes to)."""
+
+
+def inert(value: object) -> object:
+    """Every value a template prints: user text can never read as a link (Jinja's finalize).
+
+    Company, names, website and reasons are typed by people; shown as typed, "Visit
+    https://evil.example" would become a link in most mail clients, in an email that
+    comes from us. Only `Verbatim` values print unchanged.
+    """
+    if isinstance(value, Verbatim) or not isinstance(value, str):
+        return value
+    return _LINKABLE.sub(lambda found: _ZERO_WIDTH_SPACE + found[0], value)
 
 
 @dataclass(frozen=True)
@@ -57,15 +82,20 @@ class RenderedEmail:
 
 
 class EmailRenderer:
-    """Renders an email's subject, text and HTML parts in the requester's language."""
+    """Renders an email's subject, text and HTML parts in the requester's language.
 
-    def __init__(self, site_url: str, templates_dir: Path = TEMPLATES_DIR) -> None:
+    `secret` signs the requester's status link, as the web app does (see `links`).
+    """
+
+    def __init__(self, site_url: str, secret: bytes, templates_dir: Path = TEMPLATES_DIR) -> None:
         self.site_url = site_url.rstrip("/")
+        self.secret = secret
         self.env = Environment(
             loader=FileSystemLoader(templates_dir),
             autoescape=select_autoescape(enabled_extensions=("html",)),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            finalize=inert,
         )
 
     def render(self, input: SendEmailInput, activation_token: str | None = None) -> RenderedEmail:
@@ -75,8 +105,11 @@ class EmailRenderer:
             "first_name": request.first_name,
             "last_name": request.last_name,
             "company": request.company,
-            "email": request.email,
+            "website": request.website,
+            # The address this email goes to: whoever reads it owns it.
+            "email": Verbatim(request.email),
             "reason": input.reason,
+            "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
             "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
             if activation_token
             else None,
@@ -90,7 +123,7 @@ class EmailRenderer:
             "first_name": user.first_name,
             "last_name": user.last_name,
             "company": organization,
-            "email": user.email,
+            "email": Verbatim(user.email),
             "invited_by": actor,
             "link_url": self.link_url(purpose, token),
         }
@@ -99,10 +132,10 @@ class EmailRenderer:
     def render_kind(self, locale: str, kind: str, context: dict[str, Any]) -> RenderedEmail:
         context = {
             **context,
-            "site_url": self.site_url,
-            "sign_in_url": f"{self.site_url}/signin",
-            "apply_url": f"{self.site_url}/apply",
-            "forgot_url": f"{self.site_url}/password/forgot",
+            "site_url": Verbatim(self.site_url),
+            "sign_in_url": Verbatim(f"{self.site_url}/signin"),
+            "apply_url": Verbatim(f"{self.site_url}/apply"),
+            "forgot_url": Verbatim(f"{self.site_url}/password/forgot"),
         }
         prefix = f"{locale}/{kind}"
         subject = self.env.get_template(f"{prefix}.subject.txt").render(context)
@@ -112,15 +145,17 @@ class EmailRenderer:
             html=self.env.get_template(f"{prefix}.html").render(context),
         )
 
-    def link_url(self, purpose: LinkPurpose, token: str) -> str:
+    def link_url(self, purpose: LinkPurpose, token: str) -> Verbatim:
         """Where an emailed link leads: setting a first password, or a new one."""
         path = "password/reset" if purpose is LinkPurpose.PASSWORD_RESET else "activate"
-        return f"{self.site_url}/{path}/{token}"
+        return Verbatim(f"{self.site_url}/{path}/{token}")
 
 
-def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str) -> str:
+def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str, period: str = "") -> str:
     """The same Message-ID on every attempt at the same notification."""
-    return _message_id(kind.event, onboarding_id, mail_from)
+    return _message_id(
+        kind.event, f"{onboarding_id}.{period}" if period else onboarding_id, mail_from
+    )
 
 
 def _message_id(event: str, key: str, mail_from: str) -> str:
@@ -148,7 +183,9 @@ class EmailActivities:
         The approval email carries the new administrator's activation link.
         """
         request = input.request
-        message_id = message_id_for(input.kind, input.onboarding_id, self.settings.mail_from)
+        message_id = message_id_for(
+            input.kind, input.onboarding_id, self.settings.mail_from, input.period
+        )
 
         def claim(session: Session, fresh: bool) -> _Claimed:
             row = _outbox(
@@ -156,6 +193,7 @@ class EmailActivities:
                 lambda: EmailMessage(
                     onboarding_id=input.onboarding_id,
                     kind=input.kind.value,
+                    period=input.period,
                     recipient=request.email,
                     subject="",
                     locale=request.locale,
@@ -164,6 +202,7 @@ class EmailActivities:
                 ),
                 onboarding_id=input.onboarding_id,
                 kind=input.kind.value,
+                period=input.period,
             )
             token = None
             if input.kind is EmailKind.PROSPECT_APPROVED:

@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 import client as onboarding
 from bench.naive import NaiveWorkflow
-from models.payloads import Action, OnboardingRequest
+from models.payloads import Action, EmailKind, OnboardingRequest
 from models.sales import Lead
 from settings import Settings
 
@@ -245,13 +245,17 @@ def _succeeded(outcomes: list[T | BaseException]) -> list[T]:
 
 
 def attach_email_receipts(spool: Path, records: Iterable[Onboarding]) -> None:
-    """The SMTP sink names each message by when it accepted it: pair them with requests."""
+    """The SMTP sink names each message by when it accepted it: pair each request with
+    its approval email (its received email went out long before)."""
     by_id = {record.onboarding_id: record for record in records}
     parser = BytesHeaderParser()
     for path in spool.glob("*.eml"):
         with path.open("rb") as file:
-            onboarding_id = parser.parse(file)["X-Onboarding-Id"]
-        record = by_id.get(onboarding_id)
-        if record is not None:
+            headers = parser.parse(file)
+        record = by_id.get(headers["X-Onboarding-Id"])
+        if (
+            record is not None
+            and headers["X-Onboarding-Event"] == EmailKind.PROSPECT_APPROVED.event
+        ):
             stamp = datetime.strptime(path.name.split("-")[0], "%Y%m%dT%H%M%S%f")
             record.email_accepted_at = stamp.replace(tzinfo=UTC).timestamp()

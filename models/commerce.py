@@ -161,13 +161,18 @@ class EmailMessage(CommerceTable, table=True):
     """The outbox: one row per notification, written before sending and marked when sent."""
 
     __tablename__ = "email_message"
-    __table_args__ = (UniqueConstraint("onboarding_id", "kind", name="uq_email_message_kind"),)
+    # One row per notification: a request's email of a kind, or (a reminder, sent again
+    # in a later hour) of a kind and period.
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", "kind", "period", name="uq_email_message_notification"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
     kind: str = Field(max_length=40)
     # A partner user's emails (invitations, links) belong to no onboarding request.
     partner_user_id: int | None = Field(default=None, foreign_key="partner_user.id", index=True)
+    period: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
     recipient: str = Field(max_length=EMAIL_MAX)
     subject: str = Field(max_length=300)
     locale: str = Field(max_length=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -65,6 +65,8 @@ class ProspectStatus(StrEnum):
 
 
 class EmailKind(StrEnum):
+    REQUEST_RECEIVED = "request_received"
+    STATUS_LINK_REMINDER = "status_link_reminder"
     PROSPECT_APPROVED = "prospect_approved"
     PROSPECT_REJECTED = "prospect_rejected"
 
@@ -241,6 +243,17 @@ def applicant_workflow_id(email: str) -> str:
     return f"applicant-{applicant_key(email)}"
 
 
+def hour_period(at: datetime) -> str:
+    """The UTC hour `at` falls in: a status-link reminder goes out at most once in each."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+# What anyone who submits with the email of an undecided request reads, whoever they are.
+ALREADY_OPEN = (
+    "A request with this email is already open; we have emailed its link to that address."
+)
+
+
 class Decision(BaseModel):
     """A rep's or admin's decision on a request, as an Update or a signal."""
 
@@ -269,7 +282,7 @@ class RecordIds(BaseModel):
 
 
 class Notification(BaseModel):
-    """The approval or rejection email: sent after the decision, retried until it is."""
+    """One email to the requester: sent beside the process, retried until the server takes it."""
 
     kind: EmailKind
     state: Literal["sending", "sent", "failed"] = "sending"
@@ -293,7 +306,13 @@ class OnboardingStatus(BaseModel):
     pending_action: Action | None = None
     decisions: list[DecisionRecord] = Field(default_factory=list)
     records: RecordIds = Field(default_factory=RecordIds)
+    # The decision's email (approval or rejection); its outbox row is `records.email_message_id`.
     notification: Notification | None = None
+    # "We received your request", with the status link; None for a request submitted
+    # before that email existed.
+    received_notification: Notification | None = None
+    # The status link emailed again, at most once an hour, when the email applies again.
+    status_link_reminders: list[Notification] = Field(default_factory=list)
     # Filled in by the client from Temporal: running, completed, failed, terminated, ...
     workflow_status: str | None = None
 
@@ -342,6 +361,12 @@ class SubmitResult(BaseModel):
     onboarding_id: str
     workflow_id: str
     duplicate: bool = False
+
+
+class StatusLinkRequested(BaseModel):
+    """From the applicant workflow to its open request: the email applied again at `at`."""
+
+    at: datetime
 
 
 # --- activity inputs and results ------------------------------------------------------
@@ -430,3 +455,6 @@ class SendEmailInput(BaseModel):
     kind: EmailKind
     request: OnboardingRequest
     reason: str | None = None
+    # For an email a request may get more than once (a reminder): which one, its hour.
+    # One email per request, kind and period: retries in the same period find it sent.
+    period: str = ""

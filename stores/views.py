@@ -42,6 +42,8 @@ T = TypeVar("T", bound=SQLModel)
 
 # A list page shows this many rows; the search narrows it down.
 PAGE_SIZE = 200
+# The emails that tell the requester the decision: the status's `notification`.
+DECISION_EMAILS = frozenset({EmailKind.PROSPECT_APPROVED, EmailKind.PROSPECT_REJECTED})
 
 
 def all_commerce_b2b_leads(sales: Engine) -> list[Lead]:
@@ -199,7 +201,7 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
             return None
         customers = {c.customer_type: c.id for c in _of(session, Customer, onboarding_id)}
         hierarchy = _first(session, CustomerHierarchy, onboarding_id)
-        email = _first(session, EmailMessage, onboarding_id)
+        emails = sorted(_of(session, EmailMessage, onboarding_id), key=lambda row: row.id or 0)
     with Session(stores.sales) as session:
         lead = _first(session, Lead, onboarding_id)
         notes = _of(session, TimelineNote, onboarding_id)
@@ -227,13 +229,8 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
 
     stage = _stage(prospect, lead)
     changed = prospect.decided_at or (decisions[-1].at if decisions else prospect.created_at)
-    notification = None
-    if email is not None:
-        notification = Notification(
-            kind=EmailKind(email.kind),
-            state="sent" if email.sent_at else "sending",
-            email_message_id=email.id,
-        )
+    decision_email = next((row for row in emails if row.kind in DECISION_EMAILS), None)
+    received = next((row for row in emails if row.kind == EmailKind.REQUEST_RECEIVED), None)
     return OnboardingStatus(
         onboarding_id=onboarding_id,
         workflow_id=onboarding_workflow_id(onboarding_id),
@@ -255,9 +252,22 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
             person_customer_id=customers.get("person"),
             organization_customer_id=customers.get("organization"),
             customer_hierarchy_id=hierarchy.id if hierarchy else None,
-            email_message_id=email.id if email else None,
+            email_message_id=decision_email.id if decision_email else None,
         ),
-        notification=notification,
+        notification=_notification(decision_email) if decision_email else None,
+        received_notification=_notification(received) if received else None,
+        status_link_reminders=[
+            _notification(row) for row in emails if row.kind == EmailKind.STATUS_LINK_REMINDER
+        ],
+    )
+
+
+def _notification(row: EmailMessage) -> Notification:
+    # The outbox cannot tell a failed email from one still being retried.
+    return Notification(
+        kind=EmailKind(row.kind),
+        state="sent" if row.sent_at else "sending",
+        email_message_id=row.id,
     )
 
 

@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 import temporal_dev
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
+from models.payloads import EmailKind
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
@@ -45,6 +46,7 @@ hypothesis.settings.register_profile("ci", derandomize=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # A namespace no request is started in: how Temporal looks once its retention has passed.
 FORGETFUL_NAMESPACE = "forgetful"
+TEST_SECRET = "a-secret-for-the-tests-only-0123456789"
 
 
 def free_port() -> int:
@@ -59,12 +61,25 @@ class MailSink:
     port: int
     spool: Path
 
-    def messages(self, onboarding_id: str | None = None) -> list[EmailMessage]:
+    def messages(
+        self, onboarding_id: str | None = None, kind: EmailKind | None = None
+    ) -> list[EmailMessage]:
         return [
             message
             for message in read_spool(self.spool)
-            if onboarding_id is None or message["X-Onboarding-Id"] == onboarding_id
+            if (onboarding_id is None or message["X-Onboarding-Id"] == onboarding_id)
+            and (kind is None or message["X-Onboarding-Event"] == kind.event)
         ]
+
+    async def arrived(
+        self, onboarding_id: str, kind: EmailKind, timeout: float = 10
+    ) -> list[EmailMessage]:
+        """The request's messages of `kind`, once there is one: emails go out beside the process."""
+        for _ in range(int(timeout / 0.05)):
+            if found := self.messages(onboarding_id, kind):
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind.event} email for {onboarding_id} in {timeout} s")
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +121,8 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink)
         smtp_port=mail_sink.port,
         mail_from="B2B Partner Onboarding <no-reply@b2b.test>",
         b2b_site_url="http://b2b.test",
+        # The worker signs the status links it emails as the web app does: same secret.
+        web_secret_key=SecretStr(TEST_SECRET),
     )
 
 
@@ -218,11 +235,10 @@ def bearer(user: tuple[str, str, str]) -> dict[str, str]:
 
 
 def web_settings_for(settings: Settings, **overrides: object) -> Settings:
-    """The test's settings with the test users, a fixed secret and a generous rate limit."""
+    """The test's settings with the test users and a generous rate limit."""
     return settings.model_copy(
         update={
             "api_tokens": SecretStr(",".join(":".join(user) for user in (REP, ADMIN))),
-            "web_secret_key": SecretStr("a-secret-for-the-tests-only-0123456789"),
             "submit_rate_limit": "1000/minute",
             **overrides,
         }

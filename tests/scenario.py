@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections import Counter
+from email.message import EmailMessage as Mail
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ from models.sales import SalesTable
 from settings import Settings
 from stores import Stores
 
+# One folder per version of the workflows' command sequence; the scenarios record into
+# the newest, and the replay test replays them all.
 HISTORIES = Path(__file__).parent / "histories"
+RECORDING_VERSION = "v2-received-email"
 
 # Every row a request leaves behind once qualified and won, in both stores.
 ROWS_OF_A_WON_REQUEST = {
@@ -33,7 +37,8 @@ ROWS_OF_A_WON_REQUEST = {
     "customer": 2,
     "customer_hierarchy": 1,
     "customer_hierarchy_member": 2,
-    "email_message": 1,
+    # We received your request, then the approval.
+    "email_message": 2,
 }
 
 
@@ -60,6 +65,12 @@ async def submit(client: Client, settings: Settings, **overrides: Any) -> Onboar
     """Submit a request and wait until it is recorded and ready for a decision."""
     result = await onboarding.submit(client, a_request(**overrides), settings)
     return await onboarding.wait_until_recorded(client, result.onboarding_id)
+
+
+def text_of(message: Mail, subtype: str = "plain") -> str:
+    part = message.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    return str(part.get_content())
 
 
 async def finished(client: Client, status: OnboardingStatus) -> OnboardingStatus:
@@ -97,4 +108,6 @@ async def keep_history(client: Client, workflow_id: str, name: str) -> None:
     if os.environ.get("RECORD_HISTORIES") != "1":
         return
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    folder = HISTORIES / RECORDING_VERSION
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.json").write_text(history.to_json())

@@ -18,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.sales import SalesActivities
+from links import site_secret
 from mailsink import SpoolHandler, read_spool
 from models.commerce import EmailMessage
 from models.payloads import (
@@ -65,7 +66,8 @@ async def send_twice(email: EmailActivities, input: SendEmailInput) -> int:
 
 
 def email_activities(stores: Stores, settings: Settings) -> EmailActivities:
-    return EmailActivities(stores.commerce, settings, EmailRenderer(settings.b2b_site_url))
+    renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
+    return EmailActivities(stores.commerce, settings, renderer)
 
 
 async def test_the_won_path_run_twice_leaves_one_of_everything(
@@ -100,14 +102,15 @@ async def test_the_won_path_run_twice_leaves_one_of_everything(
         CloseOpportunityInput(onboarding_id=oid, won=True, actor="rep", at=NOW),
     )
     twice(commerce.approve_prospect, ApproveProspectInput(onboarding_id=oid, actor="rep", at=NOW))
-    await send_twice(
-        email_activities(any_stores, base_settings),
-        SendEmailInput(onboarding_id=oid, kind=EmailKind.PROSPECT_APPROVED, request=request),
-    )
+    for kind in (EmailKind.REQUEST_RECEIVED, EmailKind.PROSPECT_APPROVED):
+        await send_twice(
+            email_activities(any_stores, base_settings),
+            SendEmailInput(onboarding_id=oid, kind=kind, request=request),
+        )
 
     assert lead.lead_id and qualified.opportunity_id
     assert row_counts(any_stores, oid) == ROWS_OF_A_WON_REQUEST
-    assert len(mail_sink.messages(oid)) == 1
+    assert len(mail_sink.messages(oid)) == 2
 
 
 async def test_the_rejected_path_run_twice_leaves_one_of_everything(
@@ -133,12 +136,11 @@ async def test_the_rejected_path_run_twice_leaves_one_of_everything(
         commerce.reject_prospect,
         RejectProspectInput(onboarding_id=oid, actor="rep", reason="no", at=NOW),
     )
-    await send_twice(
-        email_activities(any_stores, base_settings),
-        SendEmailInput(
-            onboarding_id=oid, kind=EmailKind.PROSPECT_REJECTED, request=request, reason="no"
-        ),
-    )
+    for kind in (EmailKind.REQUEST_RECEIVED, EmailKind.PROSPECT_REJECTED):
+        await send_twice(
+            email_activities(any_stores, base_settings),
+            SendEmailInput(onboarding_id=oid, kind=kind, request=request, reason="no"),
+        )
 
     counts = row_counts(any_stores, oid)
     assert (
@@ -146,8 +148,32 @@ async def test_the_rejected_path_run_twice_leaves_one_of_everything(
         counts["timeline_note"],
         counts["prospect"],
         counts["email_message"],
-    ) == (1, 2, 1, 1)
-    assert len(mail_sink.messages(oid)) == 1
+    ) == (1, 2, 1, 2)
+    assert len(mail_sink.messages(oid)) == 2
+
+
+async def test_a_reminder_goes_out_once_in_its_hour_and_again_in_the_next(
+    any_stores: Stores, base_settings: Settings, mail_sink: MailSink
+) -> None:
+    email = email_activities(any_stores, base_settings)
+    reminder = SendEmailInput(
+        onboarding_id=uuid.uuid4().hex[:16],
+        kind=EmailKind.STATUS_LINK_REMINDER,
+        request=a_request(),
+        period="2026-11-29T14",
+    )
+
+    first = await send_twice(email, reminder)
+    second = await send_twice(email, reminder.model_copy(update={"period": "2026-11-29T15"}))
+
+    assert first != second
+    outbox = rows(any_stores.commerce, EmailMessage, reminder.onboarding_id)
+    assert sorted(row.period for row in outbox) == ["2026-11-29T14", "2026-11-29T15"]
+    sent = mail_sink.messages(reminder.onboarding_id, EmailKind.STATUS_LINK_REMINDER)
+    assert sorted(message["Message-ID"] for message in sent) == sorted(
+        row.message_id for row in outbox
+    )
+    assert all("2026-11-29T1" in row.message_id for row in outbox)
 
 
 def test_deciding_a_request_the_store_does_not_have_fails_without_retrying(stores: Stores) -> None:

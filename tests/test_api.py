@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import IDEMPOTENCY_KEY, applicant_workflow_id
+from models.payloads import ALREADY_OPEN, IDEMPOTENCY_KEY, EmailKind, applicant_workflow_id
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -86,7 +86,23 @@ async def test_a_request_goes_from_submit_to_approved_through_the_api(
     assert rows(stores.commerce, Prospect, onboarding_id)[0].decided_by == "mario"
     status = await finished(client, await onboarding.status(client, onboarding_id))
     assert status.notification and status.notification.state == "sent"
-    assert len(mail_sink.messages(onboarding_id)) == 1
+    assert status.received_notification and status.received_notification.state == "sent"
+    events = [message["X-Onboarding-Event"] for message in mail_sink.messages(onboarding_id)]
+    assert sorted(events) == ["prospect-approved", "request-received"]
+
+
+async def test_the_received_email_carries_the_link_the_api_answered_and_it_opens_the_page(
+    web: httpx.AsyncClient, mail_sink: MailSink
+) -> None:
+    accepted = await submitted(web, company="Northwind Srl")
+    (received,) = await mail_sink.arrived(accepted["onboarding_id"], EmailKind.REQUEST_RECEIVED)
+    text = received.get_body(("plain",))
+    assert text is not None
+    assert accepted["status_url"] in text.get_content().splitlines()
+
+    page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
+    assert page.status_code == 200
+    assert "Northwind Srl" in page.text
 
 
 async def test_a_rejection_reason_is_recorded(web: httpx.AsyncClient, stores: Stores) -> None:
@@ -250,10 +266,13 @@ async def test_a_company_named_like_a_script_is_shown_as_text(
     assert status_page.status_code == 200
     assert script not in status_page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in status_page.text
-    html = mail_sink.messages(onboarding_id)[0].get_body(("html",))
-    assert html is not None
-    assert script not in html.get_content()
-    assert "&lt;script&gt;" in html.get_content()
+    messages = mail_sink.messages(onboarding_id)
+    assert len(messages) == 2
+    for message in messages:
+        html = message.get_body(("html",))
+        assert html is not None
+        assert script not in html.get_content()
+        assert "&lt;script&gt;" in html.get_content()
 
 
 async def test_public_submits_are_rate_limited_per_client(
@@ -365,17 +384,33 @@ async def test_a_request_past_temporal_retention_is_read_from_the_stores(
         assert "Welcome aboard" in page.text
 
 
-async def test_a_duplicate_answers_with_the_request_but_never_its_link(
-    web: httpx.AsyncClient,
+async def test_a_duplicate_reveals_nothing_and_the_link_goes_to_the_address_on_record(
+    web: httpx.AsyncClient, mail_sink: MailSink
 ) -> None:
     form = a_form()
     first = await submitted(web, **form)
+    onboarding_id = first["onboarding_id"]
+    await until_stage(web, onboarding_id, "lead_open")
+
+    # The owner trying again, and someone else who knows the address: the same answer,
+    # which names no request.
     again = await web.post(API, json={**form, "company": "Someone Else Srl"})
-    assert again.status_code == 202
-    body = again.json()
-    assert (body["onboarding_id"], body["duplicate"]) == (first["onboarding_id"], True)
-    # Knowing someone's email must not be enough to read their request.
-    assert body["status_url"] is None
+    other = await web.post(API, json={**form, "first_name": "Mallory", "locale": "it"})
+
+    assert again.status_code == other.status_code == 202
+    assert again.json() == other.json() == {"duplicate": True, "detail": ALREADY_OPEN}
+    # A decision is applied after both requests for the link: it answers with them handled.
+    qualified = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
+    assert [r["kind"] for r in qualified.json()["status_link_reminders"]] == [
+        "status_link_reminder"
+    ]
+    (reminder,) = await mail_sink.arrived(onboarding_id, EmailKind.STATUS_LINK_REMINDER)
+    assert reminder["To"].addresses[0].addr_spec == form["email"]
+    text = reminder.get_body(("plain",))
+    assert text is not None
+    assert first["status_url"] in text.get_content().splitlines()
+    assert "Contoso Srl" in text.get_content() and "Someone Else" not in text.get_content()
+    assert "Gentile" not in text.get_content(), "in the language of the request on record"
 
 
 async def test_an_idempotency_key_reused_for_another_action_is_another_decision(

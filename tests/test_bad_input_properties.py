@@ -134,7 +134,8 @@ def test_no_line_break_typed_anywhere_reaches_an_email_header(
     except ValidationError:
         return
     mail_settings = Settings(_env_file=None, mail_from="Partners <no-reply@b2b.test>")  # type: ignore[call-arg]
-    activities = EmailActivities(None, mail_settings, EmailRenderer("http://b2b.test"))  # type: ignore[arg-type]
+    renderer = EmailRenderer("http://b2b.test", b"secret")
+    activities = EmailActivities(None, mail_settings, renderer)  # type: ignore[arg-type]
     input = SendEmailInput(onboarding_id="abc123", kind=kind, request=request, reason="a\r\nb")
     email = activities.renderer.render(input)
     message = activities.onboarding_message(

@@ -1,13 +1,13 @@
 """The whole story in a real browser (Debian's headless Chromium, driven by Playwright).
 
-A partner applies through the form, a rep signs in, qualifies and wins the lead, an
-admin sees the approved prospect and its hierarchy, and the approval email arrives.
+A partner applies through the form and opens the link the received email brings, a rep
+signs in, qualifies and wins the lead, an admin sees the approved prospect and its
+hierarchy, and the approval email arrives.
 Each page is saved as a screenshot under `test-output/browser/` for a person to look at.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +17,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
 import client as onboarding
+from models.payloads import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import ADMIN, REP, MailSink
+from tests.scenario import text_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT_DIR / "test-output" / "browser"
@@ -114,6 +116,12 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
         "Il nostro team commerciale sta esaminando la sua richiesta."
     )
     await snap(partner, "05-request-status")
+    # The same link arrives by email, in case the partner kept nothing.
+    (received,) = await mail_sink.arrived(onboarding_id, EmailKind.REQUEST_RECEIVED)
+    link = next(line for line in text_of(received).splitlines() if "/requests/" in line)
+    assert link.startswith("http://b2b.test/")
+    await partner.goto(site + link.removeprefix("http://b2b.test"))
+    await expect(partner.locator("h1")).to_have_text("Our sales team is reviewing your request.")
 
     rep = refusals(await (await browser.new_context()).new_page(), refused)
     await sign_in(rep, site, REP)
@@ -159,13 +167,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await snap(partner, "13-api-docs")
     assert refused == []
 
-    for _ in range(100):
-        messages = mail_sink.messages(onboarding_id)
-        if messages:
-            break
-        await asyncio.sleep(0.05)
-    assert [message["X-Onboarding-Event"] for message in messages] == ["prospect-approved"]
-    assert messages[0]["To"] == f"Giulia Rossi <{email}>"
-    text = messages[0].get_body(("plain",))
-    assert text is not None
-    assert "approvata come partner" in text.get_content()
+    (approval,) = await mail_sink.arrived(onboarding_id, EmailKind.PROSPECT_APPROVED)
+    assert approval["To"] == f"Giulia Rossi <{email}>"
+    assert "approvata come partner" in text_of(approval)
+    assert len(mail_sink.messages(onboarding_id)) == 2

@@ -6,18 +6,20 @@ import asyncio
 import uuid
 
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import client as onboarding
 from models.payloads import (
     ALLOWED_ACTIONS,
     Action,
     CreateProspectInput,
+    OnboardingInput,
     OnboardingStatus,
     ProspectCreated,
     Stage,
+    onboarding_workflow_id,
 )
 from settings import Settings
 from stores import Stores
@@ -120,6 +122,43 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
         await assert_all_refused_but(client, status, frozenset())
 
 
+@workflow.defn(name="OnboardingWorkflow")
+class CrashingRelease:
+    """A release whose workflow code fails: Temporal retries the task until one that works."""
+
+    @workflow.run
+    async def run(self, input: OnboardingInput) -> None:
+        raise RuntimeError("a bug in this release")
+
+
+async def test_a_decision_while_the_request_cannot_run_is_to_be_sent_again(
+    client: Client, settings: Settings
+) -> None:
+    """As after a worker died mid-task: not an error of the decision, a moment to wait."""
+    oid = uuid.uuid4().hex[:16]
+    async with Worker(
+        client,
+        task_queue=settings.onboarding_task_queue,
+        workflows=[CrashingRelease],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        handle = await client.start_workflow(
+            CrashingRelease.run,
+            OnboardingInput(onboarding_id=oid, request=a_request()),
+            id=onboarding_workflow_id(oid),
+            task_queue=settings.onboarding_task_queue,
+        )
+        # Temporal refuses Updates once the task has failed a few times over.
+        for _ in range(600):
+            described = await handle.describe()
+            if described.raw_description.pending_workflow_task.attempt >= 3:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(onboarding.TemporalUnavailable, match="try again"):
+            await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:a")
+        await handle.terminate()
+
+
 @pytest.mark.usefixtures("worker")
 async def test_of_two_racing_decisions_one_is_applied_and_the_other_refused(
     client: Client, settings: Settings
@@ -165,7 +204,8 @@ async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
         (Action.QUALIFY, "rep:sig"),
         (Action.WON, "rep:sig"),
     ]
-    assert row_counts(stores, oid)["email_message"] == 1
+    # We received your request, then one approval.
+    assert row_counts(stores, oid)["email_message"] == 2
 
 
 @pytest.mark.usefixtures("worker")

@@ -1,4 +1,5 @@
-"""While a contact email's request is undecided, submitting again answers with that request."""
+"""While a contact email's request is undecided, submitting again answers with that request,
+and its status link goes to the address on record (at most once an hour), not to the caller."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import pytest
 from temporalio.client import Client
 
 import client as onboarding
-from models.commerce import Prospect
-from models.payloads import Action
+from links import site_secret, status_url
+from models.commerce import EmailMessage, Prospect
+from models.payloads import Action, EmailKind, Stage, applicant_workflow_id
 from models.sales import Lead
 from settings import Settings
 from stores import Stores
-from tests.scenario import a_request, rows, submit
+from tests.conftest import MailSink
+from tests.scenario import a_request, finished, keep_history, rows, submit, text_of
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 async def test_a_second_submit_while_undecided_answers_with_the_first_request(
-    client: Client, settings: Settings, stores: Stores
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
     first = await submit(client, settings)
 
@@ -32,6 +35,47 @@ async def test_a_second_submit_while_undecided_answers_with_the_first_request(
     prospects = rows(stores.commerce, Prospect, first.onboarding_id)
     assert len(prospects) == 1 and prospects[0].company_name == "Contoso Srl"
     assert len(rows(stores.sales, Lead, first.onboarding_id)) == 1
+    # The link goes to the address the request was made with, in its words.
+    (reminder,) = await mail_sink.arrived(first.onboarding_id, EmailKind.STATUS_LINK_REMINDER)
+    assert reminder["To"].addresses[0].addr_spec == first.email
+    text = text_of(reminder)
+    assert status_url(settings.b2b_site_url, site_secret(settings), first.onboarding_id) in text
+    assert "Contoso Srl" in text and "Another name" not in text
+
+
+async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_email_sent(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    first = await submit(client, settings)
+    oid = first.onboarding_id
+    for company in ("Another name", "Yet another name"):
+        again = await onboarding.submit(
+            client, a_request(email=first.email, company=company), settings
+        )
+        assert again.duplicate
+
+    # Applied after both requests for the link, the decision answers with them handled.
+    status = await onboarding.decide(client, oid, Action.CANCEL, actor="rep:a")
+    assert len(status.status_link_reminders) == 1
+    status = await finished(client, status)
+
+    assert status.stage is Stage.REJECTED
+    (reminder,) = status.status_link_reminders
+    outbox = {row.kind: row for row in rows(stores.commerce, EmailMessage, oid)}
+    assert outbox.keys() == {
+        EmailKind.REQUEST_RECEIVED,
+        EmailKind.STATUS_LINK_REMINDER,
+        EmailKind.PROSPECT_REJECTED,
+    }
+    assert reminder.state == "sent"
+    assert reminder.email_message_id == outbox[EmailKind.STATUS_LINK_REMINDER].id
+    assert outbox[EmailKind.STATUS_LINK_REMINDER].period != ""
+    events = sorted(message["X-Onboarding-Event"] for message in mail_sink.messages(oid))
+    assert events == ["prospect-rejected", "request-received", "status-link-reminder"]
+    await keep_history(client, status.workflow_id, "status_link_reminded")
+    applicant = client.get_workflow_handle(applicant_workflow_id(first.email))
+    await applicant.result()
+    await keep_history(client, applicant.id, "applicant_duplicate")
 
 
 async def test_concurrent_submits_with_one_email_make_one_request(

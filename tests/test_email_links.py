@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from activities.email import EmailRenderer, RenderedEmail
+from links import site_secret
 from models.commerce import PartnerUser
 from models.partners import LinkPurpose
 from models.payloads import EmailKind, SendEmailInput
@@ -55,6 +56,7 @@ async def test_every_link_in_every_email_kind_opens_a_page(
     locale: str,
     client: Client,
     settings: Settings,
+    web_settings: Settings,
     stores: Stores,
     mail_sink: MailSink,
     web: httpx.AsyncClient,
@@ -63,7 +65,7 @@ async def test_every_link_in_every_email_kind_opens_a_page(
     with Session(stores.commerce) as session:
         user = session.exec(select(PartnerUser).where(PartnerUser.email == email)).one()
     assert user.id is not None and user.locale == locale
-    renderer = EmailRenderer(SITE)
+    renderer = EmailRenderer(SITE, site_secret(web_settings))
     request = a_request(email=email, locale=locale)
     for kind in EmailKind:
         token = fresh_token(stores, user.id, LinkPurpose.ACTIVATION)

@@ -1,15 +1,26 @@
-"""Emails in the requester's language, with everything they typed escaped in HTML."""
+"""Emails in the requester's language, with everything they typed escaped in HTML and
+never turned into a link."""
 
 from __future__ import annotations
 
+import re
 from email.policy import SMTP
 
+import pytest
+
 from activities.email import EmailActivities, EmailRenderer, message_id_for
+from links import status_url
 from models.payloads import EmailKind, SendEmailInput
 from settings import Settings
 from tests.scenario import a_request
 
 SCRIPT = "<script>alert(1)</script>"
+SITE = "http://b2b.test"
+SECRET = b"a-secret-for-the-tests-only-0123456789"
+# What a mail client's link detector would pick up in the text part: a scheme, or a host
+# with a dot in it.
+LINKS = re.compile(r"(?:https?|ftp|mailto)\s*:\S*|\b(?:www\.)?[\w-]+(?:\.[\w-]+)+")
+HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""")
 
 
 def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
@@ -17,7 +28,7 @@ def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
 
 
 def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> None:
-    renderer = EmailRenderer("http://b2b.test/")
+    renderer = EmailRenderer(f"{SITE}/", SECRET)
     for kind in EmailKind:
         for locale in ("en", "it"):
             email = renderer.render(render(kind, locale=locale))
@@ -26,8 +37,19 @@ def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> No
             assert f'lang="{locale}"' in email.html
 
 
+@pytest.mark.parametrize("kind", [EmailKind.REQUEST_RECEIVED, EmailKind.STATUS_LINK_REMINDER])
+def test_the_received_email_and_the_reminder_carry_the_private_status_link(
+    kind: EmailKind,
+) -> None:
+    link = status_url(SITE, SECRET, "abc123")
+    for locale in ("en", "it"):
+        email = EmailRenderer(SITE, SECRET).render(render(kind, locale=locale))
+        assert link in email.text.splitlines()
+        assert HREF.findall(email.html) == [link]
+
+
 def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
-    renderer = EmailRenderer("http://b2b.test")
+    renderer = EmailRenderer(SITE, SECRET)
     input = render(EmailKind.PROSPECT_REJECTED, company=SCRIPT, first_name="<b>Eve</b>")
     email = renderer.render(input.model_copy(update={"reason": '"><img src=x onerror=alert(1)>'}))
     assert SCRIPT not in email.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
@@ -35,9 +57,34 @@ def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
     assert SCRIPT in email.text
 
 
+@pytest.mark.parametrize("kind", list(EmailKind))
+@pytest.mark.parametrize("locale", ["en", "it"])
+def test_no_address_anyone_typed_becomes_a_link_in_any_email(kind: EmailKind, locale: str) -> None:
+    typed = {
+        "company": "Visit https://evil.example/login",
+        "first_name": "www.evil.example",
+        "last_name": "evil.example:8080",
+        "website": "https://evil.example/phish?id=1",
+    }
+    input = render(kind, locale=locale, **typed)
+    input = input.model_copy(update={"reason": "See http://evil.example/appeal"})
+
+    email = EmailRenderer(SITE, SECRET).render(input)
+
+    for part in (email.subject, email.text, email.html):
+        assert "evil" in part, "what was typed is still shown"
+        found = [link for link in LINKS.findall(part) if "evil" in link]
+        assert found == [], f"a mail client would link {found}"
+    assert all(href.startswith(f"{SITE}/") for href in HREF.findall(email.html))
+    # Read as plain text, it is what was typed.
+    text = email.text.replace("\u200b", "")
+    if kind is EmailKind.REQUEST_RECEIVED:
+        assert all(value in text for value in typed.values())
+
+
 def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() -> None:
     settings = Settings(_env_file=None, mail_from="Partners <no-reply@b2b.test>")  # type: ignore[call-arg]
-    activities = EmailActivities(None, settings, EmailRenderer(settings.b2b_site_url))  # type: ignore[arg-type]
+    activities = EmailActivities(None, settings, EmailRenderer(settings.b2b_site_url, SECRET))  # type: ignore[arg-type]
     input = render(EmailKind.PROSPECT_APPROVED, company=SCRIPT)
     email = activities.renderer.render(input)
     message_id = message_id_for(input.kind, input.onboarding_id, settings.mail_from)
@@ -51,3 +98,14 @@ def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() ->
     header_block = message.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[0]
     for line in header_block.split(b"\r\n"):
         assert line[:1] in (b" ", b"\t") or b":" in line, f"stray header line {line!r}"
+
+
+def test_a_reminder_has_a_message_id_of_its_own_in_each_hour() -> None:
+    ids = {
+        message_id_for(EmailKind.STATUS_LINK_REMINDER, "abc123", "x@b2b.test", period)
+        for period in ("2026-11-29T14", "2026-11-29T14", "2026-11-29T15")
+    }
+    assert ids == {
+        "<status-link-reminder.abc123.2026-11-29T14@b2b.test>",
+        "<status-link-reminder.abc123.2026-11-29T15@b2b.test>",
+    }

@@ -6,16 +6,19 @@ import asyncio
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect
+from alembic import command
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
 from models.commerce import CommerceTable
 from models.sales import SalesTable
 from stores.engine import make_engine
-from stores.migrations import SchemaMismatch, current, differences, head, migrate
+from stores.migrations import SchemaMismatch, config, current, differences, head, migrate
 from tests.conftest import postgres_databases
 
 STORES = {"sales": SalesTable.metadata, "commerce": CommerceTable.metadata}
@@ -112,3 +115,40 @@ async def test_the_worker_migrates_both_stores_when_it_starts(
             assert current(connection, store) == head(store)
             assert differences(connection, store) == []
         engine.dispose()
+
+
+def sent_email(connection: Connection, kind: str, message_id: str, **period: str) -> None:
+    """An outbox row as the code of the time wrote it (`period` only once it exists)."""
+    columns = ["onboarding_id", "kind", "recipient", "subject", "locale", "message_id"]
+    columns += ["created_at", "attempts", *period]
+    values = {
+        "onboarding_id": "0123456789abcdef",
+        "kind": kind,
+        "recipient": "giulia@contoso.example",
+        "subject": "Subject",
+        "locale": "en",
+        "message_id": message_id,
+        "created_at": datetime.now(UTC),
+        "attempts": 1,
+        **period,
+    }
+    names = ", ".join(columns)
+    connection.execute(
+        text(f"INSERT INTO email_message ({names}) VALUES (:{', :'.join(columns)})"), values
+    )
+
+
+def test_the_outbox_keeps_its_rows_and_takes_a_reminder_an_hour(empty_database: Engine) -> None:
+    with empty_database.begin() as connection:
+        command.upgrade(config("commerce", connection), "0001")
+        sent_email(connection, "prospect_approved", "<a@b2b.test>")
+
+    migrate(empty_database, "commerce")
+
+    with empty_database.begin() as connection:
+        kept = connection.execute(text("SELECT kind, period FROM email_message")).all()
+        assert [tuple(row) for row in kept] == [("prospect_approved", "")]
+        for hour in ("2026-11-29T14", "2026-11-29T15"):
+            sent_email(connection, "status_link_reminder", f"<{hour}@b2b.test>", period=hour)
+    with pytest.raises(IntegrityError), empty_database.begin() as connection:
+        sent_email(connection, "status_link_reminder", "<again@b2b.test>", period=hour)

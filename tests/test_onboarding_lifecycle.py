@@ -17,6 +17,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 import client as onboarding
+from links import site_secret, status_url
 from mailsink import SpoolHandler, read_spool
 from models.commerce import (
     Customer,
@@ -38,6 +39,7 @@ from tests.scenario import (
     row_counts,
     rows,
     submit,
+    text_of,
 )
 from worker import build_worker
 
@@ -64,9 +66,15 @@ def only(items: list[T]) -> T:
 def the_one_email(
     mail_sink: MailSink, stores: Stores, status: OnboardingStatus, kind: EmailKind
 ) -> Mail:
-    """Exactly one message for the request, of `kind`, matching its outbox row."""
-    message = only(mail_sink.messages(status.onboarding_id))
-    outbox = only(rows(stores.commerce, EmailMessage, status.onboarding_id))
+    """Exactly one message of `kind` for the request, matching its outbox row and its status."""
+    message = only(mail_sink.messages(status.onboarding_id, kind))
+    outbox = only(
+        [
+            row
+            for row in rows(stores.commerce, EmailMessage, status.onboarding_id)
+            if row.kind == kind
+        ]
+    )
     assert message["X-Onboarding-Event"] == kind.event
     assert message["X-Onboarding-Id"] == status.onboarding_id
     assert message["Message-ID"] == outbox.message_id
@@ -76,14 +84,28 @@ def the_one_email(
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert outbox.kind == kind.value and outbox.recipient == status.email
     assert outbox.sent_at is not None
-    assert status.records.email_message_id == outbox.id
+    if kind is EmailKind.REQUEST_RECEIVED:
+        note = status.received_notification
+    else:
+        note = status.notification
+        assert status.records.email_message_id == outbox.id
+    assert note is not None and (note.kind, note.state) == (kind, "sent")
+    assert note.email_message_id == outbox.id
     return message
 
 
-def text_of(message: Mail, subtype: str = "plain") -> str:
-    part = message.get_body((subtype,))
-    assert part is not None, f"no text/{subtype} part"
-    return str(part.get_content())
+def the_emails(
+    mail_sink: MailSink, stores: Stores, status: OnboardingStatus, decision: EmailKind
+) -> tuple[Mail, Mail]:
+    """A decided request's emails: one "we received your request", one of the decision."""
+    events = sorted(
+        message["X-Onboarding-Event"] for message in mail_sink.messages(status.onboarding_id)
+    )
+    assert events == sorted([EmailKind.REQUEST_RECEIVED.event, decision.event])
+    return (
+        the_one_email(mail_sink, stores, status, EmailKind.REQUEST_RECEIVED),
+        the_one_email(mail_sink, stores, status, decision),
+    )
 
 
 async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_email(
@@ -125,7 +147,10 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert customers["organization"].sales_account_id == account.id
     assert customers["person"].email == prospect.email
     assert only(rows(stores.commerce, Prospect, oid)).status == "pending"
-    assert mail_sink.messages(oid) == []
+    received = only(await mail_sink.arrived(oid, EmailKind.REQUEST_RECEIVED))
+    assert "Abbiamo ricevuto" in received["Subject"]
+    assert status_url(settings.b2b_site_url, site_secret(settings), oid) in text_of(received)
+    assert mail_sink.messages(oid, EmailKind.PROSPECT_APPROVED) == []
 
     status = await finished(
         client, await onboarding.decide(client, oid, Action.WON, actor="rep:mario")
@@ -142,7 +167,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert members["b2b_admin"].customer_id == customers["person"].id
     assert members["b2b_admin"].parent_customer_id == customers["organization"].id
 
-    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
+    _, message = the_emails(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
     assert "Benvenuti" in message["Subject"]
     body = text_of(message)
     assert (
@@ -209,7 +234,7 @@ async def test_cancelled_lead_rejects_the_prospect_with_one_email(
     assert (lead.status, lead.decision_reason) == ("disqualified", "Not a business customer")
     prospect = only(rows(stores.commerce, Prospect, oid))
     assert (prospect.status, prospect.decision_reason) == ("rejected", "Not a business customer")
-    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    _, message = the_emails(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
     assert "Not a business customer" in text_of(message)
     counts = row_counts(stores, oid)
     assert counts["opportunity"] == counts["contact"] == counts["account"] == 0
@@ -232,7 +257,7 @@ async def test_lost_opportunity_rejects_the_prospect_with_one_email(
     assert only(rows(stores.sales, Opportunity, oid)).status == "lost"
     assert only(rows(stores.commerce, Prospect, oid)).status == "rejected"
     assert rows(stores.commerce, CustomerHierarchy, oid) == []
-    the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    the_emails(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
     await keep_history(client, status.workflow_id, "lost")
 
 
@@ -259,7 +284,7 @@ async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     hierarchy = only(rows(stores.commerce, CustomerHierarchy, oid))
     assert hierarchy.root_customer_id == customers["organization"].id
     assert only(rows(stores.commerce, Prospect, oid)).decided_by == "admin:luca"
-    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
+    _, message = the_emails(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
     assert message["Subject"].startswith("Welcome aboard")
     await keep_history(client, status.workflow_id, "integration_off_approved")
 
@@ -277,7 +302,7 @@ async def test_integration_off_admin_rejects_in_commerce(
 
     assert status.stage is Stage.REJECTED
     assert row_counts(stores, status.onboarding_id)["customer"] == 0
-    message = the_one_email(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
+    _, message = the_emails(mail_sink, stores, status, EmailKind.PROSPECT_REJECTED)
     assert "Duplicato" in text_of(message, "html")
     await keep_history(client, status.workflow_id, "integration_off_rejected")
 
@@ -316,7 +341,7 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
             controller.stop()
 
     assert status.notification is not None and status.notification.state == "sent"
-    the_one_email(late, stores, status, EmailKind.PROSPECT_APPROVED)
+    the_emails(late, stores, status, EmailKind.PROSPECT_APPROVED)
 
 
 @asynccontextmanager
@@ -364,6 +389,7 @@ async def test_a_refused_address_is_recorded_and_the_request_stays_decided(
         controller.stop()
 
     assert status.stage is Stage.REJECTED and status.prospect_status == "rejected"
-    assert status.notification is not None and status.notification.state == "failed"
-    assert "refuses" in (status.notification.error or "")
+    for note in (status.received_notification, status.notification):
+        assert note is not None and note.state == "failed"
+        assert "refuses" in (note.error or "")
     assert read_spool(tmp_path) == []

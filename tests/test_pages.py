@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Action, Stage
+from activities.email import EmailRenderer
+from links import site_secret
+from models.payloads import ALREADY_OPEN, Action, EmailKind, SendEmailInput, Stage
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
 from tests.conftest import ADMIN, REDIS_URL, REP, bearer, browse, web_settings_for
@@ -361,8 +363,22 @@ async def test_applying_again_with_an_open_request_does_not_reveal_it(
     again = await apply(web, {**form, "company": "Someone Else Srl"})
     assert again.headers["location"] == "/apply/already-open"
     page = await web.get(again.headers["location"])
-    assert "You have already applied" in page.text
+    # The API's words, whoever asks; neither the reference nor the link.
+    assert ALREADY_OPEN in page.text
     assert first.headers["location"].split("/")[2] not in page.text
+
+
+async def test_the_rejection_email_leads_back_to_the_form(
+    web: httpx.AsyncClient, web_settings: Settings
+) -> None:
+    rejection = SendEmailInput(
+        onboarding_id="0123456789abcdef", kind=EmailKind.PROSPECT_REJECTED, request=a_request()
+    )
+    renderer = EmailRenderer(web_settings.b2b_site_url, site_secret(web_settings))
+    (link,) = re.findall(r'href="([^"]+)"', renderer.render(rejection).html)
+    page = await web.get(link.removeprefix(web_settings.b2b_site_url))
+    assert page.status_code == 200
+    assert 'name="company"' in page.text
 
 
 async def test_prospects_are_found_whatever_the_case_of_their_accents(

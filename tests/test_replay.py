@@ -1,11 +1,18 @@
 """Histories recorded from the scenarios replay against today's workflow code.
 
-A change that would break running workflows (non-determinism) fails here. To record
-anew after an intended, versioned change: `RECORD_HISTORIES=1 make test`.
+Each folder of `tests/histories/` holds the histories one version of the workflows
+recorded (`v1/`: before the received email; `v2-received-email/`: with it, and with the
+status link emailed again on a duplicate). All of them replay, so a change that would
+break a request started under any of those versions (non-determinism) fails here. After
+an intended change to the command sequence, guarded by `workflow.patched`, record into a
+new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
+`RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -13,24 +20,36 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
+from workflows.onboarding import RECEIVED_EMAIL_PATCH
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
+RECORDED = sorted(HISTORIES.glob("*/*.json"))
+# Every path of the process, in every version.
+PATHS = {
+    "won",
+    "cancelled",
+    "lost",
+    "integration_off_approved",
+    "integration_off_rejected",
+    "applicant",
+}
+# What the current version records besides: an email applying twice.
+DUPLICATES = {"applicant_duplicate", "status_link_reminded"}
 
 
-def test_there_are_histories_for_every_path() -> None:
-    names = {path.stem for path in HISTORIES}
-    assert {
-        "won",
-        "cancelled",
-        "lost",
-        "integration_off_approved",
-        "integration_off_rejected",
-        "applicant",
-    } <= names
+def test_every_version_has_histories_for_every_path() -> None:
+    assert [folder.name for folder in VERSIONS] == ["v1", RECORDING_VERSION]
+    for folder in VERSIONS:
+        assert {path.stem for path in folder.glob("*.json")} >= PATHS, folder.name
+    current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
+    assert current >= DUPLICATES
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+@pytest.mark.parametrize(
+    "path", RECORDED, ids=[f"{path.parent.name}/{path.stem}" for path in RECORDED]
+)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     replayer = Replayer(
@@ -39,3 +58,29 @@ async def test_recorded_history_replays(path: Path) -> None:
         workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)
+
+
+def markers(path: Path) -> list[str]:
+    """What a history's markers record, in order: `patch:<id>` or `local:<activity type>`."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        if marker := event.get("markerRecordedEventAttributes"):
+            kind, field, key = {
+                "core_patch": ("patch", "patch-data", "id"),
+                "core_local_activity": ("local", "data", "activity_type"),
+            }[marker["markerName"]]
+            data = json.loads(base64.b64decode(marker["details"][field]["payloads"][0]["data"]))
+            found.append(f"{kind}:{data[key]}")
+    return found
+
+
+def test_the_received_email_patch_is_decided_before_any_store_write() -> None:
+    """Decided after a local activity, a patch may replay differently from how it ran."""
+    requests = [
+        path
+        for path in (HISTORIES / RECORDING_VERSION).glob("*.json")
+        if not path.stem.startswith("applicant")
+    ]
+    assert requests
+    for path in requests:
+        assert markers(path)[0] == f"patch:{RECEIVED_EMAIL_PATCH}", path.stem

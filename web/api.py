@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import client as onboarding
+from links import status_url
 from models.payloads import (
+    ALREADY_OPEN,
     IDEMPOTENCY_KEY,
     Action,
     OnboardingRequest,
@@ -22,7 +24,6 @@ from models.payloads import (
 from web.auth import ApiUser
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.identifiers import ONBOARDING_ID
-from web.links import status_path
 from web.protection import RETRY_AFTER, SubmitLimited
 
 router = APIRouter(prefix="/api/onboarding-requests", tags=["onboarding requests"])
@@ -37,12 +38,10 @@ class NotAllowed(Problem):
 
 
 class SubmitAccepted(SubmitResult):
-    """The request's reference, and the link where its requester can follow it.
+    """The request's reference, and the link where its requester can follow it."""
 
-    A duplicate has no link: whoever knows an email must not read its request.
-    """
-
-    status_url: str | None
+    duplicate: Literal[False] = False
+    status_url: str
     idempotency_key: str
 
 
@@ -59,6 +58,16 @@ class NotConfirmed(Problem):
     attaches to it and answers its outcome once known.
     """
 
+    idempotency_key: str
+
+
+class AlreadyOpen(BaseModel):
+    """The email has an undecided request. Whoever asks, the answer is the same and names
+    no request: knowing an email must not be enough to find one. Its link is emailed to
+    the address on record instead."""
+
+    duplicate: Literal[True] = True
+    detail: str = ALREADY_OPEN
     idempotency_key: str
 
 
@@ -94,7 +103,7 @@ NOT_CONFIRMED_ANSWER = (
     "",
     summary="Submit an onboarding request",
     status_code=202,
-    response_model=SubmitAccepted | NotConfirmed,
+    response_model=SubmitAccepted | AlreadyOpen | NotConfirmed,
     responses={
         202: {
             "description": "Submitted (SubmitAccepted), or recorded and not yet confirmed"
@@ -112,7 +121,7 @@ async def submit_request(
     settings: SettingsDep,
     secret: SecretDep,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> SubmitAccepted | JSONResponse:
+) -> SubmitAccepted | AlreadyOpen | JSONResponse:
     """Submit an onboarding request; the same Idempotency-Key answers with the same request.
 
     Without one, the answer carries the key made for it (header and body).
@@ -123,10 +132,12 @@ async def submit_request(
     except onboarding.NotYetConfirmed:
         return _not_confirmed(key)
     response.headers["Idempotency-Key"] = key
-    link = settings.b2b_site_url.rstrip("/") + status_path(secret, submitted.onboarding_id)
+    if submitted.duplicate:
+        return AlreadyOpen(idempotency_key=key)
     return SubmitAccepted(
-        **submitted.model_dump(),
-        status_url=None if submitted.duplicate else link,
+        onboarding_id=submitted.onboarding_id,
+        workflow_id=submitted.workflow_id,
+        status_url=status_url(settings.b2b_site_url, secret, submitted.onboarding_id),
         idempotency_key=key,
     )
 

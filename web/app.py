@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import lru_cache
 from http import HTTPStatus
@@ -34,7 +32,8 @@ from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
-from settings import PROJECT_DIR, Settings, get_settings
+from links import site_secret
+from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
 from web import api, api_customers, api_partner, i18n
@@ -50,12 +49,12 @@ from web.i18n import N_, LanguageSwitch
 from web.pages import account, commerce, partner, public, sales
 from web.pages.decisions import NotConfirmedPage
 from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
+from web.redaction import redact_secrets
 from web.templating import render, templates
 
 log = logging.getLogger("web")
 
 WEB_DIR = Path(__file__).resolve().parent
-SECRET_FILE = PROJECT_DIR / "var" / "web-secret.key"
 SESSION_MAX_AGE = 8 * 60 * 60
 
 
@@ -67,7 +66,9 @@ def create_app(
     """Build the app; what is not passed in comes from the settings."""
     settings = settings or get_settings()
     users = Users.from_settings(settings)
-    secret = _secret(settings)
+    secret = site_secret(settings)
+    # Whichever server runs the app, tokens in paths stay out of its access log.
+    redact_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,23 +123,6 @@ def create_app(
         app.include_router(pages.router)
     _handle_errors(app)
     return app
-
-
-def _secret(settings: Settings) -> bytes:
-    """WEB_SECRET_KEY, or one made once and kept in `var/` so links outlive restarts."""
-    if settings.web_secret_key is not None:
-        return settings.web_secret_key.get_secret_value().encode()
-    if not SECRET_FILE.exists():
-        SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole, then linked into place: two processes starting together agree.
-        draft = SECRET_FILE.with_name(f".{SECRET_FILE.name}.{os.getpid()}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_hex(32))
-        with suppress(FileExistsError):
-            os.link(draft, SECRET_FILE)
-        draft.unlink()
-    return SECRET_FILE.read_text().strip().encode()
 
 
 # What Python's json raises, besides a JSONDecodeError, on a body it cannot read; FastAPI

@@ -5,6 +5,10 @@ rule is the lock: concurrent submissions with the same email meet in this workfl
 `submit` Update, and while a request is open every submission answers with it. Once
 that request is decided (it signals `decided`) this workflow ends, and the email may
 apply again.
+
+Whoever submits with the email of an open request may not be its requester: the request
+is asked to email its status link to the address on record, and the answer reveals no
+more than that there is one (the web app tells the caller nothing else).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
@@ -22,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         OnboardingInput,
         RequestDecided,
         Stage,
+        StatusLinkRequested,
         SubmitInput,
         SubmitResult,
         onboarding_workflow_id,
@@ -30,6 +35,10 @@ with workflow.unsafe.imports_passed_through():
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+
+# Applicants that answered a duplicate before the request emailed its link keep answering
+# without it.
+STATUS_LINK_PATCH = "status-link-reminder"
 
 
 @workflow.defn
@@ -54,7 +63,11 @@ class ApplicantWorkflow:
             # Answer only once that request's workflow exists, so callers can use it.
             await workflow.wait_condition(lambda: self._child is not None or self._open is None)
         if self._open is not None:
-            return self._open.model_copy(update={"duplicate": True})
+            open_request, child = self._open, self._child
+            assert child is not None
+            if workflow.patched(STATUS_LINK_PATCH):
+                await self._ask_for_status_link(child, open_request.onboarding_id)
+            return open_request.model_copy(update={"duplicate": True})
         onboarding_id = workflow.uuid4().hex[:16]
         request = input.request
         self._open = SubmitResult(
@@ -91,6 +104,15 @@ class ApplicantWorkflow:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return self._open
+
+    async def _ask_for_status_link(self, child: ChildWorkflowHandle, onboarding_id: str) -> None:
+        try:
+            await child.signal(
+                OnboardingWorkflow.status_link_requested, StatusLinkRequested(at=workflow.now())
+            )
+        except FailureError as err:
+            # Ended meanwhile (decided, or an operator ended it): its own email has the link.
+            workflow.logger.warning("Request %s not asked for its link: %s", onboarding_id, err)
 
     @workflow.signal
     def decided(self, input: RequestDecided) -> None:

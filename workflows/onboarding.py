@@ -6,6 +6,10 @@ Reps' decisions arrive through the `decide` Update (validated, so a refused deci
 leaves no trace in history) or the `decision` signal (a refused one is logged and
 ignored).
 
+Emails to the requester (we received your request, the status link again when the
+email applies again, the decision) go out beside the process, never holding it up;
+the request ends only once each is sent or has failed for good.
+
 Store writes are local activities: each is one short, idempotent transaction keyed by
 the onboarding id, so running it inside the workflow task (and again, should that task
 be retried) is safe, and it spares the server an activity task and a workflow task per
@@ -16,6 +20,7 @@ its heartbeat remembers that the server took the message, so a retry does not re
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any
@@ -56,7 +61,9 @@ with workflow.unsafe.imports_passed_through():
         RequestDecided,
         SendEmailInput,
         Stage,
+        StatusLinkRequested,
         WriteCustomersInput,
+        hour_period,
     )
 
 # Stores or the mail server being down is worth waiting out: retry with backoff, for
@@ -74,9 +81,12 @@ STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 # A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
 SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
-# Requests approved from this version on give their administrator a partner user
-# workflow; earlier histories replay without it.
+# Requests started from this version on give their administrator, once approved, a
+# partner user workflow that expires the activation link; earlier ones carry on without
+# (their link still expires by its date in the store).
 PARTNER_ACCOUNT_PATCH = "partner-account"
+# Requests started before the received email existed carry on without it.
+RECEIVED_EMAIL_PATCH = "request-received-email"
 
 WAITING_FOR = {
     Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
@@ -117,9 +127,19 @@ class OnboardingWorkflow:
             locale=input.request.locale,
         )
         self._decision: Decision | None = None
+        self._emails_in_flight: set[asyncio.Task[None]] = set()
+        # Decided at the start of `run` (see there); False on replay of older histories.
+        self._watches_activation = False
+        self._reminded_periods: set[str] = set()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
+        # Decided first, before any local activity: when a store write outlasts its
+        # workflow task, what follows it runs in the next task but replays in the first,
+        # before that task's patch marker is known, so a patch decided there would replay
+        # differently from how it ran (fault case 1 met that non-determinism error).
+        sends_received_email = workflow.patched(RECEIVED_EMAIL_PATCH)
+        self._watches_activation = workflow.patched(PARTNER_ACCOUNT_PATCH)
         self._publish()
         prospect = await workflow.execute_local_activity_method(
             CommerceActivities.create_prospect,
@@ -133,11 +153,15 @@ class OnboardingWorkflow:
         )
         self._status.records.prospect_id = prospect.prospect_id
         self._status.sales_integration_enabled = prospect.sales_integration_enabled
+        if sends_received_email:
+            self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
         if prospect.sales_integration_enabled:
             await self._work_the_lead()
         else:
             await self._await_commerce_approval()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(
+            lambda: not self._emails_in_flight and workflow.all_handlers_finished()
+        )
         return self._status
 
     async def _work_the_lead(self) -> None:
@@ -265,36 +289,77 @@ class OnboardingWorkflow:
         task as the applicant's release, a round trip sooner than after it; the rep is
         still answered only once the applicant knows, so the email may apply again then.
         """
-        self._status.notification = Notification(kind=kind)
-        email = workflow.start_activity_method(
+        self._status.notification = self._email(kind, reason=decision.reason)
+        await self._release_applicant()
+        self._enter(stage)
+
+    async def _release_applicant(self) -> None:
+        """Tell the applicant workflow this email's request is decided, before answering."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(
+                parent.workflow_id, run_id=parent.run_id
+            ).signal("decided", RequestDecided(onboarding_id=self._input.onboarding_id))
+        except FailureError as err:
+            # Gone (an operator ended it): nothing holds the email any more.
+            workflow.logger.warning("Applicant workflow not told of the decision: %s", err)
+
+    # --- emails to the requester ---------------------------------------------------------
+
+    @workflow.signal(
+        name="status_link_requested",
+        description="The contact email applied again: email the status link, once an hour",
+    )
+    def status_link_requested(self, input: StatusLinkRequested) -> None:
+        """Whoever applied again, the link goes to the address on record, not to them."""
+        period = hour_period(input.at)
+        if period in self._reminded_periods:
+            return
+        self._reminded_periods.add(period)
+        reminder = self._email(EmailKind.STATUS_LINK_REMINDER, period=period)
+        self._status.status_link_reminders.append(reminder)
+
+    def _email(self, kind: EmailKind, reason: str | None = None, period: str = "") -> Notification:
+        """Start one email to the requester; its outcome lands on the notification returned."""
+        note = Notification(kind=kind)
+        sending = workflow.start_activity_method(
             EmailActivities.send_onboarding_email,
             SendEmailInput(
                 onboarding_id=self._input.onboarding_id,
                 kind=kind,
                 request=self._input.request,
-                reason=decision.reason,
+                reason=reason,
+                period=period,
             ),
             summary=f"Email: send {kind.event} to the requester",
             start_to_close_timeout=SEND_EMAIL_TIMEOUT,
             heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
             retry_policy=RETRY,
         )
-        await self._release_applicant()
-        self._enter(stage)
+        recording = asyncio.create_task(self._record(note, sending))
+        self._emails_in_flight.add(recording)
+        recording.add_done_callback(self._emails_in_flight.discard)
+        return note
+
+    async def _record(self, note: Notification, sending: workflow.ActivityHandle[int]) -> None:
         try:
-            self._status.records.email_message_id = await email
+            note.email_message_id = await sending
         except ActivityError as err:
             cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
-            workflow.logger.error("The %s email was not sent: %s", kind.event, cause)
-            self._status.notification.state, self._status.notification.error = "failed", cause
+            workflow.logger.error("The %s email was not sent: %s", note.kind.event, cause)
+            note.state, note.error = "failed", cause
         else:
-            self._status.notification.state = "sent"
-        self._status.notification.email_message_id = self._status.records.email_message_id
+            note.state = "sent"
+        if note is self._status.notification:
+            # The decision's email is one of the request's records (CONTRACT).
+            self._status.records.email_message_id = note.email_message_id
         self._publish()
         if (
-            stage is Stage.APPROVED
-            and self._status.notification.state == "sent"
-            and workflow.patched(PARTNER_ACCOUNT_PATCH)
+            note.kind is EmailKind.PROSPECT_APPROVED
+            and note.state == "sent"
+            and self._watches_activation
         ):
             await self._watch_activation_link()
 
@@ -312,19 +377,6 @@ class OnboardingWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary="Partner user: sign-in links and changes",
             )
-
-    async def _release_applicant(self) -> None:
-        """Tell the applicant workflow this email's request is decided, before answering."""
-        parent = workflow.info().parent
-        if parent is None:
-            return
-        try:
-            await workflow.get_external_workflow_handle(
-                parent.workflow_id, run_id=parent.run_id
-            ).signal("decided", RequestDecided(onboarding_id=self._input.onboarding_id))
-        except FailureError as err:
-            # Gone (an operator ended it): nothing holds the email any more.
-            workflow.logger.warning("Applicant workflow not told of the decision: %s", err)
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -408,9 +460,12 @@ class OnboardingWorkflow:
         ]
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
-        if (note := status.notification) is not None:
-            error = escape(note.error or "")
-            details.append(NOTIFICATION[note.state].format(event=note.kind.event, error=error))
+        notes = [status.received_notification, *status.status_link_reminders, status.notification]
+        details.extend(
+            NOTIFICATION[note.state].format(event=note.kind.event, error=escape(note.error or ""))
+            for note in notes
+            if note is not None
+        )
         workflow.set_current_details("\n\n".join(details))
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 import client as onboarding
+from links import status_path, status_token_valid
 from models.payloads import IDEMPOTENCY_KEY, Locale, OnboardingRequest, Stage
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
-from web.links import status_path, status_token_valid
 from web.protection import SubmitLimited
 from web.templating import not_confirmed, render
 
@@ -129,7 +129,8 @@ async def apply(
             locale=locale,
         )
     if submitted.duplicate:
-        # No link: whoever knows an email must not read its request.
+        # Neither the link nor the reference: whoever knows an email must not find its
+        # request. The link is emailed to the address on record instead.
         return RedirectResponse("/apply/already-open", status_code=303)
     path = status_path(secret, submitted.onboarding_id)
     return RedirectResponse(f"{path}/submitted", status_code=303)
@@ -137,7 +138,7 @@ async def apply(
 
 @router.get("/apply/already-open")
 async def already_open(request: Request) -> Response:
-    """The email already has an undecided request: say so, without its link."""
+    """The email already has an undecided request: the API's words, and nothing more."""
     return render(request, "already_open.html", locale=page_locale(request))
 
 

@@ -1,0 +1,119 @@
+"""No secret that travels in a path reaches the log: the status link's token, and the
+partner's activation, invitation and password-reset tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from links import status_path, status_token
+from settings import PROJECT_DIR, Settings
+from stores import Stores
+from tests.conftest import TEST_SECRET, free_port, web_settings_for
+from web.app import create_app
+from web.redaction import REDACTED, SECRET_PATHS, redact
+
+ONBOARDING_ID = "0123456789abcdef"
+TOKEN = status_token(TEST_SECRET.encode(), ONBOARDING_ID)
+REQUEST = f"/requests/{ONBOARDING_ID}"
+# A request for each path a secret travels in, and what the log may show of it.
+VISITS = {
+    f"{REQUEST}/{TOKEN}/submitted": f"{REQUEST}/{REDACTED}/submitted",
+    f"{REQUEST}/{TOKEN}?lang=it": f"{REQUEST}/{REDACTED}?lang=it",
+    "/activate/activation-secret-0001": f"/activate/{REDACTED}",
+    "/links/fresh-link-secret-0002/fresh": f"/links/{REDACTED}/fresh",
+    "/password/reset/reset-secret-0003": f"/password/reset/{REDACTED}",
+}
+SECRETS = (TOKEN, "activation-secret-0001", "invitation-secret-0002", "reset-secret-0003")
+
+
+def test_every_secret_path_has_a_visit_here() -> None:
+    visited = {path.split("/")[1] for path in VISITS}
+    assert visited == {template.split("/")[1] for template in SECRET_PATHS}
+
+
+def test_redaction_keeps_the_shape_and_leaves_other_paths_alone() -> None:
+    line = f'127.0.0.1:5000 - "GET {status_path(TEST_SECRET.encode(), ONBOARDING_ID)} HTTP/1.1" 200'
+    assert (
+        redact(line) == f'127.0.0.1:5000 - "GET /requests/{ONBOARDING_ID}/{REDACTED} HTTP/1.1" 200'
+    )
+    for path in ("/api/onboarding-requests/abc/qualify", "/requests", "/commerce/prospects/7"):
+        assert redact(path) == path
+
+
+def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "API_TOKENS"}
+    env.update(
+        WEB_PORT=str(port),
+        WEB_SECRET_KEY=TEST_SECRET,
+        SALES_DATABASE_URL=f"sqlite:///{tmp_path / 'sales.db'}",
+        COMMERCE_DATABASE_URL=f"sqlite:///{tmp_path / 'commerce.db'}",
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        PYTHONUNBUFFERED="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "web"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+        for path in VISITS:
+            httpx.get(url + path, timeout=10)
+    finally:
+        process.terminate()
+        log, _ = process.communicate(timeout=30)
+
+    for path, shown in VISITS.items():
+        assert f'"GET {shown} HTTP/1.1"' in log, f"{path} is not logged as {shown}:\n{log}"
+    for secret in SECRETS:
+        assert secret not in log
+
+
+async def test_the_app_logs_paths_without_secrets_under_any_uvicorn(
+    settings: Settings, stores: Stores
+) -> None:
+    port = free_port()
+    app = create_app(web_settings_for(settings), stores=stores)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    lines: list[str] = []
+    capture = logging.Handler()
+    capture.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("uvicorn.access").addHandler(capture)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for path in VISITS:
+                await http.get(path)
+    finally:
+        logging.getLogger("uvicorn.access").removeHandler(capture)
+        server.should_exit = True
+        await serving
+
+    log = "\n".join(lines)
+    for shown in VISITS.values():
+        assert f"GET {shown} HTTP/1.1" in log, log
+    for secret in SECRETS:
+        assert secret not in log

@@ -1,0 +1,71 @@
+"""A request started before the received email existed completes after the deploy.
+
+The worker that starts it runs the workflows with their patches off: it issues the
+commands the code before them issued, which the `v1` histories prove (recorded by that
+code, they replay against today's in test_replay). The request then moves to a worker
+with today's code, as it does across a deploy: that worker replays its history to
+where it stands, keeps it on the path it took (its received email was never due), and
+takes it to the end. A duplicate after the deploy reaches it as a new request's would.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+
+import client as onboarding
+from models.payloads import Action, EmailKind, Stage
+from settings import Settings
+from stores import Stores
+from tests.conftest import MailSink
+from tests.scenario import a_request, finished, submit
+from worker import build_worker
+from workflows.onboarding import RECEIVED_EMAIL_PATCH
+
+
+async def test_requests_open_across_the_deploy_complete_on_the_new_code(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+    mail_sink: MailSink,
+) -> None:
+    async with build_worker(client, settings, stores, activity_executor, patches=lambda _: False):
+        quiet, asked = await submit(client, settings), await submit(client, settings)
+        # Answered as before the change: no link emailed, nothing new in any history.
+        assert (await onboarding.submit(client, a_request(email=asked.email), settings)).duplicate
+    for request in (quiet, asked):
+        assert request.stage is Stage.LEAD_OPEN
+        history = await client.get_workflow_handle(request.workflow_id).fetch_history()
+        assert RECEIVED_EMAIL_PATCH not in history.to_json()
+
+    async with build_worker(client, settings, stores, activity_executor):
+        for request in (quiet, asked):
+            # The applicant of `asked` replays its earlier duplicate unchanged.
+            again = await onboarding.submit(client, a_request(email=request.email), settings)
+            assert again.duplicate and again.onboarding_id == request.onboarding_id
+            oid = request.onboarding_id
+            await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:after")
+            won = await onboarding.decide(client, oid, Action.WON, actor="rep:after")
+            assert (await finished(client, won)).stage is Stage.APPROVED
+
+    emails = {
+        request.onboarding_id: sorted(
+            message["X-Onboarding-Event"] for message in mail_sink.messages(request.onboarding_id)
+        )
+        for request in (quiet, asked)
+    }
+    assert emails == {
+        # Its applicant's first duplicate comes after the deploy: the link is emailed.
+        quiet.onboarding_id: [
+            EmailKind.PROSPECT_APPROVED.event,
+            EmailKind.STATUS_LINK_REMINDER.event,
+        ],
+        # Its applicant answered a duplicate before the deploy without emailing, and keeps to it.
+        asked.onboarding_id: [EmailKind.PROSPECT_APPROVED.event],
+    }
+    for request in (quiet, asked):
+        status = await onboarding.status(client, request.onboarding_id)
+        assert status.received_notification is None
+        assert status.notification is not None and status.notification.state == "sent"
