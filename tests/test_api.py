@@ -331,7 +331,11 @@ async def test_the_openapi_spec_declares_the_not_yet_confirmed_answers(
     submit = spec["paths"][API]["post"]["responses"]["202"]
     decide = spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]["202"]
     shapes = {ref["$ref"] for ref in submit["content"]["application/json"]["schema"]["anyOf"]}
-    assert shapes == {"#/components/schemas/SubmitAccepted", "#/components/schemas/NotConfirmed"}
+    assert shapes == {
+        "#/components/schemas/SubmitAccepted",
+        "#/components/schemas/AlreadyOpen",
+        "#/components/schemas/NotConfirmed",
+    }
     assert decide["content"]["application/json"]["schema"]["$ref"].endswith("/NotConfirmed")
     assert "Idempotency-Key" in submit["headers"] and "Idempotency-Key" in decide["headers"]
 

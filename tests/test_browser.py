@@ -121,7 +121,9 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     link = next(line for line in text_of(received).splitlines() if "/requests/" in line)
     assert link.startswith("http://b2b.test/")
     await partner.goto(site + link.removeprefix("http://b2b.test"))
-    await expect(partner.locator("h1")).to_have_text("Our sales team is reviewing your request.")
+    await expect(partner.locator("h1")).to_have_text(
+        "Il nostro team commerciale sta esaminando la sua richiesta."
+    )
 
     rep = refusals(await (await browser.new_context()).new_page(), refused)
     await sign_in(rep, site, REP)

@@ -68,7 +68,6 @@ class AlreadyOpen(BaseModel):
 
     duplicate: Literal[True] = True
     detail: str = ALREADY_OPEN
-    idempotency_key: str
 
 
 class DecisionBody(BaseModel):
@@ -133,7 +132,7 @@ async def submit_request(
         return _not_confirmed(key)
     response.headers["Idempotency-Key"] = key
     if submitted.duplicate:
-        return AlreadyOpen(idempotency_key=key)
+        return AlreadyOpen()
     return SubmitAccepted(
         onboarding_id=submitted.onboarding_id,
         workflow_id=submitted.workflow_id,
