@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Awaitable
 from contextlib import suppress
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pydantic import TypeAdapter
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
 from temporalio.api.update.v1 import UpdateRef, WaitPolicy
@@ -32,7 +33,13 @@ from temporalio.client import (
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+)
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,6 +54,7 @@ from models.partners import (
     partner_user_workflow_id,
 )
 from models.payloads import (
+    STORED,
     Action,
     ApplicantInput,
     Decision,
@@ -65,6 +73,33 @@ from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 
+
+class _StoredJSON(PydanticJSONPlainPayloadConverter):
+    """Pydantic JSON, read back under the STORED context (see models.payloads)."""
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        hint = type_hint if type_hint is not None else Any
+        try:
+            adapter = self._type_adapter(hint)
+        except TypeError:
+            # An unhashable hint, which the adapter cache cannot hold.
+            adapter = TypeAdapter(hint)
+        return adapter.validate_json(payload.data, context={STORED: True})
+
+
+class _PayloadConverter(CompositePayloadConverter):
+    def __init__(self) -> None:
+        super().__init__(
+            *(
+                _StoredJSON() if isinstance(converter, JSONPlainPayloadConverter) else converter
+                for converter in DefaultPayloadConverter.default_encoding_payload_converters
+            )
+        )
+
+
+# Pydantic's converter, but what comes back from Temporal is not judged again by the
+# edge's rules: a workflow started before a rule tightened still replays.
+DATA_CONVERTER = DataConverter(payload_converter_class=_PayloadConverter)
 RPC_TIMEOUT = timedelta(seconds=10)
 # How long a submission or a decision waits for a worker to take it up; past it, the
 # answer is "recorded, not yet confirmed".
@@ -143,7 +178,7 @@ async def connect(settings: Settings) -> Client:
         config = ClientConfig.load_client_connect_config()
         config["target_host"] = settings.temporal_address
         config["namespace"] = settings.temporal_namespace
-        client = await Client.connect(**config, data_converter=pydantic_data_converter)
+        client = await Client.connect(**config, data_converter=DATA_CONVERTER)
         # Connecting does not look at the namespace; a wrong one would read as "not found".
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=settings.temporal_namespace), timeout=RPC_TIMEOUT

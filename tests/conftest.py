@@ -26,11 +26,11 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import temporal_dev
+from client import DATA_CONVERTER
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.payloads import EmailKind
@@ -87,7 +87,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(VENV_BIN / "temporal"),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
         dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE, *temporal_dev.TUNING],
     )

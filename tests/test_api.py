@@ -12,7 +12,6 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 import client as onboarding
@@ -345,7 +344,7 @@ def forgetful(client: Client) -> Client:
     return Client(
         client.service_client,
         namespace=FORGETFUL_NAMESPACE,
-        data_converter=pydantic_data_converter,
+        data_converter=onboarding.DATA_CONVERTER,
     )
 
 

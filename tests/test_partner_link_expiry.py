@@ -14,11 +14,11 @@ from sqlmodel import Session
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
 import client as onboarding
+from client import DATA_CONVERTER
 from models import search_attributes
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember
 from models.partners import (
@@ -44,7 +44,7 @@ TTL = timedelta(days=7)
 async def skipping() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(VENV_BIN / "temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from client import DATA_CONVERTER
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
 from workflows.onboarding import RECEIVED_EMAIL_PATCH
@@ -54,7 +54,7 @@ async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
 
-from models.payloads import Decision, OnboardingRequest
+from client import DATA_CONVERTER
+from models.payloads import Decision, OnboardingInput, OnboardingRequest
 from tests.scenario import a_request
 
 
@@ -109,3 +113,21 @@ def test_invisible_characters_are_refused_in_single_line_fields(field: str, invi
     (error,) = refused.value.errors()
     assert error["loc"] == (field,)
     assert "invisible characters" in error["msg"]
+
+
+def test_a_request_accepted_before_a_rule_tightened_still_reads_back_from_temporal() -> None:
+    # As a running workflow's history holds it: accepted before the edge refused these.
+    stored = {
+        "onboarding_id": "0123456789abcdef",
+        "request": {
+            "company": "Contoso\u202eSrl",
+            "first_name": "Giulia",
+            "last_name": "Rossi",
+            "email": "giülia@utf8.example",
+        },
+    }
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(stored).encode())
+    (read,) = DATA_CONVERTER.payload_converter.from_payloads([payload], [OnboardingInput])
+    assert (read.request.company, read.request.email) == ("Contoso\u202eSrl", "giülia@utf8.example")
+    with pytest.raises(ValidationError):
+        OnboardingInput.model_validate(stored)

@@ -25,7 +25,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import client as onboarding
 import temporal_dev
@@ -234,7 +233,7 @@ class Site:
         while True:
             try:
                 return await Client.connect(
-                    f"127.0.0.1:{self.temporal_port}", data_converter=pydantic_data_converter
+                    f"127.0.0.1:{self.temporal_port}", data_converter=onboarding.DATA_CONVERTER
                 )
             except RuntimeError:
                 if time.monotonic() > deadline:

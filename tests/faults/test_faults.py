@@ -82,6 +82,9 @@ async def test_1_a_worker_killed_mid_flight_and_restarted(site: Site) -> None:
 async def test_2_a_worker_killed_after_a_commit_before_it_reports(site: Site) -> None:
     pause, committed = site.directory / "pause", site.directory / "committed"
     site.start_worker()
+    # Paused before submitting: the request's first commit (its prospect) follows the
+    # submission's answer within milliseconds, sooner than a pause made after it.
+    pause.touch()
     (onboarding_id,) = await site.submit(1)
     for decision in (None, Action.QUALIFY, Action.WON):
         pause.touch()
