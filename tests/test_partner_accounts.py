@@ -23,7 +23,7 @@ from models.payloads import Action
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import finished, submit
+from tests.scenario import finished, keep_history, submit
 
 LINK = re.compile(r"http://b2b\.test/(activate|password/reset)/([A-Za-z0-9_-]+)")
 
@@ -133,6 +133,8 @@ async def test_administrator_adds_resends_and_removes_a_user(
 
     removal = RemoveInput(partner_user_id=user.id, actor=f"partner:{admin.id}")
     await onboarding.remove_partner_user(client, settings, new.email, removal)
+    await client.get_workflow_handle(partner_user_workflow_id(new.email)).result()
+    await keep_history(client, partner_user_workflow_id(new.email), "partner_user")
     assert accounts.partner_session_account(stores.commerce, session_token) is None
     assert accounts.verify_password(stores.commerce, new.email, "luca's own password") is None
     with Session(stores.commerce) as session:

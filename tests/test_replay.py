@@ -2,11 +2,14 @@
 
 Each folder of `tests/histories/` holds the histories one version of the workflows
 recorded (`v1/`: before the received email; `v2-received-email/`: with it, and with the
-status link emailed again on a duplicate). All of them replay, so a change that would
-break a request started under any of those versions (non-determinism) fails here. After
+status link emailed again on a duplicate; `v3-partner-account/`: the approved
+administrator's partner user workflow, and that workflow's own history). All of them
+replay, so a change that would break a request started under any of those versions
+(non-determinism) fails here. After
 an intended change to the command sequence, guarded by `workflow.patched`, record into a
 new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
-`RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py`.
+`RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py
+tests/test_partner_accounts.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from temporalio.worker import Replayer
 from client import DATA_CONVERTER
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
-from workflows.onboarding import RECEIVED_EMAIL_PATCH
+from workflows.onboarding import PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
@@ -35,12 +38,12 @@ PATHS = {
     "integration_off_rejected",
     "applicant",
 }
-# What the current version records besides: an email applying twice.
-DUPLICATES = {"applicant_duplicate", "status_link_reminded"}
+# What the current version records besides: an email applying twice, a partner user.
+DUPLICATES = {"applicant_duplicate", "status_link_reminded", "partner_user"}
 
 
 def test_every_version_has_histories_for_every_path() -> None:
-    assert [folder.name for folder in VERSIONS] == ["v1", RECORDING_VERSION]
+    assert [folder.name for folder in VERSIONS] == ["v1", "v2-received-email", RECORDING_VERSION]
     for folder in VERSIONS:
         assert {path.stem for path in folder.glob("*.json")} >= PATHS, folder.name
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
@@ -74,13 +77,16 @@ def markers(path: Path) -> list[str]:
     return found
 
 
-def test_the_received_email_patch_is_decided_before_any_store_write() -> None:
+def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
     """Decided after a local activity, a patch may replay differently from how it ran."""
     requests = [
         path
         for path in (HISTORIES / RECORDING_VERSION).glob("*.json")
-        if not path.stem.startswith("applicant")
+        if not path.stem.startswith(("applicant", "partner_user"))
     ]
     assert requests
     for path in requests:
-        assert markers(path)[0] == f"patch:{RECEIVED_EMAIL_PATCH}", path.stem
+        assert markers(path)[:2] == [
+            f"patch:{RECEIVED_EMAIL_PATCH}",
+            f"patch:{PARTNER_ACCOUNT_PATCH}",
+        ], path.stem

@@ -17,11 +17,11 @@ from temporalio.client import Client
 import client as onboarding
 from models.payloads import Action, EmailKind, Stage
 from settings import Settings
-from stores import Stores
+from stores import Stores, accounts
 from tests.conftest import MailSink
 from tests.scenario import a_request, finished, submit
 from worker import build_worker
-from workflows.onboarding import RECEIVED_EMAIL_PATCH
+from workflows.onboarding import PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
 
 
 async def test_requests_open_across_the_deploy_complete_on_the_new_code(
@@ -69,3 +69,11 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
         status = await onboarding.status(client, request.onboarding_id)
         assert status.received_notification is None
         assert status.notification is not None and status.notification.state == "sent"
+        # Approved on the new code, the administrator gets an account and the approval
+        # email its activation link; the link expires by its date in the store, as no
+        # partner user workflow was started for a request older than that patch.
+        account = accounts.partner_account_by_email(stores.commerce, request.email)
+        assert account is not None and account.state == "invited"
+        assert account.pending_link_expires_at is not None
+        history = await client.get_workflow_handle(request.workflow_id).fetch_history()
+        assert PARTNER_ACCOUNT_PATCH not in history.to_json()
