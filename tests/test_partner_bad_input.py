@@ -145,11 +145,12 @@ async def test_a_link_with_any_token_or_password_is_refused_plainly(
     before = users(stores)
     path = f"/activate/{quote(token, safe='')}" if token else "/activate/x"
     shown = await administrator.http.get(path)
-    assert shown.status_code in (404, 410), shown.text
+    # A token that decodes to a slash ("%2F") names no link: the router redirects it away.
+    assert shown.status_code in (307, 404, 410), shown.text
     csrf = await administrator.csrf("/account")
     posted = await administrator.http.post(
         path, data={"password": password, "confirm": password, "csrf_token": csrf}
     )
     # A password longer than any allowed is refused before the link is looked at.
-    assert posted.status_code in (404, 410, 413, 422), posted.text
+    assert posted.status_code in (307, 404, 410, 413, 422), posted.text
     assert users(stores) == before
