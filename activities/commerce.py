@@ -127,7 +127,8 @@ class CommerceActivities:
     def approve_prospect(self, input: ApproveProspectInput) -> int:
         """Approve the prospect and build its customer hierarchy; returns the hierarchy id.
 
-        The organisation is the root; the requester is in it as the B2B administrator.
+        The organisation is the root; the requester is in it as the B2B administrator, on
+        the organisation's invoice account.
         """
 
         def work(session: Session) -> int:
@@ -152,6 +153,8 @@ class CommerceActivities:
             assert hierarchy.id is not None
             _member(session, input.onboarding_id, hierarchy.id, root_id, None, ROLE_ROOT)
             _member(session, input.onboarding_id, hierarchy.id, person_id, root_id, ROLE_B2B_ADMIN)
+            # The B2B administrator orders on the organisation's invoice account.
+            person.invoice_customer_id = root_id
             return hierarchy.id
 
         return write(self.engine, work)

@@ -75,6 +75,7 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     if person is None or hierarchy is None or person.email is None:
         return None
     assert person.id is not None and hierarchy.id is not None
+    person.invoice_customer_id = hierarchy.root_customer_id
     email = person.email.lower()
     existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()
     if existing is not None:
@@ -143,7 +144,8 @@ class PartnerActivities:
                     created_at=input.at,
                 )
                 session.add(customer)
-                session.flush()
+            customer.invoice_customer_id = organization.id
+            session.flush()
             assert customer.id is not None
             customer_id, hierarchy_id = customer.id, hierarchy.id
             get_or_create(

@@ -127,6 +127,9 @@ class Customer(CommerceTable, table=True):
     locale: str = Field(default="en", max_length=8)
     sales_contact_id: int | None = None
     sales_account_id: int | None = None
+    # Whose invoice account this customer orders on: a partner's people order on their
+    # organisation's, so the organisation's credit limit applies to all of them.
+    invoice_customer_id: int | None = Field(default=None, foreign_key="customer.id")
     created_at: datetime
 
 

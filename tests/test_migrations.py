@@ -152,3 +152,64 @@ def test_the_outbox_keeps_its_rows_and_takes_a_reminder_an_hour(empty_database: 
             sent_email(connection, "status_link_reminder", f"<{hour}@b2b.test>", period=hour)
     with pytest.raises(IntegrityError), empty_database.begin() as connection:
         sent_email(connection, "status_link_reminder", "<again@b2b.test>", period=hour)
+
+
+def test_administrators_approved_before_accounts_existed_get_one_to_activate(
+    empty_database: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    with empty_database.begin() as connection:
+        command.upgrade(config("commerce", connection), "0001")
+        insert = "INSERT INTO customer (customer_type, name, first_name, last_name, email, locale,"
+        insert += " created_at) VALUES (:type, :name, :first, :last, :email, 'it', :now)"
+        for type_, name, first, last, email in (
+            ("organization", "Contoso Srl", None, None, None),
+            ("person", "Giulia Rossi", "Giulia", "Rossi", "Giulia@Contoso.example"),
+        ):
+            connection.execute(
+                text(insert),
+                {
+                    "type": type_,
+                    "name": name,
+                    "first": first,
+                    "last": last,
+                    "email": email,
+                    "now": now,
+                },
+            )
+        organization, person = (
+            row[0] for row in connection.execute(text("SELECT id FROM customer ORDER BY id"))
+        )
+        connection.execute(
+            text(
+                "INSERT INTO customer_hierarchy (name, root_customer_id, created_at)"
+                " VALUES ('Contoso Srl', :root, :now)"
+            ),
+            {"root": organization, "now": now},
+        )
+        hierarchy = connection.execute(text("SELECT id FROM customer_hierarchy")).scalar_one()
+        for customer, parent, role in (
+            (organization, None, "organization"),
+            (person, organization, "b2b_admin"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO customer_hierarchy_member (hierarchy_id, customer_id,"
+                    " parent_customer_id, role) VALUES (:h, :c, :p, :r)"
+                ),
+                {"h": hierarchy, "c": customer, "p": parent, "r": role},
+            )
+
+    migrate(empty_database, "commerce")
+
+    with empty_database.begin() as connection:
+        users = connection.execute(
+            text("SELECT email, state, customer_id, organization_customer_id FROM partner_user")
+        ).all()
+        assert [tuple(user) for user in users] == [
+            ("giulia@contoso.example", "invited", person, organization)
+        ]
+        invoice = connection.execute(
+            text("SELECT invoice_customer_id FROM customer WHERE id = :id"), {"id": person}
+        ).scalar_one()
+        assert invoice == organization

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus
 
 import client as onboarding
-from models.commerce import AccessLink, CustomerHierarchyMember, PartnerUser
+from models.commerce import AccessLink, Customer, CustomerHierarchyMember, PartnerUser
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -123,6 +123,12 @@ async def test_administrator_adds_resends_and_removes_a_user(
     second_link = token_of(links_in(mails[-1])[0])
     user = accounts.use_link(stores.commerce, second_link, "luca's own password")
     assert user.role == "b2b_user" and user.state == "active"
+    # Both order on the organisation's invoice account, so its credit limit is theirs.
+    with Session(stores.commerce) as session:
+        for person in (admin.customer_id, user.customer_id):
+            customer = session.get(Customer, person)
+            assert customer is not None
+            assert customer.invoice_customer_id == admin.organization_customer_id
     session_token = accounts.start_session(
         stores.commerce, accounts.PARTNER, str(user.id), __import__("datetime").timedelta(hours=1)
     )

@@ -312,3 +312,32 @@ async def test_the_partner_sees_the_credit_limit_a_commerce_admin_set(
     mine = (await web.get("/api/partner/account", headers=auth)).json()
     assert mine["credit_limit"]["amount"] == "25000.50"
     assert mine["credit_limit"]["currency"] == "EUR" and mine["credit_limit"]["mandatory"] is True
+
+
+async def test_an_administrator_reaches_no_user_of_another_partner(
+    administrator: tuple[str, str],
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    web: httpx.AsyncClient,
+) -> None:
+    _, email = administrator
+    _, other_email = await approved_partner(client, settings)
+    other = accounts.partner_account_by_email(stores.commerce, other_email)
+    assert other is not None
+    signed_in = await web.post("/api/partner/sessions", json={"email": email, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+    for answer in (
+        await web.post(f"/api/partner/users/{other.id}/invitation", headers=auth),
+        await web.delete(f"/api/partner/users/{other.id}", headers=auth),
+        await web.put(
+            f"/api/partner/users/{other.id}/role", headers=auth, json={"role": "b2b_user"}
+        ),
+    ):
+        assert answer.status_code == 404, answer.text
+    token = await csrf(web, "/account/users")
+    page = await web.post(f"/account/users/{other.id}/remove", data={"csrf_token": token})
+    assert page.status_code == 404
+    assert other.email not in (await web.get("/account/users")).text
+    unchanged = accounts.partner_account_by_email(stores.commerce, other_email)
+    assert unchanged is not None and unchanged.state == "invited" and unchanged.role == "b2b_admin"

@@ -150,8 +150,22 @@ def upgrade() -> None:
             batch_op.f("ix_access_link_partner_user_id"), ["partner_user_id"], unique=False
         )
 
-    with op.batch_alter_table("customer", schema=None) as batch_op:
-        batch_op.drop_column("credit_limit")
+    # Plain ALTERs, not a batch: on SQLite a batch recreates the table, and dropping
+    # `customer` fails while hierarchy rows reference it (foreign keys are on). SQLite
+    # (3.35+) drops a column and adds one with its reference in place.
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE customer DROP COLUMN credit_limit")
+        op.execute(
+            "ALTER TABLE customer ADD COLUMN invoice_customer_id INTEGER REFERENCES customer (id)"
+        )
+    else:
+        op.drop_column("customer", "credit_limit")
+        op.add_column(
+            "customer",
+            sa.Column(
+                "invoice_customer_id", sa.Integer(), sa.ForeignKey("customer.id"), nullable=True
+            ),
+        )
 
     with op.batch_alter_table("email_message", schema=None) as batch_op:
         batch_op.add_column(sa.Column("partner_user_id", sa.Integer(), nullable=True))
@@ -164,6 +178,13 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     _adopt_approved_administrators()
+    # The people of a hierarchy order on its organisation's invoice account.
+    op.execute(
+        "UPDATE customer SET invoice_customer_id = (SELECT h.root_customer_id"
+        " FROM customer_hierarchy_member m JOIN customer_hierarchy h ON h.id = m.hierarchy_id"
+        " WHERE m.customer_id = customer.id AND m.parent_customer_id IS NOT NULL LIMIT 1)"
+        " WHERE customer_type = 'person'"
+    )
 
 
 def _adopt_approved_administrators() -> None:
@@ -217,6 +238,7 @@ def downgrade() -> None:
         batch_op.drop_column("partner_user_id")
 
     with op.batch_alter_table("customer", schema=None) as batch_op:
+        batch_op.drop_column("invoice_customer_id")
         batch_op.add_column(sa.Column("credit_limit", sa.FLOAT(), nullable=True))
 
     with op.batch_alter_table("access_link", schema=None) as batch_op:
