@@ -9,14 +9,20 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where the code, templates/ and locales/ are: the checkout, or the installed package.
 PROJECT_DIR = Path(__file__).resolve().parent
+# Where `.env`, relative SQLite paths and var/ are: a checkout's own directory, wherever a
+# process starts in it; an installed package's working directory (a service's
+# WorkingDirectory), never the read-only site-packages.
+HOME_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
+VAR_DIR = HOME_DIR / "var"
 
 
 class Settings(BaseSettings):
     """The variables of the CONTRACT, with its defaults."""
 
     # The project's .env, then one in the working directory; the environment wins over both.
-    model_config = SettingsConfigDict(env_file=(PROJECT_DIR / ".env", ".env"), extra="ignore")
+    model_config = SettingsConfigDict(env_file=(HOME_DIR / ".env", ".env"), extra="ignore")
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -72,11 +78,11 @@ class Settings(BaseSettings):
 
     @field_validator("sales_database_url", "commerce_database_url")
     @classmethod
-    def _sqlite_path_from_project(cls, url: str) -> str:
-        """Relative SQLite paths mean the project's `var/`, wherever a process starts."""
+    def _sqlite_path_from_home(cls, url: str) -> str:
+        """Relative SQLite paths mean HOME_DIR's `var/`, wherever a process starts."""
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(PROJECT_DIR / url.removeprefix(prefix))
+            return prefix + str(HOME_DIR / url.removeprefix(prefix))
         return url
 
 

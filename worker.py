@@ -155,5 +155,9 @@ async def main() -> int:
     return 0
 
 
+def run() -> int:
+    return asyncio.run(main())
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())

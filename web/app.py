@@ -34,7 +34,7 @@ from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
-from settings import PROJECT_DIR, Settings, get_settings
+from settings import VAR_DIR, Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
 from web import api, api_customers, api_partner, i18n
@@ -55,7 +55,7 @@ from web.templating import render, templates
 log = logging.getLogger("web")
 
 WEB_DIR = Path(__file__).resolve().parent
-SECRET_FILE = PROJECT_DIR / "var" / "web-secret.key"
+SECRET_FILE = VAR_DIR / "web-secret.key"
 SESSION_MAX_AGE = 8 * 60 * 60
 
 
