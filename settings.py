@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the code, templates/ and locales/ are: the checkout, or the installed package.
@@ -35,8 +35,15 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: str | None = None
+    # STARTTLS on a submission port (587), or TLS from the first byte (465): one or neither.
     smtp_starttls: bool = False
+    smtp_tls: bool = False
+    # The CA that signs a private relay's certificate; unset, the system's CAs. Checked always.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Attempts an email gets while the relay refuses our login or we refuse its certificate
+    # (time for an operator to fix it); then its notification fails, naming why.
+    smtp_refused_attempts: int = Field(default=10, ge=1)
     mail_from: str = "B2B Partner Onboarding <no-reply@localhost>"
 
     b2b_site_url: str = "http://localhost:8000"
@@ -61,6 +68,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # How long an emailed activation, invitation or password-reset link stays valid.
     activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+
+    # The worker's Prometheus endpoint (the SDK's own metrics and the product's emails), and
+    # its /healthz and /readyz; each `host:port`, or empty for none.
+    worker_metrics_address: str = "127.0.0.1:9464"
+    worker_health_address: str = "127.0.0.1:9465"
+
+    @model_validator(mode="after")
+    def _one_kind_of_tls(self) -> Settings:
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError("SMTP_TLS and SMTP_STARTTLS: one or the other, not both")
+        return self
 
     @field_validator("mail_from")
     @classmethod

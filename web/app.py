@@ -37,7 +37,7 @@ import client as onboarding
 from settings import VAR_DIR, Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
-from web import api, api_customers, api_partner, i18n
+from web import api, api_customers, api_partner, i18n, operations
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -115,6 +115,7 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.include_router(operations.router)
     app.include_router(api.router)
     app.include_router(api_customers.router)
     app.include_router(api_partner.router)
