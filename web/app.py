@@ -47,6 +47,7 @@ from web.auth import (
     Users,
 )
 from web.i18n import N_, LanguageSwitch
+from web.metrics import HttpMetrics, WebMetrics
 from web.pages import account, commerce, partner, public, sales
 from web.pages.decisions import NotConfirmedPage
 from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
@@ -79,6 +80,7 @@ def create_app(
         app.state.stores = Stores.from_settings(settings)
         # The web app may start before the worker has brought the schemas up to date.
         app.state.stores.migrate()
+        app.state.metrics.watch_stages(app.state.stores)
         yield
         app.state.stores.dispose()
 
@@ -94,6 +96,9 @@ def create_app(
     app.state.secret = secret
     app.state.temporal = onboarding.Connection(settings, client)
     app.state.limits = Limits(settings)
+    app.state.metrics = WebMetrics()
+    if stores is not None:
+        app.state.metrics.watch_stages(stores)
     i18n.require_catalogues()
     app.state.templates = templates()
 
@@ -114,6 +119,7 @@ def create_app(
         # the header is ignored, so it cannot dodge the limits per address.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
+    app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(operations.router)
     app.include_router(api.router)

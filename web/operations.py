@@ -1,9 +1,12 @@
-"""What operators and their tools read: `/healthz`, `/readyz`; not part of the API's document."""
+"""What operators and their tools read: `/healthz`, `/readyz`, `/metrics`; not in the API's
+document."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 import health
 from web.dependencies import SettingsDep, StoresDep, TemporalDep
@@ -26,3 +29,10 @@ async def readyz(settings: SettingsDep, temporal: TemporalDep, stores: StoresDep
         status_code=200 if state.status == "ready" else 503,
         media_type="application/json",
     )
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text; requests by stage are read from the stores now, off the event loop."""
+    text = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
