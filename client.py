@@ -37,6 +37,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
+import tracing
 from models.partners import (
     InviteInput,
     PartnerUserChanged,
@@ -142,7 +143,9 @@ async def connect(settings: Settings) -> Client:
         config = ClientConfig.load_client_connect_config()
         config["target_host"] = settings.temporal_address
         config["namespace"] = settings.temporal_namespace
-        client = await Client.connect(**config, data_converter=pydantic_data_converter)
+        client = await Client.connect(
+            **config, data_converter=pydantic_data_converter, plugins=tracing.plugins()
+        )
         # Connecting does not look at the namespace; a wrong one would read as "not found".
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=settings.temporal_namespace), timeout=RPC_TIMEOUT

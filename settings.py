@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # its /healthz and /readyz; each `host:port`, or empty for none.
     worker_metrics_address: str = "127.0.0.1:9464"
     worker_health_address: str = "127.0.0.1:9465"
+    # Where traces go (OTLP over HTTP, the base URL as OpenTelemetry means it); unset, none.
+    otel_exporter_otlp_endpoint: str | None = None
 
     @model_validator(mode="after")
     def _one_kind_of_tls(self) -> Settings:

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import health
+import tracing
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
@@ -142,6 +143,7 @@ async def main() -> int:
             file=sys.stderr,
         )
         return 1
+    tracing.configure(settings, "b2b-onboarding-worker")
     try:
         client = await connect(settings)
         await check_search_attributes(client, settings.temporal_namespace)

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from opentelemetry import trace
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -275,9 +276,19 @@ class EmailActivities:
         return claimed
 
     async def _send(self, message: MimeMessage, recipient: str) -> None:
+        span = trace.get_tracer(__name__).start_as_current_span(
+            "smtp send",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "server.address": self.settings.smtp_host,
+                "server.port": self.settings.smtp_port,
+                "b2b.email.kind": str(message["X-Onboarding-Event"]),
+            },
+        )
         try:
-            async with smtp.relay(self.settings) as relay:
-                await relay.send_message(message)
+            with span:
+                async with smtp.relay(self.settings) as relay:
+                    await relay.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
                 _count(message, "refused")

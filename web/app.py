@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Match
@@ -34,6 +35,7 @@ from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
+import tracing
 from settings import VAR_DIR, Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
@@ -58,6 +60,8 @@ log = logging.getLogger("web")
 WEB_DIR = Path(__file__).resolve().parent
 SECRET_FILE = VAR_DIR / "web-secret.key"
 SESSION_MAX_AGE = 8 * 60 * 60
+# Its name in traces.
+SERVICE = "b2b-onboarding-web"
 
 
 def create_app(
@@ -120,6 +124,9 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
+    if tracing.installed():
+        # Probes and scrapes come every few seconds: no trace for each.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(operations.router)
     app.include_router(api.router)
@@ -355,4 +362,5 @@ def __getattr__(name: str) -> FastAPI:
 
 @lru_cache
 def _default_app() -> FastAPI:
+    tracing.configure(get_settings(), SERVICE)
     return create_app()
