@@ -146,7 +146,7 @@ async def main() -> int:
     tracing.configure(settings, "b2b-onboarding-worker")
     try:
         client = await connect(settings)
-        await check_search_attributes(client, settings.temporal_namespace)
+        await check_search_attributes(client, client.namespace)
     except (OnboardingError, MissingSearchAttributes) as err:
         print(f"worker: {err}", file=sys.stderr)
         return 1
