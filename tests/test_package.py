@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,3 +183,13 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
     (email,) = mail_sink.messages(onboarding_id)
     assert email["Content-Language"] == "it"
     assert (elsewhere / "var" / "commerce.db").exists()
+
+
+def test_the_systemd_units_run_the_installed_commands(installed: Installed) -> None:
+    with (PROJECT_DIR / "pyproject.toml").open("rb") as pyproject:
+        commands = set(tomllib.load(pyproject)["project"]["scripts"])
+    for unit in (PROJECT_DIR / "deploy" / "systemd").glob("*.service"):
+        (start,) = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
+        command = Path(start.removeprefix("ExecStart=").split()[0]).name
+        assert command in commands, unit.name
+        assert (installed.bin / command).exists()
