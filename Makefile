@@ -33,8 +33,10 @@ dev: $(STAMP) $(COMPILED)
 test: lint $(COMPILED)
 	$(PY) -m pytest
 
-# The storm: 200 onboardings with random decisions while workers are SIGKILLed and
-# restarted (about a minute). The other fault cases run in `make test`; see tests/faults/.
+# The storms: 200 onboardings with random decisions while workers are SIGKILLed and
+# restarted (about a minute), and 100 with the server, two workers and the web app in
+# network namespaces while one worker's host is cut off (about two; needs root). The
+# other fault cases run in `make test`; see tests/faults/.
 test-faults: $(STAMP)
 	$(PY) -m pytest -m storm tests/faults
 

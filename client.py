@@ -45,6 +45,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
+import tracing
 from models.partners import (
     InviteInput,
     PartnerUserChanged,
@@ -119,6 +120,29 @@ TEMPORAL_UNREACHABLE = "temporal_unreachable"
 WORKER_UNAVAILABLE = "worker_unavailable"
 
 
+# What the SDK's core says when TLS fails, in the words an operator acts on.
+TLS_REFUSALS = (
+    (
+        "InvalidCertificate",
+        "its TLS certificate is not one we trust: check TEMPORAL_TLS_SERVER_CA_CERT_PATH "
+        "(and TEMPORAL_TLS_SERVER_NAME)",
+    ),
+    (
+        "CertificateRequired",
+        "it wants a client certificate: set TEMPORAL_TLS_CLIENT_CERT_PATH and "
+        "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    ),
+    # A TLS-terminating proxy (nginx) refuses a missing or unknown client certificate
+    # with an HTTP 400 where gRPC was expected.
+    (
+        "400 Bad Request",
+        "its frontend refused the connection (HTTP 400), as a proxy refuses a missing or "
+        "unknown client certificate: check TEMPORAL_TLS_CLIENT_CERT_PATH and "
+        "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    ),
+)
+
+
 class OnboardingError(Exception):
     """Base of the errors a caller is expected to handle."""
 
@@ -173,21 +197,33 @@ class Connection:
 
 async def connect(settings: Settings) -> Client:
     """A client for the configured server; TLS and API key come from Temporal's own env vars."""
-    where = f"{settings.temporal_address}, namespace {settings.temporal_namespace!r}"
     try:
         config = ClientConfig.load_client_connect_config()
+    except Exception as err:  # its TOML file, or a file a TEMPORAL_TLS_* variable names
+        raise TemporalUnavailable(f"cannot read Temporal's client configuration: {err}") from err
+    # TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE win (environment, .env), then a
+    # TEMPORAL_PROFILE's, then our defaults.
+    if "temporal_address" in settings.model_fields_set or "target_host" not in config:
         config["target_host"] = settings.temporal_address
+    if "temporal_namespace" in settings.model_fields_set or "namespace" not in config:
         config["namespace"] = settings.temporal_namespace
-        client = await Client.connect(**config, data_converter=DATA_CONVERTER)
+    where = f"{config['target_host']}, namespace {config['namespace']!r}"
+    try:
+        client = await Client.connect(
+            **config, data_converter=DATA_CONVERTER, plugins=tracing.plugins()
+        )
         # Connecting does not look at the namespace; a wrong one would read as "not found".
         await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace=settings.temporal_namespace), timeout=RPC_TIMEOUT
+            DescribeNamespaceRequest(namespace=client.namespace), timeout=RPC_TIMEOUT
         )
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise TemporalUnavailable(f"no namespace at {where}") from err
         raise TemporalUnavailable(f"Temporal at {where} refuses us: {err.message}") from err
     except Exception as err:
+        hint = next((words for said, words in TLS_REFUSALS if said in str(err)), None)
+        if hint is not None:
+            raise TemporalUnavailable(f"Temporal at {where}: {hint}") from err
         raise TemporalUnavailable(f"cannot reach Temporal at {where}: {err}") from err
     return client
 

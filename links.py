@@ -14,9 +14,9 @@ import secrets
 from contextlib import suppress
 from urllib.parse import quote
 
-from settings import PROJECT_DIR, Settings
+from settings import VAR_DIR, Settings
 
-SECRET_FILE = PROJECT_DIR / "var" / "web-secret.key"
+SECRET_FILE = VAR_DIR / "web-secret.key"
 
 
 def site_secret(settings: Settings) -> bytes:

@@ -19,9 +19,9 @@ from uuid import uuid4
 
 from aiosmtpd.controller import Controller
 
-from settings import PROJECT_DIR, get_settings
+from settings import VAR_DIR, get_settings
 
-DEFAULT_SPOOL = PROJECT_DIR / "var" / "mail"
+DEFAULT_SPOOL = VAR_DIR / "mail"
 
 
 class SpoolHandler:

@@ -6,17 +6,23 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Where the code, templates/ and locales/ are: the checkout, or the installed package.
 PROJECT_DIR = Path(__file__).resolve().parent
+# Where `.env`, relative SQLite paths and var/ are: a checkout's own directory, wherever a
+# process starts in it; an installed package's working directory (a service's
+# WorkingDirectory), never the read-only site-packages.
+HOME_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
+VAR_DIR = HOME_DIR / "var"
 
 
 class Settings(BaseSettings):
     """The variables of the CONTRACT, with its defaults."""
 
     # The project's .env, then one in the working directory; the environment wins over both.
-    model_config = SettingsConfigDict(env_file=(PROJECT_DIR / ".env", ".env"), extra="ignore")
+    model_config = SettingsConfigDict(env_file=(HOME_DIR / ".env", ".env"), extra="ignore")
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -29,8 +35,15 @@ class Settings(BaseSettings):
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: str | None = None
+    # STARTTLS on a submission port (587), or TLS from the first byte (465): one or neither.
     smtp_starttls: bool = False
+    smtp_tls: bool = False
+    # The CA that signs a private relay's certificate; unset, the system's CAs. Checked always.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Attempts an email gets while the relay refuses our login or we refuse its certificate
+    # (time for an operator to fix it); then its notification fails, naming why.
+    smtp_refused_attempts: int = Field(default=10, ge=1)
     mail_from: str = "B2B Partner Onboarding <no-reply@localhost>"
 
     b2b_site_url: str = "http://localhost:8000"
@@ -56,6 +69,19 @@ class Settings(BaseSettings):
     # How long an emailed activation, invitation or password-reset link stays valid.
     activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
+    # The worker's Prometheus endpoint (the SDK's own metrics and the product's emails), and
+    # its /healthz and /readyz; each `host:port`, or empty for none.
+    worker_metrics_address: str = "127.0.0.1:9464"
+    worker_health_address: str = "127.0.0.1:9465"
+    # Where traces go (OTLP over HTTP, the base URL as OpenTelemetry means it); unset, none.
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_tls(self) -> Settings:
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError("SMTP_TLS and SMTP_STARTTLS: one or the other, not both")
+        return self
+
     @field_validator("mail_from")
     @classmethod
     def _single_line_sender(cls, value: str) -> str:
@@ -72,11 +98,11 @@ class Settings(BaseSettings):
 
     @field_validator("sales_database_url", "commerce_database_url")
     @classmethod
-    def _sqlite_path_from_project(cls, url: str) -> str:
-        """Relative SQLite paths mean the project's `var/`, wherever a process starts."""
+    def _sqlite_path_from_home(cls, url: str) -> str:
+        """Relative SQLite paths mean HOME_DIR's `var/`, wherever a process starts."""
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(PROJECT_DIR / url.removeprefix(prefix))
+            return prefix + str(HOME_DIR / url.removeprefix(prefix))
         return url
 
 

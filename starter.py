@@ -45,12 +45,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+# What a person typed: the installed console command, or `python starter.py` in a checkout.
+CONSOLE_COMMAND = "b2b-onboarding"
+PROG = CONSOLE_COMMAND if os.path.basename(sys.argv[0]) == CONSOLE_COMMAND else "starter.py"
 KEY_HELP = "makes a retry the same submission or decision (default: a new one)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="starter.py",
+        prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n")[1],
     )
@@ -161,7 +164,7 @@ def _one_line(err: ValidationError) -> str:
 
 
 def _fail(code: int, reason: str) -> int:
-    print(f"starter.py: {' '.join(reason.split())}", file=sys.stderr)
+    print(f"{PROG}: {' '.join(reason.split())}", file=sys.stderr)
     return code
 
 

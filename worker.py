@@ -12,14 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import PatchActivationInput, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import health
+import tracing
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.sales import SalesActivities
-from client import OnboardingError, connect
+from client import Connection, OnboardingError, connect
 from links import site_secret
 from models import search_attributes
 from settings import Settings, get_settings
@@ -116,6 +119,20 @@ async def check_search_attributes(client: Client, namespace: str) -> None:
         )
 
 
+def telemetry(metrics_address: str) -> TelemetryConfig:
+    """The SDK's own metrics and the activities' (`b2b_emails`) in Prometheus text."""
+    return TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address))
+
+
+async def serve_health(settings: Settings, client: Client, stores: Stores) -> asyncio.Server | None:
+    if not settings.worker_health_address:
+        return None
+    temporal = Connection(settings, client)
+    return await health.serve(
+        settings.worker_health_address, lambda: health.readiness(settings, temporal, stores)
+    )
+
+
 async def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -124,8 +141,19 @@ async def main() -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
     try:
+        if settings.worker_metrics_address:
+            # Before anything connects: every client and worker reports through this runtime.
+            Runtime.set_default(Runtime(telemetry=telemetry(settings.worker_metrics_address)))
+    except ValueError as err:
+        print(
+            f"worker: cannot serve metrics at {settings.worker_metrics_address}: {err}",
+            file=sys.stderr,
+        )
+        return 1
+    tracing.configure(settings, "b2b-onboarding-worker")
+    try:
         client = await connect(settings)
-        await check_search_attributes(client, settings.temporal_namespace)
+        await check_search_attributes(client, client.namespace)
     except (OnboardingError, MissingSearchAttributes) as err:
         print(f"worker: {err}", file=sys.stderr)
         return 1
@@ -152,15 +180,29 @@ async def main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
+    try:
+        probes = await serve_health(settings, client, stores)
+    except OSError as err:
+        print(
+            f"worker: cannot serve health at {settings.worker_health_address}: {err}",
+            file=sys.stderr,
+        )
+        return 1
     executor = ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity")
     async with build_worker(client, settings, stores, executor):
         logging.info("worker polling task queue %s", settings.onboarding_task_queue)
         await interrupted.wait()
         logging.info("worker shutting down")
+    if probes is not None:
+        probes.close()
     executor.shutdown()
     stores.dispose()
     return 0
 
 
+def run() -> int:
+    return asyncio.run(main())
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from opentelemetry import trace
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import smtp
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
 from links import status_url
@@ -312,30 +315,55 @@ class EmailActivities:
         return claimed
 
     async def _send(self, message: MimeMessage, recipient: str) -> None:
+        span = trace.get_tracer(__name__).start_as_current_span(
+            "smtp send",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "server.address": self.settings.smtp_host,
+                "server.port": self.settings.smtp_port,
+                "b2b.email.kind": str(message["X-Onboarding-Event"]),
+            },
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.settings.smtp_host,
-                port=self.settings.smtp_port,
-                username=self.settings.smtp_username,
-                password=self.settings.smtp_password,
-                start_tls=self.settings.smtp_starttls,
-                timeout=self.settings.smtp_timeout_seconds,
-            )
+            with span:
+                async with smtp.relay(self.settings) as relay:
+                    await relay.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
+                _count(message, "refused")
                 raise invalid_data(f"the mail server refuses {recipient}") from refused
+            _count(message, "retried")
             raise
-        except aiosmtplib.SMTPAuthenticationError:
-            # Wrong SMTP credentials are the operator's to fix; the retry then succeeds.
+        except (
+            aiosmtplib.SMTPAuthenticationError,
+            aiosmtplib.SMTPConnectError,
+            ssl.SSLError,
+        ) as err:
+            reason = smtp.refusal(err)
+            # The operator's to fix: retried a while, so that a fix in time still sends it,
+            # then failed for good, naming why.
+            if (
+                reason is not None
+                and activity.info().attempt >= self.settings.smtp_refused_attempts
+            ):
+                _count(message, "refused")
+                raise invalid_data(reason) from err
+            _count(message, "retried")
             raise
         except aiosmtplib.SMTPResponseException as refused:
             # 5xx is SMTP's "permanent": the same message would be refused again.
             if refused.code >= 500:
+                _count(message, "refused")
                 raise invalid_data(f"the mail server refuses the message: {refused}") from refused
+            _count(message, "retried")
             raise
         except aiosmtplib.SMTPNotSupported as refused:
+            _count(message, "refused")
             raise invalid_data(f"the mail server cannot take the message: {refused}") from refused
+        except Exception:
+            _count(message, "retried")
+            raise
+        _count(message, "sent")
 
     async def _mark_sent_retrying(self, row_id: int) -> None:
         """The message is out: record it, waiting out a short store outage in place.
@@ -399,6 +427,13 @@ class EmailActivities:
         # After the parts: making the alternative moves Content-* headers into part one.
         message["Content-Language"] = locale
         return message
+
+
+def _count(message: MimeMessage, outcome: str) -> None:
+    """`b2b_emails` on the worker's metrics: each attempt at a send, by kind and outcome."""
+    activity.metric_meter().create_counter(
+        "b2b_emails", "Attempts to send an email, by kind and outcome (sent, retried, refused)"
+    ).add(1, {"kind": str(message["X-Onboarding-Event"]), "outcome": outcome})
 
 
 class _Claimed:

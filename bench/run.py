@@ -300,6 +300,9 @@ class Run:
                 "SMTP_HOST": "127.0.0.1",
                 "SMTP_PORT": str(self.smtp_port),
                 "MAIL_FROM": settings.mail_from,
+                # The default ports are a running `make dev`'s; the bench reads the server's.
+                "WORKER_METRICS_ADDRESS": "",
+                "WORKER_HEALTH_ADDRESS": "",
                 # Python's default. Without bytecode files (this machine's shell turns them
                 # off) the sandbox compiles the workflow module anew for every workflow it
                 # creates: a tenth of the worker's CPU in the profile.

@@ -21,6 +21,7 @@ sys.path.insert(0, str(PROJECT))
 
 
 import temporal_dev  # noqa: E402
+from health import split_address  # noqa: E402
 from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
 from stores import Stores  # noqa: E402
@@ -29,6 +30,30 @@ from stores.migrations import SchemaMismatch  # noqa: E402
 BIN = Path(sys.executable).parent
 # `status` answers from Temporal: keep decided requests there for a month, not a day.
 RETENTION = "720h"
+UI_PORT = 8233
+
+
+def busy(host: str, port: int) -> bool:
+    """Whether something already listens there: binding as the service would, fails."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host or "127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def refuse_busy_ports(wanted: list[tuple[str, str, int]]) -> None:
+    """Before anything starts: a second `make dev`, or another program, on one of our ports
+    would otherwise get as far as the ready banner and then fail in pieces."""
+    taken = [f"{port} ({name})" for name, host, port in wanted if busy(host, port)]
+    if taken:
+        raise SystemExit(
+            f"dev: {'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} "
+            f"{'is' if len(taken) == 1 else 'are'} in use: stop what holds "
+            f"{'it' if len(taken) == 1 else 'them'} (another make dev?) or configure another"
+        )
 
 
 def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
@@ -63,9 +88,26 @@ def relay(name: str, process: subprocess.Popen[str]) -> None:
 
 def main() -> int:
     settings = get_settings()
+    host, _, port = settings.temporal_address.rpartition(":")
+    worker = [
+        (name, *split_address(address))
+        for name, address in (
+            ("worker metrics", settings.worker_metrics_address),
+            ("worker health", settings.worker_health_address),
+        )
+        if address
+    ]
+    refuse_busy_ports(
+        [
+            ("Temporal", host, int(port)),
+            ("Temporal UI", "127.0.0.1", UI_PORT),
+            ("mail sink", settings.smtp_host, settings.smtp_port),
+            ("web app", settings.web_host, settings.web_port),
+            *worker,
+        ]
+    )
     (PROJECT / "var" / "mail").mkdir(parents=True, exist_ok=True)
     migrate_stores()
-    host, _, port = settings.temporal_address.rpartition(":")
     services = [
         (
             "temporal",
@@ -78,7 +120,7 @@ def main() -> int:
                 "--port",
                 port,
                 "--ui-port",
-                "8233",
+                str(UI_PORT),
                 "--namespace",
                 settings.temporal_namespace,
                 "--log-level",
@@ -95,6 +137,8 @@ def main() -> int:
     running: list[tuple[str, subprocess.Popen[str]]] = []
     # A plain flag: an Event set from a signal handler can deadlock against its own wait().
     stopping = False
+    # A service that died, rather than Ctrl-C: `make dev` then fails too.
+    failed = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -130,7 +174,8 @@ def main() -> int:
                     check=True, stdout=subprocess.DEVNULL,
                 )  # fmt: skip
         print(
-            f"dev: web app http://localhost:{settings.web_port} · Temporal UI http://localhost:8233"
+            f"dev: web app http://localhost:{settings.web_port}"
+            f" · Temporal UI http://localhost:{UI_PORT}"
             " · mail in var/mail/ · Ctrl-C stops everything",
             flush=True,
         )
@@ -138,7 +183,7 @@ def main() -> int:
             for name, process in running:
                 if process.poll() is not None:
                     print(f"dev: {name} exited with {process.returncode}; stopping", flush=True)
-                    stopping = True
+                    stopping = failed = True
             time.sleep(0.2)
     finally:
         for _, process in reversed(running):
@@ -149,7 +194,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     process.kill()
         print("dev: stopped", flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -298,3 +298,40 @@ def _decision(
 def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; the stores write UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def stage_counts(stores: Stores) -> dict[Stage, int]:
+    """How many requests stand in each stage, from both stores' rows (for the metrics).
+
+    Decided requests are the prospects' statuses; undecided ones are told apart by the
+    Sales integration mode and, with it, by their lead and opportunity.
+    """
+    with Session(stores.commerce) as session:
+        prospects = session.exec(
+            select(Prospect.status, Prospect.sales_integration_enabled, func.count()).group_by(
+                col(Prospect.status), col(Prospect.sales_integration_enabled)
+            )
+        ).all()
+    with Session(stores.sales) as session:
+        open_leads = session.exec(
+            select(func.count()).where(col(Lead.onboarding_id).is_not(None), Lead.status == "open")
+        ).one()
+        open_opportunities = session.exec(
+            select(func.count()).where(
+                col(Opportunity.onboarding_id).is_not(None), Opportunity.status == "open"
+            )
+        ).one()
+    counts = dict.fromkeys(Stage, 0)
+    for status, integration, count in prospects:
+        if status in (Stage.APPROVED, Stage.REJECTED):
+            counts[Stage(status)] += count
+        elif not integration:
+            counts[Stage.AWAITING_APPROVAL] += count
+        else:
+            counts[Stage.SUBMITTED] += count
+    counts[Stage.LEAD_OPEN] = open_leads
+    counts[Stage.OPPORTUNITY_OPEN] = open_opportunities
+    # The two stores are read one after the other: never below zero for a request that
+    # moved in between.
+    counts[Stage.SUBMITTED] = max(0, counts[Stage.SUBMITTED] - open_leads - open_opportunities)
+    return counts

@@ -41,6 +41,9 @@ from web.app import create_app
 from worker import ACTIVITY_THREADS, build_worker
 
 VENV_BIN = Path(sys.executable).parent
+# The worker processes tests start leave the default ports to a running `make dev`; a test
+# that reads a worker's metrics or health gives it ports of its own.
+os.environ.update(WORKER_METRICS_ADDRESS="", WORKER_HEALTH_ADDRESS="")
 # CI runs the same examples every time (`HYPOTHESIS_PROFILE=ci`); a developer's runs explore.
 hypothesis.settings.register_profile("ci", derandomize=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

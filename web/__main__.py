@@ -10,8 +10,9 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+import tracing
 from settings import get_settings
-from web.app import create_app
+from web.app import SERVICE, create_app
 from web.i18n import CatalogueMissing
 
 # A request's headers arrive within this, or its connection is closed.
@@ -61,6 +62,7 @@ def main() -> int:
     # A configuration a person must fix: one line, no traceback.
     try:
         settings = get_settings()
+        tracing.configure(settings, SERVICE)
         app = create_app(settings)
     except ValidationError as err:
         reasons = (

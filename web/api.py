@@ -22,7 +22,14 @@ from models.payloads import (
     SubmitResult,
 )
 from web.auth import ApiUser
-from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
+from web.dependencies import (
+    ClientDep,
+    MetricsDep,
+    SecretDep,
+    SettingsDep,
+    StoresDep,
+    TemporalDep,
+)
 from web.identifiers import ONBOARDING_ID
 from web.protection import RETRY_AFTER, SubmitLimited
 
@@ -175,6 +182,7 @@ async def decide_request(
     response: Response,
     temporal: TemporalDep,
     stores: StoresDep,
+    metrics: MetricsDep,
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> Decided | JSONResponse:
@@ -199,6 +207,7 @@ async def decide_request(
         kept = await onboarding.current_status(temporal, stores, onboarding_id)
         why = f"{action.value} is not allowed: the request is {kept.stage.value}"
         raise onboarding.DecisionNotAllowed(why, kept.stage) from None
+    metrics.decided(action, user.role.value, decided)
     response.headers["Idempotency-Key"] = key
     return Decided(
         **decided.model_dump(exclude={"prospect_status", "allowed_actions"}), idempotency_key=key

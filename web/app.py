@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Match
@@ -32,11 +33,12 @@ from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import client as onboarding
+import tracing
 from links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
-from web import api, api_customers, api_partner, i18n
+from web import api, api_customers, api_partner, i18n, operations
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -46,6 +48,7 @@ from web.auth import (
     Users,
 )
 from web.i18n import N_, LanguageSwitch
+from web.metrics import HttpMetrics, WebMetrics
 from web.pages import account, commerce, partner, public, sales
 from web.pages.decisions import NotConfirmedPage
 from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
@@ -56,6 +59,8 @@ log = logging.getLogger("web")
 
 WEB_DIR = Path(__file__).resolve().parent
 SESSION_MAX_AGE = 8 * 60 * 60
+# Its name in traces.
+SERVICE = "b2b-onboarding-web"
 
 
 def create_app(
@@ -80,6 +85,7 @@ def create_app(
         app.state.stores = Stores.from_settings(settings)
         # The web app may start before the worker has brought the schemas up to date.
         app.state.stores.migrate()
+        app.state.metrics.watch_stages(app.state.stores)
         yield
         app.state.stores.dispose()
 
@@ -95,6 +101,9 @@ def create_app(
     app.state.secret = secret
     app.state.temporal = onboarding.Connection(settings, client)
     app.state.limits = Limits(settings)
+    app.state.metrics = WebMetrics()
+    if stores is not None:
+        app.state.metrics.watch_stages(stores)
     i18n.require_catalogues()
     app.state.templates = templates()
 
@@ -115,7 +124,12 @@ def create_app(
         # the header is ignored, so it cannot dodge the limits per address.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
+    app.add_middleware(HttpMetrics, metrics=app.state.metrics)
+    if tracing.installed():
+        # Probes and scrapes come every few seconds: no trace for each.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.include_router(operations.router)
     app.include_router(api.router)
     app.include_router(api_customers.router)
     app.include_router(api_partner.router)
@@ -332,4 +346,5 @@ def __getattr__(name: str) -> FastAPI:
 
 @lru_cache
 def _default_app() -> FastAPI:
+    tracing.configure(get_settings(), SERVICE)
     return create_app()

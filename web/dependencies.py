@@ -12,6 +12,7 @@ from temporalio.client import Client
 import client as onboarding
 from settings import Settings
 from stores import Stores
+from web.metrics import WebMetrics
 
 T = TypeVar("T")
 
@@ -35,6 +36,11 @@ def get_stores(request: Request) -> Stores:
     return stores
 
 
+def get_metrics(request: Request) -> WebMetrics:
+    metrics: WebMetrics = request.app.state.metrics
+    return metrics
+
+
 def get_secret(request: Request) -> bytes:
     secret: bytes = request.app.state.secret
     return secret
@@ -46,6 +52,7 @@ ClientDep = Annotated[Client, Depends(get_client)]
 # For routes that can answer from the stores while Temporal is down: connect on demand.
 TemporalDep = Annotated[onboarding.Connection, Depends(get_temporal)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
+MetricsDep = Annotated[WebMetrics, Depends(get_metrics)]
 
 
 async def read(view: Callable[..., T], *args: object, **kwargs: object) -> T:

@@ -11,6 +11,7 @@ from temporalio.client import Client
 import client as onboarding
 from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingStatus, Reason
 from web.auth import User, csrf_token
+from web.dependencies import get_metrics
 from web.templating import flash, not_confirmed
 
 DONE = {
@@ -79,6 +80,7 @@ async def decide(
     except onboarding.DecisionNotAllowed as err:
         flash(request, f"Not done: {err}.", "error")
         return None
+    get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
         flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
     else:

@@ -1,0 +1,204 @@
+"""A remote Temporal over TLS: the dev server behind nginx (`grpc_pass`), which demands a
+client certificate (mTLS) signed by the test's CA, as a cluster's frontend would.
+
+The client and the worker are configured only through Temporal's own environment
+(`TEMPORAL_TLS_*`) or a `TEMPORAL_PROFILE` in its TOML file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from settings import PROJECT_DIR
+from tests.certificates import Authority, Issued
+from tests.conftest import MailSink, free_port
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@dataclass
+class Frontend:
+    address: str
+    ca: Path
+    client: Issued
+    other_ca: Path
+
+
+def nginx_conf(directory: Path, port: int, upstream: str, server: Issued, ca: Path) -> str:
+    return f"""
+user root;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
+        ssl_certificate {server.cert};
+        ssl_certificate_key {server.key};
+        ssl_client_certificate {ca};
+        ssl_verify_client on;
+        location / {{
+            grpc_pass grpc://{upstream};
+            # Workers long-poll for a minute at a time.
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def frontend(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iterator[Frontend]:
+    if not os.access(NGINX, os.X_OK):
+        pytest.fail("nginx is not installed (apt-get install nginx; .ci/run does it)")
+    directory = tmp_path_factory.mktemp("nginx")
+    ca = Authority(directory)
+    server = ca.issue("frontend", ("localhost", "127.0.0.1"))
+    port = free_port()
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        nginx_conf(directory, port, client.service_client.config.target_host, server, ca.cert_file)
+    )
+    process = subprocess.Popen(
+        [NGINX, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        raise AssertionError(f"nginx did not start: {process.communicate()[1]}")
+    yield Frontend(
+        f"localhost:{port}",
+        ca.cert_file,
+        ca.issue("worker", client=True),
+        Authority(directory, "other-ca").cert_file,
+    )
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "starter.py", *args],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def tls_env(frontend: Frontend, **overrides: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": frontend.address,
+        "TEMPORAL_TLS": "true",
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(frontend.ca),
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(frontend.client.cert),
+        "TEMPORAL_TLS_CLIENT_KEY_PATH": str(frontend.client.key),
+        **overrides,
+    }
+
+
+def test_a_whole_onboarding_runs_through_the_tls_frontend(
+    frontend: Frontend, tmp_path: Path, mail_sink: MailSink
+) -> None:
+    untouched = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    common = {
+        **untouched,
+        "ONBOARDING_TASK_QUEUE": f"tls-{uuid.uuid4().hex[:8]}",
+        "SALES_DATABASE_URL": f"sqlite:///{tmp_path / 'sales.db'}",
+        "COMMERCE_DATABASE_URL": f"sqlite:///{tmp_path / 'commerce.db'}",
+        "SMTP_HOST": mail_sink.host,
+        "SMTP_PORT": str(mail_sink.port),
+    }
+    # The CLI through a profile in Temporal's TOML file, the worker through its variables.
+    profile = tmp_path / "temporal.toml"
+    profile.write_text(
+        f"""
+[profile.remote]
+address = "{frontend.address}"
+namespace = "default"
+
+[profile.remote.tls]
+server_ca_cert_path = "{frontend.ca}"
+client_cert_path = "{frontend.client.cert}"
+client_key_path = "{frontend.client.key}"
+"""
+    )
+    by_profile = {**common, "TEMPORAL_CONFIG_FILE": str(profile), "TEMPORAL_PROFILE": "remote"}
+    worker = subprocess.Popen(
+        [sys.executable, "worker.py"],
+        cwd=PROJECT_DIR,
+        env={**tls_env(frontend), **common},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        email = f"tls.{uuid.uuid4().hex[:8]}@remote.example"
+        submitted = cli(
+            "submit", "--company", "Remote Srl", "--first-name", "Rita", "--last-name", "Neri",
+            "--email", email, env=by_profile,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        onboarding_id = json.loads(submitted.stdout)["onboarding_id"]
+        for action in ("qualify", "won"):
+            decided = cli(action, onboarding_id, env=by_profile)
+            assert decided.returncode == 0, decided.stderr
+        for _ in range(30):
+            status = json.loads(cli("status", onboarding_id, env=by_profile).stdout)
+            if (status.get("notification") or {}).get("state") == "sent":
+                break
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        _, worker_log = worker.communicate(timeout=30)
+
+    assert worker.returncode == 0, worker_log
+    assert (status["stage"], status["notification"]["state"]) == ("approved", "sent")
+    assert len(mail_sink.messages(onboarding_id)) == 1
+
+
+def test_a_wrong_ca_or_no_client_certificate_is_exit_5_in_one_clear_line(
+    frontend: Frontend,
+) -> None:
+    wrong_ca = cli(
+        "status", "0123456789abcdef",
+        env=tls_env(frontend, TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(frontend.other_ca)),
+    )  # fmt: skip
+    without_certificate = tls_env(frontend)
+    del without_certificate["TEMPORAL_TLS_CLIENT_CERT_PATH"]
+    del without_certificate["TEMPORAL_TLS_CLIENT_KEY_PATH"]
+    no_certificate = cli("status", "0123456789abcdef", env=without_certificate)
+
+    for refused, names in (
+        (wrong_ca, "TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+        (no_certificate, "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+    ):
+        assert refused.returncode == 5, refused.stderr
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith(f"starter.py: Temporal at {frontend.address}, namespace 'default': ")
+        assert names in line
