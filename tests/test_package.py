@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from models.payloads import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import MailSink
 
@@ -180,7 +181,7 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
     assert worker.returncode == 0, worker_log
     assert status["stage"] == "approved"
     assert status["notification"]["state"] == "sent"
-    (email,) = mail_sink.messages(onboarding_id)
+    (email,) = mail_sink.messages(onboarding_id, EmailKind.PROSPECT_APPROVED)
     assert email["Content-Language"] == "it"
     assert (elsewhere / "var" / "commerce.db").exists()
 
