@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable
-from contextlib import suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -193,7 +192,6 @@ async def submit(
     # fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        start = _applicant_start(request, settings)
         try:
             return await _rpc(
                 _admitting(
@@ -203,17 +201,12 @@ async def submit(
                     client.execute_update_with_start_workflow(
                         ApplicantWorkflow.submit,
                         payload,
-                        start_workflow_operation=start,
+                        start_workflow_operation=_applicant_start(request, settings),
                         id=update_id,
                         rpc_timeout=ACCEPT_WAIT,
                     ),
                 )
             )
-        except OnboardingError:
-            # The start operation keeps the same failure; read it, or asyncio logs it.
-            with suppress(Exception):
-                await start.workflow_handle()
-            raise
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
                 isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
@@ -387,7 +380,12 @@ async def wait_until_recorded(
 async def _worker(call: Awaitable[T]) -> T:
     """Await what only a worker answers (a query), once Temporal itself has answered."""
     try:
-        return await call
+        # The SDK retries a query the server timed out, each try with a fresh timeout:
+        # bound them all.
+        async with asyncio.timeout(QUERY_TIMEOUT.total_seconds()):
+            return await call
+    except TimeoutError as err:
+        raise WorkerUnavailable("no worker answers in time") from err
     except RPCError as err:
         # Its own timeout comes back as CANCELLED; a worker long gone, as the server's
         # "no poller seen for task queue recently".
@@ -408,8 +406,11 @@ async def _admitting(client: Client, workflow_id: str, update_id: str, call: Awa
     "not yet confirmed", and the same Update id, sent again, attaches to it.
     """
     try:
-        return await call
-    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # The SDK asks again while the server answers "admitted", each time with a
+        # fresh timeout: bound the whole wait.
+        async with asyncio.timeout(ACCEPT_WAIT.total_seconds()):
+            return await call
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as err:
         held = PollWorkflowExecutionUpdateRequest(
             namespace=client.namespace,
             update_ref=UpdateRef(
