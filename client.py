@@ -192,6 +192,7 @@ async def submit(
     # fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        start = _applicant_start(request, settings)
         try:
             return await _rpc(
                 _admitting(
@@ -201,12 +202,18 @@ async def submit(
                     client.execute_update_with_start_workflow(
                         ApplicantWorkflow.submit,
                         payload,
-                        start_workflow_operation=_applicant_start(request, settings),
+                        start_workflow_operation=start,
                         id=update_id,
                         rpc_timeout=ACCEPT_WAIT,
                     ),
                 )
             )
+        except OnboardingError:
+            # The start operation keeps the same failure (a cancellation, when the wait
+            # ran out); read it, or asyncio logs it as never retrieved, once per call.
+            read = asyncio.ensure_future(start.workflow_handle())
+            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
                 isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
