@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable
-from contextlib import suppress
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -259,9 +258,10 @@ async def submit(
                 )
             )
         except OnboardingError:
-            # The start operation keeps the same failure; read it, or asyncio logs it.
-            with suppress(Exception):
-                await start.workflow_handle()
+            # The start operation keeps the same failure (a cancellation, when the wait
+            # ran out); read it, or asyncio logs it as never retrieved, once per call.
+            read = asyncio.ensure_future(start.workflow_handle())
+            read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
         except (WorkflowUpdateFailedError, RPCError) as err:
             ending = isinstance(err, WorkflowUpdateFailedError) or (
@@ -436,7 +436,12 @@ async def wait_until_recorded(
 async def _worker(call: Awaitable[T]) -> T:
     """Await what only a worker answers (a query), once Temporal itself has answered."""
     try:
-        return await call
+        # The SDK retries a query the server timed out, each try with a fresh timeout:
+        # bound them all.
+        async with asyncio.timeout(QUERY_TIMEOUT.total_seconds()):
+            return await call
+    except TimeoutError as err:
+        raise WorkerUnavailable("no worker answers in time") from err
     except RPCError as err:
         # Its own timeout comes back as CANCELLED; a worker long gone, as the server's
         # "no poller seen for task queue recently".
@@ -457,8 +462,11 @@ async def _admitting(client: Client, workflow_id: str, update_id: str, call: Awa
     "not yet confirmed", and the same Update id, sent again, attaches to it.
     """
     try:
-        return await call
-    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        # The SDK asks again while the server answers "admitted", each time with a
+        # fresh timeout: bound the whole wait.
+        async with asyncio.timeout(ACCEPT_WAIT.total_seconds()):
+            return await call
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError) as err:
         held = PollWorkflowExecutionUpdateRequest(
             namespace=client.namespace,
             update_ref=UpdateRef(

@@ -8,13 +8,14 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import hypothesis
@@ -50,6 +51,7 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 # A namespace no request is started in: how Temporal looks once its retention has passed.
 FORGETFUL_NAMESPACE = "forgetful"
 TEST_SECRET = "a-secret-for-the-tests-only-0123456789"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -305,3 +307,16 @@ def stoppable_worker(
 def short_accept_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Submissions and decisions wait 2 s, not 10, for a worker to take them up."""
     monkeypatch.setattr("client.ACCEPT_WAIT", timedelta(seconds=2))
+
+
+async def until_confirmed(send: Callable[[], Awaitable[T]], pending: Callable[[T], bool]) -> T:
+    """Send again, as a careful caller does, while the answer is "not yet confirmed".
+
+    A worker just started may take longer than the wait to take the Update up.
+    """
+    for _ in range(10):
+        answer = await send()
+        if not pending(answer):
+            return answer
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"still not confirmed: {answer}")

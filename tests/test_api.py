@@ -28,6 +28,7 @@ from tests.conftest import (
     bearer,
     browse,
     free_port,
+    until_confirmed,
     web_settings_for,
 )
 from tests.scenario import a_request, finished, rows
@@ -520,15 +521,23 @@ async def test_with_the_worker_stopped_a_decision_and_a_submission_are_recorded_
         assert "onboarding_id" not in submission.json()
 
         async with stoppable_worker():
-            retried = await web.post(
-                f"{API}/{onboarding_id}/qualify",
-                headers={**bearer(REP), "Idempotency-Key": decision.json()["idempotency_key"]},
+            retried = await until_confirmed(
+                lambda: web.post(
+                    f"{API}/{onboarding_id}/qualify",
+                    headers={**bearer(REP), "Idempotency-Key": decision.json()["idempotency_key"]},
+                ),
+                lambda answer: "onboarding_id" not in answer.json(),
             )
             assert retried.status_code == 200, retried.text
             assert retried.json()["stage"] == "opportunity_open"
             assert [d["action"] for d in retried.json()["decisions"]] == ["qualify"]
-            resubmitted = await web.post(
-                API, json=form, headers={"Idempotency-Key": submission.json()["idempotency_key"]}
+            resubmitted = await until_confirmed(
+                lambda: web.post(
+                    API,
+                    json=form,
+                    headers={"Idempotency-Key": submission.json()["idempotency_key"]},
+                ),
+                lambda answer: "onboarding_id" not in answer.json(),
             )
             assert resubmitted.status_code == 202, resubmitted.text
             assert resubmitted.json()["duplicate"] is False

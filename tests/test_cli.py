@@ -17,7 +17,7 @@ from temporalio.client import Client
 import client as onboarding
 from settings import Settings
 from stores import Stores
-from tests.conftest import free_port
+from tests.conftest import free_port, until_confirmed
 from tests.scenario import a_request
 from worker import build_worker
 
@@ -171,7 +171,9 @@ async def test_with_the_worker_stopped_status_answers_and_a_decision_exits_6(
     one_line_reason(qualify, "not yet confirmed", f"--key {key}")
 
     async with build_worker(client, stopped, stores, activity_executor):
-        again = await starter("qualify", oid, "--key", key, **env)
+        again = await until_confirmed(
+            lambda: starter("qualify", oid, "--key", key, **env), lambda run: run.code == 6
+        )
         assert again.code == 0, again.err
         assert again.json["stage"] == "opportunity_open"
         assert [d["action"] for d in again.json["decisions"]] == ["qualify"]

@@ -23,7 +23,15 @@ from links import site_secret
 from models.payloads import ALREADY_OPEN, Action, EmailKind, SendEmailInput, Stage
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
-from tests.conftest import ADMIN, REDIS_URL, REP, bearer, browse, web_settings_for
+from tests.conftest import (
+    ADMIN,
+    REDIS_URL,
+    REP,
+    bearer,
+    browse,
+    until_confirmed,
+    web_settings_for,
+)
 from tests.scenario import a_request, finished
 from web.app import create_app
 
@@ -504,12 +512,18 @@ async def test_with_the_worker_stopped_the_form_and_the_buttons_say_received_not
             assert int(answer.headers["Retry-After"]) >= 1
 
         async with stoppable_worker():
-            checked = await web.post("/apply", data=hidden_fields(applied.text))
+            checked = await until_confirmed(
+                lambda: web.post("/apply", data=hidden_fields(applied.text)),
+                lambda answer: answer.status_code == 202,
+            )
             assert checked.status_code == 303
             assert re.match(
                 r"^/requests/[0-9a-f]{16}/[0-9a-f]{32}/submitted$", checked.headers["location"]
             )
-            rechecked = await web.post(f"{lead_page}/qualify", data=hidden_fields(pressed.text))
+            rechecked = await until_confirmed(
+                lambda: web.post(f"{lead_page}/qualify", data=hidden_fields(pressed.text)),
+                lambda answer: answer.status_code == 202,
+            )
             assert rechecked.status_code == 303
             assert rechecked.headers["location"].startswith("/sales/opportunities/")
             status = await onboarding.status(client, onboarding_id)
