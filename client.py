@@ -119,8 +119,9 @@ TEMPORAL_UNREACHABLE = "temporal_unreachable"
 WORKER_UNAVAILABLE = "worker_unavailable"
 
 
-# What the SDK's core says when TLS fails, in the words an operator acts on.
-TLS_REFUSALS = (
+# What the SDK's core says when TLS or the credentials fail, in the words an operator
+# acts on.
+REFUSALS = (
     (
         "InvalidCertificate",
         "its TLS certificate is not one we trust: check TEMPORAL_TLS_SERVER_CA_CERT_PATH "
@@ -139,6 +140,9 @@ TLS_REFUSALS = (
         "unknown client certificate: check TEMPORAL_TLS_CLIENT_CERT_PATH and "
         "TEMPORAL_TLS_CLIENT_KEY_PATH",
     ),
+    # The same proxy refusing an API key, and a server doing it in gRPC's own words.
+    ("401 Unauthorized", "it refuses our credentials (HTTP 401): check TEMPORAL_API_KEY"),
+    ("Unauthenticated", "it refuses our credentials: check TEMPORAL_API_KEY"),
 )
 
 
@@ -220,7 +224,7 @@ async def connect(settings: Settings) -> Client:
             raise TemporalUnavailable(f"no namespace at {where}") from err
         raise TemporalUnavailable(f"Temporal at {where} refuses us: {err.message}") from err
     except Exception as err:
-        hint = next((words for said, words in TLS_REFUSALS if said in str(err)), None)
+        hint = next((words for said, words in REFUSALS if said in str(err)), None)
         if hint is not None:
             raise TemporalUnavailable(f"Temporal at {where}: {hint}") from err
         raise TemporalUnavailable(f"cannot reach Temporal at {where}: {err}") from err

@@ -1,5 +1,6 @@
 """A remote Temporal over TLS: the dev server behind nginx (`grpc_pass`), which demands a
-client certificate (mTLS) signed by the test's CA, as a cluster's frontend would.
+client certificate (mTLS) signed by the test's CA, as a cluster's frontend would, or, on
+a second port, an API key, as Temporal Cloud does.
 
 The client and the worker are configured only through Temporal's own environment
 (`TEMPORAL_TLS_*`) or a `TEMPORAL_PROFILE` in its TOML file.
@@ -27,6 +28,7 @@ from tests.certificates import Authority, Issued
 from tests.conftest import MailSink, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+API_KEY = "an-api-key-for-the-tests-only"
 
 
 @dataclass
@@ -35,9 +37,18 @@ class Frontend:
     ca: Path
     client: Issued
     other_ca: Path
+    api_key_address: str
 
 
-def nginx_conf(directory: Path, port: int, upstream: str, server: Issued, ca: Path) -> str:
+def nginx_conf(
+    directory: Path, ports: tuple[int, int], upstream: str, server: Issued, ca: Path
+) -> str:
+    """One frontend that wants a client certificate; one, as Temporal Cloud's, an API key."""
+    proxy = f"""
+            grpc_pass grpc://{upstream};
+            # Workers long-poll for a minute at a time.
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;"""
     return f"""
 user root;
 worker_processes 1;
@@ -52,16 +63,22 @@ http {{
     uwsgi_temp_path {directory}/uwsgi;
     scgi_temp_path {directory}/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl http2;
+        listen 127.0.0.1:{ports[0]} ssl http2;
         ssl_certificate {server.cert};
         ssl_certificate_key {server.key};
         ssl_client_certificate {ca};
         ssl_verify_client on;
+        location / {{{proxy}
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{ports[1]} ssl http2;
+        ssl_certificate {server.cert};
+        ssl_certificate_key {server.key};
         location / {{
-            grpc_pass grpc://{upstream};
-            # Workers long-poll for a minute at a time.
-            grpc_read_timeout 300s;
-            grpc_send_timeout 300s;
+            if ($http_authorization != "Bearer {API_KEY}") {{
+                return 401;
+            }}{proxy}
         }}
     }}
 }}
@@ -75,11 +92,10 @@ def frontend(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iterat
     directory = tmp_path_factory.mktemp("nginx")
     ca = Authority(directory)
     server = ca.issue("frontend", ("localhost", "127.0.0.1"))
-    port = free_port()
+    port, api_key_port = free_port(), free_port()
     conf = directory / "nginx.conf"
-    conf.write_text(
-        nginx_conf(directory, port, client.service_client.config.target_host, server, ca.cert_file)
-    )
+    upstream = client.service_client.config.target_host
+    conf.write_text(nginx_conf(directory, (port, api_key_port), upstream, server, ca.cert_file))
     process = subprocess.Popen(
         [NGINX, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
         stderr=subprocess.PIPE,
@@ -98,6 +114,7 @@ def frontend(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iterat
         ca.cert_file,
         ca.issue("worker", client=True),
         Authority(directory, "other-ca").cert_file,
+        f"localhost:{api_key_port}",
     )
     process.terminate()
     process.wait(timeout=30)
@@ -203,3 +220,25 @@ def test_a_wrong_ca_or_no_client_certificate_is_exit_5_in_one_clear_line(
         (line,) = refused.stderr.splitlines()
         assert line.startswith(f"starter.py: Temporal at {frontend.address}, namespace 'default': ")
         assert names in line
+
+
+def test_an_api_key_is_enough_where_the_frontend_wants_one_and_a_wrong_one_is_exit_5(
+    frontend: Frontend,
+) -> None:
+    untouched = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    env = {
+        **untouched,
+        "TEMPORAL_ADDRESS": frontend.api_key_address,
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(frontend.ca),
+    }
+    # Reaching Temporal: it answers that there is no such request.
+    known = cli("status", "0123456789abcdef", env={**env, "TEMPORAL_API_KEY": API_KEY})
+    wrong = cli("status", "0123456789abcdef", env={**env, "TEMPORAL_API_KEY": "not-the-key"})
+
+    assert known.returncode == 4, known.stderr
+    assert wrong.returncode == 5, wrong.stderr
+    (line,) = wrong.stderr.splitlines()
+    assert line == (
+        f"starter.py: Temporal at {frontend.api_key_address}, namespace 'default': "
+        "it refuses our credentials (HTTP 401): check TEMPORAL_API_KEY"
+    )
