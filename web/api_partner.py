@@ -30,7 +30,7 @@ from web.api import ERRORS, Problem
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
 from web.identifiers import RowId
-from web.partners import PartnerActionRefused, add_user, change_role, remove, resend
+from web.partners import add_user, change_role, remove, resend
 from web.protection import client_key, limits
 
 router = APIRouter(prefix="/api/partner", tags=["partner account"])
@@ -138,10 +138,6 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _refused(refusal: PartnerActionRefused) -> HTTPException:
-    return HTTPException(refusal.status, str(refusal))
-
-
 @router.post(
     "/sessions",
     status_code=201,
@@ -210,10 +206,7 @@ async def invite_user(
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
     request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
-    try:
-        changed = await add_user(client, settings, me, body, request_id)
-    except PartnerActionRefused as refused:
-        raise _refused(refused) from refused
+    changed = await add_user(client, settings, me, body, request_id)
     return Invited.of(changed)
 
 
@@ -222,10 +215,7 @@ async def resend_invitation(
     user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
 ) -> Invited:
     """A fresh invitation email; the earlier link stops working."""
-    try:
-        changed = await resend(client, settings, stores, me, user_id)
-    except PartnerActionRefused as refused:
-        raise _refused(refused) from refused
+    changed = await resend(client, settings, stores, me, user_id)
     return Invited.of(changed)
 
 
@@ -234,10 +224,7 @@ async def remove_user(
     user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
 ) -> PartnerUserOut:
     """Unlink the user from the hierarchy (the customer record stays); their sign-in ends."""
-    try:
-        await remove(client, settings, stores, me, user_id)
-    except PartnerActionRefused as refused:
-        raise _refused(refused) from refused
+    await remove(client, settings, stores, me, user_id)
     removed = await run_in_threadpool(accounts.partner_account, stores.commerce, user_id)
     assert removed is not None
     return PartnerUserOut.of(removed)
@@ -248,8 +235,5 @@ async def set_user_role(
     user_id: RowId, body: RoleChange, me: Administrator, stores: StoresDep
 ) -> PartnerUserOut:
     """Make a user an administrator, or step one down while another remains."""
-    try:
-        changed = await change_role(stores, me, user_id, body.role)
-    except PartnerActionRefused as refused:
-        raise _refused(refused) from refused
+    changed = await change_role(stores, me, user_id, body.role)
     return PartnerUserOut.of(changed)

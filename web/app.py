@@ -51,6 +51,7 @@ from web.i18n import N_, LanguageSwitch
 from web.metrics import HttpMetrics, WebMetrics
 from web.pages import account, commerce, partner, public, sales
 from web.pages.decisions import NotConfirmedPage
+from web.partners import PartnerActionRefused
 from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
 from web.redaction import redact_secrets
 from web.templating import render, templates
@@ -295,6 +296,11 @@ def _handle_errors(app: FastAPI) -> None:
     async def failed(request: Request, err: onboarding.DecisionFailed) -> Response:
         log.error("%s", err)
         return problem(request, 500, str(err))
+
+    @app.exception_handler(PartnerActionRefused)
+    async def partner_refused(request: Request, refused: PartnerActionRefused) -> Response:
+        # The pages show a refusal on the page it came from; the API answers it here.
+        return problem(request, refused.status, str(refused))
 
     @app.exception_handler(PartnerSignInRequired)
     async def partner_sign_in(request: Request, _: PartnerSignInRequired) -> Response:
