@@ -20,7 +20,7 @@ HOME = {Role.SALES_REP: "/sales/leads", Role.COMMERCE_ADMIN: "/commerce/prospect
 @router.get("/staff/signin")
 async def sign_in_form(request: Request, next: str = "") -> Response:
     """The sign-in form for reps and admins."""
-    return render(request, "signin.html", next=_safe_next(next), name="", error=None)
+    return render(request, "signin.html", next=safe_next(next), name="", error=None)
 
 
 @router.post("/staff/signin", dependencies=[CsrfChecked])
@@ -38,10 +38,10 @@ async def sign_in(
         await run_in_threadpool(guard.failed, address, account)
         error = "That name and token do not match a user."
         return render(
-            request, "signin.html", status_code=401, next=_safe_next(next), name=name, error=error
+            request, "signin.html", status_code=401, next=safe_next(next), name=name, error=error
         )
     start_session(request, user)
-    return RedirectResponse(_safe_next(next) or home(user), status_code=303)
+    return RedirectResponse(safe_next(next) or home(user), status_code=303)
 
 
 @router.post("/signout", dependencies=[CsrfChecked])
@@ -55,7 +55,7 @@ def home(user: User) -> str:
     return HOME[user.role]
 
 
-def _safe_next(path: str) -> str:
+def safe_next(path: str) -> str:
     """Only a path on this site: never another host (`//evil.example`, `https://…`)."""
     if path.startswith("/") and not path.startswith("//") and "\\" not in path:
         return path

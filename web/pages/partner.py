@@ -29,7 +29,7 @@ from web.auth import (
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
 from web.i18n import N_, page_locale, translator
 from web.identifiers import RowId
-from web.pages.account import _safe_next
+from web.pages.account import safe_next
 from web.pages.public import field_errors
 from web.partners import (
     NO_SUCH_USER,
@@ -94,7 +94,7 @@ async def sign_in_form(request: Request, next: str = "") -> Response:
         request,
         "partner/signin.html",
         locale=page_locale(request),
-        next=_safe_next(next),
+        next=safe_next(next),
         email="",
         error=None,
     )
@@ -124,12 +124,12 @@ async def sign_in(
             "partner/signin.html",
             status_code=401,
             locale=locale,
-            next=_safe_next(next),
+            next=safe_next(next),
             email=email,
             error=error,
         )
     start_partner_session(request, account)
-    return RedirectResponse(_safe_next(next) or "/account", status_code=303)
+    return RedirectResponse(safe_next(next) or "/account", status_code=303)
 
 
 # --- emailed links ---------------------------------------------------------------------
