@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -31,7 +32,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
@@ -40,11 +41,12 @@ from temporalio.converter import (
     JSONPlainPayloadConverter,
 )
 from temporalio.envconfig import ClientConfig
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 import tracing
+from models.markdown import escape
 from models.partners import (
     InviteInput,
     PartnerUserChanged,
@@ -56,20 +58,16 @@ from models.partners import (
 from models.payloads import (
     STORED,
     Action,
-    ApplicantInput,
     Decision,
+    OnboardingInput,
     OnboardingRequest,
     OnboardingStatus,
     Stage,
-    SubmitInput,
     SubmitResult,
-    applicant_key,
-    applicant_workflow_id,
     onboarding_workflow_id,
 )
 from settings import Settings
 from stores import Stores, views
-from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 
@@ -171,10 +169,11 @@ class WorkerUnavailable(TemporalUnavailable):
 
 
 class NotYetConfirmed(OnboardingError):
-    """Temporal holds the submission or decision, but no worker has taken it up yet.
+    """Temporal holds the submission or decision, but it is not applied yet: no worker
+    has taken it up, or (a submission) the stores have not taken the request yet.
 
-    Temporal applies it once a worker polls again. Sent again with the same key, it
-    attaches to the same Update and answers its outcome once known.
+    Temporal applies it once a worker polls again, or the store is back. Sent again with
+    the same key, it attaches to the same Update and answers its outcome once known.
     """
 
 
@@ -237,24 +236,40 @@ async def submit(
     settings: Settings,
     idempotency_key: str | None = None,
 ) -> SubmitResult:
-    """Start a request, or answer with the contact email's request that is still undecided."""
-    payload = SubmitInput(request=request)
-    # Ours when the caller has none: it is how we ask Temporal whether it holds the Update.
+    """Start a request, or answer with the contact email's request that is still undecided.
+
+    One Update-with-Start on the new request's own workflow, answered once the request
+    is in both stores (or, its email having an undecided request, with that one). The
+    same `idempotency_key` is the same submission: its workflow id and Update id come
+    from it, so a caller retrying after a timeout gets the first answer.
+    """
     update_id = idempotency_key or uuid.uuid4().hex
-    # The applicant workflow may be ending (its request just decided) as we arrive; a
-    # fresh attempt then starts a new run.
-    delay = 0.02
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        start = _applicant_start(request, settings)
+    onboarding_id = submission_id(idempotency_key, request.email)
+    for attempt in range(2):
+        start = WithStartWorkflowOperation(
+            OnboardingWorkflow.run,
+            OnboardingInput(onboarding_id=onboarding_id, request=request),
+            id=onboarding_workflow_id(onboarding_id),
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A finished request's id is never started again.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # Markdown in the Temporal UI: what the requester typed is shown as text.
+            static_summary=f"{escape(request.company)}: {escape(request.contact_name)}",
+            static_details=(
+                f"**Company:** {escape(request.company)}\n\n"
+                f"**Contact:** {escape(f'{request.contact_name} <{request.email}>')}\n\n"
+                f"**Language:** {request.locale}"
+            ),
+        )
         try:
             return await _rpc(
                 _admitting(
                     client,
-                    applicant_workflow_id(request.email),
+                    onboarding_workflow_id(onboarding_id),
                     update_id,
                     client.execute_update_with_start_workflow(
-                        ApplicantWorkflow.submit,
-                        payload,
+                        OnboardingWorkflow.submit,
                         start_workflow_operation=start,
                         id=update_id,
                         rpc_timeout=ACCEPT_WAIT,
@@ -267,28 +282,21 @@ async def submit(
             read = asyncio.ensure_future(start.workflow_handle())
             read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
-        except (WorkflowUpdateFailedError, RPCError) as err:
-            ending = isinstance(err, WorkflowUpdateFailedError) or (
-                isinstance(err, RPCError) and err.status is RPCStatusCode.NOT_FOUND
-            )
-            if not ending or attempt == SUBMIT_ATTEMPTS:
+        except WorkflowAlreadyStartedError:
+            # The key's submission has long finished (its workflow closed): it is a new
+            # submission now, under an id of its own.
+            if attempt:
                 raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.5)
+            onboarding_id = submission_id(None, request.email)
     raise AssertionError("unreachable")
 
 
-def _applicant_start(
-    request: OnboardingRequest, settings: Settings
-) -> WithStartWorkflowOperation[ApplicantWorkflow, None]:
-    return WithStartWorkflowOperation(
-        ApplicantWorkflow.run,
-        ApplicantInput(applicant_key=applicant_key(request.email)),
-        id=applicant_workflow_id(request.email),
-        task_queue=settings.onboarding_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="Applications from one contact email",
-    )
+def submission_id(idempotency_key: str | None, email: str) -> str:
+    """A new request's onboarding id: from the caller's key, so a retry finds the same
+    workflow, else random."""
+    if idempotency_key is None:
+        return uuid.uuid4().hex[:16]
+    return hashlib.sha256(f"{idempotency_key}\n{email}".encode()).hexdigest()[:16]
 
 
 async def decide(
@@ -406,6 +414,10 @@ async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
         description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
         if description.status is WorkflowExecutionStatus.COMPLETED:
             current = await _rpc(handle.result(rpc_timeout=RPC_TIMEOUT))
+            if current.records.prospect_id is None:
+                # A duplicate submission's workflow: it answered with the open request
+                # and ended; it never was a request.
+                raise RequestNotFound(onboarding_id)
         else:
             current = await _worker(
                 handle.query(OnboardingWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
@@ -491,7 +503,7 @@ async def _admitting(client: Client, workflow_id: str, update_id: str, call: Awa
                 "Temporal did not answer in time; is the worker running?"
             ) from err
         raise NotYetConfirmed(
-            "recorded, and not yet confirmed: no worker has taken it up yet"
+            "recorded, and not yet confirmed: no worker has applied it yet"
         ) from err
 
 

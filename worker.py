@@ -21,6 +21,7 @@ import tracing
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
+from activities.requests import RequestActivities
 from activities.sales import SalesActivities
 from client import Connection, OnboardingError, connect
 from links import site_secret
@@ -40,8 +41,24 @@ ACTIVITY_THREADS = 32
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
 WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow]
-# Validation libraries the payload models load lazily; deterministic, safe to share.
-PASSTHROUGH = ("pydantic", "pydantic_core", "email_validator", "idna", "dns")
+# Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
+# free of state a workflow could change, and heavy to import (pydantic builds every
+# model's validator on import). Shared, they are imported once per worker. The sandbox
+# itself stays on: the workflow modules are still loaded per run, and still checked.
+PASSTHROUGH = (
+    "pydantic",
+    "pydantic_core",
+    "email_validator",
+    "idna",
+    "dns",
+    "sqlalchemy",
+    "sqlmodel",
+    "models",
+    "activities",
+    "stores",
+    "settings",
+    "links",
+)
 
 
 class MissingSearchAttributes(Exception):
@@ -69,11 +86,16 @@ def build_worker(
     renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
     email = EmailActivities(stores.commerce, settings, renderer)
     partners = PartnerActivities(stores.commerce)
+    requests = RequestActivities(commerce, sales)
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
         workflows=WORKFLOWS,
         activities=[
+            requests.record_request,
+            requests.apply_decision,
+            commerce.release_email,
+            # The writes one at a time: requests started before one workflow per request.
             sales.create_lead,
             sales.qualify_lead,
             sales.disqualify_lead,

@@ -12,6 +12,7 @@ from models.payloads import (
     ApproveProspectInput,
     CreateProspectInput,
     CustomersWritten,
+    OpenRequest,
     ProspectCreated,
     ProspectStatus,
     RejectProspectInput,
@@ -34,18 +35,35 @@ class CommerceActivities:
 
     @activity.defn
     def create_prospect(self, input: CreateProspectInput) -> ProspectCreated:
-        """The request as a `pending` prospect in *All prospects*.
+        """The request as a `pending` prospect in *All prospects* (a request started by
+        an applicant workflow, which already made sure its email had no other)."""
+        created = self.claim_prospect(input)
+        if isinstance(created, OpenRequest):
+            raise conflicting_state(
+                f"the email of request {input.onboarding_id} has undecided request "
+                f"{created.onboarding_id}"
+            )
+        return created
 
+    def claim_prospect(self, input: CreateProspectInput) -> ProspectCreated | OpenRequest:
+        """The request as a `pending` prospect holding its contact email, or, when another
+        undecided request holds that email, nothing written and that request named.
+
+        `prospect.undecided_email` is unique, so of two submissions racing with one email
+        the store takes one; the other's insert fails, its retry reads the winner.
         Commerce's setting decides whether Sales works the prospect; the prospect keeps
         the answer, so a retry after the setting changed still gives the first one.
         """
         request = input.request
+        email = request.email.lower()
 
-        def work(session: Session) -> ProspectCreated:
-            prospect = get_or_create(
-                session,
-                Prospect,
-                lambda: Prospect(
+        def work(session: Session) -> ProspectCreated | OpenRequest:
+            prospect = one(session, Prospect, onboarding_id=input.onboarding_id)
+            if prospect is None:
+                holder = one(session, Prospect, undecided_email=email)
+                if holder is not None:
+                    return OpenRequest(onboarding_id=holder.onboarding_id)
+                prospect = Prospect(
                     onboarding_id=input.onboarding_id,
                     company_name=request.company,
                     company_address=request.company_address,
@@ -53,16 +71,17 @@ class CommerceActivities:
                     website=request.website,
                     first_name=request.first_name,
                     last_name=request.last_name,
-                    email=request.email.lower(),
+                    email=email,
+                    undecided_email=email,
                     phone=request.phone,
                     job_title=request.job_title,
                     comments=request.comments,
                     locale=request.locale,
                     sales_integration_enabled=self.sales_integration_enabled,
                     created_at=input.at,
-                ),
-                onboarding_id=input.onboarding_id,
-            )
+                )
+                session.add(prospect)
+                session.flush()
             assert prospect.id is not None
             return ProspectCreated(
                 prospect_id=prospect.id,
@@ -70,6 +89,18 @@ class CommerceActivities:
             )
 
         return write(self.engine, work)
+
+    @activity.defn
+    def release_email(self, onboarding_id: str) -> None:
+        """A request whose workflow ended undecided (an operator terminated it) no longer
+        holds its contact email: the email may apply again."""
+
+        def work(session: Session) -> None:
+            prospect = one(session, Prospect, onboarding_id=onboarding_id)
+            if prospect is not None and prospect.status == ProspectStatus.PENDING:
+                prospect.undecided_email = None
+
+        write(self.engine, work)
 
     @activity.defn
     def write_customers(self, input: WriteCustomersInput) -> CustomersWritten:
@@ -179,6 +210,8 @@ def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Pro
     if prospect.status not in (ProspectStatus.PENDING, status):
         raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
     prospect.status = status.value
+    # Decided: the email may apply again.
+    prospect.undecided_email = None
     return prospect
 
 

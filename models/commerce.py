@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Numeric, UniqueConstraint
+from sqlalchemy import Column, Dialect, Index, Numeric, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
@@ -81,7 +81,12 @@ class Prospect(CommerceTable, table=True):
     """An onboarding request as Commerce's *All prospects* lists it."""
 
     __tablename__ = "prospect"
-    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_prospect_onboarding"),)
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", name="uq_prospect_onboarding"),
+        # One undecided request per contact email: the lock that concurrent submissions
+        # meet (see `undecided_email`).
+        Index("uq_prospect_undecided_email", "undecided_email", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str = Field(max_length=64)
@@ -103,6 +108,9 @@ class Prospect(CommerceTable, table=True):
     decided_at: datetime | None = None
     decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)
     decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
+    # The contact email while the request is undecided, else NULL: unique, so a second
+    # undecided request from one email cannot be written, however concurrent.
+    undecided_email: str | None = Field(default=None, max_length=EMAIL_MAX)
 
 
 class Customer(CommerceTable, table=True):

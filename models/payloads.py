@@ -401,6 +401,34 @@ class ProspectCreated(BaseModel):
     sales_integration_enabled: bool
 
 
+class OpenRequest(BaseModel):
+    """The contact email's undecided request, met when another one tried to start."""
+
+    onboarding_id: str
+
+
+class RequestRecorded(BaseModel):
+    """A request in both stores (a prospect, and a lead when Sales works it), or, when
+    its email already has an undecided request, nothing written and that request named."""
+
+    prospect_id: int | None = None
+    sales_integration_enabled: bool | None = None
+    lead_id: int | None = None
+    timeline_note_id: int | None = None
+    open_request: str | None = None
+
+
+class ApplyDecisionInput(BaseModel):
+    """A decision's writes to both stores, in one local activity."""
+
+    onboarding_id: str
+    request: OnboardingRequest
+    action: Action
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
 class CreateLeadInput(BaseModel):
     onboarding_id: str
     request: OnboardingRequest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from temporalio import activity, workflow
@@ -17,7 +18,7 @@ from models.payloads import (
     CreateProspectInput,
     OnboardingInput,
     OnboardingStatus,
-    ProspectCreated,
+    RequestRecorded,
     Stage,
     onboarding_workflow_id,
 )
@@ -27,8 +28,8 @@ from tests.scenario import a_request, finished, row_counts, submit
 from worker import WORKFLOWS, workflow_runner
 
 
-@activity.defn(name="create_prospect")
-async def commerce_is_down(input: CreateProspectInput) -> ProspectCreated:
+@activity.defn(name="record_request")
+async def commerce_is_down(input: CreateProspectInput) -> RequestRecorded:
     raise ConnectionError("Commerce is down")
 
 
@@ -42,12 +43,15 @@ async def eventually(client: Client, onboarding_id: str, stage: Stage) -> Onboar
 
 
 async def update_events(client: Client, workflow_id: str) -> list[str]:
-    """Names of the Updates the workflow's history accepted."""
+    """Names of the decisions' Updates the workflow's history accepted (the submission's
+    own Update, which started it, aside)."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return [
         event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
         for event in history.events
         if event.HasField("workflow_execution_update_accepted_event_attributes")
+        and event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        != "submit"
     ]
 
 
@@ -106,9 +110,10 @@ async def test_with_integration_off_only_approve_and_reject_are_allowed(
 
 
 async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
-    client: Client, settings: Settings
+    client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Commerce is down: the prospect is never written and the request stays `submitted`.
+    monkeypatch.setattr(onboarding, "ACCEPT_WAIT", timedelta(seconds=1))
     async with Worker(
         client,
         task_queue=settings.onboarding_task_queue,
@@ -116,8 +121,12 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
         activities=[commerce_is_down],
         workflow_runner=workflow_runner(),
     ):
-        result = await onboarding.submit(client, a_request(), settings)
-        status = await onboarding.status(client, result.onboarding_id)
+        request, key = a_request(), f"test:{uuid.uuid4().hex}"
+        # Temporal holds it; the submitter is answered once the stores have it.
+        with pytest.raises(onboarding.NotYetConfirmed):
+            await onboarding.submit(client, request, settings, idempotency_key=key)
+        oid = onboarding.submission_id(key, request.email)
+        status = await onboarding.status(client, oid)
         assert status.stage is Stage.SUBMITTED and status.allowed_actions == []
         await assert_all_refused_but(client, status, frozenset())
 

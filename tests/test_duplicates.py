@@ -4,6 +4,7 @@ and its status link goes to the address on record (at most once an hour), not to
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from temporalio.client import Client
@@ -11,12 +12,13 @@ from temporalio.client import Client
 import client as onboarding
 from links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
-from models.payloads import Action, EmailKind, Stage, applicant_workflow_id
+from models.payloads import Action, EmailKind, Stage, onboarding_workflow_id
 from models.sales import Lead
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
 from tests.scenario import a_request, finished, keep_history, rows, submit, text_of
+from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -48,9 +50,10 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
 ) -> None:
     first = await submit(client, settings)
     oid = first.onboarding_id
-    for company in ("Another name", "Yet another name"):
+    keys = [f"test:{uuid.uuid4().hex}" for _ in range(2)]
+    for company, key in zip(("Another name", "Yet another name"), keys, strict=True):
         again = await onboarding.submit(
-            client, a_request(email=first.email, company=company), settings
+            client, a_request(email=first.email, company=company), settings, idempotency_key=key
         )
         assert again.duplicate
 
@@ -73,9 +76,17 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
     events = sorted(message["X-Onboarding-Event"] for message in mail_sink.messages(oid))
     assert events == ["prospect-rejected", "request-received", "status-link-reminder"]
     await keep_history(client, status.workflow_id, "status_link_reminded")
-    applicant = client.get_workflow_handle(applicant_workflow_id(first.email))
-    await applicant.result()
-    await keep_history(client, applicant.id, "applicant_duplicate")
+    # Each duplicate's own workflow answered with the open request and ended, having
+    # recorded nothing: it is no request of its own.
+    for key in keys:
+        duplicate_id = onboarding.submission_id(key, first.email)
+        duplicate = client.get_workflow_handle_for(
+            OnboardingWorkflow.run, onboarding_workflow_id(duplicate_id)
+        )
+        assert (await duplicate.result()).records.prospect_id is None
+        with pytest.raises(onboarding.RequestNotFound):
+            await onboarding.status(client, duplicate_id)
+    await keep_history(client, duplicate.id, "duplicate")
 
 
 async def test_concurrent_submits_with_one_email_make_one_request(

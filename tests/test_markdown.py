@@ -74,7 +74,8 @@ async def test_what_was_typed_reaches_the_temporal_ui_as_text(
     assert shown(summary) == f"{company}: {name} Rossi"
     assert shown(details.split("\n\n")[0].removeprefix("**Company:** ")) == company
     recorded = user_metadata((await handle.fetch_history()).to_json())
-    activities = [text for text in recorded if text.startswith(("Sales: qualify", "Sales: close"))]
+    decisions = ("Commerce and Sales: qualify", "Commerce and Sales: lost")
+    activities = [text for text in recorded if text.startswith(decisions)]
     assert [shown(text).endswith(f"({actor})") for text in activities] == [True, True]
     for text in [summary, details, *activities]:
         assert actor not in text and company not in text and name not in text

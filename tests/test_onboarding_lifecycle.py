@@ -26,7 +26,7 @@ from models.commerce import (
     EmailMessage,
     Prospect,
 )
-from models.payloads import Action, EmailKind, OnboardingStatus, Stage, applicant_workflow_id
+from models.payloads import Action, EmailKind, OnboardingStatus, Stage
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from settings import Settings
 from stores import Stores, views
@@ -187,7 +187,6 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert row_counts(stores, oid) == ROWS_OF_A_WON_REQUEST
     assert (await onboarding.status(client, oid)) == status
     await keep_history(client, status.workflow_id, "won")
-    await keep_history(client, applicant_workflow_id(status.email), "applicant")
 
 
 async def test_the_views_reps_and_admins_work_from(

@@ -3,7 +3,10 @@
 Each folder of `tests/histories/` holds the histories one version of the workflows
 recorded (`v1/`: before the received email; `v2-received-email/`: with it, and with the
 status link emailed again on a duplicate; `v3-partner-account/`: the approved
-administrator's partner user workflow, and that workflow's own history). All of them
+administrator's partner user workflow, and that workflow's own history; up to v3 each
+request was the child of its email's applicant workflow, whose histories are kept too;
+`v4-one-workflow/`: one workflow per request, one local activity per step, and a
+duplicate submission's own short workflow). All of them
 replay, so a change that would break a request started under any of those versions
 (non-determinism) fails here. After
 an intended change to the command sequence, guarded by `workflow.patched`, record into a
@@ -25,7 +28,7 @@ from temporalio.worker import Replayer
 from client import DATA_CONVERTER
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
-from workflows.onboarding import PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
+from workflows.onboarding import ONE_WORKFLOW_PATCH, PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
@@ -36,16 +39,18 @@ PATHS = {
     "lost",
     "integration_off_approved",
     "integration_off_rejected",
-    "applicant",
 }
 # What the current version records besides: an email applying twice, a partner user.
-DUPLICATES = {"applicant_duplicate", "status_link_reminded", "partner_user"}
+DUPLICATES = {"duplicate", "status_link_reminded", "partner_user"}
+# The versions whose requests were children of an applicant workflow.
+WITH_APPLICANT = ("v1", "v2-received-email", "v3-partner-account")
 
 
 def test_every_version_has_histories_for_every_path() -> None:
-    assert [folder.name for folder in VERSIONS] == ["v1", "v2-received-email", RECORDING_VERSION]
+    assert [folder.name for folder in VERSIONS] == [*WITH_APPLICANT, RECORDING_VERSION]
     for folder in VERSIONS:
-        assert {path.stem for path in folder.glob("*.json")} >= PATHS, folder.name
+        paths = PATHS | ({"applicant"} if folder.name in WITH_APPLICANT else set())
+        assert {path.stem for path in folder.glob("*.json")} >= paths, folder.name
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
     assert current >= DUPLICATES
 
@@ -79,14 +84,16 @@ def markers(path: Path) -> list[str]:
 
 def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
     """Decided after a local activity, a patch may replay differently from how it ran."""
-    requests = [
-        path
-        for path in (HISTORIES / RECORDING_VERSION).glob("*.json")
-        if not path.stem.startswith(("applicant", "partner_user"))
-    ]
-    assert requests
-    for path in requests:
-        assert markers(path)[:2] == [
-            f"patch:{RECEIVED_EMAIL_PATCH}",
-            f"patch:{PARTNER_ACCOUNT_PATCH}",
-        ], path.stem
+    expected = {
+        "v3-partner-account": [f"patch:{RECEIVED_EMAIL_PATCH}", f"patch:{PARTNER_ACCOUNT_PATCH}"],
+        RECORDING_VERSION: [f"patch:{ONE_WORKFLOW_PATCH}", "local:record_request"],
+    }
+    for version, first_markers in expected.items():
+        requests = [
+            path
+            for path in (HISTORIES / version).glob("*.json")
+            if not path.stem.startswith(("applicant", "partner_user"))
+        ]
+        assert requests, version
+        for path in requests:
+            assert markers(path)[:2] == first_markers, f"{version}/{path.stem}"

@@ -1,27 +1,60 @@
-"""A request started before the received email existed completes after the deploy.
+"""Requests started by the first release's code complete after the deploy.
 
-The worker that starts it runs the workflows with their patches off: it issues the
+The worker that starts them runs the workflows with their patches off: it issues the
 commands the code before them issued, which the `v1` histories prove (recorded by that
-code, they replay against today's in test_replay). The request then moves to a worker
-with today's code, as it does across a deploy: that worker replays its history to
-where it stands, keeps it on the path it took (its received email was never due), and
-takes it to the end. A duplicate after the deploy reaches it as a new request's would.
+code, they replay against today's in test_replay), and they are submitted as that code
+submitted them, through the email's applicant workflow. The requests then move to a
+worker with today's code, as they do across a deploy: that worker replays their
+histories to where they stand, keeps them on the path they took (no received email was
+ever due), and takes them to the end. A submission after the deploy with the email of
+one of them meets it in the store and answers with it, as a duplicate did before.
+`tests/faults/test_deploy.py` does the same with the previous release's own code and
+worker processes.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
 import client as onboarding
-from models.payloads import Action, EmailKind, Stage
+from models.payloads import (
+    Action,
+    ApplicantInput,
+    EmailKind,
+    OnboardingStatus,
+    Stage,
+    SubmitInput,
+    applicant_key,
+    applicant_workflow_id,
+)
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, submit
+from tests.scenario import a_request, finished
 from worker import build_worker
-from workflows.onboarding import PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
+from workflows.applicant import ApplicantWorkflow
+from workflows.onboarding import ONE_WORKFLOW_PATCH, PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
+
+
+async def submit_as_before(client: Client, settings: Settings, email: str | None = None) -> str:
+    """What `client.submit` did before one workflow per request: an Update-with-Start
+    on the email's applicant workflow, which starts the request as its child."""
+    request = a_request(**({"email": email} if email else {}))
+    result = await client.execute_update_with_start_workflow(
+        ApplicantWorkflow.submit,
+        SubmitInput(request=request),
+        start_workflow_operation=WithStartWorkflowOperation(
+            ApplicantWorkflow.run,
+            ApplicantInput(applicant_key=applicant_key(request.email)),
+            id=applicant_workflow_id(request.email),
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        ),
+    )
+    return result.onboarding_id
 
 
 async def test_requests_open_across_the_deploy_complete_on_the_new_code(
@@ -31,41 +64,48 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     activity_executor: ThreadPoolExecutor,
     mail_sink: MailSink,
 ) -> None:
+    opened: list[OnboardingStatus] = []
     async with build_worker(client, settings, stores, activity_executor, patches=lambda _: False):
-        quiet, asked = await submit(client, settings), await submit(client, settings)
+        for _ in range(2):
+            oid = await submit_as_before(client, settings)
+            opened.append(await onboarding.wait_until_recorded(client, oid))
+        quiet, asked = opened
         # Answered as before the change: no link emailed, nothing new in any history.
-        assert (await onboarding.submit(client, a_request(email=asked.email), settings)).duplicate
-    for request in (quiet, asked):
+        assert await submit_as_before(client, settings, email=asked.email) == asked.onboarding_id
+    for request in opened:
         assert request.stage is Stage.LEAD_OPEN
-        history = await client.get_workflow_handle(request.workflow_id).fetch_history()
-        assert RECEIVED_EMAIL_PATCH not in history.to_json()
+        recorded = (await client.get_workflow_handle(request.workflow_id).fetch_history()).to_json()
+        assert RECEIVED_EMAIL_PATCH not in recorded and ONE_WORKFLOW_PATCH not in recorded
 
     async with build_worker(client, settings, stores, activity_executor):
-        for request in (quiet, asked):
-            # The applicant of `asked` replays its earlier duplicate unchanged.
+        for request in opened:
+            # A new submission's workflow meets the old request's prospect, which holds
+            # the email, and asks it for its link.
             again = await onboarding.submit(client, a_request(email=request.email), settings)
             assert again.duplicate and again.onboarding_id == request.onboarding_id
             oid = request.onboarding_id
             await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:after")
             won = await onboarding.decide(client, oid, Action.WON, actor="rep:after")
             assert (await finished(client, won)).stage is Stage.APPROVED
+        # Decided, each request told its applicant, which ended.
+        for request in opened:
+            applicant = client.get_workflow_handle(applicant_workflow_id(request.email))
+            await applicant.result()
+        # And the email may apply again: a request of its own.
+        fresh = await onboarding.submit(client, a_request(email=quiet.email), settings)
+        assert not fresh.duplicate and fresh.onboarding_id != quiet.onboarding_id
 
     emails = {
         request.onboarding_id: sorted(
             message["X-Onboarding-Event"] for message in mail_sink.messages(request.onboarding_id)
         )
-        for request in (quiet, asked)
+        for request in opened
     }
-    assert emails == {
-        # Its applicant's first duplicate comes after the deploy: the link is emailed.
-        quiet.onboarding_id: [
-            EmailKind.PROSPECT_APPROVED.event,
-            EmailKind.STATUS_LINK_REMINDER.event,
-        ],
-        # Its applicant answered a duplicate before the deploy without emailing, and keeps to it.
-        asked.onboarding_id: [EmailKind.PROSPECT_APPROVED.event],
-    }
-    for request in (quiet, asked):
+    # The duplicates after the deploy had the link emailed; the one before, answered by
+    # the old code, did not.
+    reminded = sorted([EmailKind.PROSPECT_APPROVED.event, EmailKind.STATUS_LINK_REMINDER.event])
+    assert emails == {quiet.onboarding_id: reminded, asked.onboarding_id: reminded}
+    for request in opened:
         status = await onboarding.status(client, request.onboarding_id)
         assert status.received_notification is None
         assert status.notification is not None and status.notification.state == "sent"

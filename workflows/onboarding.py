@@ -1,21 +1,30 @@
 """One onboarding request, from the form to the approval or rejection email.
 
-`run` reads as DOMAIN.md's process: prospect, lead, qualify, won/lost (or, with the
-Sales integration off, approve/reject), then the decision in Commerce and the email.
-Reps' decisions arrive through the `decide` Update (validated, so a refused decision
-leaves no trace in history) or the `decision` signal (a refused one is logged and
-ignored).
+One workflow per request, `onboarding-<onboarding_id>`, started by the submission's
+Update-with-Start (`submit`, answered once the request is in both stores). `run` reads
+as DOMAIN.md's process: the request recorded (prospect, and lead when Sales works it),
+then each decision applied until one decides it, then the email. Reps' decisions arrive
+through the `decide` Update (validated, so a refused decision leaves no trace in
+history) or the `decision` signal (a refused one is logged and ignored).
+
+While a request is undecided its prospect holds the contact email (a unique column in
+Commerce): a submission with that email records nothing, asks the open request to email
+its status link, answers with that request and ends.
 
 Emails to the requester (we received your request, the status link again when the
 email applies again, the decision) go out beside the process, never holding it up;
 the request ends only once each is sent or has failed for good.
 
-Store writes are local activities: each is one short, idempotent transaction keyed by
-the onboarding id, so running it inside the workflow task (and again, should that task
-be retried) is safe, and it spares the server an activity task and a workflow task per
-write. The two stores still never share a transaction: each write is its own activity.
-The email stays a regular activity: it may wait out a mail server outage for long, and
-its heartbeat remembers that the server took the message, so a retry does not resend.
+Store writes are local activities, one per step (record, each decision): each write in
+it is one short, idempotent transaction keyed by the onboarding id, so running it inside
+the workflow task (and again, should that task be retried) is safe, and it spares the
+server an activity task and a workflow task per write. The two stores never share a
+transaction. The email stays a regular activity: it may wait out a mail server outage
+for long, and its heartbeat remembers that the server took the message, so a retry does
+not resend.
+
+Requests started before this shape (by an `applicant-<hash>` workflow, one local
+activity per write) replay and finish on the path they started on: `ONE_WORKFLOW_PATCH`.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
     from activities.email import EmailActivities
+    from activities.requests import RequestActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
     from models.markdown import escape
@@ -45,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from models.payloads import (
         ALLOWED_ACTIONS,
         Action,
+        ApplyDecisionInput,
         ApproveProspectInput,
         CloseOpportunityInput,
         CreateLeadInput,
@@ -59,11 +70,14 @@ with workflow.unsafe.imports_passed_through():
         QualifyLeadInput,
         RejectProspectInput,
         RequestDecided,
+        RequestRecorded,
         SendEmailInput,
         Stage,
         StatusLinkRequested,
+        SubmitResult,
         WriteCustomersInput,
         hour_period,
+        onboarding_workflow_id,
     )
 
 # Stores or the mail server being down is worth waiting out: retry with backoff, for
@@ -87,6 +101,21 @@ SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
 PARTNER_ACCOUNT_PATCH = "partner-account"
 # Requests started before the received email existed carry on without it.
 RECEIVED_EMAIL_PATCH = "request-received-email"
+# Requests started from this version on are one workflow, with one local activity per
+# step; earlier ones (children of an applicant workflow) finish on their own path.
+ONE_WORKFLOW_PATCH = "one-workflow"
+# Where a decision leads.
+NEXT_STAGE = {
+    Action.QUALIFY: Stage.OPPORTUNITY_OPEN,
+    Action.CANCEL: Stage.REJECTED,
+    Action.WON: Stage.APPROVED,
+    Action.LOST: Stage.REJECTED,
+    Action.APPROVE: Stage.APPROVED,
+    Action.REJECT: Stage.REJECTED,
+}
+# How often a duplicate submission tries again after finding that the request holding its
+# email ended undecided (and freeing the email).
+CLAIM_ATTEMPTS = 3
 
 WAITING_FOR = {
     Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
@@ -131,6 +160,8 @@ class OnboardingWorkflow:
         # Decided at the start of `run` (see there); False on replay of older histories.
         self._watches_activation = False
         self._reminded_periods: set[str] = set()
+        # The submission's answer, once the request is recorded (or found a duplicate).
+        self._answer: SubmitResult | None = None
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -138,6 +169,134 @@ class OnboardingWorkflow:
         # workflow task, what follows it runs in the next task but replays in the first,
         # before that task's patch marker is known, so a patch decided there would replay
         # differently from how it ran (fault case 1 met that non-determinism error).
+        if workflow.patched(ONE_WORKFLOW_PATCH):
+            self._watches_activation = True
+            if await self._record_request():
+                await self._decide_until_done()
+        else:
+            await self._run_as_applicant_child(input)
+        await workflow.wait_condition(
+            lambda: not self._emails_in_flight and workflow.all_handlers_finished()
+        )
+        return self._status
+
+    # --- one workflow per request ----------------------------------------------------------
+
+    async def _record_request(self) -> bool:
+        """Into both stores, holding the contact email; False if the email has an open request."""
+        for _ in range(CLAIM_ATTEMPTS):
+            recorded = await workflow.execute_local_activity_method(
+                RequestActivities.record_request,
+                CreateProspectInput(
+                    onboarding_id=self._input.onboarding_id,
+                    request=self._input.request,
+                    at=workflow.now(),
+                ),
+                summary="Commerce and Sales: record the request (prospect, lead)",
+                start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                local_retry_threshold=STORE_LOCAL_RETRY,
+                retry_policy=RETRY,
+            )
+            if recorded.open_request is None:
+                self._recorded(recorded)
+                return True
+            if await self._ask_for_status_link(recorded.open_request):
+                self._answer = SubmitResult(
+                    onboarding_id=recorded.open_request,
+                    workflow_id=onboarding_workflow_id(recorded.open_request),
+                    duplicate=True,
+                )
+                workflow.set_current_details(
+                    "A duplicate: its email has an undecided request, which was asked to "
+                    "email its status link. Nothing recorded."
+                )
+                return False
+            # That request's workflow has ended undecided: it no longer holds the email.
+            await workflow.execute_local_activity_method(
+                CommerceActivities.release_email,
+                recorded.open_request,
+                summary="Commerce: free the email of a request that ended undecided",
+                start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                local_retry_threshold=STORE_LOCAL_RETRY,
+                retry_policy=RETRY,
+            )
+        raise ApplicationError(
+            "the contact email stays held by requests that ended undecided",
+            type="EmailHeld",
+            non_retryable=True,
+        )
+
+    def _recorded(self, recorded: RequestRecorded) -> None:
+        request, records = self._input.request, self._status.records
+        records.prospect_id = recorded.prospect_id
+        records.lead_id, records.timeline_note_id = recorded.lead_id, recorded.timeline_note_id
+        self._status.sales_integration_enabled = recorded.sales_integration_enabled
+        self._answer = SubmitResult(
+            onboarding_id=self._input.onboarding_id, workflow_id=workflow.info().workflow_id
+        )
+        workflow.upsert_search_attributes(
+            [
+                sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
+                sa.COMPANY_NAME.value_set(request.company),
+                sa.CONTACT_EMAIL.value_set(request.email),
+            ]
+        )
+        self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+        sales_works_it = recorded.sales_integration_enabled
+        self._enter(Stage.LEAD_OPEN if sales_works_it else Stage.AWAITING_APPROVAL)
+
+    async def _ask_for_status_link(self, onboarding_id: str) -> bool:
+        """Ask the open request to email its link; False if its workflow has ended."""
+        try:
+            await workflow.get_external_workflow_handle(
+                onboarding_workflow_id(onboarding_id)
+            ).signal("status_link_requested", StatusLinkRequested(at=workflow.now()))
+        except FailureError as err:
+            workflow.logger.warning("Request %s not asked for its link: %s", onboarding_id, err)
+            return False
+        return True
+
+    async def _decide_until_done(self) -> None:
+        """Each decision's writes in one local activity, until one decides the request."""
+        while not self._status.stage.decided:
+            decision = await self._next_decision()
+            written = await workflow.execute_local_activity_method(
+                RequestActivities.apply_decision,
+                ApplyDecisionInput(
+                    onboarding_id=self._input.onboarding_id,
+                    request=self._input.request,
+                    action=decision.action,
+                    actor=decision.actor,
+                    reason=decision.reason,
+                    at=workflow.now(),
+                ),
+                summary=f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
+                start_to_close_timeout=STORE_WRITE_TIMEOUT,
+                local_retry_threshold=STORE_LOCAL_RETRY,
+                retry_policy=RETRY,
+            )
+            self._status.records = self._status.records.model_copy(
+                update=written.model_dump(exclude_none=True)
+            )
+            stage = NEXT_STAGE[decision.action]
+            if stage is Stage.APPROVED:
+                await self._conclude(stage, EmailKind.PROSPECT_APPROVED, decision)
+            elif stage is Stage.REJECTED:
+                await self._conclude(stage, EmailKind.PROSPECT_REJECTED, decision)
+            else:
+                self._enter(stage)
+
+    @workflow.update
+    async def submit(self) -> SubmitResult:
+        """The submission that started this workflow: answered once the request is in
+        both stores, or, for a duplicate, with the email's open request."""
+        await workflow.wait_condition(lambda: self._answer is not None)
+        assert self._answer is not None
+        return self._answer
+
+    # --- requests started by an applicant workflow (before ONE_WORKFLOW_PATCH) -------------
+
+    async def _run_as_applicant_child(self, input: OnboardingInput) -> None:
         sends_received_email = workflow.patched(RECEIVED_EMAIL_PATCH)
         self._watches_activation = workflow.patched(PARTNER_ACCOUNT_PATCH)
         self._publish()
@@ -159,10 +318,6 @@ class OnboardingWorkflow:
             await self._work_the_lead()
         else:
             await self._await_commerce_approval()
-        await workflow.wait_condition(
-            lambda: not self._emails_in_flight and workflow.all_handlers_finished()
-        )
-        return self._status
 
     async def _work_the_lead(self) -> None:
         """Sales integration on: lead → qualify → opportunity → won or lost."""

@@ -1,0 +1,119 @@
+"""A request's writes, one local activity per step of the process, across both stores.
+
+Each step writes Commerce and Sales one after the other, each write its own transaction
+and idempotent on the onboarding id (see `activities.commerce` and `activities.sales`):
+the stores never share a transaction, and a retried step redoes nothing that is done.
+Doing a step's writes in one activity rather than one each spares the workflow an
+activation per write, which is most of what a request costs the worker.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.commerce import CommerceActivities
+from activities.errors import conflicting_state
+from activities.sales import SalesActivities
+from models.payloads import (
+    Action,
+    ApplyDecisionInput,
+    ApproveProspectInput,
+    CloseOpportunityInput,
+    CreateLeadInput,
+    CreateProspectInput,
+    DisqualifyLeadInput,
+    OpenRequest,
+    QualifyLeadInput,
+    RecordIds,
+    RejectProspectInput,
+    RequestRecorded,
+    WriteCustomersInput,
+)
+
+
+class RequestActivities:
+    def __init__(self, commerce: CommerceActivities, sales: SalesActivities) -> None:
+        self.commerce = commerce
+        self.sales = sales
+
+    @activity.defn
+    def record_request(self, input: CreateProspectInput) -> RequestRecorded:
+        """The prospect in Commerce, holding the contact email, then (Sales on) its lead.
+
+        When the email already has an undecided request, nothing is written and that
+        request is named instead.
+        """
+        prospect = self.commerce.claim_prospect(input)
+        if isinstance(prospect, OpenRequest):
+            return RequestRecorded(open_request=prospect.onboarding_id)
+        recorded = RequestRecorded(
+            prospect_id=prospect.prospect_id,
+            sales_integration_enabled=prospect.sales_integration_enabled,
+        )
+        if prospect.sales_integration_enabled:
+            lead = self.sales.create_lead(
+                CreateLeadInput(
+                    onboarding_id=input.onboarding_id,
+                    request=input.request,
+                    prospect_id=prospect.prospect_id,
+                    at=input.at,
+                )
+            )
+            recorded.lead_id, recorded.timeline_note_id = lead.lead_id, lead.timeline_note_id
+        return recorded
+
+    @activity.defn
+    def apply_decision(self, input: ApplyDecisionInput) -> RecordIds:
+        """A rep's or admin's decision in both stores; answers with the rows it wrote."""
+        oid, actor, reason, at = input.onboarding_id, input.actor, input.reason, input.at
+        written = RecordIds()
+        match input.action:
+            case Action.QUALIFY:
+                qualified = self.sales.qualify_lead(
+                    QualifyLeadInput(onboarding_id=oid, actor=actor, at=at)
+                )
+                written.opportunity_id = qualified.opportunity_id
+                written.contact_id, written.account_id = qualified.contact_id, qualified.account_id
+                self._write_customers(input, written)
+            case Action.CANCEL:
+                self.sales.disqualify_lead(
+                    DisqualifyLeadInput(onboarding_id=oid, actor=actor, reason=reason, at=at)
+                )
+            case Action.WON | Action.LOST:
+                self.sales.close_opportunity(
+                    CloseOpportunityInput(
+                        onboarding_id=oid,
+                        won=input.action is Action.WON,
+                        actor=actor,
+                        reason=reason,
+                        at=at,
+                    )
+                )
+            case Action.APPROVE:
+                self._write_customers(input, written)
+            case Action.REJECT:
+                pass
+            case _:
+                raise conflicting_state(f"{input.action.value} is no decision this step knows")
+        if input.action in (Action.WON, Action.APPROVE):
+            written.customer_hierarchy_id = self.commerce.approve_prospect(
+                ApproveProspectInput(onboarding_id=oid, actor=actor, at=at)
+            )
+        elif input.action in (Action.CANCEL, Action.LOST, Action.REJECT):
+            self.commerce.reject_prospect(
+                RejectProspectInput(onboarding_id=oid, actor=actor, reason=reason, at=at)
+            )
+        return written
+
+    def _write_customers(self, input: ApplyDecisionInput, written: RecordIds) -> None:
+        customers = self.commerce.write_customers(
+            WriteCustomersInput(
+                onboarding_id=input.onboarding_id,
+                request=input.request,
+                sales_contact_id=written.contact_id,
+                sales_account_id=written.account_id,
+                at=input.at,
+            )
+        )
+        written.person_customer_id = customers.person_customer_id
+        written.organization_customer_id = customers.organization_customer_id
