@@ -375,6 +375,7 @@ class Run:
         result["latency"] = {"unloaded": latencies(unloaded), "half_load": latencies(half)}
         result["leads"] = _lead_count(sales_url)
         result["early_decisions"] = product.early_decisions
+        result["not_yet_confirmed"] = product.not_yet_confirmed
         return result
 
     async def open_then_decide(
