@@ -45,6 +45,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 import tracing
+from models.ids import applicant_key, applicant_workflow_id, onboarding_workflow_id
+from models.lifecycle import Action, Stage
 from models.partners import (
     InviteInput,
     PartnerUserChanged,
@@ -53,20 +55,9 @@ from models.partners import (
     SendLinkInput,
     partner_user_workflow_id,
 )
-from models.payloads import (
-    STORED,
-    Action,
-    ApplicantInput,
-    Decision,
-    OnboardingRequest,
-    OnboardingStatus,
-    Stage,
-    SubmitInput,
-    SubmitResult,
-    applicant_key,
-    applicant_workflow_id,
-    onboarding_workflow_id,
-)
+from models.requests import STORED, OnboardingRequest
+from models.status import Decision, OnboardingStatus
+from models.workflow_io import ApplicantInput, SubmitInput, SubmitResult
 from settings import Settings
 from stores import Stores, views
 from workflows.applicant import ApplicantWorkflow
@@ -75,7 +66,7 @@ from workflows.partner_user import PartnerUserWorkflow
 
 
 class _StoredJSON(PydanticJSONPlainPayloadConverter):
-    """Pydantic JSON, read back under the STORED context (see models.payloads)."""
+    """Pydantic JSON, read back under the STORED context (see models.requests)."""
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         hint = type_hint if type_hint is not None else Any

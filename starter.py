@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingRequest, Stage, SubmitResult
+from models.lifecycle import Action, Stage
+from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
+from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
 from stores import Stores
 

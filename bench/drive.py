@@ -24,8 +24,10 @@ from temporalio.client import Client
 
 import client as onboarding
 from bench.naive import NaiveWorkflow
-from models.payloads import Action, EmailKind, OnboardingRequest
+from models.lifecycle import Action
+from models.requests import OnboardingRequest
 from models.sales import Lead
+from models.status import EmailKind
 from settings import Settings
 
 # One in ten requests is cancelled at the lead, one in ten lost; the rest are won.

@@ -16,16 +16,8 @@ from models.commerce import (
     EmailMessage,
     Prospect,
 )
-from models.payloads import (
-    Action,
-    DecisionRecord,
-    EmailKind,
-    Notification,
-    OnboardingStatus,
-    RecordIds,
-    Stage,
-    onboarding_workflow_id,
-)
+from models.ids import onboarding_workflow_id
+from models.lifecycle import Action, Stage
 from models.sales import (
     LEAD_SOURCE_COMMERCE_B2B,
     Account,
@@ -34,6 +26,7 @@ from models.sales import (
     Opportunity,
     TimelineNote,
 )
+from models.status import DecisionRecord, EmailKind, Notification, OnboardingStatus, RecordIds
 
 if TYPE_CHECKING:
     from stores import Stores

@@ -16,8 +16,9 @@ from temporalio.client import Client
 
 import client as onboarding
 from models.commerce import CommerceTable
-from models.payloads import OnboardingRequest, OnboardingStatus
+from models.requests import OnboardingRequest
 from models.sales import SalesTable
+from models.status import OnboardingStatus
 from settings import Settings
 from stores import Stores
 

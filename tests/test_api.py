@@ -16,8 +16,10 @@ from temporalio.service import RPCError
 
 import client as onboarding
 from models.commerce import Prospect
-from models.payloads import ALREADY_OPEN, IDEMPOTENCY_KEY, EmailKind, applicant_workflow_id
+from models.ids import applicant_workflow_id
+from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY
 from models.sales import Lead, Opportunity
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import (

@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import EmailKind
+from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import ADMIN, REP, MailSink
 from tests.scenario import text_of

@@ -16,8 +16,9 @@ from temporalio.client import Client
 
 import client as onboarding
 from models.commerce import CreditLimitChange
+from models.lifecycle import Action
 from models.partners import CreditLimitType, CreditLimitValues
-from models.payloads import Action, RecordIds
+from models.status import RecordIds
 from settings import Settings
 from stores import Stores
 from stores.credit_limits import CreditLimitView, credit_limit

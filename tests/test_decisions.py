@@ -11,16 +11,11 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import client as onboarding
-from models.payloads import (
-    ALLOWED_ACTIONS,
-    Action,
-    CreateProspectInput,
-    OnboardingInput,
-    OnboardingStatus,
-    ProspectCreated,
-    Stage,
-    onboarding_workflow_id,
-)
+from models.activity_io import CreateProspectInput, ProspectCreated
+from models.ids import onboarding_workflow_id
+from models.lifecycle import ALLOWED_ACTIONS, Action, Stage
+from models.status import OnboardingStatus
+from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
 from tests.scenario import a_request, finished, row_counts, submit

@@ -11,8 +11,10 @@ from temporalio.client import Client
 import client as onboarding
 from links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
-from models.payloads import Action, EmailKind, Stage, applicant_workflow_id
+from models.ids import applicant_workflow_id
+from models.lifecycle import Action, Stage
 from models.sales import Lead
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink

@@ -22,7 +22,7 @@ from temporalio.client import Client
 
 import client as onboarding
 from mailsink import SpoolHandler, read_spool
-from models.payloads import Action
+from models.lifecycle import Action
 from settings import Settings
 from stores import Stores
 from tests.certificates import Authority

@@ -13,8 +13,8 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 import client as onboarding
+from models.lifecycle import Action
 from models.markdown import escape
-from models.payloads import Action
 from settings import Settings
 from tests.scenario import finished, submit
 

@@ -26,8 +26,10 @@ from models.commerce import (
     EmailMessage,
     Prospect,
 )
-from models.payloads import Action, EmailKind, OnboardingStatus, Stage, applicant_workflow_id
+from models.ids import applicant_workflow_id
+from models.lifecycle import Action, Stage
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
+from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import MailSink, free_port

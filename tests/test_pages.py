@@ -20,7 +20,10 @@ from temporalio.client import Client
 import client as onboarding
 from activities.email import EmailRenderer
 from links import site_secret
-from models.payloads import ALREADY_OPEN, Action, EmailKind, SendEmailInput, Stage
+from models.activity_io import SendEmailInput
+from models.lifecycle import Action, Stage
+from models.requests import ALREADY_OPEN
+from models.status import EmailKind
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
 from tests.conftest import (

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 import client as onboarding
 from models.commerce import AccessLink, Customer, CustomerHierarchyMember, PartnerUser
+from models.lifecycle import Action
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -19,7 +20,6 @@ from models.partners import (
     SendLinkInput,
     partner_user_workflow_id,
 )
-from models.payloads import Action
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import Action, EmailKind, Stage
+from models.lifecycle import Action, Stage
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink

@@ -11,16 +11,10 @@ from pydantic import BaseModel, ConfigDict
 
 import client as onboarding
 from links import status_url
-from models.payloads import (
-    ALREADY_OPEN,
-    IDEMPOTENCY_KEY,
-    Action,
-    OnboardingRequest,
-    OnboardingStatus,
-    Reason,
-    Stage,
-    SubmitResult,
-)
+from models.lifecycle import Action, Stage
+from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
+from models.status import OnboardingStatus
+from models.workflow_io import SubmitResult
 from web.auth import ApiUser
 from web.dependencies import (
     ClientDep,

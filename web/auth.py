@@ -8,14 +8,13 @@ import hmac
 import ipaddress
 import secrets
 from datetime import timedelta
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from models.payloads import Action
+from models.lifecycle import Action, Role
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
@@ -23,11 +22,6 @@ from web.protection import client_key, limits
 
 # Used when API_TOKENS is unset, and only while the web app listens on loopback.
 DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
-
-
-class Role(StrEnum):
-    SALES_REP = "sales_rep"
-    COMMERCE_ADMIN = "commerce_admin"
 
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {

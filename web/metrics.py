@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.payloads import Action, OnboardingStatus, Stage
+from models.lifecycle import Action, Stage
+from models.status import OnboardingStatus
 from stores import Stores, views
 
 log = logging.getLogger("web")

@@ -40,31 +40,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
-    from models.markdown import escape
-    from models.partners import PartnerUserInput, partner_user_workflow_id
-    from models.payloads import (
-        ALLOWED_ACTIONS,
-        Action,
+    from models.activity_io import (
         ApproveProspectInput,
         CloseOpportunityInput,
         CreateLeadInput,
         CreateProspectInput,
-        Decision,
-        DecisionRecord,
         DisqualifyLeadInput,
-        EmailKind,
-        Notification,
-        OnboardingInput,
-        OnboardingStatus,
         QualifyLeadInput,
         RejectProspectInput,
-        RequestDecided,
         SendEmailInput,
-        Stage,
-        StatusLinkRequested,
         WriteCustomersInput,
-        hour_period,
     )
+    from models.ids import hour_period
+    from models.lifecycle import ALLOWED_ACTIONS, Action, Stage
+    from models.markdown import escape
+    from models.partners import PartnerUserInput, partner_user_workflow_id
+    from models.status import Decision, DecisionRecord, EmailKind, Notification, OnboardingStatus
+    from models.workflow_io import OnboardingInput, RequestDecided, StatusLinkRequested
 
 # Stores or the mail server being down is worth waiting out: retry with backoff, for
 # as long as it takes. Bad data is raised non-retryable by the activities themselves.

@@ -30,7 +30,8 @@ import client as onboarding
 import temporal_dev
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
-from models.payloads import Action, EmailKind, OnboardingStatus, Stage
+from models.lifecycle import Action, Stage
+from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores
 from tests.conftest import TEST_SECRET, free_port

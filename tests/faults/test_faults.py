@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 import client as onboarding
-from models.payloads import Action, Stage
+from models.lifecycle import Action, Stage
 from stores import Stores, views
 from stores.engine import make_engine
 from tests.conftest import POSTGRES_ADMIN_URL, postgres_databases

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 import client as onboarding
 from mailsink import read_spool
 from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
+from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, PartnerUserChanged
-from models.payloads import Action
 from stores import accounts
 from tests.faults.harness import Site, record
 from tests.faults.test_faults import site  # noqa: F401 - the fixture

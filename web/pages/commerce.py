@@ -11,8 +11,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from models.lifecycle import Action, ProspectStatus
 from models.partners import CreditLimitType, CreditLimitValues
-from models.payloads import Action, ProspectStatus
 from stores import Stores, credit_limits, views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingStatus, Reason
+from models.lifecycle import Action
+from models.requests import IDEMPOTENCY_KEY, Reason
+from models.status import OnboardingStatus
 from web.auth import User, csrf_token
 from web.dependencies import get_metrics
 from web.templating import flash, not_confirmed

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 import client as onboarding
 from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
-from models.payloads import IDEMPOTENCY_KEY, Locale
+from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import accounts
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 import client as onboarding
 from links import status_path, status_token_valid
-from models.payloads import IDEMPOTENCY_KEY, Locale, OnboardingRequest, Stage
+from models.lifecycle import Stage
+from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
@@ -51,7 +52,7 @@ FORM_ERRORS = {
     "string_too_long": N_("Please shorten this to at most %(max_length)s characters."),
     "literal_error": N_("Please choose one of the languages offered."),
 }
-# ... and, for a `value_error` (a field's own rule in models.payloads), by field.
+# ... and, for a `value_error` (a field's own rule in models.requests), by field.
 PHONE = N_("Please enter a phone number: digits, spaces and + ( ) - . / only.")
 NOT_VALID = {
     "email": N_("Please enter an email address, such as name@company.example."),

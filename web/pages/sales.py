@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from models.payloads import Action
+from models.lifecycle import Action
 from stores import views
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, read
