@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.lifecycle import Action, Stage
+from models.lifecycle import TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
@@ -31,7 +31,6 @@ from stores import Stores
     EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE,
     EXIT_NOT_CONFIRMED,
 ) = (0, 1, 2, 3, 4, 5, 6)  # fmt: skip
-WITH_REASON = {Action.CANCEL, Action.LOST, Action.REJECT}
 
 
 class SubmitOutput(SubmitResult):
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in Action:
         decide = commands.add_parser(action.value, help=f"{action.value} a request")
         decide.add_argument("onboarding_id", metavar="ID")
-        if action in WITH_REASON:
+        if TRANSITIONS[action].takes_reason:
             decide.add_argument("--reason")
         decide.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who decides")
         decide.add_argument("--key", type=_key, help=KEY_HELP)

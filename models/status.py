@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from models.lifecycle import ALLOWED_ACTIONS, Action, ProspectStatus, Stage
+from models.lifecycle import ALLOWED_ACTIONS, STAGES, Action, ProspectStatus, Stage
 from models.requests import Actor, Locale, Reason
 
 
@@ -95,11 +95,7 @@ class OnboardingStatus(BaseModel):
     def prospect_status(self) -> ProspectStatus | None:
         if self.records.prospect_id is None:
             return None
-        if self.stage is Stage.APPROVED:
-            return ProspectStatus.APPROVED
-        if self.stage is Stage.REJECTED:
-            return ProspectStatus.REJECTED
-        return ProspectStatus.PENDING
+        return STAGES[self.stage].prospect_status
 
     @computed_field  # type: ignore[prop-decorator]
     @property

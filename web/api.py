@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 import client as onboarding
 from links import status_url
-from models.lifecycle import Action, Stage
+from models.lifecycle import Action, Role, Stage, actions_of
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
@@ -93,6 +93,12 @@ KEY_HEADER = {
         "schema": {"type": "string"},
     }
 }
+# The decisions in the OpenAPI document's words, as the lifecycle declares them.
+*_FIRST_ACTIONS, _LAST_ACTION = Action
+ACTION_NAMES = f"{', '.join(_FIRST_ACTIONS)} or {_LAST_ACTION}"
+DECIDE_DESCRIPTION = "A rep's ({}) or an admin's ({}) decision.".format(
+    *(", ".join(actions_of(role)) for role in (Role.SALES_REP, Role.COMMERCE_ADMIN))
+)
 NOT_CONFIRMED_ANSWER = (
     "Recorded and not yet confirmed: no worker has taken it up. Send the same call with"
     " the same Idempotency-Key (see Retry-After) to learn its outcome."
@@ -157,6 +163,7 @@ async def get_request(
 @router.post(
     "/{onboarding_id}/{action}",
     summary="Decide a request",
+    description=DECIDE_DESCRIPTION,
     response_model=Decided,
     responses={
         **ERRORS,
@@ -171,7 +178,7 @@ async def get_request(
 )
 async def decide_request(
     onboarding_id: str,
-    action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
+    action: Annotated[Action, Path(description=ACTION_NAMES)],
     user: ApiUser,
     response: Response,
     temporal: TemporalDep,
@@ -180,7 +187,7 @@ async def decide_request(
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> Decided | JSONResponse:
-    """A rep's (qualify, cancel, won, lost) or an admin's (approve, reject) decision."""
+    """A rep's or an admin's decision: the lifecycle says which may take which."""
     if not user.may(action):
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
     key = idempotency_key or uuid.uuid4().hex

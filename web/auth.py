@@ -14,7 +14,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from models.lifecycle import Action, Role
+from models.lifecycle import TRANSITIONS, Action, Role
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
@@ -24,19 +24,13 @@ from web.protection import client_key, limits
 DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
 
 
-ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
-    Role.SALES_REP: frozenset({Action.QUALIFY, Action.CANCEL, Action.WON, Action.LOST}),
-    Role.COMMERCE_ADMIN: frozenset({Action.APPROVE, Action.REJECT}),
-}
-
-
 class User(BaseModel):
     name: str
     role: Role
     token: str = Field(repr=False)
 
     def may(self, action: Action) -> bool:
-        return action in ROLE_ACTIONS[self.role]
+        return TRANSITIONS[action].role is self.role
 
     def fingerprint(self, secret: bytes) -> str:
         """Kept in the session, so changing a user's token signs out their sessions.

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         WriteCustomersInput,
     )
     from models.ids import hour_period
-    from models.lifecycle import ALLOWED_ACTIONS, Action, Stage
+    from models.lifecycle import ALLOWED_ACTIONS, STAGES, Action, Stage
     from models.markdown import escape
     from models.partners import PartnerUserInput, partner_user_workflow_id
     from models.status import Decision, DecisionRecord, EmailKind, Notification, OnboardingStatus
@@ -80,14 +80,6 @@ PARTNER_ACCOUNT_PATCH = "partner-account"
 # Requests started before the received email existed carry on without it.
 RECEIVED_EMAIL_PATCH = "request-received-email"
 
-WAITING_FOR = {
-    Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
-    Stage.LEAD_OPEN: "Waiting for a sales rep to **qualify** or **cancel** the lead.",
-    Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity **won** or **lost**.",
-    Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** it.",
-    Stage.APPROVED: "Approved: the customer hierarchy is in Commerce.",
-    Stage.REJECTED: "Rejected.",
-}
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",
     "sent": "The {event} email is sent.",
@@ -448,7 +440,7 @@ class OnboardingWorkflow:
             workflow.upsert_search_attributes([sa.ONBOARDING_STAGE.value_set(status.stage.value)])
         details = [
             f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
-            WAITING_FOR[status.stage],
+            STAGES[status.stage].waiting_for,
         ]
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")

@@ -5,26 +5,29 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request, Response
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
 import client as onboarding
-from models.lifecycle import Action
+from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, Reason
 from models.status import OnboardingStatus
 from web.auth import User, csrf_token
 from web.dependencies import get_metrics
 from web.templating import flash, not_confirmed
 
-DONE = {
-    Action.QUALIFY: "Lead qualified: the opportunity, contact and account are created.",
-    Action.CANCEL: "Lead cancelled: the prospect is rejected.",
-    Action.WON: "Opportunity won: the prospect is approved.",
-    Action.LOST: "Opportunity lost: the prospect is rejected.",
-    Action.APPROVE: "Prospect approved: its customers and hierarchy are ready.",
-    Action.REJECT: "Prospect rejected.",
-}
 _reason = TypeAdapter(Reason | None)
+
+
+def allowed_in(stage: Stage) -> AfterValidator:
+    """A page's action path: one that `stage` allows; any other is no such page."""
+
+    def check(action: Action) -> Action:
+        if action not in ALLOWED_ACTIONS[stage]:
+            raise ValueError(f"{action.value} is not an action of {stage.value}")
+        return action
+
+    return AfterValidator(check)
 
 
 class NotConfirmedPage(Exception):
@@ -86,5 +89,5 @@ async def decide(
     if current.pending_action is not None:
         flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
     else:
-        flash(request, DONE[action], "success")
+        flash(request, TRANSITIONS[action].done, "success")
     return current

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 import client as onboarding
 from links import status_path, status_token_valid
-from models.lifecycle import Stage
+from models.lifecycle import STAGES
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.i18n import N_, page_locale, translator
@@ -26,24 +26,6 @@ from web.templating import not_confirmed, render
 router = APIRouter(include_in_schema=False)
 
 FIELDS = tuple(OnboardingRequest.model_fields)
-# What the requester reads on the status page, for each stage.
-STAGE_WORDS = {
-    Stage.SUBMITTED: N_("We have received your request and are recording it."),
-    Stage.LEAD_OPEN: N_("Our sales team is reviewing your request."),
-    Stage.OPPORTUNITY_OPEN: N_("Our sales team is working with you on the partnership."),
-    Stage.AWAITING_APPROVAL: N_("Your request is waiting for our approval."),
-    Stage.APPROVED: N_("Welcome aboard: your company is approved as a business partner."),
-    Stage.REJECTED: N_("We are sorry: we cannot take your company on as a partner at this time."),
-}
-# The status page's badge: staff pages show the stage's own name, a requester these.
-STAGE_NAMES = {
-    Stage.SUBMITTED: N_("submitted"),
-    Stage.LEAD_OPEN: N_("lead open"),
-    Stage.OPPORTUNITY_OPEN: N_("opportunity open"),
-    Stage.AWAITING_APPROVAL: N_("awaiting approval"),
-    Stage.APPROVED: N_("approved"),
-    Stage.REJECTED: N_("rejected"),
-}
 # Pydantic's messages are English and written for developers: the form says these
 # instead, by the error's type ...
 FORM_ERRORS = {
@@ -222,8 +204,8 @@ async def request_status(
         "request_status.html",
         locale=locale,
         status=current,
-        words=_(STAGE_WORDS[current.stage]),
-        stage_name=_(STAGE_NAMES[current.stage]),
+        words=_(STAGES[current.stage].requester_words),
+        stage_name=_(STAGES[current.stage].requester_name),
     )
 
 
