@@ -46,7 +46,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 import tracing
 from models.ids import applicant_key, applicant_workflow_id, onboarding_workflow_id
-from models.lifecycle import Action, Stage
+from models.lifecycle import DECISION_NOT_ALLOWED, Action, Stage
 from models.partners import (
     InviteInput,
     PartnerUserChanged,
@@ -148,6 +148,9 @@ class RequestNotFound(OnboardingError):
 
 
 class DecisionNotAllowed(OnboardingError):
+    """The request's stage does not allow the decision: the workflow refused it (an
+    ApplicationError of type DECISION_NOT_ALLOWED), or the request has finished."""
+
     def __init__(self, message: str, stage: Stage) -> None:
         super().__init__(message)
         self.stage = stage
@@ -329,7 +332,7 @@ async def decide(
             raise NotYetConfirmed(f"{action.value} is accepted and not yet applied") from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
+        if isinstance(cause, ApplicationError) and cause.type == DECISION_NOT_ALLOWED:
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
         raise DecisionFailed(f"{action.value} failed: {reason}") from err

@@ -20,6 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The `type` of the ApplicationError a refused decision raises in the workflow, and how
+# the client knows it; recorded in histories, so it stays as it is.
+DECISION_NOT_ALLOWED = "DecisionNotAllowed"
+
 
 def N_(message: str) -> str:
     """Marks a requester's words for the pages' catalogues (babel.cfg); the page translates."""

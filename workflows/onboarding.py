@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         WriteCustomersInput,
     )
     from models.ids import hour_period
-    from models.lifecycle import ALLOWED_ACTIONS, STAGES, Action, Stage
+    from models.lifecycle import ALLOWED_ACTIONS, DECISION_NOT_ALLOWED, STAGES, Action, Stage
     from models.markdown import escape
     from models.partners import PartnerUserInput, partner_user_workflow_id
     from models.status import Decision, DecisionRecord, EmailKind, Notification, OnboardingStatus
@@ -88,10 +88,13 @@ NOTIFICATION = {
 
 
 class DecisionNotAllowed(ApplicationError):
-    """A decision the request's current stage does not allow; details: (stage,)."""
+    """A decision the request's current stage does not allow; details: (stage,).
+
+    The client raises its own DecisionNotAllowed for it, by its type.
+    """
 
     def __init__(self, message: str, stage: Stage) -> None:
-        super().__init__(message, stage.value, type="DecisionNotAllowed", non_retryable=True)
+        super().__init__(message, stage.value, type=DECISION_NOT_ALLOWED, non_retryable=True)
 
 
 @workflow.defn
