@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlmodel import col
 from temporalio.client import Client
 
-import client as onboarding
+import client
 from bench.naive import NaiveWorkflow
 from models.lifecycle import Action
 from models.requests import OnboardingRequest
@@ -149,7 +149,7 @@ class Product:
     async def submit(self, index: int) -> Onboarding:
         """Submit a request and wait until its lead is visible in Sales."""
         record = Onboarding(index=index, outcome=outcome_of(index), submitted_at=time.time())
-        result = await onboarding.submit(self.client, a_request(index), self.settings)
+        result = await client.submit(self.client, a_request(index), self.settings)
         record.answered_at = time.time()
         record.onboarding_id = result.onboarding_id
         record.lead_visible_at = await self.watcher.visible(result.onboarding_id)
@@ -175,9 +175,9 @@ class Product:
         # The lead row is committed a moment before the workflow records the new stage.
         for _ in range(100):
             try:
-                await onboarding.decide(self.client, record.onboarding_id, action, ACTOR)
+                await client.decide(self.client, record.onboarding_id, action, ACTOR)
                 return
-            except onboarding.DecisionNotAllowed as refused:
+            except client.DecisionNotAllowed as refused:
                 if refused.stage.decided:
                     raise
                 self.early_decisions += 1

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide, submit, wait_until_recorded
 from links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
 from models.ids import applicant_workflow_id
@@ -18,7 +18,7 @@ from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, keep_history, rows, submit, text_of
+from tests.scenario import a_request, finished, keep_history, rows, submitted, text_of
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 async def test_a_second_submit_while_undecided_answers_with_the_first_request(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    first = await submit(client, settings)
+    first = await submitted(client, settings)
 
-    again = await onboarding.submit(
+    again = await submit(
         client, a_request(email=first.email.upper(), company="Another name"), settings
     )
 
@@ -48,16 +48,14 @@ async def test_a_second_submit_while_undecided_answers_with_the_first_request(
 async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_email_sent(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    first = await submit(client, settings)
+    first = await submitted(client, settings)
     oid = first.onboarding_id
     for company in ("Another name", "Yet another name"):
-        again = await onboarding.submit(
-            client, a_request(email=first.email, company=company), settings
-        )
+        again = await submit(client, a_request(email=first.email, company=company), settings)
         assert again.duplicate
 
     # Applied after both requests for the link, the decision answers with them handled.
-    status = await onboarding.decide(client, oid, Action.CANCEL, actor="rep:a")
+    status = await decide(client, oid, Action.CANCEL, actor="rep:a")
     assert len(status.status_link_reminders) == 1
     status = await finished(client, status)
 
@@ -84,9 +82,7 @@ async def test_concurrent_submits_with_one_email_make_one_request(
     client: Client, settings: Settings
 ) -> None:
     request = a_request()
-    results = await asyncio.gather(
-        *(onboarding.submit(client, request, settings) for _ in range(8))
-    )
+    results = await asyncio.gather(*(submit(client, request, settings) for _ in range(8)))
     assert len({r.onboarding_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
 
@@ -94,10 +90,10 @@ async def test_concurrent_submits_with_one_email_make_one_request(
 async def test_once_decided_the_same_email_may_apply_again(
     client: Client, settings: Settings
 ) -> None:
-    first = await submit(client, settings)
-    await onboarding.decide(client, first.onboarding_id, Action.CANCEL, actor="rep:a")
+    first = await submitted(client, settings)
+    await decide(client, first.onboarding_id, Action.CANCEL, actor="rep:a")
 
-    second = await onboarding.submit(client, a_request(email=first.email), settings)
+    second = await submit(client, a_request(email=first.email), settings)
 
     assert second.onboarding_id != first.onboarding_id and not second.duplicate
-    assert (await onboarding.wait_until_recorded(client, second.onboarding_id)).email == first.email
+    assert (await wait_until_recorded(client, second.onboarding_id)).email == first.email

@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide, status, submit
 from models.lifecycle import Action, Stage
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, submit
+from tests.scenario import a_request, finished, submitted
 from worker import build_worker
 from workflows.onboarding import PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
 
@@ -33,9 +33,9 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     mail_sink: MailSink,
 ) -> None:
     async with build_worker(client, settings, stores, activity_executor, patches=lambda _: False):
-        quiet, asked = await submit(client, settings), await submit(client, settings)
+        quiet, asked = await submitted(client, settings), await submitted(client, settings)
         # Answered as before the change: no link emailed, nothing new in any history.
-        assert (await onboarding.submit(client, a_request(email=asked.email), settings)).duplicate
+        assert (await submit(client, a_request(email=asked.email), settings)).duplicate
     for request in (quiet, asked):
         assert request.stage is Stage.LEAD_OPEN
         history = await client.get_workflow_handle(request.workflow_id).fetch_history()
@@ -44,11 +44,11 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     async with build_worker(client, settings, stores, activity_executor):
         for request in (quiet, asked):
             # The applicant of `asked` replays its earlier duplicate unchanged.
-            again = await onboarding.submit(client, a_request(email=request.email), settings)
+            again = await submit(client, a_request(email=request.email), settings)
             assert again.duplicate and again.onboarding_id == request.onboarding_id
             oid = request.onboarding_id
-            await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:after")
-            won = await onboarding.decide(client, oid, Action.WON, actor="rep:after")
+            await decide(client, oid, Action.QUALIFY, actor="rep:after")
+            won = await decide(client, oid, Action.WON, actor="rep:after")
             assert (await finished(client, won)).stage is Stage.APPROVED
 
     emails = {
@@ -67,9 +67,9 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
         asked.onboarding_id: [EmailKind.PROSPECT_APPROVED.event],
     }
     for request in (quiet, asked):
-        status = await onboarding.status(client, request.onboarding_id)
-        assert status.received_notification is None
-        assert status.notification is not None and status.notification.state == "sent"
+        current = await status(client, request.onboarding_id)
+        assert current.received_notification is None
+        assert current.notification is not None and current.notification.state == "sent"
         # Approved on the new code, the administrator gets an account and the approval
         # email its activation link; the link expires by its date in the store, as no
         # partner user workflow was started for a request older than that patch.

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-import client as onboarding
+from client import (
+    DecisionNotAllowed,
+    NotYetConfirmed,
+    RequestNotFound,
+    current_status,
+    decide,
+    submit,
+)
 from links import status_url
 from models.lifecycle import Action, Role, Stage, actions_of
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
@@ -134,8 +141,8 @@ async def submit_request(
     """
     key = idempotency_key or uuid.uuid4().hex
     try:
-        submitted = await onboarding.submit(client, request, settings, idempotency_key=f"api:{key}")
-    except onboarding.NotYetConfirmed:
+        submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
+    except NotYetConfirmed:
         return _not_confirmed(key)
     response.headers["Idempotency-Key"] = key
     if submitted.duplicate:
@@ -157,7 +164,7 @@ async def get_request(
     onboarding_id: str, user: ApiUser, temporal: TemporalDep, stores: StoresDep
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
-    return await onboarding.current_status(temporal, stores, _known(onboarding_id))
+    return await current_status(temporal, stores, _known(onboarding_id))
 
 
 @router.post(
@@ -192,7 +199,7 @@ async def decide_request(
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
     key = idempotency_key or uuid.uuid4().hex
     try:
-        decided = await onboarding.decide(
+        decided = await decide(
             await temporal.get(),
             _known(onboarding_id),
             action,
@@ -201,13 +208,13 @@ async def decide_request(
             # The action is part of the id: a key reused for another action is another decision.
             decision_id=f"api:{action.value}:{key}",
         )
-    except onboarding.NotYetConfirmed:
+    except NotYetConfirmed:
         return _not_confirmed(key)
-    except onboarding.RequestNotFound:
+    except RequestNotFound:
         # Temporal no longer has it: refused, naming the stage the stores keep.
-        kept = await onboarding.current_status(temporal, stores, onboarding_id)
+        kept = await current_status(temporal, stores, onboarding_id)
         why = f"{action.value} is not allowed: the request is {kept.stage.value}"
-        raise onboarding.DecisionNotAllowed(why, kept.stage) from None
+        raise DecisionNotAllowed(why, kept.stage) from None
     metrics.decided(action, user.role.value, decided)
     response.headers["Idempotency-Key"] = key
     return Decided(
@@ -226,5 +233,5 @@ def _not_confirmed(key: str) -> JSONResponse:
 
 def _known(onboarding_id: str) -> str:
     if not ONBOARDING_ID.match(onboarding_id):
-        raise onboarding.RequestNotFound(onboarding_id)
+        raise RequestNotFound(onboarding_id)
     return onboarding_id

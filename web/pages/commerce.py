@@ -17,7 +17,7 @@ from stores import Stores, credit_limits, views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, allowed_in, decide
+from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
 from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -94,7 +94,7 @@ async def decide_prospect(
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
-    await decide(request, client, found.onboarding_id, action, user, form)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
 
 

@@ -8,7 +8,7 @@ from fastapi import Request, Response
 from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
-import client as onboarding
+from client import DecisionNotAllowed, NotYetConfirmed, decide
 from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, Reason
 from models.status import OnboardingStatus
@@ -46,7 +46,7 @@ class DecisionForm(BaseModel):
     decision_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
 
 
-async def decide(
+async def decide_on_page(
     request: Request,
     client: Client,
     onboarding_id: str,
@@ -58,7 +58,7 @@ async def decide(
     decision_id = form.decision_id or uuid.uuid4().hex
     try:
         reason = _reason.validate_python(form.reason.strip() or None)
-        current = await onboarding.decide(
+        current = await decide(
             client,
             onboarding_id,
             action,
@@ -66,7 +66,7 @@ async def decide(
             reason=reason,
             decision_id=f"page:{action.value}:{decision_id}",
         )
-    except onboarding.NotYetConfirmed as err:
+    except NotYetConfirmed as err:
         raise NotConfirmedPage(
             not_confirmed(
                 request,
@@ -82,7 +82,7 @@ async def decide(
     except ValidationError as err:
         flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
         return None
-    except onboarding.DecisionNotAllowed as err:
+    except DecisionNotAllowed as err:
         flash(request, f"Not done: {err}.", "error")
         return None
     get_metrics(request).decided(action, user.role.value, current)

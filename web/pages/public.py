@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-import client as onboarding
+from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
@@ -98,10 +98,10 @@ async def apply(
             submission_id=submission_id,
         )
     try:
-        submitted = await onboarding.submit(
+        submitted = await submit(
             client, application, settings, idempotency_key=f"form:{submission_id}"
         )
-    except onboarding.NotYetConfirmed:
+    except NotYetConfirmed:
         # The same submission id on "Check again": the requester gets their link then.
         typed = {name: value for name, value in values.items() if value}
         return not_confirmed(
@@ -170,10 +170,8 @@ async def confirmation(
     """Thank-you page: the reference, and the link to follow the request."""
     _check_link(secret, onboarding_id, token)
     try:
-        preferred: str | None = (
-            await onboarding.current_status(temporal, stores, onboarding_id)
-        ).locale
-    except onboarding.TemporalUnavailable:
+        preferred: str | None = (await current_status(temporal, stores, onboarding_id)).locale
+    except TemporalUnavailable:
         # The request is accepted: thank the requester even while Temporal is out of reach.
         preferred = None
     return render(
@@ -196,7 +194,7 @@ async def request_status(
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await onboarding.current_status(temporal, stores, onboarding_id)
+    current = await current_status(temporal, stores, onboarding_id)
     locale = page_locale(request, current.locale)
     _ = translator(locale)
     return render(

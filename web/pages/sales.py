@@ -12,7 +12,7 @@ from stores import views
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, allowed_in, decide
+from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
 from web.templating import render
 
 router = APIRouter(prefix="/sales", include_in_schema=False)
@@ -75,7 +75,7 @@ async def decide_lead(
     found = await read(views.lead, stores.sales, lead_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such lead from an onboarding request.")
-    current = await decide(request, client, found.onboarding_id, action, user, form)
+    current = await decide_on_page(request, client, found.onboarding_id, action, user, form)
     opportunity_id = current.records.opportunity_id if current else None
     if TRANSITIONS[action].leads_to is Stage.OPPORTUNITY_OPEN and opportunity_id is not None:
         return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
@@ -114,5 +114,5 @@ async def close_opportunity(
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such opportunity from an onboarding request.")
-    await decide(request, client, found.onboarding_id, action, user, form)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
     return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
