@@ -46,6 +46,9 @@ class LeadQualified(BaseModel):
 
 
 class DisqualifyLeadInput(BaseModel):
+    """The rep's `cancel`, which leaves the lead `disqualified`; named after its activity,
+    `disqualify_lead`, as recorded histories know it."""
+
     onboarding_id: str
     actor: str
     reason: str | None = None

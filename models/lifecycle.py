@@ -2,17 +2,24 @@
 between them, who may take each, whether it takes a reason, and the words people read.
 
 The workflow's validator, the API, the pages, the command line, the roles and the
-status rebuilt from the stores all read these tables; a new stage or action is declared
-here and given its step in the workflow, and nothing else changes.
+status rebuilt from the stores all read these tables. A new stage or action is declared
+here and given its step in the workflow (and, when a store row keeps it, its
+`recorded_as`); nothing else changes.
 
-One thing, one name, the CONTRACT's: where the code still says otherwise, it is because
-the name is recorded in Temporal histories or stored in a table, and stays.
+One thing, one name: the CONTRACT's. Where code still says otherwise, the name is
+recorded in Temporal histories (activity and workflow names, payload types) or stored
+in a table, and stays:
 
-- `cancel` (the action) is the lead's `disqualified` status (a Sales table value); its
-  activity stays registered as `disqualify_lead`, taking `DisqualifyLeadInput`.
-- `won` and `lost` close the opportunity (activity `close_opportunity`); `approve` and
-  `reject` decide the prospect (`approve_prospect`, `reject_prospect`), which every
-  final decision does too.
+- `cancel`, the action ("Cancel", "Lead cancelled", "Cancelled by" on the timeline),
+  leaves the lead `disqualified`: the Sales table's value, which the lead's page and
+  its timeline note's kind show. Its activity stays registered as `disqualify_lead`,
+  taking `DisqualifyLeadInput`.
+- `qualify` leaves the lead `qualified` (activity `qualify_lead`); `won` and `lost`
+  close the opportunity with that status (activity `close_opportunity`).
+- `approve` and `reject` decide the prospect (`approve_prospect`, `reject_prospect`),
+  as every final decision does: the prospect's status is the request's outcome.
+- A refused decision is an ApplicationError of type `DECISION_NOT_ALLOWED` in the
+  workflow and `client.DecisionNotAllowed` for its callers.
 """
 
 from __future__ import annotations
@@ -206,15 +213,15 @@ TRANSITIONS: dict[Action, Transition] = {
     )
 }
 
-ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {
-    stage: frozenset(t.action for t in TRANSITIONS.values() if t.allowed_in is stage)
-    for stage in Stage
-}
-
 
 def transitions_from(stage: Stage) -> list[Transition]:
     """The actions allowed in `stage`, in the order their buttons are shown."""
     return [t for t in TRANSITIONS.values() if t.allowed_in is stage]
+
+
+ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {
+    stage: frozenset(t.action for t in transitions_from(stage)) for stage in Stage
+}
 
 
 def actions_of(role: Role) -> list[Action]:
