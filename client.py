@@ -46,6 +46,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 import tracing
+from models.ids import onboarding_workflow_id
+from models.lifecycle import DECISION_NOT_ALLOWED, Action, Stage
 from models.markdown import escape
 from models.partners import (
     InviteInput,
@@ -55,17 +57,9 @@ from models.partners import (
     SendLinkInput,
     partner_user_workflow_id,
 )
-from models.payloads import (
-    STORED,
-    Action,
-    Decision,
-    OnboardingInput,
-    OnboardingRequest,
-    OnboardingStatus,
-    Stage,
-    SubmitResult,
-    onboarding_workflow_id,
-)
+from models.requests import STORED, OnboardingRequest
+from models.status import Decision, OnboardingStatus
+from models.workflow_io import OnboardingInput, SubmitResult
 from settings import Settings
 from stores import Stores, views
 from workflows.onboarding import OnboardingWorkflow
@@ -73,7 +67,7 @@ from workflows.partner_user import PartnerUserWorkflow
 
 
 class _StoredJSON(PydanticJSONPlainPayloadConverter):
-    """Pydantic JSON, read back under the STORED context (see models.payloads)."""
+    """Pydantic JSON, read back under the STORED context (see models.requests)."""
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
         hint = type_hint if type_hint is not None else Any
@@ -155,6 +149,9 @@ class RequestNotFound(OnboardingError):
 
 
 class DecisionNotAllowed(OnboardingError):
+    """The request's stage does not allow the decision: the workflow refused it (an
+    ApplicationError of type DECISION_NOT_ALLOWED), or the request has finished."""
+
     def __init__(self, message: str, stage: Stage) -> None:
         super().__init__(message)
         self.stage = stage
@@ -346,7 +343,7 @@ async def decide(
             raise NotYetConfirmed(f"{action.value} is accepted and not yet applied") from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "DecisionNotAllowed":
+        if isinstance(cause, ApplicationError) and cause.type == DECISION_NOT_ALLOWED:
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
         raise DecisionFailed(f"{action.value} failed: {reason}") from err

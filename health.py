@@ -17,8 +17,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
-import client as onboarding
 from activities import smtp
+from client import RPC_TIMEOUT, Connection
 from settings import Settings
 from stores import Stores
 
@@ -35,9 +35,7 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-async def readiness(
-    settings: Settings, temporal: onboarding.Connection, stores: Stores
-) -> Readiness:
+async def readiness(settings: Settings, temporal: Connection, stores: Stores) -> Readiness:
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "temporal": lambda: _temporal(temporal),
         "sales_store": lambda: _store(stores.sales),
@@ -63,11 +61,9 @@ async def _answer(check: Callable[[], Awaitable[None]]) -> str:
     return OK
 
 
-async def _temporal(temporal: onboarding.Connection) -> None:
+async def _temporal(temporal: Connection) -> None:
     client = await temporal.get()
-    await client.workflow_service.get_system_info(
-        GetSystemInfoRequest(), timeout=onboarding.RPC_TIMEOUT
-    )
+    await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=RPC_TIMEOUT)
 
 
 async def _store(engine: Engine) -> None:

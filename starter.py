@@ -20,8 +20,21 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
-import client as onboarding
-from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingRequest, Stage, SubmitResult
+from client import (
+    Connection,
+    DecisionNotAllowed,
+    NotYetConfirmed,
+    OnboardingError,
+    RequestNotFound,
+    TemporalUnavailable,
+    current_status,
+    decide,
+    submit,
+    wait_until_recorded,
+)
+from models.lifecycle import TRANSITIONS, Action, Stage
+from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
+from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
 from stores import Stores
 
@@ -29,7 +42,6 @@ from stores import Stores
     EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE,
     EXIT_NOT_CONFIRMED,
 ) = (0, 1, 2, 3, 4, 5, 6)  # fmt: skip
-WITH_REASON = {Action.CANCEL, Action.LOST, Action.REJECT}
 
 
 class SubmitOutput(SubmitResult):
@@ -59,30 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    submit = commands.add_parser("submit", help="submit an onboarding request")
-    submit.add_argument("--company", required=True)
-    submit.add_argument("--first-name", required=True)
-    submit.add_argument("--last-name", required=True)
-    submit.add_argument("--email", required=True)
-    submit.add_argument("--phone")
-    submit.add_argument("--job-title")
-    submit.add_argument("--website")
-    submit.add_argument("--company-address")
-    submit.add_argument("--company-phone")
-    submit.add_argument("--locale", default="en")
-    submit.add_argument("--comments")
-    submit.add_argument("--key", type=_key, help=KEY_HELP)
+    submit_command = commands.add_parser("submit", help="submit an onboarding request")
+    submit_command.add_argument("--company", required=True)
+    submit_command.add_argument("--first-name", required=True)
+    submit_command.add_argument("--last-name", required=True)
+    submit_command.add_argument("--email", required=True)
+    submit_command.add_argument("--phone")
+    submit_command.add_argument("--job-title")
+    submit_command.add_argument("--website")
+    submit_command.add_argument("--company-address")
+    submit_command.add_argument("--company-phone")
+    submit_command.add_argument("--locale", default="en")
+    submit_command.add_argument("--comments")
+    submit_command.add_argument("--key", type=_key, help=KEY_HELP)
 
     for action in Action:
-        decide = commands.add_parser(action.value, help=f"{action.value} a request")
-        decide.add_argument("onboarding_id", metavar="ID")
-        if action in WITH_REASON:
-            decide.add_argument("--reason")
-        decide.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who decides")
-        decide.add_argument("--key", type=_key, help=KEY_HELP)
+        decide_command = commands.add_parser(action.value, help=f"{action.value} a request")
+        decide_command.add_argument("onboarding_id", metavar="ID")
+        if TRANSITIONS[action].takes_reason:
+            decide_command.add_argument("--reason")
+        decide_command.add_argument(
+            "--actor", default=f"cli:{getpass.getuser()}", help="who decides"
+        )
+        decide_command.add_argument("--key", type=_key, help=KEY_HELP)
 
-    status = commands.add_parser("status", help="show where a request stands")
-    status.add_argument("onboarding_id", metavar="ID")
+    status_command = commands.add_parser("status", help="show where a request stands")
+    status_command.add_argument("onboarding_id", metavar="ID")
     return parser
 
 
@@ -101,25 +115,23 @@ async def run(
                 }
             )
         settings = settings or get_settings()
-        temporal = onboarding.Connection(settings, client)
+        temporal = Connection(settings, client)
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
         if args.command == "submit":
             client = await temporal.get()
-            submitted = await onboarding.submit(
-                client, request, settings, idempotency_key=f"cli:{key}"
-            )
+            submitted = await submit(client, request, settings, idempotency_key=f"cli:{key}")
             # So that a decision typed right after `submit` finds the lead in place.
-            recorded = await onboarding.wait_until_recorded(client, submitted.onboarding_id)
+            recorded = await wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
         elif args.command == "status":
             stores = Stores.from_settings(settings)
             try:
-                result = await onboarding.current_status(temporal, stores, args.onboarding_id)
+                result = await current_status(temporal, stores, args.onboarding_id)
             finally:
                 stores.dispose()
         else:
-            result = await onboarding.decide(
+            result = await decide(
                 await temporal.get(),
                 args.onboarding_id,
                 Action(args.command),
@@ -131,18 +143,18 @@ async def run(
         return _fail(EXIT_BAD_INPUT, str(err))
     except ValidationError as err:
         return _fail(EXIT_BAD_INPUT, _one_line(err))
-    except onboarding.DecisionNotAllowed as err:
+    except DecisionNotAllowed as err:
         return _fail(EXIT_NOT_ALLOWED, str(err))
-    except onboarding.RequestNotFound as err:
+    except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
-    except onboarding.TemporalUnavailable as err:
+    except TemporalUnavailable as err:
         return _fail(EXIT_UNAVAILABLE, str(err))
-    except onboarding.NotYetConfirmed as err:
+    except NotYetConfirmed as err:
         return _fail(
             EXIT_NOT_CONFIRMED,
             f"{args.command}: {err}; run the same command with --key {key} to learn the outcome",
         )
-    except onboarding.OnboardingError as err:
+    except OnboardingError as err:
         return _fail(EXIT_FAILED, str(err))
     except Exception as err:  # a person reads this: one line, never a traceback
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")

@@ -7,17 +7,17 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.errors import conflicting_state, missing_record, write
-from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
-from models.payloads import (
+from models.activity_io import (
     ApproveProspectInput,
     CreateProspectInput,
     CustomersWritten,
     OpenRequest,
     ProspectCreated,
-    ProspectStatus,
     RejectProspectInput,
     WriteCustomersInput,
 )
+from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
+from models.lifecycle import ProspectStatus
 from stores.engine import get_or_create, one
 
 PERSON = "person"

@@ -43,9 +43,10 @@ from activities import smtp
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
 from links import status_url
+from models.activity_io import SendEmailInput
 from models.commerce import Customer, EmailMessage, PartnerUser
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
-from models.payloads import EmailKind, SendEmailInput
+from models.status import EmailKind
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
 from stores.engine import get_or_create

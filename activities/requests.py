@@ -14,8 +14,7 @@ from temporalio import activity
 from activities.commerce import CommerceActivities
 from activities.errors import conflicting_state
 from activities.sales import SalesActivities
-from models.payloads import (
-    Action,
+from models.activity_io import (
     ApplyDecisionInput,
     ApproveProspectInput,
     CloseOpportunityInput,
@@ -24,11 +23,12 @@ from models.payloads import (
     DisqualifyLeadInput,
     OpenRequest,
     QualifyLeadInput,
-    RecordIds,
     RejectProspectInput,
     RequestRecorded,
     WriteCustomersInput,
 )
+from models.lifecycle import TRANSITIONS, Action, Stage
+from models.status import RecordIds
 
 
 class RequestActivities:
@@ -95,11 +95,13 @@ class RequestActivities:
                 pass
             case _:
                 raise conflicting_state(f"{input.action.value} is no decision this step knows")
-        if input.action in (Action.WON, Action.APPROVE):
+        # A decision that decides the request decides its prospect too.
+        leads_to = TRANSITIONS[input.action].leads_to
+        if leads_to is Stage.APPROVED:
             written.customer_hierarchy_id = self.commerce.approve_prospect(
                 ApproveProspectInput(onboarding_id=oid, actor=actor, at=at)
             )
-        elif input.action in (Action.CANCEL, Action.LOST, Action.REJECT):
+        elif leads_to is Stage.REJECTED:
             self.commerce.reject_prospect(
                 RejectProspectInput(onboarding_id=oid, actor=actor, reason=reason, at=at)
             )

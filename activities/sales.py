@@ -9,7 +9,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from activities.errors import conflicting_state, missing_record, write
-from models.payloads import (
+from models.activity_io import (
     CloseOpportunityInput,
     CreateLeadInput,
     DisqualifyLeadInput,

@@ -22,10 +22,12 @@ from sqlalchemy import Engine, create_engine, select
 from sqlmodel import col
 from temporalio.client import Client
 
-import client as onboarding
+import client
 from bench.naive import NaiveWorkflow
-from models.payloads import Action, EmailKind, OnboardingRequest
+from models.lifecycle import Action
+from models.requests import OnboardingRequest
 from models.sales import Lead
+from models.status import EmailKind
 from settings import Settings
 
 # One in ten requests is cancelled at the lead, one in ten lost; the rest are won.
@@ -154,11 +156,11 @@ class Product:
             # As the form's "Check again" does when the answer is "not yet confirmed"
             # (the worker has not applied it within ACCEPT_WAIT): the same submission.
             try:
-                result = await onboarding.submit(
+                result = await client.submit(
                     self.client, request, self.settings, idempotency_key=key
                 )
                 break
-            except onboarding.NotYetConfirmed:
+            except client.NotYetConfirmed:
                 self.not_yet_confirmed += 1
         record.answered_at = time.time()
         record.onboarding_id = result.onboarding_id
@@ -185,9 +187,9 @@ class Product:
         # The lead row is committed a moment before the workflow records the new stage.
         for _ in range(100):
             try:
-                await onboarding.decide(self.client, record.onboarding_id, action, ACTOR)
+                await client.decide(self.client, record.onboarding_id, action, ACTOR)
                 return
-            except onboarding.DecisionNotAllowed as refused:
+            except client.DecisionNotAllowed as refused:
                 if refused.stage.decided:
                     raise
                 self.early_decisions += 1

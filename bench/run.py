@@ -32,7 +32,6 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
-import client as onboarding
 import temporal_dev
 from bench import report
 from bench.drive import (
@@ -52,6 +51,7 @@ from bench.services import (
     machine_busy_cpu_s,
     server_counters,
 )
+from client import connect
 from models.sales import Lead
 from settings import Settings
 
@@ -311,7 +311,7 @@ class Run:
             worker = self.services.start(
                 f"worker-{backend}", [sys.executable, "worker.py"], env=env
             )
-            client = await onboarding.connect(settings)
+            client = await connect(settings)
             try:
                 async with LeadWatcher(sales_url) as watcher:
                     product = Product(client, settings, watcher)

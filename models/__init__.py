@@ -1,1 +1,2 @@
-"""What the product talks about: workflow payloads and the two stores' tables."""
+"""What the product talks about: the lifecycle, the payloads that cross workflow
+boundaries, and the two stores' tables."""

@@ -12,7 +12,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
-from models.payloads import (
+from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
     COMMENTS_MAX,

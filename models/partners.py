@@ -13,7 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.payloads import Actor, Email, Locale, Name, applicant_key
+from models.ids import applicant_key
+from models.requests import Actor, Email, Locale, Name
 
 # Passwords: long enough to resist guessing, short enough that hashing stays cheap.
 PASSWORD_MIN = 12

@@ -8,7 +8,7 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from models.payloads import (
+from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
     COMMENTS_MAX,

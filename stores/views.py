@@ -16,16 +16,8 @@ from models.commerce import (
     EmailMessage,
     Prospect,
 )
-from models.payloads import (
-    Action,
-    DecisionRecord,
-    EmailKind,
-    Notification,
-    OnboardingStatus,
-    RecordIds,
-    Stage,
-    onboarding_workflow_id,
-)
+from models.ids import onboarding_workflow_id
+from models.lifecycle import TRANSITIONS, Action, Stage, decided_stage, recorded_decision
 from models.sales import (
     LEAD_SOURCE_COMMERCE_B2B,
     Account,
@@ -34,6 +26,7 @@ from models.sales import (
     Opportunity,
     TimelineNote,
 )
+from models.status import DecisionRecord, EmailKind, Notification, OnboardingStatus, RecordIds
 
 if TYPE_CHECKING:
     from stores import Stores
@@ -211,23 +204,19 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
         contact = _first(session, Contact, onboarding_id)
         account = _first(session, Account, onboarding_id)
 
+    # Each decision is kept on the row it decided, by the status it left there.
     decisions = []
     if lead is not None and lead.decided_at is not None:
-        action = Action.QUALIFY if lead.status == "qualified" else Action.CANCEL
-        decisions.append(_decision(action, lead.decided_by, lead.decision_reason, lead.decided_at))
+        decided = lead.decided_by, lead.decision_reason, lead.decided_at
+        decisions.append(_decision(recorded_decision("lead", lead.status), *decided))
     if opportunity is not None and opportunity.closed_at is not None:
-        action = Action.WON if opportunity.status == "won" else Action.LOST
-        decisions.append(
-            _decision(
-                action, opportunity.closed_by, opportunity.close_reason, opportunity.closed_at
-            )
-        )
+        decided = opportunity.closed_by, opportunity.close_reason, opportunity.closed_at
+        decisions.append(_decision(recorded_decision("opportunity", opportunity.status), *decided))
     if not prospect.sales_integration_enabled and prospect.decided_at is not None:
-        action = Action.APPROVE if prospect.status == "approved" else Action.REJECT
         decided = prospect.decided_by, prospect.decision_reason, prospect.decided_at
-        decisions.append(_decision(action, *decided))
+        decisions.append(_decision(recorded_decision("prospect", prospect.status), *decided))
 
-    stage = _stage(prospect, lead)
+    stage = _stage(prospect, lead, decisions)
     changed = prospect.decided_at or (decisions[-1].at if decisions else prospect.created_at)
     decision_email = next((row for row in emails if row.kind in DECISION_EMAILS), None)
     received = next((row for row in emails if row.kind == EmailKind.REQUEST_RECEIVED), None)
@@ -279,14 +268,25 @@ def _of(session: Session, model: type[T], onboarding_id: str) -> list[T]:
     return list(session.exec(select(model).filter_by(onboarding_id=onboarding_id)))
 
 
-def _stage(prospect: Prospect, lead: Lead | None) -> Stage:
-    if prospect.status in (Stage.APPROVED, Stage.REJECTED):
-        return Stage(prospect.status)
+def _stage(prospect: Prospect, lead: Lead | None, decisions: list[DecisionRecord]) -> Stage:
+    """The prospect's final stage once it is decided; else where the decisions the rows
+    keep have led, from where the request waits for its first.
+
+    A final decision counts only once the prospect shows it: until then its request is
+    still applying it, in the stage it was taken in.
+    """
+    decided = decided_stage(prospect.status)
+    if decided is not None:
+        return decided
     if not prospect.sales_integration_enabled:
-        return Stage.AWAITING_APPROVAL
-    if lead is None:
-        return Stage.SUBMITTED
-    return Stage.OPPORTUNITY_OPEN if lead.status == "qualified" else Stage.LEAD_OPEN
+        stage = Stage.AWAITING_APPROVAL
+    else:
+        stage = Stage.SUBMITTED if lead is None else Stage.LEAD_OPEN
+    for decision in decisions:
+        leads_to = TRANSITIONS[decision.action].leads_to
+        if not leads_to.decided:
+            stage = leads_to
+    return stage
 
 
 def _decision(
@@ -323,8 +323,9 @@ def stage_counts(stores: Stores) -> dict[Stage, int]:
         ).one()
     counts = dict.fromkeys(Stage, 0)
     for status, integration, count in prospects:
-        if status in (Stage.APPROVED, Stage.REJECTED):
-            counts[Stage(status)] += count
+        decided = decided_stage(status)
+        if decided is not None:
+            counts[decided] += count
         elif not integration:
             counts[Stage.AWAITING_APPROVAL] += count
         else:

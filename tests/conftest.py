@@ -34,7 +34,7 @@ import temporal_dev
 from client import DATA_CONVERTER
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
-from models.payloads import EmailKind
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine

@@ -14,10 +14,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 from temporalio.client import Client
 
-import client as onboarding
+from client import status, submit, wait_until_recorded
 from models.commerce import CommerceTable
-from models.payloads import OnboardingRequest, OnboardingStatus
+from models.requests import OnboardingRequest
 from models.sales import SalesTable
+from models.status import OnboardingStatus
 from settings import Settings
 from stores import Stores
 
@@ -61,10 +62,10 @@ def a_request(**overrides: Any) -> OnboardingRequest:
     return OnboardingRequest(**fields)
 
 
-async def submit(client: Client, settings: Settings, **overrides: Any) -> OnboardingStatus:
+async def submitted(client: Client, settings: Settings, **overrides: Any) -> OnboardingStatus:
     """Submit a request and wait until it is recorded and ready for a decision."""
-    result = await onboarding.submit(client, a_request(**overrides), settings)
-    return await onboarding.wait_until_recorded(client, result.onboarding_id)
+    result = await submit(client, a_request(**overrides), settings)
+    return await wait_until_recorded(client, result.onboarding_id)
 
 
 def text_of(message: Mail, subtype: str = "plain") -> str:
@@ -73,14 +74,14 @@ def text_of(message: Mail, subtype: str = "plain") -> str:
     return str(part.get_content())
 
 
-async def finished(client: Client, status: OnboardingStatus) -> OnboardingStatus:
+async def finished(client: Client, current: OnboardingStatus) -> OnboardingStatus:
     """Wait until the request's workflow is done: decided, and its email sent or failed."""
     for _ in range(150):
-        status = await onboarding.status(client, status.onboarding_id)
-        if status.workflow_status == "completed":
-            return status
+        current = await status(client, current.onboarding_id)
+        if current.workflow_status == "completed":
+            return current
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{status.onboarding_id} did not finish: {status}")
+    raise AssertionError(f"{current.onboarding_id} did not finish: {current}")
 
 
 def rows(engine: Engine, model: type[SQLModel], onboarding_id: str) -> list[Any]:

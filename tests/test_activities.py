@@ -20,8 +20,19 @@ from activities.email import EmailActivities, EmailRenderer
 from activities.sales import SalesActivities
 from links import site_secret
 from mailsink import SpoolHandler, read_spool
+from models.activity_io import (
+    ApproveProspectInput,
+    CloseOpportunityInput,
+    CreateLeadInput,
+    CreateProspectInput,
+    DisqualifyLeadInput,
+    QualifyLeadInput,
+    RejectProspectInput,
+    SendEmailInput,
+    WriteCustomersInput,
+)
 from models.commerce import EmailMessage
-from models.payloads import (
+from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
     COMMENTS_MAX,
@@ -31,17 +42,8 @@ from models.payloads import (
     PHONE_MAX,
     REASON_MAX,
     WEBSITE_MAX,
-    ApproveProspectInput,
-    CloseOpportunityInput,
-    CreateLeadInput,
-    CreateProspectInput,
-    DisqualifyLeadInput,
-    EmailKind,
-    QualifyLeadInput,
-    RejectProspectInput,
-    SendEmailInput,
-    WriteCustomersInput,
 )
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink, free_port

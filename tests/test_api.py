@@ -14,10 +14,11 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-import client as onboarding
+from client import DATA_CONVERTER, status
 from models.commerce import Prospect
-from models.payloads import ALREADY_OPEN, IDEMPOTENCY_KEY, EmailKind
+from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY
 from models.sales import Lead, Opportunity
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import (
@@ -84,9 +85,9 @@ async def test_a_request_goes_from_submit_to_approved_through_the_api(
     assert rows(stores.sales, Lead, onboarding_id)[0].decided_by == "mario"
     assert rows(stores.sales, Opportunity, onboarding_id)[0].closed_by == "mario"
     assert rows(stores.commerce, Prospect, onboarding_id)[0].decided_by == "mario"
-    status = await finished(client, await onboarding.status(client, onboarding_id))
-    assert status.notification and status.notification.state == "sent"
-    assert status.received_notification and status.received_notification.state == "sent"
+    current = await finished(client, await status(client, onboarding_id))
+    assert current.notification and current.notification.state == "sent"
+    assert current.received_notification and current.received_notification.state == "sent"
     events = [message["X-Onboarding-Event"] for message in mail_sink.messages(onboarding_id)]
     assert sorted(events) == ["prospect-approved", "request-received"]
 
@@ -193,7 +194,7 @@ async def test_a_decision_after_the_request_finished_gets_409(
     onboarding_id = (await submitted(web))["onboarding_id"]
     await until_stage(web, onboarding_id, "lead_open")
     await web.post(f"{API}/{onboarding_id}/cancel", headers=bearer(REP))
-    await finished(client, await onboarding.status(client, onboarding_id))
+    await finished(client, await status(client, onboarding_id))
     response = await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
     assert response.status_code == 409
     assert response.json()["stage"] == "rejected"
@@ -266,7 +267,7 @@ async def test_a_company_named_like_a_script_is_shown_as_text(
     await until_stage(web, onboarding_id, "lead_open")
     await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
     await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
-    await finished(client, await onboarding.status(client, onboarding_id))
+    await finished(client, await status(client, onboarding_id))
 
     status_page = await web.get(accepted["status_url"].removeprefix("http://b2b.test"))
     assert status_page.status_code == 200
@@ -351,7 +352,7 @@ def forgetful(client: Client) -> Client:
     return Client(
         client.service_client,
         namespace=FORGETFUL_NAMESPACE,
-        data_converter=onboarding.DATA_CONVERTER,
+        data_converter=DATA_CONVERTER,
     )
 
 
@@ -364,7 +365,7 @@ async def test_the_stores_tell_the_same_status_as_temporal(
     for action in decisions:
         body = {"reason": "Checked by phone"} if action in ("lost", "cancel") else None
         await web.post(f"{API}/{onboarding_id}/{action}", headers=bearer(REP), json=body)
-    from_temporal = await finished(client, await onboarding.status(client, onboarding_id))
+    from_temporal = await finished(client, await status(client, onboarding_id))
     from_stores = views.request_status(stores, onboarding_id)
     assert from_stores is not None
     same = {"stage", "records", "decisions", "notification", "company_name", "email", "locale"}
@@ -379,11 +380,11 @@ async def test_a_request_past_temporal_retention_is_read_from_the_stores(
     await until_stage(web, onboarding_id, "lead_open")
     await web.post(f"{API}/{onboarding_id}/qualify", headers=bearer(REP))
     await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
-    await finished(client, await onboarding.status(client, onboarding_id))
+    await finished(client, await status(client, onboarding_id))
     async with browse(create_app(web_settings, forgetful(client), stores)) as web:
-        status = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
-        assert status.status_code == 200, status.text
-        assert (status.json()["stage"], status.json()["workflow_status"]) == (
+        current = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
+        assert current.status_code == 200, current.text
+        assert (current.json()["stage"], current.json()["workflow_status"]) == (
             "approved",
             "past_retention",
         )

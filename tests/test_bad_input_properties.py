@@ -34,9 +34,12 @@ from temporalio.client import (
 )
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
+from models.activity_io import SendEmailInput
 from models.commerce import Prospect
-from models.payloads import Action, EmailKind, OnboardingRequest, SendEmailInput
+from models.lifecycle import Action
+from models.requests import OnboardingRequest
 from models.sales import Lead
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from tests.conftest import ADMIN, REP, bearer, browse, web_settings_for

@@ -16,8 +16,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
-import client as onboarding
-from models.payloads import EmailKind
+from client import wait_until_recorded
+from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import ADMIN, REP, MailSink
 from tests.scenario import text_of
@@ -110,7 +110,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await expect(partner.locator("h1")).to_have_text("Grazie!")
     await snap(partner, "04-confirmation")
     onboarding_id = await partner.locator(".ref").inner_text()
-    await onboarding.wait_until_recorded(client, onboarding_id)
+    await wait_until_recorded(client, onboarding_id)
     await partner.click("text=Segui la mia richiesta")
     await expect(partner.locator("h1")).to_have_text(
         "Il nostro team commerciale sta esaminando la sua richiesta."

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-import client as onboarding
+from client import submit, wait_until_recorded
 from settings import Settings
 from stores import Stores
 from tests.conftest import free_port, until_confirmed
@@ -151,8 +151,8 @@ async def test_with_the_worker_stopped_status_answers_and_a_decision_exits_6(
 ) -> None:  # type: ignore[no-untyped-def]
     stopped = settings.model_copy(update={"onboarding_task_queue": f"stopped-{uuid.uuid4().hex}"})
     async with build_worker(client, stopped, stores, activity_executor):
-        submitted = await onboarding.submit(client, a_request(), stopped)
-        await onboarding.wait_until_recorded(client, submitted.onboarding_id)
+        submitted = await submit(client, a_request(), stopped)
+        await wait_until_recorded(client, submitted.onboarding_id)
     oid, key = submitted.onboarding_id, f"cli-test-{uuid.uuid4().hex}"
     env = {
         "ONBOARDING_TASK_QUEUE": stopped.onboarding_task_queue,

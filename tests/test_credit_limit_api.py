@@ -14,15 +14,16 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide
 from models.commerce import CreditLimitChange
+from models.lifecycle import Action
 from models.partners import CreditLimitType, CreditLimitValues
-from models.payloads import Action, RecordIds
+from models.status import RecordIds
 from settings import Settings
 from stores import Stores
 from stores.credit_limits import CreditLimitView, credit_limit
 from tests.conftest import ADMIN, REP, bearer
-from tests.scenario import submit
+from tests.scenario import submitted
 from tests.test_bad_input_properties import CALLS, any_json, valid
 
 LIMIT = "/api/customers/{}/credit-limit"
@@ -31,9 +32,9 @@ JSON = {"Content-Type": "application/json"}
 
 async def an_approved_partner(client: Client, settings: Settings, **request: Any) -> RecordIds:
     """A request qualified and won: the ids of its rows, organisation customer among them."""
-    status = await submit(client, settings, **request)
-    await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="mario")
-    won = await onboarding.decide(client, status.onboarding_id, Action.WON, actor="mario")
+    status = await submitted(client, settings, **request)
+    await decide(client, status.onboarding_id, Action.QUALIFY, actor="mario")
+    won = await decide(client, status.onboarding_id, Action.WON, actor="mario")
     assert won.records.organization_customer_id and won.records.person_customer_id
     return won.records
 

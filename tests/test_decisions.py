@@ -11,20 +11,25 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-import client as onboarding
-from models.payloads import (
-    ALLOWED_ACTIONS,
-    Action,
-    CreateProspectInput,
-    OnboardingInput,
-    OnboardingStatus,
-    RequestRecorded,
-    Stage,
-    onboarding_workflow_id,
+from client import (
+    DecisionNotAllowed,
+    NotYetConfirmed,
+    RequestNotFound,
+    TemporalUnavailable,
+    decide,
+    signal_decision,
+    status,
+    submission_id,
+    submit,
 )
+from models.activity_io import CreateProspectInput, RequestRecorded
+from models.ids import onboarding_workflow_id
+from models.lifecycle import ALLOWED_ACTIONS, Action, Stage
+from models.status import OnboardingStatus
+from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
-from tests.scenario import a_request, finished, row_counts, submit
+from tests.scenario import a_request, finished, row_counts, submitted
 from worker import WORKFLOWS, workflow_runner
 
 
@@ -35,11 +40,11 @@ async def commerce_is_down(input: CreateProspectInput) -> RequestRecorded:
 
 async def eventually(client: Client, onboarding_id: str, stage: Stage) -> OnboardingStatus:
     for _ in range(200):
-        status = await onboarding.status(client, onboarding_id)
-        if status.stage is stage:
-            return status
+        current = await status(client, onboarding_id)
+        if current.stage is stage:
+            return current
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{onboarding_id} never reached {stage}; it is {status.stage}")
+    raise AssertionError(f"{onboarding_id} never reached {stage}; it is {current.stage}")
 
 
 async def update_events(client: Client, workflow_id: str) -> list[str]:
@@ -61,8 +66,8 @@ async def assert_all_refused_but(
     for action in Action:
         if action in allowed:
             continue
-        with pytest.raises(onboarding.DecisionNotAllowed) as refused:
-            await onboarding.decide(client, status.onboarding_id, action, actor="rep:test")
+        with pytest.raises(DecisionNotAllowed) as refused:
+            await decide(client, status.onboarding_id, action, actor="rep:test")
         assert refused.value.stage is status.stage
         assert f"{action.value} is not allowed" in str(refused.value)
         assert status.stage.value in str(refused.value)
@@ -77,9 +82,9 @@ async def reach(client: Client, settings: Settings, stage: Stage) -> OnboardingS
         Stage.REJECTED: [Action.CANCEL],
         Stage.AWAITING_APPROVAL: [],
     }[stage]
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     for action in path:
-        status = await onboarding.decide(client, status.onboarding_id, action, actor="rep:test")
+        status = await decide(client, status.onboarding_id, action, actor="rep:test")
     assert status.stage is stage
     return status
 
@@ -91,13 +96,13 @@ async def reach(client: Client, settings: Settings, stage: Stage) -> OnboardingS
 async def test_every_decision_the_stage_does_not_allow_is_refused_naming_it(
     client: Client, settings: Settings, stage: Stage
 ) -> None:
-    status = await reach(client, settings, stage)
-    accepted_before = await update_events(client, status.workflow_id)
+    current = await reach(client, settings, stage)
+    accepted_before = await update_events(client, current.workflow_id)
 
-    await assert_all_refused_but(client, status, ALLOWED_ACTIONS[stage])
+    await assert_all_refused_but(client, current, ALLOWED_ACTIONS[stage])
 
-    assert await update_events(client, status.workflow_id) == accepted_before
-    assert (await onboarding.status(client, status.onboarding_id)).stage is stage
+    assert await update_events(client, current.workflow_id) == accepted_before
+    assert (await status(client, current.onboarding_id)).stage is stage
 
 
 @pytest.mark.usefixtures("worker_integration_off")
@@ -113,7 +118,7 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
     client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Commerce is down: the prospect is never written and the request stays `submitted`.
-    monkeypatch.setattr(onboarding, "ACCEPT_WAIT", timedelta(seconds=1))
+    monkeypatch.setattr("client.ACCEPT_WAIT", timedelta(seconds=1))
     async with Worker(
         client,
         task_queue=settings.onboarding_task_queue,
@@ -123,12 +128,11 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
     ):
         request, key = a_request(), f"test:{uuid.uuid4().hex}"
         # Temporal holds it; the submitter is answered once the stores have it.
-        with pytest.raises(onboarding.NotYetConfirmed):
-            await onboarding.submit(client, request, settings, idempotency_key=key)
-        oid = onboarding.submission_id(key, request.email)
-        status = await onboarding.status(client, oid)
-        assert status.stage is Stage.SUBMITTED and status.allowed_actions == []
-        await assert_all_refused_but(client, status, frozenset())
+        with pytest.raises(NotYetConfirmed):
+            await submit(client, request, settings, idempotency_key=key)
+        current = await status(client, submission_id(key, request.email))
+        assert current.stage is Stage.SUBMITTED and current.allowed_actions == []
+        await assert_all_refused_but(client, current, frozenset())
 
 
 @workflow.defn(name="OnboardingWorkflow")
@@ -163,8 +167,8 @@ async def test_a_decision_while_the_request_cannot_run_is_to_be_sent_again(
             if described.raw_description.pending_workflow_task.attempt >= 3:
                 break
             await asyncio.sleep(0.05)
-        with pytest.raises(onboarding.TemporalUnavailable, match="try again"):
-            await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:a")
+        with pytest.raises(TemporalUnavailable, match="try again"):
+            await decide(client, oid, Action.QUALIFY, actor="rep:a")
         await handle.terminate()
 
 
@@ -172,15 +176,15 @@ async def test_a_decision_while_the_request_cannot_run_is_to_be_sent_again(
 async def test_of_two_racing_decisions_one_is_applied_and_the_other_refused(
     client: Client, settings: Settings
 ) -> None:
-    status = await submit(client, settings)
+    current = await submitted(client, settings)
     results = await asyncio.gather(
-        onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:a"),
-        onboarding.decide(client, status.onboarding_id, Action.CANCEL, actor="rep:b"),
+        decide(client, current.onboarding_id, Action.QUALIFY, actor="rep:a"),
+        decide(client, current.onboarding_id, Action.CANCEL, actor="rep:b"),
         return_exceptions=True,
     )
 
     applied = [r for r in results if isinstance(r, OnboardingStatus)]
-    refused = [r for r in results if isinstance(r, onboarding.DecisionNotAllowed)]
+    refused = [r for r in results if isinstance(r, DecisionNotAllowed)]
     assert len(applied) == 1 and len(refused) == 1, results
     winner = applied[0].decisions[-1].action
     assert (
@@ -192,21 +196,21 @@ async def test_of_two_racing_decisions_one_is_applied_and_the_other_refused(
         Stage.LEAD_OPEN,
         applied[0].stage,
     )
-    assert len((await onboarding.status(client, status.onboarding_id)).decisions) == 1
+    assert len((await status(client, current.onboarding_id)).decisions) == 1
 
 
 @pytest.mark.usefixtures("worker")
 async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
     client: Client, settings: Settings, stores: Stores
 ) -> None:
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     oid = status.onboarding_id
 
-    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:wrong")
-    await onboarding.signal_decision(client, oid, Action.QUALIFY, actor="rep:sig")
+    await signal_decision(client, oid, Action.WON, actor="rep:wrong")
+    await signal_decision(client, oid, Action.QUALIFY, actor="rep:sig")
     await eventually(client, oid, Stage.OPPORTUNITY_OPEN)
-    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
-    await onboarding.signal_decision(client, oid, Action.WON, actor="rep:sig")
+    await signal_decision(client, oid, Action.WON, actor="rep:sig")
+    await signal_decision(client, oid, Action.WON, actor="rep:sig")
 
     status = await finished(client, await eventually(client, oid, Stage.APPROVED))
     assert [(d.action, d.actor) for d in status.decisions] == [
@@ -221,11 +225,11 @@ async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
 async def test_the_same_update_sent_twice_is_applied_once(
     client: Client, settings: Settings
 ) -> None:
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     decision_id = f"qualify-{uuid.uuid4()}"
     first, again = await asyncio.gather(
         *(
-            onboarding.decide(
+            decide(
                 client, status.onboarding_id, Action.QUALIFY, actor="rep:a", decision_id=decision_id
             )
             for _ in range(2)
@@ -237,9 +241,9 @@ async def test_the_same_update_sent_twice_is_applied_once(
 
 @pytest.mark.usefixtures("worker")
 async def test_an_unknown_request_is_not_found(client: Client) -> None:
-    with pytest.raises(onboarding.RequestNotFound):
-        await onboarding.status(client, "0000000000000000")
-    with pytest.raises(onboarding.RequestNotFound):
-        await onboarding.decide(client, "0000000000000000", Action.QUALIFY, actor="rep:a")
-    with pytest.raises(onboarding.RequestNotFound):
-        await onboarding.signal_decision(client, "0000000000000000", Action.QUALIFY, actor="rep:a")
+    with pytest.raises(RequestNotFound):
+        await status(client, "0000000000000000")
+    with pytest.raises(RequestNotFound):
+        await decide(client, "0000000000000000", Action.QUALIFY, actor="rep:a")
+    with pytest.raises(RequestNotFound):
+        await signal_decision(client, "0000000000000000", Action.QUALIFY, actor="rep:a")

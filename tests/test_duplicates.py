@@ -9,15 +9,17 @@ import uuid
 import pytest
 from temporalio.client import Client
 
-import client as onboarding
+from client import RequestNotFound, decide, status, submission_id, submit, wait_until_recorded
 from links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
-from models.payloads import Action, EmailKind, Stage, onboarding_workflow_id
+from models.ids import onboarding_workflow_id
+from models.lifecycle import Action, Stage
 from models.sales import Lead
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, keep_history, rows, submit, text_of
+from tests.scenario import a_request, finished, keep_history, rows, submitted, text_of
 from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -26,9 +28,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 async def test_a_second_submit_while_undecided_answers_with_the_first_request(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    first = await submit(client, settings)
+    first = await submitted(client, settings)
 
-    again = await onboarding.submit(
+    again = await submit(
         client, a_request(email=first.email.upper(), company="Another name"), settings
     )
 
@@ -48,22 +50,22 @@ async def test_a_second_submit_while_undecided_answers_with_the_first_request(
 async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_email_sent(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    first = await submit(client, settings)
+    first = await submitted(client, settings)
     oid = first.onboarding_id
     keys = [f"test:{uuid.uuid4().hex}" for _ in range(2)]
     for company, key in zip(("Another name", "Yet another name"), keys, strict=True):
-        again = await onboarding.submit(
+        again = await submit(
             client, a_request(email=first.email, company=company), settings, idempotency_key=key
         )
         assert again.duplicate
 
     # Applied after both requests for the link, the decision answers with them handled.
-    status = await onboarding.decide(client, oid, Action.CANCEL, actor="rep:a")
-    assert len(status.status_link_reminders) == 1
-    status = await finished(client, status)
+    current = await decide(client, oid, Action.CANCEL, actor="rep:a")
+    assert len(current.status_link_reminders) == 1
+    current = await finished(client, current)
 
-    assert status.stage is Stage.REJECTED
-    (reminder,) = status.status_link_reminders
+    assert current.stage is Stage.REJECTED
+    (reminder,) = current.status_link_reminders
     outbox = {row.kind: row for row in rows(stores.commerce, EmailMessage, oid)}
     assert outbox.keys() == {
         EmailKind.REQUEST_RECEIVED,
@@ -75,17 +77,17 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
     assert outbox[EmailKind.STATUS_LINK_REMINDER].period != ""
     events = sorted(message["X-Onboarding-Event"] for message in mail_sink.messages(oid))
     assert events == ["prospect-rejected", "request-received", "status-link-reminder"]
-    await keep_history(client, status.workflow_id, "status_link_reminded")
+    await keep_history(client, current.workflow_id, "status_link_reminded")
     # Each duplicate's own workflow answered with the open request and ended, having
     # recorded nothing: it is no request of its own.
     for key in keys:
-        duplicate_id = onboarding.submission_id(key, first.email)
+        duplicate_id = submission_id(key, first.email)
         duplicate = client.get_workflow_handle_for(
             OnboardingWorkflow.run, onboarding_workflow_id(duplicate_id)
         )
         assert (await duplicate.result()).records.prospect_id is None
-        with pytest.raises(onboarding.RequestNotFound):
-            await onboarding.status(client, duplicate_id)
+        with pytest.raises(RequestNotFound):
+            await status(client, duplicate_id)
     await keep_history(client, duplicate.id, "duplicate")
 
 
@@ -93,9 +95,7 @@ async def test_concurrent_submits_with_one_email_make_one_request(
     client: Client, settings: Settings
 ) -> None:
     request = a_request()
-    results = await asyncio.gather(
-        *(onboarding.submit(client, request, settings) for _ in range(8))
-    )
+    results = await asyncio.gather(*(submit(client, request, settings) for _ in range(8)))
     assert len({r.onboarding_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
 
@@ -103,10 +103,10 @@ async def test_concurrent_submits_with_one_email_make_one_request(
 async def test_once_decided_the_same_email_may_apply_again(
     client: Client, settings: Settings
 ) -> None:
-    first = await submit(client, settings)
-    await onboarding.decide(client, first.onboarding_id, Action.CANCEL, actor="rep:a")
+    first = await submitted(client, settings)
+    await decide(client, first.onboarding_id, Action.CANCEL, actor="rep:a")
 
-    second = await onboarding.submit(client, a_request(email=first.email), settings)
+    second = await submit(client, a_request(email=first.email), settings)
 
     assert second.onboarding_id != first.onboarding_id and not second.duplicate
-    assert (await onboarding.wait_until_recorded(client, second.onboarding_id)).email == first.email
+    assert (await wait_until_recorded(client, second.onboarding_id)).email == first.email

@@ -13,9 +13,10 @@ from temporalio.client import Client
 
 from activities.email import EmailRenderer, RenderedEmail
 from links import site_secret
+from models.activity_io import SendEmailInput
 from models.commerce import PartnerUser
 from models.partners import LinkPurpose
-from models.payloads import EmailKind, SendEmailInput
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores, accounts
 from stores.engine import transact

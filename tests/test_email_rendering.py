@@ -10,7 +10,8 @@ import pytest
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
 from links import status_url
-from models.payloads import EmailKind, SendEmailInput
+from models.activity_io import SendEmailInput
+from models.status import EmailKind
 from settings import Settings
 from tests.scenario import a_request
 

@@ -19,7 +19,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from temporalio.client import Client
 
-import client as onboarding
+from client import status
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from tests.conftest import REP
@@ -87,8 +87,8 @@ async def test_a_request_made_in_italian_is_followed_in_italian_without_a_switch
     assert f"Richiesta {onboarding_id} di {company}" in page.text
     assert REVIEWING["it"] in page.text
     # Dates in Italian words and order: "dal 24 novembre 2026 09:30:00 UTC".
-    status = await onboarding.status(client, onboarding_id)
-    since = format_datetime(status.stage_since, "long", tzinfo=UTC, locale="it")
+    current = await status(client, onboarding_id)
+    since = format_datetime(current.stage_since, "long", tzinfo=UTC, locale="it")
     assert f"dal {since}" in page.text
     assert re.search(r"dal \d{1,2} [a-z]+ \d{4} \d\d:\d\d", page.text)
 

@@ -20,14 +20,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide
 from mailsink import SpoolHandler, read_spool
-from models.payloads import Action
+from models.lifecycle import Action
+from models.status import OnboardingStatus
 from settings import Settings
 from stores import Stores
 from tests.certificates import Authority
 from tests.conftest import browse, free_port, web_settings_for
-from tests.scenario import finished, submit
+from tests.scenario import finished, submitted
 from web.app import create_app
 from worker import build_worker
 
@@ -112,11 +113,11 @@ def relay_settings(settings: Settings, relays: Relays, tls: str, **overrides: An
 
 async def approve(
     client: Client, settings: Settings, stores: Stores, executor: ThreadPoolExecutor
-) -> onboarding.OnboardingStatus:
+) -> OnboardingStatus:
     async with build_worker(client, settings, stores, executor):
-        status = await submit(client, settings)
-        await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
-        await onboarding.decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
+        status = await submitted(client, settings)
+        await decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
+        await decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
         return await finished(client, status)
 
 

@@ -12,11 +12,11 @@ from markdown_it import MarkdownIt
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide
+from models.lifecycle import Action
 from models.markdown import escape
-from models.payloads import Action
 from settings import Settings
-from tests.scenario import finished, submit
+from tests.scenario import finished, submitted
 
 # CommonMark with raw HTML let through, as a UI that renders Markdown with HTML does.
 RENDER = MarkdownIt("commonmark", {"html": True})
@@ -62,9 +62,9 @@ async def test_what_was_typed_reaches_the_temporal_ui_as_text(
     client: Client, settings: Settings
 ) -> None:
     company, name, actor = TYPED[0], TYPED[2], "[rep](http://evil.example)"
-    status = await submit(client, settings, company=company, first_name=name)
-    await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor=actor)
-    await onboarding.decide(client, status.onboarding_id, Action.LOST, actor=actor)
+    status = await submitted(client, settings, company=company, first_name=name)
+    await decide(client, status.onboarding_id, Action.QUALIFY, actor=actor)
+    await decide(client, status.onboarding_id, Action.LOST, actor=actor)
     await finished(client, status)
     handle = client.get_workflow_handle(status.workflow_id)
 

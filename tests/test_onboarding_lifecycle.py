@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session
 from temporalio.client import Client
 
-import client as onboarding
+from client import decide, status, submit
 from links import site_secret, status_url
 from mailsink import SpoolHandler, read_spool
 from models.commerce import (
@@ -26,8 +26,9 @@ from models.commerce import (
     EmailMessage,
     Prospect,
 )
-from models.payloads import Action, EmailKind, OnboardingStatus, Stage
+from models.lifecycle import Action, Stage
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
+from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import MailSink, free_port
@@ -38,7 +39,7 @@ from tests.scenario import (
     keep_history,
     row_counts,
     rows,
-    submit,
+    submitted,
     text_of,
 )
 from worker import build_worker
@@ -111,10 +112,10 @@ def the_emails(
 async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_email(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    status = await submit(client, settings, locale="it", email="Giulia.WON@Contoso.example")
-    oid = status.onboarding_id
-    assert status.stage is Stage.LEAD_OPEN
-    assert status.workflow_id == f"onboarding-{oid}"
+    current = await submitted(client, settings, locale="it", email="Giulia.WON@Contoso.example")
+    oid = current.onboarding_id
+    assert current.stage is Stage.LEAD_OPEN
+    assert current.workflow_id == f"onboarding-{oid}"
 
     prospect = only(rows(stores.commerce, Prospect, oid))
     assert prospect.status == "pending"
@@ -128,8 +129,8 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     note = only(views.timeline(stores.sales, lead.id))
     assert note.kind == DUAL_WRITE_NOTE and "dual-write" in note.text
 
-    status = await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:mario")
-    assert status.stage is Stage.OPPORTUNITY_OPEN and status.workflow_status == "running"
+    current = await decide(client, oid, Action.QUALIFY, actor="rep:mario")
+    assert current.stage is Stage.OPPORTUNITY_OPEN and current.workflow_status == "running"
     lead = only(rows(stores.sales, Lead, oid))
     assert (lead.status, lead.decided_by) == ("qualified", "rep:mario")
     account = only(rows(stores.sales, Account, oid))
@@ -152,10 +153,8 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert status_url(settings.b2b_site_url, site_secret(settings), oid) in text_of(received)
     assert mail_sink.messages(oid, EmailKind.PROSPECT_APPROVED) == []
 
-    status = await finished(
-        client, await onboarding.decide(client, oid, Action.WON, actor="rep:mario")
-    )
-    assert status.stage is Stage.APPROVED and status.prospect_status == "approved"
+    current = await finished(client, await decide(client, oid, Action.WON, actor="rep:mario"))
+    assert current.stage is Stage.APPROVED and current.prospect_status == "approved"
     assert only(rows(stores.sales, Opportunity, oid)).status == "won"
     prospect = only(rows(stores.commerce, Prospect, oid))
     assert (prospect.status, prospect.decided_by) == ("approved", "rep:mario")
@@ -167,7 +166,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     assert members["b2b_admin"].customer_id == customers["person"].id
     assert members["b2b_admin"].parent_customer_id == customers["organization"].id
 
-    _, message = the_emails(mail_sink, stores, status, EmailKind.PROSPECT_APPROVED)
+    _, message = the_emails(mail_sink, stores, current, EmailKind.PROSPECT_APPROVED)
     assert "Benvenuti" in message["Subject"]
     body = text_of(message)
     assert (
@@ -176,23 +175,23 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
         and "http://b2b.test/activate/" in body
     )
 
-    records = status.records
+    records = current.records
     assert (records.prospect_id, records.lead_id, records.opportunity_id) == (
         prospect.id,
         lead.id,
         opportunity.id,
     )
     assert records.customer_hierarchy_id == hierarchy.id
-    assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
+    assert [d.action for d in current.decisions] == [Action.QUALIFY, Action.WON]
     assert row_counts(stores, oid) == ROWS_OF_A_WON_REQUEST
-    assert (await onboarding.status(client, oid)) == status
-    await keep_history(client, status.workflow_id, "won")
+    assert (await status(client, oid)) == current
+    await keep_history(client, current.workflow_id, "won")
 
 
 async def test_the_views_reps_and_admins_work_from(
     client: Client, settings: Settings, stores: Stores
 ) -> None:
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     with Session(stores.sales) as session:
         ordinary = Lead(
             topic="Walk-in",
@@ -220,10 +219,10 @@ async def test_the_views_reps_and_admins_work_from(
 async def test_cancelled_lead_rejects_the_prospect_with_one_email(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     oid = status.onboarding_id
 
-    status = await onboarding.decide(
+    status = await decide(
         client, oid, Action.CANCEL, actor="rep:anna", reason="Not a business customer"
     )
     status = await finished(client, status)
@@ -244,12 +243,12 @@ async def test_cancelled_lead_rejects_the_prospect_with_one_email(
 async def test_lost_opportunity_rejects_the_prospect_with_one_email(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    status = await submit(client, settings)
+    status = await submitted(client, settings)
     oid = status.onboarding_id
-    await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:anna")
+    await decide(client, oid, Action.QUALIFY, actor="rep:anna")
 
     status = await finished(
-        client, await onboarding.decide(client, oid, Action.LOST, actor="rep:anna", reason="Budget")
+        client, await decide(client, oid, Action.LOST, actor="rep:anna", reason="Budget")
     )
 
     assert status.stage is Stage.REJECTED
@@ -264,13 +263,11 @@ async def test_lost_opportunity_rejects_the_prospect_with_one_email(
 async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    status = await submit(client, settings_integration_off)
+    status = await submitted(client, settings_integration_off)
     oid = status.onboarding_id
     assert status.stage is Stage.AWAITING_APPROVAL and not status.sales_integration_enabled
 
-    status = await finished(
-        client, await onboarding.decide(client, oid, Action.APPROVE, actor="admin:luca")
-    )
+    status = await finished(client, await decide(client, oid, Action.APPROVE, actor="admin:luca"))
 
     assert status.stage is Stage.APPROVED
     counts = row_counts(stores, oid)
@@ -292,9 +289,9 @@ async def test_integration_off_admin_approves_in_commerce_without_any_lead(
 async def test_integration_off_admin_rejects_in_commerce(
     client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink
 ) -> None:
-    status = await submit(client, settings_integration_off, locale="it")
+    status = await submitted(client, settings_integration_off, locale="it")
 
-    status = await onboarding.decide(
+    status = await decide(
         client, status.onboarding_id, Action.REJECT, actor="admin:luca", reason="Duplicato"
     )
     status = await finished(client, status)
@@ -319,16 +316,16 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
 ) -> None:
     port = free_port()
     async with mail_to(port, client, settings, stores, activity_executor) as down:
-        status = await submit(client, down)
+        status = await submitted(client, down)
         oid = status.onboarding_id
-        await onboarding.decide(client, oid, Action.QUALIFY, actor="rep")
+        await decide(client, oid, Action.QUALIFY, actor="rep")
 
-        status = await onboarding.decide(client, oid, Action.WON, actor="rep")
+        status = await decide(client, oid, Action.WON, actor="rep")
         assert status.stage is Stage.APPROVED and status.pending_action is None
         assert status.notification is not None and status.notification.state == "sending"
         assert all(row.sent_at is None for row in rows(stores.commerce, EmailMessage, oid))
         # Decided, though its email is still on its way: the same email may apply again.
-        again = await onboarding.submit(client, a_request(email=status.email), down)
+        again = await submit(client, a_request(email=status.email), down)
         assert not again.duplicate and again.onboarding_id != oid
 
         late = MailSink("127.0.0.1", port, tmp_path)
@@ -381,8 +378,8 @@ async def test_a_refused_address_is_recorded_and_the_request_stays_decided(
     controller.start()
     try:
         async with mail_to(port, client, settings, stores, activity_executor) as refusing:
-            status = await submit(client, refusing)
-            await onboarding.decide(client, status.onboarding_id, Action.CANCEL, actor="rep")
+            status = await submitted(client, refusing)
+            await decide(client, status.onboarding_id, Action.CANCEL, actor="rep")
             status = await finished(client, status)
     finally:
         controller.stop()

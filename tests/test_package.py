@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from models.payloads import EmailKind
+from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import MailSink
 

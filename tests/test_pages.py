@@ -17,10 +17,13 @@ import pytest
 from fastapi import FastAPI
 from temporalio.client import Client
 
-import client as onboarding
 from activities.email import EmailRenderer
+from client import decide, status, wait_until_recorded
 from links import site_secret
-from models.payloads import ALREADY_OPEN, Action, EmailKind, SendEmailInput, Stage
+from models.activity_io import SendEmailInput
+from models.lifecycle import Action, Stage
+from models.requests import ALREADY_OPEN
+from models.status import EmailKind
 from settings import PROJECT_DIR, Settings
 from stores import Stores, views
 from tests.conftest import (
@@ -58,7 +61,7 @@ async def applied(web: httpx.AsyncClient, client: Client, **overrides: str) -> t
     location = response.headers["location"]
     found = re.match(r"^(/requests/([0-9a-f]{16})/[0-9a-f]+)/submitted", location)
     assert found, location
-    await onboarding.wait_until_recorded(client, found[2])
+    await wait_until_recorded(client, found[2])
     return found[2], found[1]
 
 
@@ -133,7 +136,7 @@ async def test_a_partner_applies_and_follows_the_request_by_its_link(
     assert onboarding_id, confirmation.text
     link = re.search(r'href="(/requests/[0-9a-f]{16}/[0-9a-f]{32})"', confirmation.text)
     assert link
-    await onboarding.wait_until_recorded(client, onboarding_id[1])
+    await wait_until_recorded(client, onboarding_id[1])
 
     status = await web.get(link[1])
     assert status.status_code == 200
@@ -216,9 +219,9 @@ async def test_a_rep_qualifies_and_wins_a_lead_with_the_buttons(
     closed = await web.get(opportunity_page)
     assert "Opportunity won" in closed.text
     assert "Closed as won by mario" in closed.text
-    status = await onboarding.status(client, onboarding_id)
-    assert status.stage is Stage.APPROVED
-    assert [record.actor for record in status.decisions] == ["mario", "mario"]
+    current = await status(client, onboarding_id)
+    assert current.stage is Stage.APPROVED
+    assert [record.actor for record in current.decisions] == ["mario", "mario"]
 
 
 async def test_a_double_clicked_decision_button_applies_once_and_says_so_twice(
@@ -233,8 +236,8 @@ async def test_a_double_clicked_decision_button_applies_once_and_says_so_twice(
     assert first.headers["location"] == second.headers["location"]
     assert first.headers["location"].startswith("/sales/opportunities/")
     assert "Lead qualified" in (await web.get(first.headers["location"])).text
-    status = await onboarding.status(client, onboarding_id)
-    assert [record.action for record in status.decisions] == ["qualify"]
+    current = await status(client, onboarding_id)
+    assert [record.action for record in current.decisions] == ["qualify"]
 
 
 async def test_a_decision_not_allowed_now_is_explained_on_the_page(
@@ -259,7 +262,7 @@ async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing
     assert forged.status_code == 403
     missing = await web.post(f"{lead_page}/qualify")
     assert missing.status_code == 403
-    assert (await onboarding.status(client, onboarding_id)).stage is Stage.LEAD_OPEN
+    assert (await status(client, onboarding_id)).stage is Stage.LEAD_OPEN
 
 
 async def test_an_admin_finds_an_approved_partner_with_its_customers_and_hierarchy(
@@ -267,8 +270,8 @@ async def test_an_admin_finds_an_approved_partner_with_its_customers_and_hierarc
 ) -> None:
     company = f"Tailspin Toys {uuid.uuid4().hex[:6]}"
     onboarding_id, _ = await applied(web, client, company=company)
-    await onboarding.decide(client, onboarding_id, onboarding.Action.QUALIFY, actor="mario")
-    await onboarding.decide(client, onboarding_id, onboarding.Action.WON, actor="mario")
+    await decide(client, onboarding_id, Action.QUALIFY, actor="mario")
+    await decide(client, onboarding_id, Action.WON, actor="mario")
     prospect = views.prospect_of_request(stores.commerce, onboarding_id)
     assert prospect
     await sign_in(web, ADMIN)
@@ -302,9 +305,7 @@ async def test_an_admin_approves_with_the_buttons_when_the_integration_is_off(
     assert response.status_code == 303
     page = await web.get(f"/commerce/prospects/{prospect.id}")
     assert "Prospect approved" in page.text
-    assert (await finished(client, await onboarding.status(client, onboarding_id))).stage is (
-        Stage.APPROVED
-    )
+    assert (await finished(client, await status(client, onboarding_id))).stage is (Stage.APPROVED)
 
 
 async def test_a_company_named_like_a_script_is_text_on_every_page(
@@ -359,7 +360,7 @@ async def test_a_decision_form_that_is_not_right_is_a_422_page(
     response = await web.post(f"{lead_page}/qualify", data={**form, "decision_id": "x"})
     assert response.status_code == 422
     assert "decision_id" in response.text
-    assert (await onboarding.status(client, onboarding_id)).stage is Stage.LEAD_OPEN
+    assert (await status(client, onboarding_id)).stage is Stage.LEAD_OPEN
 
 
 async def test_applying_again_with_an_open_request_does_not_reveal_it(
@@ -367,7 +368,7 @@ async def test_applying_again_with_an_open_request_does_not_reveal_it(
 ) -> None:
     form = a_filled_form()
     first = await apply(web, form)
-    await onboarding.wait_until_recorded(client, first.headers["location"].split("/")[2])
+    await wait_until_recorded(client, first.headers["location"].split("/")[2])
     again = await apply(web, {**form, "company": "Someone Else Srl"})
     assert again.headers["location"] == "/apply/already-open"
     page = await web.get(again.headers["location"])
@@ -526,8 +527,8 @@ async def test_with_the_worker_stopped_the_form_and_the_buttons_say_received_not
             )
             assert rechecked.status_code == 303
             assert rechecked.headers["location"].startswith("/sales/opportunities/")
-            status = await onboarding.status(client, onboarding_id)
-    assert [record.action for record in status.decisions] == [Action.QUALIFY]
+            current = await status(client, onboarding_id)
+    assert [record.action for record in current.decisions] == [Action.QUALIFY]
 
 
 async def attempt_sign_in(app: FastAPI, address: str, name: str, token: str) -> int:

@@ -9,8 +9,16 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus
 
-import client as onboarding
+from client import (
+    PartnerUserRefused,
+    decide,
+    invite_partner_user,
+    partner_link_used,
+    remove_partner_user,
+    send_partner_link,
+)
 from models.commerce import AccessLink, Customer, CustomerHierarchyMember, PartnerUser
+from models.lifecycle import Action
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -19,11 +27,10 @@ from models.partners import (
     SendLinkInput,
     partner_user_workflow_id,
 )
-from models.payloads import Action
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import finished, keep_history, submit
+from tests.scenario import finished, keep_history, submitted
 
 LINK = re.compile(r"http://b2b\.test/(activate|password/reset)/([A-Za-z0-9_-]+)")
 
@@ -39,9 +46,9 @@ def token_of(url: str) -> str:
 
 async def approved_partner(client: Client, settings: Settings, **overrides: str) -> tuple[str, str]:
     """A won request; its onboarding id and the requester's email."""
-    status = await submit(client, settings, **overrides)
-    await onboarding.decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
-    await onboarding.decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
+    status = await submitted(client, settings, **overrides)
+    await decide(client, status.onboarding_id, Action.QUALIFY, actor="rep:mario")
+    await decide(client, status.onboarding_id, Action.WON, actor="rep:mario")
     await finished(client, status)
     return status.onboarding_id, status.email
 
@@ -75,7 +82,7 @@ async def test_approval_email_activates_the_administrator(
 
     active = accounts.use_link(stores.commerce, token_of(link), "a long enough password")
     assert active.state == "active" and active.is_admin
-    await onboarding.partner_link_used(client, email)
+    await partner_link_used(client, email)
     await handle.result()
     with pytest.raises(accounts.LinkRefused):
         accounts.use_link(stores.commerce, token_of(link), "another long password")
@@ -100,7 +107,7 @@ async def test_administrator_adds_resends_and_removes_a_user(
         user=new,
         actor=f"partner:{admin.id}",
     )
-    changed = await onboarding.invite_partner_user(client, settings, invite)
+    changed = await invite_partner_user(client, settings, invite)
     assert changed.link_expires_at is not None
     (invitation,) = await eventually_mail(
         mail_sink, lambda m: m["To"].addresses[0].addr_spec == new.email
@@ -112,7 +119,7 @@ async def test_administrator_adds_resends_and_removes_a_user(
     resend = SendLinkInput(
         partner_user_id=changed.partner_user_id, purpose=LinkPurpose.INVITATION, actor="partner:1"
     )
-    await onboarding.send_partner_link(client, settings, new.email, resend)
+    await send_partner_link(client, settings, new.email, resend)
     mails = await eventually_mail(
         mail_sink, lambda m: m["To"].addresses[0].addr_spec == new.email, 2
     )
@@ -134,11 +141,11 @@ async def test_administrator_adds_resends_and_removes_a_user(
     )
     assert accounts.partner_session_account(stores.commerce, session_token) is not None
 
-    with pytest.raises(onboarding.PartnerUserRefused):
-        await onboarding.invite_partner_user(client, settings, invite)
+    with pytest.raises(PartnerUserRefused):
+        await invite_partner_user(client, settings, invite)
 
     removal = RemoveInput(partner_user_id=user.id, actor=f"partner:{admin.id}")
-    await onboarding.remove_partner_user(client, settings, new.email, removal)
+    await remove_partner_user(client, settings, new.email, removal)
     await client.get_workflow_handle(partner_user_workflow_id(new.email)).result()
     await keep_history(client, partner_user_workflow_id(new.email), "partner_user")
     assert accounts.partner_session_account(stores.commerce, session_token) is None

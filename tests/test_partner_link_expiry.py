@@ -17,8 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
-import client as onboarding
-from client import DATA_CONVERTER
+from client import DATA_CONVERTER, partner_link_used
 from models import search_attributes
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember
 from models.partners import (
@@ -186,7 +185,7 @@ async def test_an_activation_link_expires_unless_used(
         await change(skipping, skipping_worker, email, PartnerUserWorkflow.send_link, activation)
 
     accounts.use_link(stores.commerce, newest_link(mail_sink, used_email), "ugo's long password")
-    await onboarding.partner_link_used(skipping.client, used_email)
+    await partner_link_used(skipping.client, used_email)
     await skipping.client.get_workflow_handle(partner_user_workflow_id(used_email)).result()
 
     await skipping.sleep(TTL + timedelta(hours=1))

@@ -9,7 +9,9 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 
 from client import DATA_CONVERTER
-from models.payloads import Decision, OnboardingInput, OnboardingRequest
+from models.requests import OnboardingRequest
+from models.status import Decision
+from models.workflow_io import OnboardingInput
 from tests.scenario import a_request
 
 

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-import client as onboarding
 import tracing
+from client import connect
 from settings import Settings
 from stores import Stores
 from tests.conftest import REP, bearer, browse, web_settings_for
@@ -46,7 +46,7 @@ async def traced(
     """The web app and a worker on a client made as the product makes it: with the plugin."""
     address = client.service_client.config.target_host
     traced_settings = settings.model_copy(update={"temporal_address": address})
-    traced_client = await onboarding.connect(traced_settings)
+    traced_client = await connect(traced_settings)
     async with build_worker(traced_client, traced_settings, stores, activity_executor):
         app = create_app(web_settings_for(traced_settings), client=traced_client, stores=stores)
         async with browse(app) as web:

@@ -19,17 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-import client as onboarding
-from models.payloads import (
-    Action,
-    ApplicantInput,
-    EmailKind,
-    OnboardingStatus,
-    Stage,
-    SubmitInput,
-    applicant_key,
-    applicant_workflow_id,
-)
+from client import decide, status, submit, wait_until_recorded
+from models.ids import applicant_key, applicant_workflow_id
+from models.lifecycle import Action, Stage
+from models.status import EmailKind, OnboardingStatus
+from models.workflow_io import ApplicantInput, SubmitInput
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
@@ -68,7 +62,7 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     async with build_worker(client, settings, stores, activity_executor, patches=lambda _: False):
         for _ in range(2):
             oid = await submit_as_before(client, settings)
-            opened.append(await onboarding.wait_until_recorded(client, oid))
+            opened.append(await wait_until_recorded(client, oid))
         quiet, asked = opened
         # Answered as before the change: no link emailed, nothing new in any history.
         assert await submit_as_before(client, settings, email=asked.email) == asked.onboarding_id
@@ -81,18 +75,18 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
         for request in opened:
             # A new submission's workflow meets the old request's prospect, which holds
             # the email, and asks it for its link.
-            again = await onboarding.submit(client, a_request(email=request.email), settings)
+            again = await submit(client, a_request(email=request.email), settings)
             assert again.duplicate and again.onboarding_id == request.onboarding_id
             oid = request.onboarding_id
-            await onboarding.decide(client, oid, Action.QUALIFY, actor="rep:after")
-            won = await onboarding.decide(client, oid, Action.WON, actor="rep:after")
+            await decide(client, oid, Action.QUALIFY, actor="rep:after")
+            won = await decide(client, oid, Action.WON, actor="rep:after")
             assert (await finished(client, won)).stage is Stage.APPROVED
         # Decided, each request told its applicant, which ended.
         for request in opened:
             applicant = client.get_workflow_handle(applicant_workflow_id(request.email))
             await applicant.result()
         # And the email may apply again: a request of its own.
-        fresh = await onboarding.submit(client, a_request(email=quiet.email), settings)
+        fresh = await submit(client, a_request(email=quiet.email), settings)
         assert not fresh.duplicate and fresh.onboarding_id != quiet.onboarding_id
 
     emails = {
@@ -106,9 +100,9 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     reminded = sorted([EmailKind.PROSPECT_APPROVED.event, EmailKind.STATUS_LINK_REMINDER.event])
     assert emails == {quiet.onboarding_id: reminded, asked.onboarding_id: reminded}
     for request in opened:
-        status = await onboarding.status(client, request.onboarding_id)
-        assert status.received_notification is None
-        assert status.notification is not None and status.notification.state == "sent"
+        current = await status(client, request.onboarding_id)
+        assert current.received_notification is None
+        assert current.notification is not None and current.notification.state == "sent"
         # Approved on the new code, the administrator gets an account and the approval
         # email its activation link; the link expires by its date in the store, as no
         # partner user workflow was started for a request older than that patch.

@@ -9,18 +9,19 @@ from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-import client as onboarding
-from links import status_url
-from models.payloads import (
-    ALREADY_OPEN,
-    IDEMPOTENCY_KEY,
-    Action,
-    OnboardingRequest,
-    OnboardingStatus,
-    Reason,
-    Stage,
-    SubmitResult,
+from client import (
+    DecisionNotAllowed,
+    NotYetConfirmed,
+    RequestNotFound,
+    current_status,
+    decide,
+    submit,
 )
+from links import status_url
+from models.lifecycle import Action, Role, Stage, actions_of
+from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
+from models.status import OnboardingStatus
+from models.workflow_io import SubmitResult
 from web.auth import ApiUser
 from web.dependencies import (
     ClientDep,
@@ -99,6 +100,12 @@ KEY_HEADER = {
         "schema": {"type": "string"},
     }
 }
+# The decisions in the OpenAPI document's words, as the lifecycle declares them.
+*_FIRST_ACTIONS, _LAST_ACTION = Action
+ACTION_NAMES = f"{', '.join(_FIRST_ACTIONS)} or {_LAST_ACTION}"
+DECIDE_DESCRIPTION = "A rep's ({}) or an admin's ({}) decision.".format(
+    *(", ".join(actions_of(role)) for role in (Role.SALES_REP, Role.COMMERCE_ADMIN))
+)
 NOT_CONFIRMED_ANSWER = (
     "Recorded and not yet confirmed: no worker has taken it up. Send the same call with"
     " the same Idempotency-Key (see Retry-After) to learn its outcome."
@@ -134,8 +141,8 @@ async def submit_request(
     """
     key = idempotency_key or uuid.uuid4().hex
     try:
-        submitted = await onboarding.submit(client, request, settings, idempotency_key=f"api:{key}")
-    except onboarding.NotYetConfirmed:
+        submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
+    except NotYetConfirmed:
         return _not_confirmed(key)
     response.headers["Idempotency-Key"] = key
     if submitted.duplicate:
@@ -157,12 +164,13 @@ async def get_request(
     onboarding_id: str, user: ApiUser, temporal: TemporalDep, stores: StoresDep
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
-    return await onboarding.current_status(temporal, stores, _known(onboarding_id))
+    return await current_status(temporal, stores, _known(onboarding_id))
 
 
 @router.post(
     "/{onboarding_id}/{action}",
     summary="Decide a request",
+    description=DECIDE_DESCRIPTION,
     response_model=Decided,
     responses={
         **ERRORS,
@@ -177,7 +185,7 @@ async def get_request(
 )
 async def decide_request(
     onboarding_id: str,
-    action: Annotated[Action, Path(description="qualify, cancel, won, lost, approve or reject")],
+    action: Annotated[Action, Path(description=ACTION_NAMES)],
     user: ApiUser,
     response: Response,
     temporal: TemporalDep,
@@ -186,12 +194,12 @@ async def decide_request(
     body: Annotated[DecisionBody | None, Body()] = None,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> Decided | JSONResponse:
-    """A rep's (qualify, cancel, won, lost) or an admin's (approve, reject) decision."""
+    """A rep's or an admin's decision: the lifecycle says which may take which."""
     if not user.may(action):
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
     key = idempotency_key or uuid.uuid4().hex
     try:
-        decided = await onboarding.decide(
+        decided = await decide(
             await temporal.get(),
             _known(onboarding_id),
             action,
@@ -200,13 +208,13 @@ async def decide_request(
             # The action is part of the id: a key reused for another action is another decision.
             decision_id=f"api:{action.value}:{key}",
         )
-    except onboarding.NotYetConfirmed:
+    except NotYetConfirmed:
         return _not_confirmed(key)
-    except onboarding.RequestNotFound:
+    except RequestNotFound:
         # Temporal no longer has it: refused, naming the stage the stores keep.
-        kept = await onboarding.current_status(temporal, stores, onboarding_id)
+        kept = await current_status(temporal, stores, onboarding_id)
         why = f"{action.value} is not allowed: the request is {kept.stage.value}"
-        raise onboarding.DecisionNotAllowed(why, kept.stage) from None
+        raise DecisionNotAllowed(why, kept.stage) from None
     metrics.decided(action, user.role.value, decided)
     response.headers["Idempotency-Key"] = key
     return Decided(
@@ -225,5 +233,5 @@ def _not_confirmed(key: str) -> JSONResponse:
 
 def _known(onboarding_id: str) -> str:
     if not ONBOARDING_ID.match(onboarding_id):
-        raise onboarding.RequestNotFound(onboarding_id)
+        raise RequestNotFound(onboarding_id)
     return onboarding_id

@@ -22,7 +22,7 @@ from models.partners import (
     PartnerUserChanged,
     PartnerUserState,
 )
-from models.payloads import IDEMPOTENCY_KEY, Email, Locale
+from models.requests import IDEMPOTENCY_KEY, Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit

@@ -32,8 +32,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-import client as onboarding
 import tracing
+from client import (
+    Connection,
+    DecisionFailed,
+    DecisionNotAllowed,
+    RequestNotFound,
+    TemporalUnavailable,
+)
 from links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
@@ -100,7 +106,7 @@ def create_app(
     app.state.stores = stores
     app.state.users = users
     app.state.secret = secret
-    app.state.temporal = onboarding.Connection(settings, client)
+    app.state.temporal = Connection(settings, client)
     app.state.limits = Limits(settings)
     app.state.metrics = WebMetrics()
     if stores is not None:
@@ -263,12 +269,12 @@ def _handle_errors(app: FastAPI) -> None:
             response.headers["Allow"] = ", ".join(_methods_at(app, request.scope))
         return response
 
-    @app.exception_handler(onboarding.RequestNotFound)
-    async def not_found(request: Request, err: onboarding.RequestNotFound) -> Response:
+    @app.exception_handler(RequestNotFound)
+    async def not_found(request: Request, err: RequestNotFound) -> Response:
         return problem(request, 404, str(err))
 
-    @app.exception_handler(onboarding.DecisionNotAllowed)
-    async def not_allowed(request: Request, err: onboarding.DecisionNotAllowed) -> Response:
+    @app.exception_handler(DecisionNotAllowed)
+    async def not_allowed(request: Request, err: DecisionNotAllowed) -> Response:
         return problem(request, 409, str(err), stage=err.stage.value)
 
     @app.exception_handler(NoSuchCustomer)
@@ -279,8 +285,8 @@ def _handle_errors(app: FastAPI) -> None:
     async def not_organization(request: Request, err: NotAnOrganization) -> Response:
         return problem(request, 409, str(err), customer_type=err.customer_type)
 
-    @app.exception_handler(onboarding.TemporalUnavailable)
-    async def unavailable(request: Request, err: onboarding.TemporalUnavailable) -> Response:
+    @app.exception_handler(TemporalUnavailable)
+    async def unavailable(request: Request, err: TemporalUnavailable) -> Response:
         log.error("%s", err)
         response = problem(
             request, 503, N_("The onboarding service is unavailable; try again soon.")
@@ -292,8 +298,8 @@ def _handle_errors(app: FastAPI) -> None:
     async def not_confirmed(request: Request, err: NotConfirmedPage) -> Response:
         return err.response
 
-    @app.exception_handler(onboarding.DecisionFailed)
-    async def failed(request: Request, err: onboarding.DecisionFailed) -> Response:
+    @app.exception_handler(DecisionFailed)
+    async def failed(request: Request, err: DecisionFailed) -> Response:
         log.error("%s", err)
         return problem(request, 500, str(err))
 

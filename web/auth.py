@@ -8,14 +8,13 @@ import hmac
 import ipaddress
 import secrets
 from datetime import timedelta
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from models.payloads import Action
+from models.lifecycle import TRANSITIONS, Action, Role
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
@@ -25,24 +24,13 @@ from web.protection import client_key, limits
 DEMO_API_TOKENS = "mario:sales_rep:demo-rep-token,anna:commerce_admin:demo-admin-token"
 
 
-class Role(StrEnum):
-    SALES_REP = "sales_rep"
-    COMMERCE_ADMIN = "commerce_admin"
-
-
-ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
-    Role.SALES_REP: frozenset({Action.QUALIFY, Action.CANCEL, Action.WON, Action.LOST}),
-    Role.COMMERCE_ADMIN: frozenset({Action.APPROVE, Action.REJECT}),
-}
-
-
 class User(BaseModel):
     name: str
     role: Role
     token: str = Field(repr=False)
 
     def may(self, action: Action) -> bool:
-        return action in ROLE_ACTIONS[self.role]
+        return TRANSITIONS[action].role is self.role
 
     def fingerprint(self, secret: bytes) -> str:
         """Kept in the session, so changing a user's token signs out their sessions.

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-import client as onboarding
+from client import Connection
 from settings import Settings
 from stores import Stores
 from web.metrics import WebMetrics
@@ -22,8 +22,8 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_temporal(request: Request) -> onboarding.Connection:
-    connection: onboarding.Connection = request.app.state.temporal
+def get_temporal(request: Request) -> Connection:
+    connection: Connection = request.app.state.temporal
     return connection
 
 
@@ -50,7 +50,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SecretDep = Annotated[bytes, Depends(get_secret)]
 ClientDep = Annotated[Client, Depends(get_client)]
 # For routes that can answer from the stores while Temporal is down: connect on demand.
-TemporalDep = Annotated[onboarding.Connection, Depends(get_temporal)]
+TemporalDep = Annotated[Connection, Depends(get_temporal)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 MetricsDep = Annotated[WebMetrics, Depends(get_metrics)]
 

@@ -20,7 +20,7 @@ from fastapi import Request
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.payloads import Locale
+from models.requests import Locale
 from settings import PROJECT_DIR
 
 LOCALES: tuple[Locale, ...] = get_args(Locale)

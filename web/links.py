@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from models.payloads import onboarding_workflow_id
+from models.ids import onboarding_workflow_id
 from settings import Settings
 
 

@@ -20,12 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.payloads import Action, OnboardingStatus, Stage
+from models.lifecycle import Action
+from models.status import OnboardingStatus
 from stores import Stores, views
 
 log = logging.getLogger("web")
 
-FINAL = (Stage.APPROVED, Stage.REJECTED)
 # From a request decided within the minute to one that waited a month.
 DECISION_BUCKETS = tuple(
     float(seconds)
@@ -68,7 +68,7 @@ class WebMetrics:
 
     def decided(self, action: Action, role: str, status: OnboardingStatus) -> None:
         self.decisions.labels(action.value, role).inc()
-        if status.stage in FINAL and status.decisions:
+        if status.stage.decided and status.decisions:
             waited = status.decisions[-1].at - status.submitted_at
             self.time_to_decision.observe(waited.total_seconds())
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-import client as onboarding
+from client import PartnerUserRefused, invite_partner_user, remove_partner_user, send_partner_link
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -61,7 +61,7 @@ class PartnerActionRefused(Exception):
 
 
 def _refused(
-    refused: onboarding.PartnerUserRefused | accounts.RoleRefused, **variables: str
+    refused: PartnerUserRefused | accounts.RoleRefused, **variables: str
 ) -> PartnerActionRefused:
     message = REFUSALS.get(refused.type)
     if message is None:
@@ -93,8 +93,8 @@ async def add_user(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )
     try:
-        return await onboarding.invite_partner_user(client, settings, invite, request_id)
-    except onboarding.PartnerUserRefused as refused:
+        return await invite_partner_user(client, settings, invite, request_id)
+    except PartnerUserRefused as refused:
         raise _refused(
             refused, email=new.email, name=f"{new.first_name} {new.last_name}"
         ) from refused
@@ -110,8 +110,8 @@ async def resend(
         partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
     )
     try:
-        return await onboarding.send_partner_link(client, settings, user.email, request)
-    except onboarding.PartnerUserRefused as refused:
+        return await send_partner_link(client, settings, user.email, request)
+    except PartnerUserRefused as refused:
         raise _refused(refused, email=user.email, name=user.name) from refused
 
 
@@ -123,8 +123,8 @@ async def remove(
         raise PartnerActionRefused(409, ALREADY_REMOVED, name=user.name)
     request = RemoveInput(partner_user_id=user.id, actor=actor(me))
     try:
-        return await onboarding.remove_partner_user(client, settings, user.email, request)
-    except onboarding.PartnerUserRefused as refused:
+        return await remove_partner_user(client, settings, user.email, request)
+    except PartnerUserRefused as refused:
         raise _refused(refused, email=user.email, name=user.name) from refused
 
 
@@ -155,7 +155,7 @@ def email_fresh_link(client: Client, settings: Settings, account: PartnerAccount
 
     async def send() -> object:
         try:
-            return await onboarding.send_partner_link(client, settings, account.email, request)
+            return await send_partner_link(client, settings, account.email, request)
         except Exception:
             log.exception("could not email partner user %s a fresh link", account.id)
             return None

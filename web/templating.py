@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from models.payloads import Locale
+from models.requests import Locale
 from settings import PROJECT_DIR, Settings
 from web import i18n
 from web.auth import csrf_token, partner_session, session_user

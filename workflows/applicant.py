@@ -20,16 +20,16 @@ from temporalio.exceptions import ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from models import search_attributes as sa
+    from models.ids import onboarding_workflow_id
+    from models.lifecycle import Stage
     from models.markdown import escape
-    from models.payloads import (
+    from models.workflow_io import (
         ApplicantInput,
         OnboardingInput,
         RequestDecided,
-        Stage,
         StatusLinkRequested,
         SubmitInput,
         SubmitResult,
-        onboarding_workflow_id,
     )
     from workflows.onboarding import OnboardingWorkflow
 

@@ -50,34 +50,36 @@ with workflow.unsafe.imports_passed_through():
     from activities.requests import RequestActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
-    from models.markdown import escape
-    from models.partners import PartnerUserInput, partner_user_workflow_id
-    from models.payloads import (
-        ALLOWED_ACTIONS,
-        Action,
+    from models.activity_io import (
         ApplyDecisionInput,
         ApproveProspectInput,
         CloseOpportunityInput,
         CreateLeadInput,
         CreateProspectInput,
-        Decision,
-        DecisionRecord,
         DisqualifyLeadInput,
-        EmailKind,
-        Notification,
-        OnboardingInput,
-        OnboardingStatus,
         QualifyLeadInput,
         RejectProspectInput,
-        RequestDecided,
         RequestRecorded,
         SendEmailInput,
+        WriteCustomersInput,
+    )
+    from models.ids import hour_period, onboarding_workflow_id
+    from models.lifecycle import (
+        ALLOWED_ACTIONS,
+        DECISION_NOT_ALLOWED,
+        STAGES,
+        TRANSITIONS,
+        Action,
         Stage,
+    )
+    from models.markdown import escape
+    from models.partners import PartnerUserInput, partner_user_workflow_id
+    from models.status import Decision, DecisionRecord, EmailKind, Notification, OnboardingStatus
+    from models.workflow_io import (
+        OnboardingInput,
+        RequestDecided,
         StatusLinkRequested,
         SubmitResult,
-        WriteCustomersInput,
-        hour_period,
-        onboarding_workflow_id,
     )
 
 # Stores or the mail server being down is worth waiting out: retry with backoff, for
@@ -104,27 +106,10 @@ RECEIVED_EMAIL_PATCH = "request-received-email"
 # Requests started from this version on are one workflow, with one local activity per
 # step; earlier ones (children of an applicant workflow) finish on their own path.
 ONE_WORKFLOW_PATCH = "one-workflow"
-# Where a decision leads.
-NEXT_STAGE = {
-    Action.QUALIFY: Stage.OPPORTUNITY_OPEN,
-    Action.CANCEL: Stage.REJECTED,
-    Action.WON: Stage.APPROVED,
-    Action.LOST: Stage.REJECTED,
-    Action.APPROVE: Stage.APPROVED,
-    Action.REJECT: Stage.REJECTED,
-}
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
 
-WAITING_FOR = {
-    Stage.SUBMITTED: "Recording the request in Commerce and Sales.",
-    Stage.LEAD_OPEN: "Waiting for a sales rep to **qualify** or **cancel** the lead.",
-    Stage.OPPORTUNITY_OPEN: "Waiting for a sales rep to close the opportunity **won** or **lost**.",
-    Stage.AWAITING_APPROVAL: "Waiting for a Commerce admin to **approve** or **reject** it.",
-    Stage.APPROVED: "Approved: the customer hierarchy is in Commerce.",
-    Stage.REJECTED: "Rejected.",
-}
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",
     "sent": "The {event} email is sent.",
@@ -133,10 +118,13 @@ NOTIFICATION = {
 
 
 class DecisionNotAllowed(ApplicationError):
-    """A decision the request's current stage does not allow; details: (stage,)."""
+    """A decision the request's current stage does not allow; details: (stage,).
+
+    The client raises its own DecisionNotAllowed for it, by its type.
+    """
 
     def __init__(self, message: str, stage: Stage) -> None:
-        super().__init__(message, stage.value, type="DecisionNotAllowed", non_retryable=True)
+        super().__init__(message, stage.value, type=DECISION_NOT_ALLOWED, non_retryable=True)
 
 
 @workflow.defn
@@ -278,7 +266,7 @@ class OnboardingWorkflow:
             self._status.records = self._status.records.model_copy(
                 update=written.model_dump(exclude_none=True)
             )
-            stage = NEXT_STAGE[decision.action]
+            stage = TRANSITIONS[decision.action].leads_to
             if stage is Stage.APPROVED:
                 await self._conclude(stage, EmailKind.PROSPECT_APPROVED, decision)
             elif stage is Stage.REJECTED:
@@ -611,7 +599,7 @@ class OnboardingWorkflow:
             workflow.upsert_search_attributes([sa.ONBOARDING_STAGE.value_set(status.stage.value)])
         details = [
             f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
-            WAITING_FOR[status.stage],
+            STAGES[status.stage].waiting_for,
         ]
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")

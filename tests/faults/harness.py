@@ -26,11 +26,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
 
-import client as onboarding
 import temporal_dev
+from client import DATA_CONVERTER, NotYetConfirmed, TemporalUnavailable, decide, status, submit
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
-from models.payloads import Action, EmailKind, OnboardingStatus, Stage
+from models.lifecycle import Action, Stage
+from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores
 from tests.conftest import TEST_SECRET, free_port
@@ -233,7 +234,7 @@ class Site:
         while True:
             try:
                 return await Client.connect(
-                    f"127.0.0.1:{self.temporal_port}", data_converter=onboarding.DATA_CONVERTER
+                    f"127.0.0.1:{self.temporal_port}", data_converter=DATA_CONVERTER
                 )
             except RuntimeError:
                 if time.monotonic() > deadline:
@@ -287,11 +288,9 @@ class Site:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                submitted = await onboarding.submit(
-                    self.client, request, self.settings, idempotency_key=key
-                )
+                submitted = await submit(self.client, request, self.settings, idempotency_key=key)
                 return submitted.onboarding_id
-            except (onboarding.TemporalUnavailable, onboarding.NotYetConfirmed):
+            except (TemporalUnavailable, NotYetConfirmed):
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(RETRY_AFTER)
@@ -308,11 +307,11 @@ class Site:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                status = await onboarding.decide(
+                status = await decide(
                     self.client, onboarding_id, action, actor="faults", decision_id=decision_id
                 )
                 break
-            except (onboarding.TemporalUnavailable, onboarding.NotYetConfirmed):
+            except (TemporalUnavailable, NotYetConfirmed):
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(RETRY_AFTER)
@@ -333,11 +332,11 @@ class Site:
         while pending:
             for onboarding_id in list(pending):
                 try:
-                    status = await onboarding.status(self.client, onboarding_id)
-                except onboarding.TemporalUnavailable:
+                    current = await status(self.client, onboarding_id)
+                except TemporalUnavailable:
                     continue
-                seen[onboarding_id] = status
-                if done(status):
+                seen[onboarding_id] = current
+                if done(current):
                     pending.discard(onboarding_id)
             if pending and time.monotonic() > deadline:
                 raise AssertionError(f"{len(pending)} requests never got there: {sorted(pending)}")
@@ -360,14 +359,14 @@ class Site:
             distinct_messages=len({m["Message-ID"] for m in messages}),
         )
         for onboarding_id, path in paths.items():
-            status = await onboarding.status(self.client, onboarding_id)
+            current = await status(self.client, onboarding_id)
             counts = row_counts(self.stores, onboarding_id)
             extra = {t: n for t, n in counts.items() if n > ROWS[path].get(t, 0)}
             missing = {t: n for t, n in ROWS[path].items() if counts.get(t, 0) < n}
             if extra:
                 tally.duplicate_rows.append(f"{onboarding_id}: {extra}")
-            if missing or status.stage is not FINAL[path]:
-                tally.lost.append(f"{onboarding_id} {status.stage}: missing {missing}")
+            if missing or current.stage is not FINAL[path]:
+                tally.lost.append(f"{onboarding_id} {current.stage}: missing {missing}")
             mine = [m for m in messages if m["X-Onboarding-Id"] == onboarding_id]
             copies = Counter(m["Message-ID"] for m in mine)
             tally.most_copies = max(tally.most_copies, *copies.values(), 0)

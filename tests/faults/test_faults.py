@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, func, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-import client as onboarding
-from models.payloads import Action, Stage
+from client import DecisionNotAllowed, decide, signal_decision, status
+from models.lifecycle import Action, Stage
 from models.sales import Lead
 from stores import Stores, views
 from stores.engine import make_engine
@@ -173,23 +173,23 @@ async def test_8_repeated_decisions_and_submissions_and_late_decisions(site: Sit
 
     twice = await asyncio.gather(
         *(
-            onboarding.decide(client, onboarding_id, Action.QUALIFY, "faults", decision_id="q-1")
+            decide(client, onboarding_id, Action.QUALIFY, "faults", decision_id="q-1")
             for _ in range(2)
         )
     )
-    assert {status.stage for status in twice} == {Stage.OPPORTUNITY_OPEN}
+    assert {current.stage for current in twice} == {Stage.OPPORTUNITY_OPEN}
     for _ in range(2):
-        await onboarding.signal_decision(client, onboarding_id, Action.WON, "faults")
+        await signal_decision(client, onboarding_id, Action.WON, "faults")
     await site.finished([onboarding_id])
-    with pytest.raises(onboarding.DecisionNotAllowed) as late:
-        await onboarding.decide(client, onboarding_id, Action.LOST, "faults")
+    with pytest.raises(DecisionNotAllowed) as late:
+        await decide(client, onboarding_id, Action.LOST, "faults")
     assert late.value.stage is Stage.APPROVED
 
     tally = await site.tally({onboarding_id: "won"})
 
     tally.assert_nothing_lost_or_duplicated()
-    status = await onboarding.status(client, onboarding_id)
-    assert [d.action for d in status.decisions] == [Action.QUALIFY, Action.WON]
+    current = await status(client, onboarding_id)
+    assert [d.action for d in current.decisions] == [Action.QUALIFY, Action.WON]
 
 
 async def test_a_second_worker_takes_over_when_the_first_is_killed(site: Site) -> None:

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 from sqlmodel import Session, select
 
-import client as onboarding
+from client import TemporalUnavailable, invite_partner_user, status
 from mailsink import read_spool
 from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
+from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, PartnerUserChanged
-from models.payloads import Action
 from stores import accounts
 from tests.faults.harness import Site, record
 from tests.faults.test_faults import site  # noqa: F401 - the fixture
@@ -30,8 +30,8 @@ async def test_invitations_while_the_worker_is_killed(site: Site) -> None:  # no
     await site.finished([onboarding_id])
     temporal = site.client
     assert temporal is not None
-    status = await onboarding.status(temporal, onboarding_id)
-    admin = accounts.partner_account_by_email(site.stores.commerce, status.email)
+    current = await status(temporal, onboarding_id)
+    admin = accounts.partner_account_by_email(site.stores.commerce, current.email)
     assert admin is not None
     invitees = [f"user{n}.{onboarding_id}@contoso.example" for n in range(INVITEES)]
 
@@ -44,10 +44,10 @@ async def test_invitations_while_the_worker_is_killed(site: Site) -> None:  # no
         # A careful caller: the same request id again until the outcome is known.
         while True:
             try:
-                return await onboarding.invite_partner_user(
+                return await invite_partner_user(
                     temporal, site.settings, request, request_id=f"invite:{email}"
                 )
-            except onboarding.TemporalUnavailable:
+            except TemporalUnavailable:
                 await asyncio.sleep(0.5)
 
     inviting = asyncio.ensure_future(asyncio.gather(*(invite(email) for email in invitees)))

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from web.auth import CsrfChecked, Role, User, end_session, get_users, start_session
+from models.lifecycle import Role
+from web.auth import CsrfChecked, User, end_session, get_users, start_session
 from web.protection import client_key, limits
 from web.templating import render
 

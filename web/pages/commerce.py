@@ -11,13 +11,13 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from models.lifecycle import Action, ProspectStatus, Stage, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
-from models.payloads import Action, ProspectStatus
 from stores import Stores, credit_limits, views
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, decide
+from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
 from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -30,6 +30,7 @@ MESSAGES = {
     "decimal_parsing": "Write the amount in digits, such as 25000.00, with a point before the"
     " decimals",
 }
+ProspectAction = Annotated[Action, allowed_in(Stage.AWAITING_APPROVAL)]
 
 
 @router.get("")
@@ -75,6 +76,7 @@ async def prospect(
         customers=customers,
         hierarchy=hierarchy,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
+        decisions=transitions_from(Stage.AWAITING_APPROVAL),
     )
 
 
@@ -82,7 +84,7 @@ async def prospect(
 async def decide_prospect(
     request: Request,
     prospect_id: RowId,
-    action: Literal["approve", "reject"],
+    action: ProspectAction,
     user: CommerceAdmin,
     stores: StoresDep,
     client: ClientDep,
@@ -92,7 +94,7 @@ async def decide_prospect(
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
-    await decide(request, client, found.onboarding_id, Action(action), user, form)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
 
 

@@ -5,24 +5,29 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request, Response
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
-import client as onboarding
-from models.payloads import IDEMPOTENCY_KEY, Action, OnboardingStatus, Reason
+from client import DecisionNotAllowed, NotYetConfirmed, decide
+from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
+from models.requests import IDEMPOTENCY_KEY, Reason
+from models.status import OnboardingStatus
 from web.auth import User, csrf_token
 from web.dependencies import get_metrics
 from web.templating import flash, not_confirmed
 
-DONE = {
-    Action.QUALIFY: "Lead qualified: the opportunity, contact and account are created.",
-    Action.CANCEL: "Lead cancelled: the prospect is rejected.",
-    Action.WON: "Opportunity won: the prospect is approved.",
-    Action.LOST: "Opportunity lost: the prospect is rejected.",
-    Action.APPROVE: "Prospect approved: its customers and hierarchy are ready.",
-    Action.REJECT: "Prospect rejected.",
-}
 _reason = TypeAdapter(Reason | None)
+
+
+def allowed_in(stage: Stage) -> AfterValidator:
+    """A page's action path: one that `stage` allows; any other is no such page."""
+
+    def check(action: Action) -> Action:
+        if action not in ALLOWED_ACTIONS[stage]:
+            raise ValueError(f"{action.value} is not an action of {stage.value}")
+        return action
+
+    return AfterValidator(check)
 
 
 class NotConfirmedPage(Exception):
@@ -41,7 +46,7 @@ class DecisionForm(BaseModel):
     decision_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
 
 
-async def decide(
+async def decide_on_page(
     request: Request,
     client: Client,
     onboarding_id: str,
@@ -53,7 +58,7 @@ async def decide(
     decision_id = form.decision_id or uuid.uuid4().hex
     try:
         reason = _reason.validate_python(form.reason.strip() or None)
-        current = await onboarding.decide(
+        current = await decide(
             client,
             onboarding_id,
             action,
@@ -61,7 +66,7 @@ async def decide(
             reason=reason,
             decision_id=f"page:{action.value}:{decision_id}",
         )
-    except onboarding.NotYetConfirmed as err:
+    except NotYetConfirmed as err:
         raise NotConfirmedPage(
             not_confirmed(
                 request,
@@ -77,12 +82,12 @@ async def decide(
     except ValidationError as err:
         flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
         return None
-    except onboarding.DecisionNotAllowed as err:
+    except DecisionNotAllowed as err:
         flash(request, f"Not done: {err}.", "error")
         return None
     get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
         flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
     else:
-        flash(request, DONE[action], "success")
+        flash(request, TRANSITIONS[action].done, "success")
     return current

@@ -15,9 +15,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-import client as onboarding
+from client import partner_link_used
 from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
-from models.payloads import IDEMPOTENCY_KEY, Locale
+from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import accounts
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
@@ -181,7 +181,7 @@ async def use_link(
         account = await run_in_threadpool(accounts.use_link, stores.commerce, token, password)
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    await onboarding.partner_link_used(await get_client(request), account.email)
+    await partner_link_used(await get_client(request), account.email)
     start_partner_session(request, account)
     flash(request, translator(page_locale(request, account.locale))(PASSWORD_SET))
     return RedirectResponse("/account", status_code=303)

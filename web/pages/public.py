@@ -13,9 +13,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-import client as onboarding
+from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
 from links import status_path, status_token_valid
-from models.payloads import IDEMPOTENCY_KEY, Locale, OnboardingRequest, Stage
+from models.lifecycle import STAGES
+from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
@@ -25,24 +26,6 @@ from web.templating import not_confirmed, render
 router = APIRouter(include_in_schema=False)
 
 FIELDS = tuple(OnboardingRequest.model_fields)
-# What the requester reads on the status page, for each stage.
-STAGE_WORDS = {
-    Stage.SUBMITTED: N_("We have received your request and are recording it."),
-    Stage.LEAD_OPEN: N_("Our sales team is reviewing your request."),
-    Stage.OPPORTUNITY_OPEN: N_("Our sales team is working with you on the partnership."),
-    Stage.AWAITING_APPROVAL: N_("Your request is waiting for our approval."),
-    Stage.APPROVED: N_("Welcome aboard: your company is approved as a business partner."),
-    Stage.REJECTED: N_("We are sorry: we cannot take your company on as a partner at this time."),
-}
-# The status page's badge: staff pages show the stage's own name, a requester these.
-STAGE_NAMES = {
-    Stage.SUBMITTED: N_("submitted"),
-    Stage.LEAD_OPEN: N_("lead open"),
-    Stage.OPPORTUNITY_OPEN: N_("opportunity open"),
-    Stage.AWAITING_APPROVAL: N_("awaiting approval"),
-    Stage.APPROVED: N_("approved"),
-    Stage.REJECTED: N_("rejected"),
-}
 # Pydantic's messages are English and written for developers: the form says these
 # instead, by the error's type ...
 FORM_ERRORS = {
@@ -51,7 +34,7 @@ FORM_ERRORS = {
     "string_too_long": N_("Please shorten this to at most %(max_length)s characters."),
     "literal_error": N_("Please choose one of the languages offered."),
 }
-# ... and, for a `value_error` (a field's own rule in models.payloads), by field.
+# ... and, for a `value_error` (a field's own rule in models.requests), by field.
 PHONE = N_("Please enter a phone number: digits, spaces and + ( ) - . / only.")
 NOT_VALID = {
     "email": N_("Please enter an email address, such as name@company.example."),
@@ -115,10 +98,10 @@ async def apply(
             submission_id=submission_id,
         )
     try:
-        submitted = await onboarding.submit(
+        submitted = await submit(
             client, application, settings, idempotency_key=f"form:{submission_id}"
         )
-    except onboarding.NotYetConfirmed:
+    except NotYetConfirmed:
         # The same submission id on "Check again": the requester gets their link then.
         typed = {name: value for name, value in values.items() if value}
         return not_confirmed(
@@ -187,10 +170,8 @@ async def confirmation(
     """Thank-you page: the reference, and the link to follow the request."""
     _check_link(secret, onboarding_id, token)
     try:
-        preferred: str | None = (
-            await onboarding.current_status(temporal, stores, onboarding_id)
-        ).locale
-    except onboarding.TemporalUnavailable:
+        preferred: str | None = (await current_status(temporal, stores, onboarding_id)).locale
+    except TemporalUnavailable:
         # The request is accepted: thank the requester even while Temporal is out of reach.
         preferred = None
     return render(
@@ -213,7 +194,7 @@ async def request_status(
 ) -> Response:
     """The requester's view: where the request stands and since when."""
     _check_link(secret, onboarding_id, token)
-    current = await onboarding.current_status(temporal, stores, onboarding_id)
+    current = await current_status(temporal, stores, onboarding_id)
     locale = page_locale(request, current.locale)
     _ = translator(locale)
     return render(
@@ -221,8 +202,8 @@ async def request_status(
         "request_status.html",
         locale=locale,
         status=current,
-        words=_(STAGE_WORDS[current.stage]),
-        stage_name=_(STAGE_NAMES[current.stage]),
+        words=_(STAGES[current.stage].requester_words),
+        stage_name=_(STAGES[current.stage].requester_name),
     )
 
 

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
-from models.payloads import Action
+from models.lifecycle import TRANSITIONS, Action, Stage, transitions_from
 from stores import views
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, decide
+from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
 from web.templating import render
 
 router = APIRouter(prefix="/sales", include_in_schema=False)
@@ -21,6 +21,8 @@ VIEWS = {
     "commerce-b2b": ("All Commerce B2B leads", views.all_commerce_b2b_leads),
     "open": ("Open leads", views.open_leads),
 }
+LeadAction = Annotated[Action, allowed_in(Stage.LEAD_OPEN)]
+OpportunityAction = Annotated[Action, allowed_in(Stage.OPPORTUNITY_OPEN)]
 
 
 @router.get("")
@@ -49,14 +51,21 @@ async def lead(request: Request, lead_id: RowId, user: SalesRep, stores: StoresD
         raise HTTPException(404, "There is no such lead.")
     notes = await read(views.timeline, stores.sales, lead_id)
     opportunity = await read(views.opportunity_of_lead, stores.sales, lead_id)
-    return render(request, "sales/lead.html", lead=found, notes=notes, opportunity=opportunity)
+    return render(
+        request,
+        "sales/lead.html",
+        lead=found,
+        notes=notes,
+        opportunity=opportunity,
+        decisions=transitions_from(Stage.LEAD_OPEN),
+    )
 
 
 @router.post("/leads/{lead_id}/{action}", dependencies=[CsrfChecked])
 async def decide_lead(
     request: Request,
     lead_id: RowId,
-    action: Literal["qualify", "cancel"],
+    action: LeadAction,
     user: SalesRep,
     stores: StoresDep,
     client: ClientDep,
@@ -66,9 +75,9 @@ async def decide_lead(
     found = await read(views.lead, stores.sales, lead_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such lead from an onboarding request.")
-    current = await decide(request, client, found.onboarding_id, Action(action), user, form)
+    current = await decide_on_page(request, client, found.onboarding_id, action, user, form)
     opportunity_id = current.records.opportunity_id if current else None
-    if action == "qualify" and opportunity_id is not None:
+    if TRANSITIONS[action].leads_to is Stage.OPPORTUNITY_OPEN and opportunity_id is not None:
         return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
     return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
 
@@ -82,14 +91,20 @@ async def opportunity(
     if found is None:
         raise HTTPException(404, "There is no such opportunity.")
     lead = await read(views.lead, stores.sales, found.lead_id) if found.lead_id else None
-    return render(request, "sales/opportunity.html", opportunity=found, lead=lead)
+    return render(
+        request,
+        "sales/opportunity.html",
+        opportunity=found,
+        lead=lead,
+        decisions=transitions_from(Stage.OPPORTUNITY_OPEN),
+    )
 
 
 @router.post("/opportunities/{opportunity_id}/{action}", dependencies=[CsrfChecked])
 async def close_opportunity(
     request: Request,
     opportunity_id: RowId,
-    action: Literal["won", "lost"],
+    action: OpportunityAction,
     user: SalesRep,
     stores: StoresDep,
     client: ClientDep,
@@ -99,5 +114,5 @@ async def close_opportunity(
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such opportunity from an onboarding request.")
-    await decide(request, client, found.onboarding_id, Action(action), user, form)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
     return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)

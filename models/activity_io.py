@@ -1,0 +1,130 @@
+"""The inputs and results of the activities: each store write, and the email."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from models.lifecycle import Action
+from models.requests import OnboardingRequest
+from models.status import EmailKind
+
+
+class CreateProspectInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+    at: datetime
+
+
+class ProspectCreated(BaseModel):
+    prospect_id: int
+    sales_integration_enabled: bool
+
+
+class OpenRequest(BaseModel):
+    """The contact email's undecided request, met when another one tried to start."""
+
+    onboarding_id: str
+
+
+class RequestRecorded(BaseModel):
+    """A request in both stores (a prospect, and a lead when Sales works it), or, when
+    its email already has an undecided request, nothing written and that request named."""
+
+    prospect_id: int | None = None
+    sales_integration_enabled: bool | None = None
+    lead_id: int | None = None
+    timeline_note_id: int | None = None
+    open_request: str | None = None
+
+
+class ApplyDecisionInput(BaseModel):
+    """A decision's writes to both stores, in one local activity."""
+
+    onboarding_id: str
+    request: OnboardingRequest
+    action: Action
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class CreateLeadInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+    prospect_id: int
+    at: datetime
+
+
+class LeadCreated(BaseModel):
+    lead_id: int
+    timeline_note_id: int
+
+
+class QualifyLeadInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    at: datetime
+
+
+class LeadQualified(BaseModel):
+    opportunity_id: int
+    contact_id: int
+    account_id: int
+
+
+class DisqualifyLeadInput(BaseModel):
+    """The rep's `cancel`, which leaves the lead `disqualified`; named after its activity,
+    `disqualify_lead`, as recorded histories know it."""
+
+    onboarding_id: str
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class CloseOpportunityInput(BaseModel):
+    onboarding_id: str
+    won: bool
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class WriteCustomersInput(BaseModel):
+    """Dual-write of a Sales contact and account (or, integration off, the request) to Commerce."""
+
+    onboarding_id: str
+    request: OnboardingRequest
+    sales_contact_id: int | None = None
+    sales_account_id: int | None = None
+    at: datetime
+
+
+class CustomersWritten(BaseModel):
+    person_customer_id: int
+    organization_customer_id: int
+
+
+class ApproveProspectInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    at: datetime
+
+
+class RejectProspectInput(BaseModel):
+    onboarding_id: str
+    actor: str
+    reason: str | None = None
+    at: datetime
+
+
+class SendEmailInput(BaseModel):
+    onboarding_id: str
+    kind: EmailKind
+    request: OnboardingRequest
+    reason: str | None = None
+    # For an email a request may get more than once (a reminder): which one, its hour.
+    # One email per request, kind and period: retries in the same period find it sent.
+    period: str = ""

@@ -1,0 +1,24 @@
+"""Workflow ids and keys: stable, derived from the request, and free of personal data."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+
+def applicant_key(email: str) -> str:
+    """A stable, non-reversible key for one contact email (workflow ids stay free of PII)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
+
+
+def onboarding_workflow_id(onboarding_id: str) -> str:
+    return f"onboarding-{onboarding_id}"
+
+
+def applicant_workflow_id(email: str) -> str:
+    return f"applicant-{applicant_key(email)}"
+
+
+def hour_period(at: datetime) -> str:
+    """The UTC hour `at` falls in: a status-link reminder goes out at most once in each."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H")

@@ -1,0 +1,40 @@
+"""The inputs and results of the workflows, their Updates and signals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from models.requests import OnboardingRequest
+
+
+class OnboardingInput(BaseModel):
+    onboarding_id: str
+    request: OnboardingRequest
+
+
+class ApplicantInput(BaseModel):
+    applicant_key: str
+
+
+class SubmitInput(BaseModel):
+    request: OnboardingRequest
+
+
+class RequestDecided(BaseModel):
+    """From a request to its applicant workflow: decided, the email may apply again."""
+
+    onboarding_id: str
+
+
+class SubmitResult(BaseModel):
+    onboarding_id: str
+    workflow_id: str
+    duplicate: bool = False
+
+
+class StatusLinkRequested(BaseModel):
+    """From the applicant workflow to its open request: the email applied again at `at`."""
+
+    at: datetime
