@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-# The issue's targets, per store backend.
-RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.0}
+# The targets (issue 12, item 4; the latencies are the benchmark issue's), per store
+# backend: the product's rate ÷ the naive ceiling's.
+RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.2}
 WON_TO_EMAIL_P99_MS = 300.0
 LEAD_VISIBLE_P99_MS = 250.0
 UNLOADED_WON_TO_EMAIL_P50_MS = 100.0
