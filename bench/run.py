@@ -1,4 +1,4 @@
-"""`make bench`: one run, one dev server, the naive ceiling and the product side by side.
+"""`make bench`: one run, one dev server; the naive ceiling, the lean reference and the product.
 
     python -m bench.run [--profile full|scale|quick|smoke] [--out bench/results]
 
@@ -38,6 +38,7 @@ from bench import report
 from bench.drive import (
     FAILURES,
     LeadWatcher,
+    Lean,
     Naive,
     Onboarding,
     Product,
@@ -238,7 +239,8 @@ class Run:
         )
         try:
             has_sizes = any(self.profile.sizes.values())
-            self.results["ceiling"] = await self.ceiling() if has_sizes else None
+            self.results["ceiling"] = await self.reference("naive") if has_sizes else None
+            self.results["lean"] = await self.reference("lean") if has_sizes else None
             self.results["backends"] = {}
             for backend in self.profile.backends:
                 self.results["backends"][backend] = await self.product(backend)
@@ -247,29 +249,36 @@ class Run:
         self.results["duration_s"] = round(time.time() - started, 1)
         self.results["failures"] = {"count": len(FAILURES), "first": FAILURES[:5]}
         self.results["targets"] = report.targets(self.results)
+        self.results["ratios"] = report.ratios(self.results)
         return self.results
 
     def meter(self, worker: Service) -> Meter:
         return Meter(self.server, worker, self.services.started, self.services.metrics_port)
 
-    async def ceiling(self) -> dict[str, Any]:
-        """The naive shape on a default worker: what the engine alone allows."""
-        task_queue = f"naive-{uuid.uuid4().hex[:8]}"
+    async def reference(self, shape: str) -> dict[str, Any]:
+        """A bare workflow on a default worker, no I/O: what the engine alone allows.
+
+        `naive` (bench/naive.py): the onboarding's old shape, signals and ten activities;
+        `lean` (bench/lean.py): one workflow per request as Updates answered once their
+        one local activity ran, and one activity for the email. Same N and concurrency
+        as the product's smallest run, same meters.
+        """
+        task_queue = f"{shape}-{uuid.uuid4().hex[:8]}"
         worker = self.services.start(
-            "naive-worker", [sys.executable, "-m", "bench.naive", self.address, task_queue]
+            f"{shape}-worker", [sys.executable, "-m", f"bench.{shape}", self.address, task_queue]
         )
         client = await Client.connect(self.address)
-        naive = Naive(client, task_queue)
-        await closed_loop(self.profile.concurrency // 4 or 1, 8, naive.lifecycle)  # warm up
+        driver = Naive(client, task_queue) if shape == "naive" else Lean(client, task_queue)
+        await closed_loop(self.profile.concurrency // 4 or 1, 8, driver.lifecycle)  # warm up
         count = min(n for sizes in self.profile.sizes.values() for n in sizes)
-        log(f"ceiling: {count} naive workflows")
+        log(f"{shape}: {count} workflows, {self.profile.concurrency} at a time")
         meter = self.meter(worker)
-        records = await closed_loop(count, self.profile.concurrency, naive.lifecycle)
+        records = await closed_loop(count, self.profile.concurrency, driver.lifecycle)
         result = throughput(records, meter)
-        log(f"ceiling: {result}")
+        log(f"{shape}: {result}")
         unloaded = [
             r.done_at - r.submitted_at
-            for r in await closed_loop(self.profile.unloaded, 1, naive.lifecycle)
+            for r in await closed_loop(self.profile.unloaded, 1, driver.lifecycle)
             if r.done_at is not None
         ]
         self.services.stop(worker)

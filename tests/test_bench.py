@@ -32,6 +32,10 @@ def figures(won_to_email_ms: list[float]) -> dict:
             "throughput": {**run, "per_second": 20.0},
             "unloaded_lifecycle_ms": {"p50": 550.0},
         },
+        "lean": {
+            "throughput": {**run, "per_second": 40.0},
+            "unloaded_lifecycle_ms": {"p50": 300.0},
+        },
         "backends": {
             "sqlite": {
                 "throughput": [run],
@@ -86,9 +90,34 @@ def test_the_summary_names_every_target_and_table() -> None:
     results["targets"] = report.targets(results)
     text = report.markdown(results)
     assert "| sqlite: deciding 10,000 open ÷ deciding 300 | ≥ 0.8 | 0.75 | **no** |" in text
-    assert "| naive ceiling, default worker | 500 | 20.0 | 1.00 |" in text
-    assert "| product, sqlite | 500 | 30.0 | 1.50 |" in text
+    assert "| naive ceiling, default worker | 500 | 20.0 | 1.00 | 0.50 |" in text
+    assert "| lean reference | 500 | 40.0 | 2.00 | 1.00 |" in text
+    assert "| product, sqlite | 500 | 30.0 | 1.50 | 0.75 |" in text
+    assert "| lean reference ÷ naive ceiling | 2.0 |" in text
+    assert (
+        "| sqlite: product ÷ lean (slowest N) | 0.75 | sqlite: ≥ 1.5 ÷ naive is ≥ 0.75 ÷ lean |"
+        in text
+    )
     assert "![latency distributions](latency.png)" in text
+
+
+def test_ratios_set_the_product_against_both_references() -> None:
+    results = figures(won_to_email_ms=[40.0] * 100)
+    assert report.ratios(results) == {
+        "lean_over_naive": 2.0,
+        "backends": {
+            "sqlite": {
+                "product_over_naive": 1.5,
+                "product_over_lean": 0.75,
+                "target_over_lean": 0.75,
+            }
+        },
+    }
+    del results["lean"]
+    assert report.ratios(results)["lean_over_naive"] is None
+    assert "| product, sqlite | 500 | 30.0 | 1.50 | — |" in report.markdown(
+        {**results, "targets": []}
+    )
 
 
 async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None:
@@ -96,6 +125,9 @@ async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None
     json.dumps(results)
     sqlite = results["backends"]["sqlite"]
     assert results["failures"]["count"] == 0
+    assert results["ceiling"]["throughput"]["count"] == 10
+    assert results["lean"]["throughput"]["count"] == 10
+    assert results["ratios"]["lean_over_naive"] > 0
     assert sqlite["throughput"][0]["count"] == 10
     assert all(sqlite["latency"]["half_load"][m] for m in report.MEASURES)
     assert sqlite["scale"]["many_open"]["open"] == 20
