@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import profile as py_spy
+
 # The targets (issue 12, item 4; the latencies are the benchmark issue's), per store
 # backend: the product's rate ÷ the naive ceiling's.
 RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.2}
@@ -138,8 +140,14 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
     """The summary the README's Performance section quotes."""
     ceiling, lean = results.get("ceiling"), results.get("lean")
     machine = results["machine"]
+    profiled = {
+        f"{backend}, {name}": summary
+        for backend, measured in results["backends"].items()
+        for name, summary in measured.get("profiles", {}).items()
+    }
     lines = [
-        f"# Benchmark: `{results['profile']['name']}` profile",
+        f"# Benchmark: `{results['profile']['name']}` profile"
+        + (", product worker under py-spy" if results.get("py_spy") else ""),
         "",
         f"Run {results['started_at']}, {results['duration_s']:.0f} s; {machine['cpus']} CPUs, "
         f"Python {machine['python']}, temporalio {machine['temporalio']}, Temporal CLI "
@@ -152,6 +160,24 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
         _row("target", "goal", "measured", "met"),
         _row(*("---",) * 4),
     ]
+    if profiled:
+        lines[3:3] = [
+            "",
+            "## Where the product worker's CPU went (py-spy)",
+            "",
+            *py_spy.markdown(profiled),
+            "",
+            "py-spy pauses the worker for each sample: this run's rates and CPU figures "
+            "are under the profiler; compare its shares with another profiled run's, and "
+            "take rates from a run without it.",
+        ]
+        if results["failures"]["count"]:
+            lines[3:3] = [
+                "",
+                f"**Failed lifecycles in this run: {results['failures']['count']}** (first: "
+                f"{results['failures']['first'][0]}). Many mean a worker too loaded to answer "
+                "in time, whose profile is not that of the product's normal work.",
+            ]
     for t in results["targets"]:
         lines.append(_row(t["target"], t["goal"], t["value"], "yes" if t["met"] else "**no**"))
     lines += _ratios_table(results)
@@ -376,10 +402,21 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it."""
+    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it.
+
+    `python -m bench.report --compare BEFORE.json AFTER.json`: print two py-spy runs'
+    shares side by side (say profile-before.json and profile-after.json).
+    """
     import json
     import sys
 
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(main.__doc__)
+        return
+    if sys.argv[1] == "--compare":
+        before, after = (json.loads(Path(name).read_text()) for name in sys.argv[2:4])
+        print("\n".join(py_spy.comparison(before, after)))
+        return
     source = Path(sys.argv[1])
     results = json.loads(source.read_text())
     chart_path = source.with_suffix(".png")
