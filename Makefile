@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults lint clean bench bench-scale messages
+.PHONY: dev test test-faults lint clean bench bench-scale bench-profile messages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,3 +61,11 @@ bench: $(BENCH_STAMP)
 
 bench-scale: $(BENCH_STAMP)
 	$(PY) -m bench.run --profile scale
+
+# Where the product worker's CPU goes: the quick profile with py-spy on the worker
+# (needs ptrace: root), written as bench/results/profile-$(LABEL).*; about 5 minutes.
+# `python -m bench.report --compare bench/results/profile-before.json bench/results/profile-after.json`
+# puts two of them side by side.
+LABEL ?= latest
+bench-profile: $(BENCH_STAMP)
+	$(PY) -m bench.run --profile quick --py-spy $(LABEL)

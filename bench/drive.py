@@ -1,4 +1,5 @@
-"""Load for a run: the naive ceiling's workflows and the product's onboardings, as a rep would.
+"""Load for a run: the naive ceiling's and the lean reference's workflows, and the product's
+onboardings, as a rep would.
 
 A product onboarding is submitted through `client.submit` (the call the HTTP API's
 handler makes), qualified once its lead is visible in Sales, then closed won or lost
@@ -20,9 +21,11 @@ from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, select
 from sqlmodel import col
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
 import client
+from bench.lean import LeanWorkflow
 from bench.naive import NaiveWorkflow
 from models.lifecycle import Action
 from models.requests import OnboardingRequest
@@ -209,6 +212,35 @@ class Naive:
         )
         await handle.signal(NaiveWorkflow.decide)
         await handle.signal(NaiveWorkflow.decide)
+        await handle.result()
+        record.done_at = time.time()
+        return record
+
+
+@dataclass
+class Lean:
+    """The lean reference, driven the way the product's callers drive a request: submit as
+    an Update-with-Start, qualify and won as Updates, each answered once its writes ran."""
+
+    client: Client
+    task_queue: str
+
+    async def lifecycle(self, index: int) -> Onboarding:
+        record = Onboarding(index=index, outcome="won", submitted_at=time.time())
+        start = WithStartWorkflowOperation(
+            LeanWorkflow.run,
+            id=f"lean-{uuid.uuid4().hex}",
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        await self.client.execute_update_with_start_workflow(
+            LeanWorkflow.submit, start_workflow_operation=start
+        )
+        record.answered_at = time.time()
+        handle = await start.workflow_handle()
+        await handle.execute_update(LeanWorkflow.decide, "qualify")
+        record.won_sent_at = time.time()
+        await handle.execute_update(LeanWorkflow.decide, "won")
         await handle.result()
         record.done_at = time.time()
         return record

@@ -6,8 +6,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-# The issue's targets, per store backend.
-RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.0}
+from bench import profile as py_spy
+
+# The targets (issue 12, item 4; the latencies are the benchmark issue's), per store
+# backend: the product's rate ÷ the naive ceiling's.
+RATIO_TARGET = {"sqlite": 1.5, "postgresql": 1.2}
 WON_TO_EMAIL_P99_MS = 300.0
 LEAD_VISIBLE_P99_MS = 250.0
 UNLOADED_WON_TO_EMAIL_P50_MS = 100.0
@@ -103,16 +106,48 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """The rates against each other: each backend's slowest product run ÷ the naive
+    ceiling and ÷ the lean reference, and lean ÷ naive, the room the engine leaves."""
+    naive, lean = results.get("ceiling"), results.get("lean")
+    naive_rate = naive["throughput"]["per_second"] if naive else None
+    lean_rate = lean["throughput"]["per_second"] if lean else None
+    out: dict[str, Any] = {
+        "lean_over_naive": round(lean_rate / naive_rate, 2) if lean_rate and naive_rate else None,
+        "backends": {},
+    }
+    for backend, measured in results["backends"].items():
+        if not measured["throughput"]:
+            continue
+        slowest = min(run["per_second"] for run in measured["throughput"])
+        goal = RATIO_TARGET.get(backend, 1.0)
+        out["backends"][backend] = {
+            "product_over_naive": round(slowest / naive_rate, 2) if naive_rate else None,
+            "product_over_lean": round(slowest / lean_rate, 2) if lean_rate else None,
+            # What product ÷ lean the naive target takes, on this run's two references.
+            "target_over_lean": (
+                round(goal * naive_rate / lean_rate, 2) if naive_rate and lean_rate else None
+            ),
+        }
+    return out
+
+
 def _row(*cells: object) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
     """The summary the README's Performance section quotes."""
-    ceiling = results.get("ceiling")
+    ceiling, lean = results.get("ceiling"), results.get("lean")
     machine = results["machine"]
+    profiled = {
+        f"{backend}, {name}": summary
+        for backend, measured in results["backends"].items()
+        for name, summary in measured.get("profiles", {}).items()
+    }
     lines = [
-        f"# Benchmark: `{results['profile']['name']}` profile",
+        f"# Benchmark: `{results['profile']['name']}` profile"
+        + (", product worker under py-spy" if results.get("py_spy") else ""),
         "",
         f"Run {results['started_at']}, {results['duration_s']:.0f} s; {machine['cpus']} CPUs, "
         f"Python {machine['python']}, temporalio {machine['temporalio']}, Temporal CLI "
@@ -125,26 +160,48 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
         _row("target", "goal", "measured", "met"),
         _row(*("---",) * 4),
     ]
+    if profiled:
+        lines[3:3] = [
+            "",
+            "## Where the product worker's CPU went (py-spy)",
+            "",
+            *py_spy.markdown(profiled),
+            "",
+            "py-spy pauses the worker for each sample: this run's rates and CPU figures "
+            "are under the profiler; compare its shares with another profiled run's, and "
+            "take rates from a run without it.",
+        ]
+        if results["failures"]["count"]:
+            lines[3:3] = [
+                "",
+                f"**Failed lifecycles in this run: {results['failures']['count']}** (first: "
+                f"{results['failures']['first'][0]}). Many mean a worker too loaded to answer "
+                "in time, whose profile is not that of the product's normal work.",
+            ]
     for t in results["targets"]:
         lines.append(_row(t["target"], t["goal"], t["value"], "yes" if t["met"] else "**no**"))
+    lines += _ratios_table(results)
     columns = (
-        *("N", "per second", "÷ ceiling", "server CPU ms each", "worker CPU ms each"),
+        *("N", "per second", "÷ naive", "÷ lean", "server CPU ms each", "worker CPU ms each"),
         *("driver CPU ms each", "server calls each", "worker RSS MB", "others' CPU share"),
     )
     if ceiling:
         naive = ceiling["throughput"]
+        lean_run = lean["throughput"] if lean else None
         lines += [
             "",
             "## Throughput: completed onboardings per second, "
             f"{results['profile'].get('concurrency', '?')} in flight",
             "",
             _row("what", *columns),
-            _row(*("---",) * 10),
-            _throughput_row("naive ceiling, default worker", naive, naive),
+            _row(*("---",) * 11),
+            _throughput_row("naive ceiling, default worker", naive, naive, lean_run),
         ]
+        if lean_run:
+            lines.append(_throughput_row("lean reference", lean_run, naive, lean_run))
         for backend, measured in results["backends"].items():
             for run in measured["throughput"]:
-                lines.append(_throughput_row(f"product, {backend}", run, naive))
+                lines.append(_throughput_row(f"product, {backend}", run, naive, lean_run))
         lines += _calls_table(results)
     latency_rows = []
     for backend, measured in results["backends"].items():
@@ -208,16 +265,60 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
         lines += [
             "",
             "Naive ceiling, one workflow alone, start → done: "
-            f"p50 {ceiling['unloaded_lifecycle_ms'].get('p50')} ms.",
+            f"p50 {ceiling['unloaded_lifecycle_ms'].get('p50')} ms."
+            + (
+                " Lean reference, one alone, submit → done: "
+                f"p50 {lean['unloaded_lifecycle_ms'].get('p50')} ms."
+                if lean
+                else ""
+            ),
         ]
     if latency_rows:
         lines += ["", f"![latency distributions]({chart_name})"]
     return "\n".join([*lines, ""])
 
 
+def _ratios_table(results: dict[str, Any]) -> list[str]:
+    found = results.get("ratios") or ratios(results)
+    rows = [
+        _row(
+            f"{backend}: product ÷ {ref} (slowest N)",
+            measured[f"product_over_{ref}"],
+            f"{backend}: ≥ {RATIO_TARGET.get(backend, 1.0)} ÷ naive is "
+            f"≥ {measured['target_over_lean']} ÷ lean"
+            if ref == "lean" and measured.get("target_over_lean") is not None
+            else "",
+        )
+        for backend, measured in found["backends"].items()
+        for ref in ("naive", "lean")
+        if measured.get(f"product_over_{ref}") is not None
+    ]
+    if found.get("lean_over_naive") is not None:
+        rows.insert(
+            0,
+            _row(
+                "lean reference ÷ naive ceiling",
+                found["lean_over_naive"],
+                "the room the engine leaves a request of the lean shape",
+            ),
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Ratios: completed per second against the references",
+        "",
+        _row("ratio", "measured", "note"),
+        _row(*("---",) * 3),
+        *rows,
+    ]
+
+
 def _calls_table(results: dict[str, Any]) -> list[str]:
-    """Frontend calls per completed workflow (naive) or onboarding, by operation."""
+    """Frontend calls per completed workflow (naive, lean) or onboarding, by operation."""
     runs = {"naive ceiling": results["ceiling"]["throughput"]}
+    if results.get("lean"):
+        runs["lean reference"] = results["lean"]["throughput"]
     for backend, measured in results["backends"].items():
         if measured["throughput"]:
             runs[f"product, {backend}"] = measured["throughput"][0]
@@ -229,7 +330,8 @@ def _calls_table(results: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "",
-        "Server calls per completed onboarding (naive: per workflow), by frontend operation; "
+        "Server calls per completed onboarding (naive, lean: per workflow), by frontend "
+        "operation; "
         "persistence calls at the bottom:",
         "",
         _row("operation", *runs),
@@ -245,12 +347,15 @@ def _calls_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _throughput_row(what: str, run: dict[str, Any], naive: dict[str, Any]) -> str:
+def _throughput_row(
+    what: str, run: dict[str, Any], naive: dict[str, Any], lean: dict[str, Any] | None
+) -> str:
     return _row(
         what,
         run["count"],
         run["per_second"],
         f"{run['per_second'] / naive['per_second']:.2f}",
+        f"{run['per_second'] / lean['per_second']:.2f}" if lean else "—",
         run["server_cpu_ms_each"],
         run["worker_cpu_ms_each"],
         run.get("driver_cpu_ms_each", ""),
@@ -297,10 +402,21 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it."""
+    """`python -m bench.report RESULTS.json`: write its Markdown and chart again, beside it.
+
+    `python -m bench.report --compare BEFORE.json AFTER.json`: print two py-spy runs'
+    shares side by side (say profile-before.json and profile-after.json).
+    """
     import json
     import sys
 
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(main.__doc__)
+        return
+    if sys.argv[1] == "--compare":
+        before, after = (json.loads(Path(name).read_text()) for name in sys.argv[2:4])
+        print("\n".join(py_spy.comparison(before, after)))
+        return
     source = Path(sys.argv[1])
     results = json.loads(source.read_text())
     chart_path = source.with_suffix(".png")

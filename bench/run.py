@@ -1,12 +1,20 @@
-"""`make bench`: one run, one dev server, the naive ceiling and the product side by side.
+"""`make bench`: one run, one dev server; the naive ceiling, the lean reference and the product.
 
     python -m bench.run [--profile full|scale|quick|smoke] [--out bench/results]
+                        [--py-spy [LABEL]]
 
 Starts its own Temporal dev server, SMTP sink and workers on free ports, drives them,
 and writes a JSON report, its Markdown summary and a latency chart under `--out`
 (`results.*` for the full profile, `<profile>.*` for the others). Everything else it
 creates on disk (stores, mail, logs) goes under `var/bench/`; PostgreSQL databases
 (`BENCH_POSTGRES_URL`) are created for the run and dropped after it.
+
+`--py-spy LABEL` also records the product worker with py-spy (needs ptrace: root, or
+`kernel.yama.ptrace_scope` 0) during each of its throughput phases, keeps each raw
+profile under `var/bench/`, and writes the run as `profile-LABEL.*` instead, its
+Markdown led by where the worker's CPU went (bench/profile.py). The profiler pauses the
+worker for every sample, so such a run's rates are not the product's: compare its
+shares, and take rates from a run without it.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -33,10 +42,12 @@ from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 import temporal_dev
+from bench import profile as py_spy
 from bench import report
 from bench.drive import (
     FAILURES,
     LeadWatcher,
+    Lean,
     Naive,
     Onboarding,
     Product,
@@ -91,8 +102,10 @@ PROFILES = {
         few_open=200,
         scale=10_000,
     ),
-    # One size, for trying a change.
-    "quick": Profile(sizes={"sqlite": (500,)}, concurrency=200, unloaded=20, half_load_seconds=10),
+    # One size, for trying a change (and `--py-spy`): the full profile's first throughput
+    # phase, at its concurrency, so its ratios compare with the full run's. At 200 in
+    # flight a busy machine made most decisions outwait the 10 s accept wait.
+    "quick": Profile(sizes={"sqlite": (500,)}, concurrency=64, unloaded=20, half_load_seconds=10),
     "smoke": Profile(
         sizes={"sqlite": (10,)},
         concurrency=5,
@@ -210,9 +223,10 @@ def store_urls(backend: str, workdir: Path) -> Iterator[tuple[str, str]]:
 
 
 class Run:
-    def __init__(self, name: str, profile: Profile, workdir: Path) -> None:
+    def __init__(self, name: str, profile: Profile, workdir: Path, py_spy: bool = False) -> None:
         self.name, self.profile = name, profile
         self.workdir = workdir
+        self.py_spy = py_spy
         self.services = Services(workdir)
         self.spool = workdir / "mail"
         self.all_records: list[Onboarding] = []
@@ -235,10 +249,12 @@ class Run:
             },
             dev_server_flags=list(temporal_dev.TUNING),
             profile={"name": self.name, **asdict(self.profile)},
+            py_spy=self.py_spy,
         )
         try:
             has_sizes = any(self.profile.sizes.values())
-            self.results["ceiling"] = await self.ceiling() if has_sizes else None
+            self.results["ceiling"] = await self.reference("naive") if has_sizes else None
+            self.results["lean"] = await self.reference("lean") if has_sizes else None
             self.results["backends"] = {}
             for backend in self.profile.backends:
                 self.results["backends"][backend] = await self.product(backend)
@@ -247,29 +263,36 @@ class Run:
         self.results["duration_s"] = round(time.time() - started, 1)
         self.results["failures"] = {"count": len(FAILURES), "first": FAILURES[:5]}
         self.results["targets"] = report.targets(self.results)
+        self.results["ratios"] = report.ratios(self.results)
         return self.results
 
     def meter(self, worker: Service) -> Meter:
         return Meter(self.server, worker, self.services.started, self.services.metrics_port)
 
-    async def ceiling(self) -> dict[str, Any]:
-        """The naive shape on a default worker: what the engine alone allows."""
-        task_queue = f"naive-{uuid.uuid4().hex[:8]}"
+    async def reference(self, shape: str) -> dict[str, Any]:
+        """A bare workflow on a default worker, no I/O: what the engine alone allows.
+
+        `naive` (bench/naive.py): the onboarding's old shape, signals and ten activities;
+        `lean` (bench/lean.py): one workflow per request as Updates answered once their
+        one local activity ran, and one activity for the email. Same N and concurrency
+        as the product's smallest run, same meters.
+        """
+        task_queue = f"{shape}-{uuid.uuid4().hex[:8]}"
         worker = self.services.start(
-            "naive-worker", [sys.executable, "-m", "bench.naive", self.address, task_queue]
+            f"{shape}-worker", [sys.executable, "-m", f"bench.{shape}", self.address, task_queue]
         )
         client = await Client.connect(self.address)
-        naive = Naive(client, task_queue)
-        await closed_loop(self.profile.concurrency // 4 or 1, 8, naive.lifecycle)  # warm up
+        driver = Naive(client, task_queue) if shape == "naive" else Lean(client, task_queue)
+        await closed_loop(self.profile.concurrency // 4 or 1, 8, driver.lifecycle)  # warm up
         count = min(n for sizes in self.profile.sizes.values() for n in sizes)
-        log(f"ceiling: {count} naive workflows")
+        log(f"{shape}: {count} workflows, {self.profile.concurrency} at a time")
         meter = self.meter(worker)
-        records = await closed_loop(count, self.profile.concurrency, naive.lifecycle)
+        records = await closed_loop(count, self.profile.concurrency, driver.lifecycle)
         result = throughput(records, meter)
-        log(f"ceiling: {result}")
+        log(f"{shape}: {result}")
         unloaded = [
             r.done_at - r.submitted_at
-            for r in await closed_loop(self.profile.unloaded, 1, naive.lifecycle)
+            for r in await closed_loop(self.profile.unloaded, 1, driver.lifecycle)
             if r.done_at is not None
         ]
         self.services.stop(worker)
@@ -335,6 +358,7 @@ class Run:
 
         for count in profile.sizes[backend]:
             log(f"{backend}: {count} onboardings, {profile.concurrency} at a time")
+            spy = self.start_py_spy(worker, f"{backend}-{count}") if self.py_spy else None
             meter = self.meter(worker)
             records = await closed_loop(
                 count, profile.concurrency, product.lifecycle, next_offset(count)
@@ -342,6 +366,8 @@ class Run:
             self.all_records += records
             result["throughput"].append(throughput(records, meter))
             log(f"{backend}: {result['throughput'][-1]}")
+            if spy is not None:
+                result.setdefault("profiles", {})[f"N={count}"] = self.stop_py_spy(*spy)
 
         unloaded: list[Onboarding] = []
         half: list[Onboarding] = []
@@ -377,6 +403,32 @@ class Run:
         result["early_decisions"] = product.early_decisions
         result["not_yet_confirmed"] = product.not_yet_confirmed
         return result
+
+    def start_py_spy(self, worker: Service, name: str) -> tuple[Service, Path, float]:
+        """py-spy recording `worker`, once it samples; stopped by `stop_py_spy`."""
+        raw = self.workdir / f"py-spy-{name}.txt"
+        command = py_spy.record_command(py_spy.py_spy_binary(), worker.pid, raw)
+        spy = self.services.start(f"py-spy-{name}", command)
+        deadline = time.monotonic() + 30
+        while "Sampling process" not in spy.log.read_text(errors="replace"):
+            if spy.process.poll() is not None or time.monotonic() > deadline:
+                self.services.stop(spy)
+                raise RuntimeError(
+                    f"py-spy did not attach to the worker (it needs ptrace: root, or "
+                    f"kernel.yama.ptrace_scope 0): {spy.log.read_text(errors='replace')}"
+                )
+            time.sleep(0.05)
+        log(f"py-spy records the worker into {raw}")
+        return spy, raw, time.time()
+
+    def stop_py_spy(self, spy: Service, raw: Path, started: float) -> dict[str, Any]:
+        seconds = time.time() - started
+        self.services.stop(spy)  # SIGINT: py-spy writes its file and exits
+        summary = py_spy.summarise(raw.read_text(), seconds)
+        summary["raw"] = str(raw.relative_to(PROJECT) if raw.is_relative_to(PROJECT) else raw)
+        shares = ", ".join(f"{c['key']} {c['self_pct']}%" for c in summary["categories"])
+        log(f"py-spy: {summary['samples']} samples, self: {shares}")
+        return summary
 
     async def open_then_decide(
         self, product: Product, worker: Service, count: int, next_offset: Any
@@ -427,13 +479,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=PROJECT / "bench" / "results")
+    parser.add_argument(
+        "--py-spy",
+        metavar="LABEL",
+        nargs="?",
+        const="latest",
+        help="profile the product worker with py-spy; write the run as profile-LABEL.*",
+    )
     args = parser.parse_args()
+    if args.py_spy is not None and not re.fullmatch(r"[\w.-]+", args.py_spy):
+        parser.error("--py-spy LABEL: letters, digits, '.', '-' and '_' only")
     profile = PROFILES[args.profile]
     workdir = PROJECT / "var" / "bench" / datetime.now().strftime("%Y%m%dT%H%M%S")
     workdir.mkdir(parents=True)
-    results = asyncio.run(Run(args.profile, profile, workdir).main())
+    run = Run(args.profile, profile, workdir, py_spy=args.py_spy is not None)
+    results = asyncio.run(run.main())
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "results" if args.profile == "full" else args.profile
+    if args.py_spy is not None:
+        stem = f"profile-{args.py_spy}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(report.markdown(results, f"{stem}.png"))
     report.chart(results, args.out / f"{stem}.png")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import profile, report
 from bench.run import PROFILES, Run
 
 
@@ -31,6 +32,10 @@ def figures(won_to_email_ms: list[float]) -> dict:
         "ceiling": {
             "throughput": {**run, "per_second": 20.0},
             "unloaded_lifecycle_ms": {"p50": 550.0},
+        },
+        "lean": {
+            "throughput": {**run, "per_second": 40.0},
+            "unloaded_lifecycle_ms": {"p50": 300.0},
         },
         "backends": {
             "sqlite": {
@@ -86,17 +91,97 @@ def test_the_summary_names_every_target_and_table() -> None:
     results["targets"] = report.targets(results)
     text = report.markdown(results)
     assert "| sqlite: deciding 10,000 open ÷ deciding 300 | ≥ 0.8 | 0.75 | **no** |" in text
-    assert "| naive ceiling, default worker | 500 | 20.0 | 1.00 |" in text
-    assert "| product, sqlite | 500 | 30.0 | 1.50 |" in text
+    assert "| naive ceiling, default worker | 500 | 20.0 | 1.00 | 0.50 |" in text
+    assert "| lean reference | 500 | 40.0 | 2.00 | 1.00 |" in text
+    assert "| product, sqlite | 500 | 30.0 | 1.50 | 0.75 |" in text
+    assert "| lean reference ÷ naive ceiling | 2.0 |" in text
+    assert (
+        "| sqlite: product ÷ lean (slowest N) | 0.75 | sqlite: ≥ 1.5 ÷ naive is ≥ 0.75 ÷ lean |"
+        in text
+    )
     assert "![latency distributions](latency.png)" in text
 
 
+def test_ratios_set_the_product_against_both_references() -> None:
+    results = figures(won_to_email_ms=[40.0] * 100)
+    assert report.ratios(results) == {
+        "lean_over_naive": 2.0,
+        "backends": {
+            "sqlite": {
+                "product_over_naive": 1.5,
+                "product_over_lean": 0.75,
+                "target_over_lean": 0.75,
+            }
+        },
+    }
+    del results["lean"]
+    assert report.ratios(results)["lean_over_naive"] is None
+    assert "| product, sqlite | 500 | 30.0 | 1.50 | — |" in report.markdown(
+        {**results, "targets": []}
+    )
+
+
+def test_a_profile_is_summarised_by_where_its_samples_ran() -> None:
+    site = "/v/lib/python3.11/site-packages"
+    ours = profile.PROJECT
+    sandbox = f"run ({site}/temporalio/worker/workflow_sandbox/_runner.py:10)"
+    raw = "\n".join(
+        [
+            # the sandbox's own frame, under the worker: the sandbox
+            f"main ({site}/temporalio/worker/_workflow.py:1);{sandbox} 6",
+            # pydantic inside the sandbox: pydantic, and in the sandbox's stack
+            f"{sandbox};validate ({site}/pydantic/main.py:5) 2",
+            # an activity's SQLAlchemy call: SQLAlchemy, in the activities' stack
+            f"act ({ours}/activities/sales.py:3);execute ({site}/sqlalchemy/engine/base.py:9) 1",
+            # the standard library counts for its caller; with none, "other"
+            f"send ({ours}/activities/email.py:7);encode ({profile._STDLIB}json/encoder.py:1) 1",
+            f"select ({profile._STDLIB}selectors.py:468) 2",
+            "Thread 42 (idle);",  # no frame: left out
+        ]
+    )
+    summary = profile.summarise(raw, seconds=1.0)
+    shares = {c["key"]: (c["self_pct"], c["in_stack_pct"]) for c in summary["categories"]}
+    assert summary["samples"] == 12
+    assert shares["sandbox"] == (50.0, 66.7)
+    assert shares["pydantic"] == (16.7, 16.7)
+    assert shares["sqlalchemy"] == (8.3, 8.3)
+    assert shares["activities"] == (0.0, 8.3)
+    assert shares["email"] == (8.3, 8.3)
+    assert shares["other"] == (16.7, None)
+    assert sum(c["self_pct"] for c in summary["categories"]) == pytest.approx(100, abs=0.2)
+    assert summary["gil_busy_share"] == round(12 / profile.RATE, 2)
+    assert summary["top_other_files"] == [{"file": "stdlib/selectors.py", "pct": 16.7}]
+    table = "\n".join(profile.markdown({"sqlite, N=500": summary}))
+    assert "| workflow sandbox (`temporalio/worker/workflow_sandbox`) | 50.0 | 66.7 |" in table
+
+
+def _can_profile() -> bool:
+    """py-spy installed (the bench extra) and allowed to ptrace the worker."""
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    allowed = os.geteuid() == 0 or not scope.exists() or scope.read_text().strip() == "0"
+    try:
+        profile.py_spy_binary()
+    except RuntimeError:
+        return False
+    return allowed
+
+
 async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None:
-    results = await Run("smoke", PROFILES["smoke"], tmp_path).main()
+    # py-spy too where it can run (`make bench` installs it); `make test` runs without.
+    py_spy = _can_profile()
+    results = await Run("smoke", PROFILES["smoke"], tmp_path, py_spy=py_spy).main()
     json.dumps(results)
     sqlite = results["backends"]["sqlite"]
     assert results["failures"]["count"] == 0
+    assert results["ceiling"]["throughput"]["count"] == 10
+    assert results["lean"]["throughput"]["count"] == 10
+    assert results["ratios"]["lean_over_naive"] > 0
     assert sqlite["throughput"][0]["count"] == 10
+    if py_spy:
+        summary = sqlite["profiles"]["N=10"]
+        assert summary["samples"] > 0
+        assert (profile.PROJECT / summary["raw"]).exists() or Path(summary["raw"]).exists()
+        assert "## Where the product worker's CPU went (py-spy)" in report.markdown(results)
     assert all(sqlite["latency"]["half_load"][m] for m in report.MEASURES)
     assert sqlite["scale"]["many_open"]["open"] == 20
     assert {t["target"].split(":")[0] for t in results["targets"]} == {"sqlite"}
