@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from client import (
     PartnerUserRefused,
@@ -77,17 +79,49 @@ async def test_approval_email_activates_the_administrator(
     opened = accounts.open_link(stores.commerce, token_of(link))
     assert opened.purpose is LinkPurpose.ACTIVATION and opened.account.id == account.id
 
-    handle = client.get_workflow_handle(partner_user_workflow_id(email))
-    assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+    # Nothing runs for the request once it is done: the link expires by its date.
+    request = client.get_workflow_handle(f"onboarding-{onboarding_id}")
+    await request.result()
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(partner_user_workflow_id(email)).describe()
+    assert opened.expires_at == account.pending_link_expires_at
 
     active = accounts.use_link(stores.commerce, token_of(link), "a long enough password")
     assert active.state == "active" and active.is_admin
+    # The web app tells the user's workflow; there is none, and that is no error.
     await partner_link_used(client, email)
-    await handle.result()
     with pytest.raises(accounts.LinkRefused):
         accounts.use_link(stores.commerce, token_of(link), "another long password")
     assert accounts.verify_password(stores.commerce, email, "a long enough password") is not None
     assert accounts.verify_password(stores.commerce, email, "a wrong password!!") is None
+
+
+async def test_an_unused_activation_link_stops_working_at_its_date_with_no_workflow(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink, worker: None
+) -> None:
+    onboarding_id, email = await approved_partner(client, settings)
+    (approval,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-approved"
+    ]
+    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    account = accounts.partner_account_by_email(stores.commerce, email)
+    assert account is not None
+    # ACTIVATION_TTL later, as the store sees it.
+    with Session(stores.commerce) as session:
+        (row,) = session.exec(
+            select(AccessLink).where(
+                AccessLink.state == "valid", AccessLink.partner_user_id == account.id
+            )
+        )
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    with pytest.raises(accounts.LinkRefused) as expired:
+        accounts.open_link(stores.commerce, token_of(link))
+    # The page then offers a fresh link, which the user's workflow sends and watches.
+    assert expired.value.why == "expired" and expired.value.account is not None
 
 
 async def test_administrator_adds_resends_and_removes_a_user(

@@ -97,9 +97,9 @@ STORE_LOCAL_RETRY = timedelta(seconds=1)
 SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
 # A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
 SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
-# Requests started from this version on give their administrator, once approved, a
-# partner user workflow that expires the activation link; earlier ones carry on without
-# (their link still expires by its date in the store).
+# Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
+# administrator, once approved, a partner user workflow that expires the activation link;
+# the others go without (the link expires by its date in the store all the same).
 PARTNER_ACCOUNT_PATCH = "partner-account"
 # Requests started before the received email existed carry on without it.
 RECEIVED_EMAIL_PATCH = "request-received-email"
@@ -145,7 +145,8 @@ class OnboardingWorkflow:
         )
         self._decision: Decision | None = None
         self._emails_in_flight: set[asyncio.Task[None]] = set()
-        # Decided at the start of `run` (see there); False on replay of older histories.
+        # Requests of the partner-account patch's release start the administrator's partner
+        # user workflow once approved; decided at the start of `run` (see there).
         self._watches_activation = False
         self._reminded_periods: set[str] = set()
         # The submission's answer, once the request is recorded (or found a duplicate).
@@ -158,7 +159,9 @@ class OnboardingWorkflow:
         # before that task's patch marker is known, so a patch decided there would replay
         # differently from how it ran (fault case 1 met that non-determinism error).
         if workflow.patched(ONE_WORKFLOW_PATCH):
-            self._watches_activation = True
+            # Nothing else runs per request: the approval email's activation link
+            # expires by its date in the store, and the partner user's workflow starts
+            # with the first change that needs it (a resend, an invitation, a removal).
             if await self._record_request():
                 await self._decide_until_done()
         else:

@@ -1,10 +1,12 @@
 """One partner user's access: invited, sent sign-in links, removed.
 
 Started by whatever first needs it (an administrator adding the user, a resend, a
-forgotten password, a removal, the approval that made the requester administrator)
-through Update-with-Start on an id derived from the email, so every change to one user
-meets in one workflow. It lives while a link it knows of waits to be used: a durable
-timer expires the link, a resend restarts the clock, using the link ends it.
+forgotten password, a removal) through Update-with-Start on an id derived from the
+email, so every change to one user meets in one workflow. It lives while a link it sent
+waits to be used: a durable timer expires the link, a resend restarts the clock, using
+the link ends it. The approval email's activation link needs none: it expires by its
+date in the store (requests of one earlier release still start this workflow as their
+child once approved, and it then watches that link too).
 """
 
 from __future__ import annotations
