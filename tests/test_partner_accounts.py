@@ -55,6 +55,17 @@ async def approved_partner(client: Client, settings: Settings, **overrides: str)
     return status.onboarding_id, status.email
 
 
+def activation_link(mail_sink: MailSink, onboarding_id: str) -> str:
+    """The activation link in the request's approval email."""
+    (approval,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-approved"
+    ]
+    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    return link
+
+
 async def eventually_mail(mail_sink: MailSink, predicate: object, count: int = 1) -> list:
     for _ in range(200):
         found = [m for m in mail_sink.messages() if predicate(m)]  # type: ignore[operator]
@@ -68,12 +79,7 @@ async def test_approval_email_activates_the_administrator(
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink, worker: None
 ) -> None:
     onboarding_id, email = await approved_partner(client, settings)
-    (approval,) = [
-        m
-        for m in mail_sink.messages(onboarding_id)
-        if m["X-Onboarding-Event"] == "prospect-approved"
-    ]
-    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    link = activation_link(mail_sink, onboarding_id)
     account = accounts.partner_account_by_email(stores.commerce, email)
     assert account is not None and account.state == "invited" and account.role == "b2b_admin"
     opened = accounts.open_link(stores.commerce, token_of(link))
@@ -100,12 +106,7 @@ async def test_an_unused_activation_link_stops_working_at_its_date_with_no_workf
     client: Client, settings: Settings, stores: Stores, mail_sink: MailSink, worker: None
 ) -> None:
     onboarding_id, email = await approved_partner(client, settings)
-    (approval,) = [
-        m
-        for m in mail_sink.messages(onboarding_id)
-        if m["X-Onboarding-Event"] == "prospect-approved"
-    ]
-    (link,) = [url for url in links_in(approval) if "/activate/" in url]
+    link = activation_link(mail_sink, onboarding_id)
     account = accounts.partner_account_by_email(stores.commerce, email)
     assert account is not None
     # ACTIVATION_TTL later, as the store sees it.

@@ -30,9 +30,10 @@ activity per write) replay and finish on the path they started on: `ONE_WORKFLOW
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -110,6 +111,22 @@ ONE_WORKFLOW_PATCH = "one-workflow"
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
 
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def store_write(activity: Callable[[Any, A], R], arg: A, summary: str) -> Awaitable[R]:
+    """A store write as a local activity, with the options every store write has."""
+    return workflow.execute_local_activity_method(
+        activity,
+        arg,
+        summary=summary,
+        start_to_close_timeout=STORE_WRITE_TIMEOUT,
+        local_retry_threshold=STORE_LOCAL_RETRY,
+        retry_policy=RETRY,
+    )
+
+
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",
     "sent": "The {event} email is sent.",
@@ -176,17 +193,14 @@ class OnboardingWorkflow:
     async def _record_request(self) -> bool:
         """Into both stores, holding the contact email; False if the email has an open request."""
         for _ in range(CLAIM_ATTEMPTS):
-            recorded = await workflow.execute_local_activity_method(
+            recorded = await store_write(
                 RequestActivities.record_request,
                 CreateProspectInput(
                     onboarding_id=self._input.onboarding_id,
                     request=self._input.request,
                     at=workflow.now(),
                 ),
-                summary="Commerce and Sales: record the request (prospect, lead)",
-                start_to_close_timeout=STORE_WRITE_TIMEOUT,
-                local_retry_threshold=STORE_LOCAL_RETRY,
-                retry_policy=RETRY,
+                "Commerce and Sales: record the request (prospect, lead)",
             )
             if recorded.open_request is None:
                 self._recorded(recorded)
@@ -203,13 +217,10 @@ class OnboardingWorkflow:
                 )
                 return False
             # That request's workflow has ended undecided: it no longer holds the email.
-            await workflow.execute_local_activity_method(
+            await store_write(
                 CommerceActivities.release_email,
                 recorded.open_request,
-                summary="Commerce: free the email of a request that ended undecided",
-                start_to_close_timeout=STORE_WRITE_TIMEOUT,
-                local_retry_threshold=STORE_LOCAL_RETRY,
-                retry_policy=RETRY,
+                "Commerce: free the email of a request that ended undecided",
             )
         raise ApplicationError(
             "the contact email stays held by requests that ended undecided",
@@ -251,7 +262,7 @@ class OnboardingWorkflow:
         """Each decision's writes in one local activity, until one decides the request."""
         while not self._status.stage.decided:
             decision = await self._next_decision()
-            written = await workflow.execute_local_activity_method(
+            written = await store_write(
                 RequestActivities.apply_decision,
                 ApplyDecisionInput(
                     onboarding_id=self._input.onboarding_id,
@@ -261,10 +272,7 @@ class OnboardingWorkflow:
                     reason=decision.reason,
                     at=workflow.now(),
                 ),
-                summary=f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
-                start_to_close_timeout=STORE_WRITE_TIMEOUT,
-                local_retry_threshold=STORE_LOCAL_RETRY,
-                retry_policy=RETRY,
+                f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
             )
             self._status.records = self._status.records.model_copy(
                 update=written.model_dump(exclude_none=True)
@@ -291,15 +299,12 @@ class OnboardingWorkflow:
         sends_received_email = workflow.patched(RECEIVED_EMAIL_PATCH)
         self._watches_activation = workflow.patched(PARTNER_ACCOUNT_PATCH)
         self._publish()
-        prospect = await workflow.execute_local_activity_method(
+        prospect = await store_write(
             CommerceActivities.create_prospect,
             CreateProspectInput(
                 onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()
             ),
-            summary="Commerce: add the request to All prospects as pending",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Commerce: add the request to All prospects as pending",
         )
         self._status.records.prospect_id = prospect.prospect_id
         self._status.sales_integration_enabled = prospect.sales_integration_enabled
@@ -313,7 +318,7 @@ class OnboardingWorkflow:
     async def _work_the_lead(self) -> None:
         """Sales integration on: lead → qualify → opportunity → won or lost."""
         records = self._status.records
-        lead = await workflow.execute_local_activity_method(
+        lead = await store_write(
             SalesActivities.create_lead,
             CreateLeadInput(
                 onboarding_id=self._input.onboarding_id,
@@ -321,37 +326,25 @@ class OnboardingWorkflow:
                 prospect_id=records.prospect_id,
                 at=workflow.now(),
             ),
-            summary="Sales: create the lead (dual-write) with its timeline note",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Sales: create the lead (dual-write) with its timeline note",
         )
         records.lead_id, records.timeline_note_id = lead.lead_id, lead.timeline_note_id
         self._enter(Stage.LEAD_OPEN)
 
         decision = await self._next_decision()
         if decision.action is Action.CANCEL:
-            await workflow.execute_local_activity_method(
+            await store_write(
                 SalesActivities.disqualify_lead,
                 DisqualifyLeadInput(**self._stamp(decision)),
-                summary=f"Sales: cancel the lead ({escape(decision.actor)})",
-                start_to_close_timeout=STORE_WRITE_TIMEOUT,
-                local_retry_threshold=STORE_LOCAL_RETRY,
-                retry_policy=RETRY,
+                f"Sales: cancel the lead ({escape(decision.actor)})",
             )
             await self._reject(decision)
             return
 
-        qualified = await workflow.execute_local_activity_method(
+        qualified = await store_write(
             SalesActivities.qualify_lead,
             QualifyLeadInput(**self._stamp(decision, reason=False)),
-            summary=(
-                "Sales: qualify the lead → opportunity, contact, account"
-                f" ({escape(decision.actor)})"
-            ),
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            (f"Sales: qualify the lead → opportunity, contact, account ({escape(decision.actor)})"),
         )
         records.opportunity_id = qualified.opportunity_id
         records.contact_id, records.account_id = qualified.contact_id, qualified.account_id
@@ -360,16 +353,10 @@ class OnboardingWorkflow:
 
         decision = await self._next_decision()
         won = decision.action is Action.WON
-        await workflow.execute_local_activity_method(
+        await store_write(
             SalesActivities.close_opportunity,
             CloseOpportunityInput(won=won, **self._stamp(decision)),
-            summary=(
-                f"Sales: close the opportunity as {decision.action.value}"
-                f" ({escape(decision.actor)})"
-            ),
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            (f"Sales: close the opportunity as {decision.action.value} ({escape(decision.actor)})"),
         )
         if won:
             await self._approve(decision)
@@ -387,7 +374,7 @@ class OnboardingWorkflow:
             await self._reject(decision)
 
     async def _write_customers(self, contact_id: int | None, account_id: int | None) -> None:
-        customers = await workflow.execute_local_activity_method(
+        customers = await store_write(
             CommerceActivities.write_customers,
             WriteCustomersInput(
                 onboarding_id=self._input.onboarding_id,
@@ -396,33 +383,24 @@ class OnboardingWorkflow:
                 sales_account_id=account_id,
                 at=workflow.now(),
             ),
-            summary="Commerce: write the person and organization customers",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Commerce: write the person and organization customers",
         )
         self._status.records.person_customer_id = customers.person_customer_id
         self._status.records.organization_customer_id = customers.organization_customer_id
 
     async def _approve(self, decision: Decision) -> None:
-        self._status.records.customer_hierarchy_id = await workflow.execute_local_activity_method(
+        self._status.records.customer_hierarchy_id = await store_write(
             CommerceActivities.approve_prospect,
             ApproveProspectInput(**self._stamp(decision, reason=False)),
-            summary="Commerce: approve the prospect and create its customer hierarchy",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Commerce: approve the prospect and create its customer hierarchy",
         )
         await self._conclude(Stage.APPROVED, EmailKind.PROSPECT_APPROVED, decision)
 
     async def _reject(self, decision: Decision) -> None:
-        await workflow.execute_local_activity_method(
+        await store_write(
             CommerceActivities.reject_prospect,
             RejectProspectInput(**self._stamp(decision)),
-            summary="Commerce: mark the prospect rejected",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Commerce: mark the prospect rejected",
         )
         await self._conclude(Stage.REJECTED, EmailKind.PROSPECT_REJECTED, decision)
 

@@ -36,8 +36,7 @@ with workflow.unsafe.imports_passed_through():
         RETRY,
         SEND_EMAIL_HEARTBEAT,
         SEND_EMAIL_TIMEOUT,
-        STORE_LOCAL_RETRY,
-        STORE_WRITE_TIMEOUT,
+        store_write,
     )
 
 PURPOSE_WORDS = {
@@ -59,13 +58,10 @@ class PartnerUserWorkflow:
 
     @workflow.run
     async def run(self, input: PartnerUserInput) -> None:
-        facts = await workflow.execute_local_activity_method(
+        facts = await store_write(
             PartnerActivities.partner_user_facts,
             PendingLinkInput(email=input.email),
-            summary="Commerce: read the user and their unused link",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            "Commerce: read the user and their unused link",
         )
         if facts.partner_user_id is not None:
             self._known(facts.partner_user_id, facts.organization_name)
@@ -86,13 +82,10 @@ class PartnerUserWorkflow:
             )
         except TimeoutError:
             assert self._user_id is not None
-            await workflow.execute_local_activity_method(
+            await store_write(
                 PartnerActivities.expire_links,
                 ExpireLinksInput(partner_user_id=self._user_id, notification_ids=self._links),
-                summary="Commerce: the unused link expires",
-                start_to_close_timeout=STORE_WRITE_TIMEOUT,
-                local_retry_threshold=STORE_LOCAL_RETRY,
-                retry_policy=RETRY,
+                "Commerce: the unused link expires",
             )
             self._links, self._deadline = [], None
             self._publish("The emailed link expired unused.")
@@ -102,7 +95,7 @@ class PartnerUserWorkflow:
     @workflow.update
     async def invite(self, input: InviteInput) -> PartnerUserChanged:
         """An administrator adds the user: into the hierarchy, then the invitation email."""
-        user_id = await workflow.execute_local_activity_method(
+        user_id = await store_write(
             PartnerActivities.add_partner_user,
             AddPartnerUserInput(
                 organization_customer_id=input.organization_customer_id,
@@ -110,10 +103,7 @@ class PartnerUserWorkflow:
                 actor=input.actor,
                 at=workflow.now(),
             ),
-            summary=f"Commerce: add the user to the customer hierarchy ({input.actor})",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            f"Commerce: add the user to the customer hierarchy ({input.actor})",
         )
         self._known(user_id, None)
         return await self._send_link(user_id, LinkPurpose.INVITATION, input.actor)
@@ -128,15 +118,12 @@ class PartnerUserWorkflow:
     async def remove(self, input: RemoveInput) -> PartnerUserChanged:
         """Unlink the user from the hierarchy; their sessions and links end at once."""
         self._known(input.partner_user_id, None)
-        await workflow.execute_local_activity_method(
+        await store_write(
             PartnerActivities.remove_partner_user,
             RemovePartnerUserInput(
                 partner_user_id=input.partner_user_id, actor=input.actor, at=workflow.now()
             ),
-            summary=f"Commerce: remove the user from the hierarchy ({input.actor})",
-            start_to_close_timeout=STORE_WRITE_TIMEOUT,
-            local_retry_threshold=STORE_LOCAL_RETRY,
-            retry_policy=RETRY,
+            f"Commerce: remove the user from the hierarchy ({input.actor})",
         )
         self._links, self._deadline, self._done = [], None, True
         self._publish(f"Removed ({input.actor}).")
