@@ -99,7 +99,8 @@ ACCEPT_WAIT = timedelta(seconds=10)
 # A worker answers a status query in milliseconds; a reader should not wait out a
 # stopped one for the whole RPC timeout (or the server's "no poller seen").
 QUERY_TIMEOUT = timedelta(seconds=3)
-SUBMIT_ATTEMPTS = 5
+# How often a partner user change starts again when it meets that user's workflow ending.
+PARTNER_UPDATE_ATTEMPTS = 5
 # How long a decision's caller waits for it to be applied before answering with the status.
 APPLY_WAIT = timedelta(seconds=10)
 T = TypeVar("T")
@@ -591,7 +592,7 @@ async def _partner_update(
     # The user's workflow may be ending (its link just expired or was used) as we
     # arrive; a fresh attempt then starts a new run.
     delay = 0.02
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+    for attempt in range(1, PARTNER_UPDATE_ATTEMPTS + 1):
         try:
             return await _rpc(
                 client.execute_update_with_start_workflow(
@@ -614,10 +615,10 @@ async def _partner_update(
             refusal = _refusal(err)
             if refusal is not None:
                 raise PartnerUserRefused(refusal.message, refusal.type or "") from err
-            if attempt == SUBMIT_ATTEMPTS:
+            if attempt == PARTNER_UPDATE_ATTEMPTS:
                 raise
         except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND or attempt == SUBMIT_ATTEMPTS:
+            if err.status is not RPCStatusCode.NOT_FOUND or attempt == PARTNER_UPDATE_ATTEMPTS:
                 raise
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
