@@ -15,12 +15,11 @@ from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action, Stage
 from models.sales import Lead
-from models.status import EmailKind
+from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
 from tests.scenario import a_request, finished, keep_history, rows, submitted, text_of
-from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -82,8 +81,8 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
     # recorded nothing: it is no request of its own.
     for key in keys:
         duplicate_id = submission_id(key, first.email)
-        duplicate = client.get_workflow_handle_for(
-            OnboardingWorkflow.run, onboarding_workflow_id(duplicate_id)
+        duplicate = client.get_workflow_handle(
+            onboarding_workflow_id(duplicate_id), result_type=OnboardingStatus
         )
         assert (await duplicate.result()).records.prospect_id is None
         with pytest.raises(RequestNotFound):
