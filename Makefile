@@ -35,8 +35,9 @@ test: lint $(COMPILED)
 
 # The storms: 200 onboardings with random decisions while workers are SIGKILLed and
 # restarted (about a minute), and 100 with the server, two workers and the web app in
-# network namespaces while one worker's host is cut off (about two; needs root). The
-# other fault cases run in `make test`; see tests/faults/.
+# network namespaces while one worker's host is cut off (about two; needs root); and the
+# deploy, requests left open by the previous release's own worker finished by this one
+# (about two). The other fault cases run in `make test`; see tests/faults/.
 test-faults: $(STAMP)
 	$(PY) -m pytest -m storm tests/faults
 
