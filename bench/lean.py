@@ -12,14 +12,11 @@ SandboxedWorkflowRunner), default worker settings otherwise: beside the naive ce
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.client import Client
-from temporalio.worker import Worker
+
+from bench.reference_worker import serve
 
 # Stage → the decision it takes, and the stage that decision leads to.
 NEXT = {"lead_open": ("qualify", "opportunity_open"), "opportunity_open": ("won", "won")}
@@ -72,17 +69,5 @@ class LeanWorkflow:
             raise ValueError(f"{action} is not allowed while {self._stage}")
 
 
-async def main(address: str, task_queue: str) -> None:
-    client = await Client.connect(address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with Worker(
-        client, task_queue=task_queue, workflows=[LeanWorkflow], activities=[write, email]
-    ):
-        await stop.wait()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    serve([LeanWorkflow], [write, email])

@@ -7,15 +7,12 @@ for ten activity hops and two decisions, with no I/O of our own.
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import activity, workflow
-from temporalio.client import Client
-from temporalio.worker import Worker
+
+from bench.reference_worker import serve
 
 SHAPE = (2, 5, 3)
 
@@ -49,15 +46,5 @@ class NaiveWorkflow:
         return lambda: self._signals >= count
 
 
-async def main(address: str, task_queue: str) -> None:
-    client = await Client.connect(address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=task_queue, workflows=[NaiveWorkflow], activities=[step]):
-        await stop.wait()
-
-
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    serve([NaiveWorkflow], [step])
