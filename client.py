@@ -281,8 +281,9 @@ async def submit(
             read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
         except WorkflowAlreadyStartedError:
-            # The key's submission has long finished (its workflow closed): it is a new
-            # submission now, under an id of its own.
+            # A closed workflow has the key's id but not its Update (Temporal answers a
+            # key sent again with the Update's kept outcome, so only a workflow started
+            # otherwise): a submission of its own, under a fresh id.
             if attempt:
                 raise
             onboarding_id = submission_id(None, request.email)

@@ -109,3 +109,20 @@ async def test_once_decided_the_same_email_may_apply_again(
 
     assert second.onboarding_id != first.onboarding_id and not second.duplicate
     assert (await wait_until_recorded(client, second.onboarding_id)).email == first.email
+
+
+async def test_a_key_used_again_answers_the_first_submission_even_once_finished(
+    client: Client, settings: Settings
+) -> None:
+    request, key = a_request(), f"test:{uuid.uuid4().hex}"
+    first = await submit(client, request, settings, idempotency_key=key)
+    # The same key while the request runs: the same answer.
+    assert await submit(client, request, settings, idempotency_key=key) == first
+    await finished(client, await decide(client, first.onboarding_id, Action.CANCEL, actor="rep:a"))
+
+    # Its workflow is closed; Temporal keeps the Update's outcome with it, and the
+    # workflow id is never started again: still the first answer, nothing new.
+    assert await submit(client, request, settings, idempotency_key=key) == first
+    # Without the key, the decided email applies again.
+    fresh = await submit(client, request, settings)
+    assert not fresh.duplicate and fresh.onboarding_id != first.onboarding_id
