@@ -1,5 +1,11 @@
 """One contact email's applications: at most one undecided onboarding request at a time.
 
+Kept for the requests earlier releases started through it: nothing starts one any more
+(a request is one workflow, and its prospect holds the email; see workflows/onboarding.py).
+It stays registered on the worker while any runs, each ending when its request is
+decided; then this module, and the onboarding workflow's path for its children, can go
+(README, "Changing the workflow").
+
 Its workflow id is derived from the email, so Temporal's one-running-workflow-per-id
 rule is the lock: concurrent submissions with the same email meet in this workflow's
 `submit` Update, and while a request is open every submission answers with it. Once
