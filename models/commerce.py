@@ -20,7 +20,9 @@ from models.requests import (
     EMAIL_MAX,
     FULL_NAME_MAX,
     NAME_MAX,
+    NOTE_MAX,
     PHONE_MAX,
+    REASON_CODE_MAX,
     REASON_MAX,
     WEBSITE_MAX,
 )
@@ -108,6 +110,13 @@ class Prospect(CommerceTable, table=True):
     decided_at: datetime | None = None
     decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)
     decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
+    # Why it was rejected, as a `lifecycle.ReasonCode`, and staff's note (never emailed).
+    reason_code: str | None = Field(default=None, max_length=REASON_CODE_MAX, index=True)
+    internal_note: str | None = Field(default=None, max_length=NOTE_MAX)
+    # On hold (reminders and the expiry clock stopped) since when, by whom and why.
+    held_since: datetime | None = None
+    held_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    hold_note: str | None = Field(default=None, max_length=NOTE_MAX)
     # The contact email while the request is undecided, else NULL: unique, so a second
     # undecided request from one email cannot be written, however concurrent.
     undecided_email: str | None = Field(default=None, max_length=EMAIL_MAX)

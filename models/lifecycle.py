@@ -60,6 +60,39 @@ class Action(StrEnum):
     REJECT = "reject"
 
 
+class ReasonCode(StrEnum):
+    """Why a request was turned down: on the prospect (and the lead or opportunity), in
+    status, in the Temporal history, filterable in All prospects. Staff choose any but
+    `expired`, which only the system gives (the request outlived `EXPIRE_AFTER`)."""
+
+    CANNOT_CONTACT = "cannot_contact"
+    NO_LONGER_INTERESTED = "no_longer_interested"
+    NOT_ELIGIBLE = "not_eligible"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+    EXPIRED = "expired"
+
+    @property
+    def label(self) -> str:
+        return REASON_CODE_LABELS[self]
+
+
+REASON_CODE_LABELS: dict[ReasonCode, str] = {
+    ReasonCode.CANNOT_CONTACT: "Cannot contact them",
+    ReasonCode.NO_LONGER_INTERESTED: "No longer interested",
+    ReasonCode.NOT_ELIGIBLE: "Not eligible",
+    ReasonCode.DUPLICATE: "Duplicate request",
+    ReasonCode.OTHER: "Other",
+    ReasonCode.EXPIRED: "Expired (no decision in time)",
+}
+# What a rep or admin may choose; `expired` is the system's.
+STAFF_REASON_CODES: tuple[ReasonCode, ...] = tuple(
+    c for c in ReasonCode if c is not ReasonCode.EXPIRED
+)
+# The actor of the system's own decisions (expiry).
+SYSTEM_ACTOR = "system"
+
+
 class Role(StrEnum):
     """Who decides: a user's role in `API_TOKENS`."""
 

@@ -124,6 +124,9 @@ ADDRESS_MAX = 300
 COMMENTS_MAX = 2000
 EMAIL_MAX = 254
 REASON_MAX = 500
+# Staff's internal note on a decision or a hold: never emailed, never shown to the requester.
+NOTE_MAX = 1000
+REASON_CODE_MAX = 32
 ACTOR_MAX = 100
 FULL_NAME_MAX = 2 * NAME_MAX + 1
 
@@ -146,6 +149,12 @@ Email = Annotated[EmailStr, StringConstraints(max_length=EMAIL_MAX), AfterValida
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=REASON_MAX),
+    AfterValidator(_multi_line),
+]
+# An internal note: for staff only (never emailed), free text like a reason.
+Note = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=NOTE_MAX),
     AfterValidator(_multi_line),
 ]
 Actor = Annotated[str, _text(ACTOR_MAX), AfterValidator(_single_line)]

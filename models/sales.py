@@ -15,7 +15,9 @@ from models.requests import (
     COMPANY_MAX,
     EMAIL_MAX,
     NAME_MAX,
+    NOTE_MAX,
     PHONE_MAX,
+    REASON_CODE_MAX,
     REASON_MAX,
     WEBSITE_MAX,
 )
@@ -58,6 +60,8 @@ class Lead(SalesTable, table=True):
     decided_at: datetime | None = None
     decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)
     decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
+    reason_code: str | None = Field(default=None, max_length=REASON_CODE_MAX)
+    internal_note: str | None = Field(default=None, max_length=NOTE_MAX)
 
 
 class TimelineNote(SalesTable, table=True):
@@ -127,3 +131,5 @@ class Opportunity(SalesTable, table=True):
     closed_at: datetime | None = None
     closed_by: str | None = Field(default=None, max_length=ACTOR_MAX)
     close_reason: str | None = Field(default=None, max_length=REASON_MAX)
+    reason_code: str | None = Field(default=None, max_length=REASON_CODE_MAX)
+    internal_note: str | None = Field(default=None, max_length=NOTE_MAX)
