@@ -31,7 +31,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("internal_note", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True)
         )
-        batch.add_column(sa.Column("held_since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch.add_column(
+            sa.Column("held_since", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
+        )
         batch.add_column(
             sa.Column("held_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True)
         )
