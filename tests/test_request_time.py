@@ -259,3 +259,20 @@ async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_othe
             env.client, third.onboarding_id, Action.CANCEL, "mario", reason_code=ReasonCode.EXPIRED
         )
     assert (await status(env.client, third.onboarding_id)).stage is Stage.LEAD_OPEN
+
+
+def test_durations_are_read_as_seconds_or_iso_8601(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMIND_AFTER", "30")
+    monkeypatch.setenv("REMIND_EVERY", "PT12H")
+    monkeypatch.setenv("EXPIRE_AFTER", "P30D")
+    monkeypatch.setenv("REAPPLY_COOLDOWN", "0")
+    read = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (read.remind_after, read.remind_every, read.expire_after, read.reapply_cooldown) == (
+        timedelta(seconds=30),
+        timedelta(hours=12),
+        timedelta(days=30),
+        timedelta(0),
+    )
+    monkeypatch.setenv("EXPIRE_AFTER", "0")
+    with pytest.raises(ValueError, match="expire_after"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
