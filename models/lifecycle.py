@@ -257,6 +257,14 @@ ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {
 }
 
 
+def whose_move(stage: Stage) -> Role | None:
+    """The role that moves an undecided request on from `stage` (and is reminded)."""
+    return next((t.role for t in transitions_from(stage)), None)
+
+
+TEAM_NAMES: dict[Role, str] = {Role.SALES_REP: "sales team", Role.COMMERCE_ADMIN: "Commerce team"}
+
+
 def actions_of(role: Role) -> list[Action]:
     return [t.action for t in TRANSITIONS.values() if t.role is role]
 
