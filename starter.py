@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.client import Client
 
 from client import (
@@ -29,10 +29,13 @@ from client import (
     TemporalUnavailable,
     current_status,
     decide,
+    hold,
+    resume,
     submit,
     wait_until_recorded,
 )
-from models.lifecycle import TRANSITIONS, Action, Stage
+from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
+from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
@@ -61,6 +64,10 @@ class _Parser(argparse.ArgumentParser):
 CONSOLE_COMMAND = "b2b-onboarding"
 PROG = CONSOLE_COMMAND if os.path.basename(sys.argv[0]) == CONSOLE_COMMAND else "starter.py"
 KEY_HELP = "makes a retry the same submission or decision (default: a new one)"
+REASON_CODE_HELP = "why it is turned down, for staff and reports (default: other): " + ", ".join(
+    f"{code.value} ({code.label})" for code in STAFF_REASON_CODES
+)
+_reason_code = TypeAdapter(StaffReasonCode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +96,31 @@ def build_parser() -> argparse.ArgumentParser:
         decide_command = commands.add_parser(action.value, help=f"{action.value} a request")
         decide_command.add_argument("onboarding_id", metavar="ID")
         if TRANSITIONS[action].takes_reason:
-            decide_command.add_argument("--reason")
+            decide_command.add_argument("--reason", metavar="TEXT", help=REASON_WORDS)
+            decide_command.add_argument(
+                "--reason-code",
+                metavar="CODE",
+                choices=[code.value for code in STAFF_REASON_CODES],
+                help=REASON_CODE_HELP,
+            )
+        decide_command.add_argument("--note", metavar="TEXT", help=f"internal note: {NOTE_WORDS}")
         decide_command.add_argument(
             "--actor", default=f"cli:{getpass.getuser()}", help="who decides"
         )
         decide_command.add_argument("--key", type=_key, help=KEY_HELP)
+
+    hold_command = commands.add_parser(
+        "hold", help="put an undecided request on hold: no reminders, no expiry"
+    )
+    hold_command.add_argument("onboarding_id", metavar="ID")
+    hold_command.add_argument("--note", metavar="TEXT", required=True, help=HOLD_NOTE_WORDS)
+    resume_command = commands.add_parser(
+        "resume", help="take a request off hold: its reminders and expiry run again"
+    )
+    resume_command.add_argument("onboarding_id", metavar="ID")
+    for command in (hold_command, resume_command):
+        command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who does it")
+        command.add_argument("--key", type=_key, help=KEY_HELP)
 
     status_command = commands.add_parser("status", help="show where a request stands")
     status_command.add_argument("onboarding_id", metavar="ID")
@@ -130,7 +157,23 @@ async def run(
                 result = await current_status(temporal, stores, args.onboarding_id)
             finally:
                 stores.dispose()
+        elif args.command == "hold":
+            result = await hold(
+                await temporal.get(),
+                args.onboarding_id,
+                actor=args.actor,
+                note=args.note,
+                hold_id=f"cli:hold:{key}",
+            )
+        elif args.command == "resume":
+            result = await resume(
+                await temporal.get(),
+                args.onboarding_id,
+                actor=args.actor,
+                resume_id=f"cli:resume:{key}",
+            )
         else:
+            code = getattr(args, "reason_code", None)
             result = await decide(
                 await temporal.get(),
                 args.onboarding_id,
@@ -138,6 +181,8 @@ async def run(
                 actor=args.actor,
                 reason=getattr(args, "reason", None),
                 decision_id=f"cli:{args.command}:{key}",
+                reason_code=_reason_code.validate_python(code) if code else None,
+                note=args.note,
             )
     except UsageError as err:
         return _fail(EXIT_BAD_INPUT, str(err))

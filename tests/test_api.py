@@ -318,6 +318,8 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         API,
         f"{API}/{{onboarding_id}}",
         f"{API}/{{onboarding_id}}/{{action}}",
+        f"{API}/{{onboarding_id}}/hold",
+        f"{API}/{{onboarding_id}}/resume",
         "/api/customers/{customer_id}/credit-limit",
         "/api/partner/sessions",
         "/api/partner/account",
@@ -328,6 +330,8 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
     }
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]
+    # Refused by the re-apply policy.
+    assert "409" in spec["paths"][API]["post"]["responses"]
     assert (await web.get("/docs")).status_code == 200
 
 
