@@ -1,9 +1,10 @@
 """The command line for people and scripts: submit requests, decide them, read their status.
 
 Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
-the request's current stage; 4 no such request; 5 Temporal cannot be reached; 6 recorded
-but not yet confirmed (no worker has taken it up): run the same command with the same
---key to learn the outcome.
+the request's current stage, or the submission is refused by the re-apply policy (the
+date from which the email may apply is named; an approved email is already a partner);
+4 no such request; 5 Temporal cannot be reached; 6 recorded but not yet confirmed (no
+worker has taken it up): run the same command with the same --key to learn the outcome.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from client import (
@@ -31,6 +33,7 @@ from client import (
     decide,
     hold,
     resume,
+    submission_id,
     submit,
     wait_until_recorded,
 )
@@ -40,6 +43,7 @@ from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
 from stores import Stores
+from stores.reapply import ApplyRefused, check_may_apply
 
 (
     EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE,
@@ -53,6 +57,10 @@ class SubmitOutput(SubmitResult):
 
 class UsageError(Exception):
     pass
+
+
+class StoreUnreadable(OnboardingError):
+    """The Commerce store cannot be read, so whether the email may apply is unknown."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,6 +154,7 @@ async def run(
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
         if args.command == "submit":
+            await _may_apply(settings, request, f"cli:{key}")
             client = await temporal.get()
             submitted = await submit(client, request, settings, idempotency_key=f"cli:{key}")
             # So that a decision typed right after `submit` finds the lead in place.
@@ -188,7 +197,7 @@ async def run(
         return _fail(EXIT_BAD_INPUT, str(err))
     except ValidationError as err:
         return _fail(EXIT_BAD_INPUT, _one_line(err))
-    except DecisionNotAllowed as err:
+    except (DecisionNotAllowed, ApplyRefused) as err:
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
@@ -205,6 +214,26 @@ async def run(
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+async def _may_apply(settings: Settings, request: OnboardingRequest, key: str) -> None:
+    """The re-apply policy, asked of the Commerce store before anything is submitted."""
+    stores = Stores.from_settings(settings)
+    try:
+        await asyncio.to_thread(
+            check_may_apply,
+            stores.commerce,
+            request.email,
+            settings.reapply_cooldown,
+            settings.b2b_site_url,
+            submission=submission_id(key, request.email),
+        )
+    except SQLAlchemyError as err:
+        raise StoreUnreadable(
+            f"cannot read the Commerce store to apply the re-apply policy: {err}"
+        ) from err
+    finally:
+        stores.dispose()
 
 
 def _key(value: str) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from models.commerce import Prospect
@@ -80,13 +81,19 @@ def check_may_apply(
 
 def last_decided_request(commerce: Engine, email: str) -> Prospect | None:
     """The email's newest decided prospect; None while it has an undecided one, or none."""
-    with Session(commerce) as session:
-        newest = session.exec(
-            select(Prospect)
-            .where(Prospect.email == email.lower())
-            .order_by(col(Prospect.created_at).desc(), col(Prospect.id).desc())
-            .limit(1)
-        ).first()
+    try:
+        with Session(commerce) as session:
+            newest = session.exec(
+                select(Prospect)
+                .where(Prospect.email == email.lower())
+                .order_by(col(Prospect.created_at).desc(), col(Prospect.id).desc())
+                .limit(1)
+            ).first()
+    except DBAPIError:
+        # A store no worker has set up yet (its first start migrates it) holds no request.
+        if not inspect(commerce).has_table(Prospect.__tablename__):
+            return None
+        raise
     if newest is None or newest.status == ProspectStatus.PENDING:
         return None
     return newest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
@@ -19,6 +20,7 @@ from client import (
     decide,
     hold,
     resume,
+    submission_id,
     submit,
 )
 from links import status_url
@@ -28,6 +30,7 @@ from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingReque
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
 from stores import Stores
+from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
 from web.auth import ApiUser
 from web.dependencies import (
     ClientDep,
@@ -36,6 +39,7 @@ from web.dependencies import (
     SettingsDep,
     StoresDep,
     TemporalDep,
+    read,
 )
 from web.identifiers import ONBOARDING_ID
 from web.protection import RETRY_AFTER, SubmitLimited
@@ -88,6 +92,22 @@ class AlreadyOpen(BaseModel):
 
     duplicate: Literal[True] = True
     detail: str = ALREADY_OPEN
+
+
+class MayApplyLater(Problem):
+    """The email's last request was turned down less than REAPPLY_COOLDOWN ago; nothing
+    was created. It may apply again from `may_apply_from`."""
+
+    reason: Literal["reapply_cooldown"] = "reapply_cooldown"
+    may_apply_from: datetime
+
+
+class AlreadyAPartner(Problem):
+    """The email's request was approved: it is already a partner and signs in at
+    `signin_url`. Nothing was created."""
+
+    reason: Literal["already_partner"] = "already_partner"
+    signin_url: str
 
 
 class DecisionBody(BaseModel):
@@ -162,6 +182,12 @@ NOT_CONFIRMED_ANSWER = (
             " while no worker runs (NotConfirmed, with Retry-After)",
             "headers": KEY_HEADER,
         },
+        409: {
+            "model": MayApplyLater | AlreadyAPartner,
+            "description": "Refused by the re-apply policy, nothing created: the email's last"
+            " request was turned down less than REAPPLY_COOLDOWN ago (MayApplyLater, with"
+            " may_apply_from), or approved (AlreadyAPartner, with where to sign in)",
+        },
         **{k: ERRORS[k] for k in (413, 429, 503)},
     },
     dependencies=[SubmitLimited],
@@ -170,15 +196,29 @@ async def submit_request(
     request: OnboardingRequest,
     response: Response,
     client: ClientDep,
+    stores: StoresDep,
     settings: SettingsDep,
     secret: SecretDep,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> SubmitAccepted | AlreadyOpen | JSONResponse:
     """Submit an onboarding request; the same Idempotency-Key answers with the same request.
 
-    Without one, the answer carries the key made for it (header and body).
+    Without one, the answer carries the key made for it (header and body). An email whose
+    last request was turned down may apply again once REAPPLY_COOLDOWN has passed; one
+    whose request was approved is already a partner: both are refused with a 409.
     """
     key = idempotency_key or uuid.uuid4().hex
+    try:
+        await read(
+            check_may_apply,
+            stores.commerce,
+            request.email,
+            settings.reapply_cooldown,
+            settings.b2b_site_url,
+            submission=submission_id(f"api:{key}", request.email),
+        )
+    except ApplyRefused as refused:
+        return _refused(refused)
     try:
         submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
     except NotYetConfirmed:
@@ -361,6 +401,16 @@ async def _finished(
     kept = await current_status(temporal, stores, onboarding_id)
     why = f"{what} is not allowed: the request is {kept.stage.value}"
     return DecisionNotAllowed(why, kept.stage)
+
+
+def _refused(refused: ApplyRefused) -> JSONResponse:
+    body: Problem
+    if isinstance(refused, CoolingDown):
+        body = MayApplyLater(detail=str(refused), may_apply_from=refused.may_apply_from)
+    else:
+        assert isinstance(refused, AlreadyPartner)
+        body = AlreadyAPartner(detail=str(refused), signin_url=refused.signin_url)
+    return JSONResponse(body.model_dump(mode="json"), status_code=409)
 
 
 def _not_confirmed(key: str) -> JSONResponse:
