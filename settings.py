@@ -126,6 +126,25 @@ class Settings(BaseSettings):
             raise ValueError("WEB_SECRET_KEY must be at least 32 characters")
         return value
 
+    @field_validator(
+        "activation_ttl",
+        "remind_after",
+        "remind_every",
+        "expire_after",
+        "reapply_cooldown",
+        mode="before",
+    )
+    @classmethod
+    def _seconds_or_iso(cls, value: object) -> object:
+        """A duration as seconds (`30`, `0.5`) or ISO 8601 (`P3D`, `PT12H`): pydantic reads
+        a number as seconds, but not a number written as text, as the environment has it."""
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
     @field_validator("sales_database_url", "commerce_database_url")
     @classmethod
     def _sqlite_path_from_home(cls, url: str) -> str:

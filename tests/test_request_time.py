@@ -27,7 +27,7 @@ from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink
-from tests.scenario import a_request, text_of
+from tests.scenario import a_request, keep_history, text_of
 from tests.test_partner_link_expiry import skipping  # noqa: F401  (the fixture)
 from worker import build_worker
 from workflows.onboarding import OnboardingWorkflow
@@ -143,6 +143,7 @@ async def test_the_team_is_reminded_on_time_until_a_decision_stops_it(
     assert won.stage is Stage.APPROVED and won.next_reminder_at is None and won.expires_at is None
     await env.sleep(20 * DAY)
     assert len(reminders(stores, oid)) == 3
+    await keep_history(env.client, handle.id, "reminded")
 
 
 async def test_an_undecided_request_expires_rejected_by_the_system(
@@ -178,6 +179,7 @@ async def test_an_undecided_request_expires_rejected_by_the_system(
     assert len(rejections) == 1
     body = text_of(rejections[0])
     assert "has expired" in body and "apply again at once" in body
+    await keep_history(env.client, handle.id, "expired")
 
 
 async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
@@ -222,6 +224,7 @@ async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
     assert final.reason_code is ReasonCode.EXPIRED
     # Expired 15 days of clock after it started: 20 days held on top.
     assert final.decisions[-1].at - final.submitted_at >= 35 * DAY
+    await keep_history(env.client, handle.id, "held")
 
 
 async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_other(
@@ -256,3 +259,20 @@ async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_othe
             env.client, third.onboarding_id, Action.CANCEL, "mario", reason_code=ReasonCode.EXPIRED
         )
     assert (await status(env.client, third.onboarding_id)).stage is Stage.LEAD_OPEN
+
+
+def test_durations_are_read_as_seconds_or_iso_8601(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMIND_AFTER", "30")
+    monkeypatch.setenv("REMIND_EVERY", "PT12H")
+    monkeypatch.setenv("EXPIRE_AFTER", "P30D")
+    monkeypatch.setenv("REAPPLY_COOLDOWN", "0")
+    read = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (read.remind_after, read.remind_every, read.expire_after, read.reapply_cooldown) == (
+        timedelta(seconds=30),
+        timedelta(hours=12),
+        timedelta(days=30),
+        timedelta(0),
+    )
+    monkeypatch.setenv("EXPIRE_AFTER", "0")
+    with pytest.raises(ValueError, match="expire_after"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
