@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BeforeValidator, EmailStr, Field, SecretStr, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the code, templates/ and locales/ are: the checkout, or the installed package.
@@ -17,21 +16,6 @@ PROJECT_DIR = Path(__file__).resolve().parent
 # WorkingDirectory), never the read-only site-packages.
 HOME_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
 VAR_DIR = HOME_DIR / "var"
-
-
-def _seconds_from_text(value: object) -> object:
-    """An environment variable is text: "30" is 30 seconds, as the number 30 would be
-    (pydantic reads text as ISO 8601 or [D days, ]HH:MM:SS only)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-# A duration: seconds ("0", "30") or ISO 8601 ("P3D", "PT12H").
-Duration = Annotated[timedelta, BeforeValidator(_seconds_from_text)]
 
 
 class Settings(BaseSettings):
@@ -83,21 +67,21 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # How long an emailed activation, invitation or password-reset link stays valid.
-    activation_ttl: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
     # Time on an undecided request (read by the worker when the request is recorded, so a
     # change applies to requests created after it): the team whose move it is is reminded
     # after REMIND_AFTER and then every REMIND_EVERY, and the request is rejected by the
     # system (reason code `expired`) after EXPIRE_AFTER. Time on hold does not count.
-    remind_after: Duration = Field(default=timedelta(days=3), gt=timedelta(0))
-    remind_every: Duration = Field(default=timedelta(days=3), gt=timedelta(0))
-    expire_after: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    remind_after: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    remind_every: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    expire_after: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
     # Who is reminded: the sales team while the lead or opportunity is open, the Commerce
     # team while the request awaits approval; unset, MAIL_FROM's address.
     sales_team_email: EmailStr | None = None
     commerce_team_email: EmailStr | None = None
     # After a rejection, how long before the same email may apply again (0: at once).
-    reapply_cooldown: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+    reapply_cooldown: timedelta = Field(default=timedelta(days=30), ge=timedelta(0))
 
     # The worker's Prometheus endpoint (the SDK's own metrics and the product's emails), and
     # its /healthz and /readyz; each `host:port`, or empty for none.
