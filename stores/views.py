@@ -287,6 +287,7 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
             _notification(row) for row in emails if row.kind == EmailKind.STATUS_LINK_REMINDER
         ],
         held=_held(prospect),
+        reminders=[_notification(row) for row in emails if row.kind == EmailKind.TEAM_REMINDER],
     )
 
 

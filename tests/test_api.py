@@ -367,12 +367,19 @@ async def test_the_stores_tell_the_same_status_as_temporal(
     onboarding_id = (await submitted(web))["onboarding_id"]
     await until_stage(web, onboarding_id, "lead_open")
     for action in decisions:
-        body = {"reason": "Checked by phone"} if action in ("lost", "cancel") else None
+        body = (
+            {"reason": "Checked by phone", "reason_code": "cannot_contact", "note": "No answer"}
+            if action in ("lost", "cancel")
+            else None
+        )
         await web.post(f"{API}/{onboarding_id}/{action}", headers=bearer(REP), json=body)
     from_temporal = await finished(client, await status(client, onboarding_id))
     from_stores = views.request_status(stores, onboarding_id)
     assert from_stores is not None
-    same = {"stage", "records", "decisions", "notification", "company_name", "email", "locale"}
+    same = {
+        *("stage", "records", "decisions", "notification", "company_name", "email", "locale"),
+        *("reason_code", "held", "reminders"),
+    }
     assert from_stores.model_dump(include=same) == from_temporal.model_dump(include=same)
 
 

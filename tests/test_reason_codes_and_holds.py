@@ -13,7 +13,7 @@ from temporalio.client import Client
 from models.commerce import Prospect
 from models.lifecycle import ReasonCode, Stage
 from models.sales import Lead
-from models.status import EmailKind
+from models.status import EmailKind, HoldState
 from stores import Stores, views
 from tests.conftest import ADMIN, REP, MailSink, bearer
 from tests.scenario import rows, text_of
@@ -191,6 +191,9 @@ async def test_a_rep_holds_and_resumes_a_request_through_the_api(
     assert twice.json()["stage"] == "lead_open"
     (prospect,) = rows(stores.commerce, Prospect, onboarding_id)
     assert (prospect.held_by, prospect.hold_note) == ("mario", "Waiting for their VAT certificate")
+    # Rebuilt from the stores (past Temporal's retention), the hold is the same.
+    from_stores = views.request_status(stores, onboarding_id)
+    assert from_stores and from_stores.held == HoldState.model_validate(held.json()["held"])
 
     resumed = await web.post(f"{API}/{onboarding_id}/resume", headers=bearer(ADMIN))
     assert resumed.status_code == 200, resumed.text
@@ -228,6 +231,7 @@ async def test_a_held_request_says_since_when_by_whom_and_why_and_its_requester_
     page = f"/sales/leads/{lead.id}"
     shown = (await web.get(page)).text
     assert "Next reminder" in shown and "Expires" in shown
+    assert "<dt>Reminders sent</dt><dd>0</dd>" in shown
 
     fields = await button_form(web, page, "hold")
     empty = await web.post(f"{page}/hold", data={**fields, "note": " "})
