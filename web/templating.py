@@ -14,6 +14,8 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS
+from models.lifecycle import STAFF_REASON_CODES, ReasonCode
 from models.requests import Locale
 from settings import PROJECT_DIR, Settings
 from web import i18n
@@ -50,7 +52,19 @@ def templates() -> Jinja2Templates:
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
     environment.globals["language_names"] = i18n.LANGUAGE_NAMES
+    # The words beside a decision's and a hold's fields on the staff pages.
+    environment.globals["field_words"] = {
+        "reason": REASON_WORDS,
+        "note": NOTE_WORDS,
+        "hold_note": HOLD_NOTE_WORDS,
+    }
     environment.filters["money"] = money
+    # A decision's reason code in words (a stored value; one no longer known, as it is).
+    environment.filters["reason_code"] = lambda value: (
+        ReasonCode(value).label if value in set(ReasonCode) else value
+    )
+    # What a rep or admin may choose when turning a request down, in the lifecycle's order.
+    environment.globals["staff_reason_codes"] = STAFF_REASON_CODES
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])

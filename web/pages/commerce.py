@@ -11,13 +11,22 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from models.commerce import Prospect
 from models.lifecycle import Action, ProspectStatus, Stage, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
 from stores import Stores, credit_limits, views
 from web.auth import CommerceAdmin, CsrfChecked
-from web.dependencies import ClientDep, StoresDep, read
+from web.dependencies import ClientDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
+from web.pages.decisions import (
+    DecisionForm,
+    HoldForm,
+    allowed_in,
+    decide_on_page,
+    hold_on_page,
+    resume_on_page,
+    status_for_staff,
+)
 from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -61,12 +70,14 @@ async def prospects(
 
 @router.get("/prospects/{prospect_id}")
 async def prospect(
-    request: Request, prospect_id: RowId, user: CommerceAdmin, stores: StoresDep
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    temporal: TemporalDep,
 ) -> Response:
-    """A prospect: its request, Approve and Reject (integration off), its customers."""
-    found = await read(views.prospect, stores.commerce, prospect_id)
-    if found is None:
-        raise HTTPException(404, "There is no such prospect.")
+    """A prospect: its request, Approve and Reject (integration off), its hold, its customers."""
+    found = await _prospect(stores, prospect_id)
     customers = await read(views.customers_of_request, stores.commerce, found.onboarding_id)
     hierarchy = await read(views.hierarchy_of_request, stores.commerce, found.onboarding_id)
     return render(
@@ -77,7 +88,38 @@ async def prospect(
         hierarchy=hierarchy,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        status=await status_for_staff(temporal, stores, found.onboarding_id),
     )
+
+
+@router.post("/prospects/{prospect_id}/hold", dependencies=[CsrfChecked])
+async def hold_prospect(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the prospect's request on hold: no reminders and no expiry until it is resumed."""
+    found = await _prospect(stores, prospect_id)
+    await hold_on_page(request, client, found.onboarding_id, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+@router.post("/prospects/{prospect_id}/resume", dependencies=[CsrfChecked])
+async def resume_prospect(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the prospect's request off hold."""
+    found = await _prospect(stores, prospect_id)
+    await resume_on_page(request, client, found.onboarding_id, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
 
 
 @router.post("/prospects/{prospect_id}/{action}", dependencies=[CsrfChecked])
@@ -91,11 +133,16 @@ async def decide_prospect(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Approve or reject a prospect made while the Sales integration was off."""
+    found = await _prospect(stores, prospect_id)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+async def _prospect(stores: Stores, prospect_id: int) -> Prospect:
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
-    await decide_on_page(request, client, found.onboarding_id, action, user, form)
-    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+    return found
 
 
 @router.get("/customers/{customer_id}")

@@ -1,22 +1,39 @@
-"""A decision made with a page's button: the same client call as the API and the CLI."""
+"""A decision, a hold or a resume made with a page's button: the same client calls as the
+API and the CLI."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, TypeVar
 
 from fastapi import Request, Response
 from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
-from client import DecisionNotAllowed, NotYetConfirmed, decide
+from client import (
+    Connection,
+    DecisionNotAllowed,
+    NotYetConfirmed,
+    OnboardingError,
+    current_status,
+    decide,
+    hold,
+    resume,
+)
+from models.decision_words import StaffReasonCode
 from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
-from models.requests import IDEMPOTENCY_KEY, Reason
+from models.requests import IDEMPOTENCY_KEY, Note, Reason
 from models.status import OnboardingStatus
+from stores import Stores
 from web.auth import User, csrf_token
 from web.dependencies import get_metrics
 from web.templating import flash, not_confirmed
 
 _reason = TypeAdapter(Reason | None)
+_note = TypeAdapter(Note | None)
+_reason_code = TypeAdapter(StaffReasonCode)
+_hold_note = TypeAdapter(Annotated[Note, Field(min_length=1)])
+T = TypeVar("T")
 
 
 def allowed_in(stage: Stage) -> AfterValidator:
@@ -39,11 +56,34 @@ class NotConfirmedPage(Exception):
 
 
 class DecisionForm(BaseModel):
-    """A decision button's form: the optional reason, and the id that makes it idempotent."""
+    """A decision button's form: for one that turns the request down, its reason code
+    (required), the reason the requester reads and staff's note; and the id that makes it
+    idempotent."""
 
-    # Checked as a Reason when deciding, so a bad one is explained on the page.
+    # Checked when deciding, so that a bad one is explained on the page.
     reason: str = Field(default="", max_length=10_000)
+    reason_code: str = Field(default="", max_length=100)
+    note: str = Field(default="", max_length=10_000)
     decision_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
+
+
+class HoldForm(BaseModel):
+    """The Put on hold form (its note is required) and the Resume button."""
+
+    note: str = Field(default="", max_length=10_000)
+    change_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
+
+
+class _Invalid(Exception):
+    """A form's field that is not right, in words for the page."""
+
+
+def _checked(adapter: TypeAdapter[T], value: object, name: str) -> T:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as err:
+        message = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise _Invalid(f"The {name}: {message[:1].lower()}{message[1:]}.") from err
 
 
 async def decide_on_page(
@@ -56,8 +96,19 @@ async def decide_on_page(
 ) -> OnboardingStatus | None:
     """Apply the decision and leave a message for the next page; None if it was refused."""
     decision_id = form.decision_id or uuid.uuid4().hex
+    takes_reason = TRANSITIONS[action].takes_reason
     try:
-        reason = _reason.validate_python(form.reason.strip() or None)
+        if takes_reason and not form.reason_code:
+            raise _Invalid("Not done: choose a reason code.")
+        reason = _checked(_reason, form.reason.strip() or None, "reason")
+        note = _checked(_note, form.note.strip() or None, "internal note")
+        reason_code = (
+            _checked(_reason_code, form.reason_code, "reason code") if takes_reason else None
+        )
+    except _Invalid as err:
+        flash(request, str(err), "error")
+        return None
+    try:
         current = await decide(
             client,
             onboarding_id,
@@ -65,6 +116,8 @@ async def decide_on_page(
             actor=user.name,
             reason=reason,
             decision_id=f"page:{action.value}:{decision_id}",
+            reason_code=reason_code,
+            note=note,
         )
     except NotYetConfirmed as err:
         raise NotConfirmedPage(
@@ -76,12 +129,11 @@ async def decide_on_page(
                     "csrf_token": csrf_token(request),
                     "decision_id": decision_id,
                     "reason": form.reason,
+                    "reason_code": form.reason_code,
+                    "note": form.note,
                 },
             )
         ) from err
-    except ValidationError as err:
-        flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
-        return None
     except DecisionNotAllowed as err:
         flash(request, f"Not done: {err}.", "error")
         return None
@@ -91,3 +143,72 @@ async def decide_on_page(
     else:
         flash(request, TRANSITIONS[action].done, "success")
     return current
+
+
+async def hold_on_page(
+    request: Request, client: Client, onboarding_id: str, user: User, form: HoldForm
+) -> OnboardingStatus | None:
+    """Put the request on hold and say so on the next page; None if it was refused."""
+    change_id = form.change_id or uuid.uuid4().hex
+    try:
+        if not form.note.strip():
+            raise _Invalid("Not put on hold: write why it is held, in the note.")
+        note = _checked(_hold_note, form.note.strip(), "note")
+    except _Invalid as err:
+        flash(request, str(err), "error")
+        return None
+    try:
+        current = await hold(
+            client, onboarding_id, actor=user.name, note=note, hold_id=f"page:hold:{change_id}"
+        )
+    except NotYetConfirmed as err:
+        raise _not_confirmed_change(request, "Hold", change_id, form) from err
+    except DecisionNotAllowed as err:
+        flash(request, f"Not done: {err}.", "error")
+        return None
+    flash(request, "On hold: no reminders and no expiry until it is resumed.", "success")
+    return current
+
+
+async def resume_on_page(
+    request: Request, client: Client, onboarding_id: str, user: User, form: HoldForm
+) -> OnboardingStatus | None:
+    """Take the request off hold and say so on the next page; None if it was refused."""
+    change_id = form.change_id or uuid.uuid4().hex
+    try:
+        current = await resume(
+            client, onboarding_id, actor=user.name, resume_id=f"page:resume:{change_id}"
+        )
+    except NotYetConfirmed as err:
+        raise _not_confirmed_change(request, "Resume", change_id, form) from err
+    except DecisionNotAllowed as err:
+        flash(request, f"Not done: {err}.", "error")
+        return None
+    flash(request, "Resumed: its reminders and expiry run again.", "success")
+    return current
+
+
+def _not_confirmed_change(
+    request: Request, what: str, change_id: str, form: HoldForm
+) -> NotConfirmedPage:
+    return NotConfirmedPage(
+        not_confirmed(
+            request,
+            f"{what} is recorded, and not yet confirmed.",
+            what="change",
+            fields={"csrf_token": csrf_token(request), "change_id": change_id, "note": form.note},
+        )
+    )
+
+
+async def status_for_staff(
+    temporal: Connection, stores: Stores, onboarding_id: str | None
+) -> OnboardingStatus | None:
+    """A request's status for its staff page (its hold, next reminder and expiry), from
+    Temporal or else the stores; None when neither can say, and the page shows the rows."""
+    if onboarding_id is None:
+        return None
+    try:
+        return await current_status(temporal, stores, onboarding_id)
+    except OnboardingError:
+        return None

@@ -1,4 +1,5 @@
-"""Sales, for reps: the lead views, a lead with its timeline, an opportunity."""
+"""Sales, for reps: the lead views, a lead with its timeline, an opportunity; holding and
+resuming the request either belongs to."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from models.lifecycle import TRANSITIONS, Action, Stage, transitions_from
-from stores import views
+from stores import Stores, views
 from web.auth import CsrfChecked, SalesRep
-from web.dependencies import ClientDep, StoresDep, read
+from web.dependencies import ClientDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
-from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
+from web.pages.decisions import (
+    DecisionForm,
+    HoldForm,
+    allowed_in,
+    decide_on_page,
+    hold_on_page,
+    resume_on_page,
+    status_for_staff,
+)
 from web.templating import render
 
 router = APIRouter(prefix="/sales", include_in_schema=False)
@@ -44,8 +53,10 @@ async def leads(
 
 
 @router.get("/leads/{lead_id}")
-async def lead(request: Request, lead_id: RowId, user: SalesRep, stores: StoresDep) -> Response:
-    """A lead: its Contact and Company parts, its timeline, Qualify and Cancel."""
+async def lead(
+    request: Request, lead_id: RowId, user: SalesRep, stores: StoresDep, temporal: TemporalDep
+) -> Response:
+    """A lead: its Contact and Company parts, its timeline, Qualify and Cancel, its hold."""
     found = await read(views.lead, stores.sales, lead_id)
     if found is None:
         raise HTTPException(404, "There is no such lead.")
@@ -58,7 +69,38 @@ async def lead(request: Request, lead_id: RowId, user: SalesRep, stores: StoresD
         notes=notes,
         opportunity=opportunity,
         decisions=transitions_from(Stage.LEAD_OPEN),
+        status=await status_for_staff(temporal, stores, found.onboarding_id),
     )
+
+
+@router.post("/leads/{lead_id}/hold", dependencies=[CsrfChecked])
+async def hold_lead(
+    request: Request,
+    lead_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the lead's request on hold: no reminders and no expiry until it is resumed."""
+    onboarding_id = await _lead_request(stores, lead_id)
+    await hold_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
+
+
+@router.post("/leads/{lead_id}/resume", dependencies=[CsrfChecked])
+async def resume_lead(
+    request: Request,
+    lead_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the lead's request off hold."""
+    onboarding_id = await _lead_request(stores, lead_id)
+    await resume_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
 
 
 @router.post("/leads/{lead_id}/{action}", dependencies=[CsrfChecked])
@@ -72,10 +114,8 @@ async def decide_lead(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Qualify the lead (on to its opportunity) or cancel it (the prospect is rejected)."""
-    found = await read(views.lead, stores.sales, lead_id)
-    if found is None or found.onboarding_id is None:
-        raise HTTPException(404, "There is no such lead from an onboarding request.")
-    current = await decide_on_page(request, client, found.onboarding_id, action, user, form)
+    onboarding_id = await _lead_request(stores, lead_id)
+    current = await decide_on_page(request, client, onboarding_id, action, user, form)
     opportunity_id = current.records.opportunity_id if current else None
     if TRANSITIONS[action].leads_to is Stage.OPPORTUNITY_OPEN and opportunity_id is not None:
         return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
@@ -84,9 +124,13 @@ async def decide_lead(
 
 @router.get("/opportunities/{opportunity_id}")
 async def opportunity(
-    request: Request, opportunity_id: RowId, user: SalesRep, stores: StoresDep
+    request: Request,
+    opportunity_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    temporal: TemporalDep,
 ) -> Response:
-    """An opportunity: Close as won, Close as lost."""
+    """An opportunity: Close as won, Close as lost, its hold."""
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None:
         raise HTTPException(404, "There is no such opportunity.")
@@ -97,7 +141,38 @@ async def opportunity(
         opportunity=found,
         lead=lead,
         decisions=transitions_from(Stage.OPPORTUNITY_OPEN),
+        status=await status_for_staff(temporal, stores, found.onboarding_id),
     )
+
+
+@router.post("/opportunities/{opportunity_id}/hold", dependencies=[CsrfChecked])
+async def hold_opportunity(
+    request: Request,
+    opportunity_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the opportunity's request on hold: no reminders and no expiry until it is resumed."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await hold_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+
+
+@router.post("/opportunities/{opportunity_id}/resume", dependencies=[CsrfChecked])
+async def resume_opportunity(
+    request: Request,
+    opportunity_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the opportunity's request off hold."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await resume_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
 
 
 @router.post("/opportunities/{opportunity_id}/{action}", dependencies=[CsrfChecked])
@@ -111,8 +186,20 @@ async def close_opportunity(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Close the opportunity as won (the prospect is approved) or lost (rejected)."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await decide_on_page(request, client, onboarding_id, action, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+
+
+async def _lead_request(stores: Stores, lead_id: int) -> str:
+    found = await read(views.lead, stores.sales, lead_id)
+    if found is None or found.onboarding_id is None:
+        raise HTTPException(404, "There is no such lead from an onboarding request.")
+    return found.onboarding_id
+
+
+async def _opportunity_request(stores: Stores, opportunity_id: int) -> str:
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such opportunity from an onboarding request.")
-    await decide_on_page(request, client, found.onboarding_id, action, user, form)
-    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+    return found.onboarding_id
