@@ -10,8 +10,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
@@ -26,9 +27,11 @@ from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
-from tests.conftest import MailSink
+from tests.conftest import REP, MailSink, bearer, browse, web_settings_for
 from tests.scenario import a_request, keep_history, text_of
+from tests.test_api import API, a_form, until_stage
 from tests.test_partner_link_expiry import skipping  # noqa: F401  (the fixture)
+from web.app import create_app
 from worker import build_worker
 from workflows.onboarding import OnboardingWorkflow
 
@@ -276,3 +279,60 @@ def test_durations_are_read_as_seconds_or_iso_8601(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("EXPIRE_AFTER", "0")
     with pytest.raises(ValueError, match="expire_after"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def web_seconds(
+    settings: Settings, client: Client, stores: Stores, activity_executor: ThreadPoolExecutor
+) -> AsyncIterator[httpx.AsyncClient]:
+    """On the dev server: a worker whose requests are reminded after 1 s and expire after
+    3 s, and the web app with a cool-down of 4 s after a rejection."""
+    quick = settings.model_copy(
+        update={
+            "remind_after": timedelta(seconds=1),
+            "remind_every": timedelta(seconds=1),
+            "expire_after": timedelta(seconds=3),
+            "sales_team_email": "sales-team@b2b.test",
+            "reapply_cooldown": timedelta(seconds=4),
+        }
+    )
+    app = create_app(web_settings_for(quick), client=client, stores=stores)
+    async with build_worker(client, quick, stores, activity_executor), browse(app) as http:
+        yield http
+
+
+async def test_end_to_end_a_reminder_an_expiry_and_applying_again(
+    web_seconds: httpx.AsyncClient, mail_sink: MailSink
+) -> None:
+    form = a_form()
+    first = await web_seconds.post(API, json=form)
+    assert first.status_code == 202, first.text
+    oid = first.json()["onboarding_id"]
+
+    reminder = (await mail_sink.arrived(oid, EmailKind.TEAM_REMINDER))[0]
+    assert reminder["To"].addresses[0].addr_spec == "sales-team@b2b.test"
+    expired = await until_stage(web_seconds, oid, "rejected")
+    assert expired["reason_code"] == "expired" and expired["decisions"][-1]["actor"] == "system"
+    (rejection,) = await mail_sink.arrived(oid, EmailKind.PROSPECT_REJECTED)
+    assert "has expired" in text_of(rejection)
+    # Reminded at 1 s and 2 s; the one due at 3 s is the expiry's.
+    assert len(mail_sink.messages(oid, EmailKind.TEAM_REMINDER)) == 2
+
+    # Expired: no cool-down. The second request is turned down by a rep: a cool-down.
+    second = await web_seconds.post(API, json=form)
+    assert second.status_code == 202, second.text
+    again = second.json()["onboarding_id"]
+    assert again != oid
+    await until_stage(web_seconds, again, "lead_open")
+    cancel = await web_seconds.post(
+        f"{API}/{again}/cancel", headers=bearer(REP), json={"reason_code": "not_eligible"}
+    )
+    assert cancel.status_code == 200, cancel.text
+
+    refused = await web_seconds.post(API, json=form)
+    assert refused.status_code == 409, refused.text
+    may_apply_from = datetime.fromisoformat(refused.json()["may_apply_from"])
+    await asyncio.sleep(max(0.0, (may_apply_from - datetime.now(UTC)).total_seconds()) + 0.2)
+    third = await web_seconds.post(API, json=form)
+    assert third.status_code == 202, third.text
+    assert third.json()["onboarding_id"] not in (oid, again)
