@@ -25,6 +25,7 @@ from models.sales import (
     Lead,
     Opportunity,
     TimelineNote,
+    decision_note,
 )
 from stores.engine import get_or_create, one
 
@@ -151,7 +152,7 @@ class SalesActivities:
                 lead.status = "disqualified"
                 lead.decided_at, lead.decided_by = input.at, input.actor
                 lead.decision_reason = input.reason
-            text = f"Cancelled by {input.actor}" + (f": {input.reason}" if input.reason else ".")
+            text = decision_note("disqualified", input.actor, input.reason)
             _note(session, lead, "disqualified", text, input.actor, input.at)
 
         write(self.engine, work)
@@ -174,9 +175,7 @@ class SalesActivities:
                 opportunity.closed_at, opportunity.closed_by = input.at, input.actor
                 opportunity.close_reason = input.reason
             lead = _lead(session, input.onboarding_id)
-            text = f"Opportunity closed as {outcome} by {input.actor}" + (
-                f": {input.reason}" if input.reason else "."
-            )
+            text = decision_note(f"opportunity_{outcome}", input.actor, input.reason)
             _note(session, lead, f"opportunity_{outcome}", text, input.actor, input.at)
 
         write(self.engine, work)

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import DATA_CONVERTER, status
+from client import status
 from models.commerce import Prospect
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY
 from models.sales import Lead, Opportunity
@@ -352,7 +352,7 @@ def forgetful(client: Client) -> Client:
     return Client(
         client.service_client,
         namespace=FORGETFUL_NAMESPACE,
-        data_converter=DATA_CONVERTER,
+        data_converter=client.data_converter,
     )
 
 

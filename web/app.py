@@ -106,7 +106,8 @@ def create_app(
     app.state.stores = stores
     app.state.users = users
     app.state.secret = secret
-    app.state.temporal = Connection(settings, client)
+    # The requests' data keys are kept in the app's Commerce store (encryption.py).
+    app.state.temporal = Connection(settings, client, commerce=lambda: app.state.stores.commerce)
     app.state.limits = Limits(settings)
     app.state.metrics = WebMetrics()
     if stores is not None:
