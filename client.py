@@ -52,6 +52,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 import encryption
 import tracing
+from models import search_attributes as sa
 from models.ids import onboarding_workflow_id
 from models.lifecycle import DECISION_NOT_ALLOWED, Action, Stage
 from models.markdown import escape
@@ -106,21 +107,25 @@ class PayloadConverter(CompositePayloadConverter):
 
 
 def data_converter(
-    settings: Settings, commerce: Engine | Callable[[], Engine] | None = None
+    settings: Settings,
+    commerce: Engine | Callable[[], Engine] | None = None,
+    codec: encryption.EncryptionCodec | None = None,
 ) -> DataConverter:
     """How every client and worker of the product talks to Temporal.
 
     Pydantic's converter, but what comes back from Temporal is not judged again by the
     edge's rules (a workflow started before a rule tightened still replays); every
-    payload encrypted (`encryption.py`), each request's with its own key kept in this
-    Commerce store (the settings' when none is given); failure messages and stack
+    payload encrypted (`encryption.py`: `codec`, or one keeping each request's key in
+    this Commerce store, the settings' when none is given); failure messages and stack
     traces moved into an encrypted payload too.
     """
+    if codec is None:
+        codec = encryption.codec(
+            settings, commerce or (lambda: _commerce_engine(settings.commerce_database_url))
+        )
     return DataConverter(
         payload_converter_class=PayloadConverter,
-        payload_codec=encryption.codec(
-            settings, commerce or (lambda: _commerce_engine(settings.commerce_database_url))
-        ),
+        payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
@@ -231,28 +236,30 @@ class Connection:
         self,
         settings: Settings,
         client: Client | None = None,
-        commerce: Callable[[], Engine] | None = None,
+        codec: encryption.EncryptionCodec | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
-        self.commerce = commerce
+        self.codec = codec
         self._lock = asyncio.Lock()
 
     async def get(self) -> Client:
         if self.client is None:
             async with self._lock:
                 if self.client is None:
-                    self.client = await connect(self.settings, self.commerce)
+                    self.client = await connect(self.settings, codec=self.codec)
         return self.client
 
 
 async def connect(
-    settings: Settings, commerce: Engine | Callable[[], Engine] | None = None
+    settings: Settings,
+    commerce: Engine | Callable[[], Engine] | None = None,
+    codec: encryption.EncryptionCodec | None = None,
 ) -> Client:
     """A client for the configured server; TLS and API key come from Temporal's own env vars.
 
-    Its payloads are encrypted (`data_converter`); `commerce` is where the requests' data
-    keys are kept (the settings' Commerce store when not given).
+    Its payloads are encrypted (`data_converter`): with `codec`, or keeping the requests'
+    data keys in `commerce` (the settings' Commerce store when not given).
     """
     try:
         config = ClientConfig.load_client_connect_config()
@@ -268,7 +275,7 @@ async def connect(
     try:
         client = await Client.connect(
             **config,
-            data_converter=data_converter(settings, commerce),
+            data_converter=data_converter(settings, commerce, codec),
             plugins=tracing.plugins(),
         )
         # Connecting does not look at the namespace; a wrong one would read as "not found".
@@ -407,6 +414,14 @@ async def decide(
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
         raise DecisionFailed(f"{action.value} failed: {reason}") from err
+    except encryption.RequestErased as err:
+        # Its decision cannot even be encrypted: the request is decided, and erased.
+        stage = await _stage_kept(handle)
+        raise DecisionNotAllowed(
+            f"{action.value} is not allowed: the request is {stage.value} and its personal"
+            " data erased",
+            stage,
+        ) from err
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
@@ -608,6 +623,12 @@ def codec_of(client: Client) -> encryption.EncryptionCodec:
     if not isinstance(codec, encryption.EncryptionCodec):
         raise TypeError("this client does not encrypt its payloads (see client.data_converter)")
     return codec
+
+
+async def _stage_kept(handle: WorkflowHandle[Any, Any]) -> Stage:
+    """The stage Temporal's search attribute holds (in clear: it needs no key)."""
+    description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
+    return Stage(description.typed_search_attributes.get(sa.ONBOARDING_STAGE, Stage.REJECTED))
 
 
 async def _running(handle: WorkflowHandle[Any, Any]) -> bool:

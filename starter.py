@@ -1,4 +1,5 @@
-"""The command line for people and scripts: submit requests, decide them, read their status.
+"""The command line for people and scripts: submit requests, decide them, read their status,
+erase their personal data.
 
 Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
 the request's current stage; 4 no such request; 5 Temporal cannot be reached; 6 recorded
@@ -29,6 +30,7 @@ from client import (
     TemporalUnavailable,
     current_status,
     decide,
+    erase_personal_data,
     submit,
     wait_until_recorded,
 )
@@ -97,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_command = commands.add_parser("status", help="show where a request stands")
     status_command.add_argument("onboarding_id", metavar="ID")
+
+    erase_command = commands.add_parser(
+        "erase", help="erase a decided request's personal data (a Commerce admin's word)"
+    )
+    erase_command.add_argument("onboarding_id", metavar="ID")
+    erase_command.add_argument("--reason", required=True, help="why, for the record")
+    erase_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who erases")
     return parser
 
 
@@ -124,10 +133,19 @@ async def run(
             # So that a decision typed right after `submit` finds the lead in place.
             recorded = await wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
-        elif args.command == "status":
+        elif args.command in ("status", "erase"):
             stores = Stores.from_settings(settings)
             try:
-                result = await current_status(temporal, stores, args.onboarding_id)
+                if args.command == "status":
+                    result = await current_status(temporal, stores, args.onboarding_id)
+                else:
+                    result = await erase_personal_data(
+                        await temporal.get(),
+                        stores,
+                        args.onboarding_id,
+                        actor=args.actor,
+                        reason=args.reason,
+                    )
             finally:
                 stores.dispose()
         else:

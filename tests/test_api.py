@@ -318,6 +318,7 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         API,
         f"{API}/{{onboarding_id}}",
         f"{API}/{{onboarding_id}}/{{action}}",
+        f"{API}/{{onboarding_id}}/erase",
         "/api/customers/{customer_id}/credit-limit",
         "/api/partner/sessions",
         "/api/partner/account",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from client import (
     DecisionNotAllowed,
@@ -15,14 +15,16 @@ from client import (
     RequestNotFound,
     current_status,
     decide,
+    erase_personal_data,
     submit,
 )
 from links import status_url
 from models.lifecycle import Action, Role, Stage, actions_of
+from models.personal_data import Erasure
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
-from web.auth import ApiUser
+from web.auth import ApiCommerceAdmin, ApiUser
 from web.dependencies import (
     ClientDep,
     MetricsDep,
@@ -84,6 +86,16 @@ class DecisionBody(BaseModel):
     )
 
     reason: Reason | None = None
+
+
+class ErasureBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "The requester asked by email on 2026-12-01"}]},
+    )
+
+    # Why, for the record; never the person's data itself.
+    reason: Reason = Field(min_length=1)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -165,6 +177,30 @@ async def get_request(
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
     return await current_status(temporal, stores, _known(onboarding_id))
+
+
+# Before the decisions' route, whose `{action}` would take the word.
+@router.post(
+    "/{onboarding_id}/erase",
+    summary="Erase a decided request's personal data",
+    responses={
+        **{k: ERRORS[k] for k in (401, 403, 404, 429, 503)},
+        409: {"model": NotAllowed, "description": "The request is undecided"},
+    },
+)
+async def erase_request(
+    onboarding_id: str,
+    body: ErasureBody,
+    user: ApiCommerceAdmin,
+    client: ClientDep,
+    stores: StoresDep,
+) -> Erasure:
+    """A Commerce admin erases the requester's personal data from both stores and makes
+    Temporal's copy unreadable; the decision record stays, with who erased it, when and
+    why. Erasing again changes nothing."""
+    return await erase_personal_data(
+        client, stores, _known(onboarding_id), actor=user.name, reason=body.reason
+    )
 
 
 @router.post(
