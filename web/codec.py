@@ -15,6 +15,8 @@ credentials: 401; a partner's session or token: 403. The UI calls from its own o
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -33,6 +35,8 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 # What the UI sends: its JSON body, the namespace, and (when configured) a bearer token.
 ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
 PREFLIGHT_MAX_AGE = "600"
+# Bytes in protobuf's JSON: base64, standard or URL-safe, padded or not.
+BASE64 = re.compile(r"^[A-Za-z0-9+/_-]*={0,2}$")
 
 
 def origin_of(url: str) -> str:
@@ -127,10 +131,23 @@ async def _payloads(request: Request) -> list[Payload]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise HTTPException(400, "send JSON: Content-Type: application/json")
     try:
-        body = Payloads()
-        json_format.Parse(await request.body(), body)
-    except (json_format.ParseError, UnicodeDecodeError, ValueError) as err:
-        raise HTTPException(400, f'not {{"payloads": [...]}} as Temporal writes it: {err}') from err
+        sent = json.loads(await request.body())
+        if not isinstance(sent, dict) or not isinstance(sent.get("payloads"), list):
+            raise ValueError("no list of payloads")
+        for payload in sent["payloads"]:
+            metadata = payload.get("metadata", {}) if isinstance(payload, dict) else None
+            if not isinstance(metadata, dict):
+                raise ValueError("a payload is not an object with a metadata object")
+            # protobuf's JSON reader skips what is not base64; a garbled payload is refused.
+            for value in (payload.get("data", ""), *metadata.values()):
+                if not isinstance(value, str) or not BASE64.match(value):
+                    raise ValueError("a payload's bytes are not base64")
+        body = json_format.ParseDict(sent, Payloads())
+    except (json_format.ParseError, UnicodeDecodeError, ValueError, TypeError, KeyError) as err:
+        # Not chained: the app reads a chained ValueError as a JSON body it could not parse.
+        raise HTTPException(
+            400, f'not {{"payloads": [...]}} as Temporal writes it: {err}'
+        ) from None
     return list(body.payloads)
 
 
@@ -151,9 +168,9 @@ async def decode(request: Request) -> Response:
         except encryption.RequestErased:
             decoded.append(payload)
         except encryption.UnreadablePayload as err:
-            raise HTTPException(400, str(err)) from err
+            raise HTTPException(400, str(err)) from None
         except encryption.KeyStoreUnavailable as err:
-            raise HTTPException(503, str(err)) from err
+            raise HTTPException(503, str(err)) from None
     return _answer(decoded)
 
 
