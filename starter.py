@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
+import encryption
 from client import (
     Connection,
     DecisionNotAllowed,
@@ -48,6 +49,10 @@ from stores import Stores
 
 class SubmitOutput(SubmitResult):
     stage: Stage
+
+
+class Rewrapped(BaseModel):
+    rewrapped: int
 
 
 class UsageError(Exception):
@@ -106,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     erase_command.add_argument("onboarding_id", metavar="ID")
     erase_command.add_argument("--reason", required=True, help="why, for the record")
     erase_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who erases")
+
+    commands.add_parser(
+        "rewrap-keys",
+        help="wrap every request's data key with the first PAYLOAD_ENCRYPTION_KEYS key"
+        " (after a rotation, so the older keys can go)",
+    )
     return parser
 
 
@@ -133,6 +144,13 @@ async def run(
             # So that a decision typed right after `submit` finds the lead in place.
             recorded = await wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
+        elif args.command == "rewrap-keys":
+            stores = Stores.from_settings(settings)
+            try:
+                keys = encryption.codec(settings, stores.commerce).data_keys
+                result = Rewrapped(rewrapped=await asyncio.to_thread(keys.rewrap))
+            finally:
+                stores.dispose()
         elif args.command in ("status", "erase"):
             stores = Stores.from_settings(settings)
             try:
