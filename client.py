@@ -339,16 +339,19 @@ async def submit(
                     ),
                 )
             )
-        except OnboardingError:
+        except OnboardingError as err:
             # The start operation keeps the same failure (a cancellation, when the wait
-            # ran out); read it, or asyncio logs it as never retrieved, once per call.
-            read = asyncio.ensure_future(start.workflow_handle())
-            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            # ran out); read it, or asyncio logs it as never retrieved, once per call. A
+            # payload that could not be encrypted was never sent: the operation has none.
+            if not isinstance(err.__cause__, encryption.EncryptionError):
+                read = asyncio.ensure_future(start.workflow_handle())
+                read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
-        except WorkflowAlreadyStartedError:
+        except (WorkflowAlreadyStartedError, encryption.RequestErased):
             # A closed workflow has the key's id but not its Update (Temporal answers a
             # key sent again with the Update's kept outcome, so only a workflow started
-            # otherwise): a submission of its own, under a fresh id.
+            # otherwise), or its request's key is destroyed (erased, or a duplicate's
+            # short workflow a day on): a submission of its own, under a fresh id.
             if attempt:
                 raise
             onboarding_id = submission_id(None, request.email)

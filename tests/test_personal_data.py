@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,8 +36,10 @@ from activities.requests import RequestActivities
 from activities.sales import SalesActivities
 from client import (
     PayloadConverter,
+    TemporalUnavailable,
     codec_of,
     current_status,
+    data_converter,
     decide,
     erase_personal_data,
     shred_keys,
@@ -53,6 +56,7 @@ from models.personal_data import AnonymisationKind, AnonymiseRequestInput
 from models.workflow_io import ErasePersonalData, OnboardingInput
 from settings import Settings
 from stores import Stores, data_keys
+from stores.engine import make_engine
 from stores.personal_data import ERASED, anonymise_request
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import a_request, finished, payloads_in, row_counts, submitted
@@ -399,3 +403,22 @@ async def test_an_erased_requester_may_apply_again_as_anyone(
     again = await submit(client, a_request(**person.request()), settings)
 
     assert not again.duplicate and again.onboarding_id != onboarding_id
+
+
+async def test_while_commerce_cannot_be_read_a_submission_is_refused_and_nothing_starts(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A new request's key is made in Commerce before anything reaches Temporal."""
+    no_commerce = Client(
+        client.service_client,
+        namespace=client.namespace,
+        # A Commerce without its tables: every read fails, as while it is down.
+        data_converter=data_converter(settings, make_engine(f"sqlite:///{tmp_path / 'c.db'}")),
+    )
+    key = f"down-{uuid.uuid4().hex}"
+
+    with pytest.raises(TemporalUnavailable, match="Commerce"):
+        await submit(no_commerce, a_request(), settings, idempotency_key=key)
+
+    recorded = await submit(client, a_request(), settings, idempotency_key=key)
+    assert not recorded.duplicate
