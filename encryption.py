@@ -175,8 +175,9 @@ class DataKeys:
             raise RequestErased(onboarding_id)
         return key
 
-    async def for_decoding(self, onboarding_id: str) -> AESGCM:
-        key = await self._key(onboarding_id, create=False)
+    async def for_decoding(self, onboarding_id: str, fresh: bool = False) -> AESGCM:
+        """The request's key to read with; `fresh`: read from the store, not the copy held."""
+        key = await self._key(onboarding_id, create=False, fresh=fresh)
         if key is None:
             raise RequestErased(onboarding_id)
         return key
@@ -204,10 +205,12 @@ class DataKeys:
             done += 1
         return done
 
-    async def _key(self, onboarding_id: str, create: bool) -> AESGCM | None:
+    async def _key(self, onboarding_id: str, create: bool, fresh: bool = False) -> AESGCM | None:
         held = self._held.get(onboarding_id)
         now = time.monotonic()
-        if held is not None and (held.key is None or now - held.read_at < KEY_CACHE_SECONDS):
+        if held is not None and (
+            held.key is None or (not fresh and now - held.read_at < KEY_CACHE_SECONDS)
+        ):
             self._held.move_to_end(onboarding_id)
             return held.key
         try:
@@ -243,17 +246,27 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM on every payload: a request's under its data key, others' a master key's."""
 
     def __init__(
-        self, master: MasterKeys, data_keys: DataKeys, onboarding_id: str | None = None
+        self,
+        master: MasterKeys,
+        data_keys: DataKeys,
+        onboarding_id: str | None = None,
+        fresh_keys: bool = False,
     ) -> None:
         self.master = master
         self.data_keys = data_keys
         self.onboarding_id = onboarding_id
+        self.fresh_keys = fresh_keys
 
     def with_context(self, context: SerializationContext) -> Self:
         onboarding_id = onboarding_id_of(getattr(context, "workflow_id", None))
         if onboarding_id == self.onboarding_id:
             return self
-        return type(self)(self.master, self.data_keys, onboarding_id)
+        return type(self)(self.master, self.data_keys, onboarding_id, self.fresh_keys)
+
+    def reading_fresh(self) -> EncryptionCodec:
+        """This codec, reading each request's key from the store on every decode: what a
+        person is shown must not outlive an erasure made by another process."""
+        return type(self)(self.master, self.data_keys, self.onboarding_id, fresh_keys=True)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         if self.onboarding_id is not None:
@@ -272,6 +285,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         decoded = []
+        # Read once per call, however many of its payloads a request has.
+        read: dict[str, AESGCM] = {}
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
                 # Written before encryption, or not by us: as it is.
@@ -279,7 +294,12 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
                 continue
             key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
             if key_id.startswith(REQUEST_KEY):
-                key = await self.data_keys.for_decoding(key_id.removeprefix(REQUEST_KEY))
+                onboarding_id = key_id.removeprefix(REQUEST_KEY)
+                if onboarding_id not in read:
+                    read[onboarding_id] = await self.data_keys.for_decoding(
+                        onboarding_id, fresh=self.fresh_keys
+                    )
+                key = read[onboarding_id]
             else:
                 key = self.master.get(key_id)
             inner = Payload()

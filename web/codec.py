@@ -160,7 +160,7 @@ def _answer(payloads: list[Payload]) -> JSONResponse:
 async def decode(request: Request) -> Response:
     """Payloads in clear, for the Temporal UI; an erased request's stay as they are."""
     staff(request)
-    codec: encryption.EncryptionCodec = request.app.state.codec
+    codec: encryption.EncryptionCodec = request.app.state.codec.reading_fresh()
     decoded = []
     for payload in await _payloads(request):
         try:
