@@ -55,11 +55,12 @@ from models.lifecycle import Action, Stage
 from models.personal_data import AnonymisationKind, AnonymiseRequestInput
 from models.workflow_io import ErasePersonalData, OnboardingInput
 from settings import Settings
-from stores import Stores, data_keys
+from stores import Stores, data_keys, views
 from stores.engine import make_engine
 from stores.personal_data import ERASED, anonymise_request
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import a_request, finished, payloads_in, row_counts, submitted
+from tests.test_pages import CSRF, sign_in
 from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -422,3 +423,32 @@ async def test_while_commerce_cannot_be_read_a_submission_is_refused_and_nothing
 
     recorded = await submit(client, a_request(), settings, idempotency_key=key)
     assert not recorded.duplicate
+
+
+async def test_an_admin_erases_from_the_prospect_page_with_a_reason_and_a_confirmation(
+    web: httpx.AsyncClient, client: Client, settings: Settings, stores: Stores
+) -> None:
+    person = Person()
+    onboarding_id = await decided(client, settings, person, Action.CANCEL)
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect is not None
+    page = f"/commerce/prospects/{prospect.id}"
+    await sign_in(web, ADMIN)
+    shown = await web.get(page)
+    assert "Erase personal data" in shown.text and person.email in shown.text
+    token = CSRF.search(shown.text)
+    assert token
+    form = {"csrf_token": token[1], "reason": "The requester asked by email"}
+
+    unconfirmed = await web.post(f"{page}/erase", data=form)
+    assert unconfirmed.status_code == 303
+    assert "Tick the box" in (await web.get(page)).text
+    assert views.anonymised(stores, onboarding_id) is False
+
+    confirmed = await web.post(f"{page}/erase", data={**form, "confirm": "yes"})
+
+    assert confirmed.status_code == 303
+    after = await web.get(page)
+    assert "personal data is erased" in after.text and "Erased by anna" in after.text
+    assert not person.found_in(after.text)
+    assert rows_holding(stores, onboarding_id, person) == []
