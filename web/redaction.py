@@ -24,8 +24,8 @@ SECRET_PATHS = (
     "/password/reset/{token}",
     "/links/{token}/fresh",
 )
-# Loggers that print request paths.
-PATH_LOGGERS = ("uvicorn.access", "uvicorn.error")
+# Loggers that print request paths (the app's own names the path of an unexpected error).
+PATH_LOGGERS = ("uvicorn.access", "uvicorn.error", "web")
 
 _SEGMENT = r"[^/?#\s\"']+"
 
