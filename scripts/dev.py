@@ -111,7 +111,9 @@ def main() -> int:
     if settings.payload_encryption_keys is None:
         # Made once, before the worker and the web app both read it.
         master_keys(settings)
-        print(f"dev: payloads encrypted with the key in {KEYS_FILE.relative_to(PROJECT)}")
+        print(
+            f"dev: payloads encrypted with the key in {KEYS_FILE.relative_to(PROJECT)}", flush=True
+        )
     migrate_stores()
     services = [
         (
