@@ -43,6 +43,7 @@ from activities import smtp
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
 from links import staff_page_path, status_url
+from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import Customer, EmailMessage, PartnerUser
 from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
@@ -378,13 +379,13 @@ class EmailActivities:
             )
             if not (claimed.already_sent or progress):
                 assert claimed.message is not None
-                await self._send(claimed.message, claimed.recipient)
+                await self._send(claimed.message)
                 progress.append(SENT)
             if not claimed.already_sent:
                 await self._mark_sent_retrying(claimed.row_id)
         return claimed
 
-    async def _send(self, message: MimeMessage, recipient: str) -> None:
+    async def _send(self, message: MimeMessage) -> None:
         span = trace.get_tracer(__name__).start_as_current_span(
             "smtp send",
             kind=trace.SpanKind.CLIENT,
@@ -401,7 +402,8 @@ class EmailActivities:
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
                 _count(message, "refused")
-                raise invalid_data(f"the mail server refuses {recipient}") from refused
+                # The reason lands in the request's status and the worker's log: no address.
+                raise invalid_data("the mail server refuses the recipient's address") from refused
             _count(message, "retried")
             raise
         except (
@@ -424,12 +426,16 @@ class EmailActivities:
             # 5xx is SMTP's "permanent": the same message would be refused again.
             if refused.code >= 500:
                 _count(message, "refused")
-                raise invalid_data(f"the mail server refuses the message: {refused}") from refused
+                raise invalid_data(
+                    f"the mail server refuses the message: {redact_emails(str(refused))}"
+                ) from refused
             _count(message, "retried")
             raise
         except aiosmtplib.SMTPNotSupported as refused:
             _count(message, "refused")
-            raise invalid_data(f"the mail server cannot take the message: {refused}") from refused
+            raise invalid_data(
+                f"the mail server cannot take the message: {redact_emails(str(refused))}"
+            ) from refused
         except Exception:
             _count(message, "retried")
             raise
@@ -491,7 +497,7 @@ class EmailActivities:
             # A header the standard library cannot write (an address SMTP cannot carry)
             # fails the same way on every attempt: raised inside the claim, so nothing
             # is claimed, and nothing retried.
-            raise invalid_data(f"the email to {address} cannot be written: {err}") from err
+            raise invalid_data(f"the email cannot be written: {redact_emails(str(err))}") from err
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
         # After the parts: making the alternative moves Content-* headers into part one.
@@ -514,7 +520,6 @@ class _Claimed:
         row.attempts += 1
         self.row_id = row.id
         self.already_sent = row.sent_at is not None
-        self.recipient = row.recipient
         self.message = message
 
 
