@@ -53,7 +53,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 import encryption
 import tracing
 from models import search_attributes as sa
-from models.ids import onboarding_workflow_id
+from models.ids import onboarding_workflow_id, personal_data_workflow_id
 from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
@@ -639,8 +639,17 @@ async def erase_personal_data(
             ),
         )
         closed = True
+    await _end_retention(client, onboarding_id)
     history = await _shred(client, onboarding_id) if closed else "pending"
     return Erasure(**done.model_dump(), history=history)
+
+
+async def _end_retention(client: Client, onboarding_id: str) -> None:
+    """A rejected request's retention has nothing left to anonymise once it is erased."""
+    handle = client.get_workflow_handle(personal_data_workflow_id(onboarding_id))
+    if await _running(handle):
+        with contextlib.suppress(RPCError):
+            await _rpc(handle.cancel(rpc_timeout=RPC_TIMEOUT))
 
 
 async def shred_keys(client: Client) -> int:

@@ -33,6 +33,7 @@ from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
+from workflows.personal_data import PersonalDataWorkflow
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
@@ -44,7 +45,7 @@ MAX_CACHED_WORKFLOWS = 500
 # How often the worker destroys the data keys of requests anonymised while their workflow
 # ran, now that it has closed (client.shred_keys).
 SHRED_EVERY = 300.0
-WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow]
+WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow, PersonalDataWorkflow]
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
 # free of state a workflow could change, and heavy to import (pydantic builds every
 # model's validator on import). Shared, they are imported once per worker. The sandbox

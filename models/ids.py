@@ -18,6 +18,11 @@ def onboarding_workflow_id(onboarding_id: str) -> str:
     return f"{ONBOARDING_PREFIX}{onboarding_id}"
 
 
+def personal_data_workflow_id(onboarding_id: str) -> str:
+    """A rejected request's retention: `personal-data-<onboarding_id>`."""
+    return f"personal-data-{onboarding_id}"
+
+
 def onboarding_id_of(workflow_id: str | None) -> str | None:
     """The request a workflow id belongs to, or None for any other workflow."""
     if workflow_id is None or not workflow_id.startswith(ONBOARDING_PREFIX):

@@ -50,3 +50,10 @@ class ErasePersonalData(BaseModel):
     actor: Actor
     # Why (say, "the requester asked on 2026-12-01"); never the person's data itself.
     reason: Reason = Field(min_length=1)
+
+
+class PersonalDataInput(BaseModel):
+    """A rejected request's retention: anonymise it at `anonymise_at` (decided + retention)."""
+
+    onboarding_id: str
+    anonymise_at: datetime

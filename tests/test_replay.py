@@ -7,13 +7,14 @@ administrator's partner user workflow, and that workflow's own history; up to v3
 request was the child of its email's applicant workflow, whose histories are kept too;
 `v4-one-workflow/`: one workflow per request, one local activity per step, and a
 duplicate submission's own short workflow; `v5-request-time/`: reminders, expiry and holds
-on durable timers). All of them
+on durable timers; `v6-personal-data/`: a rejected request's retention workflow, and the
+`erase` Update). All of them
 replay, so a change that would break a request started under any of those versions
 (non-determinism) fails here. After
 an intended change to the command sequence, guarded by `workflow.patched`, record into a
 new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
 `RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py
-tests/test_partner_accounts.py tests/test_request_time.py`.
+tests/test_partner_accounts.py tests/test_request_time.py tests/test_retention.py`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from worker import WORKFLOWS, workflow_runner
 from workflows.onboarding import (
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
+    PERSONAL_DATA_PATCH,
     RECEIVED_EMAIL_PATCH,
     REQUEST_TIME_PATCH,
 )
@@ -51,8 +53,11 @@ PATHS = {
 # What the versions since one workflow per request record besides: an email applying
 # twice, a partner user.
 DUPLICATES = {"duplicate", "status_link_reminded", "partner_user"}
-# What the current version records besides: reminders, an expiry, a hold.
+# What the versions since request time record besides: reminders, an expiry, a hold.
 TIME = {"reminded", "expired", "held"}
+# What the current version records besides: a rejected request's retention (and the
+# retention's own workflow), an erasure while the request's emails were still retrying.
+PERSONAL_DATA = {"retained", "personal_data", "erased"}
 # The versions whose requests were children of an applicant workflow.
 WITH_APPLICANT = ("v1", "v2-received-email", "v3-partner-account")
 
@@ -61,14 +66,18 @@ def test_every_version_has_histories_for_every_path() -> None:
     assert [folder.name for folder in VERSIONS] == [
         *WITH_APPLICANT,
         "v4-one-workflow",
+        "v5-request-time",
         RECORDING_VERSION,
     ]
     for folder in VERSIONS:
         paths = PATHS | ({"applicant"} if folder.name in WITH_APPLICANT else set())
         assert {path.stem for path in folder.glob("*.json")} >= paths, folder.name
     assert {path.stem for path in (HISTORIES / "v4-one-workflow").glob("*.json")} >= DUPLICATES
+    assert {path.stem for path in (HISTORIES / "v5-request-time").glob("*.json")} >= (
+        DUPLICATES | TIME
+    )
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
-    assert current >= DUPLICATES | TIME
+    assert current >= DUPLICATES | TIME | PERSONAL_DATA
 
 
 @pytest.mark.parametrize(
@@ -107,9 +116,15 @@ def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
     expected = {
         "v3-partner-account": [f"patch:{RECEIVED_EMAIL_PATCH}", f"patch:{PARTNER_ACCOUNT_PATCH}"],
         "v4-one-workflow": [f"patch:{ONE_WORKFLOW_PATCH}", "local:record_request"],
+        "v5-request-time": [
+            f"patch:{ONE_WORKFLOW_PATCH}",
+            f"patch:{REQUEST_TIME_PATCH}",
+            "local:record_request",
+        ],
         RECORDING_VERSION: [
             f"patch:{ONE_WORKFLOW_PATCH}",
             f"patch:{REQUEST_TIME_PATCH}",
+            f"patch:{PERSONAL_DATA_PATCH}",
             "local:record_request",
         ],
     }
@@ -117,7 +132,7 @@ def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
         requests = [
             path
             for path in (HISTORIES / version).glob("*.json")
-            if not path.stem.startswith(("applicant", "partner_user"))
+            if not path.stem.startswith(("applicant", "partner_user", "personal_data"))
         ]
         assert requests, version
         for path in requests:

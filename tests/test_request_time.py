@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -63,13 +64,13 @@ async def env(
 
 
 async def start(
-    client: Client, settings: Settings
+    client: Client, settings: Settings, **overrides: Any
 ) -> WorkflowHandle[OnboardingWorkflow, OnboardingStatus]:
     """Start and submit a request in two calls: the test server has no Update-with-Start."""
     onboarding_id = uuid.uuid4().hex[:16]
     handle = await client.start_workflow(
         OnboardingWorkflow.run,
-        OnboardingInput(onboarding_id=onboarding_id, request=a_request()),
+        OnboardingInput(onboarding_id=onboarding_id, request=a_request(**overrides)),
         id=onboarding_workflow_id(onboarding_id),
         task_queue=settings.onboarding_task_queue,
     )

@@ -37,6 +37,7 @@ from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import (
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
+    PERSONAL_DATA_PATCH,
     REQUEST_TIME_PATCH,
 )
 
@@ -133,7 +134,7 @@ async def test_requests_open_before_request_time_carry_on_without_a_clock(
     codes like any other."""
 
     def before_request_time(patch: PatchActivationInput) -> bool:
-        return patch.patch_id != REQUEST_TIME_PATCH
+        return patch.patch_id not in (REQUEST_TIME_PATCH, PERSONAL_DATA_PATCH)
 
     quick = settings.model_copy(
         update={"remind_after": timedelta(seconds=1), "expire_after": timedelta(seconds=2)}

@@ -67,7 +67,7 @@ with workflow.unsafe.imports_passed_through():
         TeamReminderInput,
         WriteCustomersInput,
     )
-    from models.ids import hour_period, onboarding_workflow_id
+    from models.ids import hour_period, onboarding_workflow_id, personal_data_workflow_id
     from models.lifecycle import (
         ALLOWED_ACTIONS,
         DECISION_NOT_ALLOWED,
@@ -83,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.markdown import escape
     from models.partners import PartnerUserInput, partner_user_workflow_id
+    from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.status import (
         Decision,
         DecisionRecord,
@@ -94,7 +95,9 @@ with workflow.unsafe.imports_passed_through():
         Resume,
     )
     from models.workflow_io import (
+        ErasePersonalData,
         OnboardingInput,
+        PersonalDataInput,
         RequestDecided,
         StatusLinkRequested,
         SubmitResult,
@@ -127,6 +130,9 @@ ONE_WORKFLOW_PATCH = "one-workflow"
 # Requests started from this version on keep time: reminders to the team whose move it
 # is, expiry, holds. Earlier ones wait for their decisions without a clock.
 REQUEST_TIME_PATCH = "request-time"
+# Requests started from this version on keep a rejected requester's personal data for
+# PERSONAL_DATA_RETENTION, then anonymise it (`PersonalDataWorkflow`); all may be erased.
+PERSONAL_DATA_PATCH = "personal-data"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
@@ -203,6 +209,11 @@ class OnboardingWorkflow:
         self._remind_at: datetime | None = None
         self._expire_at: datetime | None = None
         self._clock_moved = False
+        # Personal data (PERSONAL_DATA_PATCH): erased on request, or kept for the
+        # retention once rejected. The emails being sent, to stop should it be erased.
+        self._keeps_personal_data = False
+        self._erased = False
+        self._sending: set[workflow.ActivityHandle[int]] = set()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -212,6 +223,7 @@ class OnboardingWorkflow:
         # differently from how it ran (fault case 1 met that non-determinism error).
         if workflow.patched(ONE_WORKFLOW_PATCH):
             self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
+            self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
             # Nothing else runs per request: the approval email's activation link
             # expires by its date in the store, and the partner user's workflow starts
             # with the first change that needs it (a resend, an invitation, a removal).
@@ -222,6 +234,10 @@ class OnboardingWorkflow:
         await workflow.wait_condition(
             lambda: not self._emails_in_flight and workflow.all_handlers_finished()
         )
+        if self._retains_personal_data():
+            await self._start_retention()
+            # An erasure may have come meanwhile: answered before the workflow ends.
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
 
     # --- one workflow per request ----------------------------------------------------------
@@ -515,6 +531,8 @@ class OnboardingWorkflow:
     def _send(self, kind: EmailKind, sending: workflow.ActivityHandle[int]) -> Notification:
         """Follow an email being sent; its outcome lands on the notification returned."""
         note = Notification(kind=kind)
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
         recording = asyncio.create_task(self._record(note, sending))
         self._emails_in_flight.add(recording)
         recording.add_done_callback(self._emails_in_flight.discard)
@@ -524,6 +542,11 @@ class OnboardingWorkflow:
         try:
             note.email_message_id = await sending
         except ActivityError as err:
+            if self._erased:
+                # Stopped: its requester's personal data was erased.
+                note.state, note.error = "failed", "not sent: the personal data was erased"
+                self._publish()
+                return
             cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
             workflow.logger.error("The %s email was not sent: %s", note.kind.event, cause)
             note.state, note.error = "failed", cause
@@ -692,6 +715,69 @@ class OnboardingWorkflow:
                 ),
             )
         )
+
+    # --- personal data ---------------------------------------------------------------------
+
+    # Named `erase` by its method (client.ERASE_UPDATE); no name=: that form of the
+    # decorator loses the async return type for callers.
+    @workflow.update
+    async def erase(self, erase: ErasePersonalData) -> None:
+        """A Commerce admin erases the decided request's personal data: both stores are
+        anonymised, emails still being sent stop, and the workflow ends (the client then
+        destroys the request's data key)."""
+        self._erased = True
+        for sending in list(self._sending):
+            sending.cancel()
+        await store_write(
+            RequestActivities.anonymise_request,
+            AnonymiseRequestInput(
+                onboarding_id=self._input.onboarding_id,
+                at=workflow.now(),
+                actor=erase.actor,
+                reason=erase.reason,
+                kind=AnonymisationKind.ERASURE,
+            ),
+            f"Commerce and Sales: erase the requester's personal data ({escape(erase.actor)})",
+        )
+        self._status.email = ""
+        self._publish()
+
+    @erase.validator
+    def _validate_erase(self, erase: ErasePersonalData) -> None:
+        stage = self._status.stage
+        if not stage.decided:
+            raise DecisionNotAllowed(
+                f"erasure is not allowed while the request is {stage.value}: it is undecided",
+                stage,
+            )
+        if self._erased:
+            raise DecisionNotAllowed("erasure is not allowed: it is erased already", stage)
+
+    def _retains_personal_data(self) -> bool:
+        """A rejected request of PERSONAL_DATA_PATCH, not erased: its data is kept a while."""
+        return (
+            self._keeps_personal_data
+            and not self._erased
+            and self._status.stage is Stage.REJECTED
+            and self._timing is not None
+            and self._timing.personal_data_retention is not None
+        )
+
+    async def _start_retention(self) -> None:
+        """Leave the retention to a workflow of its own, which outlives this one."""
+        assert self._timing is not None and self._timing.personal_data_retention is not None
+        decided_at = self._status.decisions[-1].at if self._status.decisions else workflow.now()
+        with suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                "PersonalDataWorkflow",
+                PersonalDataInput(
+                    onboarding_id=self._input.onboarding_id,
+                    anonymise_at=decided_at + self._timing.personal_data_retention,
+                ),
+                id=personal_data_workflow_id(self._input.onboarding_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary="Personal data: anonymised once the retention ends",
+            )
 
     # --- hold ------------------------------------------------------------------------------
 
