@@ -81,7 +81,7 @@ def test_a_store_that_differs_without_a_history_is_refused_with_the_reason(
 ) -> None:
     CommerceTable.metadata.create_all(empty_database)
     with empty_database.begin() as connection:
-        connection.exec_driver_sql("ALTER TABLE prospect DROP COLUMN sales_integration_enabled")
+        connection.exec_driver_sql("ALTER TABLE prospect DROP COLUMN comments")
     with pytest.raises(SchemaMismatch, match=r"no migration history.*make clean"):
         migrate(empty_database, "commerce")
 
