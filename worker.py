@@ -30,6 +30,7 @@ from settings import Settings, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
+from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 
@@ -40,7 +41,7 @@ ACTIVITY_THREADS = 32
 # a request idle while it waits for a rep is evicted and replayed from its short history
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
-WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow]
+WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow, NotificationResendWorkflow]
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
 # free of state a workflow could change, and heavy to import (pydantic builds every
 # model's validator on import). Shared, they are imported once per worker. The sandbox
@@ -105,6 +106,7 @@ def build_worker(
             commerce.approve_prospect,
             commerce.reject_prospect,
             email.send_onboarding_email,
+            email.resend_onboarding_email,
             email.send_access_link,
             partners.add_partner_user,
             partners.remove_partner_user,

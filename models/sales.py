@@ -27,6 +27,11 @@ from models.search import COMPANY_KEY_MAX, company_key, search_text
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
 LEAD_SOURCE_MANUAL = "manual"
 DUAL_WRITE_NOTE = "dual_write_created"
+# A lead's source as its page names it.
+LEAD_SOURCE_WORDS = {
+    LEAD_SOURCE_COMMERCE_B2B: "Commerce B2B onboarding (dual-write)",
+    LEAD_SOURCE_MANUAL: "Entered in Sales",
+}
 
 
 class SalesTable(SQLModel, registry=registry()):

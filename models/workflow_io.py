@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from models.requests import OnboardingRequest
+from models.requests import Actor, OnboardingRequest
+from models.status import EmailKind
 
 
 class OnboardingInput(BaseModel):
@@ -38,3 +39,15 @@ class StatusLinkRequested(BaseModel):
     """From the applicant workflow to its open request: the email applied again at `at`."""
 
     at: datetime
+
+
+class ResendNotificationInput(BaseModel):
+    """A Commerce admin's resend of a request's failed notification: which one, and who.
+
+    Only ids: the email is written again from the stores' rows of the request.
+    """
+
+    onboarding_id: str
+    kind: EmailKind
+    period: str = ""
+    actor: Actor

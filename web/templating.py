@@ -9,12 +9,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from babel.dates import format_datetime
+from babel import Locale as BabelLocale
+from babel import UnknownLocaleError
+from babel.dates import format_datetime, format_timedelta
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from models.lifecycle import STAGE_WORDS, ReasonCode, status_words
 from models.requests import Locale
+from models.sales import LEAD_SOURCE_WORDS
+from models.status import email_words
 from settings import PROJECT_DIR, Settings
 from web import i18n
 from web.auth import csrf_token, partner_session, session_user
@@ -49,6 +54,15 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
+    # The staff pages' words (English) for what the stores keep as codes.
+    environment.filters["language"] = language_words
+    environment.filters["waited"] = waited
+    environment.filters["thousands"] = lambda number: f"{number:,}"
+    environment.globals["status_words"] = status_words
+    environment.globals["stage_words"] = STAGE_WORDS
+    environment.globals["lead_source_words"] = LEAD_SOURCE_WORDS
+    environment.globals["reason_label"] = reason_label
+    environment.globals["email_words"] = email_words
     environment.globals["language_names"] = i18n.LANGUAGE_NAMES
     environment.filters["money"] = money
     # A decision button's id: a double click sends the same Update twice, applied once.
@@ -57,9 +71,40 @@ def templates() -> Jinja2Templates:
 
 
 def _when(value: datetime | None) -> str:
+    return when(value, _rendering.get())
+
+
+def when(value: datetime | None, locale: Locale = "en") -> str:
+    """A moment as people read it, in `locale` (a staff message is English)."""
     if value is None:
         return ""
-    return format_datetime(value, "long", tzinfo=UTC, locale=_rendering.get())
+    return format_datetime(value, "long", tzinfo=UTC, locale=locale)
+
+
+def language_words(code: str | None) -> str:
+    """A language's name in English, for the staff pages: `it` → "Italian"."""
+    if not code:
+        return ""
+    try:
+        return BabelLocale.parse(code).get_display_name("en") or code
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def reason_label(code: str | None) -> str:
+    """A reason code as people read it: `not_eligible` → "Not eligible"."""
+    if not code:
+        return ""
+    known = code in ReasonCode.__members__.values()
+    return ReasonCode(code).label if known else code.replace("_", " ").capitalize()
+
+
+def waited(since: datetime | None, until: datetime | None = None) -> str:
+    """How long since `since`, as people say it: "3 days", "5 hours"."""
+    if since is None:
+        return ""
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return format_timedelta((until or datetime.now(UTC)) - since, threshold=2, locale="en")
 
 
 def money(amount: Decimal, currency: str = "") -> str:

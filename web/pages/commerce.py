@@ -1,23 +1,29 @@
-"""Commerce, for admins: all prospects, a prospect with its customers and hierarchy, an
-organisation's credit limit."""
+"""Commerce, for admins: an overview, All prospects (search, filters, counts, pages,
+decisions on many at once, its view as CSV), a prospect with its customers, hierarchy and
+what its partner was told, an organisation's credit limit."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from models.lifecycle import Action, ProspectStatus, Stage, transitions_from
+from models.commerce import Prospect
+from models.lifecycle import Action, Stage, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
-from stores import Stores, credit_limits, views
+from stores import Stores, credit_limits, queues, views
+from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
-from web.dependencies import ClientDep, StoresDep, read
+from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
+from web.pages import bulk, export, notifications
 from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
+from web.pages.notifications import notifications_of
+from web.pages.queues import now, queue_page, view_of
 from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -34,36 +40,80 @@ ProspectAction = Annotated[Action, allowed_in(Stage.AWAITING_APPROVAL)]
 
 
 @router.get("")
-async def commerce_home() -> Response:
-    return RedirectResponse("/commerce/prospects", status_code=303)
+async def overview(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """Every request by stage, those awaiting approval by how long, emails not sent."""
+    at = now()
+    stages = await read(views.stage_counts, stores)
+    awaiting = View(filters={"status": "pending", "mode": "commerce"}, sort=Sort.OLDEST)
+    approval = await read(queues.page, stores.commerce, PROSPECTS, awaiting, at, 1)
+    with_sales = View(filters={"status": "pending", "mode": "sales"}, sort=Sort.OLDEST)
+    in_sales = await read(queues.page, stores.commerce, PROSPECTS, with_sales, at, 1)
+    failed = await read(views.failed_notifications, stores.commerce)
+    return render(
+        request,
+        "commerce/overview.html",
+        stages=stages,
+        approval=approval,
+        in_sales=in_sales,
+        failed=failed,
+        failed_shown=views.FAILED_SHOWN,
+        now=at,
+    )
 
 
 @router.get("/prospects")
-async def prospects(
-    request: Request,
-    user: CommerceAdmin,
-    stores: StoresDep,
-    status: ProspectStatus | Literal[""] = "",
-    q: str = "",
-) -> Response:
-    """*All prospects*, filtered by status and searched by company, contact or reference."""
-    rows = await read(views.all_prospects, stores.commerce, status or None, q[:200])
+async def prospects(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """*All prospects*: search, filters with their counts, sorts, pages; decide on many."""
+    shown = await queue_page(request, stores.commerce, PROSPECTS, "/commerce/prospects")
     return render(
         request,
         "commerce/prospects.html",
-        prospects=rows,
-        status=status,
-        q=q,
-        statuses=list(ProspectStatus),
-        page_size=views.PAGE_SIZE,
+        decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        **shown,
     )
+
+
+@router.get("/prospects.csv")
+async def prospects_csv(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """All prospects of the view (its search, filters and sort, every page) as CSV, streamed."""
+    view = view_of(request, PROSPECTS)
+    at = now()
+    batches = queues.export(stores.commerce, PROSPECTS, view, at)
+    return StreamingResponse(
+        export.prospects_csv(batches),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="all-prospects-{at:%Y-%m-%d}.csv"'},
+    )
+
+
+@router.post("/prospects/bulk", dependencies=[CsrfChecked])
+async def decide_prospects(
+    request: Request,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[bulk.BulkForm, Form()],
+) -> Response:
+    """Approve or reject every ticked prospect awaiting approval, each its own decision."""
+    back = form.back_to("/commerce/prospects")
+    if form.action not in (t.action for t in transitions_from(Stage.AWAITING_APPROVAL)):
+        raise HTTPException(404, "There is no such decision on prospects.")
+    found = await read(views.of_ids, stores.commerce, Prospect, form.ids)
+    targets = [_prospect_target(found[row_id]) for row_id in form.ids if row_id in found]
+    outcomes = await bulk.decide_all(request, client, user, form, targets)
+    return bulk.answer(request, back, "prospect", form, outcomes)
 
 
 @router.get("/prospects/{prospect_id}")
 async def prospect(
-    request: Request, prospect_id: RowId, user: CommerceAdmin, stores: StoresDep
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    temporal: TemporalDep,
 ) -> Response:
-    """A prospect: its request, Approve and Reject (integration off), its customers."""
+    """A prospect: its request, Approve and Reject (integration off), its customers, and
+    what its partner was told."""
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
@@ -77,6 +127,7 @@ async def prospect(
         hierarchy=hierarchy,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        told=await notifications_of(temporal, stores, found.onboarding_id),
     )
 
 
@@ -96,6 +147,35 @@ async def decide_prospect(
         raise HTTPException(404, "There is no such prospect.")
     await decide_on_page(request, client, found.onboarding_id, action, user, form)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+@router.post("/prospects/{prospect_id}/notifications/resend", dependencies=[CsrfChecked])
+async def resend_notification(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    form: Annotated[notifications.ResendForm, Form()],
+) -> Response:
+    """Send a refused email again: a new attempt at the same notification, still sent once."""
+    found = await read(views.prospect, stores.commerce, prospect_id)
+    if found is None:
+        raise HTTPException(404, "There is no such prospect.")
+    await notifications.resend(request, found, form, user, temporal, stores, client, settings)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}#notifications", status_code=303)
+
+
+def _prospect_target(prospect: Prospect) -> bulk.Target:
+    return bulk.Target(
+        row_id=prospect.id or 0,
+        onboarding_id=prospect.onboarding_id,
+        name=prospect.company_name,
+        detail=f"{prospect.first_name} {prospect.last_name}",
+        href=f"/commerce/prospects/{prospect.id}",
+    )
 
 
 @router.get("/customers/{customer_id}")

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationEr
 from temporalio.client import Client
 
 from client import DecisionNotAllowed, NotYetConfirmed, decide
-from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
+from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage, refusal
 from models.requests import IDEMPOTENCY_KEY, Reason
 from models.status import OnboardingStatus
 from web.auth import User, csrf_token
@@ -28,6 +28,12 @@ def allowed_in(stage: Stage) -> AfterValidator:
         return action
 
     return AfterValidator(check)
+
+
+def reason_problem(err: ValidationError) -> str:
+    """What is wrong with a typed reason: "The reason should have at most 500 characters."."""
+    said = err.errors()[0]["msg"].removeprefix("String ").removeprefix("Value error, ")
+    return f"The reason {said[:1].lower()}{said[1:]}."
 
 
 class NotConfirmedPage(Exception):
@@ -70,7 +76,7 @@ async def decide_on_page(
         raise NotConfirmedPage(
             not_confirmed(
                 request,
-                f"{action.value.capitalize()} is recorded, and not yet confirmed.",
+                f"{TRANSITIONS[action].button} is recorded, and not yet confirmed.",
                 what="decision",
                 fields={
                     "csrf_token": csrf_token(request),
@@ -80,14 +86,14 @@ async def decide_on_page(
             )
         ) from err
     except ValidationError as err:
-        flash(request, f"The reason {err.errors()[0]['msg'].lower()}.", "error")
+        flash(request, reason_problem(err), "error")
         return None
     except DecisionNotAllowed as err:
-        flash(request, f"Not done: {err}.", "error")
+        flash(request, f"Not done. {refusal(action, err.stage)}", "error")
         return None
     get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
-        flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
+        flash(request, f"{TRANSITIONS[action].button} is accepted and still being applied.")
     else:
         flash(request, TRANSITIONS[action].done, "success")
     return current
