@@ -257,7 +257,7 @@ class EmailMessage(CommerceTable, table=True):
     attempts: int = 0
     # Refused for good (an address or a message the server will never take, a login it
     # refuses): when, and the server's words. Cleared when it is sent again.
-    failed_at: datetime | None = None
+    failed_at: datetime | None = Field(default=None, index=True)
     failure: str | None = Field(default=None, max_length=FAILURE_MAX)
     # The last time a Commerce admin had it sent again, and who.
     resent_at: datetime | None = None

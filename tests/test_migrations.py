@@ -213,3 +213,63 @@ def test_administrators_approved_before_accounts_existed_get_one_to_activate(
             text("SELECT invoice_customer_id FROM customer WHERE id = :id"), {"id": person}
         ).scalar_one()
         assert invoice == organization
+
+
+def test_requests_stored_before_the_queues_are_found_and_counted(empty_database: Engine) -> None:
+    now = datetime.now(UTC)
+    with empty_database.begin() as connection:
+        command.upgrade(config("commerce", connection), "0005")
+        command.upgrade(config("sales", connection), "0002")
+        for number, status in ((1, "pending"), (2, "rejected")):
+            connection.execute(
+                text(
+                    "INSERT INTO prospect (onboarding_id, status, company_name, first_name,"
+                    " last_name, email, locale, sales_integration_enabled, created_at)"
+                    " VALUES (:id, :status, 'Société Générale', 'Zoë', 'Łaski',"
+                    " :email, 'it', :on, :now)"
+                ),
+                {"id": f"{number:016x}", "status": status, "email": f"z{number}@x.example",
+                 "on": True, "now": now},
+            )  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO lead (onboarding_id, source, status, topic, first_name, last_name,"
+                " email, company_name, locale, created_at) VALUES ('0000000000000001',"
+                " 'commerce_b2b', 'open', 'Topic', 'Zoë', 'Łaski', 'z1@x.example',"
+                " 'Société Générale', 'it', :now)"
+            ),
+            {"now": now},
+        )
+
+    migrate(empty_database, "commerce")
+    migrate(empty_database, "sales")
+
+    with empty_database.begin() as connection:
+        words = connection.execute(text("SELECT search_text, company_key FROM prospect")).all()
+        assert {tuple(row) for row in words} == {
+            ("societe generale zoe laski z1@x.example 0000000000000001", "societe generale"),
+            ("societe generale zoe laski z2@x.example 0000000000000002", "societe generale"),
+        }
+        tally = connection.execute(
+            text("SELECT status, reason_code, row_count FROM prospect_tally ORDER BY status")
+        ).all()
+        assert [tuple(row) for row in tally] == [("pending", "", 1), ("rejected", "", 1)]
+        (lead,) = connection.execute(text("SELECT search_text FROM lead")).all()
+        assert lead[0].startswith("societe generale zoe laski")
+        leads = connection.execute(text("SELECT status, row_count FROM lead_tally")).all()
+        assert [tuple(row) for row in leads] == [("open", 1)]
+
+
+def test_the_queues_revisions_go_down_and_up_again(empty_database: Engine) -> None:
+    migrate(empty_database, "commerce")
+    migrate(empty_database, "sales")
+    with empty_database.begin() as connection:
+        command.downgrade(config("commerce", connection), "0005")
+        command.downgrade(config("sales", connection), "0002")
+        tables = set(inspect(connection).get_table_names())
+        assert not {"prospect_tally", "lead_tally", "opportunity_tally"} & tables
+    migrate(empty_database, "commerce")
+    migrate(empty_database, "sales")
+    with empty_database.connect() as connection:
+        for store in STORES:
+            assert differences(connection, store) == []

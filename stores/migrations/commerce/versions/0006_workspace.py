@@ -69,6 +69,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("resent_by", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True)
         )
+    op.create_index("ix_email_message_failed_at", "email_message", ["failed_at"])
     _fold_stored_prospects()
     for name, columns in INDEXES.items():
         op.create_index(name, "prospect", columns)
@@ -139,6 +140,7 @@ def downgrade() -> None:
     op.drop_table(tallies.PROSPECT.name)
     for name in INDEXES:
         op.drop_index(name, table_name="prospect")
+    op.drop_index("ix_email_message_failed_at", table_name="email_message")
     with op.batch_alter_table("email_message") as batch:
         for column in ("resent_by", "resent_at", "failure", "failed_at"):
             batch.drop_column(column)
