@@ -11,6 +11,7 @@ stage had moved on (and what it allows now), or still being applied.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -74,10 +75,14 @@ class Target:
     href: str
 
 
+# What can happen to each request, in the order the summary counts them.
+OUTCOMES = ("done", "refused", "pending", "failed")
+
+
 @dataclass(frozen=True)
 class Outcome:
     target: Target
-    # done, refused, pending (still being applied), failed
+    # One of OUTCOMES: pending is still being applied.
     kind: str
     words: str
     # A record the decision made (the opportunity a qualification opened).
@@ -178,9 +183,8 @@ def answer(
     if not outcomes:
         flash(request, f"Tick at least one {noun} first.", "error")
         return RedirectResponse(back, status_code=303)
-    tally: dict[str, int] = {}
-    for outcome in outcomes:
-        tally[outcome.kind] = tally.get(outcome.kind, 0) + 1
+    counted = Counter(outcome.kind for outcome in outcomes)
+    tally = {kind: counted[kind] for kind in OUTCOMES if counted[kind]}
     return render(
         request,
         "bulk_outcome.html",
