@@ -27,7 +27,13 @@ from models.requests import (
     REASON_MAX,
     WEBSITE_MAX,
 )
-from models.search import COMPANY_KEY_MAX, company_key, search_text
+from models.search import (
+    COMPANY_KEY_MAX,
+    PROSPECT_WORDS,
+    TRIGRAM_EXTENSION,
+    company_key,
+    search_text,
+)
 
 TOKEN_HASH_LEN = 64
 # The mail server's words when it refuses an email for good, as much as a page shows.
@@ -104,6 +110,7 @@ class Prospect(CommerceTable, table=True):
             "reason_code",
         ),
         Index("ix_prospect_company_key", "company_key", "id"),
+        PROSPECT_WORDS.index(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -175,6 +182,7 @@ class ProspectTally(CommerceTable, table=True):
 
 
 tallies.attach(tallies.PROSPECT, Prospect.__table__)  # type: ignore[attr-defined]
+tallies.attach(PROSPECT_WORDS, Prospect.__table__, before=TRIGRAM_EXTENSION)  # type: ignore[attr-defined]
 
 
 class Customer(CommerceTable, table=True):

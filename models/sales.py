@@ -22,7 +22,13 @@ from models.requests import (
     REASON_MAX,
     WEBSITE_MAX,
 )
-from models.search import COMPANY_KEY_MAX, company_key, search_text
+from models.search import (
+    COMPANY_KEY_MAX,
+    LEAD_WORDS,
+    TRIGRAM_EXTENSION,
+    company_key,
+    search_text,
+)
 
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
 LEAD_SOURCE_MANUAL = "manual"
@@ -50,6 +56,7 @@ class Lead(SalesTable, table=True):
         # the counts no row.
         Index("ix_lead_source_created", "source", "created_at", "id", "status", "reason_code"),
         Index("ix_lead_source_company_key", "source", "company_key", "id"),
+        LEAD_WORDS.index(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -110,6 +117,7 @@ class LeadTally(SalesTable, table=True):
 
 
 tallies.attach(tallies.LEAD, Lead.__table__)  # type: ignore[attr-defined]
+tallies.attach(LEAD_WORDS, Lead.__table__, before=TRIGRAM_EXTENSION)  # type: ignore[attr-defined]
 
 
 class TimelineNote(SalesTable, table=True):

@@ -10,6 +10,9 @@ accents by itself the same way (SQLite's `lower()` knows only ASCII).
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy import Index
 
 # Letters that carry their accent in themselves rather than as a combining mark, so
 # NFKD leaves them whole: folded to what a person types on a plain keyboard.
@@ -59,3 +62,87 @@ def query_words(query: str) -> list[str]:
     """What a search box's text looks for: its first few words, folded."""
     words = fold(query[:QUERY_MAX]).split()
     return list(dict.fromkeys(words))[:WORDS_MAX]
+
+
+@dataclass(frozen=True)
+class WordIndex:
+    """An index that finds a word anywhere in a table's `search_text`.
+
+    On SQLite, an FTS5 table of the text's trigrams (`<table>_words`, reading the text
+    from the table itself), kept in step by triggers. On PostgreSQL, a GIN index of its
+    trigrams (pg_trgm), declared with the table (`index`), which `LIKE '%word%'` uses by
+    itself. A word shorter than three letters has no trigram: it is looked for by
+    reading the rows.
+    """
+
+    table: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}_words"
+
+    def index(self) -> Index:
+        """The PostgreSQL index, for the table's `__table_args__`."""
+        index = Index(
+            f"ix_{self.table}_search_text_trigrams",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+            info={"dialect": "postgresql"},
+        )
+        return index.ddl_if(dialect="postgresql")
+
+    def triggers(self, dialect: str) -> list[str]:
+        if dialect != "sqlite":
+            return []
+        return [f"{self.name}_{event}" for event in ("insert", "delete", "update")]
+
+    def create(self, dialect: str) -> list[str]:
+        """What SQLite's index is made of (PostgreSQL's comes with the table)."""
+        if dialect != "sqlite":
+            return []
+        forget = (
+            f"INSERT INTO {self.name} ({self.name}, rowid, search_text)"
+            " VALUES ('delete', OLD.id, OLD.search_text)"
+        )
+        learn = f"INSERT INTO {self.name} (rowid, search_text) VALUES (NEW.id, NEW.search_text)"
+        return [
+            f"CREATE VIRTUAL TABLE {self.name} USING fts5(search_text, content='{self.table}',"
+            " content_rowid='id', tokenize='trigram')",
+            f"CREATE TRIGGER {self.name}_insert AFTER INSERT ON {self.table} BEGIN {learn}; END",
+            f"CREATE TRIGGER {self.name}_delete AFTER DELETE ON {self.table} BEGIN {forget}; END",
+            f"CREATE TRIGGER {self.name}_update AFTER UPDATE OF search_text ON {self.table}"
+            " WHEN OLD.search_text IS NOT NEW.search_text"
+            f" BEGIN {forget}; {learn}; END",
+        ]
+
+    def drop(self, dialect: str) -> list[str]:
+        if dialect != "sqlite":
+            return []
+        return [
+            *(f"DROP TRIGGER IF EXISTS {trigger}" for trigger in self.triggers(dialect)),
+            f"DROP TABLE IF EXISTS {self.name}",
+        ]
+
+    def refill(self, dialect: str) -> list[str]:
+        """Read every row's words afresh: for an index made after its table has rows."""
+        if dialect != "sqlite":
+            return []
+        return [f"INSERT INTO {self.name} ({self.name}) VALUES ('rebuild')"]
+
+    def matching(self, words: list[str]) -> str | None:
+        """The FTS5 query for rows holding every word of three letters or more; None when
+        there is none."""
+        long = [word for word in words if len(word) >= TRIGRAM]
+        if not long:
+            return None
+        return " ".join('"' + word.replace('"', '""') + '"' for word in long)
+
+
+# The shortest word a trigram index can find.
+TRIGRAM = 3
+# What PostgreSQL's trigram index needs in the database first; trusted since PostgreSQL
+# 13, so the database's owner may create it.
+TRIGRAM_EXTENSION = {"postgresql": ["CREATE EXTENSION IF NOT EXISTS pg_trgm"]}
+PROSPECT_WORDS = WordIndex("prospect")
+LEAD_WORDS = WordIndex("lead")

@@ -15,6 +15,7 @@ changed row; only changes of a counted column fire them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import DDL, Table, event
 
@@ -74,6 +75,15 @@ class Tally:
             f" BEGIN {self._add('OLD', '-')}; {self._add('NEW', '+')}; END",
         ]
 
+    def triggers(self, dialect: str) -> list[str]:
+        """The names of the triggers `create` makes."""
+        events = (
+            ("insert_delete", "update")
+            if dialect == "postgresql"
+            else ("insert", "delete", "update")
+        )
+        return [f"{self.name}_{event}" for event in events]
+
     def drop(self, dialect: str) -> list[str]:
         if dialect == "postgresql":
             return [
@@ -86,7 +96,7 @@ class Tally:
             for event in ("insert", "delete", "update")
         ]
 
-    def refill(self) -> list[str]:
+    def refill(self, dialect: str) -> list[str]:
         """Count the table afresh: for a tally made after its table has rows."""
         columns = ", ".join(self.counted)
         values = ", ".join(self._value(self.table, column) for column in self.counted)
@@ -97,11 +107,29 @@ class Tally:
         ]
 
 
-def attach(tally: Tally, counted: Table) -> None:
-    """`metadata.create_all` makes the triggers with the counted table, on either database."""
+class Triggered(Protocol):
+    """What a table's triggers keep (a tally, a word index), as DDL for each database."""
+
+    @property
+    def name(self) -> str: ...
+
+    def create(self, dialect: str) -> list[str]: ...
+
+    def drop(self, dialect: str) -> list[str]: ...
+
+    def refill(self, dialect: str) -> list[str]: ...
+
+    def triggers(self, dialect: str) -> list[str]: ...
+
+
+def attach(kept: Triggered, table: Table, before: dict[str, list[str]] | None = None) -> None:
+    """`metadata.create_all` makes what `kept` needs with its table, on either database
+    (and runs `before`'s statements, by database, before the table is made)."""
     for dialect in ("sqlite", "postgresql"):
-        for statement in tally.create(dialect):
-            event.listen(counted, "after_create", DDL(statement).execute_if(dialect=dialect))
+        for statement in (before or {}).get(dialect, []):
+            event.listen(table, "before_create", DDL(statement).execute_if(dialect=dialect))
+        for statement in kept.create(dialect):
+            event.listen(table, "after_create", DDL(statement).execute_if(dialect=dialect))
 
 
 PROSPECT = Tally(

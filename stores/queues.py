@@ -30,7 +30,19 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    case,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, SQLModel, col
 
@@ -43,7 +55,7 @@ from models.sales import (
     Opportunity,
     OpportunityTally,
 )
-from models.search import query_words
+from models.search import LEAD_WORDS, PROSPECT_WORDS, TRIGRAM, WordIndex, query_words
 
 R = TypeVar("R")
 # How a query reads a column: as it is, or `_unindexed`.
@@ -241,6 +253,9 @@ class Queue(Generic[R]):
     search_text: Mapped[str]
     id: Mapped[int | None]
     facets: tuple[Facet, ...]
+    # The index of the words searched, and the id of the rows it names.
+    words: WordIndex
+    words_id: Mapped[int | None]
     tally: type[SQLModel]
     # Conditions every row of the queue meets (its columns read through `Wrap`), and the
     # same on its tally.
@@ -278,6 +293,8 @@ LEADS: Queue[Lead] = Queue(
     company_key=col(Lead.company_key),
     search_text=col(Lead.search_text),
     id=col(Lead.id),
+    words=LEAD_WORDS,
+    words_id=col(Lead.id),
     facets=(
         status_facet("lead", col(Lead.status)),
         age_facet(col(Lead.created_at)),
@@ -298,6 +315,8 @@ OPEN_LEADS: Queue[Lead] = Queue(
     company_key=LEADS.company_key,
     search_text=LEADS.search_text,
     id=LEADS.id,
+    words=LEAD_WORDS,
+    words_id=col(Lead.id),
     facets=(age_facet(col(Lead.created_at)),),
     tally=LeadTally,
     base=lambda wrap: (
@@ -320,6 +339,8 @@ OPPORTUNITIES: Queue[tuple[Opportunity, Lead]] = Queue(
     company_key=col(Lead.company_key),
     search_text=col(Lead.search_text),
     id=col(Opportunity.id),
+    words=LEAD_WORDS,
+    words_id=col(Lead.id),
     # Found through the leads it came from: one scan of them, then each one's opportunity.
     found=lambda words: col(Opportunity.lead_id).in_(select(col(Lead.id)).where(*words)),
     # One lead, one opportunity: sorted by company, the lead's own index orders them.
@@ -343,6 +364,8 @@ PROSPECTS: Queue[Prospect] = Queue(
     company_key=col(Prospect.company_key),
     search_text=col(Prospect.search_text),
     id=col(Prospect.id),
+    words=PROSPECT_WORDS,
+    words_id=col(Prospect.id),
     facets=(
         status_facet("prospect", col(Prospect.status)),
         mode_facet(col(Prospect.sales_integration_enabled)),
@@ -494,18 +517,35 @@ def _conditions(
 
 
 def _searched(queue: Queue[Any], q: str, dialect: str) -> list[ColumnElement[bool]]:
-    words = [_holds(queue.search_text, word, dialect) for word in query_words(q)]
-    return [queue.found(words)] if words else []
+    """Rows holding every word: through the word index for words of three letters or
+    more (on SQLite its FTS5 table; on PostgreSQL, LIKE, which its trigram index serves),
+    by reading the rows for shorter ones."""
+    words = query_words(q)
+    if not words:
+        return []
+    conditions: list[ColumnElement[bool]] = []
+    if dialect == "sqlite":
+        matching = queue.words.matching(words)
+        if matching is not None:
+            index = table(queue.words.name, column("rowid"))
+            found = select(index.c.rowid).where(literal_column(index.name).op("MATCH")(matching))
+            conditions.append(queue.words_id.in_(found))
+        conditions += [
+            _holds(queue.search_text, word, dialect) for word in words if len(word) < TRIGRAM
+        ]
+    else:
+        conditions += [_holds(queue.search_text, word, dialect) for word in words]
+    return [queue.found(conditions)]
 
 
-def _holds(column: Mapped[str], word: str, dialect: str) -> ColumnElement[bool]:
-    """`column` (folded text) holds `word` (folded): on SQLite, GLOB, which compares as it
+def _holds(words: Mapped[str], word: str, dialect: str) -> ColumnElement[bool]:
+    """`words` (folded text) hold `word` (folded): on SQLite, GLOB, which compares as it
     is, twice as quick as its LIKE, which folds ASCII case again; elsewhere LIKE."""
     if dialect == "sqlite":
         pattern = "".join(f"[{char}]" if char in "*?[" else char for char in word)
-        return column.op("GLOB", is_comparison=True)(f"*{pattern}*")  # type: ignore[no-any-return]
+        return words.op("GLOB", is_comparison=True)(f"*{pattern}*")  # type: ignore[no-any-return]
     escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(f"%{escaped}%", escape="\\")
+    return words.like(f"%{escaped}%", escape="\\")
 
 
 def _unindexed(column: Any) -> Any:

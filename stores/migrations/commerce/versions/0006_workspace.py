@@ -7,8 +7,10 @@ Create Date: 2026-11-30 09:00:00.000000
 All prospects finds a request by the folded words of its company, contact, email and
 reference (`prospect.search_text`) and sorts by the folded company (`company_key`); the
 prospects already stored get theirs here. Indexes serve each sort by keyset, and hold
-what the filters test. The counts per filter come from `prospect_tally`, which triggers
-keep (`models.tallies`), counted here once from the prospects already stored.
+what the filters test; a trigram index finds a word anywhere in the words (SQLite: an
+FTS5 table; PostgreSQL: pg_trgm, whose extension is created here). The counts per
+filter come from `prospect_tally`, which triggers keep (`models.tallies`), counted here
+once from the prospects already stored.
 
 The outbox keeps a notification refused for good (`failed_at`, the server's words in
 `failure`) and the last time an admin had it sent again (`resent_at`, `resent_by`).
@@ -23,7 +25,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 from models import tallies
-from models.search import company_key, search_text
+from models.search import PROSPECT_WORDS, TRIGRAM_EXTENSION, company_key, search_text
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"
@@ -82,7 +84,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("status", "sales_integration_enabled", "reason_code"),
     )
     dialect = op.get_bind().dialect.name
-    for statement in [*tallies.PROSPECT.refill(), *tallies.PROSPECT.create(dialect)]:
+    for statement in [*tallies.PROSPECT.refill(dialect), *tallies.PROSPECT.create(dialect)]:
+        op.execute(statement)
+    _index_words(dialect)
+
+
+def _index_words(dialect: str) -> None:
+    """The index that finds a word anywhere in the prospects' words (`models.search`)."""
+    if dialect == "postgresql":
+        for statement in TRIGRAM_EXTENSION["postgresql"]:
+            op.execute(statement)
+        index = PROSPECT_WORDS.index()
+        op.create_index(
+            index.name or "",
+            "prospect",
+            ["search_text"],
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        )
+    for statement in [*PROSPECT_WORDS.create(dialect), *PROSPECT_WORDS.refill(dialect)]:
         op.execute(statement)
 
 
@@ -135,8 +155,11 @@ def _fold_stored_prospects() -> None:
 
 def downgrade() -> None:
     """Downgrade schema."""
-    for statement in tallies.PROSPECT.drop(op.get_bind().dialect.name):
+    dialect = op.get_bind().dialect.name
+    for statement in [*PROSPECT_WORDS.drop(dialect), *tallies.PROSPECT.drop(dialect)]:
         op.execute(statement)
+    if dialect == "postgresql":
+        op.drop_index(PROSPECT_WORDS.index().name or "", table_name="prospect")
     op.drop_table(tallies.PROSPECT.name)
     for name in INDEXES:
         op.drop_index(name, table_name="prospect")

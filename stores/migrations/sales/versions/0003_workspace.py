@@ -7,9 +7,10 @@ Create Date: 2026-11-30 09:00:00.000000
 The lead views (and the opportunities, through their lead) find a request by the folded
 words of its company, contact, email and reference (`lead.search_text`) and sort by the
 folded company (`company_key`); the leads already stored get theirs here. Indexes serve
-each sort by keyset, and hold what the filters test. The counts per filter come from
-`lead_tally` and `opportunity_tally`, which triggers keep (`models.tallies`), counted
-here once from the rows already stored.
+each sort by keyset, and hold what the filters test; a trigram index finds a word
+anywhere in the words (SQLite: an FTS5 table; PostgreSQL: pg_trgm, whose extension is
+created here). The counts per filter come from `lead_tally` and `opportunity_tally`,
+which triggers keep (`models.tallies`), counted here once from the rows already stored.
 """
 
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 from models import tallies
-from models.search import company_key, search_text
+from models.search import LEAD_WORDS, TRIGRAM_EXTENSION, company_key, search_text
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
@@ -77,8 +78,26 @@ def upgrade() -> None:
     )
     dialect = op.get_bind().dialect.name
     for tally in (tallies.LEAD, tallies.OPPORTUNITY):
-        for statement in [*tally.refill(), *tally.create(dialect)]:
+        for statement in [*tally.refill(dialect), *tally.create(dialect)]:
             op.execute(statement)
+    _index_words(dialect)
+
+
+def _index_words(dialect: str) -> None:
+    """The index that finds a word anywhere in the leads' words (`models.search`)."""
+    if dialect == "postgresql":
+        for statement in TRIGRAM_EXTENSION["postgresql"]:
+            op.execute(statement)
+        index = LEAD_WORDS.index()
+        op.create_index(
+            index.name or "",
+            "lead",
+            ["search_text"],
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        )
+    for statement in [*LEAD_WORDS.create(dialect), *LEAD_WORDS.refill(dialect)]:
+        op.execute(statement)
 
 
 def _fold_stored_leads() -> None:
@@ -130,8 +149,13 @@ def _fold_stored_leads() -> None:
 
 def downgrade() -> None:
     """Downgrade schema."""
+    dialect = op.get_bind().dialect.name
+    for statement in LEAD_WORDS.drop(dialect):
+        op.execute(statement)
+    if dialect == "postgresql":
+        op.drop_index(LEAD_WORDS.index().name or "", table_name="lead")
     for tally in (tallies.LEAD, tallies.OPPORTUNITY):
-        for statement in tally.drop(op.get_bind().dialect.name):
+        for statement in tally.drop(dialect):
             op.execute(statement)
         op.drop_table(tally.name)
     for table, indexes in INDEXES.items():
