@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from models.commerce import Prospect
+from models.commerce import Customer, Prospect
 from models.lifecycle import Action, Stage, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
 from stores import Stores, credit_limits, queues, views
@@ -237,6 +237,9 @@ async def _customer_page(
         if found.onboarding_id
         else None
     )
+    invoice = None
+    if found.invoice_customer_id and found.invoice_customer_id != found.id:
+        invoice = await read(views.customer, stores.commerce, found.invoice_customer_id)
     credit = None
     if credit_limits.keeps_a_credit_limit(found):
         credit = await read(credit_limits.credit_limit_state, stores.commerce, customer_id)
@@ -248,12 +251,26 @@ async def _customer_page(
         status_code=status_code,
         customer=found,
         prospect=origin,
+        sales_record=await _sales_record(stores, found),
+        invoice=invoice,
         credit=credit,
         typed=typed or {},
         errors=errors or {},
         limit_types=list(CreditLimitType),
         history_size=credit_limits.HISTORY_SIZE,
     )
+
+
+async def _sales_record(stores: Stores, customer: Customer) -> str | None:
+    """The Sales record dual-write made this customer from, by name (Sales' own pages are
+    for reps)."""
+    if customer.sales_account_id:
+        account = await read(views.account, stores.sales, customer.sales_account_id)
+        return f"The account {account.name}" if account else None
+    if customer.sales_contact_id:
+        contact = await read(views.contact, stores.sales, customer.sales_contact_id)
+        return f"The contact {contact.first_name} {contact.last_name}" if contact else None
+    return None
 
 
 def _form_of(current: CreditLimitValues | None) -> dict[str, Any]:
