@@ -47,7 +47,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 import tracing
 from models.ids import onboarding_workflow_id, resend_workflow_id
-from models.lifecycle import DECISION_NOT_ALLOWED, Action, Stage
+from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
     InviteInput,
@@ -58,7 +58,7 @@ from models.partners import (
     partner_user_workflow_id,
 )
 from models.requests import STORED, OnboardingRequest
-from models.status import Decision, Notification, OnboardingStatus
+from models.status import Decision, Hold, Notification, OnboardingStatus, Resume
 from models.workflow_io import OnboardingInput, ResendNotificationInput, SubmitResult
 from settings import Settings
 from stores import Stores, views
@@ -309,6 +309,8 @@ async def decide(
     reason: str | None = None,
     decision_id: str | None = None,
     wait: timedelta = APPLY_WAIT,
+    reason_code: ReasonCode | None = None,
+    note: str | None = None,
 ) -> OnboardingStatus:
     """Apply a rep's or admin's decision and answer with the request's new status.
 
@@ -317,19 +319,59 @@ async def decide(
     applied, say while the mail server is down and the email is being retried). One
     that no worker has taken up raises NotYetConfirmed: Temporal applies it later.
     """
+    decision = Decision(
+        action=action, reason=reason, actor=actor, reason_code=reason_code, note=note
+    )
+    return await _change(
+        client, onboarding_id, OnboardingWorkflow.decide, decision, action.value, decision_id, wait
+    )
+
+
+async def hold(
+    client: Client, onboarding_id: str, actor: str, note: str, hold_id: str | None = None
+) -> OnboardingStatus:
+    """Put an undecided request on hold: no reminders, no expiry, until it is resumed."""
+    return await _change(
+        client,
+        onboarding_id,
+        OnboardingWorkflow.hold,
+        Hold(actor=actor, note=note),
+        "hold",
+        hold_id,
+    )
+
+
+async def resume(
+    client: Client, onboarding_id: str, actor: str, resume_id: str | None = None
+) -> OnboardingStatus:
+    """Take a request off hold: its reminders and expiry clock run again."""
+    return await _change(
+        client, onboarding_id, OnboardingWorkflow.resume, Resume(actor=actor), "resume", resume_id
+    )
+
+
+async def _change(
+    client: Client,
+    onboarding_id: str,
+    update: UpdateMethodMultiParam[[OnboardingWorkflow, U], OnboardingStatus],
+    change: U,
+    what: str,
+    update_id: str | None,
+    wait: timedelta = APPLY_WAIT,
+) -> OnboardingStatus:
+    """A change of an undecided request (a decision, a hold) as an Update of its workflow."""
     workflow_id = onboarding_workflow_id(onboarding_id)
     handle = client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id)
-    decision = Decision(action=action, reason=reason, actor=actor)
-    update_id = decision_id or uuid.uuid4().hex
+    update_id = update_id or uuid.uuid4().hex
     try:
-        update = await _rpc(
+        started = await _rpc(
             _admitting(
                 client,
                 workflow_id,
                 update_id,
                 handle.start_update(
-                    OnboardingWorkflow.decide,
-                    decision,
+                    update,
+                    change,
                     id=update_id,
                     wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                     rpc_timeout=ACCEPT_WAIT,
@@ -337,7 +379,7 @@ async def decide(
             )
         )
         # A refused update comes back as a handle whose result raises the refusal.
-        applied = await update.result(rpc_timeout=wait)
+        applied = await started.result(rpc_timeout=wait)
         # An update only completes on a running workflow.
         return applied.model_copy(update={"workflow_status": "running"})
     except WorkflowUpdateRPCTimeoutOrCancelledError:
@@ -345,13 +387,13 @@ async def decide(
             return await status(client, onboarding_id)
         except WorkerUnavailable as err:
             # Accepted, so in the workflow's history: it will be applied.
-            raise NotYetConfirmed(f"{action.value} is accepted and not yet applied") from err
+            raise NotYetConfirmed(f"{what} is accepted and not yet applied") from err
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == DECISION_NOT_ALLOWED:
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
-        raise DecisionFailed(f"{action.value} failed: {reason}") from err
+        raise DecisionFailed(f"{what} failed: {reason}") from err
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
@@ -360,7 +402,7 @@ async def decide(
         why = f"the request is {current.stage.value}"
         if not current.stage.decided:
             why += f" and its workflow has {current.workflow_status}; an operator must look at it"
-        raise DecisionNotAllowed(f"{action.value} is not allowed: {why}", current.stage) from err
+        raise DecisionNotAllowed(f"{what} is not allowed: {why}", current.stage) from err
 
 
 async def signal_decision(

@@ -14,6 +14,8 @@ import secrets
 from contextlib import suppress
 from urllib.parse import quote
 
+from models.lifecycle import Stage
+from models.status import RecordIds
 from settings import VAR_DIR, Settings
 
 SECRET_FILE = VAR_DIR / "web-secret.key"
@@ -54,3 +56,13 @@ def status_path(secret: bytes, onboarding_id: str) -> str:
 def status_url(site_url: str, secret: bytes, onboarding_id: str) -> str:
     """The whole link, on the B2B site (B2B_SITE_URL), as the API answers and emails carry it."""
     return site_url.rstrip("/") + status_path(secret, onboarding_id)
+
+
+def staff_page_path(stage: Stage, records: RecordIds) -> str:
+    """The staff page where the request's next move is made: its lead, opportunity or
+    prospect (a reminder links there)."""
+    if stage is Stage.LEAD_OPEN and records.lead_id is not None:
+        return f"/sales/leads/{records.lead_id}"
+    if stage is Stage.OPPORTUNITY_OPEN and records.opportunity_id is not None:
+        return f"/sales/opportunities/{records.opportunity_id}"
+    return f"/commerce/prospects/{records.prospect_id}"

@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the code, templates/ and locales/ are: the checkout, or the installed package.
@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     # How long an emailed activation, invitation or password-reset link stays valid.
     activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
+    # Time on an undecided request (read by the worker when the request is recorded, so a
+    # change applies to requests created after it): the team whose move it is is reminded
+    # after REMIND_AFTER and then every REMIND_EVERY, and the request is rejected by the
+    # system (reason code `expired`) after EXPIRE_AFTER. Time on hold does not count.
+    remind_after: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    remind_every: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    expire_after: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    # Who is reminded: the sales team while the lead or opportunity is open, the Commerce
+    # team while the request awaits approval; unset, MAIL_FROM's address.
+    sales_team_email: EmailStr | None = None
+    commerce_team_email: EmailStr | None = None
+    # After a rejection, how long before the same email may apply again (0: at once).
+    reapply_cooldown: timedelta = Field(default=timedelta(days=30), ge=timedelta(0))
+
     # The worker's Prometheus endpoint (the SDK's own metrics and the product's emails), and
     # its /healthz and /readyz; each `host:port`, or empty for none.
     worker_metrics_address: str = "127.0.0.1:9464"
@@ -94,6 +108,25 @@ class Settings(BaseSettings):
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("WEB_SECRET_KEY must be at least 32 characters")
+        return value
+
+    @field_validator(
+        "activation_ttl",
+        "remind_after",
+        "remind_every",
+        "expire_after",
+        "reapply_cooldown",
+        mode="before",
+    )
+    @classmethod
+    def _seconds_or_iso(cls, value: object) -> object:
+        """A duration as seconds (`30`, `0.5`) or ISO 8601 (`P3D`, `PT12H`): pydantic reads
+        a number as seconds, but not a number written as text, as the environment has it."""
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
         return value
 
     @field_validator("sales_database_url", "commerce_database_url")

@@ -1,9 +1,10 @@
 """The command line for people and scripts: submit requests, decide them, read their status.
 
 Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
-the request's current stage; 4 no such request; 5 Temporal cannot be reached; 6 recorded
-but not yet confirmed (no worker has taken it up): run the same command with the same
---key to learn the outcome.
+the request's current stage, or the submission is refused by the re-apply policy (the
+date from which the email may apply is named; an approved email is already a partner);
+4 no such request; 5 Temporal cannot be reached; 6 recorded but not yet confirmed (no
+worker has taken it up): run the same command with the same --key to learn the outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
 from client import (
@@ -29,14 +31,19 @@ from client import (
     TemporalUnavailable,
     current_status,
     decide,
+    hold,
+    resume,
+    submission_id,
     submit,
     wait_until_recorded,
 )
-from models.lifecycle import TRANSITIONS, Action, Stage
+from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
+from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, get_settings
 from stores import Stores
+from stores.reapply import ApplyRefused, check_may_apply
 
 (
     EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE,
@@ -52,6 +59,10 @@ class UsageError(Exception):
     pass
 
 
+class StoreUnreadable(OnboardingError):
+    """The Commerce store cannot be read, so whether the email may apply is unknown."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
@@ -61,6 +72,10 @@ class _Parser(argparse.ArgumentParser):
 CONSOLE_COMMAND = "b2b-onboarding"
 PROG = CONSOLE_COMMAND if os.path.basename(sys.argv[0]) == CONSOLE_COMMAND else "starter.py"
 KEY_HELP = "makes a retry the same submission or decision (default: a new one)"
+REASON_CODE_HELP = "why it is turned down, for staff and reports (default: other): " + ", ".join(
+    f"{code.value} ({code.label})" for code in STAFF_REASON_CODES
+)
+_reason_code = TypeAdapter(StaffReasonCode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
         decide_command = commands.add_parser(action.value, help=f"{action.value} a request")
         decide_command.add_argument("onboarding_id", metavar="ID")
         if TRANSITIONS[action].takes_reason:
-            decide_command.add_argument("--reason")
+            decide_command.add_argument("--reason", metavar="TEXT", help=REASON_WORDS)
+            decide_command.add_argument(
+                "--reason-code",
+                metavar="CODE",
+                choices=[code.value for code in STAFF_REASON_CODES],
+                help=REASON_CODE_HELP,
+            )
+        decide_command.add_argument("--note", metavar="TEXT", help=f"internal note: {NOTE_WORDS}")
         decide_command.add_argument(
             "--actor", default=f"cli:{getpass.getuser()}", help="who decides"
         )
         decide_command.add_argument("--key", type=_key, help=KEY_HELP)
+
+    hold_command = commands.add_parser(
+        "hold", help="put an undecided request on hold: no reminders, no expiry"
+    )
+    hold_command.add_argument("onboarding_id", metavar="ID")
+    hold_command.add_argument("--note", metavar="TEXT", required=True, help=HOLD_NOTE_WORDS)
+    resume_command = commands.add_parser(
+        "resume", help="take a request off hold: its reminders and expiry run again"
+    )
+    resume_command.add_argument("onboarding_id", metavar="ID")
+    for command in (hold_command, resume_command):
+        command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who does it")
+        command.add_argument("--key", type=_key, help=KEY_HELP)
 
     status_command = commands.add_parser("status", help="show where a request stands")
     status_command.add_argument("onboarding_id", metavar="ID")
@@ -119,6 +154,7 @@ async def run(
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
         if args.command == "submit":
+            await _may_apply(settings, request, f"cli:{key}")
             client = await temporal.get()
             submitted = await submit(client, request, settings, idempotency_key=f"cli:{key}")
             # So that a decision typed right after `submit` finds the lead in place.
@@ -130,7 +166,23 @@ async def run(
                 result = await current_status(temporal, stores, args.onboarding_id)
             finally:
                 stores.dispose()
+        elif args.command == "hold":
+            result = await hold(
+                await temporal.get(),
+                args.onboarding_id,
+                actor=args.actor,
+                note=args.note,
+                hold_id=f"cli:hold:{key}",
+            )
+        elif args.command == "resume":
+            result = await resume(
+                await temporal.get(),
+                args.onboarding_id,
+                actor=args.actor,
+                resume_id=f"cli:resume:{key}",
+            )
         else:
+            code = getattr(args, "reason_code", None)
             result = await decide(
                 await temporal.get(),
                 args.onboarding_id,
@@ -138,12 +190,14 @@ async def run(
                 actor=args.actor,
                 reason=getattr(args, "reason", None),
                 decision_id=f"cli:{args.command}:{key}",
+                reason_code=_reason_code.validate_python(code) if code else None,
+                note=args.note,
             )
     except UsageError as err:
         return _fail(EXIT_BAD_INPUT, str(err))
     except ValidationError as err:
         return _fail(EXIT_BAD_INPUT, _one_line(err))
-    except DecisionNotAllowed as err:
+    except (DecisionNotAllowed, ApplyRefused) as err:
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
@@ -160,6 +214,26 @@ async def run(
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+async def _may_apply(settings: Settings, request: OnboardingRequest, key: str) -> None:
+    """The re-apply policy, asked of the Commerce store before anything is submitted."""
+    stores = Stores.from_settings(settings)
+    try:
+        await asyncio.to_thread(
+            check_may_apply,
+            stores.commerce,
+            request.email,
+            settings.reapply_cooldown,
+            settings.b2b_site_url,
+            submission=submission_id(key, request.email),
+        )
+    except SQLAlchemyError as err:
+        raise StoreUnreadable(
+            f"cannot read the Commerce store to apply the re-apply policy: {err}"
+        ) from err
+    finally:
+        stores.dispose()
 
 
 def _key(value: str) -> str:

@@ -21,7 +21,7 @@ import tracing
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
-from activities.requests import RequestActivities
+from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
 from client import Connection, OnboardingError, connect
 from links import site_secret
@@ -87,7 +87,7 @@ def build_worker(
     renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
     email = EmailActivities(stores.commerce, settings, renderer)
     partners = PartnerActivities(stores.commerce)
-    requests = RequestActivities(commerce, sales)
+    requests = RequestActivities(commerce, sales, request_timing(settings))
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
@@ -96,6 +96,8 @@ def build_worker(
             requests.record_request,
             requests.apply_decision,
             commerce.release_email,
+            commerce.record_hold,
+            email.send_team_reminder,
             # The writes one at a time: requests started before one workflow per request.
             sales.create_lead,
             sales.qualify_lead,

@@ -13,6 +13,7 @@ from models.activity_io import (
     CustomersWritten,
     OpenRequest,
     ProspectCreated,
+    RecordHoldInput,
     RejectProspectInput,
     WriteCustomersInput,
 )
@@ -199,6 +200,24 @@ class CommerceActivities:
             if prospect.decided_at is None:
                 prospect.decided_at, prospect.decided_by = input.at, input.actor
                 prospect.decision_reason = input.reason
+                prospect.reason_code, prospect.internal_note = input.reason_code, input.note
+
+        write(self.engine, work)
+
+    @activity.defn
+    def record_hold(self, input: RecordHoldInput) -> None:
+        """The request put on hold, or taken off it: All prospects shows which and why."""
+
+        def work(session: Session) -> None:
+            prospect = one(session, Prospect, onboarding_id=input.onboarding_id)
+            if prospect is None:
+                raise missing_record("The prospect", input.onboarding_id)
+            held = input.held
+            if prospect.status != ProspectStatus.PENDING:
+                held = None
+            prospect.held_since = held.since if held else None
+            prospect.held_by = held.by if held else None
+            prospect.hold_note = held.note if held else None
 
         write(self.engine, work)
 
@@ -210,8 +229,9 @@ def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Pro
     if prospect.status not in (ProspectStatus.PENDING, status):
         raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
     prospect.status = status.value
-    # Decided: the email may apply again.
+    # Decided: the email may apply again, and nothing is on hold any more.
     prospect.undecided_email = None
+    prospect.held_since = prospect.held_by = prospect.hold_note = None
     return prospect
 
 

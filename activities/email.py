@@ -42,9 +42,10 @@ from temporalio.exceptions import ApplicationError
 from activities import smtp
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
-from links import status_url
-from models.activity_io import SendEmailInput
+from links import staff_page_path, status_url
+from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
+from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.requests import STORED, OnboardingRequest
 from models.status import EmailKind
@@ -129,12 +130,31 @@ class EmailRenderer:
             # The address this email goes to: whoever reads it owns it.
             "email": Verbatim(request.email),
             "reason": input.reason,
+            "expired": input.reason_code is ReasonCode.EXPIRED,
             "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
             "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
             if activation_token
             else None,
         }
         return self.render_kind(request.locale, input.kind.value, context)
+
+    def render_team_reminder(self, input: TeamReminderInput, team: str) -> RenderedEmail:
+        context = {
+            "onboarding_id": input.onboarding_id,
+            "team": team,
+            "company": input.company,
+            "number": input.number,
+            "stage": STAGES[input.stage].requester_name,
+            "waiting_for": STAGES[input.stage].waiting_for.replace("**", ""),
+            # The product's own words: dates, not links.
+            "since": Verbatim(f"{input.stage_since:%Y-%m-%d %H:%M} UTC"),
+            "expires_at": Verbatim(f"{input.expires_at:%Y-%m-%d %H:%M} UTC")
+            if input.expires_at
+            else None,
+            "page_url": Verbatim(self.site_url + staff_page_path(input.stage, input.records)),
+        }
+        # Staff read English, as the staff pages are.
+        return self.render_kind("en", EmailKind.TEAM_REMINDER.value, context)
 
     def render_link(
         self, purpose: LinkPurpose, token: str, user: PartnerUser, organization: str, actor: str
@@ -233,6 +253,7 @@ class EmailActivities:
             request=request,
             reason=prospect.decision_reason if rejected else None,
             period=input.period,
+            reason_code=prospect.reason_code if rejected else None,
         )
 
     async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:
@@ -269,6 +290,55 @@ class EmailActivities:
             return _Claimed(row, self.onboarding_message(input, email, message_id))
 
         return (await self._deliver(claim)).row_id
+
+    @activity.defn
+    async def send_team_reminder(self, input: TeamReminderInput) -> int:
+        """Remind the team whose move it is that a request waits; returns its outbox row id.
+
+        One email per reminder (its number is the notification's period), to
+        SALES_TEAM_EMAIL or COMMERCE_TEAM_EMAIL (MAIL_FROM's address when unset).
+        """
+        role = whose_move(input.stage)
+        if role is None:
+            raise invalid_data(f"a request {input.stage.value} waits on nobody")
+        team = TEAM_NAMES[role]
+        address = self.team_address(role)
+        period = str(input.number)
+        kind = EmailKind.TEAM_REMINDER
+        message_id = message_id_for(kind, input.onboarding_id, self.settings.mail_from, period)
+
+        def claim(session: Session, fresh: bool) -> _Claimed:
+            row = _outbox(
+                session,
+                lambda: EmailMessage(
+                    onboarding_id=input.onboarding_id,
+                    kind=kind.value,
+                    period=period,
+                    recipient=address,
+                    subject="",
+                    locale="en",
+                    message_id=message_id,
+                    created_at=datetime.now(UTC),
+                ),
+                onboarding_id=input.onboarding_id,
+                kind=kind.value,
+                period=period,
+            )
+            email = self.renderer.render_team_reminder(input, team)
+            row.subject = email.subject
+            headers = {"X-Onboarding-Id": input.onboarding_id, "X-Onboarding-Event": kind.event}
+            return _Claimed(
+                row, self._mime(team.capitalize(), address, "en", email, message_id, headers)
+            )
+
+        return (await self._deliver(claim)).row_id
+
+    def team_address(self, role: Role) -> str:
+        configured = {
+            Role.SALES_REP: self.settings.sales_team_email,
+            Role.COMMERCE_ADMIN: self.settings.commerce_team_email,
+        }[role]
+        return configured or parseaddr(self.settings.mail_from)[1]
 
     @activity.defn
     async def send_access_link(self, input: AccessLinkInput) -> LinkIssued:

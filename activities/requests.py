@@ -25,16 +25,22 @@ from models.activity_io import (
     QualifyLeadInput,
     RejectProspectInput,
     RequestRecorded,
+    RequestTiming,
     WriteCustomersInput,
 )
 from models.lifecycle import TRANSITIONS, Action, Stage
 from models.status import RecordIds
+from settings import Settings
 
 
 class RequestActivities:
-    def __init__(self, commerce: CommerceActivities, sales: SalesActivities) -> None:
+    def __init__(
+        self, commerce: CommerceActivities, sales: SalesActivities, timing: RequestTiming
+    ) -> None:
         self.commerce = commerce
         self.sales = sales
+        # The settings' clocks, handed to each request as it is recorded.
+        self.timing = timing
 
     @activity.defn
     def record_request(self, input: CreateProspectInput) -> RequestRecorded:
@@ -49,6 +55,7 @@ class RequestActivities:
         recorded = RequestRecorded(
             prospect_id=prospect.prospect_id,
             sales_integration_enabled=prospect.sales_integration_enabled,
+            timing=self.timing,
         )
         if prospect.sales_integration_enabled:
             lead = self.sales.create_lead(
@@ -66,6 +73,7 @@ class RequestActivities:
     def apply_decision(self, input: ApplyDecisionInput) -> RecordIds:
         """A rep's or admin's decision in both stores; answers with the rows it wrote."""
         oid, actor, reason, at = input.onboarding_id, input.actor, input.reason, input.at
+        why = {"reason": reason, "reason_code": input.reason_code, "note": input.note}
         written = RecordIds()
         match input.action:
             case Action.QUALIFY:
@@ -77,7 +85,7 @@ class RequestActivities:
                 self._write_customers(input, written)
             case Action.CANCEL:
                 self.sales.disqualify_lead(
-                    DisqualifyLeadInput(onboarding_id=oid, actor=actor, reason=reason, at=at)
+                    DisqualifyLeadInput(onboarding_id=oid, actor=actor, at=at, **why)
                 )
             case Action.WON | Action.LOST:
                 self.sales.close_opportunity(
@@ -85,8 +93,8 @@ class RequestActivities:
                         onboarding_id=oid,
                         won=input.action is Action.WON,
                         actor=actor,
-                        reason=reason,
                         at=at,
+                        **why,
                     )
                 )
             case Action.APPROVE:
@@ -103,7 +111,7 @@ class RequestActivities:
             )
         elif leads_to is Stage.REJECTED:
             self.commerce.reject_prospect(
-                RejectProspectInput(onboarding_id=oid, actor=actor, reason=reason, at=at)
+                RejectProspectInput(onboarding_id=oid, actor=actor, at=at, **why)
             )
         return written
 
@@ -119,3 +127,12 @@ class RequestActivities:
         )
         written.person_customer_id = customers.person_customer_id
         written.organization_customer_id = customers.organization_customer_id
+
+
+def request_timing(settings: Settings) -> RequestTiming:
+    """The clocks a request recorded now gets, from the worker's settings."""
+    return RequestTiming(
+        remind_after=settings.remind_after,
+        remind_every=settings.remind_every,
+        expire_after=settings.expire_after,
+    )

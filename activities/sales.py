@@ -151,6 +151,7 @@ class SalesActivities:
                 lead.status = "disqualified"
                 lead.decided_at, lead.decided_by = input.at, input.actor
                 lead.decision_reason = input.reason
+                lead.reason_code, lead.internal_note = input.reason_code, input.note
             text = f"Cancelled by {input.actor}" + (f": {input.reason}" if input.reason else ".")
             _note(session, lead, "disqualified", text, input.actor, input.at)
 
@@ -173,6 +174,7 @@ class SalesActivities:
                 opportunity.status = outcome
                 opportunity.closed_at, opportunity.closed_by = input.at, input.actor
                 opportunity.close_reason = input.reason
+                opportunity.reason_code, opportunity.internal_note = input.reason_code, input.note
             lead = _lead(session, input.onboarding_id)
             text = f"Opportunity closed as {outcome} by {input.actor}" + (
                 f": {input.reason}" if input.reason else "."

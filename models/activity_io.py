@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from models.lifecycle import Action
+from models.lifecycle import Action, ReasonCode, Stage
 from models.requests import OnboardingRequest
-from models.status import EmailKind
+from models.status import EmailKind, HoldState, RecordIds
 
 
 class CreateProspectInput(BaseModel):
@@ -37,6 +37,35 @@ class RequestRecorded(BaseModel):
     lead_id: int | None = None
     timeline_note_id: int | None = None
     open_request: str | None = None
+    # The clocks of an undecided request, as the worker's settings had them when it was
+    # recorded (a change of setting applies to requests recorded after it).
+    timing: RequestTiming | None = None
+
+
+class RequestTiming(BaseModel):
+    remind_after: timedelta
+    remind_every: timedelta
+    expire_after: timedelta
+
+
+class RecordHoldInput(BaseModel):
+    """A request put on hold (`held`), or taken off it (None)."""
+
+    onboarding_id: str
+    held: HoldState | None = None
+
+
+class TeamReminderInput(BaseModel):
+    """The `number`th reminder to the team whose move it is that a request waits."""
+
+    onboarding_id: str
+    number: int
+    stage: Stage
+    stage_since: datetime
+    company: str
+    records: RecordIds
+    # When it expires if still undecided (None: it does not).
+    expires_at: datetime | None = None
 
 
 class ApplyDecisionInput(BaseModel):
@@ -47,6 +76,8 @@ class ApplyDecisionInput(BaseModel):
     action: Action
     actor: str
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+    note: str | None = None
     at: datetime
 
 
@@ -81,6 +112,8 @@ class DisqualifyLeadInput(BaseModel):
     onboarding_id: str
     actor: str
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+    note: str | None = None
     at: datetime
 
 
@@ -89,6 +122,8 @@ class CloseOpportunityInput(BaseModel):
     won: bool
     actor: str
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+    note: str | None = None
     at: datetime
 
 
@@ -117,6 +152,8 @@ class RejectProspectInput(BaseModel):
     onboarding_id: str
     actor: str
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+    note: str | None = None
     at: datetime
 
 
@@ -128,3 +165,5 @@ class SendEmailInput(BaseModel):
     # For an email a request may get more than once (a reminder): which one, its hour.
     # One email per request, kind and period: retries in the same period find it sent.
     period: str = ""
+    # Why a rejection was decided: `expired` tells the requester they may apply again.
+    reason_code: ReasonCode | None = None

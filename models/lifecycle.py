@@ -257,6 +257,14 @@ ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {
 }
 
 
+def whose_move(stage: Stage) -> Role | None:
+    """The role that moves an undecided request on from `stage` (and is reminded)."""
+    return next((t.role for t in transitions_from(stage)), None)
+
+
+TEAM_NAMES: dict[Role, str] = {Role.SALES_REP: "sales team", Role.COMMERCE_ADMIN: "Commerce team"}
+
+
 def actions_of(role: Role) -> list[Action]:
     return [t.action for t in TRANSITIONS.values() if t.role is role]
 
@@ -317,6 +325,11 @@ def status_words(table: str, status: str) -> str:
     return STATUS_WORDS.get((table, status), status.replace("_", " ").capitalize())
 
 
+def stage_in_a_sentence(stage: Stage) -> str:
+    """Where a request is, to follow "the request is": "an open lead"."""
+    return _STAGE_IN_A_SENTENCE[stage]
+
+
 def refusal(action: Action, stage: Stage) -> str:
     """Why a decision was refused, in plain words: what the request is now, and what it
     allows instead.
@@ -329,7 +342,7 @@ def refusal(action: Action, stage: Stage) -> str:
             f"{button} was not applied: another decision on this request is being applied"
             " right now. Look again in a moment."
         )
-    sentence = f"{button} is not possible: the request is {_STAGE_IN_A_SENTENCE[stage]}."
+    sentence = f"{button} is not possible: the request is {stage_in_a_sentence(stage)}."
     instead = [transition.button for transition in transitions_from(stage)]
     if instead:
         sentence += f" What it allows now: {' or '.join(instead)}."

@@ -10,15 +10,25 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, computed_field, model_validator
 
-from models.lifecycle import ALLOWED_ACTIONS, STAGES, Action, ProspectStatus, Stage
-from models.requests import Actor, Locale, Reason
+from models.lifecycle import (
+    ALLOWED_ACTIONS,
+    STAGES,
+    TRANSITIONS,
+    Action,
+    ProspectStatus,
+    ReasonCode,
+    Stage,
+)
+from models.requests import Actor, Locale, Note, Reason
 
 
 class EmailKind(StrEnum):
     REQUEST_RECEIVED = "request_received"
     STATUS_LINK_REMINDER = "status_link_reminder"
+    # To the sales or Commerce team, not the requester: a request waits on them.
+    TEAM_REMINDER = "team_reminder"
     PROSPECT_APPROVED = "prospect_approved"
     PROSPECT_REJECTED = "prospect_rejected"
 
@@ -27,11 +37,17 @@ class EmailKind(StrEnum):
         """The `X-Onboarding-Event` header value."""
         return self.value.replace("_", "-")
 
+    @property
+    def to_requester(self) -> bool:
+        """In the requester's language, to their address (all but the team reminder)."""
+        return self is not EmailKind.TEAM_REMINDER
+
 
 # Each email as the staff pages name it.
 EMAIL_WORDS: dict[EmailKind, str] = {
     EmailKind.REQUEST_RECEIVED: "We received your request (with its status link)",
     EmailKind.STATUS_LINK_REMINDER: "Your request's status link, again",
+    EmailKind.TEAM_REMINDER: "A reminder to the team whose move it is",
     EmailKind.PROSPECT_APPROVED: "Approved: welcome, and how to sign in",
     EmailKind.PROSPECT_REJECTED: "Rejected, with the reason",
 }
@@ -45,15 +61,49 @@ def email_words(kind: str) -> str:
 
 
 class Decision(BaseModel):
-    """A rep's or admin's decision on a request, as an Update or a signal."""
+    """A rep's or admin's decision on a request, as an Update or a signal.
+
+    `reason` is the message the requester reads in the rejection email; `reason_code`
+    says why for staff and reports (`other` when a rejecting decision gives none), and
+    `note` is staff's own, never emailed nor shown to the requester.
+    """
 
     action: Action
     reason: Reason | None = None
     actor: Actor = "unknown"
+    reason_code: ReasonCode | None = None
+    note: Note | None = None
+
+    @model_validator(mode="after")
+    def _code_only_where_a_reason_is_taken(self) -> Decision:
+        if self.reason_code is not None and not TRANSITIONS[self.action].takes_reason:
+            raise ValueError(f"{self.action.value} takes no reason code")
+        return self
 
 
 class DecisionRecord(Decision):
     at: datetime
+
+
+class Hold(BaseModel):
+    """Put an undecided request on hold: its reminders and expiry clock stop until resumed."""
+
+    note: Note = Field(min_length=1)
+    actor: Actor = "unknown"
+
+
+class Resume(BaseModel):
+    """Take a request off hold: its clocks run again, the time it was held added back."""
+
+    actor: Actor = "unknown"
+
+
+class HoldState(BaseModel):
+    """Why and since when a request is on hold (staff's note: never shown to the requester)."""
+
+    since: datetime
+    by: str
+    note: str
 
 
 class RecordIds(BaseModel):
@@ -105,6 +155,23 @@ class OnboardingStatus(BaseModel):
     status_link_reminders: list[Notification] = Field(default_factory=list)
     # Filled in by the client from Temporal: running, completed, failed, terminated, ...
     workflow_status: str | None = None
+    # On hold: no reminders, no expiry, until resumed.
+    held: HoldState | None = None
+    # While undecided and not on hold: when the team is next reminded, and when the
+    # request expires (rejected by the system, reason code `expired`). None for a request
+    # started before reminders existed.
+    next_reminder_at: datetime | None = None
+    expires_at: datetime | None = None
+    # The reminders to the team whose move it is, in order.
+    reminders: list[Notification] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reason_code(self) -> ReasonCode | None:
+        """Why it was rejected, once it is."""
+        if self.stage is not Stage.REJECTED or not self.decisions:
+            return None
+        return self.decisions[-1].reason_code
 
     @computed_field  # type: ignore[prop-decorator]
     @property

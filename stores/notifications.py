@@ -1,10 +1,11 @@
-"""What the partner was told: a request's emails as its Sales and Commerce pages show them.
+"""What the partner was told: a request's emails to its requester, as its Sales and
+Commerce pages show them.
 
 The outbox (`email_message`) says what was written, when it was sent, and since this
 version when a mail server refused it for good, and why. What it cannot say (an email
 refused before it recorded refusals, or one refused before it had a row, its address
 not one an email header can carry), the request's status in Temporal says: `told`
-merges the two.
+merges the two. The team's reminders go to staff, not the requester: they are left out.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class Told:
 
     @property
     def resendable(self) -> bool:
-        """A request's own email, refused for good: an admin may have it sent again."""
-        return self.state == "failed" and self.kind in EmailKind.__members__.values()
+        """An email to the requester, refused for good: an admin may have it sent again."""
+        known = self.kind in EmailKind.__members__.values()
+        return self.state == "failed" and known and EmailKind(self.kind).to_requester
 
 
 def told(rows: list[EmailMessage], status: OnboardingStatus | None) -> list[Told]:
@@ -58,6 +60,8 @@ def told(rows: list[EmailMessage], status: OnboardingStatus | None) -> list[Told
     # The n-th row of a kind is its n-th notification (reminders: one an hour).
     ranks: Counter[str] = Counter()
     for row in rows:
+        if row.kind == EmailKind.TEAM_REMINDER:
+            continue
         shown.append(_of_row(row, notes.pop((row.kind, ranks[row.kind]), None)))
         ranks[row.kind] += 1
     # Refused before the outbox had a row for them.
@@ -67,18 +71,6 @@ def told(rows: list[EmailMessage], status: OnboardingStatus | None) -> list[Told
         if note.state == "failed"
     )
     return shown
-
-
-def unsure(rows: list[EmailMessage], decided: bool) -> bool:
-    """Whether the rows may not say everything: one not yet sent nor recorded as refused,
-    or a decision without its email's row. Only then is Temporal asked."""
-    if any(row.sent_at is None and row.failed_at is None for row in rows):
-        return True
-    kinds = {row.kind for row in rows}
-    decision_emails = {EmailKind.PROSPECT_APPROVED.value, EmailKind.PROSPECT_REJECTED.value}
-    return EmailKind.REQUEST_RECEIVED.value not in kinds or (
-        decided and not kinds & decision_emails
-    )
 
 
 def _of_row(row: EmailMessage, note: Notification | None) -> Told:

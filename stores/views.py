@@ -18,7 +18,14 @@ from models.commerce import (
     ProspectTally,
 )
 from models.ids import onboarding_workflow_id
-from models.lifecycle import TRANSITIONS, Action, Stage, decided_stage, recorded_decision
+from models.lifecycle import (
+    TRANSITIONS,
+    Action,
+    ProspectStatus,
+    Stage,
+    decided_stage,
+    recorded_decision,
+)
 from models.sales import (
     LEAD_SOURCE_COMMERCE_B2B,
     Account,
@@ -29,7 +36,14 @@ from models.sales import (
     OpportunityTally,
     TimelineNote,
 )
-from models.status import DecisionRecord, EmailKind, Notification, OnboardingStatus, RecordIds
+from models.status import (
+    DecisionRecord,
+    EmailKind,
+    HoldState,
+    Notification,
+    OnboardingStatus,
+    RecordIds,
+)
 
 if TYPE_CHECKING:
     from stores import Stores
@@ -203,14 +217,38 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
     # Each decision is kept on the row it decided, by the status it left there.
     decisions = []
     if lead is not None and lead.decided_at is not None:
-        decided = lead.decided_by, lead.decision_reason, lead.decided_at
-        decisions.append(_decision(recorded_decision("lead", lead.status), *decided))
+        decisions.append(
+            _decision(
+                recorded_decision("lead", lead.status),
+                lead.decided_by,
+                lead.decision_reason,
+                lead.decided_at,
+                lead.reason_code,
+                lead.internal_note,
+            )
+        )
     if opportunity is not None and opportunity.closed_at is not None:
-        decided = opportunity.closed_by, opportunity.close_reason, opportunity.closed_at
-        decisions.append(_decision(recorded_decision("opportunity", opportunity.status), *decided))
+        decisions.append(
+            _decision(
+                recorded_decision("opportunity", opportunity.status),
+                opportunity.closed_by,
+                opportunity.close_reason,
+                opportunity.closed_at,
+                opportunity.reason_code,
+                opportunity.internal_note,
+            )
+        )
     if not prospect.sales_integration_enabled and prospect.decided_at is not None:
-        decided = prospect.decided_by, prospect.decision_reason, prospect.decided_at
-        decisions.append(_decision(recorded_decision("prospect", prospect.status), *decided))
+        decisions.append(
+            _decision(
+                recorded_decision("prospect", prospect.status),
+                prospect.decided_by,
+                prospect.decision_reason,
+                prospect.decided_at,
+                prospect.reason_code,
+                prospect.internal_note,
+            )
+        )
 
     stage = _stage(prospect, lead, decisions)
     changed = prospect.decided_at or (decisions[-1].at if decisions else prospect.created_at)
@@ -244,6 +282,19 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
         status_link_reminders=[
             _notification(row) for row in emails if row.kind == EmailKind.STATUS_LINK_REMINDER
         ],
+        held=_held(prospect),
+        reminders=[_notification(row) for row in emails if row.kind == EmailKind.TEAM_REMINDER],
+    )
+
+
+def _held(prospect: Prospect) -> HoldState | None:
+    """The hold the prospect keeps, while it is undecided."""
+    if prospect.held_since is None or prospect.status != ProspectStatus.PENDING:
+        return None
+    return HoldState(
+        since=_utc(prospect.held_since),
+        by=prospect.held_by or "unknown",
+        note=prospect.hold_note or "",
     )
 
 
@@ -286,9 +337,22 @@ def _stage(prospect: Prospect, lead: Lead | None, decisions: list[DecisionRecord
 
 
 def _decision(
-    action: Action, actor: str | None, reason: str | None, at: datetime
+    action: Action,
+    actor: str | None,
+    reason: str | None,
+    at: datetime,
+    reason_code: str | None,
+    note: str | None,
 ) -> DecisionRecord:
-    return DecisionRecord(action=action, actor=actor or "unknown", reason=reason, at=_utc(at))
+    return DecisionRecord(
+        action=action,
+        actor=actor or "unknown",
+        reason=reason,
+        at=_utc(at),
+        # Only a decision that turns a request down keeps a code.
+        reason_code=reason_code if TRANSITIONS[action].takes_reason else None,
+        note=note,
+    )
 
 
 def _utc(value: datetime) -> datetime:

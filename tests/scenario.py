@@ -25,7 +25,7 @@ from stores import Stores
 # One folder per version of the workflows' command sequence; the scenarios record into
 # the newest, and the replay test replays them all.
 HISTORIES = Path(__file__).parent / "histories"
-RECORDING_VERSION = "v4-one-workflow"
+RECORDING_VERSION = "v5-request-time"
 
 # Every row a request leaves behind once qualified and won, in both stores.
 ROWS_OF_A_WON_REQUEST = {

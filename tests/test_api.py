@@ -318,6 +318,8 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         API,
         f"{API}/{{onboarding_id}}",
         f"{API}/{{onboarding_id}}/{{action}}",
+        f"{API}/{{onboarding_id}}/hold",
+        f"{API}/{{onboarding_id}}/resume",
         "/api/customers/{customer_id}/credit-limit",
         "/api/partner/sessions",
         "/api/partner/account",
@@ -328,6 +330,8 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
     }
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]
+    # Refused by the re-apply policy.
+    assert "409" in spec["paths"][API]["post"]["responses"]
     assert (await web.get("/docs")).status_code == 200
 
 
@@ -363,12 +367,19 @@ async def test_the_stores_tell_the_same_status_as_temporal(
     onboarding_id = (await submitted(web))["onboarding_id"]
     await until_stage(web, onboarding_id, "lead_open")
     for action in decisions:
-        body = {"reason": "Checked by phone"} if action in ("lost", "cancel") else None
+        body = (
+            {"reason": "Checked by phone", "reason_code": "cannot_contact", "note": "No answer"}
+            if action in ("lost", "cancel")
+            else None
+        )
         await web.post(f"{API}/{onboarding_id}/{action}", headers=bearer(REP), json=body)
     from_temporal = await finished(client, await status(client, onboarding_id))
     from_stores = views.request_status(stores, onboarding_id)
     assert from_stores is not None
-    same = {"stage", "records", "decisions", "notification", "company_name", "email", "locale"}
+    same = {
+        *("stage", "records", "decisions", "notification", "company_name", "email", "locale"),
+        *("reason_code", "held", "reminders"),
+    }
     assert from_stores.model_dump(include=same) == from_temporal.model_dump(include=same)
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 from client import submit, wait_until_recorded
+from models.commerce import Prospect
 from settings import Settings
 from stores import Stores
 from tests.conftest import free_port, until_confirmed
@@ -42,6 +44,9 @@ def starter(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
         **os.environ,
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
+        # The worker's stores: `submit` asks them the re-apply policy, `status` reads them.
+        "SALES_DATABASE_URL": settings.sales_database_url,
+        "COMMERCE_DATABASE_URL": settings.commerce_database_url,
     }
 
     async def run(*args: str, **overrides: str) -> Run:
@@ -183,3 +188,76 @@ async def test_the_help_names_every_exit_status(starter) -> None:  # type: ignor
     shown = await starter("--help")
     assert shown.code == 0
     assert "6 recorded but not yet confirmed" in " ".join(shown.out.split())
+
+
+async def test_a_rep_holds_resumes_and_cancels_with_a_code_and_a_note(starter) -> None:  # type: ignore[no-untyped-def]
+    submitted = await starter(*SUBMIT, "--email", f"hold.{uuid.uuid4().hex[:8]}@contoso.example")
+    assert submitted.code == 0, submitted.err
+    oid = submitted.json["onboarding_id"]
+
+    held = await starter("hold", oid, "--note", "Waiting for their VAT certificate")
+    assert held.code == 0, held.err
+    assert held.json["held"]["note"] == "Waiting for their VAT certificate"
+    assert held.json["held"]["by"].startswith("cli:")
+    twice = await starter("hold", oid, "--note", "again")
+    assert twice.code == 3
+    one_line_reason(twice, "hold is not allowed", "already on hold")
+    no_note = await starter("hold", oid)
+    assert no_note.code == 2
+    one_line_reason(no_note, "--note")
+    status = await starter("status", oid)
+    assert status.json["held"]["note"] == "Waiting for their VAT certificate"
+    assert status.json["next_reminder_at"] is None and status.json["expires_at"] is None
+
+    resumed = await starter("resume", oid, "--actor", "rep:mario")
+    assert resumed.code == 0, resumed.err
+    assert resumed.json["held"] is None and resumed.json["expires_at"] is not None
+
+    system_s = await starter("cancel", oid, "--reason-code", "expired")
+    assert system_s.code == 2
+    one_line_reason(system_s, "--reason-code")
+    cancelled = await starter(
+        "cancel", oid, "--reason", "No shop of their own", "--reason-code", "not_eligible",
+        "--note", "Checked their website",
+    )  # fmt: skip
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.json["reason_code"] == "not_eligible"
+    assert cancelled.json["decisions"][-1]["note"] == "Checked their website"
+
+
+async def test_applying_again_inside_the_cool_down_exits_3_naming_the_date(
+    starter, stores: Stores
+) -> None:  # type: ignore[no-untyped-def]
+    email = f"again.{uuid.uuid4().hex[:8]}@contoso.example"
+    first = await starter(*SUBMIT, "--email", email)
+    assert first.code == 0, first.err
+    assert (await starter("cancel", first.json["onboarding_id"])).code == 0
+
+    refused = await starter(*SUBMIT, "--email", email)
+    assert refused.code == 3
+    one_line_reason(refused, "may apply again from 20")
+    with Session(stores.commerce) as session:
+        assert len(session.exec(select(Prospect).where(Prospect.email == email)).all()) == 1
+
+    at_once = await starter(*SUBMIT, "--email", email, REAPPLY_COOLDOWN="0")
+    assert at_once.code == 0, at_once.err
+    assert at_once.json["onboarding_id"] != first.json["onboarding_id"]
+
+
+async def test_an_approved_email_exits_3_saying_where_to_sign_in(starter) -> None:  # type: ignore[no-untyped-def]
+    email = f"partner.{uuid.uuid4().hex[:8]}@contoso.example"
+    first = await starter(*SUBMIT, "--email", email)
+    for action in ("qualify", "won"):
+        assert (await starter(action, first.json["onboarding_id"])).code == 0
+    refused = await starter(*SUBMIT, "--email", email, REAPPLY_COOLDOWN="0")
+    assert refused.code == 3
+    one_line_reason(refused, "already a partner", "/signin")
+
+
+async def test_the_help_says_who_reads_the_reason_and_offers_staff_s_codes(starter) -> None:  # type: ignore[no-untyped-def]
+    shown = await starter("cancel", "--help")
+    assert shown.code == 0
+    words = " ".join(shown.out.split())
+    assert "The requester reads this in the rejection email." in words
+    assert "never emailed" in words
+    assert "not_eligible (Not eligible)" in words and "expired" not in words

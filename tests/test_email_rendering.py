@@ -4,14 +4,16 @@ never turned into a link."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from email.policy import SMTP
 
 import pytest
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
 from links import status_url
-from models.activity_io import SendEmailInput
-from models.status import EmailKind
+from models.activity_io import SendEmailInput, TeamReminderInput
+from models.lifecycle import ReasonCode, Stage
+from models.status import EmailKind, RecordIds
 from settings import Settings
 from tests.scenario import a_request
 
@@ -22,6 +24,7 @@ SECRET = b"a-secret-for-the-tests-only-0123456789"
 # with a dot in it.
 LINKS = re.compile(r"(?:https?|ftp|mailto)\s*:\S*|\b(?:www\.)?[\w-]+(?:\.[\w-]+)+")
 HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""")
+REQUESTER_KINDS = [kind for kind in EmailKind if kind.to_requester]
 
 
 def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
@@ -30,7 +33,7 @@ def render(kind: EmailKind, **overrides: object) -> SendEmailInput:
 
 def test_every_kind_renders_in_both_languages_with_a_single_line_subject() -> None:
     renderer = EmailRenderer(f"{SITE}/", SECRET)
-    for kind in EmailKind:
+    for kind in REQUESTER_KINDS:
         for locale in ("en", "it"):
             email = renderer.render(render(kind, locale=locale))
             assert email.subject and "\n" not in email.subject
@@ -58,7 +61,7 @@ def test_what_the_requester_typed_is_escaped_in_html_and_kept_in_text() -> None:
     assert SCRIPT in email.text
 
 
-@pytest.mark.parametrize("kind", list(EmailKind))
+@pytest.mark.parametrize("kind", REQUESTER_KINDS)
 @pytest.mark.parametrize("locale", ["en", "it"])
 def test_no_address_anyone_typed_becomes_a_link_in_any_email(kind: EmailKind, locale: str) -> None:
     typed = {
@@ -110,3 +113,41 @@ def test_a_reminder_has_a_message_id_of_its_own_in_each_hour() -> None:
         "<status-link-reminder.abc123.2026-11-29T14@b2b.test>",
         "<status-link-reminder.abc123.2026-11-29T15@b2b.test>",
     }
+
+
+def test_the_team_reminder_names_the_request_and_links_to_its_page_only() -> None:
+    reminder = TeamReminderInput(
+        onboarding_id="abc123",
+        number=2,
+        stage=Stage.AWAITING_APPROVAL,
+        stage_since=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        company="Visit https://evil.example <b>now</b>\r\nBcc: x@evil.example",
+        records=RecordIds(prospect_id=7),
+        expires_at=datetime(2026, 12, 20, 9, 30, tzinfo=UTC),
+    )
+
+    email = EmailRenderer(SITE, SECRET).render_team_reminder(reminder, "Commerce team")
+
+    assert "\n" not in email.subject and "\r" not in email.subject
+    assert "Commerce team" in email.subject and "2026-11-20 09:30 UTC" in email.subject
+    assert HREF.findall(email.html) == [f"{SITE}/commerce/prospects/7"]
+    assert f"{SITE}/commerce/prospects/7" in email.text
+    assert "&lt;b&gt;now&lt;/b&gt;" in email.html
+    assert [link for link in LINKS.findall(email.text) if "evil" in link] == []
+    assert "awaiting approval" in email.text and "2026-12-20 09:30 UTC" in email.text
+
+
+@pytest.mark.parametrize("locale", ["en", "it"])
+def test_an_expired_request_is_told_so_and_that_it_may_apply_again(locale: str) -> None:
+    input = render(EmailKind.PROSPECT_REJECTED, locale=locale)
+    expired = EmailRenderer(SITE, SECRET).render(
+        input.model_copy(update={"reason_code": ReasonCode.EXPIRED})
+    )
+    declined = EmailRenderer(SITE, SECRET).render(
+        input.model_copy(update={"reason_code": ReasonCode.NOT_ELIGIBLE})
+    )
+
+    words = {"en": "has expired", "it": "è scaduta"}[locale]
+    assert words in expired.text and words in expired.html
+    assert words not in declined.text
+    assert f"{SITE}/apply" in expired.text

@@ -246,14 +246,17 @@ async def test_a_decision_not_allowed_now_is_explained_on_the_page(
     _, page = await a_rep_on_a_new_lead(web, client, stores)
     token = CSRF.search((await web.get(page)).text)
     assert token
-    await web.post(f"{page}/cancel", data={"csrf_token": token[1], "reason": "Not a fit"})
+    await web.post(
+        f"{page}/cancel",
+        data={"csrf_token": token[1], "reason": "Not a fit", "reason_code": "not_eligible"},
+    )
     again = await web.post(f"{page}/qualify", data={"csrf_token": token[1]})
     assert again.status_code == 303
     shown = await web.get(page)
     # In the words of the page, never the lifecycle's identifiers.
     assert "Not done. Qualify is not possible: the request is rejected already." in shown.text
     assert "lead_open" not in shown.text and "not allowed" not in shown.text
-    assert "Reason: Not a fit" in shown.text
+    assert '<dt>Reason</dt><dd class="pre">Not a fit</dd>' in shown.text
 
 
 async def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(

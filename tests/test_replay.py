@@ -6,13 +6,14 @@ status link emailed again on a duplicate; `v3-partner-account/`: the approved
 administrator's partner user workflow, and that workflow's own history; up to v3 each
 request was the child of its email's applicant workflow, whose histories are kept too;
 `v4-one-workflow/`: one workflow per request, one local activity per step, and a
-duplicate submission's own short workflow). All of them
+duplicate submission's own short workflow; `v5-request-time/`: reminders, expiry and holds
+on durable timers). All of them
 replay, so a change that would break a request started under any of those versions
 (non-determinism) fails here. After
 an intended change to the command sequence, guarded by `workflow.patched`, record into a
 new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
 `RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py
-tests/test_partner_accounts.py`.
+tests/test_partner_accounts.py tests/test_request_time.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from temporalio.worker import Replayer
 from client import DATA_CONVERTER
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from worker import WORKFLOWS, workflow_runner
-from workflows.onboarding import ONE_WORKFLOW_PATCH, PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
+from workflows.onboarding import (
+    ONE_WORKFLOW_PATCH,
+    PARTNER_ACCOUNT_PATCH,
+    RECEIVED_EMAIL_PATCH,
+    REQUEST_TIME_PATCH,
+)
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
@@ -40,19 +46,27 @@ PATHS = {
     "integration_off_approved",
     "integration_off_rejected",
 }
-# What the current version records besides: an email applying twice, a partner user.
+# What the versions since one workflow per request record besides: an email applying
+# twice, a partner user.
 DUPLICATES = {"duplicate", "status_link_reminded", "partner_user"}
+# What the current version records besides: reminders, an expiry, a hold.
+TIME = {"reminded", "expired", "held"}
 # The versions whose requests were children of an applicant workflow.
 WITH_APPLICANT = ("v1", "v2-received-email", "v3-partner-account")
 
 
 def test_every_version_has_histories_for_every_path() -> None:
-    assert [folder.name for folder in VERSIONS] == [*WITH_APPLICANT, RECORDING_VERSION]
+    assert [folder.name for folder in VERSIONS] == [
+        *WITH_APPLICANT,
+        "v4-one-workflow",
+        RECORDING_VERSION,
+    ]
     for folder in VERSIONS:
         paths = PATHS | ({"applicant"} if folder.name in WITH_APPLICANT else set())
         assert {path.stem for path in folder.glob("*.json")} >= paths, folder.name
+    assert {path.stem for path in (HISTORIES / "v4-one-workflow").glob("*.json")} >= DUPLICATES
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
-    assert current >= DUPLICATES
+    assert current >= DUPLICATES | TIME
 
 
 @pytest.mark.parametrize(
@@ -68,10 +82,10 @@ async def test_recorded_history_replays(path: Path) -> None:
     await replayer.replay_workflow(history)
 
 
-def markers(path: Path) -> list[str]:
+def markers(history: str) -> list[str]:
     """What a history's markers record, in order: `patch:<id>` or `local:<activity type>`."""
     found = []
-    for event in json.loads(path.read_text())["events"]:
+    for event in json.loads(history)["events"]:
         if marker := event.get("markerRecordedEventAttributes"):
             kind, field, key = {
                 "core_patch": ("patch", "patch-data", "id"),
@@ -86,7 +100,12 @@ def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
     """Decided after a local activity, a patch may replay differently from how it ran."""
     expected = {
         "v3-partner-account": [f"patch:{RECEIVED_EMAIL_PATCH}", f"patch:{PARTNER_ACCOUNT_PATCH}"],
-        RECORDING_VERSION: [f"patch:{ONE_WORKFLOW_PATCH}", "local:record_request"],
+        "v4-one-workflow": [f"patch:{ONE_WORKFLOW_PATCH}", "local:record_request"],
+        RECORDING_VERSION: [
+            f"patch:{ONE_WORKFLOW_PATCH}",
+            f"patch:{REQUEST_TIME_PATCH}",
+            "local:record_request",
+        ],
     }
     for version, first_markers in expected.items():
         requests = [
@@ -96,4 +115,6 @@ def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
         ]
         assert requests, version
         for path in requests:
-            assert markers(path)[:2] == first_markers, f"{version}/{path.stem}"
+            assert markers(path.read_text())[: len(first_markers)] == first_markers, (
+                f"{version}/{path.stem}"
+            )

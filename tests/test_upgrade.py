@@ -14,23 +14,31 @@ worker processes.
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import PatchActivationInput
 
-from client import decide, status, submit, wait_until_recorded
+from client import decide, hold, resume, status, submit, wait_until_recorded
 from models.ids import applicant_key, applicant_workflow_id
-from models.lifecycle import Action, Stage
+from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import ApplicantInput, SubmitInput
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished
+from tests.scenario import a_request, finished, submitted
+from tests.test_replay import markers
 from worker import build_worker
 from workflows.applicant import ApplicantWorkflow
-from workflows.onboarding import ONE_WORKFLOW_PATCH, PARTNER_ACCOUNT_PATCH, RECEIVED_EMAIL_PATCH
+from workflows.onboarding import (
+    ONE_WORKFLOW_PATCH,
+    PARTNER_ACCOUNT_PATCH,
+    REQUEST_TIME_PATCH,
+)
 
 
 async def submit_as_before(client: Client, settings: Settings, email: str | None = None) -> str:
@@ -69,7 +77,7 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
     for request in opened:
         assert request.stage is Stage.LEAD_OPEN
         recorded = (await client.get_workflow_handle(request.workflow_id).fetch_history()).to_json()
-        assert RECEIVED_EMAIL_PATCH not in recorded and ONE_WORKFLOW_PATCH not in recorded
+        assert [m for m in markers(recorded) if m.startswith("patch:")] == []
 
     async with build_worker(client, settings, stores, activity_executor):
         for request in opened:
@@ -110,4 +118,50 @@ async def test_requests_open_across_the_deploy_complete_on_the_new_code(
         assert account is not None and account.state == "invited"
         assert account.pending_link_expires_at is not None
         history = await client.get_workflow_handle(request.workflow_id).fetch_history()
-        assert PARTNER_ACCOUNT_PATCH not in history.to_json()
+        assert f"patch:{PARTNER_ACCOUNT_PATCH}" not in markers(history.to_json())
+
+
+async def test_requests_open_before_request_time_carry_on_without_a_clock(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+    mail_sink: MailSink,
+) -> None:
+    """Started by the one-workflow release (no `request-time` patch), a request keeps
+    waiting without reminders or expiry on today's code, may be held, and takes reason
+    codes like any other."""
+
+    def before_request_time(patch: PatchActivationInput) -> bool:
+        return patch.patch_id != REQUEST_TIME_PATCH
+
+    quick = settings.model_copy(
+        update={"remind_after": timedelta(seconds=1), "expire_after": timedelta(seconds=2)}
+    )
+    async with build_worker(client, quick, stores, activity_executor, patches=before_request_time):
+        old = await submitted(client, quick)
+    assert old.next_reminder_at is None and old.expires_at is None
+
+    async with build_worker(client, quick, stores, activity_executor):
+        await asyncio.sleep(3)  # past the new settings' reminder and expiry: nothing fires
+        current = await status(client, old.onboarding_id)
+        assert current.stage is Stage.LEAD_OPEN and current.reminders == []
+        held = await hold(client, old.onboarding_id, "rep:after", "Waiting for a document")
+        assert held.held is not None and held.expires_at is None
+        await resume(client, old.onboarding_id, "rep:after")
+        cancelled = await decide(
+            client,
+            old.onboarding_id,
+            Action.CANCEL,
+            "rep:after",
+            reason_code=ReasonCode.NO_LONGER_INTERESTED,
+        )
+        assert cancelled.reason_code is ReasonCode.NO_LONGER_INTERESTED
+        await finished(client, cancelled)
+    history = (await client.get_workflow_handle(old.workflow_id).fetch_history()).to_json()
+    assert [m for m in markers(history) if m.startswith("patch:")] == [
+        f"patch:{ONE_WORKFLOW_PATCH}"
+    ]
+    assert EmailKind.TEAM_REMINDER.event not in {
+        m["X-Onboarding-Event"] for m in mail_sink.messages(old.onboarding_id)
+    }

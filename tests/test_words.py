@@ -32,7 +32,7 @@ def test_every_stage_status_and_email_has_words() -> None:
     assert recorded | undecided <= set(STATUS_WORDS)
     assert set(EMAIL_WORDS) == set(EmailKind)
     assert status_words("lead", "disqualified") == "Cancelled"
-    assert email_words("team_reminder") == "Team reminder"
+    assert email_words("a_kind_of_later") == "A kind of later"
 
 
 @pytest.mark.parametrize("action", list(Action))
@@ -98,6 +98,14 @@ def test_the_outbox_says_sent_and_refused_and_temporal_what_it_cannot() -> None:
     assert told(again, a_status(notification=refused))[1].state == "sending"
     recorded = [rows[0], a_row(EmailKind.PROSPECT_REJECTED, failed_at=NOW, failure="550 here")]
     assert told(recorded, None)[1].failure == "550 here"
+
+
+def test_the_teams_reminders_are_not_what_the_partner_was_told() -> None:
+    rows = [
+        a_row(EmailKind.REQUEST_RECEIVED, sent_at=NOW),
+        a_row(EmailKind.TEAM_REMINDER, period="1", locale="en", sent_at=NOW),
+    ]
+    assert [t.kind for t in told(rows, None)] == ["request_received"]
 
 
 def test_an_email_refused_before_it_had_a_row_is_shown_from_temporal() -> None:

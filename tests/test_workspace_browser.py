@@ -26,7 +26,7 @@ from bench.seed import seed
 from client import decide, status
 from mailsink import read_spool
 from models.commerce import Prospect
-from models.lifecycle import Action, Stage
+from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores, views
@@ -203,7 +203,9 @@ async def test_a_rep_cancels_ticked_leads_with_a_double_click_one_having_moved_o
     for request in requests[:2]:
         current = await finished(client, await status(client, request.onboarding_id))
         assert current.stage is Stage.REJECTED
-        assert [d.action for d in current.decisions] == [Action.CANCEL]
+        assert [(d.action, d.reason_code) for d in current.decisions] == [
+            (Action.CANCEL, ReasonCode.NO_LONGER_INTERESTED)
+        ]
         assert len(mail_sink.messages(request.onboarding_id, EmailKind.PROSPECT_REJECTED)) == 1  # type: ignore[attr-defined]
     assert (await status(client, requests[2].onboarding_id)).stage is Stage.OPPORTUNITY_OPEN
 

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from client import decide, status
 from mailsink import SpoolHandler, read_spool
 from models.commerce import EmailMessage
-from models.lifecycle import Action, Stage
+from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores, views
@@ -99,8 +99,8 @@ async def test_cancelling_ticked_leads_decides_each_once_and_names_the_one_that_
     for request in (requests[0], requests[2]):
         current = await finished(client, await status(client, request.onboarding_id))
         assert current.stage is Stage.REJECTED
-        assert [(d.action, d.actor, d.reason) for d in current.decisions] == [
-            (Action.CANCEL, REP[0], "We could not reach you.")
+        assert [(d.action, d.actor, d.reason, d.reason_code) for d in current.decisions] == [
+            (Action.CANCEL, REP[0], "We could not reach you.", ReasonCode.CANNOT_CONTACT)
         ]
         assert len(mail_sink.messages(request.onboarding_id, EmailKind.PROSPECT_REJECTED)) == 1
     current = await status(client, moved_on.onboarding_id)
@@ -130,7 +130,13 @@ async def test_qualifying_ticked_leads_links_each_new_opportunity(
         (await status(client, r.onboarding_id)).records.opportunity_id for r in requests
     ]
     page = await web.post(
-        action, data={**hidden, "ids": [str(o) for o in opportunities], "action": "lost"}
+        action,
+        data={
+            **hidden,
+            "ids": [str(o) for o in opportunities],
+            "action": "lost",
+            "reason_code": "no_longer_interested",
+        },
     )
     assert "2 done" in page.text
     for request in requests:
@@ -150,12 +156,16 @@ async def test_nothing_ticked_or_a_reason_too_long_decides_nothing(
     assert nothing.status_code == 303
     assert nothing.headers["location"] == f"/sales/leads?q={word}"
     assert "Tick at least one lead first." in (await web.get(nothing.headers["location"])).text
+    ticked = {**hidden, "ids": str(lead.id), "action": "cancel"}
+    no_code = await web.post(action, data=ticked)
+    assert no_code.status_code == 303
+    assert "Not done: choose a reason code." in (await web.get(no_code.headers["location"])).text
     too_long = await web.post(
-        action, data={**hidden, "ids": str(lead.id), "action": "cancel", "reason": "x" * 501}
+        action, data={**ticked, "reason_code": "duplicate", "reason": "x" * 501}
     )
     assert too_long.status_code == 303
     assert (
-        "The reason should have at most 500 characters."
+        "The reason: string should have at most 500 characters."
         in (await web.get(too_long.headers["location"])).text
     )
     wrong = await web.post(action, data={**hidden, "ids": str(lead.id), "action": "won"})
@@ -183,7 +193,15 @@ async def test_an_admin_approves_and_rejects_ticked_prospects_awaiting_approval(
     prospects = [views.prospect_of_request(stores.commerce, r.onboarding_id) for r in requests]
     ids = [str(p.id) for p in prospects if p]
     page = await web.post(
-        action, data={**hidden, "ids": ids[:2], "action": "reject", "reason": "Not now."}
+        action,
+        data={
+            **hidden,
+            "ids": ids[:2],
+            "action": "reject",
+            "reason": "Not now.",
+            "reason_code": "not_eligible",
+            "note": "Both from one group.",
+        },
     )
     assert "2 done" in page.text
     page = await web.post(action, data={**hidden, "ids": ids, "action": "approve"})
@@ -195,6 +213,11 @@ async def test_an_admin_approves_and_rejects_ticked_prospects_awaiting_approval(
     )
     stages = [(await status(client, r.onboarding_id)).stage for r in requests]
     assert stages == [Stage.REJECTED, Stage.REJECTED, Stage.APPROVED]
+    rejected = (await status(client, requests[0].onboarding_id)).decisions[-1]
+    assert (rejected.reason_code, rejected.note) == (
+        ReasonCode.NOT_ELIGIBLE,
+        "Both from one group.",
+    )
 
 
 # --- what the partner was told --------------------------------------------------------------

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from client import (
+    Connection,
     DecisionNotAllowed,
     NotYetConfirmed,
     RequestNotFound,
     current_status,
     decide,
+    hold,
+    resume,
+    submission_id,
     submit,
 )
 from links import status_url
-from models.lifecycle import Action, Role, Stage, actions_of
-from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, OnboardingRequest, Reason
+from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
+from models.lifecycle import TRANSITIONS, Action, Role, Stage, actions_of
+from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingRequest, Reason
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
+from stores import Stores
+from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
 from web.auth import ApiUser
 from web.dependencies import (
     ClientDep,
@@ -30,6 +39,7 @@ from web.dependencies import (
     SettingsDep,
     StoresDep,
     TemporalDep,
+    read,
 )
 from web.identifiers import ONBOARDING_ID
 from web.protection import RETRY_AFTER, SubmitLimited
@@ -59,6 +69,12 @@ class Decided(OnboardingStatus):
     idempotency_key: str
 
 
+class HoldChanged(OnboardingStatus):
+    """The request's status once it is put on hold or resumed."""
+
+    idempotency_key: str
+
+
 class NotConfirmed(Problem):
     """Temporal holds the submission or decision, and no worker has confirmed it yet.
 
@@ -78,12 +94,49 @@ class AlreadyOpen(BaseModel):
     detail: str = ALREADY_OPEN
 
 
+class MayApplyLater(Problem):
+    """The email's last request was turned down less than REAPPLY_COOLDOWN ago; nothing
+    was created. It may apply again from `may_apply_from`."""
+
+    reason: Literal["reapply_cooldown"] = "reapply_cooldown"
+    may_apply_from: datetime
+
+
+class AlreadyAPartner(Problem):
+    """The email's request was approved: it is already a partner and signs in at
+    `signin_url`. Nothing was created."""
+
+    reason: Literal["already_partner"] = "already_partner"
+    signin_url: str
+
+
 class DecisionBody(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"reason": "Not a reseller"}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "We only take on resellers with a shop of their own.",
+                    "reason_code": "not_eligible",
+                    "note": "Checked their website: online only.",
+                }
+            ]
+        },
     )
 
-    reason: Reason | None = None
+    reason: Annotated[Reason | None, Field(description=REASON_WORDS)] = None
+    # Only for the decisions that turn a request down (cancel, lost, reject).
+    reason_code: StaffReasonCode | None = None
+    note: Annotated[Note | None, Field(description=NOTE_WORDS)] = None
+
+
+class HoldBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"note": "Waiting for their VAT certificate."}]},
+    )
+
+    note: Annotated[Note, Field(min_length=1, description=HOLD_NOTE_WORDS)]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -103,8 +156,14 @@ KEY_HEADER = {
 # The decisions in the OpenAPI document's words, as the lifecycle declares them.
 *_FIRST_ACTIONS, _LAST_ACTION = Action
 ACTION_NAMES = f"{', '.join(_FIRST_ACTIONS)} or {_LAST_ACTION}"
-DECIDE_DESCRIPTION = "A rep's ({}) or an admin's ({}) decision.".format(
-    *(", ".join(actions_of(role)) for role in (Role.SALES_REP, Role.COMMERCE_ADMIN))
+DECIDE_DESCRIPTION = (
+    "A rep's ({}) or an admin's ({}) decision. Those that turn a request down ({}) take"
+    " `reason`, the message the requester reads in the rejection email, `reason_code`"
+    " (staff's, never shown to the requester; `other` when left out) and `note`, staff's"
+    " internal note, never emailed."
+).format(
+    *(", ".join(actions_of(role)) for role in (Role.SALES_REP, Role.COMMERCE_ADMIN)),
+    ", ".join(t.action for t in TRANSITIONS.values() if t.takes_reason),
 )
 NOT_CONFIRMED_ANSWER = (
     "Recorded and not yet confirmed: no worker has taken it up. Send the same call with"
@@ -123,6 +182,12 @@ NOT_CONFIRMED_ANSWER = (
             " while no worker runs (NotConfirmed, with Retry-After)",
             "headers": KEY_HEADER,
         },
+        409: {
+            "model": MayApplyLater | AlreadyAPartner,
+            "description": "Refused by the re-apply policy, nothing created: the email's last"
+            " request was turned down less than REAPPLY_COOLDOWN ago (MayApplyLater, with"
+            " may_apply_from), or approved (AlreadyAPartner, with where to sign in)",
+        },
         **{k: ERRORS[k] for k in (413, 429, 503)},
     },
     dependencies=[SubmitLimited],
@@ -131,15 +196,29 @@ async def submit_request(
     request: OnboardingRequest,
     response: Response,
     client: ClientDep,
+    stores: StoresDep,
     settings: SettingsDep,
     secret: SecretDep,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> SubmitAccepted | AlreadyOpen | JSONResponse:
     """Submit an onboarding request; the same Idempotency-Key answers with the same request.
 
-    Without one, the answer carries the key made for it (header and body).
+    Without one, the answer carries the key made for it (header and body). An email whose
+    last request was turned down may apply again once REAPPLY_COOLDOWN has passed; one
+    whose request was approved is already a partner: both are refused with a 409.
     """
     key = idempotency_key or uuid.uuid4().hex
+    try:
+        await read(
+            check_may_apply,
+            stores.commerce,
+            request.email,
+            settings.reapply_cooldown,
+            settings.b2b_site_url,
+            submission=submission_id(f"api:{key}", request.email),
+        )
+    except ApplyRefused as refused:
+        return _refused(refused)
     try:
         submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
     except NotYetConfirmed:
@@ -165,6 +244,85 @@ async def get_request(
 ) -> OnboardingStatus:
     """Where a request stands: its stage, decisions, email and the ids of its records."""
     return await current_status(temporal, stores, _known(onboarding_id))
+
+
+HOLD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {"description": "Applied", "headers": KEY_HEADER},
+    202: {
+        "model": NotConfirmed,
+        "description": "Recorded and not yet confirmed while no worker runs; see Retry-After",
+        "headers": KEY_HEADER,
+    },
+    409: {
+        "model": NotAllowed,
+        "description": "Not allowed now: already on hold, not on hold, or decided",
+    },
+}
+
+
+@router.post(
+    "/{onboarding_id}/hold",
+    summary="Put a request on hold",
+    response_model=HoldChanged,
+    responses=HOLD_RESPONSES,
+)
+async def hold_request(
+    onboarding_id: str,
+    body: HoldBody,
+    user: ApiUser,
+    response: Response,
+    temporal: TemporalDep,
+    stores: StoresDep,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+) -> HoldChanged | JSONResponse:
+    """A rep or an admin puts an undecided request on hold: no reminders, no expiry."""
+    key = idempotency_key or uuid.uuid4().hex
+    try:
+        held = await hold(
+            await temporal.get(),
+            _known(onboarding_id),
+            actor=user.name,
+            note=body.note,
+            hold_id=f"api:hold:{key}",
+        )
+    except NotYetConfirmed:
+        return _not_confirmed(key)
+    except RequestNotFound:
+        raise await _finished(temporal, stores, onboarding_id, "hold") from None
+    response.headers["Idempotency-Key"] = key
+    return HoldChanged(**_fields(held), idempotency_key=key)
+
+
+@router.post(
+    "/{onboarding_id}/resume",
+    summary="Resume a request on hold",
+    response_model=HoldChanged,
+    responses=HOLD_RESPONSES,
+)
+async def resume_request(
+    onboarding_id: str,
+    user: ApiUser,
+    response: Response,
+    temporal: TemporalDep,
+    stores: StoresDep,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
+) -> HoldChanged | JSONResponse:
+    """A rep or an admin takes a request off hold: its reminders and expiry run again."""
+    key = idempotency_key or uuid.uuid4().hex
+    try:
+        resumed = await resume(
+            await temporal.get(),
+            _known(onboarding_id),
+            actor=user.name,
+            resume_id=f"api:resume:{key}",
+        )
+    except NotYetConfirmed:
+        return _not_confirmed(key)
+    except RequestNotFound:
+        raise await _finished(temporal, stores, onboarding_id, "resume") from None
+    response.headers["Idempotency-Key"] = key
+    return HoldChanged(**_fields(resumed), idempotency_key=key)
 
 
 @router.post(
@@ -197,6 +355,18 @@ async def decide_request(
     """A rep's or an admin's decision: the lifecycle says which may take which."""
     if not user.may(action):
         raise HTTPException(403, f"{user.name} is a {user.role.value} and may not {action.value}")
+    body = body or DecisionBody()
+    if body.reason_code is not None and not TRANSITIONS[action].takes_reason:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "reason_code"),
+                    "msg": f"{action.value} takes no reason code",
+                    "input": body.reason_code.value,
+                }
+            ]
+        )
     key = idempotency_key or uuid.uuid4().hex
     try:
         decided = await decide(
@@ -204,22 +374,43 @@ async def decide_request(
             _known(onboarding_id),
             action,
             actor=user.name,
-            reason=body.reason if body else None,
+            reason=body.reason,
             # The action is part of the id: a key reused for another action is another decision.
             decision_id=f"api:{action.value}:{key}",
+            reason_code=body.reason_code,
+            note=body.note,
         )
     except NotYetConfirmed:
         return _not_confirmed(key)
     except RequestNotFound:
-        # Temporal no longer has it: refused, naming the stage the stores keep.
-        kept = await current_status(temporal, stores, onboarding_id)
-        why = f"{action.value} is not allowed: the request is {kept.stage.value}"
-        raise DecisionNotAllowed(why, kept.stage) from None
+        raise await _finished(temporal, stores, onboarding_id, action.value) from None
     metrics.decided(action, user.role.value, decided)
     response.headers["Idempotency-Key"] = key
-    return Decided(
-        **decided.model_dump(exclude={"prospect_status", "allowed_actions"}), idempotency_key=key
-    )
+    return Decided(**_fields(decided), idempotency_key=key)
+
+
+def _fields(current: OnboardingStatus) -> dict[str, Any]:
+    """A status's own fields, without those it computes, to build an answer from."""
+    return current.model_dump(exclude=set(OnboardingStatus.model_computed_fields))
+
+
+async def _finished(
+    temporal: Connection, stores: Stores, onboarding_id: str, what: str
+) -> DecisionNotAllowed:
+    """Temporal no longer has the request: refused, naming the stage the stores keep."""
+    kept = await current_status(temporal, stores, onboarding_id)
+    why = f"{what} is not allowed: the request is {kept.stage.value}"
+    return DecisionNotAllowed(why, kept.stage)
+
+
+def _refused(refused: ApplyRefused) -> JSONResponse:
+    body: Problem
+    if isinstance(refused, CoolingDown):
+        body = MayApplyLater(detail=str(refused), may_apply_from=refused.may_apply_from)
+    else:
+        assert isinstance(refused, AlreadyPartner)
+        body = AlreadyAPartner(detail=str(refused), signin_url=refused.signin_url)
+    return JSONResponse(body.model_dump(mode="json"), status_code=409)
 
 
 def _not_confirmed(key: str) -> JSONResponse:

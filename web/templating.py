@@ -16,7 +16,8 @@ from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from models.lifecycle import STAGE_WORDS, ReasonCode, status_words
+from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS
+from models.lifecycle import STAFF_REASON_CODES, STAGE_WORDS, ReasonCode, status_words
 from models.requests import Locale
 from models.sales import LEAD_SOURCE_WORDS
 from models.status import email_words
@@ -61,10 +62,21 @@ def templates() -> Jinja2Templates:
     environment.globals["status_words"] = status_words
     environment.globals["stage_words"] = STAGE_WORDS
     environment.globals["lead_source_words"] = LEAD_SOURCE_WORDS
-    environment.globals["reason_label"] = reason_label
     environment.globals["email_words"] = email_words
     environment.globals["language_names"] = i18n.LANGUAGE_NAMES
+    # The words beside a decision's and a hold's fields on the staff pages.
+    environment.globals["field_words"] = {
+        "reason": REASON_WORDS,
+        "note": NOTE_WORDS,
+        "hold_note": HOLD_NOTE_WORDS,
+    }
     environment.filters["money"] = money
+    # A decision's reason code in words (a stored value; one no longer known, as it is).
+    environment.filters["reason_code"] = lambda value: (
+        ReasonCode(value).label if value in set(ReasonCode) else value
+    )
+    # What a rep or admin may choose when turning a request down, in the lifecycle's order.
+    environment.globals["staff_reason_codes"] = STAFF_REASON_CODES
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
     return Jinja2Templates(env=environment, context_processors=[_page_context])
@@ -89,14 +101,6 @@ def language_words(code: str | None) -> str:
         return BabelLocale.parse(code).get_display_name("en") or code
     except (ValueError, UnknownLocaleError):
         return code
-
-
-def reason_label(code: str | None) -> str:
-    """A reason code as people read it: `not_eligible` → "Not eligible"."""
-    if not code:
-        return ""
-    known = code in ReasonCode.__members__.values()
-    return ReasonCode(code).label if known else code.replace("_", " ").capitalize()
 
 
 def waited(since: datetime | None, until: datetime | None = None) -> str:

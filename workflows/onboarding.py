@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -59,9 +59,12 @@ with workflow.unsafe.imports_passed_through():
         CreateProspectInput,
         DisqualifyLeadInput,
         QualifyLeadInput,
+        RecordHoldInput,
         RejectProspectInput,
         RequestRecorded,
+        RequestTiming,
         SendEmailInput,
+        TeamReminderInput,
         WriteCustomersInput,
     )
     from models.ids import hour_period, onboarding_workflow_id
@@ -69,13 +72,27 @@ with workflow.unsafe.imports_passed_through():
         ALLOWED_ACTIONS,
         DECISION_NOT_ALLOWED,
         STAGES,
+        SYSTEM_ACTOR,
+        TEAM_NAMES,
         TRANSITIONS,
         Action,
+        ReasonCode,
         Stage,
+        transitions_from,
+        whose_move,
     )
     from models.markdown import escape
     from models.partners import PartnerUserInput, partner_user_workflow_id
-    from models.status import Decision, DecisionRecord, EmailKind, Notification, OnboardingStatus
+    from models.status import (
+        Decision,
+        DecisionRecord,
+        EmailKind,
+        Hold,
+        HoldState,
+        Notification,
+        OnboardingStatus,
+        Resume,
+    )
     from models.workflow_io import (
         OnboardingInput,
         RequestDecided,
@@ -107,6 +124,9 @@ RECEIVED_EMAIL_PATCH = "request-received-email"
 # Requests started from this version on are one workflow, with one local activity per
 # step; earlier ones (children of an applicant workflow) finish on their own path.
 ONE_WORKFLOW_PATCH = "one-workflow"
+# Requests started from this version on keep time: reminders to the team whose move it
+# is, expiry, holds. Earlier ones wait for their decisions without a clock.
+REQUEST_TIME_PATCH = "request-time"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
@@ -126,6 +146,13 @@ def store_write(activity: Callable[[Any, A], R], arg: A, summary: str) -> Awaita
         retry_policy=RETRY,
     )
 
+
+# Every email's activity options.
+EMAIL_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": SEND_EMAIL_TIMEOUT,
+    "heartbeat_timeout": SEND_EMAIL_HEARTBEAT,
+    "retry_policy": RETRY,
+}
 
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",
@@ -168,6 +195,14 @@ class OnboardingWorkflow:
         self._reminded_periods: set[str] = set()
         # The submission's answer, once the request is recorded (or found a duplicate).
         self._answer: SubmitResult | None = None
+        # The request's clocks (REQUEST_TIME_PATCH): its settings, when the team is next
+        # reminded and when it expires. A hold or a resume moves them: `_clock_moved`
+        # wakes the wait for a decision to set its timer anew.
+        self._keeps_time = False
+        self._timing: RequestTiming | None = None
+        self._remind_at: datetime | None = None
+        self._expire_at: datetime | None = None
+        self._clock_moved = False
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -176,6 +211,7 @@ class OnboardingWorkflow:
         # before that task's patch marker is known, so a patch decided there would replay
         # differently from how it ran (fault case 1 met that non-determinism error).
         if workflow.patched(ONE_WORKFLOW_PATCH):
+            self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
             # Nothing else runs per request: the approval email's activation link
             # expires by its date in the store, and the partner user's workflow starts
             # with the first change that needs it (a resend, an invitation, a removal).
@@ -244,6 +280,9 @@ class OnboardingWorkflow:
             ]
         )
         self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+        if self._keeps_time and recorded.timing is not None:
+            self._timing = recorded.timing
+            self._expire_at = workflow.now() + recorded.timing.expire_after
         sales_works_it = recorded.sales_integration_enabled
         self._enter(Stage.LEAD_OPEN if sales_works_it else Stage.AWAITING_APPROVAL)
 
@@ -270,6 +309,8 @@ class OnboardingWorkflow:
                     action=decision.action,
                     actor=decision.actor,
                     reason=decision.reason,
+                    reason_code=decision.reason_code,
+                    note=decision.note,
                     at=workflow.now(),
                 ),
                 f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
@@ -413,7 +454,9 @@ class OnboardingWorkflow:
         task as the applicant's release, a round trip sooner than after it; the rep is
         still answered only once the applicant knows, so the email may apply again then.
         """
-        self._status.notification = self._email(kind, reason=decision.reason)
+        self._status.notification = self._email(
+            kind, reason=decision.reason, reason_code=decision.reason_code
+        )
         await self._release_applicant()
         self._enter(stage)
 
@@ -445,23 +488,34 @@ class OnboardingWorkflow:
         reminder = self._email(EmailKind.STATUS_LINK_REMINDER, period=period)
         self._status.status_link_reminders.append(reminder)
 
-    def _email(self, kind: EmailKind, reason: str | None = None, period: str = "") -> Notification:
+    def _email(
+        self,
+        kind: EmailKind,
+        reason: str | None = None,
+        period: str = "",
+        reason_code: ReasonCode | None = None,
+    ) -> Notification:
         """Start one email to the requester; its outcome lands on the notification returned."""
-        note = Notification(kind=kind)
-        sending = workflow.start_activity_method(
-            EmailActivities.send_onboarding_email,
-            SendEmailInput(
-                onboarding_id=self._input.onboarding_id,
-                kind=kind,
-                request=self._input.request,
-                reason=reason,
-                period=period,
+        return self._send(
+            kind,
+            workflow.start_activity_method(
+                EmailActivities.send_onboarding_email,
+                SendEmailInput(
+                    onboarding_id=self._input.onboarding_id,
+                    kind=kind,
+                    request=self._input.request,
+                    reason=reason,
+                    period=period,
+                    reason_code=reason_code,
+                ),
+                summary=f"Email: send {kind.event} to the requester",
+                **EMAIL_OPTIONS,
             ),
-            summary=f"Email: send {kind.event} to the requester",
-            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-            heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
-            retry_policy=RETRY,
         )
+
+    def _send(self, kind: EmailKind, sending: workflow.ActivityHandle[int]) -> Notification:
+        """Follow an email being sent; its outcome lands on the notification returned."""
+        note = Notification(kind=kind)
         recording = asyncio.create_task(self._record(note, sending))
         self._emails_in_flight.add(recording)
         recording.add_done_callback(self._emails_in_flight.discard)
@@ -535,6 +589,8 @@ class OnboardingWorkflow:
 
     def _refusal(self, decision: Decision) -> str | None:
         stage = self._status.stage
+        if decision.reason_code is ReasonCode.EXPIRED:
+            return f"{decision.action.value} is not allowed with reason code expired: the system's"
         if self._decision is not None:
             return (
                 f"{decision.action.value} is not allowed: {self._decision.action.value} "
@@ -553,15 +609,146 @@ class OnboardingWorkflow:
         return None
 
     def _accept(self, decision: Decision) -> None:
+        if TRANSITIONS[decision.action].takes_reason and decision.reason_code is None:
+            decision = decision.model_copy(update={"reason_code": ReasonCode.OTHER})
         self._decision = decision
         self._status.pending_action = decision.action
         self._status.decisions.append(DecisionRecord(**decision.model_dump(), at=workflow.now()))
         self._publish()
 
     async def _next_decision(self) -> Decision:
-        await workflow.wait_condition(lambda: self._decision is not None)
-        assert self._decision is not None
+        """The next decision: a rep's or admin's, or the system's once the request expires.
+
+        Until it comes, the team is reminded on time. Each wait's timer is the next of the
+        two clocks; a hold stops both (the wait has no timer), a resume moves them on by
+        the time held, and either wakes the wait to set its timer anew.
+        """
+        while self._decision is None:
+            due = self._next_due()
+            self._clock_moved = False
+            if due is None:
+                await workflow.wait_condition(
+                    lambda: self._decision is not None or self._clock_moved
+                )
+                continue
+            at, summary = due
+            if at > workflow.now():
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._decision is not None or self._clock_moved,
+                        timeout=at - workflow.now(),
+                        timeout_summary=summary,
+                    )
+                    continue
+                except TimeoutError:
+                    pass
+            if self._decision is None:
+                self._clock_struck()
         return self._decision
+
+    def _next_due(self) -> tuple[datetime, str] | None:
+        """The next clock to strike: the reminder, or the expiry; None on hold or without."""
+        if self._status.held is not None or self._expire_at is None:
+            return None
+        if self._remind_at is not None and self._remind_at < self._expire_at:
+            role = whose_move(self._status.stage)
+            team = TEAM_NAMES[role] if role else "team"
+            number = len(self._status.reminders) + 1
+            return self._remind_at, f"Remind the {team} (reminder {number})"
+        return self._expire_at, "Expire the request: rejected by the system"
+
+    def _clock_struck(self) -> None:
+        """A reminder is due (sent, the next one set), or the request expires (rejected)."""
+        assert self._timing is not None and self._expire_at is not None
+        now = workflow.now()
+        if self._remind_at is not None and self._remind_at < self._expire_at:
+            self._remind_at += self._timing.remind_every
+            self._remind()
+            self._publish()
+            return
+        stage = self._status.stage
+        rejecting = next(t.action for t in transitions_from(stage) if t.rejects)
+        workflow.logger.info("Request %s expired at %s", self._input.onboarding_id, now)
+        self._accept(Decision(action=rejecting, actor=SYSTEM_ACTOR, reason_code=ReasonCode.EXPIRED))
+
+    def _remind(self) -> None:
+        """Email the team whose move it is that the request waits on them."""
+        status = self._status
+        self._status.reminders.append(
+            self._send(
+                EmailKind.TEAM_REMINDER,
+                workflow.start_activity_method(
+                    EmailActivities.send_team_reminder,
+                    TeamReminderInput(
+                        onboarding_id=self._input.onboarding_id,
+                        number=len(status.reminders) + 1,
+                        stage=status.stage,
+                        stage_since=status.stage_since,
+                        company=self._input.request.company,
+                        records=status.records,
+                        expires_at=self._expire_at,
+                    ),
+                    summary=f"Email: remind the team ({status.stage.value})",
+                    **EMAIL_OPTIONS,
+                ),
+            )
+        )
+
+    # --- hold ------------------------------------------------------------------------------
+
+    @workflow.update
+    async def hold(self, hold: Hold) -> OnboardingStatus:
+        """Put the request on hold: no reminders, no expiry, until it is resumed."""
+        self._status.held = HoldState(since=workflow.now(), by=hold.actor, note=hold.note)
+        self._clock_moved = True
+        self._publish()
+        await self._record_hold()
+        return self._status
+
+    @hold.validator
+    def _validate_hold(self, hold: Hold) -> None:
+        self._refuse_change("hold", "it is already on hold", self._status.held is not None)
+
+    @workflow.update
+    async def resume(self, resume: Resume) -> OnboardingStatus:
+        """Take the request off hold: its clocks run again, moved on by the time held."""
+        held = self._status.held
+        assert held is not None
+        paused = workflow.now() - held.since
+        if self._expire_at is not None:
+            self._expire_at += paused
+        if self._remind_at is not None:
+            self._remind_at += paused
+        self._status.held = None
+        self._clock_moved = True
+        self._publish()
+        await self._record_hold()
+        return self._status
+
+    @resume.validator
+    def _validate_resume(self, resume: Resume) -> None:
+        self._refuse_change("resume", "it is not on hold", self._status.held is None)
+
+    def _refuse_change(self, what: str, why: str, refused: bool) -> None:
+        """A hold or resume is for an undecided request with no decision being applied."""
+        stage = self._status.stage
+        if stage.decided or stage is Stage.SUBMITTED:
+            why = "it is decided" if stage.decided else "it is still being recorded"
+            refused = True
+        elif self._decision is not None:
+            why = f"{self._decision.action.value} is being applied"
+            refused = True
+        if refused:
+            raise DecisionNotAllowed(f"{what} is not allowed: {why}", stage)
+
+    async def _record_hold(self) -> None:
+        await store_write(
+            CommerceActivities.record_hold,
+            RecordHoldInput(onboarding_id=self._input.onboarding_id, held=self._status.held),
+            "Commerce: put the request on hold"
+            if self._status.held
+            else "Commerce: take the request off hold",
+        )
 
     # --- stage, visibility ---------------------------------------------------------------
 
@@ -571,6 +758,12 @@ class OnboardingWorkflow:
         self._status.pending_action = None
         self._status.stage = stage
         self._status.stage_since = workflow.now()
+        if stage.decided:
+            self._remind_at = self._expire_at = None
+            self._status.held = None
+        elif self._timing is not None:
+            # The team whose move it is now is reminded from the stage's start.
+            self._remind_at = workflow.now() + self._timing.remind_after
         self._publish(stage_changed=True)
 
     def _publish(self, stage_changed: bool = False) -> None:
@@ -582,9 +775,27 @@ class OnboardingWorkflow:
             f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
             STAGES[status.stage].waiting_for,
         ]
+        held = status.held
+        status.next_reminder_at = status.expires_at = None
+        if held is not None:
+            details.append(
+                f"**On hold** since {held.since:%Y-%m-%d %H:%M:%S} UTC by {escape(held.by)}: "
+                "no reminders, no expiry until it is resumed."
+            )
+        elif self._expire_at is not None:
+            status.expires_at = self._expire_at
+            if self._remind_at is not None and self._remind_at < self._expire_at:
+                status.next_reminder_at = self._remind_at
+                details.append(f"**Next reminder:** {self._remind_at:%Y-%m-%d %H:%M:%S} UTC")
+            details.append(f"**Expires:** {self._expire_at:%Y-%m-%d %H:%M:%S} UTC")
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
-        notes = [status.received_notification, *status.status_link_reminders, status.notification]
+        notes = [
+            status.received_notification,
+            *status.status_link_reminders,
+            *status.reminders,
+            status.notification,
+        ]
         details.extend(
             NOTIFICATION[note.state].format(event=note.kind.event, error=escape(note.error or ""))
             for note in notes
@@ -601,4 +812,6 @@ class OnboardingWorkflow:
         }
         if reason:
             fields["reason"] = decision.reason
+            fields["reason_code"] = decision.reason_code
+            fields["note"] = decision.note
         return fields

@@ -4,7 +4,8 @@ A `Site` runs a Temporal dev server (state in a file, so it can be restarted), w
 processes that can be killed with SIGKILL, an SMTP sink that can be stopped or made
 slow, and both stores. `Site.tally` computes, from both stores, the sink and Temporal:
 requests lost, duplicate rows, requests with exactly the right emails (one "we received
-your request", one of the decision), and duplicate deliveries.
+your request", one of the decision, and an expired request's reminders), and duplicate
+deliveries.
 """
 
 from __future__ import annotations
@@ -51,12 +52,32 @@ PATHS: dict[str, tuple[Action, ...]] = {
 # Temporal refuses an Update at once while the request's task is failing over, and
 # callers retrying in a tight loop would keep a recovering server busy.
 RETRY_AFTER = 1.0
-FINAL = {"won": Stage.APPROVED, "lost": Stage.REJECTED, "cancelled": Stage.REJECTED}
-# Every request's emails, one of each: received on submission, then the decision's.
+FINAL = {
+    "won": Stage.APPROVED,
+    "lost": Stage.REJECTED,
+    "cancelled": Stage.REJECTED,
+    # Left undecided past EXPIRE_AFTER (`EXPIRING`): rejected by the system.
+    "expired": Stage.REJECTED,
+}
+# Every request's emails: received on submission, then the decision's, one of each.
 EMAILS = {
     Stage.APPROVED: {EmailKind.REQUEST_RECEIVED.event, EmailKind.PROSPECT_APPROVED.event},
     Stage.REJECTED: {EmailKind.REQUEST_RECEIVED.event, EmailKind.PROSPECT_REJECTED.event},
 }
+# Clocks of seconds: reminded at 3 s and 6 s, expired at 8 s (the reminder due at 9 s
+# never is). Set in a worker's environment, they leave a request the "expired" path.
+EXPIRING = {"REMIND_AFTER": "3", "REMIND_EVERY": "3", "EXPIRE_AFTER": "8"}
+EXPIRING_REMINDERS = 2
+
+
+def expected_emails(path: str) -> Counter[str]:
+    """How many distinct messages of each kind a request of `path` ends with."""
+    expected = Counter(EMAILS[FINAL[path]])
+    if path == "expired":
+        expected[EmailKind.TEAM_REMINDER.event] = EXPIRING_REMINDERS
+    return expected
+
+
 # Every row each path leaves in both stores, exactly.
 ROWS: dict[str, dict[str, int]] = {
     "won": ROWS_OF_A_WON_REQUEST,
@@ -73,6 +94,8 @@ ROWS: dict[str, dict[str, int]] = {
         "email_message": 2,
     },
 }
+# Expired: as cancelled (by the system), with its reminders in the outbox.
+ROWS["expired"] = {**ROWS["cancelled"], "email_message": 2 + EXPIRING_REMINDERS}
 
 
 class Process:
@@ -374,7 +397,7 @@ class Site:
             kinds = Counter(
                 event for event, _ in {(m["X-Onboarding-Event"], m["Message-ID"]) for m in mine}
             )
-            if kinds == Counter(EMAILS[FINAL[path]]):
+            if kinds == expected_emails(path):
                 tally.with_the_right_emails += 1
         case = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
         record(case, f"{tally.line()}, {time.monotonic() - self.started_at:.0f} s")

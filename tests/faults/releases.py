@@ -268,6 +268,8 @@ class Deployment:
             "WEB_SECRET_KEY": SECRET,
             "WORKER_METRICS_ADDRESS": "",
             "WORKER_HEALTH_ADDRESS": "",
+            # A decided request's email applies again within the case's minutes.
+            "REAPPLY_COOLDOWN": "0",
         }
         self.services: list[Service] = [self.server]
         # Command-line processes at once: more only queue for the machine's cores.

@@ -1,7 +1,7 @@
 """Requests open under the last release finish after the deploy, with only new workers.
 
-The release before the redesign of issue 12 (`OLD_COMMIT`) is checked out as a git
-worktree with its own venv; its worker and its command line open requests at every stage
+An earlier release (each of `OLD_COMMITS`) is checked out as a git worktree with its own
+venv; its worker and its command line open requests at every stage
 a request waits in: a lead to qualify or cancel, an opportunity to close, a prospect for
 a Commerce admin (the Sales integration off), an approval email and a received email
 still retrying while the mail server is down. Then the deploy, as an operator runs it:
@@ -36,9 +36,14 @@ from tests.faults.releases import Deployment, Release, earlier_release, eventual
 
 pytestmark = [pytest.mark.faults, pytest.mark.storm]
 
-# The last release before the redesign (issue 12): `applicant-<hash>` parents and
-# `onboarding-<id>` children.
-OLD_COMMIT = "a0efe07b03d84dfa319718a6a1a38f42452c9c7e"
+# The releases this one may replace: the last before the redesign of issue 12
+# (`applicant-<hash>` parents and `onboarding-<id>` children), and the last before
+# request time (one workflow per request, no clocks). A request open under either
+# finishes on this release's code.
+OLD_COMMITS = {
+    "before-one-workflow": "a0efe07b03d84dfa319718a6a1a38f42452c9c7e",
+    "before-request-time": "d81ffb3b701b88a0b201f5bf3df115755e976aac",
+}
 # The whole case, once both venvs exist.
 WITHIN = 300
 DECISION_EMAIL = {"approved": "prospect-approved", "rejected": "prospect-rejected"}
@@ -68,9 +73,12 @@ class Request:
         return "qualify" in self.old + self.new
 
 
-@pytest.fixture(scope="module")
-def old_release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    with earlier_release(OLD_COMMIT, tmp_path_factory.mktemp("old-release")) as release:
+@pytest.fixture(scope="module", params=list(OLD_COMMITS))
+def old_release(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Release]:
+    commit = OLD_COMMITS[request.param]
+    with earlier_release(commit, tmp_path_factory.mktemp("old-release")) as release:
         yield release
 
 

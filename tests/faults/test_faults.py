@@ -23,7 +23,7 @@ from models.sales import Lead
 from stores import Stores, views
 from stores.engine import make_engine
 from tests.conftest import POSTGRES_ADMIN_URL, postgres_databases
-from tests.faults.harness import PATHS, Site
+from tests.faults.harness import EXPIRING, PATHS, Site
 
 STORM = 200
 
@@ -107,6 +107,29 @@ async def test_2_a_worker_killed_after_a_commit_before_it_reports(site: Site) ->
     tally = await site.tally({onboarding_id: "won"})
 
     tally.assert_nothing_lost_or_duplicated()
+
+
+async def test_12_a_worker_killed_around_the_reminders_and_the_expiry(site: Site) -> None:
+    """Clocks of seconds; the worker is killed just before each reminder and the expiry
+    falls due, and again just after: each reminder and the rejection go out once."""
+    site.worker_env.update(EXPIRING)
+    site.start_worker()
+    onboarding_ids = await site.submit(6)
+    start = asyncio.get_running_loop().time()
+    for due in (3.0, 6.0, 8.0):
+        for offset in (-0.3, 0.4):
+            await asyncio.sleep(max(0.0, start + due + offset - asyncio.get_running_loop().time()))
+            site.workers[-1].kill()
+            site.start_worker()
+
+    tally = await site.tally(dict.fromkeys(onboarding_ids, "expired"))
+
+    # Each kill may catch one email between the server's acceptance and the outbox's mark.
+    tally.assert_nothing_lost_or_duplicated(resends=2)
+    assert site.client is not None
+    for onboarding_id in onboarding_ids:
+        expired = await status(site.client, onboarding_id)
+        assert expired.reason_code == "expired" and expired.decisions[-1].actor == "system"
 
 
 async def test_3_the_temporal_server_restarted_mid_flight(site: Site) -> None:

@@ -14,12 +14,12 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from client import (
@@ -31,18 +31,17 @@ from client import (
     decide,
 )
 from models.lifecycle import TRANSITIONS, Action, ReasonCode, Stage, refusal
-from models.requests import IDEMPOTENCY_KEY, Reason
+from models.requests import IDEMPOTENCY_KEY
 from models.status import OnboardingStatus
 from stores.queues import PAGE_SIZE
 from web.auth import User
 from web.dependencies import get_metrics
-from web.pages.decisions import reason_problem
+from web.pages.decisions import Invalid, checked
 from web.templating import flash, render
 
 # Decisions sent to Temporal at once: enough to answer 50 rows in a few seconds, few
 # enough to leave room for everyone else's.
 AT_ONCE = 8
-_reason = TypeAdapter(Reason | None)
 RowIdValue = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
@@ -51,9 +50,10 @@ class BulkForm(BaseModel):
 
     ids: list[RowIdValue] = Field(default_factory=list, max_length=PAGE_SIZE)
     action: Action
-    # Checked as a Reason when deciding, so a bad one is explained on the page.
+    # Checked when deciding, as a single decision's are, so a bad one is explained.
     reason: str = Field(default="", max_length=10_000)
-    reason_code: ReasonCode | Literal[""] = ""
+    reason_code: str = Field(default="", max_length=100)
+    note: str = Field(default="", max_length=10_000)
     batch_id: str = Field(pattern=IDEMPOTENCY_KEY)
     # The queue's view the rows were ticked in (its query), to go back to.
     back: str = Field(default="", max_length=4000)
@@ -98,23 +98,22 @@ async def decide_all(
     made: dict[Stage, str] | None = None,
 ) -> list[Outcome] | str:
     """Send each target its decision; the outcomes in the targets' order, or why none
-    was sent (a reason that is not right)."""
-    transition = TRANSITIONS[form.action]
+    was sent (a reason, reason code or note that is not right)."""
+    if not targets:
+        return []
     try:
-        reason = _reason.validate_python(form.reason.strip() or None)
-    except ValidationError as err:
-        return reason_problem(err)
-    if not transition.takes_reason:
-        reason = None
-    # TODO(#14): pass form.reason_code to the decision once `Decision` has a reason_code
-    # field (models/status.py); until then the code chosen here is not recorded.
+        reason, reason_code, note = checked(form.action, form.reason, form.reason_code, form.note)
+    except Invalid as err:
+        return str(err)
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def one(target: Target) -> Outcome:
         if target.onboarding_id is None:
             return Outcome(target, "refused", "Not from an onboarding request: decide it in Sales.")
         async with gate:
-            return await _decide(request, client, user, form, reason, target, made or {})
+            return await _decide(
+                request, client, user, form, (reason, reason_code, note), target, made or {}
+            )
 
     return list(await asyncio.gather(*(one(target) for target in targets)))
 
@@ -124,11 +123,12 @@ async def _decide(
     client: Client,
     user: User,
     form: BulkForm,
-    reason: str | None,
+    why: tuple[str | None, ReasonCode | None, str | None],
     target: Target,
     made: dict[Stage, str],
 ) -> Outcome:
     action, transition = form.action, TRANSITIONS[form.action]
+    reason, reason_code, note = why
     assert target.onboarding_id is not None
     try:
         current = await decide(
@@ -138,6 +138,8 @@ async def _decide(
             actor=user.name,
             reason=reason,
             decision_id=f"bulk:{action.value}:{form.batch_id}:{target.row_id}",
+            reason_code=reason_code,
+            note=note,
         )
     except DecisionNotAllowed as err:
         return Outcome(target, "refused", refusal(action, err.stage))

@@ -1,6 +1,6 @@
 """Commerce, for admins: an overview, All prospects (search, filters, counts, pages,
-decisions on many at once, its view as CSV), a prospect with its customers, hierarchy and
-what its partner was told, an organisation's credit limit."""
+decisions on many at once, its view as CSV), a prospect with its customers, hierarchy,
+hold and what its partner was told, an organisation's credit limit."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
 from web.pages import bulk, export, notifications
-from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
+from web.pages.decisions import (
+    DecisionForm,
+    HoldForm,
+    allowed_in,
+    decide_on_page,
+    hold_on_page,
+    resume_on_page,
+    status_for_staff,
+)
 from web.pages.notifications import notifications_of
 from web.pages.queues import now, queue_page, view_of
 from web.templating import flash, money, render
@@ -112,13 +120,12 @@ async def prospect(
     stores: StoresDep,
     temporal: TemporalDep,
 ) -> Response:
-    """A prospect: its request, Approve and Reject (integration off), its customers, and
-    what its partner was told."""
-    found = await read(views.prospect, stores.commerce, prospect_id)
-    if found is None:
-        raise HTTPException(404, "There is no such prospect.")
+    """A prospect: its request, Approve and Reject (integration off), its hold, its
+    customers, what its partner was told."""
+    found = await _prospect(stores, prospect_id)
     customers = await read(views.customers_of_request, stores.commerce, found.onboarding_id)
     hierarchy = await read(views.hierarchy_of_request, stores.commerce, found.onboarding_id)
+    status = await status_for_staff(temporal, stores, found.onboarding_id)
     return render(
         request,
         "commerce/prospect.html",
@@ -127,8 +134,39 @@ async def prospect(
         hierarchy=hierarchy,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
-        told=await notifications_of(temporal, stores, found.onboarding_id),
+        status=status,
+        told=await notifications_of(stores, found.onboarding_id, status),
     )
+
+
+@router.post("/prospects/{prospect_id}/hold", dependencies=[CsrfChecked])
+async def hold_prospect(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the prospect's request on hold: no reminders and no expiry until it is resumed."""
+    found = await _prospect(stores, prospect_id)
+    await hold_on_page(request, client, found.onboarding_id, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+@router.post("/prospects/{prospect_id}/resume", dependencies=[CsrfChecked])
+async def resume_prospect(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the prospect's request off hold."""
+    found = await _prospect(stores, prospect_id)
+    await resume_on_page(request, client, found.onboarding_id, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
 
 
 @router.post("/prospects/{prospect_id}/{action}", dependencies=[CsrfChecked])
@@ -142,11 +180,16 @@ async def decide_prospect(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Approve or reject a prospect made while the Sales integration was off."""
+    found = await _prospect(stores, prospect_id)
+    await decide_on_page(request, client, found.onboarding_id, action, user, form)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+async def _prospect(stores: Stores, prospect_id: int) -> Prospect:
     found = await read(views.prospect, stores.commerce, prospect_id)
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
-    await decide_on_page(request, client, found.onboarding_id, action, user, form)
-    return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+    return found
 
 
 @router.post("/prospects/{prospect_id}/notifications/resend", dependencies=[CsrfChecked])
@@ -161,9 +204,7 @@ async def resend_notification(
     form: Annotated[notifications.ResendForm, Form()],
 ) -> Response:
     """Send a refused email again: a new attempt at the same notification, still sent once."""
-    found = await read(views.prospect, stores.commerce, prospect_id)
-    if found is None:
-        raise HTTPException(404, "There is no such prospect.")
+    found = await _prospect(stores, prospect_id)
     await notifications.resend(request, found, form, user, temporal, stores, client, settings)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}#notifications", status_code=303)
 

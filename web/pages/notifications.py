@@ -7,35 +7,27 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from client import Connection, OnboardingError, current_status, resend_notification
+from client import Connection, resend_notification
 from models.commerce import Prospect
-from models.lifecycle import ProspectStatus
-from models.status import EmailKind
+from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import ResendNotificationInput
 from settings import Settings
 from stores import Stores, views
-from stores.notifications import Told, told, unsure
+from stores.notifications import Told, told
 from web.auth import User
 from web.dependencies import read
+from web.pages.decisions import status_for_staff
 from web.templating import flash, when
 
 
 async def notifications_of(
-    temporal: Connection, stores: Stores, onboarding_id: str | None
+    stores: Stores, onboarding_id: str | None, status: OnboardingStatus | None
 ) -> list[Told]:
-    """The request's notifications; Temporal is asked only when the outbox may not say all."""
+    """The request's emails to its requester, from the outbox and the request's status
+    (the page's, from Temporal or else the stores; None when neither could say)."""
     if onboarding_id is None:
         return []
     rows = await read(views.notifications_of_request, stores.commerce, onboarding_id)
-    prospect = await read(views.prospect_of_request, stores.commerce, onboarding_id)
-    decided = prospect is not None and prospect.status != ProspectStatus.PENDING
-    status = None
-    if unsure(rows, decided):
-        try:
-            status = await current_status(temporal, stores, onboarding_id)
-        except OnboardingError:
-            # Neither Temporal nor the stores could say more: the rows are what is known.
-            status = None
     return told(rows, status)
 
 
@@ -59,7 +51,8 @@ async def resend(
 ) -> None:
     """Send a refused email again: a new attempt at the same notification, still sent
     once. What happened is left as the page's message."""
-    shown = await notifications_of(temporal, stores, prospect.onboarding_id)
+    status = await status_for_staff(temporal, stores, prospect.onboarding_id)
+    shown = await notifications_of(stores, prospect.onboarding_id, status)
     found = next((t for t in shown if t.kind == form.kind and t.period == form.period), None)
     if found is None:
         raise HTTPException(404, "This request has no such email.")

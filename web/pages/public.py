@@ -14,10 +14,12 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
+from client import submission_id as onboarding_id_of
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
-from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep
+from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
+from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep, read
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
 from web.protection import SubmitLimited
@@ -69,9 +71,16 @@ async def application_form(request: Request) -> Response:
 
 @router.post("/apply", dependencies=[SubmitLimited])
 async def apply(
-    request: Request, client: ClientDep, settings: SettingsDep, secret: SecretDep
+    request: Request,
+    client: ClientDep,
+    stores: StoresDep,
+    settings: SettingsDep,
+    secret: SecretDep,
 ) -> Response:
-    """Submit the form: the same submission id (a double click, a resubmit) makes one request."""
+    """Submit the form: the same submission id (a double click, a resubmit) makes one request.
+
+    An email the re-apply policy refuses gets a page that says why, and nothing is made.
+    """
     locale = page_locale(request)
     # Read whole first: the form parser would hide bytes that are not UTF-8.
     errors = _not_utf8(request.headers.get("content-type", ""), await request.body(), locale)
@@ -97,10 +106,27 @@ async def apply(
             errors=errors,
             submission_id=submission_id,
         )
+    key = f"form:{submission_id}"
     try:
-        submitted = await submit(
-            client, application, settings, idempotency_key=f"form:{submission_id}"
+        await read(
+            check_may_apply,
+            stores.commerce,
+            application.email,
+            settings.reapply_cooldown,
+            settings.b2b_site_url,
+            submission=onboarding_id_of(key, application.email),
         )
+    except ApplyRefused as refused:
+        return render(
+            request,
+            "apply_refused.html",
+            status_code=409,
+            locale=locale,
+            may_apply_from=refused.may_apply_from if isinstance(refused, CoolingDown) else None,
+            signin_url=refused.signin_url if isinstance(refused, AlreadyPartner) else None,
+        )
+    try:
+        submitted = await submit(client, application, settings, idempotency_key=key)
     except NotYetConfirmed:
         # The same submission id on "Check again": the requester gets their link then.
         typed = {name: value for name, value in values.items() if value}

@@ -1,6 +1,7 @@
 """Sales, for reps: an overview, the lead views and the opportunities (search, filters,
 counts, pages, decisions on many at once), a lead with its timeline, an opportunity with
-its account and contact, and what each request's partner was told."""
+its account and contact, what each request's partner was told; holding and resuming the
+request either belongs to."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ from fastapi.responses import RedirectResponse, Response
 
 from models.lifecycle import TRANSITIONS, Action, Stage, transitions_from
 from models.sales import Lead, Opportunity
-from stores import queues, views
+from stores import Stores, queues, views
 from stores.queues import LEADS, OPEN_LEADS, OPPORTUNITIES, Sort, View
 from web.auth import CsrfChecked, SalesRep
 from web.dependencies import ClientDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
 from web.pages import bulk
-from web.pages.decisions import DecisionForm, allowed_in, decide_on_page
+from web.pages.decisions import (
+    DecisionForm,
+    HoldForm,
+    allowed_in,
+    decide_on_page,
+    hold_on_page,
+    resume_on_page,
+    status_for_staff,
+)
 from web.pages.notifications import notifications_of
 from web.pages.queues import now, queue_page
 from web.templating import render
@@ -138,12 +147,14 @@ async def decide_leads(
 async def lead(
     request: Request, lead_id: RowId, user: SalesRep, stores: StoresDep, temporal: TemporalDep
 ) -> Response:
-    """A lead: its Contact and Company parts, its timeline, Qualify and Cancel."""
+    """A lead: its Contact and Company parts, its timeline, Qualify and Cancel, its hold,
+    what its partner was told."""
     found = await read(views.lead, stores.sales, lead_id)
     if found is None:
         raise HTTPException(404, "There is no such lead.")
     notes = await read(views.timeline, stores.sales, lead_id)
     opportunity = await read(views.opportunity_of_lead, stores.sales, lead_id)
+    status = await status_for_staff(temporal, stores, found.onboarding_id)
     return render(
         request,
         "sales/lead.html",
@@ -151,8 +162,39 @@ async def lead(
         notes=notes,
         opportunity=opportunity,
         decisions=transitions_from(Stage.LEAD_OPEN),
-        told=await notifications_of(temporal, stores, found.onboarding_id),
+        status=status,
+        told=await notifications_of(stores, found.onboarding_id, status),
     )
+
+
+@router.post("/leads/{lead_id}/hold", dependencies=[CsrfChecked])
+async def hold_lead(
+    request: Request,
+    lead_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the lead's request on hold: no reminders and no expiry until it is resumed."""
+    onboarding_id = await _lead_request(stores, lead_id)
+    await hold_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
+
+
+@router.post("/leads/{lead_id}/resume", dependencies=[CsrfChecked])
+async def resume_lead(
+    request: Request,
+    lead_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the lead's request off hold."""
+    onboarding_id = await _lead_request(stores, lead_id)
+    await resume_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/leads/{lead_id}", status_code=303)
 
 
 @router.post("/leads/{lead_id}/{action}", dependencies=[CsrfChecked])
@@ -166,10 +208,8 @@ async def decide_lead(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Qualify the lead (on to its opportunity) or cancel it (the prospect is rejected)."""
-    found = await read(views.lead, stores.sales, lead_id)
-    if found is None or found.onboarding_id is None:
-        raise HTTPException(404, "There is no such lead from an onboarding request.")
-    current = await decide_on_page(request, client, found.onboarding_id, action, user, form)
+    onboarding_id = await _lead_request(stores, lead_id)
+    current = await decide_on_page(request, client, onboarding_id, action, user, form)
     opportunity_id = current.records.opportunity_id if current else None
     if TRANSITIONS[action].leads_to is Stage.OPPORTUNITY_OPEN and opportunity_id is not None:
         return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
@@ -221,7 +261,8 @@ async def opportunity(
     stores: StoresDep,
     temporal: TemporalDep,
 ) -> Response:
-    """An opportunity: its lead, account and contact, Close as won, Close as lost."""
+    """An opportunity: its lead, account and contact, Close as won, Close as lost, its
+    hold, what its partner was told."""
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None:
         raise HTTPException(404, "There is no such opportunity.")
@@ -232,6 +273,7 @@ async def opportunity(
     contact = (
         await read(views.contact, stores.sales, found.contact_id) if found.contact_id else None
     )
+    status = await status_for_staff(temporal, stores, found.onboarding_id)
     return render(
         request,
         "sales/opportunity.html",
@@ -240,8 +282,39 @@ async def opportunity(
         account=account,
         contact=contact,
         decisions=transitions_from(Stage.OPPORTUNITY_OPEN),
-        told=await notifications_of(temporal, stores, found.onboarding_id),
+        status=status,
+        told=await notifications_of(stores, found.onboarding_id, status),
     )
+
+
+@router.post("/opportunities/{opportunity_id}/hold", dependencies=[CsrfChecked])
+async def hold_opportunity(
+    request: Request,
+    opportunity_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Put the opportunity's request on hold: no reminders and no expiry until it is resumed."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await hold_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+
+
+@router.post("/opportunities/{opportunity_id}/resume", dependencies=[CsrfChecked])
+async def resume_opportunity(
+    request: Request,
+    opportunity_id: RowId,
+    user: SalesRep,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[HoldForm, Form()],
+) -> Response:
+    """Take the opportunity's request off hold."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await resume_on_page(request, client, onboarding_id, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
 
 
 @router.post("/opportunities/{opportunity_id}/{action}", dependencies=[CsrfChecked])
@@ -255,11 +328,23 @@ async def close_opportunity(
     form: Annotated[DecisionForm, Form()],
 ) -> Response:
     """Close the opportunity as won (the prospect is approved) or lost (rejected)."""
+    onboarding_id = await _opportunity_request(stores, opportunity_id)
+    await decide_on_page(request, client, onboarding_id, action, user, form)
+    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+
+
+async def _lead_request(stores: Stores, lead_id: int) -> str:
+    found = await read(views.lead, stores.sales, lead_id)
+    if found is None or found.onboarding_id is None:
+        raise HTTPException(404, "There is no such lead from an onboarding request.")
+    return found.onboarding_id
+
+
+async def _opportunity_request(stores: Stores, opportunity_id: int) -> str:
     found = await read(views.opportunity, stores.sales, opportunity_id)
     if found is None or found.onboarding_id is None:
         raise HTTPException(404, "There is no such opportunity from an onboarding request.")
-    await decide_on_page(request, client, found.onboarding_id, action, user, form)
-    return RedirectResponse(f"/sales/opportunities/{opportunity_id}", status_code=303)
+    return found.onboarding_id
 
 
 @router.get("/accounts/{account_id}")
