@@ -12,10 +12,10 @@ age filter, from the last 30 days' rows in an index that holds all they group by
 few thousand index entries, whatever the table's size. With search words, from one
 grouped scan of the rows found.
 
-Search is a `LIKE` per word on the row's folded words (`models.search`): every word in
-some field. A table scan is the quick way to find them (no index helps `%word%`), so a
-search reads no index on the way (`_unindexed`): walking one to every row would fetch
-the rows one by one.
+Search looks for each word in the row's folded words (`models.search`): every word in
+some field. A word of three letters or more is found through the trigram index
+(`WordIndex`); a shorter one by reading the rows, which a search then scans once rather
+than walk an index to every row and fetch each alone (`_unindexed`).
 """
 
 from __future__ import annotations
