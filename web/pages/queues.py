@@ -17,10 +17,6 @@ from stores import queues
 from stores.queues import BadView, Page, Queue, Sort, View
 from web.dependencies import read
 
-# Address parameters that are the page's, not the view's: which lead view, the
-# checkboxes ticked for a bulk decision.
-PAGE_PARAMS = ("view", "select")
-
 
 def view_of(request: Request, queue: Queue[Any]) -> View:
     """The view the address asks for; an address that names none is no such page."""
@@ -57,9 +53,6 @@ class Links:
 
     def filtered(self, name: str, option: str | None) -> str:
         return self.to(**{name: option})
-
-    def sorted_by(self, sort: Sort) -> str:
-        return self.to(sort=None if sort is Sort.NEWEST else sort.value)
 
     def after(self, cursor: str) -> str:
         return self.to(after=cursor)
