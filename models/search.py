@@ -2,9 +2,12 @@
 contact's name and email, and its reference, whatever their case and accents.
 
 Both stores keep these words folded in a column of their own (`search_text`, and the
-company alone in `company_key` to sort by), written with the row, so a search is a
-plain `LIKE` on one column on SQLite and PostgreSQL alike: neither database folds
-accents by itself the same way (SQLite's `lower()` knows only ASCII).
+company alone in `company_key` to sort by), so a search looks in one column on SQLite
+and PostgreSQL alike: neither database folds accents by itself the same way (SQLite's
+`lower()` knows only ASCII). The models' write hook fills them on every insert and
+update through the ORM; a write that goes around it (a Core `UPDATE` of a name, an
+anonymisation) sets them too, with `search_text` and `company_key`, or the row is found
+by its old words.
 """
 
 from __future__ import annotations
