@@ -10,17 +10,20 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Awaitable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
 from temporalio.api.update.v1 import UpdateRef, WaitPolicy
 from temporalio.api.workflowservice.v1 import (
+    DeleteWorkflowExecutionRequest,
     DescribeNamespaceRequest,
     PollWorkflowExecutionUpdateRequest,
 )
@@ -28,6 +31,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
@@ -37,6 +41,7 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
@@ -45,7 +50,9 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
+import encryption
 import tracing
+from models import search_attributes as sa
 from models.ids import onboarding_workflow_id, resend_workflow_id
 from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
 from models.markdown import escape
@@ -57,11 +64,24 @@ from models.partners import (
     SendLinkInput,
     partner_user_workflow_id,
 )
+from models.personal_data import (
+    AnonymisationKind,
+    AnonymiseRequestInput,
+    ErasedHistory,
+    Erasure,
+)
 from models.requests import STORED, OnboardingRequest
 from models.status import Decision, Hold, Notification, OnboardingStatus, Resume
-from models.workflow_io import OnboardingInput, ResendNotificationInput, SubmitResult
+from models.workflow_io import (
+    ErasePersonalData,
+    OnboardingInput,
+    ResendNotificationInput,
+    SubmitResult,
+)
 from settings import Settings
-from stores import Stores, views
+from stores import Stores, data_keys, views
+from stores.engine import make_engine
+from stores.personal_data import anonymise_request
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
@@ -80,7 +100,9 @@ class _StoredJSON(PydanticJSONPlainPayloadConverter):
         return adapter.validate_json(payload.data, context={STORED: True})
 
 
-class _PayloadConverter(CompositePayloadConverter):
+class PayloadConverter(CompositePayloadConverter):
+    """The SDK's converters, with pydantic's JSON read back under the STORED context."""
+
     def __init__(self) -> None:
         super().__init__(
             *(
@@ -90,9 +112,36 @@ class _PayloadConverter(CompositePayloadConverter):
         )
 
 
-# Pydantic's converter, but what comes back from Temporal is not judged again by the
-# edge's rules: a workflow started before a rule tightened still replays.
-DATA_CONVERTER = DataConverter(payload_converter_class=_PayloadConverter)
+def data_converter(
+    settings: Settings,
+    commerce: Engine | Callable[[], Engine] | None = None,
+    codec: encryption.EncryptionCodec | None = None,
+) -> DataConverter:
+    """How every client and worker of the product talks to Temporal.
+
+    Pydantic's converter, but what comes back from Temporal is not judged again by the
+    edge's rules (a workflow started before a rule tightened still replays); every
+    payload encrypted (`encryption.py`: `codec`, or one keeping each request's key in
+    this Commerce store, the settings' when none is given); failure messages and stack
+    traces moved into an encrypted payload too.
+    """
+    if codec is None:
+        codec = encryption.codec(
+            settings, commerce or (lambda: _commerce_engine(settings.commerce_database_url))
+        )
+    return DataConverter(
+        payload_converter_class=PayloadConverter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+@cache
+def _commerce_engine(url: str) -> Engine:
+    """Commerce for a client made without the stores (the command line): one per process."""
+    return make_engine(url)
+
+
 RPC_TIMEOUT = timedelta(seconds=10)
 # How long a submission or a decision waits for a worker to take it up; past it, the
 # answer is "recorded, not yet confirmed".
@@ -113,6 +162,8 @@ U = TypeVar("U")
 PAST_RETENTION = "past_retention"
 TEMPORAL_UNREACHABLE = "temporal_unreachable"
 WORKER_UNAVAILABLE = "worker_unavailable"
+# Its personal data is anonymised: the stores' decision record is the answer.
+ANONYMISED = "anonymised"
 
 
 # What the SDK's core says when TLS or the credentials fail, in the words an operator
@@ -182,24 +233,42 @@ class DecisionFailed(OnboardingError):
     """A decision was accepted but its request failed while applying it."""
 
 
+class PersonalDataErased(OnboardingError):
+    """The request's data key is destroyed: what Temporal keeps of it cannot be read."""
+
+
 class Connection:
     """A client made on first use and kept, so a caller may start before Temporal does."""
 
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Client | None = None,
+        codec: encryption.EncryptionCodec | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.codec = codec
         self._lock = asyncio.Lock()
 
     async def get(self) -> Client:
         if self.client is None:
             async with self._lock:
                 if self.client is None:
-                    self.client = await connect(self.settings)
+                    self.client = await connect(self.settings, codec=self.codec)
         return self.client
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured server; TLS and API key come from Temporal's own env vars."""
+async def connect(
+    settings: Settings,
+    commerce: Engine | Callable[[], Engine] | None = None,
+    codec: encryption.EncryptionCodec | None = None,
+) -> Client:
+    """A client for the configured server; TLS and API key come from Temporal's own env vars.
+
+    Its payloads are encrypted (`data_converter`): with `codec`, or keeping the requests'
+    data keys in `commerce` (the settings' Commerce store when not given).
+    """
     try:
         config = ClientConfig.load_client_connect_config()
     except Exception as err:  # its TOML file, or a file a TEMPORAL_TLS_* variable names
@@ -213,7 +282,9 @@ async def connect(settings: Settings) -> Client:
     where = f"{config['target_host']}, namespace {config['namespace']!r}"
     try:
         client = await Client.connect(
-            **config, data_converter=DATA_CONVERTER, plugins=tracing.plugins()
+            **config,
+            data_converter=data_converter(settings, commerce, codec),
+            plugins=tracing.plugins(),
         )
         # Connecting does not look at the namespace; a wrong one would read as "not found".
         await client.workflow_service.describe_namespace(
@@ -255,12 +326,11 @@ async def submit(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A finished request's id is never started again.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            # Markdown in the Temporal UI: what the requester typed is shown as text.
-            static_summary=f"{escape(request.company)}: {escape(request.contact_name)}",
+            # Markdown in the Temporal UI: what the requester typed is shown as text. The
+            # company only: no personal data where a codec may not be configured.
+            static_summary=escape(request.company),
             static_details=(
-                f"**Company:** {escape(request.company)}\n\n"
-                f"**Contact:** {escape(f'{request.contact_name} <{request.email}>')}\n\n"
-                f"**Language:** {request.locale}"
+                f"**Company:** {escape(request.company)}\n\n**Language:** {request.locale}"
             ),
         )
         try:
@@ -277,16 +347,19 @@ async def submit(
                     ),
                 )
             )
-        except OnboardingError:
+        except OnboardingError as err:
             # The start operation keeps the same failure (a cancellation, when the wait
-            # ran out); read it, or asyncio logs it as never retrieved, once per call.
-            read = asyncio.ensure_future(start.workflow_handle())
-            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            # ran out); read it, or asyncio logs it as never retrieved, once per call. A
+            # payload that could not be encrypted was never sent: the operation has none.
+            if not isinstance(err.__cause__, encryption.EncryptionError):
+                read = asyncio.ensure_future(start.workflow_handle())
+                read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
-        except WorkflowAlreadyStartedError:
+        except (WorkflowAlreadyStartedError, encryption.RequestErased):
             # A closed workflow has the key's id but not its Update (Temporal answers a
             # key sent again with the Update's kept outcome, so only a workflow started
-            # otherwise): a submission of its own, under a fresh id.
+            # otherwise), or its request's key is destroyed (erased, or a duplicate's
+            # short workflow a day on): a submission of its own, under a fresh id.
             if attempt:
                 raise
             onboarding_id = submission_id(None, request.email)
@@ -394,6 +467,13 @@ async def _change(
             raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
         raise DecisionFailed(f"{what} failed: {reason}") from err
+    except encryption.RequestErased as err:
+        # Its decision cannot even be encrypted: the request is decided, and erased.
+        stage = await _stage_kept(handle)
+        raise DecisionNotAllowed(
+            f"{what} is not allowed: the request is {stage.value} and its personal data erased",
+            stage,
+        ) from err
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
             raise
@@ -460,13 +540,25 @@ async def current_status(
 
     Temporal keeps a finished workflow only for the namespace's retention, may be out of
     reach, or have no worker to answer; both stores keep the rows, so a request stays
-    readable, with `workflow_status` saying why it was rebuilt from them.
+    readable, with `workflow_status` saying why it was rebuilt from them. A request whose
+    personal data is anonymised answers from the stores first: Temporal's copy (a
+    workflow still ending, or one whose key is not destroyed yet) must not show it.
     """
     try:
+        anonymised = await asyncio.to_thread(views.anonymised, stores, onboarding_id)
+    except SQLAlchemyError:
+        # Should the stores be down, Temporal's answer stands; an erased request's
+        # history can no longer be read there (PersonalDataErased).
+        anonymised = False
+    if anonymised:
+        kept = await asyncio.to_thread(views.request_status, stores, onboarding_id)
+        if kept is not None:
+            return kept.model_copy(update={"workflow_status": ANONYMISED})
+    try:
         return await status(await temporal.get(), onboarding_id)
-    except RequestNotFound as err:
+    except (RequestNotFound, PersonalDataErased) as err:
         missing: OnboardingError = err
-        why = PAST_RETENTION
+        why = PAST_RETENTION if isinstance(err, RequestNotFound) else ANONYMISED
     except WorkerUnavailable as err:
         missing, why = err, WORKER_UNAVAILABLE
     except TemporalUnavailable as err:
@@ -502,6 +594,8 @@ async def status(client: Client, onboarding_id: str) -> OnboardingStatus:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise RequestNotFound(onboarding_id) from err
         raise
+    except encryption.RequestErased as err:
+        raise PersonalDataErased(str(err)) from err
     state = description.status.name.lower() if description.status else "unknown"
     return current.model_copy(update={"workflow_status": state})
 
@@ -523,6 +617,160 @@ async def wait_until_recorded(
             return current
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+# --- personal data ----------------------------------------------------------------------
+
+# The request's workflow's Update that erases its personal data (ErasePersonalData).
+ERASE_UPDATE = "erase"
+# How long an erasure waits for a running request's workflow to end after that Update.
+CLOSE_WAIT = timedelta(seconds=30)
+# Data keys the worker's sweep looks at each round.
+SHRED_BATCH = 100
+
+
+async def erase_personal_data(
+    client: Client, stores: Stores, onboarding_id: str, actor: str, reason: str
+) -> Erasure:
+    """Erase a decided request's personal data, on a Commerce admin's word.
+
+    Both stores are anonymised (`stores.personal_data`: the decision record stays, with
+    who erased it, when and why), and then Temporal's copy is made unreadable: the
+    request's data key is destroyed, or, for a request whose history began before data
+    keys, its closed workflow is deleted. A closed workflow's stores are anonymised here;
+    a running one (a rejected request waiting out its retention) does it itself, by its
+    `erase` Update, and ends; its key goes once it has. Erasing again changes nothing.
+    """
+    erase = ErasePersonalData(actor=actor, reason=reason)
+    kept = await asyncio.to_thread(views.request_status, stores, onboarding_id)
+    if kept is None:
+        raise RequestNotFound(onboarding_id)
+    if not kept.stage.decided:
+        raise DecisionNotAllowed(
+            f"erasure is not allowed while the request is {kept.stage.value}: it is undecided",
+            kept.stage,
+        )
+    handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+    if await _running(handle):
+        try:
+            await _rpc(handle.execute_update(ERASE_UPDATE, erase, rpc_timeout=RPC_TIMEOUT))
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            why = cause.message if isinstance(cause, FailureError) else str(err)
+            raise DecisionNotAllowed(
+                f"erasure is not possible yet: the request's workflow is still running and"
+                f" refused it ({why}); try again once it has ended",
+                kept.stage,
+            ) from err
+        closed = await _until_closed(handle, CLOSE_WAIT)
+        done = await asyncio.to_thread(views.anonymisation, stores, onboarding_id)
+        if done is None:
+            raise DecisionFailed(f"the erasure of request {onboarding_id} left no record")
+    else:
+        done = await asyncio.to_thread(
+            anonymise_request,
+            stores,
+            AnonymiseRequestInput(
+                onboarding_id=onboarding_id,
+                at=datetime.now(UTC),
+                actor=erase.actor,
+                reason=erase.reason,
+                kind=AnonymisationKind.ERASURE,
+            ),
+        )
+        closed = True
+    history = await _shred(client, onboarding_id) if closed else "pending"
+    return Erasure(**done.model_dump(), history=history)
+
+
+async def shred_keys(client: Client) -> int:
+    """Destroy the data keys that may go, now that their workflows have closed: requests
+    anonymised while their workflow ran (retention, or an erasure that did not wait for
+    its end), and a day on, workflows that never became a request (a duplicate
+    submission's). The worker runs it every few minutes; answers how many went."""
+    keys = codec_of(client).data_keys
+    orphaned_before = datetime.now(UTC) - data_keys.ORPHAN_GRACE
+    candidates = await asyncio.to_thread(
+        data_keys.to_shred, keys.engine(), orphaned_before, SHRED_BATCH
+    )
+    shredded = 0
+    for onboarding_id in candidates:
+        handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+        if not await _running(handle):
+            await _shred(client, onboarding_id)
+            shredded += 1
+    return shredded
+
+
+def codec_of(client: Client) -> encryption.EncryptionCodec:
+    codec = client.data_converter.payload_codec
+    if not isinstance(codec, encryption.EncryptionCodec):
+        raise TypeError("this client does not encrypt its payloads (see client.data_converter)")
+    return codec
+
+
+async def _stage_kept(handle: WorkflowHandle[Any, Any]) -> Stage:
+    """The stage Temporal's search attribute holds (in clear: it needs no key)."""
+    description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
+    return Stage(description.typed_search_attributes.get(sa.ONBOARDING_STAGE, Stage.REJECTED))
+
+
+async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status is WorkflowExecutionStatus.RUNNING
+
+
+async def _until_closed(handle: WorkflowHandle[Any, Any], wait: timedelta) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait.total_seconds()
+    delay = 0.05
+    while await _running(handle):
+        if loop.time() + delay > deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    return True
+
+
+async def _shred(client: Client, onboarding_id: str) -> ErasedHistory:
+    """Make a closed request's history unreadable: destroy its data key, or, when its
+    history began in clear (before data keys), delete the workflow from Temporal."""
+    keys = codec_of(client).data_keys
+    handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+    try:
+        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT):
+            started = event.workflow_execution_started_event_attributes.input.payloads
+            break
+        else:
+            started = None
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise TemporalUnavailable(f"Temporal did not answer: {err.message}") from err
+        started = None
+    key_id = encryption.REQUEST_KEY + onboarding_id
+    if started is None:
+        # Past the namespace's retention: Temporal keeps nothing of it.
+        await asyncio.to_thread(keys.destroy, onboarding_id)
+        return "history_gone"
+    if all(payload.metadata.get(encryption.KEY_ID) == key_id.encode() for payload in started):
+        await asyncio.to_thread(keys.destroy, onboarding_id)
+        return "key_destroyed"
+    await _rpc(
+        client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            ),
+            timeout=RPC_TIMEOUT,
+        )
+    )
+    await asyncio.to_thread(keys.destroy, onboarding_id)
+    return "history_deleted"
 
 
 async def _worker(call: Awaitable[T]) -> T:
@@ -608,6 +856,9 @@ async def _rpc(call: Awaitable[T]) -> T:
         raise TemporalUnavailable(
             "Temporal did not answer in time; is the worker running?"
         ) from err
+    except encryption.KeyStoreUnavailable as err:
+        # The request's payloads cannot be encrypted or read without its key.
+        raise TemporalUnavailable(str(err)) from err
 
 
 # --- the partner's users ---------------------------------------------------------------

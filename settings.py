@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +19,37 @@ PROJECT_DIR = Path(__file__).resolve().parent
 # WorkingDirectory), never the read-only site-packages.
 HOME_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
 VAR_DIR = HOME_DIR / "var"
+# A payload encryption key's id: it is written in the metadata of every payload it encrypts.
+KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+KEY_BYTES = 32
+
+
+def parse_payload_keys(value: str) -> dict[str, bytes]:
+    """`id:key,id:key` (each key 32 bytes in base64) as an ordered mapping: the first encrypts."""
+    keys: dict[str, bytes] = {}
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        key_id, _, encoded = entry.partition(":")
+        if not KEY_ID.match(key_id):
+            raise ValueError(
+                "PAYLOAD_ENCRYPTION_KEYS entries are id:key, the id of letters, digits, '.', '_'"
+                f" or '-' (up to 40); got one starting {key_id[:12]!r}"
+            )
+        try:
+            # Standard or URL-safe alphabet alike.
+            standard = encoded.strip().replace("-", "+").replace("_", "/")
+            key = base64.b64decode(standard, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ValueError(
+                f"PAYLOAD_ENCRYPTION_KEYS: the key {key_id!r} must be {KEY_BYTES} bytes in base64"
+            )
+        if key_id in keys:
+            raise ValueError(f"PAYLOAD_ENCRYPTION_KEYS names {key_id!r} twice")
+        keys[key_id] = key
+    if not keys:
+        raise ValueError("PAYLOAD_ENCRYPTION_KEYS names no key")
+    return keys
 
 
 class Settings(BaseSettings):
@@ -68,6 +102,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # How long an emailed activation, invitation or password-reset link stays valid.
     activation_ttl: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    # Encrypt what Temporal keeps: `id:key` comma-separated, each key 32 bytes in base64;
+    # the first encrypts, all decrypt. Unset: one made once and kept in `var/`.
+    payload_encryption_keys: SecretStr | None = None
+    # How long after its rejection a rejected applicant's personal data is kept.
+    personal_data_retention: timedelta = Field(default=timedelta(days=90), gt=timedelta(0))
 
     # Time on an undecided request (read by the worker when the request is recorded, so a
     # change applies to requests created after it): the team whose move it is is reminded
@@ -116,6 +155,7 @@ class Settings(BaseSettings):
         "remind_every",
         "expire_after",
         "reapply_cooldown",
+        "personal_data_retention",
         mode="before",
     )
     @classmethod
@@ -127,6 +167,13 @@ class Settings(BaseSettings):
                 return float(value)
             except ValueError:
                 return value
+        return value
+
+    @field_validator("payload_encryption_keys")
+    @classmethod
+    def _readable_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_payload_keys(value.get_secret_value())
         return value
 
     @field_validator("sales_database_url", "commerce_database_url")

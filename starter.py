@@ -1,4 +1,5 @@
-"""The command line for people and scripts: submit requests, decide them, read their status.
+"""The command line for people and scripts: submit requests, decide them, read their status,
+erase their personal data.
 
 Exit status: 0 done; 1 the request failed; 2 bad input; 3 the action is not allowed in
 the request's current stage, or the submission is refused by the re-apply policy (the
@@ -22,6 +23,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
+import encryption
 from client import (
     Connection,
     DecisionNotAllowed,
@@ -31,6 +33,7 @@ from client import (
     TemporalUnavailable,
     current_status,
     decide,
+    erase_personal_data,
     hold,
     resume,
     submission_id,
@@ -53,6 +56,10 @@ from stores.reapply import ApplyRefused, check_may_apply
 
 class SubmitOutput(SubmitResult):
     stage: Stage
+
+
+class Rewrapped(BaseModel):
+    rewrapped: int
 
 
 class UsageError(Exception):
@@ -132,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_command = commands.add_parser("status", help="show where a request stands")
     status_command.add_argument("onboarding_id", metavar="ID")
+
+    erase_command = commands.add_parser(
+        "erase", help="erase a decided request's personal data (a Commerce admin's word)"
+    )
+    erase_command.add_argument("onboarding_id", metavar="ID")
+    erase_command.add_argument("--reason", required=True, help="why, for the record")
+    erase_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who erases")
+
+    commands.add_parser(
+        "rewrap-keys",
+        help="wrap every request's data key with the first PAYLOAD_ENCRYPTION_KEYS key"
+        " (after a rotation, so the older keys can go)",
+    )
     return parser
 
 
@@ -160,10 +180,26 @@ async def run(
             # So that a decision typed right after `submit` finds the lead in place.
             recorded = await wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
-        elif args.command == "status":
+        elif args.command == "rewrap-keys":
             stores = Stores.from_settings(settings)
             try:
-                result = await current_status(temporal, stores, args.onboarding_id)
+                keys = encryption.codec(settings, stores.commerce).data_keys
+                result = Rewrapped(rewrapped=await asyncio.to_thread(keys.rewrap))
+            finally:
+                stores.dispose()
+        elif args.command in ("status", "erase"):
+            stores = Stores.from_settings(settings)
+            try:
+                if args.command == "status":
+                    result = await current_status(temporal, stores, args.onboarding_id)
+                else:
+                    result = await erase_personal_data(
+                        await temporal.get(),
+                        stores,
+                        args.onboarding_id,
+                        actor=args.actor,
+                        reason=args.reason,
+                    )
             finally:
                 stores.dispose()
         elif args.command == "hold":

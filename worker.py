@@ -17,13 +17,14 @@ from temporalio.worker import PatchActivationInput, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import health
+import logs
 import tracing
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import Connection, OnboardingError, connect
+from client import Connection, OnboardingError, connect, shred_keys
 from links import site_secret
 from models import search_attributes
 from settings import Settings, get_settings
@@ -41,6 +42,9 @@ ACTIVITY_THREADS = 32
 # a request idle while it waits for a rep is evicted and replayed from its short history
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
+# How often the worker destroys the data keys of requests anonymised while their workflow
+# ran, now that it has closed (client.shred_keys).
+SHRED_EVERY = 300.0
 WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow, NotificationResendWorkflow]
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
 # free of state a workflow could change, and heavy to import (pydantic builds every
@@ -95,6 +99,7 @@ def build_worker(
         activities=[
             requests.record_request,
             requests.apply_decision,
+            requests.anonymise_request,
             commerce.release_email,
             commerce.record_hold,
             email.send_team_reminder,
@@ -159,10 +164,22 @@ async def serve_health(settings: Settings, client: Client, stores: Stores) -> as
     )
 
 
+async def shred_keys_every(client: Client, interval: float = SHRED_EVERY) -> None:
+    """Destroy the keys that may go, every `interval` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            shredded = await shred_keys(client)
+        except Exception:
+            logging.exception("data keys: the sweep failed; it runs again in %.0f s", interval)
+            continue
+        if shredded:
+            logging.info("data keys: %d destroyed, their workflows closed", shredded)
+
+
 async def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Every line redacted of email addresses, whoever prints it (our code never does).
+    logs.install(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every migration context it opens; a person needs only its errors.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
@@ -177,13 +194,14 @@ async def main() -> int:
         )
         return 1
     tracing.configure(settings, "b2b-onboarding-worker")
+    stores = Stores.from_settings(settings)
     try:
-        client = await connect(settings)
+        # The requests' data keys are kept in Commerce (encryption.py).
+        client = await connect(settings, stores.commerce)
         await check_search_attributes(client, client.namespace)
     except (OnboardingError, MissingSearchAttributes) as err:
         print(f"worker: {err}", file=sys.stderr)
         return 1
-    stores = Stores.from_settings(settings)
     try:
         stores.migrate()
     except SQLAlchemyError as err:
@@ -215,10 +233,12 @@ async def main() -> int:
         )
         return 1
     executor = ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity")
+    shredding = asyncio.create_task(shred_keys_every(client))
     async with build_worker(client, settings, stores, executor):
         logging.info("worker polling task queue %s", settings.onboarding_task_queue)
         await interrupted.wait()
         logging.info("worker shutting down")
+    shredding.cancel()
     if probes is not None:
         probes.close()
     executor.shutdown()

@@ -43,6 +43,7 @@ from activities import smtp
 from activities.errors import invalid_data, missing_record, write
 from activities.partners import ensure_administrator
 from links import staff_page_path, status_url
+from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
 from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
@@ -433,7 +434,7 @@ class EmailActivities:
             if not (claimed.already_sent or progress):
                 assert claimed.message is not None
                 try:
-                    await self._send(claimed.message, claimed.recipient)
+                    await self._send(claimed.message)
                 except ApplicationError as refused:
                     if refused.non_retryable:
                         await asyncio.to_thread(self._mark_failed, claimed.row_id, refused.message)
@@ -443,7 +444,7 @@ class EmailActivities:
                 await self._mark_sent_retrying(claimed.row_id)
         return claimed
 
-    async def _send(self, message: MimeMessage, recipient: str) -> None:
+    async def _send(self, message: MimeMessage) -> None:
         span = trace.get_tracer(__name__).start_as_current_span(
             "smtp send",
             kind=trace.SpanKind.CLIENT,
@@ -460,8 +461,12 @@ class EmailActivities:
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
                 _count(message, "refused")
+                # The reason lands in the request's status, the outbox and the worker's log:
+                # the server's words, without an address it may quote.
                 said = "; ".join(f"{error.code} {error.message}" for error in refused.recipients)
-                raise invalid_data(f"the mail server refuses {recipient}: {said}") from refused
+                raise invalid_data(
+                    f"the mail server refuses the recipient's address: {redact_emails(said)}"
+                ) from refused
             _count(message, "retried")
             raise
         except (
@@ -484,12 +489,16 @@ class EmailActivities:
             # 5xx is SMTP's "permanent": the same message would be refused again.
             if refused.code >= 500:
                 _count(message, "refused")
-                raise invalid_data(f"the mail server refuses the message: {refused}") from refused
+                raise invalid_data(
+                    f"the mail server refuses the message: {redact_emails(str(refused))}"
+                ) from refused
             _count(message, "retried")
             raise
         except aiosmtplib.SMTPNotSupported as refused:
             _count(message, "refused")
-            raise invalid_data(f"the mail server cannot take the message: {refused}") from refused
+            raise invalid_data(
+                f"the mail server cannot take the message: {redact_emails(str(refused))}"
+            ) from refused
         except Exception:
             _count(message, "retried")
             raise
@@ -566,7 +575,7 @@ class EmailActivities:
             # A header the standard library cannot write (an address SMTP cannot carry)
             # fails the same way on every attempt: raised inside the claim, so nothing
             # is claimed, and nothing retried.
-            raise invalid_data(f"the email to {address} cannot be written: {err}") from err
+            raise invalid_data(f"the email cannot be written: {redact_emails(str(err))}") from err
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
         # After the parts: making the alternative moves Content-* headers into part one.
@@ -589,7 +598,6 @@ class _Claimed:
         row.attempts += 1
         self.row_id = row.id
         self.already_sent = row.sent_at is not None
-        self.recipient = row.recipient
         self.message = message
 
 

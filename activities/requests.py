@@ -12,7 +12,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.commerce import CommerceActivities
-from activities.errors import conflicting_state
+from activities.errors import conflicting_state, missing_record
 from activities.sales import SalesActivities
 from models.activity_io import (
     ApplyDecisionInput,
@@ -29,8 +29,11 @@ from models.activity_io import (
     WriteCustomersInput,
 )
 from models.lifecycle import TRANSITIONS, Action, Stage
+from models.personal_data import AnonymiseRequestInput, RequestAnonymised
 from models.status import RecordIds
 from settings import Settings
+from stores import Stores
+from stores.personal_data import NoSuchRequest, NotAnonymisable, anonymise_request
 
 
 class RequestActivities:
@@ -115,6 +118,22 @@ class RequestActivities:
             )
         return written
 
+    @activity.defn
+    def anonymise_request(self, input: AnonymiseRequestInput) -> RequestAnonymised:
+        """A decided request's personal data anonymised in both stores, with who, when and
+        why (`retention` of a rejected request, or `erasure` on request); idempotent.
+
+        Its data key stays until the workflow has closed (a running workflow still needs
+        it): the client's erasure, or the worker's sweep, destroys it then.
+        """
+        stores = Stores(sales=self.sales.engine, commerce=self.commerce.engine)
+        try:
+            return anonymise_request(stores, input)
+        except NoSuchRequest as err:
+            raise missing_record("The prospect", input.onboarding_id) from err
+        except NotAnonymisable as err:
+            raise conflicting_state(str(err)) from err
+
     def _write_customers(self, input: ApplyDecisionInput, written: RecordIds) -> None:
         customers = self.commerce.write_customers(
             WriteCustomersInput(
@@ -135,4 +154,5 @@ def request_timing(settings: Settings) -> RequestTiming:
         remind_after=settings.remind_after,
         remind_every=settings.remind_every,
         expire_after=settings.expire_after,
+        personal_data_retention=settings.personal_data_retention,
     )

@@ -25,6 +25,7 @@ from models.sales import (
     Lead,
     Opportunity,
     TimelineNote,
+    decision_note,
 )
 from stores.engine import get_or_create, one
 
@@ -152,7 +153,7 @@ class SalesActivities:
                 lead.decided_at, lead.decided_by = input.at, input.actor
                 lead.decision_reason = input.reason
                 lead.reason_code, lead.internal_note = input.reason_code, input.note
-            text = f"Cancelled by {input.actor}" + (f": {input.reason}" if input.reason else ".")
+            text = decision_note("disqualified", input.actor, input.reason)
             _note(session, lead, "disqualified", text, input.actor, input.at)
 
         write(self.engine, work)
@@ -176,9 +177,7 @@ class SalesActivities:
                 opportunity.close_reason = input.reason
                 opportunity.reason_code, opportunity.internal_note = input.reason_code, input.note
             lead = _lead(session, input.onboarding_id)
-            text = f"Opportunity closed as {outcome} by {input.actor}" + (
-                f": {input.reason}" if input.reason else "."
-            )
+            text = decision_note(f"opportunity_{outcome}", input.actor, input.reason)
             _note(session, lead, f"opportunity_{outcome}", text, input.actor, input.at)
 
         write(self.engine, work)

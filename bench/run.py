@@ -65,6 +65,8 @@ from bench.services import (
 from client import connect
 from models.sales import Lead
 from settings import Settings
+from stores import Stores
+from stores.engine import make_engine
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -305,6 +307,11 @@ class Run:
         workdir = self.workdir / backend
         workdir.mkdir(parents=True, exist_ok=True)
         with store_urls(backend, workdir) as (sales_url, commerce_url):
+            # Migrated before the driver submits (the worker does it as it starts, maybe
+            # later): Commerce keeps each request's data key, made by its submission.
+            stores = Stores(sales=make_engine(sales_url), commerce=make_engine(commerce_url))
+            stores.migrate()
+            stores.dispose()
             settings = Settings(
                 _env_file=None,  # type: ignore[call-arg]
                 temporal_address=self.address,

@@ -46,6 +46,8 @@ class RequestTiming(BaseModel):
     remind_after: timedelta
     remind_every: timedelta
     expire_after: timedelta
+    # How long a rejected request's personal data is kept (None: recorded before it was).
+    personal_data_retention: timedelta | None = None
 
 
 class RecordHoldInput(BaseModel):

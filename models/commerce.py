@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Index, Numeric, UniqueConstraint, event
+from sqlalchemy import Column, Dialect, Index, LargeBinary, Numeric, UniqueConstraint, event
 from sqlalchemy.orm import Mapper, registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
@@ -143,6 +143,12 @@ class Prospect(CommerceTable, table=True):
     # The contact email while the request is undecided, else NULL: unique, so a second
     # undecided request from one email cannot be written, however concurrent.
     undecided_email: str | None = Field(default=None, max_length=EMAIL_MAX)
+    # Its personal data anonymised (`retention` or `erasure`): when, by whom and why. What
+    # stays is the decision record: ids, dates, stages, decisions and the company name.
+    anonymised_at: datetime | None = None
+    anonymised_by: str | None = Field(default=None, max_length=ACTOR_MAX)
+    anonymisation_kind: str | None = Field(default=None, max_length=16)
+    anonymisation_reason: str | None = Field(default=None, max_length=REASON_MAX)
     # What All prospects finds and sorts it by (`models.search`), kept in step with the
     # fields above on every write through the ORM (`_keep_searchable`).
     search_text: str = Field(default="", sa_column_kwargs={"server_default": ""})
@@ -334,6 +340,25 @@ class WebSession(CommerceTable, table=True):
     created_at: datetime
     expires_at: datetime
     ended_at: datetime | None = None
+
+
+class DataKey(CommerceTable, table=True):
+    """A request's own payload encryption key, wrapped by a master key (`encryption.py`).
+
+    Every payload Temporal keeps for the request's workflow is encrypted with it; erasing
+    the request's personal data destroys it (`wrapped_key` NULL), and with it the means
+    to read that history (crypto-shredding).
+    """
+
+    __tablename__ = "data_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    onboarding_id: str = Field(max_length=64, unique=True)
+    # The master key that wraps it (PAYLOAD_ENCRYPTION_KEYS' id), and the wrapped key.
+    master_key_id: str = Field(max_length=40)
+    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    created_at: datetime
+    destroyed_at: datetime | None = None
 
 
 class CreditLimit(CommerceTable, table=True):

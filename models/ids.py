@@ -11,8 +11,18 @@ def applicant_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
 
 
+ONBOARDING_PREFIX = "onboarding-"
+
+
 def onboarding_workflow_id(onboarding_id: str) -> str:
-    return f"onboarding-{onboarding_id}"
+    return f"{ONBOARDING_PREFIX}{onboarding_id}"
+
+
+def onboarding_id_of(workflow_id: str | None) -> str | None:
+    """The request a workflow id belongs to, or None for any other workflow."""
+    if workflow_id is None or not workflow_id.startswith(ONBOARDING_PREFIX):
+        return None
+    return workflow_id.removeprefix(ONBOARDING_PREFIX) or None
 
 
 def applicant_workflow_id(email: str) -> str:

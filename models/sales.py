@@ -33,6 +33,19 @@ from models.search import (
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
 LEAD_SOURCE_MANUAL = "manual"
 DUAL_WRITE_NOTE = "dual_write_created"
+# The timeline notes of decisions that take a reason, by kind: what happened, in words.
+DECISION_NOTES = {
+    "disqualified": "Cancelled",
+    "opportunity_won": "Opportunity closed as won",
+    "opportunity_lost": "Opportunity closed as lost",
+}
+
+
+def decision_note(kind: str, actor: str, reason: str | None) -> str:
+    """A decision's note on the lead's timeline: what, by whom, and the reason if one."""
+    return f"{DECISION_NOTES[kind]} by {actor}" + (f": {reason}" if reason else ".")
+
+
 # A lead's source as its page names it.
 LEAD_SOURCE_WORDS = {
     LEAD_SOURCE_COMMERCE_B2B: "Commerce B2B onboarding (dual-write)",
@@ -84,6 +97,9 @@ class Lead(SalesTable, table=True):
     decision_reason: str | None = Field(default=None, max_length=REASON_MAX)
     reason_code: str | None = Field(default=None, max_length=REASON_CODE_MAX)
     internal_note: str | None = Field(default=None, max_length=NOTE_MAX)
+    # When the requester's personal data was anonymised (Commerce's prospect says by whom
+    # and why); the lead keeps its ids, dates, status, decisions and company name.
+    anonymised_at: datetime | None = None
     # What the lead views (and the opportunities, through their lead) find and sort it
     # by (`models.search`), kept in step on every write through the ORM.
     search_text: str = Field(default="", sa_column_kwargs={"server_default": ""})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from models.requests import Actor, OnboardingRequest
+from models.requests import Actor, OnboardingRequest, Reason
 from models.status import EmailKind
 
 
@@ -39,6 +39,18 @@ class StatusLinkRequested(BaseModel):
     """From the applicant workflow to its open request: the email applied again at `at`."""
 
     at: datetime
+
+
+class ErasePersonalData(BaseModel):
+    """The `erase` Update: a Commerce admin erases a decided request's personal data.
+
+    The workflow anonymises both stores (`RequestActivities.anonymise_request`, kind
+    `erasure`) and ends; the client then destroys the request's data key.
+    """
+
+    actor: Actor
+    # Why (say, "the requester asked on 2026-12-01"); never the person's data itself.
+    reason: Reason = Field(min_length=1)
 
 
 class ResendNotificationInput(BaseModel):

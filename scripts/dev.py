@@ -21,6 +21,7 @@ sys.path.insert(0, str(PROJECT))
 
 
 import temporal_dev  # noqa: E402
+from encryption import KEYS_FILE, master_keys  # noqa: E402
 from health import split_address  # noqa: E402
 from models import search_attributes  # noqa: E402
 from settings import get_settings  # noqa: E402
@@ -107,6 +108,12 @@ def main() -> int:
         ]
     )
     (PROJECT / "var" / "mail").mkdir(parents=True, exist_ok=True)
+    if settings.payload_encryption_keys is None:
+        # Made once, before the worker and the web app both read it.
+        master_keys(settings)
+        print(
+            f"dev: payloads encrypted with the key in {KEYS_FILE.relative_to(PROJECT)}", flush=True
+        )
     migrate_stores()
     services = [
         (
@@ -127,6 +134,10 @@ def main() -> int:
                 "error",
                 *search_attributes.dev_server_flags(),
                 *temporal_dev.TUNING,
+                # The UI reads histories in clear through the web app's codec endpoint, as
+                # a signed-in staff member (http://localhost:…, the same site as the UI).
+                "--ui-codec-endpoint",
+                f"http://localhost:{settings.web_port}/codec",
             ],
             (host or "localhost", int(port)),
         ),

@@ -26,6 +26,7 @@ from models.lifecycle import (
     decided_stage,
     recorded_decision,
 )
+from models.personal_data import AnonymisationKind, RequestAnonymised
 from models.sales import (
     LEAD_SOURCE_COMMERCE_B2B,
     Account,
@@ -191,6 +192,28 @@ def hierarchy_of_request(commerce: Engine, onboarding_id: str) -> Hierarchy | No
             for member, row in rows
         ]
         return Hierarchy(hierarchy=found, members=members)
+
+
+def anonymised(stores: Stores, onboarding_id: str) -> bool:
+    """Whether the request's personal data has been anonymised (retention or erasure)."""
+    with Session(stores.commerce) as session:
+        query = select(Prospect.anonymised_at).where(Prospect.onboarding_id == onboarding_id)
+        return session.exec(query).first() is not None
+
+
+def anonymisation(stores: Stores, onboarding_id: str) -> RequestAnonymised | None:
+    """The record of the request's anonymisation: how, when, by whom and why; None before."""
+    with Session(stores.commerce) as session:
+        prospect = _first(session, Prospect, onboarding_id)
+    if prospect is None or prospect.anonymised_at is None:
+        return None
+    return RequestAnonymised(
+        onboarding_id=onboarding_id,
+        kind=AnonymisationKind(prospect.anonymisation_kind or AnonymisationKind.ERASURE),
+        anonymised_at=_utc(prospect.anonymised_at),
+        anonymised_by=prospect.anonymised_by or "",
+        reason=prospect.anonymisation_reason or "",
+    )
 
 
 def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | None:

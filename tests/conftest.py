@@ -31,7 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import temporal_dev
-from client import DATA_CONVERTER
+from client import data_converter
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.status import EmailKind
@@ -45,6 +45,13 @@ VENV_BIN = Path(sys.executable).parent
 # The worker processes tests start leave the default ports to a running `make dev`; a test
 # that reads a worker's metrics or health gives it ports of its own.
 os.environ.update(WORKER_METRICS_ADDRESS="", WORKER_HEALTH_ADDRESS="")
+# The tests' own payload encryption keys (never `var/`'s), for them and the processes they
+# start: the first encrypts, the second is an older key still read.
+TEST_PAYLOAD_KEYS = (
+    "test-2:dGVzdHMtb25seS1wYXlsb2FkLWtleS1udW1iZXItMiE=,"
+    "test-1:dGVzdHMtb25seS1wYXlsb2FkLWtleS1udW1iZXItMSE="
+)
+os.environ["PAYLOAD_ENCRYPTION_KEYS"] = TEST_PAYLOAD_KEYS
 # CI runs the same examples every time (`HYPOTHESIS_PROFILE=ci`); a developer's runs explore.
 hypothesis.settings.register_profile("ci", derandomize=True)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
@@ -88,11 +95,14 @@ class MailSink:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+async def temporal_env(
+    base_settings: Settings, session_stores: Stores
+) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(VENV_BIN / "temporal"),
         search_attributes=search_attributes.ALL,
-        data_converter=DATA_CONVERTER,
+        # Encrypted, the requests' data keys kept in the tests' Commerce store.
+        data_converter=data_converter(base_settings, session_stores.commerce),
         dev_server_log_level="error",
         dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE, *temporal_dev.TUNING],
     )
@@ -132,11 +142,18 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink)
 
 
 @pytest.fixture(scope="session")
-def stores(base_settings: Settings) -> Iterator[Stores]:
+def session_stores(base_settings: Settings) -> Iterator[Stores]:
     stores = Stores.from_settings(base_settings)
     stores.migrate()
     yield stores
     stores.dispose()
+
+
+@pytest.fixture(scope="session")
+def stores(session_stores: Stores) -> Stores:
+    """The SQLite stores (a test module may name another `stores`; the client's data keys
+    stay in these)."""
+    return session_stores
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import DATA_CONVERTER, status
+from client import status
 from models.commerce import Prospect
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY
 from models.sales import Lead, Opportunity
@@ -320,6 +320,7 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         f"{API}/{{onboarding_id}}/{{action}}",
         f"{API}/{{onboarding_id}}/hold",
         f"{API}/{{onboarding_id}}/resume",
+        f"{API}/{{onboarding_id}}/erase",
         "/api/customers/{customer_id}/credit-limit",
         "/api/partner/sessions",
         "/api/partner/account",
@@ -356,7 +357,7 @@ def forgetful(client: Client) -> Client:
     return Client(
         client.service_client,
         namespace=FORGETFUL_NAMESPACE,
-        data_converter=DATA_CONVERTER,
+        data_converter=client.data_converter,
     )
 
 

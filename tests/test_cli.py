@@ -44,7 +44,8 @@ def starter(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
         **os.environ,
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
-        # The worker's stores: `submit` asks them the re-apply policy, `status` reads them.
+        # The worker's stores: `submit` asks them the re-apply policy, `status` reads them,
+        # and Commerce keeps the requests' data keys.
         "SALES_DATABASE_URL": settings.sales_database_url,
         "COMMERCE_DATABASE_URL": settings.commerce_database_url,
     }
@@ -96,6 +97,30 @@ async def test_a_rep_works_a_request_from_the_command_line(starter) -> None:  # 
     refused = await starter("lost", oid, "--reason", "too late")
     assert refused.code == 3
     one_line_reason(refused, "lost is not allowed", "approved")
+
+
+async def test_an_admin_erases_a_decided_request_from_the_command_line(starter) -> None:  # type: ignore[no-untyped-def]
+    email = f"erase.{uuid.uuid4().hex[:8]}@contoso.example"
+    oid = (await starter(*SUBMIT, "--email", email)).json["onboarding_id"]
+    undecided = await starter("erase", oid, "--reason", "asked by phone")
+    assert undecided.code == 3
+    one_line_reason(undecided, "lead_open")
+    assert (await starter("cancel", oid)).code == 0
+    # Once its workflow has ended (the rejection email out): closed, the stores are erased
+    # directly and its key destroyed.
+    while (await starter("status", oid)).json["workflow_status"] != "completed":
+        await asyncio.sleep(0.1)
+
+    erased = await starter("erase", oid, "--reason", "asked by phone", "--actor", "cli:anna")
+
+    assert erased.code == 0, erased.err
+    assert erased.json["anonymised_by"] == "cli:anna"
+    assert erased.json["history"] == "key_destroyed"
+    status = await starter("status", oid)
+    assert status.code == 0 and email not in status.out
+    assert status.json["workflow_status"] == "anonymised"
+    rewrapped = await starter("rewrap-keys")
+    assert rewrapped.code == 0 and rewrapped.json["rewrapped"] >= 0
 
 
 @pytest.mark.usefixtures("worker_integration_off")

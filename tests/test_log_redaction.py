@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from links import status_path, status_token
+from logs import RedactingFormatter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from tests.conftest import TEST_SECRET, free_port, web_settings_for
@@ -26,17 +27,25 @@ TOKEN = status_token(TEST_SECRET.encode(), ONBOARDING_ID)
 REQUEST = f"/requests/{ONBOARDING_ID}"
 # A request for each path a secret travels in, and what the log may show of it.
 VISITS = {
+    # Not a secret path: a search in All prospects by the requester's email.
+    "/commerce/prospects?q=giulia.rossi%40contoso.example": "/commerce/prospects?q=[email]",
     f"{REQUEST}/{TOKEN}/submitted": f"{REQUEST}/{REDACTED}/submitted",
     f"{REQUEST}/{TOKEN}?lang=it": f"{REQUEST}/{REDACTED}?lang=it",
     "/activate/activation-secret-0001": f"/activate/{REDACTED}",
     "/links/fresh-link-secret-0002/fresh": f"/links/{REDACTED}/fresh",
     "/password/reset/reset-secret-0003": f"/password/reset/{REDACTED}",
 }
-SECRETS = (TOKEN, "activation-secret-0001", "invitation-secret-0002", "reset-secret-0003")
+SECRETS = (
+    TOKEN,
+    "activation-secret-0001",
+    "invitation-secret-0002",
+    "reset-secret-0003",
+    "giulia.rossi",
+)
 
 
 def test_every_secret_path_has_a_visit_here() -> None:
-    visited = {path.split("/")[1] for path in VISITS}
+    visited = {path.split("/")[1] for path in VISITS if not path.startswith("/commerce")}
     assert visited == {template.split("/")[1] for template in SECRET_PATHS}
 
 
@@ -117,3 +126,24 @@ async def test_the_app_logs_paths_without_secrets_under_any_uvicorn(
         assert f"GET {shown} HTTP/1.1" in log, log
     for secret in SECRETS:
         assert secret not in log
+
+
+def test_the_workers_log_lines_carry_no_email_address_whoever_prints_them() -> None:
+    """A mail server's refusal, quoted in an exception the SDK logs with its traceback."""
+    formatter = RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+    try:
+        raise RuntimeError("550 5.1.1 <giulia.rossi@contoso.example>: Recipient refused")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "temporalio.activity",
+            logging.WARNING,
+            __file__,
+            1,
+            "Completing activity as failed (%s)",
+            ("to giulia.rossi@contoso.example",),
+            sys.exc_info(),
+        )
+
+    line = formatter.format(record)
+
+    assert "giulia" not in line and "[email]" in line and "Recipient refused" in line

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from client import data_converter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from tests.conftest import REP, bearer, browse, free_port, web_settings_for
@@ -93,7 +94,13 @@ async def worker_metrics(client: Client, own_settings: Settings) -> AsyncIterato
 async def test_both_endpoints_count_a_real_onboarding(
     client: Client, own_settings: Settings, own_stores: Stores, worker_metrics: str
 ) -> None:
-    app = create_app(web_settings_for(own_settings), client=client, stores=own_stores)
+    # The worker keeps the requests' data keys in its own Commerce: so does this client.
+    own_client = Client(
+        client.service_client,
+        namespace=client.namespace,
+        data_converter=data_converter(own_settings, own_stores.commerce),
+    )
+    app = create_app(web_settings_for(own_settings), client=own_client, stores=own_stores)
     async with browse(app) as web:
         submitted = await web.post(
             "/api/onboarding-requests",

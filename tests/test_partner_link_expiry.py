@@ -17,7 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
-from client import DATA_CONVERTER, partner_link_used
+from client import data_converter, partner_link_used
 from models import search_attributes
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember
 from models.partners import (
@@ -40,10 +40,10 @@ TTL = timedelta(days=7)
 
 
 @pytest.fixture
-async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+async def skipping(base_settings: Settings, stores: Stores) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(VENV_BIN / "temporal-test-server"),
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(base_settings, stores.commerce),
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

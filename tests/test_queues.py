@@ -16,10 +16,12 @@ from sqlmodel import Session, col
 
 from bench.seed import COMMERCE_ONLY_EVERY, REFERENCE_PREFIX, seed
 from models.commerce import Prospect, ProspectTally
+from models.personal_data import AnonymisationKind, AnonymiseRequestInput
 from models.sales import LEAD_SOURCE_COMMERCE_B2B, LEAD_SOURCE_MANUAL, Lead, LeadTally
 from stores import Stores
 from stores import queues as q
 from stores.engine import make_engine
+from stores.personal_data import anonymise_request
 from tests.conftest import postgres_databases
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -333,3 +335,36 @@ def test_a_cursor_names_the_row_a_page_starts_after() -> None:
     view = q.parse_view(q.PROSPECTS, {"after": cursor, "status": "pending", "q": "x"})
     assert view.filters == {"status": "pending"} and view.q == "x"
     assert q.decode_cursor(cursor, q.Sort.NEWEST) == (NOW, 42)
+
+
+def test_an_anonymised_request_is_no_longer_found_by_its_persons_words(fresh: Stores) -> None:
+    add(
+        fresh.commerce,
+        a_prospect(
+            1, first_name="Zoë", last_name="Łaski", email="zoe@laski.example", status="rejected"
+        ),
+    )
+    add(fresh.sales, a_lead(1, first_name="Zoë", last_name="Łaski", email="zoe@laski.example"))
+    anonymise_request(
+        fresh,
+        AnonymiseRequestInput(
+            onboarding_id=f"{1:016x}",
+            at=NOW,
+            actor="anna",
+            reason="The requester asked.",
+            kind=AnonymisationKind.ERASURE,
+        ),
+    )
+    searched: list[tuple[Any, q.Queue[Any]]] = [
+        (fresh.commerce, q.PROSPECTS),
+        (fresh.sales, q.LEADS),
+    ]
+    for engine, queue in searched:
+        for words in ("zoe", "laski", "zoe@laski.example"):
+            assert ids(q.page(engine, queue, q.View(q=words), NOW)) == [], (queue.name, words)
+        # Still found by what stays: its company and reference.
+        assert len(q.page(engine, queue, q.View(q="company 1"), NOW).rows) == 1
+        assert len(q.page(engine, queue, q.View(q=f"{1:016x}"), NOW).rows) == 1
+    with Session(fresh.commerce) as session:
+        (prospect,) = session.execute(select(Prospect)).scalars().all()
+        assert "laski" not in prospect.search_text and "zoe" not in prospect.search_text

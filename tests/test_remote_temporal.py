@@ -24,6 +24,8 @@ import pytest
 from temporalio.client import Client
 
 from settings import PROJECT_DIR
+from stores import Stores
+from stores.engine import make_engine
 from tests.certificates import Authority, Issued
 from tests.conftest import MailSink, free_port
 
@@ -166,6 +168,14 @@ client_key_path = "{frontend.client.key}"
 """
     )
     by_profile = {**common, "TEMPORAL_CONFIG_FILE": str(profile), "TEMPORAL_PROFILE": "remote"}
+    # Migrated before the CLI submits (the worker does it as it starts, maybe later than
+    # the first submission): Commerce keeps the requests' data keys.
+    stores = Stores(
+        sales=make_engine(common["SALES_DATABASE_URL"]),
+        commerce=make_engine(common["COMMERCE_DATABASE_URL"]),
+    )
+    stores.migrate()
+    stores.dispose()
     worker = subprocess.Popen(
         [sys.executable, "worker.py"],
         cwd=PROJECT_DIR,

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 
-from client import DATA_CONVERTER
+from client import PayloadConverter
 from models.requests import OnboardingRequest
 from models.status import Decision
 from models.workflow_io import OnboardingInput
@@ -129,7 +129,7 @@ def test_a_request_accepted_before_a_rule_tightened_still_reads_back_from_tempor
         },
     }
     payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(stored).encode())
-    (read,) = DATA_CONVERTER.payload_converter.from_payloads([payload], [OnboardingInput])
+    (read,) = PayloadConverter().from_payloads([payload], [OnboardingInput])
     assert (read.request.company, read.request.email) == ("Contoso\u202eSrl", "giülia@utf8.example")
     with pytest.raises(ValidationError):
         OnboardingInput.model_validate(stored)

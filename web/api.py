@@ -18,6 +18,7 @@ from client import (
     RequestNotFound,
     current_status,
     decide,
+    erase_personal_data,
     hold,
     resume,
     submission_id,
@@ -26,12 +27,13 @@ from client import (
 from links import status_url
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
 from models.lifecycle import TRANSITIONS, Action, Role, Stage, actions_of
+from models.personal_data import Erasure
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingRequest, Reason
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
 from stores import Stores
 from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
-from web.auth import ApiUser
+from web.auth import ApiCommerceAdmin, ApiUser
 from web.dependencies import (
     ClientDep,
     MetricsDep,
@@ -137,6 +139,16 @@ class HoldBody(BaseModel):
     )
 
     note: Annotated[Note, Field(min_length=1, description=HOLD_NOTE_WORDS)]
+
+
+class ErasureBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "The requester asked by email on 2026-12-01"}]},
+    )
+
+    # Why, for the record; never the person's data itself.
+    reason: Reason = Field(min_length=1)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -323,6 +335,30 @@ async def resume_request(
         raise await _finished(temporal, stores, onboarding_id, "resume") from None
     response.headers["Idempotency-Key"] = key
     return HoldChanged(**_fields(resumed), idempotency_key=key)
+
+
+# Before the decisions' route, whose `{action}` would take the word.
+@router.post(
+    "/{onboarding_id}/erase",
+    summary="Erase a decided request's personal data",
+    responses={
+        **{k: ERRORS[k] for k in (401, 403, 404, 429, 503)},
+        409: {"model": NotAllowed, "description": "The request is undecided"},
+    },
+)
+async def erase_request(
+    onboarding_id: str,
+    body: ErasureBody,
+    user: ApiCommerceAdmin,
+    client: ClientDep,
+    stores: StoresDep,
+) -> Erasure:
+    """A Commerce admin erases the requester's personal data from both stores and makes
+    Temporal's copy unreadable; the decision record stays, with who erased it, when and
+    why. Erasing again changes nothing."""
+    return await erase_personal_data(
+        client, stores, _known(onboarding_id), actor=user.name, reason=body.reason
+    )
 
 
 @router.post(

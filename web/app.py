@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+import encryption
 import tracing
 from client import (
     Connection,
@@ -39,12 +40,13 @@ from client import (
     DecisionNotAllowed,
     RequestNotFound,
     TemporalUnavailable,
+    codec_of,
 )
 from links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
-from web import api, api_customers, api_partner, i18n, operations
+from web import api, api_customers, api_partner, codec, i18n, operations
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -106,7 +108,14 @@ def create_app(
     app.state.stores = stores
     app.state.users = users
     app.state.secret = secret
-    app.state.temporal = Connection(settings, client)
+    # One codec for the app's client and its codec endpoint, so an erasure through one is
+    # seen at once by the other; the requests' data keys are kept in the app's Commerce.
+    app.state.codec = (
+        codec_of(client)
+        if client is not None
+        else encryption.codec(settings, lambda: app.state.stores.commerce)
+    )
+    app.state.temporal = Connection(settings, client, codec=app.state.codec)
     app.state.limits = Limits(settings)
     app.state.metrics = WebMetrics()
     if stores is not None:
@@ -131,12 +140,15 @@ def create_app(
         # the header is ignored, so it cannot dodge the limits per address.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(LanguageSwitch)
+    # The Temporal UI calls the codec endpoint from its own origin, with credentials.
+    app.add_middleware(codec.CodecCors, ui_origin=codec.origin_of(settings.temporal_ui_url))
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)
     if tracing.installed():
         # Probes and scrapes come every few seconds: no trace for each.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     app.include_router(operations.router)
+    app.include_router(codec.router)
     app.include_router(api.router)
     app.include_router(api_customers.router)
     app.include_router(api_partner.router)
@@ -190,8 +202,9 @@ STAFF_PAGES = (sales.router.prefix, commerce.router.prefix)
 
 
 def problem(request: Request, status: int, detail: Any, **extra: Any) -> Response:
-    """An error as documented: JSON `{"detail": ...}` on /api/, the error page elsewhere."""
-    if request.url.path.startswith("/api/"):
+    """An error as documented: JSON `{"detail": ...}` on /api/ (and the codec endpoint),
+    the error page elsewhere."""
+    if request.url.path.startswith(("/api/", codec.PREFIX + "/")):
         return ErrorJSONResponse({"detail": detail, **extra}, status_code=status)
     locale = None if request.url.path.startswith(STAFF_PAGES) else i18n.page_locale(request)
     if detail == HTTPStatus(status).phrase:

@@ -3,7 +3,8 @@
 uvicorn's access log prints every request's path, and some paths carry a secret: the
 requester's status link, and the partner's activation, invitation and password-reset
 links. `SECRET_PATHS` names them all, in one place; `RedactSecrets` prints each with
-its secret segments replaced, keeping the path's shape.
+its secret segments replaced, keeping the path's shape, and any email address (a search
+in All prospects carries one in its query) as `[email]`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+
+from logs import redact_emails
 
 REDACTED = "[redacted]"
 # Every path under which a secret travels; its `{token}` segments are the secret, other
@@ -21,8 +24,8 @@ SECRET_PATHS = (
     "/password/reset/{token}",
     "/links/{token}/fresh",
 )
-# Loggers that print request paths.
-PATH_LOGGERS = ("uvicorn.access", "uvicorn.error")
+# Loggers that print request paths (the app's own names the path of an unexpected error).
+PATH_LOGGERS = ("uvicorn.access", "uvicorn.error", "web")
 
 _SEGMENT = r"[^/?#\s\"']+"
 
@@ -43,10 +46,11 @@ PATTERNS = tuple(_pattern(template) for template in SECRET_PATHS)
 
 
 def redact(text: str) -> str:
-    """`text` with every secret segment of every secret path replaced by `REDACTED`."""
+    """`text` with every secret segment of every secret path replaced by `REDACTED`, and
+    every email address by `[email]`."""
     for pattern in PATTERNS:
         text = pattern.sub(_redacted, text)
-    return text
+    return redact_emails(text)
 
 
 def _redacted(match: re.Match[str]) -> str:

@@ -90,7 +90,6 @@ class ApplicantWorkflow:
                         SearchAttributePair(sa.ONBOARDING_ID, onboarding_id),
                         SearchAttributePair(sa.ONBOARDING_STAGE, Stage.SUBMITTED.value),
                         SearchAttributePair(sa.COMPANY_NAME, request.company),
-                        SearchAttributePair(sa.CONTACT_EMAIL, request.email),
                     ]
                 ),
                 # Markdown in the Temporal UI: what the requester typed is shown as text.

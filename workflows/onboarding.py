@@ -276,7 +276,6 @@ class OnboardingWorkflow:
             [
                 sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
                 sa.COMPANY_NAME.value_set(request.company),
-                sa.CONTACT_EMAIL.value_set(request.email),
             ]
         )
         self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)

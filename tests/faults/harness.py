@@ -28,7 +28,14 @@ from aiosmtpd.controller import Controller
 from temporalio.client import Client
 
 import temporal_dev
-from client import DATA_CONVERTER, NotYetConfirmed, TemporalUnavailable, decide, status, submit
+from client import (
+    NotYetConfirmed,
+    TemporalUnavailable,
+    data_converter,
+    decide,
+    status,
+    submit,
+)
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.lifecycle import Action, Stage
@@ -257,7 +264,8 @@ class Site:
         while True:
             try:
                 return await Client.connect(
-                    f"127.0.0.1:{self.temporal_port}", data_converter=DATA_CONVERTER
+                    f"127.0.0.1:{self.temporal_port}",
+                    data_converter=data_converter(self.settings, self.stores.commerce),
                 )
             except RuntimeError:
                 if time.monotonic() > deadline:

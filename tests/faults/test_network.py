@@ -27,9 +27,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import temporal_dev
+from client import data_converter
 from mailsink import SpoolHandler
 from models import search_attributes
 from stores import Stores
@@ -164,7 +164,8 @@ class NetworkSite(Site):
         while True:
             try:
                 return await Client.connect(
-                    f"{self.server_address}:{TEMPORAL_PORT}", data_converter=pydantic_data_converter
+                    f"{self.server_address}:{TEMPORAL_PORT}",
+                    data_converter=data_converter(self.settings, self.stores.commerce),
                 )
             except RuntimeError:
                 if time.monotonic() > deadline:

@@ -12,9 +12,12 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from client import DecisionNotAllowed, erase_personal_data
 from models.commerce import Customer, Prospect
-from models.lifecycle import Action, Stage, transitions_from
+from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
+from models.requests import REASON_MAX
+from models.workflow_io import ErasePersonalData
 from stores import Stores, credit_limits, queues, views
 from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
@@ -132,6 +135,7 @@ async def prospect(
         prospect=found,
         customers=customers,
         hierarchy=hierarchy,
+        reason_max=REASON_MAX,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
         status=status,
@@ -167,6 +171,48 @@ async def resume_prospect(
     found = await _prospect(stores, prospect_id)
     await resume_on_page(request, client, found.onboarding_id, user, form)
     return RedirectResponse(f"/commerce/prospects/{prospect_id}", status_code=303)
+
+
+# Before the decisions' route, whose `{action}` would take the word.
+@router.post("/prospects/{prospect_id}/erase", dependencies=[CsrfChecked])
+async def erase_prospect(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+) -> Response:
+    """Erase a decided prospect's personal data, on the requester's word, with a reason."""
+    found = await read(views.prospect, stores.commerce, prospect_id)
+    if found is None:
+        raise HTTPException(404, "There is no such prospect.")
+    back = RedirectResponse(f"/commerce/prospects/{prospect_id}#personal-data", status_code=303)
+    try:
+        ErasePersonalData(actor=user.name, reason=reason)
+    except ValidationError:
+        flash(request, "Say why the personal data is erased (up to 500 characters).", "error")
+        return back
+    if not confirm:
+        flash(request, "Tick the box to confirm: an erasure cannot be undone.", "error")
+        return back
+    try:
+        await erase_personal_data(client, stores, found.onboarding_id, user.name, reason)
+    except DecisionNotAllowed as err:
+        if err.stage.decided:
+            flash(request, f"Not erased: {err}.", "error")
+        else:
+            where = stage_in_a_sentence(err.stage)
+            flash(
+                request,
+                f"Not erased: the request is {where}, and only a decided"
+                " request's personal data can be erased.",
+                "error",
+            )
+        return back
+    flash(request, "The requester's personal data is erased.", "success")
+    return back
 
 
 @router.post("/prospects/{prospect_id}/{action}", dependencies=[CsrfChecked])

@@ -1,0 +1,101 @@
+"""Each request's payload encryption key, kept wrapped in Commerce (see `encryption.py`).
+
+The wrapping and unwrapping is `encryption.py`'s; this module only keeps the rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from models.commerce import DataKey, Prospect
+from stores.engine import one, transact
+
+
+def read(engine: Engine, onboarding_id: str) -> DataKey | None:
+    with Session(engine) as session:
+        return one(session, DataKey, onboarding_id=onboarding_id)
+
+
+def keep(
+    engine: Engine, onboarding_id: str, master_key_id: str, wrapped: bytes, at: datetime
+) -> DataKey:
+    """Keep a new data key for the request, or answer with the one it has (made first by a
+    concurrent attempt, or destroyed)."""
+
+    def work(session: Session) -> DataKey:
+        row = one(session, DataKey, onboarding_id=onboarding_id)
+        if row is None:
+            row = DataKey(
+                onboarding_id=onboarding_id,
+                master_key_id=master_key_id,
+                wrapped_key=wrapped,
+                created_at=at,
+            )
+            session.add(row)
+            session.flush()
+        return row
+
+    return transact(engine, work)
+
+
+def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
+    """Destroy the request's data key; False if it had none or it was already destroyed."""
+
+    def work(session: Session) -> bool:
+        row = one(session, DataKey, onboarding_id=onboarding_id)
+        if row is None or row.wrapped_key is None:
+            return False
+        row.wrapped_key, row.destroyed_at = None, at
+        return True
+
+    return transact(engine, work)
+
+
+def to_shred(engine: Engine, orphaned_before: datetime, limit: int) -> list[str]:
+    """Requests whose data key may go once their workflow has closed: those whose personal
+    data is anonymised, and those that never became a prospect (a duplicate submission's
+    own workflow, one an operator ended first) made before `orphaned_before`."""
+    with Session(engine) as session:
+        anonymised = (
+            select(DataKey.onboarding_id)
+            .join(Prospect, col(Prospect.onboarding_id) == col(DataKey.onboarding_id))
+            .where(col(DataKey.wrapped_key).is_not(None), col(Prospect.anonymised_at).is_not(None))
+        )
+        orphaned = (
+            select(DataKey.onboarding_id)
+            .outerjoin(Prospect, col(Prospect.onboarding_id) == col(DataKey.onboarding_id))
+            .where(
+                col(DataKey.wrapped_key).is_not(None),
+                col(Prospect.id).is_(None),
+                col(DataKey.created_at) < orphaned_before,
+            )
+        )
+        found = list(session.exec(anonymised.limit(limit)))
+        found += list(session.exec(orphaned.limit(max(limit - len(found), 0))))
+        return found
+
+
+def wrapped_by(engine: Engine, master_key_ids: set[str]) -> list[DataKey]:
+    """Live data keys wrapped by any of these master keys (to wrap them again)."""
+    with Session(engine) as session:
+        query = select(DataKey).where(
+            col(DataKey.wrapped_key).is_not(None), col(DataKey.master_key_id).in_(master_key_ids)
+        )
+        return list(session.exec(query))
+
+
+def rewrap(engine: Engine, onboarding_id: str, master_key_id: str, wrapped: bytes) -> None:
+    def work(session: Session) -> None:
+        row = one(session, DataKey, onboarding_id=onboarding_id)
+        if row is not None and row.wrapped_key is not None:
+            row.master_key_id, row.wrapped_key = master_key_id, wrapped
+
+    transact(engine, work)
+
+
+# How long a data key of a request that never became a prospect stays: long enough for a
+# caller to send its submission again and read the answer Temporal kept.
+ORPHAN_GRACE = timedelta(days=1)
