@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults lint clean bench bench-scale bench-profile messages
+.PHONY: dev test test-faults lint clean bench bench-scale bench-profile bench-queues seed messages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,3 +70,14 @@ bench-scale: $(BENCH_STAMP)
 LABEL ?= latest
 bench-profile: $(BENCH_STAMP)
 	$(PY) -m bench.run --profile quick --py-spy $(LABEL)
+
+# The queues at size (issue 16): 110,000 requests seeded into fresh stores, on SQLite and
+# PostgreSQL, each queue's first page and searches timed through the web app; a few minutes.
+bench-queues: $(STAMP)
+	$(PY) -m bench.queues
+
+# Many requests at every stage in the stores the settings name (var/*.db under make dev),
+# to try the reps' and admins' pages at size: `make seed REQUESTS=110000`.
+REQUESTS ?= 110000
+seed: $(STAMP)
+	$(PY) -m bench.seed --requests $(REQUESTS)

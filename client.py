@@ -53,7 +53,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 import encryption
 import tracing
 from models import search_attributes as sa
-from models.ids import onboarding_workflow_id, personal_data_workflow_id
+from models.ids import onboarding_workflow_id, personal_data_workflow_id, resend_workflow_id
 from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
@@ -71,12 +71,18 @@ from models.personal_data import (
     Erasure,
 )
 from models.requests import STORED, OnboardingRequest
-from models.status import Decision, Hold, OnboardingStatus, Resume
-from models.workflow_io import ErasePersonalData, OnboardingInput, SubmitResult
+from models.status import Decision, Hold, Notification, OnboardingStatus, Resume
+from models.workflow_io import (
+    ErasePersonalData,
+    OnboardingInput,
+    ResendNotificationInput,
+    SubmitResult,
+)
 from settings import Settings
 from stores import Stores, data_keys, views
 from stores.engine import make_engine
 from stores.personal_data import anonymise_request
+from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 
@@ -147,6 +153,8 @@ QUERY_TIMEOUT = timedelta(seconds=3)
 PARTNER_UPDATE_ATTEMPTS = 5
 # How long a decision's caller waits for it to be applied before answering with the status.
 APPLY_WAIT = timedelta(seconds=10)
+# How long an admin's resend of a notification waits for the mail server's answer.
+RESEND_WAIT = timedelta(seconds=5)
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -491,6 +499,38 @@ async def signal_decision(
         if err.status is RPCStatusCode.NOT_FOUND:
             raise RequestNotFound(onboarding_id) from err
         raise
+
+
+async def resend_notification(
+    client: Client,
+    settings: Settings,
+    input: ResendNotificationInput,
+    wait: timedelta = RESEND_WAIT,
+) -> Notification:
+    """Send a request's failed notification again (its own small workflow, see
+    `workflows.notifications`): its outcome, or `sending` while the mail server has not
+    answered within `wait` (it goes on being retried).
+
+    One resend of a notification runs at a time: asking again meanwhile meets it, and
+    once it is sent, another resend sends nothing.
+    """
+    handle = await _rpc(
+        client.start_workflow(
+            NotificationResendWorkflow.run,
+            input,
+            id=resend_workflow_id(input.onboarding_id, input.kind.value, input.period),
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"Send the {input.kind.event} email again",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    )
+    try:
+        async with asyncio.timeout(wait.total_seconds()):
+            return await _rpc(handle.result())
+    except TimeoutError:
+        return Notification(kind=input.kind, state="sending")
 
 
 async def current_status(

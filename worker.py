@@ -31,6 +31,7 @@ from settings import Settings, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
+from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
 from workflows.personal_data import PersonalDataWorkflow
@@ -45,7 +46,13 @@ MAX_CACHED_WORKFLOWS = 500
 # How often the worker destroys the data keys of requests anonymised while their workflow
 # ran, now that it has closed (client.shred_keys).
 SHRED_EVERY = 300.0
-WORKFLOWS = [OnboardingWorkflow, ApplicantWorkflow, PartnerUserWorkflow, PersonalDataWorkflow]
+WORKFLOWS = [
+    OnboardingWorkflow,
+    ApplicantWorkflow,
+    PartnerUserWorkflow,
+    PersonalDataWorkflow,
+    NotificationResendWorkflow,
+]
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
 # free of state a workflow could change, and heavy to import (pydantic builds every
 # model's validator on import). Shared, they are imported once per worker. The sandbox
@@ -113,6 +120,7 @@ def build_worker(
             commerce.approve_prospect,
             commerce.reject_prospect,
             email.send_onboarding_email,
+            email.resend_onboarding_email,
             email.send_access_link,
             partners.add_partner_user,
             partners.remove_partner_user,

@@ -34,8 +34,8 @@ import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from opentelemetry import trace
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -45,10 +45,12 @@ from activities.partners import ensure_administrator
 from links import staff_page_path, status_url
 from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
-from models.commerce import Customer, EmailMessage, PartnerUser
+from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
 from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
+from models.requests import STORED, OnboardingRequest
 from models.status import EmailKind
+from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
 from stores.engine import get_or_create
@@ -60,6 +62,20 @@ MARK_SENT_BACKOFF = (0.2, 0.5, 1, 2, 4, 8)
 KEEP_ALIVE_EVERY = 3.0
 # Where a mail client's link detector reads a scheme, a host or an address. A zero-width
 # space before each is invisible to a reader and ends the detector's match.
+# The request's fields, as the prospect keeps them: what a resent email is written from.
+REQUEST_COLUMNS = {
+    "company": "company_name",
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "email": "email",
+    "phone": "phone",
+    "job_title": "job_title",
+    "website": "website",
+    "company_address": "company_address",
+    "company_phone": "company_phone",
+    "locale": "locale",
+    "comments": "comments",
+}
 _LINKABLE = re.compile(r"[.:@]")
 _ZERO_WIDTH_SPACE = "\u200b"
 
@@ -207,6 +223,41 @@ class EmailActivities:
 
         The approval email carries the new administrator's activation link.
         """
+        return await self._notify(input)
+
+    @activity.defn
+    async def resend_onboarding_email(self, input: ResendNotificationInput) -> int:
+        """Send a request's failed notification again, written afresh from the stores: a
+        new attempt at the same notification (its outbox row, its Message-ID), so the
+        partner still gets it once. Returns its `email_message` id."""
+        again = await asyncio.to_thread(self._written_again, input)
+        return await self._notify(again, resent_by=input.actor)
+
+    def _written_again(self, input: ResendNotificationInput) -> SendEmailInput:
+        """The notification's input as the request's workflow gave it, from the prospect."""
+        with Session(self.commerce) as session:
+            prospect = session.exec(
+                select(Prospect).where(Prospect.onboarding_id == input.onboarding_id)
+            ).first()
+        if prospect is None:
+            raise missing_record("The prospect", input.onboarding_id)
+        fields = {name: getattr(prospect, column) for name, column in REQUEST_COLUMNS.items()}
+        request = OnboardingRequest.model_validate(
+            {name: value for name, value in fields.items() if value is not None},
+            # Judged when it came in, not again (see models.requests).
+            context={STORED: True},
+        )
+        rejected = input.kind is EmailKind.PROSPECT_REJECTED
+        return SendEmailInput(
+            onboarding_id=input.onboarding_id,
+            kind=input.kind,
+            request=request,
+            reason=prospect.decision_reason if rejected else None,
+            period=input.period,
+            reason_code=prospect.reason_code if rejected else None,
+        )
+
+    async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:
         request = input.request
         message_id = message_id_for(
             input.kind, input.onboarding_id, self.settings.mail_from, input.period
@@ -229,6 +280,9 @@ class EmailActivities:
                 kind=input.kind.value,
                 period=input.period,
             )
+            if resent_by is not None and row.sent_at is None:
+                row.resent_at, row.resent_by = datetime.now(UTC), resent_by
+                row.failed_at = row.failure = None
             token = None
             if input.kind is EmailKind.PROSPECT_APPROVED:
                 token = self._activation_token(session, input, fresh and row.sent_at is None)
@@ -379,7 +433,12 @@ class EmailActivities:
             )
             if not (claimed.already_sent or progress):
                 assert claimed.message is not None
-                await self._send(claimed.message)
+                try:
+                    await self._send(claimed.message)
+                except ApplicationError as refused:
+                    if refused.non_retryable:
+                        await asyncio.to_thread(self._mark_failed, claimed.row_id, refused.message)
+                    raise
                 progress.append(SENT)
             if not claimed.already_sent:
                 await self._mark_sent_retrying(claimed.row_id)
@@ -402,8 +461,12 @@ class EmailActivities:
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
                 _count(message, "refused")
-                # The reason lands in the request's status and the worker's log: no address.
-                raise invalid_data("the mail server refuses the recipient's address") from refused
+                # The reason lands in the request's status, the outbox and the worker's log:
+                # the server's words, without an address it may quote.
+                said = "; ".join(f"{error.code} {error.message}" for error in refused.recipients)
+                raise invalid_data(
+                    f"the mail server refuses the recipient's address: {redact_emails(said)}"
+                ) from refused
             _count(message, "retried")
             raise
         except (
@@ -457,6 +520,21 @@ class EmailActivities:
                 activity.heartbeat(SENT)
                 await asyncio.sleep(delay)
         await asyncio.to_thread(self._mark_sent, row_id)
+
+    def _mark_failed(self, row_id: int, reason: str) -> None:
+        """The notification is refused for good: the outbox says so, with the server's words,
+        for the request's pages. Should the store not take it, Temporal's status of the
+        request still says it."""
+
+        def work(session: Session) -> None:
+            row = session.get(EmailMessage, row_id)
+            if row is not None and row.sent_at is None:
+                row.failed_at, row.failure = datetime.now(UTC), reason[:FAILURE_MAX]
+
+        try:
+            write(self.commerce, work)
+        except (SQLAlchemyError, ApplicationError) as err:
+            activity.logger.warning("could not record email %s as failed: %s", row_id, err)
 
     def _mark_sent(self, row_id: int) -> None:
         def work(session: Session) -> None:

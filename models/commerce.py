@@ -6,11 +6,12 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Index, LargeBinary, Numeric, UniqueConstraint
-from sqlalchemy.orm import registry
+from sqlalchemy import Column, Dialect, Index, LargeBinary, Numeric, UniqueConstraint, event
+from sqlalchemy.orm import Mapper, registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
+from models import tallies
 from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
 from models.requests import (
     ACTOR_MAX,
@@ -26,8 +27,17 @@ from models.requests import (
     REASON_MAX,
     WEBSITE_MAX,
 )
+from models.search import (
+    COMPANY_KEY_MAX,
+    PROSPECT_WORDS,
+    TRIGRAM_EXTENSION,
+    company_key,
+    search_text,
+)
 
 TOKEN_HASH_LEN = 64
+# The mail server's words when it refuses an email for good, as much as a page shows.
+FAILURE_MAX = 500
 
 
 class ExactNumeric(TypeDecorator[Decimal]):
@@ -88,6 +98,19 @@ class Prospect(CommerceTable, table=True):
         # One undecided request per contact email: the lock that concurrent submissions
         # meet (see `undecided_email`).
         Index("uq_prospect_undecided_email", "undecided_email", unique=True),
+        # All prospects: each sort with its keyset (the id breaks ties). The first also
+        # holds what the filters test and the counts of the last 30 days group by
+        # (`stores.queues`): a filter reads no row it does not show, the counts no row.
+        Index(
+            "ix_prospect_created",
+            "created_at",
+            "id",
+            "status",
+            "sales_integration_enabled",
+            "reason_code",
+        ),
+        Index("ix_prospect_company_key", "company_key", "id"),
+        PROSPECT_WORDS.index(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -126,6 +149,46 @@ class Prospect(CommerceTable, table=True):
     anonymised_by: str | None = Field(default=None, max_length=ACTOR_MAX)
     anonymisation_kind: str | None = Field(default=None, max_length=16)
     anonymisation_reason: str | None = Field(default=None, max_length=REASON_MAX)
+    # What All prospects finds and sorts it by (`models.search`), kept in step with the
+    # fields above on every write through the ORM (`_keep_searchable`).
+    search_text: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    company_key: str = Field(
+        default="", max_length=COMPANY_KEY_MAX, sa_column_kwargs={"server_default": ""}
+    )
+
+
+@event.listens_for(Prospect, "before_insert")
+@event.listens_for(Prospect, "before_update")
+def _keep_searchable(_mapper: Mapper[Prospect], _connection: object, prospect: Prospect) -> None:
+    prospect.search_text = search_text(*searched(prospect))
+    prospect.company_key = company_key(prospect.company_name)
+
+
+def searched(prospect: Prospect) -> tuple[str | None, ...]:
+    """The fields a prospect is found by: company, contact, email, reference."""
+    return (
+        prospect.company_name,
+        prospect.first_name,
+        prospect.last_name,
+        prospect.email,
+        prospect.onboarding_id,
+    )
+
+
+class ProspectTally(CommerceTable, table=True):
+    """How many prospects stand in each status, mode and reason code ('' for none): kept
+    by the database's triggers (`models.tallies`), read for All prospects' counts."""
+
+    __tablename__ = tallies.PROSPECT.name
+
+    status: str = Field(primary_key=True, max_length=16)
+    sales_integration_enabled: bool = Field(primary_key=True)
+    reason_code: str = Field(primary_key=True, max_length=REASON_CODE_MAX)
+    row_count: int = 0
+
+
+tallies.attach(tallies.PROSPECT, Prospect.__table__)  # type: ignore[attr-defined]
+tallies.attach(PROSPECT_WORDS, Prospect.__table__, before=TRIGRAM_EXTENSION)  # type: ignore[attr-defined]
 
 
 class Customer(CommerceTable, table=True):
@@ -206,6 +269,13 @@ class EmailMessage(CommerceTable, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     attempts: int = 0
+    # Refused for good (an address or a message the server will never take, a login it
+    # refuses): when, and the server's words. Cleared when it is sent again.
+    failed_at: datetime | None = Field(default=None, index=True)
+    failure: str | None = Field(default=None, max_length=FAILURE_MAX)
+    # The last time a Commerce admin had it sent again, and who.
+    resent_at: datetime | None = None
+    resent_by: str | None = Field(default=None, max_length=ACTOR_MAX)
 
 
 class PartnerUser(CommerceTable, table=True):

@@ -37,3 +37,8 @@ def applicant_workflow_id(email: str) -> str:
 def hour_period(at: datetime) -> str:
     """The UTC hour `at` falls in: a status-link reminder goes out at most once in each."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+def resend_workflow_id(onboarding_id: str, kind: str, period: str = "") -> str:
+    """A notification's resend: one at a time, so a double click meets the running one."""
+    return f"notification-{onboarding_id}-{kind}" + (f"-{period}" if period else "")

@@ -283,3 +283,67 @@ def decided_stage(prospect_status: str) -> Stage | None:
         (s for s, info in STAGES.items() if s.decided and info.prospect_status == prospect_status),
         None,
     )
+
+
+# --- the staff pages' words ---------------------------------------------------------------
+
+# A stage as a badge or a heading on the Sales and Commerce pages.
+STAGE_WORDS: dict[Stage, str] = {
+    Stage.SUBMITTED: "Being recorded",
+    Stage.LEAD_OPEN: "Lead open",
+    Stage.OPPORTUNITY_OPEN: "Opportunity open",
+    Stage.AWAITING_APPROVAL: "Awaiting approval",
+    Stage.APPROVED: "Approved",
+    Stage.REJECTED: "Rejected",
+}
+# A stage inside a sentence: "the request is …".
+_STAGE_IN_A_SENTENCE: dict[Stage, str] = {
+    Stage.SUBMITTED: "still being recorded",
+    Stage.LEAD_OPEN: "an open lead",
+    Stage.OPPORTUNITY_OPEN: "an open opportunity now (its lead was qualified)",
+    Stage.AWAITING_APPROVAL: "waiting for a Commerce admin's approval",
+    Stage.APPROVED: "approved already",
+    Stage.REJECTED: "rejected already",
+}
+# A store row's status, as its page and its list show it: the CONTRACT's values stay in
+# the tables (a cancelled lead is `disqualified` there).
+STATUS_WORDS: dict[tuple[str, str], str] = {
+    ("lead", "open"): "Open",
+    ("lead", "qualified"): "Qualified",
+    ("lead", "disqualified"): "Cancelled",
+    ("opportunity", "open"): "Open",
+    ("opportunity", "won"): "Won",
+    ("opportunity", "lost"): "Lost",
+    ("prospect", ProspectStatus.PENDING): "Pending",
+    ("prospect", ProspectStatus.APPROVED): "Approved",
+    ("prospect", ProspectStatus.REJECTED): "Rejected",
+}
+
+
+def status_words(table: str, status: str) -> str:
+    """`lead`, `disqualified` → "Cancelled"; a status no table declares, as it is."""
+    return STATUS_WORDS.get((table, status), status.replace("_", " ").capitalize())
+
+
+def stage_in_a_sentence(stage: Stage) -> str:
+    """Where a request is, to follow "the request is": "an open lead"."""
+    return _STAGE_IN_A_SENTENCE[stage]
+
+
+def refusal(action: Action, stage: Stage) -> str:
+    """Why a decision was refused, in plain words: what the request is now, and what it
+    allows instead.
+
+    A decision its stage allows is refused only while another one is being applied.
+    """
+    button = TRANSITIONS[action].button
+    if action in ALLOWED_ACTIONS[stage]:
+        return (
+            f"{button} was not applied: another decision on this request is being applied"
+            " right now. Look again in a moment."
+        )
+    sentence = f"{button} is not possible: the request is {stage_in_a_sentence(stage)}."
+    instead = [transition.button for transition in transitions_from(stage)]
+    if instead:
+        sentence += f" What it allows now: {' or '.join(instead)}."
+    return sentence

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
-from sqlalchemy.orm import registry
+from sqlalchemy import Index, UniqueConstraint, event
+from sqlalchemy.orm import Mapper, registry
 from sqlmodel import Field, SQLModel
 
+from models import tallies
 from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
@@ -20,6 +21,13 @@ from models.requests import (
     REASON_CODE_MAX,
     REASON_MAX,
     WEBSITE_MAX,
+)
+from models.search import (
+    COMPANY_KEY_MAX,
+    LEAD_WORDS,
+    TRIGRAM_EXTENSION,
+    company_key,
+    search_text,
 )
 
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
@@ -38,6 +46,13 @@ def decision_note(kind: str, actor: str, reason: str | None) -> str:
     return f"{DECISION_NOTES[kind]} by {actor}" + (f": {reason}" if reason else ".")
 
 
+# A lead's source as its page names it.
+LEAD_SOURCE_WORDS = {
+    LEAD_SOURCE_COMMERCE_B2B: "Commerce B2B onboarding (dual-write)",
+    LEAD_SOURCE_MANUAL: "Entered in Sales",
+}
+
+
 class SalesTable(SQLModel, registry=registry()):
     """Base of every Sales table; its `metadata` holds the Sales schema only."""
 
@@ -46,7 +61,16 @@ class Lead(SalesTable, table=True):
     """A lead: its Contact part is the requester, its Company part the organisation."""
 
     __tablename__ = "lead"
-    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_lead_onboarding"),)
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", name="uq_lead_onboarding"),
+        # The lead views (one source each): each sort with its keyset (the id breaks
+        # ties). The first also holds what the filters test and the counts of the last
+        # 30 days group by (`stores.queues`): a filter reads no row it does not show,
+        # the counts no row.
+        Index("ix_lead_source_created", "source", "created_at", "id", "status", "reason_code"),
+        Index("ix_lead_source_company_key", "source", "company_key", "id"),
+        LEAD_WORDS.index(),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
@@ -76,6 +100,40 @@ class Lead(SalesTable, table=True):
     # When the requester's personal data was anonymised (Commerce's prospect says by whom
     # and why); the lead keeps its ids, dates, status, decisions and company name.
     anonymised_at: datetime | None = None
+    # What the lead views (and the opportunities, through their lead) find and sort it
+    # by (`models.search`), kept in step on every write through the ORM.
+    search_text: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    company_key: str = Field(
+        default="", max_length=COMPANY_KEY_MAX, sa_column_kwargs={"server_default": ""}
+    )
+
+
+@event.listens_for(Lead, "before_insert")
+@event.listens_for(Lead, "before_update")
+def _keep_searchable(_mapper: Mapper[Lead], _connection: object, lead: Lead) -> None:
+    lead.search_text = search_text(*searched(lead))
+    lead.company_key = company_key(lead.company_name)
+
+
+def searched(lead: Lead) -> tuple[str | None, ...]:
+    """The fields a lead is found by: company, contact, email, reference."""
+    return (lead.company_name, lead.first_name, lead.last_name, lead.email, lead.onboarding_id)
+
+
+class LeadTally(SalesTable, table=True):
+    """How many leads of each source stand in each status and reason code ('' for none):
+    kept by the database's triggers (`models.tallies`), read for the lead views' counts."""
+
+    __tablename__ = tallies.LEAD.name
+
+    source: str = Field(primary_key=True, max_length=32)
+    status: str = Field(primary_key=True, max_length=16)
+    reason_code: str = Field(primary_key=True, max_length=REASON_CODE_MAX)
+    row_count: int = 0
+
+
+tallies.attach(tallies.LEAD, Lead.__table__)  # type: ignore[attr-defined]
+tallies.attach(LEAD_WORDS, Lead.__table__, before=TRIGRAM_EXTENSION)  # type: ignore[attr-defined]
 
 
 class TimelineNote(SalesTable, table=True):
@@ -132,7 +190,13 @@ class Opportunity(SalesTable, table=True):
     """The opportunity created by qualifying a lead; closing it as won or lost decides."""
 
     __tablename__ = "opportunity"
-    __table_args__ = (UniqueConstraint("onboarding_id", name="uq_opportunity_onboarding"),)
+    __table_args__ = (
+        UniqueConstraint("onboarding_id", name="uq_opportunity_onboarding"),
+        # The opportunities view: newest first, with what the filters test and the
+        # recent counts group by; sorted by company, through its lead.
+        Index("ix_opportunity_created", "created_at", "id", "status", "reason_code"),
+        Index("ix_opportunity_lead_id", "lead_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     onboarding_id: str | None = Field(default=None, max_length=64, index=True)
@@ -147,3 +211,17 @@ class Opportunity(SalesTable, table=True):
     close_reason: str | None = Field(default=None, max_length=REASON_MAX)
     reason_code: str | None = Field(default=None, max_length=REASON_CODE_MAX)
     internal_note: str | None = Field(default=None, max_length=NOTE_MAX)
+
+
+class OpportunityTally(SalesTable, table=True):
+    """How many opportunities stand in each status and reason code ('' for none): kept by
+    the database's triggers (`models.tallies`), read for the opportunities' counts."""
+
+    __tablename__ = tallies.OPPORTUNITY.name
+
+    status: str = Field(primary_key=True, max_length=16)
+    reason_code: str = Field(primary_key=True, max_length=REASON_CODE_MAX)
+    row_count: int = 0
+
+
+tallies.attach(tallies.OPPORTUNITY, Opportunity.__table__)  # type: ignore[attr-defined]

@@ -43,6 +43,23 @@ class EmailKind(StrEnum):
         return self is not EmailKind.TEAM_REMINDER
 
 
+# Each email as the staff pages name it.
+EMAIL_WORDS: dict[EmailKind, str] = {
+    EmailKind.REQUEST_RECEIVED: "We received your request (with its status link)",
+    EmailKind.STATUS_LINK_REMINDER: "Your request's status link, again",
+    EmailKind.TEAM_REMINDER: "A reminder to the team whose move it is",
+    EmailKind.PROSPECT_APPROVED: "Approved: welcome, and how to sign in",
+    EmailKind.PROSPECT_REJECTED: "Rejected, with the reason",
+}
+
+
+def email_words(kind: str) -> str:
+    """An `email_message.kind` as the staff pages name it; a kind this version does not
+    know, as it is."""
+    known = kind in EmailKind.__members__.values()
+    return EMAIL_WORDS[EmailKind(kind)] if known else kind.replace("_", " ").capitalize()
+
+
 class Decision(BaseModel):
     """A rep's or admin's decision on a request, as an Update or a signal.
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from models.requests import Actor, OnboardingRequest, Reason
+from models.status import EmailKind
 
 
 class OnboardingInput(BaseModel):
@@ -57,3 +58,15 @@ class PersonalDataInput(BaseModel):
 
     onboarding_id: str
     anonymise_at: datetime
+
+
+class ResendNotificationInput(BaseModel):
+    """A Commerce admin's resend of a request's failed notification: which one, and who.
+
+    Only ids: the email is written again from the stores' rows of the request.
+    """
+
+    onboarding_id: str
+    kind: EmailKind
+    period: str = ""
+    actor: Actor

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, col, select
 
 from models.commerce import (
@@ -15,6 +15,7 @@ from models.commerce import (
     CustomerHierarchyMember,
     EmailMessage,
     Prospect,
+    ProspectTally,
 )
 from models.ids import onboarding_workflow_id
 from models.lifecycle import (
@@ -31,7 +32,9 @@ from models.sales import (
     Account,
     Contact,
     Lead,
+    LeadTally,
     Opportunity,
+    OpportunityTally,
     TimelineNote,
 )
 from models.status import (
@@ -48,24 +51,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T", bound=SQLModel)
 
-# A list page shows this many rows; the search narrows it down.
-PAGE_SIZE = 200
 # The emails that tell the requester the decision: the status's `notification`.
 DECISION_EMAILS = frozenset({EmailKind.PROSPECT_APPROVED, EmailKind.PROSPECT_REJECTED})
-
-
-def all_commerce_b2b_leads(sales: Engine) -> list[Lead]:
-    """*All Commerce B2B leads*: every lead dual-write created from a prospect."""
-    with Session(sales) as session:
-        query = select(Lead).where(Lead.source == LEAD_SOURCE_COMMERCE_B2B)
-        return list(session.exec(query.order_by(col(Lead.created_at).desc()).limit(PAGE_SIZE)))
-
-
-def open_leads(sales: Engine) -> list[Lead]:
-    """*Open leads*: the ordinary view, which leaves the dual-write leads out."""
-    with Session(sales) as session:
-        query = select(Lead).where(Lead.status == "open", Lead.source != LEAD_SOURCE_COMMERCE_B2B)
-        return list(session.exec(query.order_by(col(Lead.created_at).desc()).limit(PAGE_SIZE)))
+# Failed notifications an admin's overview lists, newest first.
+FAILED_SHOWN = 20
 
 
 def lead(sales: Engine, lead_id: int) -> Lead | None:
@@ -86,45 +75,31 @@ def opportunity(sales: Engine, opportunity_id: int) -> Opportunity | None:
         return session.get(Opportunity, opportunity_id)
 
 
+def account(sales: Engine, account_id: int) -> Account | None:
+    with Session(sales) as session:
+        return session.get(Account, account_id)
+
+
+def contact(sales: Engine, contact_id: int) -> Contact | None:
+    with Session(sales) as session:
+        return session.get(Contact, contact_id)
+
+
+def contact_of_account(sales: Engine, account_id: int) -> Contact | None:
+    with Session(sales) as session:
+        return session.exec(select(Contact).where(Contact.account_id == account_id)).first()
+
+
+def of_ids(engine: Engine, model: type[T], ids: list[int]) -> dict[int, T]:
+    """The rows of `model` with these ids, by id (the ones that exist)."""
+    with Session(engine) as session:
+        rows = session.exec(select(model).where(model.id.in_(ids)))  # type: ignore[attr-defined]
+        return {row.id: row for row in rows}  # type: ignore[attr-defined]
+
+
 def opportunity_of_lead(sales: Engine, lead_id: int) -> Opportunity | None:
     with Session(sales) as session:
         return session.exec(select(Opportunity).where(Opportunity.lead_id == lead_id)).first()
-
-
-def all_prospects(
-    commerce: Engine, status: str | None = None, search: str | None = None
-) -> list[Prospect]:
-    """*All prospects*, optionally with one status and matching a search.
-
-    The search looks for the words in the company, the contact's name and email, and
-    the request's reference, ignoring case.
-    """
-    with Session(commerce) as session:
-        query = select(Prospect)
-        if status is not None:
-            query = query.where(Prospect.status == status)
-        for word in (search or "").split():
-            pattern = f"%{_escape_like(word.lower())}%"
-            query = query.where(
-                or_(
-                    *(
-                        func.lower(column).like(pattern, escape="\\")
-                        for column in (
-                            col(Prospect.company_name),
-                            col(Prospect.first_name),
-                            col(Prospect.last_name),
-                            col(Prospect.email),
-                            col(Prospect.onboarding_id),
-                        )
-                    )
-                )
-            )
-        query = query.order_by(col(Prospect.created_at).desc(), col(Prospect.id).desc())
-        return list(session.exec(query.limit(PAGE_SIZE)))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def prospect(commerce: Engine, prospect_id: int) -> Prospect | None:
@@ -149,6 +124,27 @@ def customers_of_request(commerce: Engine, onboarding_id: str) -> list[Customer]
         query = select(Customer).where(Customer.onboarding_id == onboarding_id)
         customers = session.exec(query.order_by(col(Customer.id)))
         return sorted(customers, key=lambda customer: customer.customer_type != "organization")
+
+
+def notifications_of_request(commerce: Engine, onboarding_id: str) -> list[EmailMessage]:
+    """Every email the request has sent its requester, oldest first."""
+    with Session(commerce) as session:
+        query = select(EmailMessage).where(EmailMessage.onboarding_id == onboarding_id)
+        return list(session.exec(query.order_by(col(EmailMessage.id))))
+
+
+def failed_notifications(commerce: Engine) -> list[tuple[EmailMessage, Prospect | None]]:
+    """The requests' emails refused for good and not sent since, newest first, with
+    their prospect."""
+    with Session(commerce) as session:
+        query = (
+            select(EmailMessage, Prospect)
+            .outerjoin(Prospect, col(Prospect.onboarding_id) == col(EmailMessage.onboarding_id))
+            .where(col(EmailMessage.failed_at).is_not(None), col(EmailMessage.sent_at).is_(None))
+            .order_by(col(EmailMessage.failed_at).desc())
+            .limit(FAILED_SHOWN)
+        )
+        return [(email, prospect) for email, prospect in session.exec(query)]
 
 
 def customer(commerce: Engine, customer_id: int) -> Customer | None:
@@ -388,24 +384,29 @@ def _utc(value: datetime) -> datetime:
 
 
 def stage_counts(stores: Stores) -> dict[Stage, int]:
-    """How many requests stand in each stage, from both stores' rows (for the metrics).
+    """How many requests stand in each stage, from the tallies both stores keep (for the
+    metrics and the admins' overview): a few rows, however many requests.
 
     Decided requests are the prospects' statuses; undecided ones are told apart by the
-    Sales integration mode and, with it, by their lead and opportunity.
+    Sales integration mode and, with it, by their open lead or opportunity.
     """
     with Session(stores.commerce) as session:
         prospects = session.exec(
-            select(Prospect.status, Prospect.sales_integration_enabled, func.count()).group_by(
-                col(Prospect.status), col(Prospect.sales_integration_enabled)
-            )
+            select(
+                ProspectTally.status,
+                ProspectTally.sales_integration_enabled,
+                func.sum(ProspectTally.row_count),
+            ).group_by(col(ProspectTally.status), col(ProspectTally.sales_integration_enabled))
         ).all()
     with Session(stores.sales) as session:
         open_leads = session.exec(
-            select(func.count()).where(col(Lead.onboarding_id).is_not(None), Lead.status == "open")
+            select(func.coalesce(func.sum(LeadTally.row_count), 0)).where(
+                LeadTally.source == LEAD_SOURCE_COMMERCE_B2B, LeadTally.status == "open"
+            )
         ).one()
         open_opportunities = session.exec(
-            select(func.count()).where(
-                col(Opportunity.onboarding_id).is_not(None), Opportunity.status == "open"
+            select(func.coalesce(func.sum(OpportunityTally.row_count), 0)).where(
+                OpportunityTally.status == "open"
             )
         ).one()
     counts = dict.fromkeys(Stage, 0)

@@ -147,7 +147,7 @@ async def test_a_partner_applies_a_rep_wins_the_lead_and_an_admin_sees_the_partn
     await admin.click("button:has-text('Filter')")
     await snap(admin, "10-all-prospects")
     await admin.click("table >> text=Contoso Srl")
-    await expect(admin.locator("h1 .badge")).to_have_text("approved")
+    await expect(admin.locator("h1 .badge")).to_have_text("Approved")
     tree = admin.locator("ul.tree")
     await expect(tree).to_contain_text("Contoso Srl")
     await expect(tree).to_contain_text("Giulia Rossi")

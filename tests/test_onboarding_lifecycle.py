@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage as Mail
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
@@ -30,7 +31,8 @@ from models.lifecycle import Action, Stage
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from models.status import EmailKind, OnboardingStatus
 from settings import Settings
-from stores import Stores, views
+from stores import Stores, queues, views
+from stores.queues import LEADS, OPEN_LEADS, PROSPECTS, Queue, View
 from tests.conftest import MailSink, free_port
 from tests.scenario import (
     ROWS_OF_A_WON_REQUEST,
@@ -205,15 +207,21 @@ async def test_the_views_reps_and_admins_work_from(
         session.commit()
         session.refresh(ordinary)
 
-    b2b = {lead.id for lead in views.all_commerce_b2b_leads(stores.sales)}
-    open_ = {lead.id for lead in views.open_leads(stores.sales)}
-    assert status.records.lead_id in b2b and status.records.lead_id not in open_
-    assert ordinary.id in open_ and ordinary.id not in b2b
+    def listed(engine: Engine, queue: Queue[Any], words: str, **filters: str) -> set[int | None]:
+        found = queues.page(engine, queue, View(q=words, filters=filters), datetime.now(UTC))
+        return {row.id for row in found.rows}
 
-    pending = {p.id for p in views.all_prospects(stores.commerce, status="pending")}
-    approved = {p.id for p in views.all_prospects(stores.commerce, status="approved")}
+    # Each is found by what it was made with.
+    reference, ada = status.onboarding_id, "analytical engines ada lovelace"
+    assert status.records.lead_id in listed(stores.sales, LEADS, reference)
+    assert status.records.lead_id not in listed(stores.sales, OPEN_LEADS, reference)
+    assert ordinary.id in listed(stores.sales, OPEN_LEADS, ada)
+    assert ordinary.id not in listed(stores.sales, LEADS, ada)
+
+    pending = listed(stores.commerce, PROSPECTS, reference, status="pending")
+    approved = listed(stores.commerce, PROSPECTS, reference, status="approved")
     assert status.records.prospect_id in pending and status.records.prospect_id not in approved
-    assert status.records.prospect_id in {p.id for p in views.all_prospects(stores.commerce)}
+    assert status.records.prospect_id in listed(stores.commerce, PROSPECTS, reference)
 
 
 async def test_cancelled_lead_rejects_the_prospect_with_one_email(

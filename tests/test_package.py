@@ -154,7 +154,14 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
         [str(installed.bin / "b2b-onboarding-worker")],
         cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert worker.stderr is not None
+    started = []
     try:
+        # As a service is started, then used: the worker has made the stores (the CLI
+        # keeps the requests' data keys in Commerce) once it polls.
+        while "worker polling" not in (line := worker.stderr.readline()):
+            assert line, "the worker stopped before polling"
+            started.append(line)
         submitted = installed.run(
             "b2b-onboarding", "submit", "--company", "Installed Srl", "--first-name", "Ida",
             "--last-name", "Rossi", "--email", f"ida-{uuid.uuid4().hex[:6]}@installed.example",
@@ -177,6 +184,7 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
     finally:
         worker.send_signal(signal.SIGINT)
         _, worker_log = worker.communicate(timeout=30)
+        worker_log = "".join(started) + worker_log
 
     assert worker.returncode == 0, worker_log
     assert status["stage"] == "approved"

@@ -253,7 +253,9 @@ async def test_a_decision_not_allowed_now_is_explained_on_the_page(
     again = await web.post(f"{page}/qualify", data={"csrf_token": token[1]})
     assert again.status_code == 303
     shown = await web.get(page)
-    assert "Not done: qualify is not allowed" in shown.text
+    # In the words of the page, never the lifecycle's identifiers.
+    assert "Not done. Qualify is not possible: the request is rejected already." in shown.text
+    assert "lead_open" not in shown.text and "not allowed" not in shown.text
     assert '<dt>Reason</dt><dd class="pre">Not a fit</dd>' in shown.text
 
 

@@ -28,7 +28,6 @@ from tests.test_personal_data import Person, rows_holding
 from tests.test_request_time import settled, start
 from worker import build_worker
 from workflows.onboarding import OnboardingWorkflow
-from workflows.personal_data import PersonalDataWorkflow
 
 DAY = timedelta(days=1)
 
@@ -80,9 +79,7 @@ async def test_a_rejected_request_keeps_its_data_on_a_timer_of_the_retention(
     await closed(handle)
     await keep_history(env.client, handle.id, "retained")
 
-    retention = env.client.get_workflow_handle_for(
-        PersonalDataWorkflow.run, personal_data_workflow_id(oid)
-    )
+    retention = env.client.get_workflow_handle(personal_data_workflow_id(oid), result_type=bool)
     await running_timer(retention)
     timers = [
         event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
@@ -110,9 +107,7 @@ async def test_once_the_retention_has_passed_both_stores_are_anonymised(
         await decide(client, oid, Action.CANCEL, "mario", reason="Not a reseller")
         await finished(client, current)
         assert rows_holding(stores, oid, person)
-        retention = client.get_workflow_handle_for(
-            PersonalDataWorkflow.run, personal_data_workflow_id(oid)
-        )
+        retention = client.get_workflow_handle(personal_data_workflow_id(oid), result_type=bool)
         assert await asyncio.wait_for(retention.result(), 30) is True
 
     assert rows_holding(stores, oid, person) == []
@@ -133,9 +128,7 @@ async def test_an_erasure_before_the_retention_ends_its_wait(
     oid = (await settled(handle)).onboarding_id
     await decide(env.client, oid, Action.CANCEL, "mario")
     await closed(handle)
-    retention = env.client.get_workflow_handle_for(
-        PersonalDataWorkflow.run, personal_data_workflow_id(oid)
-    )
+    retention = env.client.get_workflow_handle(personal_data_workflow_id(oid), result_type=bool)
     await running_timer(retention)
     # Kept while it waits: once the request is erased its summary is unreadable (the
     # request's workflow wrote it, under the request's key).

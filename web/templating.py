@@ -9,14 +9,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from babel.dates import format_datetime
+from babel import Locale as BabelLocale
+from babel import UnknownLocaleError
+from babel.dates import format_datetime, format_timedelta
 from fastapi import Request, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS
-from models.lifecycle import STAFF_REASON_CODES, ReasonCode
+from models.lifecycle import STAFF_REASON_CODES, STAGE_WORDS, ReasonCode, status_words
 from models.requests import Locale
+from models.sales import LEAD_SOURCE_WORDS
+from models.status import email_words
 from settings import PROJECT_DIR, Settings
 from web import i18n
 from web.auth import csrf_token, partner_session, session_user
@@ -51,6 +55,14 @@ def templates() -> Jinja2Templates:
     )
     environment.filters["when"] = _when
     environment.filters["words"] = lambda value: str(value).replace("_", " ")
+    # The staff pages' words (English) for what the stores keep as codes.
+    environment.filters["language"] = language_words
+    environment.filters["waited"] = waited
+    environment.filters["thousands"] = lambda number: f"{number:,}"
+    environment.globals["status_words"] = status_words
+    environment.globals["stage_words"] = STAGE_WORDS
+    environment.globals["lead_source_words"] = LEAD_SOURCE_WORDS
+    environment.globals["email_words"] = email_words
     environment.globals["language_names"] = i18n.LANGUAGE_NAMES
     # The words beside a decision's and a hold's fields on the staff pages.
     environment.globals["field_words"] = {
@@ -71,9 +83,32 @@ def templates() -> Jinja2Templates:
 
 
 def _when(value: datetime | None) -> str:
+    return when(value, _rendering.get())
+
+
+def when(value: datetime | None, locale: Locale = "en") -> str:
+    """A moment as people read it, in `locale` (a staff message is English)."""
     if value is None:
         return ""
-    return format_datetime(value, "long", tzinfo=UTC, locale=_rendering.get())
+    return format_datetime(value, "long", tzinfo=UTC, locale=locale)
+
+
+def language_words(code: str | None) -> str:
+    """A language's name in English, for the staff pages: `it` → "Italian"."""
+    if not code:
+        return ""
+    try:
+        return BabelLocale.parse(code).get_display_name("en") or code
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def waited(since: datetime | None, until: datetime | None = None) -> str:
+    """How long since `since`, as people say it: "3 days", "5 hours"."""
+    if since is None:
+        return ""
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return format_timedelta((until or datetime.now(UTC)) - since, threshold=2, locale="en")
 
 
 def money(amount: Decimal, currency: str = "") -> str:

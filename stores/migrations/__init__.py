@@ -18,8 +18,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, inspect
 
+from models import tallies
 from models.commerce import CommerceTable
 from models.sales import SalesTable
+from models.search import LEAD_WORDS, PROSPECT_WORDS
+from models.tallies import Triggered
 
 HERE = Path(__file__).resolve().parent
 METADATA: dict[str, MetaData] = {"sales": SalesTable.metadata, "commerce": CommerceTable.metadata}
@@ -60,12 +63,61 @@ def only_its_tables(store: str) -> Callable[[str | None, str, object], bool]:
     return include
 
 
+def only_its_database(dialect: str) -> Callable[[object, str | None, str, bool, object], bool]:
+    """Alembic's `include_object`: an index the models declare for one database only
+    (`info={"dialect": …}`, PostgreSQL's trigram indexes) is not missing from the other."""
+
+    def include(
+        obj: object, _name: str | None, type_: str, reflected: bool, _other: object
+    ) -> bool:
+        if type_ != "index" or reflected:
+            return True
+        return getattr(obj, "info", {}).get("dialect", dialect) == dialect
+
+    return include
+
+
 def differences(connection: Connection, store: str) -> list[object]:
     """How the store's tables differ from the models; empty when they agree."""
     context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "include_name": only_its_tables(store)}
+        connection,
+        opts={
+            "compare_type": True,
+            "include_name": only_its_tables(store),
+            "include_object": only_its_database(connection.dialect.name),
+        },
     )
     return list(compare_metadata(context, METADATA[store]))
+
+
+# What triggers keep in each store's tables: the counts per filter, SQLite's word indexes.
+TRIGGERED: dict[str, tuple[Triggered, ...]] = {
+    "sales": (tallies.LEAD, tallies.OPPORTUNITY, LEAD_WORDS),
+    "commerce": (tallies.PROSPECT, PROSPECT_WORDS),
+}
+
+
+def keep_triggers(connection: Connection, store: str) -> list[str]:
+    """Make again, and refill, what lost its triggers; the names of what was.
+
+    SQLite drops a table's triggers with the table, and Alembic's batch mode rebuilds a
+    table to change a column: a later revision that does so would leave the counts and
+    the word index behind without this.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        found = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    else:
+        found = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    present = {row[0] for row in connection.exec_driver_sql(found)}
+    remade = []
+    for kept in TRIGGERED[store]:
+        if set(kept.triggers(dialect)) <= present:
+            continue
+        for statement in [*kept.drop(dialect), *kept.create(dialect), *kept.refill(dialect)]:
+            connection.exec_driver_sql(statement)
+        remade.append(kept.name)
+    return remade
 
 
 def migrate(engine: Engine, store: str) -> None:
@@ -85,3 +137,4 @@ def migrate(engine: Engine, store: str) -> None:
             command.stamp(config(store, connection), "head")
         else:
             command.upgrade(config(store, connection), "head")
+        keep_triggers(connection, store)

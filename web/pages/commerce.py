@@ -1,26 +1,29 @@
-"""Commerce, for admins: all prospects, a prospect with its customers and hierarchy, an
-organisation's credit limit."""
+"""Commerce, for admins: an overview, All prospects (search, filters, counts, pages,
+decisions on many at once, its view as CSV), a prospect with its customers, hierarchy,
+hold and what its partner was told, an organisation's credit limit."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from client import DecisionNotAllowed, erase_personal_data
-from models.commerce import Prospect
-from models.lifecycle import Action, ProspectStatus, Stage, transitions_from
+from models.commerce import Customer, Prospect
+from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
-from stores import Stores, credit_limits, views
+from stores import Stores, credit_limits, queues, views
+from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
-from web.dependencies import ClientDep, StoresDep, TemporalDep, read
+from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
 from web.identifiers import RowId
+from web.pages import bulk, export, notifications
 from web.pages.decisions import (
     DecisionForm,
     HoldForm,
@@ -30,6 +33,8 @@ from web.pages.decisions import (
     resume_on_page,
     status_for_staff,
 )
+from web.pages.notifications import notifications_of
+from web.pages.queues import now, queue_page, view_of
 from web.templating import flash, money, render
 
 router = APIRouter(prefix="/commerce", include_in_schema=False)
@@ -46,29 +51,68 @@ ProspectAction = Annotated[Action, allowed_in(Stage.AWAITING_APPROVAL)]
 
 
 @router.get("")
-async def commerce_home() -> Response:
-    return RedirectResponse("/commerce/prospects", status_code=303)
+async def overview(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """Every request by stage, those awaiting approval by how long, emails not sent."""
+    at = now()
+    stages = await read(views.stage_counts, stores)
+    awaiting = View(filters={"status": "pending", "mode": "commerce"}, sort=Sort.OLDEST)
+    approval = await read(queues.page, stores.commerce, PROSPECTS, awaiting, at, 1)
+    with_sales = View(filters={"status": "pending", "mode": "sales"}, sort=Sort.OLDEST)
+    in_sales = await read(queues.page, stores.commerce, PROSPECTS, with_sales, at, 1)
+    failed = await read(views.failed_notifications, stores.commerce)
+    return render(
+        request,
+        "commerce/overview.html",
+        stages=stages,
+        approval=approval,
+        in_sales=in_sales,
+        failed=failed,
+        failed_shown=views.FAILED_SHOWN,
+        now=at,
+    )
 
 
 @router.get("/prospects")
-async def prospects(
-    request: Request,
-    user: CommerceAdmin,
-    stores: StoresDep,
-    status: ProspectStatus | Literal[""] = "",
-    q: str = "",
-) -> Response:
-    """*All prospects*, filtered by status and searched by company, contact or reference."""
-    rows = await read(views.all_prospects, stores.commerce, status or None, q[:200])
+async def prospects(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """*All prospects*: search, filters with their counts, sorts, pages; decide on many."""
+    shown = await queue_page(request, stores.commerce, PROSPECTS, "/commerce/prospects")
     return render(
         request,
         "commerce/prospects.html",
-        prospects=rows,
-        status=status,
-        q=q,
-        statuses=list(ProspectStatus),
-        page_size=views.PAGE_SIZE,
+        decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        **shown,
     )
+
+
+@router.get("/prospects.csv")
+async def prospects_csv(request: Request, user: CommerceAdmin, stores: StoresDep) -> Response:
+    """All prospects of the view (its search, filters and sort, every page) as CSV, streamed."""
+    view = view_of(request, PROSPECTS)
+    at = now()
+    batches = queues.export(stores.commerce, PROSPECTS, view, at)
+    return StreamingResponse(
+        export.prospects_csv(batches),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="all-prospects-{at:%Y-%m-%d}.csv"'},
+    )
+
+
+@router.post("/prospects/bulk", dependencies=[CsrfChecked])
+async def decide_prospects(
+    request: Request,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    client: ClientDep,
+    form: Annotated[bulk.BulkForm, Form()],
+) -> Response:
+    """Approve or reject every ticked prospect awaiting approval, each its own decision."""
+    back = form.back_to("/commerce/prospects")
+    if form.action not in (t.action for t in transitions_from(Stage.AWAITING_APPROVAL)):
+        raise HTTPException(404, "There is no such decision on prospects.")
+    found = await read(views.of_ids, stores.commerce, Prospect, form.ids)
+    targets = [_prospect_target(found[row_id]) for row_id in form.ids if row_id in found]
+    outcomes = await bulk.decide_all(request, client, user, form, targets)
+    return bulk.answer(request, back, "prospect", form, outcomes)
 
 
 @router.get("/prospects/{prospect_id}")
@@ -79,10 +123,12 @@ async def prospect(
     stores: StoresDep,
     temporal: TemporalDep,
 ) -> Response:
-    """A prospect: its request, Approve and Reject (integration off), its hold, its customers."""
+    """A prospect: its request, Approve and Reject (integration off), its hold, its
+    customers, what its partner was told."""
     found = await _prospect(stores, prospect_id)
     customers = await read(views.customers_of_request, stores.commerce, found.onboarding_id)
     hierarchy = await read(views.hierarchy_of_request, stores.commerce, found.onboarding_id)
+    status = await status_for_staff(temporal, stores, found.onboarding_id)
     return render(
         request,
         "commerce/prospect.html",
@@ -92,7 +138,8 @@ async def prospect(
         reason_max=REASON_MAX,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
-        status=await status_for_staff(temporal, stores, found.onboarding_id),
+        status=status,
+        told=await notifications_of(stores, found.onboarding_id, status),
     )
 
 
@@ -153,7 +200,16 @@ async def erase_prospect(
     try:
         await erase_personal_data(client, stores, found.onboarding_id, user.name, reason)
     except DecisionNotAllowed as err:
-        flash(request, f"Not erased: {err}.", "error")
+        if err.stage.decided:
+            flash(request, f"Not erased: {err}.", "error")
+        else:
+            where = stage_in_a_sentence(err.stage)
+            flash(
+                request,
+                f"Not erased: the request is {where}, and only a decided"
+                " request's personal data can be erased.",
+                "error",
+            )
         return back
     flash(request, "The requester's personal data is erased.", "success")
     return back
@@ -180,6 +236,33 @@ async def _prospect(stores: Stores, prospect_id: int) -> Prospect:
     if found is None:
         raise HTTPException(404, "There is no such prospect.")
     return found
+
+
+@router.post("/prospects/{prospect_id}/notifications/resend", dependencies=[CsrfChecked])
+async def resend_notification(
+    request: Request,
+    prospect_id: RowId,
+    user: CommerceAdmin,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    form: Annotated[notifications.ResendForm, Form()],
+) -> Response:
+    """Send a refused email again: a new attempt at the same notification, still sent once."""
+    found = await _prospect(stores, prospect_id)
+    await notifications.resend(request, found, form, user, temporal, stores, client, settings)
+    return RedirectResponse(f"/commerce/prospects/{prospect_id}#notifications", status_code=303)
+
+
+def _prospect_target(prospect: Prospect) -> bulk.Target:
+    return bulk.Target(
+        row_id=prospect.id or 0,
+        onboarding_id=prospect.onboarding_id,
+        name=prospect.company_name,
+        detail=f"{prospect.first_name} {prospect.last_name}",
+        href=f"/commerce/prospects/{prospect.id}",
+    )
 
 
 @router.get("/customers/{customer_id}")
@@ -241,6 +324,9 @@ async def _customer_page(
         if found.onboarding_id
         else None
     )
+    invoice = None
+    if found.invoice_customer_id and found.invoice_customer_id != found.id:
+        invoice = await read(views.customer, stores.commerce, found.invoice_customer_id)
     credit = None
     if credit_limits.keeps_a_credit_limit(found):
         credit = await read(credit_limits.credit_limit_state, stores.commerce, customer_id)
@@ -252,12 +338,26 @@ async def _customer_page(
         status_code=status_code,
         customer=found,
         prospect=origin,
+        sales_record=await _sales_record(stores, found),
+        invoice=invoice,
         credit=credit,
         typed=typed or {},
         errors=errors or {},
         limit_types=list(CreditLimitType),
         history_size=credit_limits.HISTORY_SIZE,
     )
+
+
+async def _sales_record(stores: Stores, customer: Customer) -> str | None:
+    """The Sales record dual-write made this customer from, by name (Sales' own pages are
+    for reps)."""
+    if customer.sales_account_id:
+        account = await read(views.account, stores.sales, customer.sales_account_id)
+        return f"The account {account.name}" if account else None
+    if customer.sales_contact_id:
+        contact = await read(views.contact, stores.sales, customer.sales_contact_id)
+        return f"The contact {contact.first_name} {contact.last_name}" if contact else None
+    return None
 
 
 def _form_of(current: CreditLimitValues | None) -> dict[str, Any]:

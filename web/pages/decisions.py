@@ -21,7 +21,15 @@ from client import (
     resume,
 )
 from models.decision_words import StaffReasonCode
-from models.lifecycle import ALLOWED_ACTIONS, TRANSITIONS, Action, Stage
+from models.lifecycle import (
+    ALLOWED_ACTIONS,
+    TRANSITIONS,
+    Action,
+    ReasonCode,
+    Stage,
+    refusal,
+    stage_in_a_sentence,
+)
 from models.requests import IDEMPOTENCY_KEY, Note, Reason
 from models.status import OnboardingStatus
 from stores import Stores
@@ -74,7 +82,7 @@ class HoldForm(BaseModel):
     change_id: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY)
 
 
-class _Invalid(Exception):
+class Invalid(Exception):
     """A form's field that is not right, in words for the page."""
 
 
@@ -83,7 +91,23 @@ def _checked(adapter: TypeAdapter[T], value: object, name: str) -> T:
         return adapter.validate_python(value)
     except ValidationError as err:
         message = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise _Invalid(f"The {name}: {message[:1].lower()}{message[1:]}.") from err
+        raise Invalid(f"The {name}: {message[:1].lower()}{message[1:]}.") from err
+
+
+def checked(
+    action: Action, reason: str, reason_code: str, note: str
+) -> tuple[str | None, ReasonCode | None, str | None]:
+    """A decision form's reason, reason code and note as the decision takes them; Invalid,
+    in words for the page, if one is not right. One that turns the request down needs its
+    reason code."""
+    takes_reason = TRANSITIONS[action].takes_reason
+    if takes_reason and not reason_code:
+        raise Invalid("Not done: choose a reason code.")
+    return (
+        _checked(_reason, reason.strip() or None, "reason") if takes_reason else None,
+        _checked(_reason_code, reason_code, "reason code") if takes_reason else None,
+        _checked(_note, note.strip() or None, "internal note"),
+    )
 
 
 async def decide_on_page(
@@ -96,16 +120,9 @@ async def decide_on_page(
 ) -> OnboardingStatus | None:
     """Apply the decision and leave a message for the next page; None if it was refused."""
     decision_id = form.decision_id or uuid.uuid4().hex
-    takes_reason = TRANSITIONS[action].takes_reason
     try:
-        if takes_reason and not form.reason_code:
-            raise _Invalid("Not done: choose a reason code.")
-        reason = _checked(_reason, form.reason.strip() or None, "reason")
-        note = _checked(_note, form.note.strip() or None, "internal note")
-        reason_code = (
-            _checked(_reason_code, form.reason_code, "reason code") if takes_reason else None
-        )
-    except _Invalid as err:
+        reason, reason_code, note = checked(action, form.reason, form.reason_code, form.note)
+    except Invalid as err:
         flash(request, str(err), "error")
         return None
     try:
@@ -123,7 +140,7 @@ async def decide_on_page(
         raise NotConfirmedPage(
             not_confirmed(
                 request,
-                f"{action.value.capitalize()} is recorded, and not yet confirmed.",
+                f"{TRANSITIONS[action].button} is recorded, and not yet confirmed.",
                 what="decision",
                 fields={
                     "csrf_token": csrf_token(request),
@@ -135,11 +152,11 @@ async def decide_on_page(
             )
         ) from err
     except DecisionNotAllowed as err:
-        flash(request, f"Not done: {err}.", "error")
+        flash(request, f"Not done. {refusal(action, err.stage)}", "error")
         return None
     get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
-        flash(request, f"{action.value.capitalize()} is accepted and still being applied.")
+        flash(request, f"{TRANSITIONS[action].button} is accepted and still being applied.")
     else:
         flash(request, TRANSITIONS[action].done, "success")
     return current
@@ -152,9 +169,9 @@ async def hold_on_page(
     change_id = form.change_id or uuid.uuid4().hex
     try:
         if not form.note.strip():
-            raise _Invalid("Not put on hold: write why it is held, in the note.")
+            raise Invalid("Not put on hold: write why it is held, in the note.")
         note = _checked(_hold_note, form.note.strip(), "note")
-    except _Invalid as err:
+    except Invalid as err:
         flash(request, str(err), "error")
         return None
     try:
@@ -164,7 +181,9 @@ async def hold_on_page(
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Hold", change_id, form) from err
     except DecisionNotAllowed as err:
-        flash(request, f"Not done: {err}.", "error")
+        flash(
+            request, f"Not put on hold: the request is {stage_in_a_sentence(err.stage)}.", "error"
+        )
         return None
     flash(request, "On hold: no reminders and no expiry until it is resumed.", "success")
     return current
@@ -182,7 +201,7 @@ async def resume_on_page(
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Resume", change_id, form) from err
     except DecisionNotAllowed as err:
-        flash(request, f"Not done: {err}.", "error")
+        flash(request, f"Not resumed: the request is {stage_in_a_sentence(err.stage)}.", "error")
         return None
     flash(request, "Resumed: its reminders and expiry run again.", "success")
     return current

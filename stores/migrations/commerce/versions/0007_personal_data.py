@@ -1,7 +1,7 @@
 """Personal data: each request's payload encryption key, and its anonymisation on record
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-30 01:22:57.374542
 
 `data_key` keeps each request's own key for what Temporal holds of it, wrapped by a
@@ -9,8 +9,6 @@ master key, until erasure destroys it. A prospect records when its personal data
 anonymised, by whom, why and how (retention or erasure). Existing prospects are not
 anonymised; requests started before this revision have no data key (their histories
 were written in clear).
-
-The lead re-chains `down_revision` at merge (another branch adds 0006).
 """
 
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,13 +1,11 @@
 """Personal data: when a lead's requester data was anonymised
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30 01:22:58.193553
 
 Commerce's prospect records by whom, why and how (0007 there); the lead, when. Existing
 leads are not anonymised.
-
-The lead re-chains `down_revision` at merge (another branch adds 0003).
 """
 
 from collections.abc import Sequence
@@ -18,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
