@@ -33,11 +33,10 @@ dev: $(STAMP) $(COMPILED)
 test: lint $(COMPILED)
 	$(PY) -m pytest
 
-# The storms: 200 onboardings with random decisions while workers are SIGKILLed and
-# restarted (about a minute), and 100 with the server, two workers and the web app in
-# network namespaces while one worker's host is cut off (about two; needs root); and the
-# deploy, requests left open by the previous release's own worker finished by this one
-# (about two). The other fault cases run in `make test`; see tests/faults/.
+# The fault cases on real processes (tests/faults/): workers SIGKILLed, the server
+# restarted, the mail server and the stores down, the storms of 200 and of 100 requests
+# in network namespaces (needs root), and the deploy from each earlier release. About
+# ten minutes; kept out of `make test`, which stays under ten.
 test-faults: $(STAMP)
 	$(PY) -m pytest -m storm tests/faults
 

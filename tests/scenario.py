@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from client import status, submit, wait_until_recorded
 from models.commerce import CommerceTable
@@ -127,6 +127,17 @@ def payloads_in(message: Message) -> Iterator[Payload]:
                 yield from payloads_in(item)
 
 
+async def decoded_history(client: Client, workflow_id: str) -> WorkflowHistory:
+    """The workflow's history as the server keeps it, every payload decoded."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    for event in history.events:
+        for payload in payloads_in(event):
+            payload.CopyFrom((await codec.decode([payload]))[0])
+    return history
+
+
 async def keep_history(client: Client, workflow_id: str, name: str) -> None:
     """With RECORD_HISTORIES=1, keep the workflow's history for the replay test.
 
@@ -135,12 +146,7 @@ async def keep_history(client: Client, workflow_id: str, name: str) -> None:
     """
     if os.environ.get("RECORD_HISTORIES") != "1":
         return
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    codec = client.data_converter.payload_codec
-    assert codec is not None
-    for event in history.events:
-        for payload in payloads_in(event):
-            payload.CopyFrom((await codec.decode([payload]))[0])
+    history = await decoded_history(client, workflow_id)
     folder = HISTORIES / RECORDING_VERSION
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.json").write_text(history.to_json())

@@ -68,7 +68,8 @@ async def test_every_link_in_every_email_kind_opens_a_page(
     assert user.id is not None and user.locale == locale
     renderer = EmailRenderer(SITE, site_secret(web_settings))
     request = a_request(email=email, locale=locale)
-    for kind in EmailKind:
+    # The requester's emails; the team reminder links to a staff page (its own test).
+    for kind in (kind for kind in EmailKind if kind.to_requester):
         token = fresh_token(stores, user.id, LinkPurpose.ACTIVATION)
         input = SendEmailInput(onboarding_id=onboarding_id, kind=kind, request=request)
         await assert_every_link_opens(web, renderer.render(input, token))

@@ -27,7 +27,8 @@ from tests.faults.harness import EXPIRING, PATHS, Site
 
 STORM = 200
 
-pytestmark = pytest.mark.faults
+# In `make test-faults` with the storms: on 2 cores `make test` stays under 10 minutes.
+pytestmark = [pytest.mark.faults, pytest.mark.storm]
 
 
 @pytest.fixture

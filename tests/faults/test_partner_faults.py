@@ -17,7 +17,8 @@ from stores import accounts
 from tests.faults.harness import Site, record
 from tests.faults.test_faults import site  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.faults
+# In `make test-faults` with the storms: on 2 cores `make test` stays under 10 minutes.
+pytestmark = [pytest.mark.faults, pytest.mark.storm]
 INVITEES = 16
 
 
