@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
 
 from client import (
     Connection,
@@ -289,21 +291,17 @@ async def hold_request(
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> HoldChanged | JSONResponse:
     """A rep or an admin puts an undecided request on hold: no reminders, no expiry."""
-    key = idempotency_key or uuid.uuid4().hex
-    try:
-        held = await hold(
-            await temporal.get(),
-            _known(onboarding_id),
-            actor=user.name,
-            note=body.note,
-            hold_id=f"api:hold:{key}",
-        )
-    except NotYetConfirmed:
-        return _not_confirmed(key)
-    except RequestNotFound:
-        raise await _finished(temporal, stores, onboarding_id, "hold") from None
-    response.headers["Idempotency-Key"] = key
-    return HoldChanged(**_fields(held), idempotency_key=key)
+    return await _hold_change(
+        "hold",
+        lambda client, oid, key: hold(
+            client, oid, actor=user.name, note=body.note, hold_id=f"api:hold:{key}"
+        ),
+        onboarding_id,
+        response,
+        temporal,
+        stores,
+        idempotency_key,
+    )
 
 
 @router.post(
@@ -321,20 +319,39 @@ async def resume_request(
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
 ) -> HoldChanged | JSONResponse:
     """A rep or an admin takes a request off hold: its reminders and expiry run again."""
+    return await _hold_change(
+        "resume",
+        lambda client, oid, key: resume(
+            client, oid, actor=user.name, resume_id=f"api:resume:{key}"
+        ),
+        onboarding_id,
+        response,
+        temporal,
+        stores,
+        idempotency_key,
+    )
+
+
+async def _hold_change(
+    what: str,
+    change: Callable[[Client, str, str], Awaitable[OnboardingStatus]],
+    onboarding_id: str,
+    response: Response,
+    temporal: TemporalDep,
+    stores: StoresDep,
+    idempotency_key: str | None,
+) -> HoldChanged | JSONResponse:
+    """A hold or a resume, keyed by the caller's Idempotency-Key (a retry is the same
+    Update); 202 while no worker confirms it, 409 naming the stage once decided."""
     key = idempotency_key or uuid.uuid4().hex
     try:
-        resumed = await resume(
-            await temporal.get(),
-            _known(onboarding_id),
-            actor=user.name,
-            resume_id=f"api:resume:{key}",
-        )
+        changed = await change(await temporal.get(), _known(onboarding_id), key)
     except NotYetConfirmed:
         return _not_confirmed(key)
     except RequestNotFound:
-        raise await _finished(temporal, stores, onboarding_id, "resume") from None
+        raise await _finished(temporal, stores, onboarding_id, what) from None
     response.headers["Idempotency-Key"] = key
-    return HoldChanged(**_fields(resumed), idempotency_key=key)
+    return HoldChanged(**_fields(changed), idempotency_key=key)
 
 
 # Before the decisions' route, whose `{action}` would take the word.
