@@ -23,8 +23,15 @@ transaction. The email stays a regular activity: it may wait out a mail server o
 for long, and its heartbeat remembers that the server took the message, so a retry does
 not resend.
 
+While undecided, a request keeps time on durable timers (`REQUEST_TIME_PATCH`): the team
+whose move it is is reminded, and the request expires (rejected by the system, reason
+code `expired`); a hold stops both clocks. Once rejected, its personal data is left to
+`PersonalDataWorkflow`, which anonymises it when the retention has passed
+(`PERSONAL_DATA_PATCH`); a decided request still running is erased by the `erase` Update.
+
 Requests started before this shape (by an `applicant-<hash>` workflow, one local
 activity per write) replay and finish on the path they started on: `ONE_WORKFLOW_PATCH`.
+Those started before request time or personal data carry on without them.
 """
 
 from __future__ import annotations
@@ -224,9 +231,10 @@ class OnboardingWorkflow:
         if workflow.patched(ONE_WORKFLOW_PATCH):
             self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
             self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
-            # Nothing else runs per request: the approval email's activation link
-            # expires by its date in the store, and the partner user's workflow starts
-            # with the first change that needs it (a resend, an invitation, a removal).
+            # Nothing else runs for an open request: the approval email's activation
+            # link expires by its date in the store, and the partner user's workflow
+            # starts with the first change that needs it (a resend, an invitation, a
+            # removal). Once rejected, its retention is a workflow of its own.
             if await self._record_request():
                 await self._decide_until_done()
         else:
