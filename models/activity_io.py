@@ -70,16 +70,22 @@ class TeamReminderInput(BaseModel):
     expires_at: datetime | None = None
 
 
-class ApplyDecisionInput(BaseModel):
+class Why(BaseModel):
+    """Why a decision was taken, as its store rows keep it: the reason the requester
+    reads, the reason code and staff's internal note."""
+
+    reason: str | None = None
+    reason_code: ReasonCode | None = None
+    note: str | None = None
+
+
+class ApplyDecisionInput(Why):
     """A decision's writes to both stores, in one local activity."""
 
     onboarding_id: str
     request: OnboardingRequest
     action: Action
     actor: str
-    reason: str | None = None
-    reason_code: ReasonCode | None = None
-    note: str | None = None
     at: datetime
 
 
@@ -107,25 +113,19 @@ class LeadQualified(BaseModel):
     account_id: int
 
 
-class DisqualifyLeadInput(BaseModel):
+class DisqualifyLeadInput(Why):
     """The rep's `cancel`, which leaves the lead `disqualified`; named after its activity,
     `disqualify_lead`, as recorded histories know it."""
 
     onboarding_id: str
     actor: str
-    reason: str | None = None
-    reason_code: ReasonCode | None = None
-    note: str | None = None
     at: datetime
 
 
-class CloseOpportunityInput(BaseModel):
+class CloseOpportunityInput(Why):
     onboarding_id: str
     won: bool
     actor: str
-    reason: str | None = None
-    reason_code: ReasonCode | None = None
-    note: str | None = None
     at: datetime
 
 
@@ -150,12 +150,9 @@ class ApproveProspectInput(BaseModel):
     at: datetime
 
 
-class RejectProspectInput(BaseModel):
+class RejectProspectInput(Why):
     onboarding_id: str
     actor: str
-    reason: str | None = None
-    reason_code: ReasonCode | None = None
-    note: str | None = None
     at: datetime
 
 
