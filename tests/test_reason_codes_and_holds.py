@@ -258,5 +258,11 @@ async def test_a_held_request_says_since_when_by_whom_and_why_and_its_requester_
     assert resumed.status_code == 303
     shown = (await web.get(prospect_page)).text
     assert "Resumed" in shown and "Next reminder" in shown
+    # A resume from a page left open elsewhere: refused, saying why in words.
+    hold_form = await button_form(web, prospect_page, "hold")
+    stale = {**hold_form, "change_id": "stale-resume-0001"}
+    again = await web.post(f"{prospect_page}/resume", data=stale)
+    assert again.status_code == 303
+    assert "Not resumed: it is not on hold." in (await web.get(prospect_page)).text
     current = (await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))).json()
     assert current["held"] is None and current["stage"] == Stage.LEAD_OPEN.value

@@ -181,9 +181,7 @@ async def hold_on_page(
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Hold", change_id, form) from err
     except DecisionNotAllowed as err:
-        flash(
-            request, f"Not put on hold: the request is {stage_in_a_sentence(err.stage)}.", "error"
-        )
+        flash(request, f"Not put on hold: {_why_refused(err)}.", "error")
         return None
     flash(request, "On hold: no reminders and no expiry until it is resumed.", "success")
     return current
@@ -201,10 +199,19 @@ async def resume_on_page(
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Resume", change_id, form) from err
     except DecisionNotAllowed as err:
-        flash(request, f"Not resumed: the request is {stage_in_a_sentence(err.stage)}.", "error")
+        flash(request, f"Not resumed: {_why_refused(err)}.", "error")
         return None
     flash(request, "Resumed: its reminders and expiry run again.", "success")
     return current
+
+
+def _why_refused(err: DecisionNotAllowed) -> str:
+    """Why a hold or resume was refused: a decided (or not yet recorded) request's stage,
+    else the workflow's reason ("it is already on hold", "it is not on hold")."""
+    reason = str(err).partition("not allowed: ")[2]
+    if err.stage.decided or err.stage is Stage.SUBMITTED or not reason:
+        return f"the request is {stage_in_a_sentence(err.stage)}"
+    return reason
 
 
 def _not_confirmed_change(
