@@ -46,7 +46,7 @@ from links import staff_page_path, status_url
 from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
-from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
+from models.lifecycle import STAGE_WORDS, STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.requests import STORED, OnboardingRequest
 from models.status import EmailKind
@@ -142,11 +142,12 @@ class EmailRenderer:
     def render_team_reminder(self, input: TeamReminderInput, team: str) -> RenderedEmail:
         context = {
             "onboarding_id": input.onboarding_id,
-            "team": team,
+            # The product's own words, printed as written (`inert` is for what people typed).
+            "team": Verbatim(team),
             "company": input.company,
             "number": input.number,
-            "stage": STAGES[input.stage].requester_name,
-            "waiting_for": STAGES[input.stage].waiting_for.replace("**", ""),
+            "stage": Verbatim(STAGE_WORDS[input.stage]),
+            "waiting_for": Verbatim(STAGES[input.stage].waiting_for.replace("**", "")),
             # The product's own words: dates, not links.
             "since": Verbatim(f"{input.stage_since:%Y-%m-%d %H:%M} UTC"),
             "expires_at": Verbatim(f"{input.expires_at:%Y-%m-%d %H:%M} UTC")

@@ -134,7 +134,12 @@ def test_the_team_reminder_names_the_request_and_links_to_its_page_only() -> Non
     assert f"{SITE}/commerce/prospects/7" in email.text
     assert "&lt;b&gt;now&lt;/b&gt;" in email.html
     assert [link for link in LINKS.findall(email.text) if "evil" in link] == []
-    assert "awaiting approval" in email.text and "2026-12-20 09:30 UTC" in email.text
+    assert "Stage: Awaiting approval, since 2026-11-20 09:30 UTC." in email.text
+    assert "2026-12-20 09:30 UTC" in email.text
+    # The product's own sentence is printed as written: a zero-width space (which keeps
+    # what people typed from turning into a link) never sits before its full stop.
+    assert "Waiting for a Commerce admin to approve or reject it.\n" in email.text
+    assert "approve or reject it.</p>" in email.html
 
 
 @pytest.mark.parametrize("locale", ["en", "it"])

@@ -180,7 +180,7 @@ async def test_rep_and_admin_pages_need_a_signed_in_user_of_their_role(
     assert (await web.get("/sales/leads")).status_code == 200
     commerce = await web.get("/commerce/prospects")
     assert commerce.status_code == 403
-    assert "commerce admin" in commerce.text
+    assert "for the Commerce team" in commerce.text
 
 
 async def test_sign_in_only_follows_links_to_this_site(web: httpx.AsyncClient) -> None:
@@ -291,8 +291,8 @@ async def test_an_admin_finds_an_approved_partner_with_its_customers_and_hierarc
     page = await web.get(f"/commerce/prospects/{prospect.id}")
     assert "Approved by mario" in page.text
     assert "<h2>Customer hierarchy</h2>" in page.text
-    assert re.search(rf"{company}</a> <span class=\"muted\">organization", page.text)
-    assert "b2b admin" in page.text
+    assert re.search(rf"{company}</a> <span class=\"muted\">Organisation", page.text)
+    assert '<span class="muted">Administrator</span>' in page.text
     assert f"/workflows/onboarding-{onboarding_id}" in page.text
     person = next(c for c in views.customers_of_request(stores.commerce, onboarding_id) if c.email)
     assert (await web.get(f"/commerce/customers/{person.id}")).status_code == 200

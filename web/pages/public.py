@@ -17,6 +17,7 @@ from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
 from client import submission_id as onboarding_id_of
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
+from models.personal_data import ERASED
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
 from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep, read
@@ -230,6 +231,7 @@ async def request_status(
         status=current,
         words=_(STAGES[current.stage].requester_words),
         stage_name=_(STAGES[current.stage].requester_name),
+        erased=current.email == ERASED,
     )
 
 
