@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from babel.dates import format_datetime
 from fastapi import FastAPI
 from temporalio.client import Client
 
@@ -30,12 +32,13 @@ from tests.conftest import (
     ADMIN,
     REDIS_URL,
     REP,
+    MailSink,
     bearer,
     browse,
     until_confirmed,
     web_settings_for,
 )
-from tests.scenario import a_request, finished
+from tests.scenario import a_request, finished, text_of
 from web.app import create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -393,6 +396,33 @@ async def test_the_rejection_email_leads_back_to_the_form(
     page = await web.get(link.removeprefix(web_settings.b2b_site_url))
     assert page.status_code == 200
     assert 'name="company"' in page.text
+
+
+async def test_the_rejection_email_says_when_the_form_takes_a_request_again(
+    web: httpx.AsyncClient, client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    email = f"giulia.{uuid.uuid4().hex[:10]}@contoso.example"
+    onboarding_id, _ = await applied(web, client, email=email)
+    await finished(client, await decide(client, onboarding_id, Action.CANCEL, actor="mario"))
+
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect and prospect.decided_at
+    from_then = format_datetime(
+        prospect.decided_at.replace(tzinfo=UTC) + settings.reapply_cooldown,
+        "long",
+        tzinfo=UTC,
+        locale="en",
+    )
+    (rejection,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-rejected"
+    ]
+    said = " ".join(text_of(rejection).split())
+    assert " ".join(f"you may apply again from {from_then}:".split()) in said
+    refused = await apply(web, a_filled_form(email=email))
+    assert refused.status_code == 409
+    assert f"You may apply again from {from_then}." in refused.text
 
 
 async def test_prospects_are_found_whatever_the_case_of_their_accents(
