@@ -338,6 +338,17 @@ async def test_a_company_named_like_a_script_is_text_on_every_page(
         assert "&lt;script&gt;" in text, page
 
 
+async def test_every_page_has_the_site_s_icon(web: httpx.AsyncClient) -> None:
+    icon = await web.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg")
+    for path in ("/", "/staff/signin", "/no-such-page"):
+        page = await web.get(path)
+        linked = re.search(r'<link rel="icon" href="([^"]+)"', page.text)
+        assert linked, path
+        assert (await web.get(linked[1])).content == icon.content
+
+
 @pytest.mark.parametrize(
     ("user", "page"),
     [
