@@ -280,7 +280,7 @@ async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Re
 
 @router.get("/account/users")
 async def users_page(request: Request, me: PartnerAdministrator, stores: StoresDep) -> Response:
-    """Organization users: who may sign in for the partner, with their state and role."""
+    """Organisation users: who may sign in for the partner, with their state and role."""
     return await _users(request, me, stores)
 
 
