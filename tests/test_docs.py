@@ -8,6 +8,7 @@ builds the site with no warning.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from itertools import pairwise
@@ -20,6 +21,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from settings import PROJECT_DIR
+from tests.test_browser import GUIDES_SCREENSHOTS, IN_THE_GUIDES
 
 DOCS = PROJECT_DIR / "docs"
 README = PROJECT_DIR / "README.md"
@@ -141,3 +143,22 @@ def test_make_docs_builds_the_site_without_a_warning(tmp_path: Path) -> None:
     assert "A walkthrough" in (site / "index.html").read_text()
     assert (site / "repository" / "deploy" / "b2b-onboarding.env").is_file()
     assert "fonts.googleapis.com" not in (site / "index.html").read_text()
+
+
+def test_every_screenshot_in_the_guides_is_shown_and_made_again_by_a_browser_test() -> None:
+    made = set(
+        re.findall(
+            r'snap\(\w+, "([\w-]+)"\)',
+            "".join(path.read_text() for path in (PROJECT_DIR / "tests").glob("test_*.py")),
+        )
+    )
+    assert set(IN_THE_GUIDES) - made == set()
+    kept = {path.stem for path in GUIDES_SCREENSHOTS.glob("*.png")}
+    assert kept == set(IN_THE_GUIDES.values())
+    shown = {
+        Path(str(token.attrs["src"])).stem
+        for page in pages()
+        for token in inline_tokens(page.read_text())
+        if token.type == "image"
+    }
+    assert kept - shown == set()
