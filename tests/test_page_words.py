@@ -198,3 +198,21 @@ async def test_every_page_in_both_languages_speaks_words_not_codes(
             found |= await walk(http, paths, ["en"], for_staff=True)
 
     assert found == {}, "\n".join(f"{page}: {codes}" for page, codes in found.items())
+
+
+async def test_a_request_awaiting_an_admin_s_approval_is_in_words_too(
+    web_integration_off: httpx.AsyncClient, client: Client, stores: Stores
+) -> None:
+    """With the Sales integration off, the stage no lead or opportunity reaches."""
+    onboarding_id, link = await applied(web_integration_off, client, company="Ditta Srl")
+    found = await walk(web_integration_off, [link], i18n.LOCALES, for_staff=False)
+    english = await web_integration_off.get(link, params={"lang": "en"})
+    assert "Awaiting approval</span> since" in english.text
+
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect
+    await sign_in(web_integration_off, ADMIN)
+    found |= await walk(
+        web_integration_off, [f"/commerce/prospects/{prospect.id}"], ["en"], for_staff=True
+    )
+    assert found == {}, found
