@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files, InclusionLevel
 
-ROOT = Path(__file__).resolve().parent.parent
 # The target of an inline link or image, up to its anchor or title: what the guides use.
 LINK_TARGET = re.compile(r"\]\((?P<target>[^)\s#]+)")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
@@ -43,22 +43,24 @@ def home_page(readme: str) -> str:
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
-    files.append(
-        File.generated(config, "index.md", content=home_page((ROOT / "README.md").read_text()))
-    )
     docs_dir = Path(config.docs_dir)
+    root = docs_dir.parent
+    files.append(
+        File.generated(config, "index.md", content=home_page((root / "README.md").read_text()))
+    )
     pending = list(files.documentation_pages())
     while pending:
         page = pending.pop()
         for path in linked_paths(page.content_string):
             uri = posixpath.normpath(posixpath.join(posixpath.dirname(page.src_uri), path))
-            source = (docs_dir / uri).resolve()
+            # As the link reads, not through symlinks (shared/ beside a clone may be one).
+            source = Path(os.path.normpath(docs_dir / uri))
             if not uri.startswith("../") or uri in files.src_uris or not source.is_file():
                 continue
-            if source.is_relative_to(ROOT):
-                published = "repository/" + source.relative_to(ROOT).as_posix()
+            if source.is_relative_to(root):
+                published = "repository/" + source.relative_to(root).as_posix()
             else:
-                published = "beside/" + source.relative_to(ROOT.parent).as_posix()
+                published = "beside/" + source.relative_to(root.parent).as_posix()
             # Where MkDocs would put the file had it been at `published` in docs/.
             dest = File(published, None, config.site_dir, config.use_directory_urls).dest_uri
             # Said outright: MkDocs would take a path starting with "." for a hidden file.
