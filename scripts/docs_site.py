@@ -5,7 +5,8 @@
   benchmark's reports) or to the team's spec beside the checkout works in the site as it
   does in the checkout: the site carries a copy of each file linked, under `repository/`
   (or `beside/` for what lies beside the checkout), and MkDocs points the link at it.
-  A link to a file that does not exist is left for MkDocs to report.
+  A link to a file that does not exist is left for MkDocs to report, but for one
+  beside a checkout that was cloned alone (`missing_beside`): that is shown as text.
 """
 
 from __future__ import annotations
@@ -17,10 +18,25 @@ from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files, InclusionLevel
+from mkdocs.structure.pages import Page
 
 # The target of an inline link or image, up to its anchor or title: what the guides use.
 LINK_TARGET = re.compile(r"\]\((?P<target>[^)\s#]+)")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+# A whole inline link (not an image), its text and its target.
+LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s#]+)[^)]*\)")
+
+
+def missing_beside(root: Path, target: Path) -> bool:
+    """Whether `target` lies beside the checkout at `root`, in a folder that is not there.
+
+    The team's spec is in shared/ beside the checkout (and beside CI's clone, where such
+    links are checked), but a clone made elsewhere has none: its links there lead nowhere
+    by no fault of the pages.
+    """
+    if target.is_relative_to(root) or not target.is_relative_to(root.parent):
+        return False
+    return not (root.parent / target.relative_to(root.parent).parts[0]).exists()
 
 
 def linked_paths(markdown: str) -> list[str]:
@@ -40,6 +56,18 @@ def home_page(readme: str) -> str:
         return "](../" + target
 
     return LINK_TARGET.sub(from_docs, readme)
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    docs_dir = Path(config.docs_dir)
+
+    def unlinked(m: re.Match[str]) -> str:
+        target = docs_dir / posixpath.dirname(page.file.src_uri) / m["target"]
+        return (
+            m["text"] if missing_beside(docs_dir.parent, Path(os.path.normpath(target))) else m[0]
+        )
+
+    return LINK.sub(unlinked, markdown)
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
