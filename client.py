@@ -54,7 +54,16 @@ import encryption
 import tracing
 from models import search_attributes as sa
 from models.ids import onboarding_workflow_id, personal_data_workflow_id, resend_workflow_id
-from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
+from models.lifecycle import (
+    DECISION_NOT_ALLOWED,
+    Action,
+    Change,
+    ReasonCode,
+    RefusalKind,
+    Refused,
+    Stage,
+    change_allowed,
+)
 from models.markdown import escape
 from models.partners import (
     InviteInput,
@@ -201,15 +210,6 @@ class RequestNotFound(OnboardingError):
     def __init__(self, onboarding_id: str) -> None:
         super().__init__(f"no onboarding request {onboarding_id}")
         self.onboarding_id = onboarding_id
-
-
-class DecisionNotAllowed(OnboardingError):
-    """The request's stage does not allow the decision: the workflow refused it (an
-    ApplicationError of type DECISION_NOT_ALLOWED), or the request has finished."""
-
-    def __init__(self, message: str, stage: Stage) -> None:
-        super().__init__(message)
-        self.stage = stage
 
 
 class TemporalUnavailable(OnboardingError):
@@ -464,15 +464,16 @@ async def _change(
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == DECISION_NOT_ALLOWED:
-            raise DecisionNotAllowed(cause.message, Stage(cause.details[0])) from err
+            raise Refused.of(cause) from err
         reason = cause.message if isinstance(cause, FailureError) else str(err)
         raise DecisionFailed(f"{what} failed: {reason}") from err
     except encryption.RequestErased as err:
         # Its decision cannot even be encrypted: the request is decided, and erased.
         stage = await _stage_kept(handle)
-        raise DecisionNotAllowed(
+        raise Refused(
             f"{what} is not allowed: the request is {stage.value} and its personal data erased",
             stage,
+            RefusalKind.ERASED,
         ) from err
     except RPCError as err:
         if err.status is not RPCStatusCode.NOT_FOUND:
@@ -482,7 +483,7 @@ async def _change(
         why = f"the request is {current.stage.value}"
         if not current.stage.decided:
             why += f" and its workflow has {current.workflow_status}; an operator must look at it"
-        raise DecisionNotAllowed(f"{what} is not allowed: {why}", current.stage) from err
+        raise Refused(f"{what} is not allowed: {why}", current.stage) from err
 
 
 async def signal_decision(
@@ -645,8 +646,8 @@ async def erase_personal_data(
     kept = await asyncio.to_thread(views.request_status, stores, onboarding_id)
     if kept is None:
         raise RequestNotFound(onboarding_id)
-    if not kept.stage.decided:
-        raise DecisionNotAllowed(
+    if not change_allowed(Change.ERASE, kept.stage):
+        raise Refused(
             f"erasure is not allowed while the request is {kept.stage.value}: it is undecided",
             kept.stage,
         )
@@ -657,10 +658,14 @@ async def erase_personal_data(
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             why = cause.message if isinstance(cause, FailureError) else str(err)
-            raise DecisionNotAllowed(
+            kind = RefusalKind.STAGE
+            if isinstance(cause, ApplicationError) and cause.type == DECISION_NOT_ALLOWED:
+                kind = Refused.of(cause).kind
+            raise Refused(
                 f"erasure is not possible yet: the request's workflow is still running and"
                 f" refused it ({why}); try again once it has ended",
                 kept.stage,
+                kind,
             ) from err
         closed = await _until_closed(handle, CLOSE_WAIT)
         done = await asyncio.to_thread(views.anonymisation, stores, onboarding_id)

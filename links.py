@@ -14,7 +14,7 @@ import secrets
 from contextlib import suppress
 from urllib.parse import quote
 
-from models.lifecycle import Stage
+from models.lifecycle import PROSPECT_PAGE, STAGES, Stage
 from models.status import RecordIds
 from settings import VAR_DIR, Settings
 
@@ -59,10 +59,11 @@ def status_url(site_url: str, secret: bytes, onboarding_id: str) -> str:
 
 
 def staff_page_path(stage: Stage, records: RecordIds) -> str:
-    """The staff page where the request's next move is made: its lead, opportunity or
-    prospect (a reminder links there)."""
-    if stage is Stage.LEAD_OPEN and records.lead_id is not None:
-        return f"/sales/leads/{records.lead_id}"
-    if stage is Stage.OPPORTUNITY_OPEN and records.opportunity_id is not None:
-        return f"/sales/opportunities/{records.opportunity_id}"
-    return f"/commerce/prospects/{records.prospect_id}"
+    """The staff page where the request's next move is made (a reminder links there):
+    the stage's own (`lifecycle.StageInfo.staff_page`), or the prospect's until that
+    record exists."""
+    for page in (STAGES[stage].staff_page, PROSPECT_PAGE):
+        record_id = getattr(records, page.record)
+        if record_id is not None:
+            return page.path.format(id=record_id)
+    return PROSPECT_PAGE.path.format(id=records.prospect_id)

@@ -26,9 +26,9 @@ from temporalio.client import Client
 import encryption
 from client import (
     Connection,
-    DecisionNotAllowed,
     NotYetConfirmed,
     OnboardingError,
+    Refused,
     RequestNotFound,
     TemporalUnavailable,
     current_status,
@@ -233,7 +233,7 @@ async def run(
         return _fail(EXIT_BAD_INPUT, str(err))
     except ValidationError as err:
         return _fail(EXIT_BAD_INPUT, _one_line(err))
-    except (DecisionNotAllowed, ApplyRefused) as err:
+    except (Refused, ApplyRefused) as err:
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))

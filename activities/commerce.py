@@ -18,7 +18,7 @@ from models.activity_io import (
     WriteCustomersInput,
 )
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
-from models.lifecycle import ProspectStatus
+from models.lifecycle import ProspectStatus, Stage, decided_stage, first_stage
 from models.partners import HIERARCHY_ROOT_ROLE
 from stores.engine import get_or_create, one
 
@@ -79,6 +79,9 @@ class CommerceActivities:
                     comments=request.comments,
                     locale=request.locale,
                     sales_integration_enabled=self.sales_integration_enabled,
+                    # Recorded, the request waits for its first decision: the step's
+                    # Sales write (the lead) follows in its own transaction.
+                    stage=first_stage(self.sales_integration_enabled),
                     created_at=input.at,
                 )
                 session.add(prospect)
@@ -149,6 +152,8 @@ class CommerceActivities:
                 customer_type=PERSON,
             )
             assert person.id is not None and organization.id is not None
+            if input.stage is not None:
+                _enter(session, input.onboarding_id, input.stage)
             return CustomersWritten(
                 person_customer_id=person.id, organization_customer_id=organization.id
             )
@@ -229,10 +234,20 @@ def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Pro
     if prospect.status not in (ProspectStatus.PENDING, status):
         raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
     prospect.status = status.value
+    prospect.stage = decided_stage(status) or prospect.stage
     # Decided: the email may apply again, and nothing is on hold any more.
     prospect.undecided_email = None
     prospect.held_since = prospect.held_by = prospect.hold_note = None
     return prospect
+
+
+def _enter(session: Session, onboarding_id: str, stage: Stage) -> None:
+    """The undecided prospect's new stage; a decided one keeps its own."""
+    prospect = one(session, Prospect, onboarding_id=onboarding_id)
+    if prospect is None:
+        raise missing_record("The prospect", onboarding_id)
+    if prospect.status == ProspectStatus.PENDING:
+        prospect.stage = stage
 
 
 def _member(

@@ -85,7 +85,7 @@ class RequestActivities:
                 )
                 written.opportunity_id = qualified.opportunity_id
                 written.contact_id, written.account_id = qualified.contact_id, qualified.account_id
-                self._write_customers(input, written)
+                self._write_customers(input, written, TRANSITIONS[input.action].leads_to)
             case Action.CANCEL:
                 self.sales.disqualify_lead(
                     DisqualifyLeadInput(onboarding_id=oid, actor=actor, at=at, **why)
@@ -134,7 +134,9 @@ class RequestActivities:
         except NotAnonymisable as err:
             raise conflicting_state(str(err)) from err
 
-    def _write_customers(self, input: ApplyDecisionInput, written: RecordIds) -> None:
+    def _write_customers(
+        self, input: ApplyDecisionInput, written: RecordIds, stage: Stage | None = None
+    ) -> None:
         customers = self.commerce.write_customers(
             WriteCustomersInput(
                 onboarding_id=input.onboarding_id,
@@ -142,6 +144,7 @@ class RequestActivities:
                 sales_contact_id=written.contact_id,
                 sales_account_id=written.account_id,
                 at=input.at,
+                stage=stage,
             )
         )
         written.person_customer_id = customers.person_customer_id

@@ -192,7 +192,7 @@ class Product:
             try:
                 await client.decide(self.client, record.onboarding_id, action, ACTOR)
                 return
-            except client.DecisionNotAllowed as refused:
+            except client.Refused as refused:
                 if refused.stage.decided:
                     raise
                 self.early_decisions += 1

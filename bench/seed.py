@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlmodel import Session, col
 
 from models.commerce import Prospect
-from models.lifecycle import STAFF_REASON_CODES
+from models.lifecycle import STAFF_REASON_CODES, Stage
 from models.sales import LEAD_SOURCE_COMMERCE_B2B, Account, Contact, Lead, Opportunity
 from models.search import company_key, search_text
 from settings import get_settings
@@ -66,6 +66,7 @@ class Outcome:
     prospect_status: str
     lead_status: str | None
     opportunity_status: str | None
+    stage: Stage
 
     @property
     def rejected(self) -> bool:
@@ -74,16 +75,16 @@ class Outcome:
 
 # Each outcome with its weight: about a third of the leads still open, and so on.
 WITH_SALES = (
-    (Outcome("pending", "open", None), 35),
-    (Outcome("rejected", "disqualified", None), 10),
-    (Outcome("pending", "qualified", "open"), 17),
-    (Outcome("approved", "qualified", "won"), 27),
-    (Outcome("rejected", "qualified", "lost"), 11),
+    (Outcome("pending", "open", None, Stage.LEAD_OPEN), 35),
+    (Outcome("rejected", "disqualified", None, Stage.REJECTED), 10),
+    (Outcome("pending", "qualified", "open", Stage.OPPORTUNITY_OPEN), 17),
+    (Outcome("approved", "qualified", "won", Stage.APPROVED), 27),
+    (Outcome("rejected", "qualified", "lost", Stage.REJECTED), 11),
 )
 COMMERCE_ONLY = (
-    (Outcome("pending", None, None), 40),
-    (Outcome("approved", None, None), 40),
-    (Outcome("rejected", None, None), 20),
+    (Outcome("pending", None, None, Stage.AWAITING_APPROVAL), 40),
+    (Outcome("approved", None, None, Stage.APPROVED), 40),
+    (Outcome("rejected", None, None, Stage.REJECTED), 20),
 )
 
 
@@ -156,6 +157,7 @@ def _write(stores: Stores, batch: list[dict[str, Any]], made: dict[str, int]) ->
             {
                 "onboarding_id": request["onboarding_id"],
                 "status": outcome.prospect_status,
+                "stage": outcome.stage,
                 "company_name": request["company_name"],
                 "first_name": request["first_name"],
                 "last_name": request["last_name"],

@@ -137,6 +137,9 @@ class WriteCustomersInput(BaseModel):
     sales_contact_id: int | None = None
     sales_account_id: int | None = None
     at: datetime
+    # The stage the step leads to, kept on the prospect with the customers: the qualify
+    # step's (opportunity open). None where a later write of the step decides it.
+    stage: Stage | None = None
 
 
 class CustomersWritten(BaseModel):

@@ -129,6 +129,10 @@ class Prospect(CommerceTable, table=True):
     locale: str = Field(default="en", max_length=8)
     # With the Sales integration off, Commerce admins decide the prospect themselves.
     sales_integration_enabled: bool = True
+    # Where the request stands (`lifecycle.Stage`), written by each step with its own
+    # Commerce writes: what the pages and the status read. A row an older build inserts
+    # without one reads `submitted` until its next step.
+    stage: str = Field(max_length=24, sa_column_kwargs={"server_default": "submitted"})
     created_at: datetime
     decided_at: datetime | None = None
     decided_by: str | None = Field(default=None, max_length=ACTOR_MAX)

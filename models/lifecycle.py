@@ -18,17 +18,22 @@ in a table, and stays:
   close the opportunity with that status (activity `close_opportunity`).
 - `approve` and `reject` decide the prospect (`approve_prospect`, `reject_prospect`),
   as every final decision does: the prospect's status is the request's outcome.
-- A refused decision is an ApplicationError of type `DECISION_NOT_ALLOWED` in the
-  workflow and `client.DecisionNotAllowed` for its callers.
+- A refused decision, hold, resume or erasure is one error, `Refused`: what the
+  workflow's validators raise and what the client raises for its callers, with the
+  stage and the `RefusalKind` in its details. Its ApplicationError type stays
+  `DecisionNotAllowed`, the name recorded before holds and erasure existed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-# The `type` of the ApplicationError a refused decision raises in the workflow, and how
-# the client knows it; recorded in histories, so it stays as it is.
+from temporalio.exceptions import ApplicationError
+
+# The `type` of the ApplicationError a refusal is (`Refused`), and how the client knows
+# it; older workers and clients know it by this name, so it stays as it is.
 DECISION_NOT_ALLOWED = "DecisionNotAllowed"
 
 
@@ -58,6 +63,25 @@ class Action(StrEnum):
     LOST = "lost"
     APPROVE = "approve"
     REJECT = "reject"
+
+
+class EmailKind(StrEnum):
+    REQUEST_RECEIVED = "request_received"
+    STATUS_LINK_REMINDER = "status_link_reminder"
+    # To the sales or Commerce team, not the requester: a request waits on them.
+    TEAM_REMINDER = "team_reminder"
+    PROSPECT_APPROVED = "prospect_approved"
+    PROSPECT_REJECTED = "prospect_rejected"
+
+    @property
+    def event(self) -> str:
+        """The `X-Onboarding-Event` header value."""
+        return self.value.replace("_", "-")
+
+    @property
+    def to_requester(self) -> bool:
+        """In the requester's language, to their address (all but the team reminder)."""
+        return self is not EmailKind.TEAM_REMINDER
 
 
 class ReasonCode(StrEnum):
@@ -131,6 +155,18 @@ class ProspectStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class StaffPage:
+    """The staff page of one of a request's records: `path` with the id that `record`
+    (a `RecordIds` field) holds."""
+
+    path: str
+    record: str
+
+
+PROSPECT_PAGE = StaffPage("/commerce/prospects/{id}", "prospect_id")
+
+
+@dataclass(frozen=True)
 class StageInfo:
     # For admins, in the Temporal UI's details (Markdown).
     waiting_for: str
@@ -140,6 +176,11 @@ class StageInfo:
     requester_words: str
     requester_name: str
     prospect_status: ProspectStatus
+    # Where staff see the request in this stage and make its move (a reminder links
+    # there); the prospect's page until that record exists.
+    staff_page: StaffPage = PROSPECT_PAGE
+    # The email that tells the requester a request ended here.
+    ending_email: EmailKind | None = None
 
 
 @dataclass(frozen=True)
@@ -174,12 +215,14 @@ STAGES: dict[Stage, StageInfo] = {
         requester_words=N_("Our sales team is reviewing your request."),
         requester_name=N_("In review"),
         prospect_status=ProspectStatus.PENDING,
+        staff_page=StaffPage("/sales/leads/{id}", "lead_id"),
     ),
     Stage.OPPORTUNITY_OPEN: StageInfo(
         waiting_for="Waiting for a sales rep to close the opportunity **won** or **lost**.",
         requester_words=N_("Our sales team is working with you on the partnership."),
         requester_name=N_("In discussion"),
         prospect_status=ProspectStatus.PENDING,
+        staff_page=StaffPage("/sales/opportunities/{id}", "opportunity_id"),
     ),
     Stage.AWAITING_APPROVAL: StageInfo(
         waiting_for="Waiting for a Commerce admin to **approve** or **reject** it.",
@@ -192,6 +235,7 @@ STAGES: dict[Stage, StageInfo] = {
         requester_words=N_("Welcome aboard: your company is approved as a business partner."),
         requester_name=N_("Approved"),
         prospect_status=ProspectStatus.APPROVED,
+        ending_email=EmailKind.PROSPECT_APPROVED,
     ),
     Stage.REJECTED: StageInfo(
         waiting_for="Rejected.",
@@ -200,6 +244,7 @@ STAGES: dict[Stage, StageInfo] = {
         ),
         requester_name=N_("Rejected"),
         prospect_status=ProspectStatus.REJECTED,
+        ending_email=EmailKind.PROSPECT_REJECTED,
     ),
 }
 
@@ -268,6 +313,56 @@ TRANSITIONS: dict[Action, Transition] = {
         ),
     )
 }
+
+
+# Where a recorded request waits for its first decision, by the Sales integration mode
+# it was recorded under: Sales works it as a lead, or a Commerce admin decides it.
+FIRST_STAGES: dict[bool, Stage] = {True: Stage.LEAD_OPEN, False: Stage.AWAITING_APPROVAL}
+
+
+def first_stage(sales_integration_enabled: bool) -> Stage:
+    return FIRST_STAGES[sales_integration_enabled]
+
+
+# Stages in which a request is recorded and waits on staff: it may be held and resumed.
+WAITING_STAGES: frozenset[Stage] = frozenset(FIRST_STAGES.values()) | {Stage.OPPORTUNITY_OPEN}
+DECIDED_STAGES: frozenset[Stage] = frozenset(stage for stage in Stage if stage.decided)
+
+
+class Change(StrEnum):
+    """What staff do to a request beside deciding it."""
+
+    HOLD = "hold"
+    RESUME = "resume"
+    ERASE = "erase"
+
+
+@dataclass(frozen=True)
+class ChangeRule:
+    """One change: in which stages it is allowed, by whom, and what it is called."""
+
+    change: Change
+    allowed_in: frozenset[Stage]
+    roles: frozenset[Role]
+    button: str
+
+
+CHANGES: dict[Change, ChangeRule] = {
+    rule.change: rule
+    for rule in (
+        # A hold stops the clocks of a request that waits on staff, whoever's move it is.
+        ChangeRule(Change.HOLD, WAITING_STAGES, frozenset(Role), "Put on hold"),
+        ChangeRule(Change.RESUME, WAITING_STAGES, frozenset(Role), "Resume"),
+        # Only what is decided is erased: an undecided request still needs its contact.
+        ChangeRule(
+            Change.ERASE, DECIDED_STAGES, frozenset({Role.COMMERCE_ADMIN}), "Erase personal data"
+        ),
+    )
+}
+
+
+def change_allowed(change: Change, stage: Stage) -> bool:
+    return stage in CHANGES[change].allowed_in
 
 
 def transitions_from(stage: Stage) -> list[Transition]:
@@ -353,14 +448,66 @@ def stage_in_a_sentence(stage: Stage) -> str:
     return _STAGE_IN_A_SENTENCE[stage]
 
 
-def refusal(action: Action, stage: Stage) -> str:
-    """Why a decision was refused, in plain words: what the request is now, and what it
-    allows instead.
+class RefusalKind(StrEnum):
+    """Why a decision or a change was refused: what a `Refused` carries in its details."""
 
-    A decision its stage allows is refused only while another one is being applied.
+    # The request's stage does not allow it.
+    STAGE = "stage"
+    # Another decision is being applied to the request right now.
+    BEING_APPLIED = "being_applied"
+    # A hold of a request on hold, a resume of one that is not.
+    ON_HOLD = "on_hold"
+    NOT_ON_HOLD = "not_on_hold"
+    # Its personal data is erased already.
+    ERASED = "erased"
+    # The reason code is the system's (`expired`).
+    SYSTEM_REASON = "system_reason"
+
+
+# Why, in plain words, for the kinds the stage does not say.
+_REFUSAL_WORDS: dict[RefusalKind, str] = {
+    RefusalKind.BEING_APPLIED: "another decision on it is being applied right now",
+    RefusalKind.ON_HOLD: "it is already on hold",
+    RefusalKind.NOT_ON_HOLD: "it is not on hold",
+    RefusalKind.ERASED: "its personal data is erased already",
+    RefusalKind.SYSTEM_REASON: "the reason code expired is the system's to give",
+}
+
+
+class Refused(ApplicationError):
+    """A decision, hold, resume or erasure the request does not allow now.
+
+    The workflow's validators raise it, and the client raises it for its callers; the
+    stage and the kind travel in its details (stage, kind), which callers read, never
+    the message. A refusal of an older worker carries the stage alone: its kind is STAGE.
     """
+
+    def __init__(self, message: str, stage: Stage, kind: RefusalKind = RefusalKind.STAGE) -> None:
+        super().__init__(
+            message, stage.value, kind.value, type=DECISION_NOT_ALLOWED, non_retryable=True
+        )
+        self.stage = stage
+        self.kind = kind
+
+    @classmethod
+    def of(cls, failure: ApplicationError) -> Refused:
+        """The refusal a workflow answered with, rebuilt from its details."""
+        details: Sequence[object] = failure.details
+        kind = RefusalKind(str(details[1])) if len(details) > 1 else RefusalKind.STAGE
+        return cls(failure.message, Stage(str(details[0])), kind)
+
+    @property
+    def why(self) -> str:
+        """Why, in plain words: "it is already on hold", "the request is an open lead"."""
+        words = _REFUSAL_WORDS.get(self.kind)
+        return words or f"the request is {stage_in_a_sentence(self.stage)}"
+
+
+def refusal(action: Action, stage: Stage, kind: RefusalKind = RefusalKind.STAGE) -> str:
+    """Why a decision was refused, in plain words: what the request is now, and what it
+    allows instead."""
     button = TRANSITIONS[action].button
-    if action in ALLOWED_ACTIONS[stage]:
+    if kind is RefusalKind.BEING_APPLIED:
         return (
             f"{button} was not applied: another decision on this request is being applied"
             " right now. Look again in a moment."

@@ -7,7 +7,6 @@ answer; rebuilt from the stores' rows once Temporal no longer has the workflow.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field, model_validator
@@ -17,31 +16,12 @@ from models.lifecycle import (
     STAGES,
     TRANSITIONS,
     Action,
+    EmailKind,
     ProspectStatus,
     ReasonCode,
     Stage,
 )
 from models.requests import Actor, Locale, Note, Reason
-
-
-class EmailKind(StrEnum):
-    REQUEST_RECEIVED = "request_received"
-    STATUS_LINK_REMINDER = "status_link_reminder"
-    # To the sales or Commerce team, not the requester: a request waits on them.
-    TEAM_REMINDER = "team_reminder"
-    PROSPECT_APPROVED = "prospect_approved"
-    PROSPECT_REJECTED = "prospect_rejected"
-
-    @property
-    def event(self) -> str:
-        """The `X-Onboarding-Event` header value."""
-        return self.value.replace("_", "-")
-
-    @property
-    def to_requester(self) -> bool:
-        """In the requester's language, to their address (all but the team reminder)."""
-        return self is not EmailKind.TEAM_REMINDER
-
 
 # Each email as the staff pages name it.
 EMAIL_WORDS: dict[EmailKind, str] = {

@@ -19,6 +19,7 @@ from models.commerce import (
 )
 from models.ids import onboarding_workflow_id
 from models.lifecycle import (
+    STAGES,
     TRANSITIONS,
     Action,
     ProspectStatus,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound=SQLModel)
 
 # The emails that tell the requester the decision: the status's `notification`.
-DECISION_EMAILS = frozenset({EmailKind.PROSPECT_APPROVED, EmailKind.PROSPECT_REJECTED})
+DECISION_EMAILS = frozenset(info.ending_email for info in STAGES.values() if info.ending_email)
 # Failed notifications an admin's overview lists, newest first.
 FAILED_SHOWN = 20
 
@@ -273,7 +274,7 @@ def request_status(stores: Stores, onboarding_id: str) -> OnboardingStatus | Non
             )
         )
 
-    stage = _stage(prospect, lead, decisions)
+    stage = Stage(prospect.stage)
     changed = prospect.decided_at or (decisions[-1].at if decisions else prospect.created_at)
     decision_email = next((row for row in emails if row.kind in DECISION_EMAILS), None)
     received = next((row for row in emails if row.kind == EmailKind.REQUEST_RECEIVED), None)
@@ -336,27 +337,6 @@ def _first(session: Session, model: type[T], onboarding_id: str) -> T | None:
 
 def _of(session: Session, model: type[T], onboarding_id: str) -> list[T]:
     return list(session.exec(select(model).filter_by(onboarding_id=onboarding_id)))
-
-
-def _stage(prospect: Prospect, lead: Lead | None, decisions: list[DecisionRecord]) -> Stage:
-    """The prospect's final stage once it is decided; else where the decisions the rows
-    keep have led, from where the request waits for its first.
-
-    A final decision counts only once the prospect shows it: until then its request is
-    still applying it, in the stage it was taken in.
-    """
-    decided = decided_stage(prospect.status)
-    if decided is not None:
-        return decided
-    if not prospect.sales_integration_enabled:
-        stage = Stage.AWAITING_APPROVAL
-    else:
-        stage = Stage.SUBMITTED if lead is None else Stage.LEAD_OPEN
-    for decision in decisions:
-        leads_to = TRANSITIONS[decision.action].leads_to
-        if not leads_to.decided:
-            stage = leads_to
-    return stage
 
 
 def _decision(

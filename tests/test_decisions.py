@@ -12,8 +12,8 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from client import (
-    DecisionNotAllowed,
     NotYetConfirmed,
+    Refused,
     RequestNotFound,
     TemporalUnavailable,
     decide,
@@ -66,7 +66,7 @@ async def assert_all_refused_but(
     for action in Action:
         if action in allowed:
             continue
-        with pytest.raises(DecisionNotAllowed) as refused:
+        with pytest.raises(Refused) as refused:
             await decide(client, status.onboarding_id, action, actor="rep:test")
         assert refused.value.stage is status.stage
         assert f"{action.value} is not allowed" in str(refused.value)
@@ -184,7 +184,7 @@ async def test_of_two_racing_decisions_one_is_applied_and_the_other_refused(
     )
 
     applied = [r for r in results if isinstance(r, OnboardingStatus)]
-    refused = [r for r in results if isinstance(r, DecisionNotAllowed)]
+    refused = [r for r in results if isinstance(r, Refused)]
     assert len(applied) == 1 and len(refused) == 1, results
     winner = applied[0].decisions[-1].action
     assert (

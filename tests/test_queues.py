@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 
 from bench.seed import COMMERCE_ONLY_EVERY, REFERENCE_PREFIX, seed
 from models.commerce import Prospect, ProspectTally
+from models.lifecycle import Stage
 from models.personal_data import AnonymisationKind, AnonymiseRequestInput
 from models.sales import LEAD_SOURCE_COMMERCE_B2B, LEAD_SOURCE_MANUAL, Lead, LeadTally
 from stores import Stores
@@ -54,6 +55,7 @@ def a_prospect(number: int, **fields: Any) -> Prospect:
         "last_name": "Rossi",
         "email": f"giulia.{number}@contoso.example",
         "created_at": NOW - timedelta(hours=number),
+        "stage": Stage.LEAD_OPEN,
         **fields,
     }
     return Prospect(**values)
@@ -69,6 +71,7 @@ def a_lead(number: int, **fields: Any) -> Lead:
         "last_name": "Bianchi",
         "email": f"marco.{number}@fabrikam.example",
         "created_at": NOW - timedelta(hours=number),
+        "stage": Stage.LEAD_OPEN,
         **fields,
     }
     return Lead(**values)

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from models.commerce import EmailMessage, Prospect
-from models.lifecycle import ReasonCode
+from models.lifecycle import ReasonCode, Stage, decided_stage
 from models.sales import Lead
 from models.status import EmailKind
 from settings import Settings
@@ -216,6 +216,7 @@ def a_prospect(stores: Stores, email: str, status: str, **fields: Any) -> Prospe
         email=email,
         created_at=datetime.now(UTC),
         undecided_email=email if status == "pending" else None,
+        stage=decided_stage(status) or Stage.LEAD_OPEN,
         **fields,
     )
     with Session(stores.commerce) as session:

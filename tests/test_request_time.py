@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from client import DecisionNotAllowed, decide, hold, resume, status
+from client import Refused, decide, hold, resume, status
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action, ReasonCode, Stage
@@ -202,7 +202,7 @@ async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
         prospect = session.exec(select(Prospect).where(Prospect.onboarding_id == oid)).one()
         assert prospect.hold_note == "Waiting for their VAT certificate"
         assert prospect.held_by == "mario" and prospect.held_since is not None
-    with pytest.raises(DecisionNotAllowed, match="already on hold"):
+    with pytest.raises(Refused, match="already on hold"):
         await hold(env.client, oid, "anna", "again")
 
     await env.sleep(20 * DAY)  # past the expiry: nothing happens while held
@@ -221,7 +221,7 @@ async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
     with Session(stores.commerce) as session:
         prospect = session.exec(select(Prospect).where(Prospect.onboarding_id == oid)).one()
         assert prospect.held_since is None and prospect.hold_note is None
-    with pytest.raises(DecisionNotAllowed, match="not on hold"):
+    with pytest.raises(Refused, match="not on hold"):
         await resume(env.client, oid, "mario")
 
     final = await handle.result()
@@ -258,7 +258,7 @@ async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_othe
     assert plain.reason_code is ReasonCode.OTHER
 
     third = await settled(await start(env.client, timed))
-    with pytest.raises(DecisionNotAllowed, match="expired"):
+    with pytest.raises(Refused, match="expired"):
         await decide(
             env.client, third.onboarding_id, Action.CANCEL, "mario", reason_code=ReasonCode.EXPIRED
         )

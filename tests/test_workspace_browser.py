@@ -73,6 +73,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
                 first_name="@Giulia",
                 last_name="-Rossi",
                 email="hostile@contoso.example",
+                stage=Stage.LEAD_OPEN,
                 created_at=datetime.now(UTC) - timedelta(minutes=1),
             )
         )

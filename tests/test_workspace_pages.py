@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from bench.seed import seed
 from models.commerce import Prospect
+from models.lifecycle import Stage
 from models.sales import Lead, Opportunity
 from settings import Settings
 from stores import Stores
@@ -67,6 +68,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
             Prospect(
                 onboarding_id="0badc0de0badc0de",
                 email="hostile@contoso.example",
+                stage=Stage.LEAD_OPEN,
                 created_at=datetime.now(UTC) - timedelta(minutes=5),
                 **HOSTILE,
             )

@@ -15,8 +15,8 @@ from temporalio.client import Client
 
 from client import (
     Connection,
-    DecisionNotAllowed,
     NotYetConfirmed,
+    Refused,
     RequestNotFound,
     current_status,
     decide,
@@ -447,13 +447,11 @@ def _fields(current: OnboardingStatus) -> dict[str, Any]:
     return current.model_dump(exclude=set(OnboardingStatus.model_computed_fields))
 
 
-async def _finished(
-    temporal: Connection, stores: Stores, onboarding_id: str, what: str
-) -> DecisionNotAllowed:
+async def _finished(temporal: Connection, stores: Stores, onboarding_id: str, what: str) -> Refused:
     """Temporal no longer has the request: refused, naming the stage the stores keep."""
     kept = await current_status(temporal, stores, onboarding_id)
     why = f"{what} is not allowed: the request is {kept.stage.value}"
-    return DecisionNotAllowed(why, kept.stage)
+    return Refused(why, kept.stage)
 
 
 def _refused(refused: ApplyRefused) -> JSONResponse:

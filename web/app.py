@@ -37,7 +37,7 @@ import tracing
 from client import (
     Connection,
     DecisionFailed,
-    DecisionNotAllowed,
+    Refused,
     RequestNotFound,
     TemporalUnavailable,
     codec_of,
@@ -286,8 +286,8 @@ def _handle_errors(app: FastAPI) -> None:
     async def not_found(request: Request, err: RequestNotFound) -> Response:
         return problem(request, 404, str(err))
 
-    @app.exception_handler(DecisionNotAllowed)
-    async def not_allowed(request: Request, err: DecisionNotAllowed) -> Response:
+    @app.exception_handler(Refused)
+    async def not_allowed(request: Request, err: Refused) -> Response:
         return problem(request, 409, str(err), stage=err.stage.value)
 
     @app.exception_handler(NoSuchCustomer)

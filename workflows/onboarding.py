@@ -77,14 +77,18 @@ with workflow.unsafe.imports_passed_through():
     from models.ids import hour_period, onboarding_workflow_id, personal_data_workflow_id
     from models.lifecycle import (
         ALLOWED_ACTIONS,
-        DECISION_NOT_ALLOWED,
         STAGES,
         SYSTEM_ACTOR,
         TEAM_NAMES,
         TRANSITIONS,
         Action,
+        Change,
         ReasonCode,
+        RefusalKind,
+        Refused,
         Stage,
+        change_allowed,
+        first_stage,
         transitions_from,
         whose_move,
     )
@@ -172,16 +176,6 @@ NOTIFICATION = {
     "sent": "The {event} email is sent.",
     "failed": "The {event} email was **not sent**: {error}",
 }
-
-
-class DecisionNotAllowed(ApplicationError):
-    """A decision the request's current stage does not allow; details: (stage,).
-
-    The client raises its own DecisionNotAllowed for it, by its type.
-    """
-
-    def __init__(self, message: str, stage: Stage) -> None:
-        super().__init__(message, stage.value, type=DECISION_NOT_ALLOWED, non_retryable=True)
 
 
 @workflow.defn
@@ -306,8 +300,7 @@ class OnboardingWorkflow:
         if self._keeps_time and recorded.timing is not None:
             self._timing = recorded.timing
             self._expire_at = workflow.now() + recorded.timing.expire_after
-        sales_works_it = recorded.sales_integration_enabled
-        self._enter(Stage.LEAD_OPEN if sales_works_it else Stage.AWAITING_APPROVAL)
+        self._enter(first_stage(bool(recorded.sales_integration_enabled)))
 
     async def _ask_for_status_link(self, onboarding_id: str) -> bool:
         """Ask the open request to email its link; False if its workflow has ended."""
@@ -342,10 +335,9 @@ class OnboardingWorkflow:
                 update=written.model_dump(exclude_none=True)
             )
             stage = TRANSITIONS[decision.action].leads_to
-            if stage is Stage.APPROVED:
-                await self._conclude(stage, EmailKind.PROSPECT_APPROVED, decision)
-            elif stage is Stage.REJECTED:
-                await self._conclude(stage, EmailKind.PROSPECT_REJECTED, decision)
+            ending_email = STAGES[stage].ending_email
+            if ending_email is not None:
+                await self._conclude(stage, ending_email, decision)
             else:
                 self._enter(stage)
 
@@ -412,7 +404,9 @@ class OnboardingWorkflow:
         )
         records.opportunity_id = qualified.opportunity_id
         records.contact_id, records.account_id = qualified.contact_id, qualified.account_id
-        await self._write_customers(qualified.contact_id, qualified.account_id)
+        await self._write_customers(
+            qualified.contact_id, qualified.account_id, Stage.OPPORTUNITY_OPEN
+        )
         self._enter(Stage.OPPORTUNITY_OPEN)
 
         decision = await self._next_decision()
@@ -437,7 +431,9 @@ class OnboardingWorkflow:
         else:
             await self._reject(decision)
 
-    async def _write_customers(self, contact_id: int | None, account_id: int | None) -> None:
+    async def _write_customers(
+        self, contact_id: int | None, account_id: int | None, stage: Stage | None = None
+    ) -> None:
         customers = await store_write(
             CommerceActivities.write_customers,
             WriteCustomersInput(
@@ -446,6 +442,7 @@ class OnboardingWorkflow:
                 sales_contact_id=contact_id,
                 sales_account_id=account_id,
                 at=workflow.now(),
+                stage=stage,
             ),
             "Commerce: write the person and organization customers",
         )
@@ -600,7 +597,7 @@ class OnboardingWorkflow:
     def _validate_decide(self, decision: Decision) -> None:
         refusal = self._refusal(decision)
         if refusal is not None:
-            raise DecisionNotAllowed(refusal, self._status.stage)
+            raise Refused(*refusal)
 
     @workflow.signal(
         name="decision", description="The same decision as a signal; a refused one is ignored"
@@ -609,7 +606,7 @@ class OnboardingWorkflow:
         """The same decision, fire-and-forget; a refused one is logged and ignored."""
         refusal = self._refusal(decision)
         if refusal is not None:
-            workflow.logger.warning("Ignored %s signal: %s", decision.action.value, refusal)
+            workflow.logger.warning("Ignored %s signal: %s", decision.action.value, refusal[0])
             return
         self._accept(decision)
 
@@ -617,14 +614,21 @@ class OnboardingWorkflow:
     def status(self) -> OnboardingStatus:
         return self._status
 
-    def _refusal(self, decision: Decision) -> str | None:
+    def _refusal(self, decision: Decision) -> tuple[str, Stage, RefusalKind] | None:
+        """Why the decision is refused (words, stage, kind); None if it is allowed."""
         stage = self._status.stage
         if decision.reason_code is ReasonCode.EXPIRED:
-            return f"{decision.action.value} is not allowed with reason code expired: the system's"
+            return (
+                f"{decision.action.value} is not allowed with reason code expired: the system's",
+                stage,
+                RefusalKind.SYSTEM_REASON,
+            )
         if self._decision is not None:
             return (
                 f"{decision.action.value} is not allowed: {self._decision.action.value} "
-                f"is already being applied while the request is {stage.value}"
+                f"is already being applied while the request is {stage.value}",
+                stage,
+                RefusalKind.BEING_APPLIED,
             )
         if decision.action not in ALLOWED_ACTIONS[stage]:
             allowed = ", ".join(sorted(ALLOWED_ACTIONS[stage])) or (
@@ -634,7 +638,9 @@ class OnboardingWorkflow:
             )
             return (
                 f"{decision.action.value} is not allowed while the request is {stage.value} "
-                f"(allowed: {allowed})"
+                f"(allowed: {allowed})",
+                stage,
+                RefusalKind.STAGE,
             )
         return None
 
@@ -753,13 +759,13 @@ class OnboardingWorkflow:
     @erase.validator
     def _validate_erase(self, erase: ErasePersonalData) -> None:
         stage = self._status.stage
-        if not stage.decided:
-            raise DecisionNotAllowed(
+        if not change_allowed(Change.ERASE, stage):
+            raise Refused(
                 f"erasure is not allowed while the request is {stage.value}: it is undecided",
                 stage,
             )
         if self._erased:
-            raise DecisionNotAllowed("erasure is not allowed: it is erased already", stage)
+            raise Refused("erasure is not allowed: it is erased already", stage, RefusalKind.ERASED)
 
     def _retains_personal_data(self) -> bool:
         """A rejected request of PERSONAL_DATA_PATCH, not erased: its data is kept a while."""
@@ -800,7 +806,9 @@ class OnboardingWorkflow:
 
     @hold.validator
     def _validate_hold(self, hold: Hold) -> None:
-        self._refuse_change("hold", "it is already on hold", self._status.held is not None)
+        if self._status.held is not None:
+            self._refuse_change(Change.HOLD, "it is already on hold", RefusalKind.ON_HOLD)
+        self._refuse_change(Change.HOLD)
 
     @workflow.update
     async def resume(self, resume: Resume) -> OnboardingStatus:
@@ -820,19 +828,24 @@ class OnboardingWorkflow:
 
     @resume.validator
     def _validate_resume(self, resume: Resume) -> None:
-        self._refuse_change("resume", "it is not on hold", self._status.held is None)
+        if self._status.held is None:
+            self._refuse_change(Change.RESUME, "it is not on hold", RefusalKind.NOT_ON_HOLD)
+        self._refuse_change(Change.RESUME)
 
-    def _refuse_change(self, what: str, why: str, refused: bool) -> None:
-        """A hold or resume is for an undecided request with no decision being applied."""
+    def _refuse_change(
+        self, change: Change, why: str = "", kind: RefusalKind | None = None
+    ) -> None:
+        """Refuse a hold or resume: where its stage does not allow it, while a decision is
+        being applied, or (with `kind`) for the reason given."""
         stage = self._status.stage
-        if stage.decided or stage is Stage.SUBMITTED:
+        if not change_allowed(change, stage):
             why = "it is decided" if stage.decided else "it is still being recorded"
-            refused = True
+            kind = RefusalKind.STAGE
         elif self._decision is not None:
             why = f"{self._decision.action.value} is being applied"
-            refused = True
-        if refused:
-            raise DecisionNotAllowed(f"{what} is not allowed: {why}", stage)
+            kind = RefusalKind.BEING_APPLIED
+        if kind is not None:
+            raise Refused(f"{change.value} is not allowed: {why}", stage, kind)
 
     async def _record_hold(self) -> None:
         await store_write(

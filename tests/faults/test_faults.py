@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, func, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from client import DecisionNotAllowed, decide, signal_decision, status
+from client import Refused, decide, signal_decision, status
 from models.lifecycle import Action, Stage
 from models.sales import Lead
 from stores import Stores, views
@@ -205,7 +205,7 @@ async def test_8_repeated_decisions_and_submissions_and_late_decisions(site: Sit
     for _ in range(2):
         await signal_decision(client, onboarding_id, Action.WON, "faults")
     await site.finished([onboarding_id])
-    with pytest.raises(DecisionNotAllowed) as late:
+    with pytest.raises(Refused) as late:
         await decide(client, onboarding_id, Action.LOST, "faults")
     assert late.value.stage is Stage.APPROVED
 

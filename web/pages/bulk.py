@@ -24,8 +24,8 @@ from temporalio.client import Client
 
 from client import (
     DecisionFailed,
-    DecisionNotAllowed,
     NotYetConfirmed,
+    Refused,
     RequestNotFound,
     TemporalUnavailable,
     decide,
@@ -141,8 +141,8 @@ async def _decide(
             reason_code=reason_code,
             note=note,
         )
-    except DecisionNotAllowed as err:
-        return Outcome(target, "refused", refusal(action, err.stage))
+    except Refused as err:
+        return Outcome(target, "refused", refusal(action, err.stage, err.kind))
     except NotYetConfirmed:
         return Outcome(
             target,

@@ -12,9 +12,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import DecisionNotAllowed, erase_personal_data
+from client import Refused, erase_personal_data
 from models.commerce import Customer, Prospect
-from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
+from models.lifecycle import Action, Change, RefusalKind, Stage, change_allowed, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
@@ -199,17 +199,15 @@ async def erase_prospect(
         return back
     try:
         await erase_personal_data(client, stores, found.onboarding_id, user.name, reason)
-    except DecisionNotAllowed as err:
-        if err.stage.decided:
-            flash(request, f"Not erased: {err}.", "error")
-        else:
-            where = stage_in_a_sentence(err.stage)
+    except Refused as err:
+        if err.kind is RefusalKind.STAGE and not change_allowed(Change.ERASE, err.stage):
             flash(
                 request,
-                f"Not erased: the request is {where}, and only a decided"
-                " request's personal data can be erased.",
+                f"Not erased: {err.why}, and only a decided request's personal data can be erased.",
                 "error",
             )
+        else:
+            flash(request, f"Not erased: {err}.", "error")
         return back
     flash(request, "The requester's personal data is erased.", "success")
     return back

@@ -12,9 +12,9 @@ from temporalio.client import Client
 
 from client import (
     Connection,
-    DecisionNotAllowed,
     NotYetConfirmed,
     OnboardingError,
+    Refused,
     current_status,
     decide,
     hold,
@@ -28,7 +28,6 @@ from models.lifecycle import (
     ReasonCode,
     Stage,
     refusal,
-    stage_in_a_sentence,
 )
 from models.requests import IDEMPOTENCY_KEY, Note, Reason
 from models.status import OnboardingStatus
@@ -151,8 +150,8 @@ async def decide_on_page(
                 },
             )
         ) from err
-    except DecisionNotAllowed as err:
-        flash(request, f"Not done. {refusal(action, err.stage)}", "error")
+    except Refused as err:
+        flash(request, f"Not done. {refusal(action, err.stage, err.kind)}", "error")
         return None
     get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
@@ -180,8 +179,8 @@ async def hold_on_page(
         )
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Hold", change_id, form) from err
-    except DecisionNotAllowed as err:
-        flash(request, f"Not put on hold: {_why_refused(err)}.", "error")
+    except Refused as err:
+        flash(request, f"Not put on hold: {err.why}.", "error")
         return None
     flash(request, "On hold: no reminders and no expiry until it is resumed.", "success")
     return current
@@ -198,20 +197,11 @@ async def resume_on_page(
         )
     except NotYetConfirmed as err:
         raise _not_confirmed_change(request, "Resume", change_id, form) from err
-    except DecisionNotAllowed as err:
-        flash(request, f"Not resumed: {_why_refused(err)}.", "error")
+    except Refused as err:
+        flash(request, f"Not resumed: {err.why}.", "error")
         return None
     flash(request, "Resumed: its reminders and expiry run again.", "success")
     return current
-
-
-def _why_refused(err: DecisionNotAllowed) -> str:
-    """Why a hold or resume was refused: a decided (or not yet recorded) request's stage,
-    else the workflow's reason ("it is already on hold", "it is not on hold")."""
-    reason = str(err).partition("not allowed: ")[2]
-    if err.stage.decided or err.stage is Stage.SUBMITTED or not reason:
-        return f"the request is {stage_in_a_sentence(err.stage)}"
-    return reason
 
 
 def _not_confirmed_change(
