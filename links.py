@@ -62,8 +62,8 @@ def staff_page_path(stage: Stage, records: RecordIds) -> str:
     """The staff page where the request's next move is made (a reminder links there):
     the stage's own (`lifecycle.StageInfo.staff_page`), or the prospect's until that
     record exists."""
-    for page in (STAGES[stage].staff_page, PROSPECT_PAGE):
-        record_id = getattr(records, page.record)
-        if record_id is not None:
-            return page.path.format(id=record_id)
-    return PROSPECT_PAGE.path.format(id=records.prospect_id)
+    page = STAGES[stage].staff_page
+    record_id = getattr(records, page.record)
+    if record_id is None:
+        page, record_id = PROSPECT_PAGE, records.prospect_id
+    return page.path.format(id=record_id)

@@ -157,13 +157,14 @@ class ProspectStatus(StrEnum):
 @dataclass(frozen=True)
 class StaffPage:
     """The staff page of one of a request's records: `path` with the id that `record`
-    (a `RecordIds` field) holds."""
+    (a `RecordIds` field) holds, and the record as the pages name it."""
 
     path: str
     record: str
+    name: str
 
 
-PROSPECT_PAGE = StaffPage("/commerce/prospects/{id}", "prospect_id")
+PROSPECT_PAGE = StaffPage("/commerce/prospects/{id}", "prospect_id", "prospect")
 
 
 @dataclass(frozen=True)
@@ -215,14 +216,14 @@ STAGES: dict[Stage, StageInfo] = {
         requester_words=N_("Our sales team is reviewing your request."),
         requester_name=N_("In review"),
         prospect_status=ProspectStatus.PENDING,
-        staff_page=StaffPage("/sales/leads/{id}", "lead_id"),
+        staff_page=StaffPage("/sales/leads/{id}", "lead_id", "lead"),
     ),
     Stage.OPPORTUNITY_OPEN: StageInfo(
         waiting_for="Waiting for a sales rep to close the opportunity **won** or **lost**.",
         requester_words=N_("Our sales team is working with you on the partnership."),
         requester_name=N_("In discussion"),
         prospect_status=ProspectStatus.PENDING,
-        staff_page=StaffPage("/sales/opportunities/{id}", "opportunity_id"),
+        staff_page=StaffPage("/sales/opportunities/{id}", "opportunity_id", "opportunity"),
     ),
     Stage.AWAITING_APPROVAL: StageInfo(
         waiting_for="Waiting for a Commerce admin to **approve** or **reject** it.",
@@ -368,6 +369,14 @@ def change_allowed(change: Change, stage: Stage) -> bool:
 def transitions_from(stage: Stage) -> list[Transition]:
     """The actions allowed in `stage`, in the order their buttons are shown."""
     return [t for t in TRANSITIONS.values() if t.allowed_in is stage]
+
+
+def decisions_in(stage: Stage | str | None, role: Role) -> list[Transition]:
+    """The decisions `role` may take on a request in `stage` (none without one): the
+    buttons and ticks a staff page shows."""
+    if stage is None:
+        return []
+    return [t for t in transitions_from(Stage(stage)) if t.role is role]
 
 
 ALLOWED_ACTIONS: dict[Stage, frozenset[Action]] = {

@@ -114,6 +114,19 @@ def prospect_of_request(commerce: Engine, onboarding_id: str) -> Prospect | None
         return session.exec(query).first()
 
 
+def stages_of(commerce: Engine, onboarding_ids: list[str | None]) -> dict[str, Stage]:
+    """The stage each of these requests' prospects keeps, by onboarding id (the ones
+    that exist): what a Sales page's rows may be decided by."""
+    wanted = [oid for oid in onboarding_ids if oid is not None]
+    if not wanted:
+        return {}
+    with Session(commerce) as session:
+        query = select(Prospect.onboarding_id, Prospect.stage).where(
+            col(Prospect.onboarding_id).in_(wanted)
+        )
+        return {oid: Stage(stage) for oid, stage in session.exec(query)}
+
+
 def lead_of_request(sales: Engine, onboarding_id: str) -> Lead | None:
     with Session(sales) as session:
         return session.exec(select(Lead).where(Lead.onboarding_id == onboarding_id)).first()

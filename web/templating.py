@@ -20,9 +20,13 @@ from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS
 from models.lifecycle import (
     STAFF_REASON_CODES,
     STAGE_WORDS,
+    Change,
     ReasonCode,
+    Stage,
     actor_words,
+    change_allowed,
     status_words,
+    whose_move,
 )
 from models.partners import hierarchy_role_words
 from models.requests import Locale
@@ -87,6 +91,13 @@ def templates() -> Jinja2Templates:
     environment.globals["staff_reason_codes"] = STAFF_REASON_CODES
     # A decision button's id: a double click sends the same Update twice, applied once.
     environment.globals["new_id"] = lambda: uuid.uuid4().hex
+    # Whether a request's stage allows a change (`hold`, `resume`, `erase`): the pages ask
+    # the lifecycle which buttons to show.
+    environment.globals["change_allowed"] = lambda change, stage: change_allowed(
+        Change(change), Stage(stage)
+    )
+    # The role whose move a stage waits for (None once decided, or while recorded).
+    environment.globals["whose_move"] = lambda stage: whose_move(Stage(stage))
     return Jinja2Templates(env=environment, context_processors=[_page_context])
 
 

@@ -30,7 +30,7 @@ from client import (
     TemporalUnavailable,
     decide,
 )
-from models.lifecycle import TRANSITIONS, Action, ReasonCode, Stage, refusal
+from models.lifecycle import STAGES, TRANSITIONS, Action, ReasonCode, refusal
 from models.requests import IDEMPOTENCY_KEY
 from models.status import OnboardingStatus
 from stores.queues import PAGE_SIZE
@@ -95,7 +95,6 @@ async def decide_all(
     user: User,
     form: BulkForm,
     targets: Sequence[Target],
-    made: dict[Stage, str] | None = None,
 ) -> list[Outcome] | str:
     """Send each target its decision; the outcomes in the targets' order, or why none
     was sent (a reason, reason code or note that is not right)."""
@@ -111,9 +110,7 @@ async def decide_all(
         if target.onboarding_id is None:
             return Outcome(target, "refused", "Not from an onboarding request: decide it in Sales.")
         async with gate:
-            return await _decide(
-                request, client, user, form, (reason, reason_code, note), target, made or {}
-            )
+            return await _decide(request, client, user, form, (reason, reason_code, note), target)
 
     return list(await asyncio.gather(*(one(target) for target in targets)))
 
@@ -125,7 +122,6 @@ async def _decide(
     form: BulkForm,
     why: tuple[str | None, ReasonCode | None, str | None],
     target: Target,
-    made: dict[Stage, str],
 ) -> Outcome:
     action, transition = form.action, TRANSITIONS[form.action]
     reason, reason_code, note = why
@@ -159,16 +155,18 @@ async def _decide(
     get_metrics(request).decided(action, user.role.value, current)
     if current.pending_action is not None:
         return Outcome(target, "pending", "Accepted, and still being applied.")
-    return Outcome(target, "done", transition.done, _made(current, made))
+    return Outcome(target, "done", transition.done, _made(target, current))
 
 
-def _made(current: OnboardingStatus, made: dict[Stage, str]) -> tuple[str, str] | None:
-    """The record a decision opened, as a link: the opportunity of a qualified lead."""
-    if current.stage is Stage.OPPORTUNITY_OPEN and current.records.opportunity_id:
-        path = made.get(Stage.OPPORTUNITY_OPEN)
-        if path:
-            return ("Its opportunity", f"{path}/{current.records.opportunity_id}")
-    return None
+def _made(target: Target, current: OnboardingStatus) -> tuple[str, str] | None:
+    """The record a decision opened, as a link: the page of the stage it led to (a
+    qualified lead's opportunity), when that is not the ticked row's own."""
+    page = STAGES[current.stage].staff_page
+    record_id = getattr(current.records, page.record)
+    path = page.path.format(id=record_id)
+    if current.stage.decided or record_id is None or path == target.href:
+        return None
+    return (f"Its {page.name}", path)
 
 
 def answer(

@@ -14,7 +14,16 @@ from starlette.concurrency import run_in_threadpool
 
 from client import Refused, erase_personal_data
 from models.commerce import Customer, Prospect
-from models.lifecycle import Action, Change, RefusalKind, Stage, change_allowed, transitions_from
+from models.lifecycle import (
+    Action,
+    Change,
+    RefusalKind,
+    Role,
+    Stage,
+    change_allowed,
+    decisions_in,
+    transitions_from,
+)
 from models.partners import CreditLimitType, CreditLimitValues
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
@@ -80,6 +89,12 @@ async def prospects(request: Request, user: CommerceAdmin, stores: StoresDep) ->
         request,
         "commerce/prospects.html",
         decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        # The rows whose kept stage allows an admin's decision: ticked, "awaiting you".
+        decidable={
+            row.onboarding_id
+            for row in shown["page"].rows
+            if decisions_in(row.stage, Role.COMMERCE_ADMIN)
+        },
         **shown,
     )
 
@@ -137,7 +152,8 @@ async def prospect(
         hierarchy=hierarchy,
         reason_max=REASON_MAX,
         keeps_a_credit_limit=credit_limits.keeps_a_credit_limit,
-        decisions=transitions_from(Stage.AWAITING_APPROVAL),
+        stage=Stage(found.stage),
+        decisions=decisions_in(found.stage, Role.COMMERCE_ADMIN),
         status=status,
         told=await notifications_of(stores, found.onboarding_id, status),
     )

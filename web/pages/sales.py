@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from models.lifecycle import TRANSITIONS, Action, Stage, transitions_from
+from models.lifecycle import TRANSITIONS, Action, Role, Stage, decisions_in, transitions_from
 from models.sales import Lead, Opportunity
 from stores import Stores, queues, views
 from stores.queues import LEADS, OPEN_LEADS, OPPORTUNITIES, Sort, View
@@ -49,10 +49,6 @@ class Oldest:
     href: str
     company: str
     since: datetime
-
-
-# Where a bulk decision's new records are: a qualified lead's opportunity.
-MADE = {Stage.OPPORTUNITY_OPEN: "/sales/opportunities"}
 
 
 @router.get("")
@@ -114,12 +110,16 @@ async def leads(
         b2b_open = await read(
             queues.counts, stores.sales, LEADS, View(filters={"status": "open"}), now()
         )
+    stages = await read(
+        views.stages_of, stores.commerce, [lead.onboarding_id for lead in shown["page"].rows]
+    )
     return render(
         request,
         "sales/leads.html",
         lead_view=view,
         lead_views=LEAD_VIEWS,
         decisions=transitions_from(Stage.LEAD_OPEN) if queue is LEADS else [],
+        decidable=_decidable(stages, Stage.LEAD_OPEN),
         b2b_open=b2b_open,
         **shown,
     )
@@ -139,7 +139,7 @@ async def decide_leads(
         raise HTTPException(404, "There is no such decision on leads.")
     found = await read(views.of_ids, stores.sales, Lead, form.ids)
     targets = [_lead_target(found[row_id]) for row_id in form.ids if row_id in found]
-    outcomes = await bulk.decide_all(request, client, user, form, targets, MADE)
+    outcomes = await bulk.decide_all(request, client, user, form, targets)
     return bulk.answer(request, back, "lead", form, outcomes)
 
 
@@ -155,13 +155,14 @@ async def lead(
     notes = await read(views.timeline, stores.sales, lead_id)
     opportunity = await read(views.opportunity_of_lead, stores.sales, lead_id)
     status = await status_for_staff(temporal, stores, found.onboarding_id)
+    stage = await _stage_of(stores, found.onboarding_id)
     return render(
         request,
         "sales/lead.html",
         lead=found,
         notes=notes,
         opportunity=opportunity,
-        decisions=transitions_from(Stage.LEAD_OPEN),
+        decisions=decisions_in(stage, Role.SALES_REP) if stage is Stage.LEAD_OPEN else [],
         status=status,
         told=await notifications_of(stores, found.onboarding_id, status),
     )
@@ -220,10 +221,14 @@ async def decide_lead(
 async def opportunities(request: Request, user: SalesRep, stores: StoresDep) -> Response:
     """The opportunities: search, filters with their counts, sorts, pages; close many."""
     shown = await queue_page(request, stores.sales, OPPORTUNITIES, "/sales/opportunities")
+    stages = await read(
+        views.stages_of, stores.commerce, [row[0].onboarding_id for row in shown["page"].rows]
+    )
     return render(
         request,
         "sales/opportunities.html",
         decisions=transitions_from(Stage.OPPORTUNITY_OPEN),
+        decidable=_decidable(stages, Stage.OPPORTUNITY_OPEN),
         **shown,
     )
 
@@ -274,6 +279,7 @@ async def opportunity(
         await read(views.contact, stores.sales, found.contact_id) if found.contact_id else None
     )
     status = await status_for_staff(temporal, stores, found.onboarding_id)
+    stage = await _stage_of(stores, found.onboarding_id)
     return render(
         request,
         "sales/opportunity.html",
@@ -281,7 +287,7 @@ async def opportunity(
         lead=lead,
         account=account,
         contact=contact,
-        decisions=transitions_from(Stage.OPPORTUNITY_OPEN),
+        decisions=decisions_in(stage, Role.SALES_REP) if stage is Stage.OPPORTUNITY_OPEN else [],
         status=status,
         told=await notifications_of(stores, found.onboarding_id, status),
     )
@@ -391,6 +397,17 @@ async def contact(
         else None
     )
     return render(request, "sales/contact.html", contact=found, account=account, lead=lead)
+
+
+async def _stage_of(stores: Stores, onboarding_id: str | None) -> Stage | None:
+    """The stage the request's prospect keeps; None for a lead no request made."""
+    stages = await read(views.stages_of, stores.commerce, [onboarding_id])
+    return stages.get(onboarding_id or "")
+
+
+def _decidable(stages: dict[str, Stage], stage: Stage) -> set[str]:
+    """The requests, of a page's rows, whose kept stage is the one its decisions are for."""
+    return {onboarding_id for onboarding_id, kept in stages.items() if kept is stage}
 
 
 def _lead_target(lead: Lead) -> bulk.Target:
