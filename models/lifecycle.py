@@ -498,6 +498,11 @@ class Refused(ApplicationError):
         self.stage = stage
         self.kind = kind
 
+    def __str__(self) -> str:
+        # The words alone, as the API, the command line and the pages show them (an
+        # ApplicationError's own string begins with its type).
+        return self.message
+
     @classmethod
     def of(cls, failure: ApplicationError) -> Refused:
         """The refusal a workflow answered with, rebuilt from its details."""

@@ -328,3 +328,61 @@ def test_triggers_a_revision_loses_are_made_again_and_what_they_keep_refilled(
         assert sorted(tuple(row) for row in tally) == [("approved", 2), ("pending", 0)]
     found = q.page(empty_database, q.PROSPECTS, q.View(q="nero laski"), now)
     assert len(found.rows) == 2
+
+
+def test_prospects_stored_before_the_stage_was_kept_get_the_stage_their_rows_show(
+    empty_database: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    # (reference, status, Sales integration, customers written by the qualify step)
+    stored = {
+        "0000000000000001": ("pending", True, False),
+        "0000000000000002": ("pending", True, True),
+        "0000000000000003": ("pending", False, False),
+        "0000000000000004": ("approved", True, True),
+        "0000000000000005": ("rejected", False, False),
+    }
+    with empty_database.begin() as connection:
+        command.upgrade(config("commerce", connection), "0007")
+        for reference, (status, integration, qualified) in stored.items():
+            connection.execute(
+                text(
+                    "INSERT INTO prospect (onboarding_id, status, company_name, first_name,"
+                    " last_name, email, locale, sales_integration_enabled, created_at)"
+                    " VALUES (:id, :status, 'Contoso Srl', 'Giulia', 'Rossi', :email, 'en',"
+                    " :on, :now)"
+                ),
+                {"id": reference, "status": status, "email": f"{reference}@x.example",
+                 "on": integration, "now": now},
+            )  # fmt: skip
+            if qualified:
+                connection.execute(
+                    text(
+                        "INSERT INTO customer (onboarding_id, customer_type, name, locale,"
+                        " created_at) VALUES (:id, 'organization', 'Contoso Srl', 'en', :now)"
+                    ),
+                    {"id": reference, "now": now},
+                )
+
+    migrate(empty_database, "commerce")
+
+    with empty_database.connect() as connection:
+        kept = dict(connection.execute(text("SELECT onboarding_id, stage FROM prospect")).all())
+    assert kept == {
+        "0000000000000001": "lead_open",
+        "0000000000000002": "opportunity_open",
+        "0000000000000003": "awaiting_approval",
+        "0000000000000004": "approved",
+        "0000000000000005": "rejected",
+    }
+
+
+def test_the_stage_revision_goes_down_and_up_again(empty_database: Engine) -> None:
+    migrate(empty_database, "commerce")
+    with empty_database.begin() as connection:
+        command.downgrade(config("commerce", connection), "0007")
+        columns = {column["name"] for column in inspect(connection).get_columns("prospect")}
+        assert "stage" not in columns
+    migrate(empty_database, "commerce")
+    with empty_database.connect() as connection:
+        assert differences(connection, "commerce") == []

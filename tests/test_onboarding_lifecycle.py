@@ -267,6 +267,38 @@ async def test_lost_opportunity_rejects_the_prospect_with_one_email(
     await keep_history(client, status.workflow_id, "lost")
 
 
+def kept_stage(stores: Stores, onboarding_id: str) -> str:
+    """The stage the request's prospect keeps, as the pages and the stores' status read it."""
+    return only(rows(stores.commerce, Prospect, onboarding_id)).stage
+
+
+async def test_each_step_keeps_its_stage_on_the_prospect_as_the_workflow_tells_it(
+    client: Client, settings: Settings, stores: Stores
+) -> None:
+    current = await submitted(client, settings)
+    oid = current.onboarding_id
+    assert kept_stage(stores, oid) == current.stage == Stage.LEAD_OPEN
+    current = await decide(client, oid, Action.QUALIFY, actor="rep:mario")
+    assert kept_stage(stores, oid) == current.stage == Stage.OPPORTUNITY_OPEN
+    current = await finished(
+        client, await decide(client, oid, Action.LOST, actor="rep:mario", reason="Not now")
+    )
+    assert kept_stage(stores, oid) == current.stage == Stage.REJECTED
+    from_stores = views.request_status(stores, oid)
+    assert from_stores is not None and from_stores.stage is Stage.REJECTED
+
+
+@pytest.mark.usefixtures("worker_integration_off")
+async def test_with_the_integration_off_the_prospect_keeps_awaiting_approval_then_approved(
+    client: Client, settings_integration_off: Settings, stores: Stores
+) -> None:
+    current = await submitted(client, settings_integration_off)
+    oid = current.onboarding_id
+    assert kept_stage(stores, oid) == current.stage == Stage.AWAITING_APPROVAL
+    current = await finished(client, await decide(client, oid, Action.APPROVE, actor="admin:luca"))
+    assert kept_stage(stores, oid) == current.stage == Stage.APPROVED
+
+
 @pytest.mark.usefixtures("worker_integration_off")
 async def test_integration_off_admin_approves_in_commerce_without_any_lead(
     client: Client, settings_integration_off: Settings, stores: Stores, mail_sink: MailSink

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from client import Refused, decide, hold, resume, status
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
-from models.lifecycle import Action, ReasonCode, Stage
+from models.lifecycle import Action, ReasonCode, RefusalKind, Stage
 from models.sales import Lead
 from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import OnboardingInput
@@ -202,8 +202,10 @@ async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
         prospect = session.exec(select(Prospect).where(Prospect.onboarding_id == oid)).one()
         assert prospect.hold_note == "Waiting for their VAT certificate"
         assert prospect.held_by == "mario" and prospect.held_since is not None
-    with pytest.raises(Refused, match="already on hold"):
+    with pytest.raises(Refused, match="already on hold") as twice:
         await hold(env.client, oid, "anna", "again")
+    # Why travels as a kind in the refusal's details, beside the stage.
+    assert (twice.value.kind, twice.value.stage) == (RefusalKind.ON_HOLD, Stage.LEAD_OPEN)
 
     await env.sleep(20 * DAY)  # past the expiry: nothing happens while held
     current = await settled(handle)
@@ -221,8 +223,9 @@ async def test_a_hold_stops_the_clocks_and_a_resume_moves_them_on(
     with Session(stores.commerce) as session:
         prospect = session.exec(select(Prospect).where(Prospect.onboarding_id == oid)).one()
         assert prospect.held_since is None and prospect.hold_note is None
-    with pytest.raises(Refused, match="not on hold"):
+    with pytest.raises(Refused, match="not on hold") as not_held:
         await resume(env.client, oid, "mario")
+    assert not_held.value.kind is RefusalKind.NOT_ON_HOLD
 
     final = await handle.result()
     assert final.reason_code is ReasonCode.EXPIRED
