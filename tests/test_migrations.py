@@ -367,8 +367,8 @@ def test_prospects_stored_before_the_stage_was_kept_get_the_stage_their_rows_sho
     migrate(empty_database, "commerce")
 
     with empty_database.connect() as connection:
-        kept = dict(connection.execute(text("SELECT onboarding_id, stage FROM prospect")).all())
-    assert kept == {
+        kept = connection.execute(text("SELECT onboarding_id, stage FROM prospect")).all()
+    assert {reference: stage for reference, stage in kept} == {
         "0000000000000001": "lead_open",
         "0000000000000002": "opportunity_open",
         "0000000000000003": "awaiting_approval",
