@@ -6,8 +6,9 @@ import hashlib
 from datetime import UTC, datetime
 
 
-def applicant_key(email: str) -> str:
-    """A stable, non-reversible key for one contact email (workflow ids stay free of PII)."""
+def email_key(email: str) -> str:
+    """A stable, non-reversible key for one email, whoever's: an applicant's contact email,
+    a partner user's sign-in (workflow ids stay free of PII)."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
 
 
@@ -31,7 +32,7 @@ def onboarding_id_of(workflow_id: str | None) -> str | None:
 
 
 def applicant_workflow_id(email: str) -> str:
-    return f"applicant-{applicant_key(email)}"
+    return f"applicant-{email_key(email)}"
 
 
 def hour_period(at: datetime) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.ids import applicant_key
+from models.ids import email_key
 from models.requests import Actor, Email, Locale, Name
 
 # Passwords: long enough to resist guessing, short enough that hashing stays cheap.
@@ -100,7 +100,7 @@ class CreditLimitType(StrEnum):
 
 def partner_user_workflow_id(email: str) -> str:
     """One workflow id per partner user, free of personal data (as the applicant's)."""
-    return f"partner-user-{applicant_key(email)}"
+    return f"partner-user-{email_key(email)}"
 
 
 # --- what people send -------------------------------------------------------------------

@@ -16,6 +16,7 @@ class OnboardingInput(BaseModel):
 
 
 class ApplicantInput(BaseModel):
+    # `ids.email_key` of the applicant's email; the field's name is in recorded histories.
     applicant_key: str
 
 

@@ -24,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import PatchActivationInput
 
 from client import WorkerUnavailable, decide, hold, resume, status, submit, wait_until_recorded
-from models.ids import applicant_key, applicant_workflow_id
+from models.ids import applicant_workflow_id, email_key
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import ApplicantInput, SubmitInput
@@ -52,7 +52,7 @@ async def submit_as_before(client: Client, settings: Settings, email: str | None
         SubmitInput(request=request),
         start_workflow_operation=WithStartWorkflowOperation(
             ApplicantWorkflow.run,
-            ApplicantInput(applicant_key=applicant_key(request.email)),
+            ApplicantInput(applicant_key=email_key(request.email)),
             id=applicant_workflow_id(request.email),
             task_queue=settings.onboarding_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
