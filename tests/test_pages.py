@@ -548,20 +548,6 @@ async def attempt_sign_in(app: FastAPI, address: str, name: str, token: str) -> 
         return answer.status_code
 
 
-async def test_only_failed_sign_ins_count_and_per_account_as_well_as_per_address(
-    web_settings: Settings, client: Client, stores: Stores
-) -> None:
-    app = create_app(web_settings, client, stores)
-    # Successes are not counted: a person signing in often is never locked out.
-    assert {await attempt_sign_in(app, "203.0.113.1", *REP[::2]) for _ in range(12)} == {303}
-    # Ten guesses at mario's token, each from another address: his account is locked...
-    guesses = [await attempt_sign_in(app, f"198.51.100.{n}", REP[0], "guess-me") for n in range(10)]
-    assert guesses == [401] * 10
-    assert await attempt_sign_in(app, "203.0.113.2", *REP[::2]) == 429
-    # ...and nobody else's.
-    assert await attempt_sign_in(app, "203.0.113.2", *ADMIN[::2]) == 303
-
-
 async def test_wrong_api_tokens_do_not_lock_people_out_of_the_sign_in_form(
     web_settings: Settings, client: Client, stores: Stores
 ) -> None:

@@ -53,14 +53,14 @@ def _session_token(
 async def _partner(
     request: Request, token: Annotated[str, Depends(_session_token)], stores: StoresDep
 ) -> PartnerAccount:
-    guard, address = limits(request).bearer, client_key(request)
-    await run_in_threadpool(guard.check, address)
+    attempt = await run_in_threadpool(limits(request).bearer.begin, client_key(request))
     account = await run_in_threadpool(
         accounts.partner_session_account, stores.commerce, token[:200]
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "unknown or ended session", {"WWW-Authenticate": "Bearer"})
+    await run_in_threadpool(attempt.succeeded)
     return account
 
 
@@ -146,14 +146,15 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 )
 async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     """Check an email and password; answers a session token for `Authorization: Bearer`."""
-    guard, address = limits(request).partner_sign_in, client_key(request)
-    await run_in_threadpool(guard.check, address, body.email)
+    guard = limits(request).partner_sign_in
+    attempt = await run_in_threadpool(guard.begin, client_key(request), body.email)
     account = await run_in_threadpool(
         accounts.verify_password, stores.commerce, body.email, body.password
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address, body.email)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "that email and password do not match an active account")
+    await run_in_threadpool(attempt.succeeded)
     token = await run_in_threadpool(
         accounts.start_session, stores.commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME
     )

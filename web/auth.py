@@ -129,12 +129,12 @@ def api_user(
         raise HTTPException(
             401, "sign in: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
-    guard, address = limits(request).bearer, client_key(request)
-    guard.check(address)
+    attempt = limits(request).bearer.begin(client_key(request))
     user = get_users(request).by_token(credentials.credentials)
     if user is None:
-        guard.failed(address)
+        attempt.failed()
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    attempt.succeeded()
     return user
 
 

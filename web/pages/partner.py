@@ -112,11 +112,11 @@ async def sign_in(
 
     Failures only are counted, per address and per account (the email tried).
     """
-    guard, address, tried = limits(request).partner_sign_in, client_key(request), email.strip()
-    await run_in_threadpool(guard.check, address, tried.lower())
+    guard, tried = limits(request).partner_sign_in, email.strip()
+    attempt = await run_in_threadpool(guard.begin, client_key(request), tried)
     account = await run_in_threadpool(accounts.verify_password, stores.commerce, tried, password)
     if account is None:
-        await run_in_threadpool(guard.failed, address, tried.lower())
+        await run_in_threadpool(attempt.failed)
         locale = page_locale(request)
         error = translator(locale)(WRONG_PASSWORD)
         return render(
@@ -128,6 +128,7 @@ async def sign_in(
             email=email,
             error=error,
         )
+    await run_in_threadpool(attempt.succeeded)
     start_partner_session(request, account)
     return RedirectResponse(safe_next(next) or "/account", status_code=303)
 
