@@ -198,6 +198,7 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
 
 @router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
 async def invite_user(
+    request: Request,
     body: NewPartnerUser,
     me: Administrator,
     client: ClientDep,
@@ -207,16 +208,21 @@ async def invite_user(
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
     request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
-    changed = await add_user(client, settings, me, body, request_id)
+    changed = await add_user(client, settings, limits(request).invitations, me, body, request_id)
     return Invited.of(changed)
 
 
 @router.post("/users/{user_id}/invitation", summary="Resend an invitation", responses=REFUSED)
 async def resend_invitation(
-    user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
+    request: Request,
+    user_id: RowId,
+    me: Administrator,
+    client: ClientDep,
+    settings: SettingsDep,
+    stores: StoresDep,
 ) -> Invited:
     """A fresh invitation email; the earlier link stops working."""
-    changed = await resend(client, settings, stores, me, user_id)
+    changed = await resend(client, settings, stores, limits(request).invitations, me, user_id)
     return Invited.of(changed)
 
 

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 from fastapi import Depends, HTTPException, Request
-from limits import parse
+from limits import parse, parse_many
 from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
@@ -132,8 +132,8 @@ def client_key(request: Request) -> str:
 
 
 class RateLimit:
-    """At most `limit` events of one kind per key (an address, a recipient), in a moving
-    window (`10/minute`).
+    """At most `limit` events of one kind per key (an address, a recipient), in moving
+    windows (`10/minute`, or several: `3/hour;10/day`).
 
     `take` counts and refuses in one atomic step, so concurrent events cannot all slip
     in. The counts live in a `limits` storage: this process's memory, or one that every
@@ -143,16 +143,17 @@ class RateLimit:
 
     def __init__(self, kind: str, limit: str, storage: Storage, what: str) -> None:
         self.kind = kind
-        self.item = parse(limit)
+        self.items = parse_many(limit)
         self.limiter = MovingWindowRateLimiter(storage)
         self.what = what
 
     def take(self, key: str) -> None:
         """Count one event for `key`, or refuse it (429, with Retry-After) when `key` has
         used up its limit."""
-        if not self.limiter.hit(self.item, self.kind, key):
-            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, key)
-            raise _too_many(f"{self.what}: at most {self.item}", reset_at)
+        for item in self.items:
+            if not self.limiter.hit(item, self.kind, key):
+                reset_at, _ = self.limiter.get_window_stats(item, self.kind, key)
+                raise _too_many(f"{self.what}: at most {item}", reset_at)
 
 
 class Attempt:
@@ -199,7 +200,7 @@ class SecretGuard:
 
     def begin(self, address: str, account: str | None = None) -> Attempt:
         """Count the attempt as a failure, or refuse it (429, with Retry-After)."""
-        subject = _digest(account) if account is not None else None
+        subject = account_key(account) if account is not None else None
         if subject is not None and not self._may_fail_at(subject, address):
             assert self.account_addresses is not None
             raise _too_many(
@@ -241,8 +242,9 @@ class SecretGuard:
         return f"{self.kind}/{why}/{subject}/{address}"
 
 
-def _digest(account: str) -> str:
-    # The limits' storage (say Redis) keeps keys, not emails or staff names.
+def account_key(account: str) -> str:
+    """How the limits name an account or a recipient: the limits' storage (say Redis)
+    keeps keys, not emails or staff names."""
     return hashlib.sha256(account.strip().lower().encode()).hexdigest()[:32]
 
 
@@ -257,6 +259,11 @@ def _too_many(what: str, reset_at: float) -> HTTPException:
 # and how many addresses may fail at one account before new ones are refused.
 SIGN_IN_LIMIT = "10/minute"
 SIGN_IN_ADDRESSES_PER_ACCOUNT = "20/hour"
+# Sign-in link emails to one address: invitations an administrator sends (added or
+# resent), and links anyone may ask for (forgot password, a fresh link), counted apart so
+# that strangers asking cannot stop an administrator's invitation.
+INVITATIONS_PER_RECIPIENT = "3/hour;10/day"
+LINKS_ASKED_PER_RECIPIENT = "3/hour;10/day"
 
 
 class Limits:
@@ -278,6 +285,12 @@ class Limits:
         self.bearer = SecretGuard("bearer", SIGN_IN_LIMIT, storage)
         self.partner_sign_in = SecretGuard(
             "partner-sign-in", SIGN_IN_LIMIT, storage, SIGN_IN_ADDRESSES_PER_ACCOUNT
+        )
+        self.invitations = RateLimit(
+            "invitations", INVITATIONS_PER_RECIPIENT, storage, "invitations to this address"
+        )
+        self.links_asked = RateLimit(
+            "links-asked", LINKS_ASKED_PER_RECIPIENT, storage, "links emailed to this address"
         )
 
 

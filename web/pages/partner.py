@@ -197,7 +197,10 @@ async def fresh_link(
         await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         if refused.account is not None:
-            email_fresh_link(await get_client(request), settings, refused.account)
+            links_asked = limits(request).links_asked
+            await email_fresh_link(
+                await get_client(request), settings, links_asked, refused.account
+            )
     return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
@@ -219,7 +222,8 @@ async def forgot(
         accounts.partner_account_by_email, stores.commerce, email.strip()
     )
     if account is not None:
-        email_fresh_link(await get_client(request), settings, account)
+        links_asked = limits(request).links_asked
+        await email_fresh_link(await get_client(request), settings, links_asked, account)
     return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
@@ -301,11 +305,15 @@ async def add_user_form(
         return await _users(request, me, stores, values=values, errors=errors, status_code=422)
     try:
         # The action and the adder are part of the id: the same form is one invitation.
-        await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
+        invitations = limits(request).invitations
+        request_id = f"form:invite:{me.id}:{request_id}"
+        await add_user(client, settings, invitations, me, new, request_id)
     except PartnerActionRefused as refused:
         _ = translator(page_locale(request, me.locale))
         errors = {"email": refused.text(_)}
-        return await _users(request, me, stores, values=values, errors=errors, status_code=409)
+        return await _users(
+            request, me, stores, values=values, errors=errors, status_code=refused.status
+        )
     _ = translator(page_locale(request, me.locale))
     flash(request, _(INVITED, name=f"{new.first_name} {new.last_name}"))
     return RedirectResponse("/account/users", status_code=303)
@@ -327,7 +335,7 @@ async def user_action(
     _ = translator(locale)
     try:
         if action == "resend":
-            await resend(client, settings, stores, me, user_id)
+            await resend(client, settings, stores, limits(request).invitations, me, user_id)
         elif action == "remove":
             await remove(client, settings, stores, me, user_id)
         elif action == "role" and role is not None:
@@ -344,7 +352,9 @@ async def user_action(
                 status=404,
                 detail=refused.text(_),
             )
-        return await _users(request, me, stores, refusal=refused.text(_), status_code=409)
+        return await _users(
+            request, me, stores, refusal=refused.text(_), status_code=refused.status
+        )
     flash(request, _(DONE[action]))
     if user_id == me.id and action in ("remove", "role"):
         return RedirectResponse("/account", status_code=303)
