@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from client import DecisionNotAllowed, erase_personal_data
 from models.commerce import Customer, Prospect
 from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
-from models.partners import CreditLimitType, CreditLimitValues
+from models.partners import CreditLimitType, CreditLimitValues, NewCreditLimit
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
 from stores import Stores, credit_limits, queues, views
@@ -284,7 +284,7 @@ async def set_credit_limit(
     # A checkbox is sent only when ticked.
     typed["mandatory"] = "mandatory" in form
     try:
-        values = CreditLimitValues.model_validate(
+        values = NewCreditLimit.model_validate(
             {name: value for name, value in typed.items() if value != ""}
         )
     except ValidationError as err:
