@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
 )
 from pydantic_core import PydanticCustomError
+from zxcvbn import zxcvbn
 
 from models.ids import applicant_key
 from models.requests import Actor, Email, Locale, Name
@@ -115,6 +116,49 @@ def _password(value: str) -> str:
 
 
 Password = Annotated[str, StringConstraints(max_length=PASSWORD_MAX), AfterValidator(_password)]
+
+
+class PasswordWeakness(StrEnum):
+    """Why a password of a good length is still refused: each is said to the person."""
+
+    REPEATS = "repeats"
+    PATTERN = "pattern"
+    COMMON = "common"
+    PERSONAL = "personal"
+    GUESSABLE = "guessable"
+
+
+# zxcvbn's scores run 0 to 4; from 3 a password resists an offline attack on a slow hash.
+STRONG_ENOUGH = 3
+# What zxcvbn reads of a password (its own limit): the rest only makes it stronger.
+ESTIMATED_MAX = 72
+# The shortest part of a person's email or company that a password may not contain.
+PERSONAL_PART_MIN = 4
+
+
+def password_weakness(password: str, email: str, company: str) -> PasswordWeakness | None:
+    """Why `password` is too easy to guess for the person with this email at this
+    company, or None when it is not: the estimate is zxcvbn's (common passwords, words
+    and names, repeats, sequences, keyboard rows, dates), with the person's own details
+    among the words it knows."""
+    local, _, domain = email.casefold().partition("@")
+    parts = {local, domain.split(".")[0], company.casefold(), company.casefold().replace(" ", "")}
+    parts |= set(re.split(r"[\W_]+", f"{local} {company.casefold()}"))
+    personal = sorted(part for part in parts if len(part) >= PERSONAL_PART_MIN)
+    if any(part in password.casefold() for part in personal):
+        return PasswordWeakness.PERSONAL
+    estimate = zxcvbn(password[:ESTIMATED_MAX], user_inputs=personal)
+    if estimate["score"] >= STRONG_ENOUGH:
+        return None
+    # Said by the longest part zxcvbn found: what makes most of the password.
+    most = max(estimate["sequence"], key=lambda match: len(match["token"]))
+    if most["pattern"] == "repeat":
+        return PasswordWeakness.REPEATS
+    if most.get("dictionary_name") == "passwords":
+        return PasswordWeakness.COMMON
+    if most["pattern"] in ("sequence", "spatial"):
+        return PasswordWeakness.PATTERN
+    return PasswordWeakness.GUESSABLE
 
 
 def _currencies_in_use(on: date) -> frozenset[str]:

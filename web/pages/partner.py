@@ -16,9 +16,17 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from client import partner_link_used
-from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
+from models.partners import (
+    PASSWORD_MIN,
+    NewPartnerUser,
+    PartnerRole,
+    Password,
+    PasswordWeakness,
+    password_weakness,
+)
 from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import accounts
+from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
     CsrfChecked,
@@ -50,6 +58,26 @@ PASSWORD_SET = N_("Your password is set: you are signed in.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
 PASSWORD_TOO_SHORT = N_("Please choose a password of at least %(length)s characters.")
 PASSWORD_SPACES = N_("Please do not start or end the password with a space.")
+PASSWORD_WEAK = {
+    PasswordWeakness.REPEATS: N_(
+        "Please choose another password: a character or a short group repeated is easy to guess."
+    ),
+    PasswordWeakness.PATTERN: N_(
+        "Please choose another password: a sequence or a row of the keyboard is easy to guess."
+    ),
+    PasswordWeakness.COMMON: N_(
+        "Please choose another password: this one is among the most common passwords, or"
+        " close to one."
+    ),
+    PasswordWeakness.PERSONAL: N_(
+        "Please choose another password: it must not contain your email address or your"
+        " company's name."
+    ),
+    PasswordWeakness.GUESSABLE: N_(
+        "Please choose another password: this one is easy to guess. A few words that do not"
+        " belong together make a strong one."
+    ),
+}
 INVITED = N_("%(name)s is invited: the email is on its way.")
 DONE = {
     "resend": N_("A fresh invitation is on its way; the earlier link no longer works."),
@@ -168,7 +196,9 @@ async def use_link(
         opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    error = _password_problem(password, confirm, page_locale(request, opened.account.locale))
+    error = _password_problem(
+        password, confirm, opened.account, page_locale(request, opened.account.locale)
+    )
     if error is not None:
         return render(
             request,
@@ -239,7 +269,9 @@ def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     )
 
 
-def _password_problem(password: str, confirm: str, locale: Locale) -> str | None:
+def _password_problem(
+    password: str, confirm: str, account: PartnerAccount, locale: Locale
+) -> str | None:
     _ = translator(locale)
     try:
         NewPassword.model_validate({"password": password})
@@ -247,6 +279,9 @@ def _password_problem(password: str, confirm: str, locale: Locale) -> str | None
         if password != password.strip():
             return _(PASSWORD_SPACES)
         return _(PASSWORD_TOO_SHORT, length=str(PASSWORD_MIN))
+    weakness = password_weakness(password, account.email, account.organization_name)
+    if weakness is not None:
+        return _(PASSWORD_WEAK[weakness])
     if password != confirm:
         return _(PASSWORDS_DIFFER)
     return None
