@@ -174,10 +174,13 @@ class SecretGuard:
     """Failed attempts at a secret (a sign-in form, a bearer token), limited per client
     address and, for an account, per address that fails at it.
 
-    Per address: at most `limit` failures. Each attempt counts as a failure from the
-    moment it begins, atomically in the shared storage, and is given back once it
-    succeeds: concurrent attempts cannot all slip in before the first failure is
-    counted, and a person who signs in often is never slowed down.
+    Per address: at most `limit` failures. Where a check is slow and the secret a person
+    chose (a password, `reserve`), each attempt counts as a failure from the moment it
+    begins, atomically in the shared storage, and is given back once it succeeds:
+    concurrent attempts cannot all slip in before the first failure is counted, and a
+    person who signs in often is never slowed down. A random token is checked at once
+    and cannot be guessed in any number of tries, so only its failures are counted, and
+    a script's concurrent calls with a good one are never refused.
 
     Per account: one address guessing one account's secret is held by the limit per
     address, so its failures never lock the account for anybody else. Many addresses
@@ -190,9 +193,14 @@ class SecretGuard:
     KNOWN_FOR = timedelta(days=30)
 
     def __init__(
-        self, kind: str, limit: str, storage: Storage, account_addresses: str | None = None
+        self,
+        kind: str,
+        limit: str,
+        storage: Storage,
+        account_addresses: str | None = None,
+        reserve: bool = True,
     ) -> None:
-        self.kind, self.storage = kind, storage
+        self.kind, self.storage, self.reserve = kind, storage, reserve
         self.by_address = parse(limit)
         self.per_address = FixedWindowRateLimiter(storage)
         self.account_addresses = parse(account_addresses) if account_addresses else None
@@ -207,7 +215,8 @@ class SecretGuard:
                 f"addresses failing to sign in to this account: at most {self.account_addresses}",
                 self.per_account.get_window_stats(self.account_addresses, self.kind, subject)[0],
             )
-        if not self.per_address.hit(self.by_address, self.kind, address):
+        counted = self.per_address.hit if self.reserve else self.per_address.test
+        if not counted(self.by_address, self.kind, address):
             raise _too_many(
                 f"failed attempts from your address: at most {self.by_address}",
                 self.per_address.get_window_stats(self.by_address, self.kind, address)[0],
@@ -216,13 +225,17 @@ class SecretGuard:
 
     def succeeded(self, attempt: Attempt) -> None:
         key = self.by_address.key_for(self.kind, attempt.address)
-        if self.storage.get(key) > 0:
+        if self.reserve and self.storage.get(key) > 0:
             self.storage.incr(key, self.by_address.get_expiry(), -1)
         if attempt.account is not None:
+            # Known for KNOWN_FOR from the latest sign-in: counted afresh each time.
             known = self._key("known", attempt.account, attempt.address)
+            self.storage.clear(known)
             self.storage.incr(known, int(self.KNOWN_FOR.total_seconds()))
 
     def failed(self, attempt: Attempt) -> None:
+        if not self.reserve:
+            self.per_address.hit(self.by_address, self.kind, attempt.address)
         if attempt.account is None or self.account_addresses is None:
             return
         counted = self._key("failing", attempt.account, attempt.address)
@@ -282,7 +295,7 @@ class Limits:
         )
         # Counted apart: a script with a wrong token does not lock people out of the pages.
         self.sign_in = SecretGuard("sign-in", SIGN_IN_LIMIT, storage, SIGN_IN_ADDRESSES_PER_ACCOUNT)
-        self.bearer = SecretGuard("bearer", SIGN_IN_LIMIT, storage)
+        self.bearer = SecretGuard("bearer", SIGN_IN_LIMIT, storage, reserve=False)
         self.partner_sign_in = SecretGuard(
             "partner-sign-in", SIGN_IN_LIMIT, storage, SIGN_IN_ADDRESSES_PER_ACCOUNT
         )
