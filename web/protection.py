@@ -158,7 +158,7 @@ class RateLimit:
 
 class Attempt:
     """One attempt at a secret, begun by `SecretGuard.begin`: it ends as `succeeded` or
-    `failed` (an attempt that raises stays counted as a failure)."""
+    `failed` (a reserved attempt that raises stays counted as a failure)."""
 
     def __init__(self, guard: SecretGuard, address: str, account: str | None) -> None:
         self.guard, self.address, self.account = guard, address, account
