@@ -304,7 +304,9 @@ async def add_user_form(
     except PartnerActionRefused as refused:
         _ = translator(page_locale(request, me.locale))
         errors = {"email": refused.text(_)}
-        return await _users(request, me, stores, values=values, errors=errors, status_code=409)
+        return await _users(
+            request, me, stores, values=values, errors=errors, status_code=refused.status
+        )
     _ = translator(page_locale(request, me.locale))
     flash(request, _(INVITED, name=f"{new.first_name} {new.last_name}"))
     return RedirectResponse("/account/users", status_code=303)
