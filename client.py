@@ -76,10 +76,11 @@ from models.workflow_io import (
     ErasePersonalData,
     OnboardingInput,
     ResendNotificationInput,
+    StatusLinkRequested,
     SubmitResult,
 )
 from settings import Settings
-from stores import Stores, data_keys, views
+from stores import Stores, data_keys, reapply, views
 from stores.engine import make_engine
 from stores.personal_data import anonymise_request
 from workflows.notifications import NotificationResendWorkflow
@@ -310,13 +311,25 @@ async def submit(
 ) -> SubmitResult:
     """Start a request, or answer with the contact email's request that is still undecided.
 
-    One Update-with-Start on the new request's own workflow, answered once the request
-    is in both stores (or, its email having an undecided request, with that one). The
-    same `idempotency_key` is the same submission: its workflow id and Update id come
-    from it, so a caller retrying after a timeout gets the first answer.
+    An email with an undecided request in Commerce starts nothing: that request is asked
+    to email its status link, and is the answer. Otherwise one Update-with-Start on the
+    new request's own workflow, answered once the request is in both stores (or, should
+    another submission with the email have been recorded meanwhile, with that one: the
+    store decides the race, see `RequestActivities.record_request`). The same
+    `idempotency_key` is the same submission: its workflow id and Update id come from
+    it, so a caller retrying after a timeout gets the first answer.
     """
     update_id = idempotency_key or uuid.uuid4().hex
     onboarding_id = submission_id(idempotency_key, request.email)
+    held_by = await _open_request(client, request.email)
+    if (
+        held_by is not None
+        and held_by != onboarding_id
+        and await _ask_for_status_link(client, held_by)
+    ):
+        return SubmitResult(
+            onboarding_id=held_by, workflow_id=onboarding_workflow_id(held_by), duplicate=True
+        )
     for attempt in range(2):
         start = WithStartWorkflowOperation(
             OnboardingWorkflow.run,
@@ -364,6 +377,35 @@ async def submit(
                 raise
             onboarding_id = submission_id(None, request.email)
     raise AssertionError("unreachable")
+
+
+async def _open_request(client: Client, email: str) -> str | None:
+    """The email's undecided request, read from the Commerce store this client's keys are in."""
+    try:
+        return await asyncio.to_thread(
+            reapply.open_request, codec_of(client).data_keys.engine(), email
+        )
+    except SQLAlchemyError as err:
+        raise TemporalUnavailable(f"Commerce cannot be read: {err.__class__.__name__}") from err
+
+
+async def _ask_for_status_link(client: Client, onboarding_id: str) -> bool:
+    """Ask an open request to email its status link; False if its workflow has ended (an
+    operator ended it undecided: a new submission's workflow frees the email)."""
+    handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+    try:
+        await _rpc(
+            handle.signal(
+                OnboardingWorkflow.status_link_requested,
+                StatusLinkRequested(at=datetime.now(UTC)),
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def submission_id(idempotency_key: str | None, email: str) -> str:

@@ -79,6 +79,19 @@ def check_may_apply(
         raise CoolingDown(may_apply_from)
 
 
+def open_request(commerce: Engine, email: str) -> str | None:
+    """The onboarding id of the email's undecided request, if it has one."""
+    try:
+        with Session(commerce) as session:
+            return session.exec(
+                select(Prospect.onboarding_id).where(Prospect.undecided_email == email.lower())
+            ).first()
+    except DBAPIError:
+        if not inspect(commerce).has_table(Prospect.__tablename__):
+            return None
+        raise
+
+
 def last_decided_request(commerce: Engine, email: str) -> Prospect | None:
     """The email's newest decided prospect; None while it has an undecided one, or none."""
     try:
