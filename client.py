@@ -53,7 +53,12 @@ from temporalio.workflow import UpdateMethodMultiParam
 import encryption
 import tracing
 from models import search_attributes as sa
-from models.ids import onboarding_workflow_id, personal_data_workflow_id, resend_workflow_id
+from models.ids import (
+    applicant_workflow_id,
+    onboarding_workflow_id,
+    personal_data_workflow_id,
+    resend_workflow_id,
+)
 from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
@@ -82,7 +87,7 @@ from models.workflow_io import (
 from settings import Settings
 from stores import Stores, data_keys, reapply, views
 from stores.engine import make_engine
-from stores.personal_data import anonymise_request
+from stores.personal_data import ERASED, anonymise_request
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
@@ -723,7 +728,49 @@ async def erase_personal_data(
         closed = True
     await _end_retention(client, onboarding_id)
     history = await _shred(client, onboarding_id) if closed else "pending"
+    await _shred_duplicates(client, onboarding_id)
+    await _forget_person(client, kept.email)
     return Erasure(**done.model_dump(), history=history)
+
+
+async def _shred_duplicates(client: Client, onboarding_id: str) -> None:
+    """The duplicate submissions that met the request kept what they were typed with under
+    keys of their own: those go too (one still running is left to the sweep)."""
+    keys = codec_of(client).data_keys
+    for duplicate in await asyncio.to_thread(data_keys.duplicates_of, keys.engine(), onboarding_id):
+        if not await _running(client.get_workflow_handle(onboarding_workflow_id(duplicate))):
+            await _shred(client, duplicate)
+
+
+async def _forget_person(client: Client, email: str) -> None:
+    """Delete every run of the workflows keyed by the person's email: their partner user
+    workflow (running or not) and an earlier release's applicant workflow. Their payloads
+    are under a master key, which no erasure destroys."""
+    if not email or email == ERASED:
+        return
+    for workflow_id in (partner_user_workflow_id(email), applicant_workflow_id(email)):
+        # The current run by id, and any earlier run visibility knows of.
+        runs = {""}
+        async for execution in client.list_workflows(
+            f"WorkflowId = '{workflow_id}'", rpc_timeout=RPC_TIMEOUT
+        ):
+            runs.add(execution.run_id)
+        for run_id in runs:
+            try:
+                await _rpc(
+                    client.workflow_service.delete_workflow_execution(
+                        DeleteWorkflowExecutionRequest(
+                            namespace=client.namespace,
+                            workflow_execution=WorkflowExecution(
+                                workflow_id=workflow_id, run_id=run_id
+                            ),
+                        ),
+                        timeout=RPC_TIMEOUT,
+                    )
+                )
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise
 
 
 async def _end_retention(client: Client, onboarding_id: str) -> None:
