@@ -1016,28 +1016,47 @@ async def _partner_update(
     arg: U,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
+    """One change to a partner user, as an Update of their workflow (started if need be).
+
+    Like a submission: if no worker takes it up in time, Temporal holds it and applies
+    it once one does (NotYetConfirmed); the same `request_id` sent again attaches to it.
+    """
+    workflow_id = partner_user_workflow_id(email)
+    update_id = request_id or uuid.uuid4().hex
     # The user's workflow may be ending (its link just expired or was used) as we
     # arrive; a fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, PARTNER_UPDATE_ATTEMPTS + 1):
+        # One operation per attempt: an operation is spent by its call.
+        start = WithStartWorkflowOperation(
+            PartnerUserWorkflow.run,
+            PartnerUserInput(email=email),
+            id=workflow_id,
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary="Partner user: sign-in links and changes",
+        )
         try:
             return await _rpc(
-                client.execute_update_with_start_workflow(
-                    update,
-                    arg,
-                    # One operation per attempt: an operation is spent by its call.
-                    start_workflow_operation=WithStartWorkflowOperation(
-                        PartnerUserWorkflow.run,
-                        PartnerUserInput(email=email),
-                        id=partner_user_workflow_id(email),
-                        task_queue=settings.onboarding_task_queue,
-                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                        static_summary="Partner user: sign-in links and changes",
+                _admitting(
+                    client,
+                    workflow_id,
+                    update_id,
+                    client.execute_update_with_start_workflow(
+                        update,
+                        arg,
+                        start_workflow_operation=start,
+                        id=update_id,
+                        rpc_timeout=ACCEPT_WAIT,
                     ),
-                    id=request_id,
-                    rpc_timeout=RPC_TIMEOUT,
                 )
             )
+        except OnboardingError:
+            # The start operation keeps the same failure; read it, or asyncio logs it as
+            # never retrieved (as in `submit`).
+            read = asyncio.ensure_future(start.workflow_handle())
+            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise
         except WorkflowUpdateFailedError as err:
             refusal = _refusal(err)
             if refusal is not None:

@@ -1,19 +1,25 @@
-"""What a partner's administrator may not do when adding a user (issue 23): invite the
-service's own mailboxes (item 15)."""
+"""Adding a partner user (issue 23): the service's own mailboxes cannot be invited (item
+15); with no worker running, the answer is "recorded, not yet confirmed" with a key, as a
+submission's, never a 503 that happens anyway (item 8)."""
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from models.commerce import PartnerUser
 from settings import Settings
 from stores import Stores
-from tests.conftest import MailSink, web_settings_for
-from tests.test_partner_accounts import approved_partner
+from tests.conftest import MailSink, browse, until_confirmed, web_settings_for
+from tests.test_partner_accounts import approved_partner, eventually_mail
 from tests.test_partner_pages import PASSWORD, activate, approval_link, csrf
+from web.app import create_app
 
 COMMERCE_TEAM = "commerce-team@b2b-service.example"
 MAIL_FROM = "no-reply@b2b-service.example"
@@ -62,3 +68,41 @@ async def test_the_services_own_addresses_cannot_be_invited(
 
     assert partner_user(stores, address.lower()) is None
     assert not [m for m in mail_sink.messages() if m["To"].addresses[0].addr_spec == address]
+
+
+@pytest.mark.usefixtures("short_accept_wait")
+async def test_a_user_added_while_no_worker_runs_is_recorded_with_a_key_and_invited_once(
+    client: Client,
+    settings: Settings,
+    web_settings: Settings,
+    stores: Stores,
+    mail_sink: MailSink,
+    stoppable_worker: Callable[[], Worker],
+) -> None:
+    app = create_app(web_settings, client=client, stores=stores)
+    email = f"luca.{uuid.uuid4().hex[:10]}@contoso.example"
+    user = {"first_name": "Luca", "last_name": "Bianchi", "email": email}
+    async with browse(app) as web:
+        async with stoppable_worker():
+            auth = await signed_in(client, settings, mail_sink, web)
+
+        held = await web.post("/api/partner/users", json=user, headers=auth)
+        assert held.status_code == 202, held.text
+        key = held.headers["Idempotency-Key"]
+        assert held.json()["idempotency_key"] == key and "Retry-After" in held.headers
+        assert partner_user(stores, email) is None
+
+        async with stoppable_worker():
+            answer = await until_confirmed(
+                lambda: web.post(
+                    "/api/partner/users", json=user, headers={**auth, "Idempotency-Key": key}
+                ),
+                lambda response: response.status_code == 202,
+            )
+            assert answer.status_code == 201, answer.text
+            (invitation,) = await eventually_mail(
+                mail_sink, lambda m: m["To"].addresses[0].addr_spec == email
+            )
+    added = partner_user(stores, email)
+    assert added is not None and answer.json()["partner_user_id"] == added.id
+    assert invitation["X-Onboarding-Event"] == "user-invitation"

@@ -236,7 +236,7 @@ async def submit_request(
     try:
         submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     response.headers["Idempotency-Key"] = key
     if submitted.duplicate:
         return AlreadyOpen()
@@ -347,7 +347,7 @@ async def _hold_change(
     try:
         changed = await change(await temporal.get(), _known(onboarding_id), key)
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     except RequestNotFound:
         raise await _finished(temporal, stores, onboarding_id, what) from None
     response.headers["Idempotency-Key"] = key
@@ -434,7 +434,7 @@ async def decide_request(
             note=body.note,
         )
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     except RequestNotFound:
         raise await _finished(temporal, stores, onboarding_id, action.value) from None
     metrics.decided(action, user.role.value, decided)
@@ -466,7 +466,7 @@ def _refused(refused: ApplyRefused) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=409)
 
 
-def _not_confirmed(key: str) -> JSONResponse:
+def not_confirmed(key: str) -> JSONResponse:
     body = NotConfirmed(detail=NOT_CONFIRMED_ANSWER, idempotency_key=key)
     return JSONResponse(
         body.model_dump(),
