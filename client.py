@@ -55,11 +55,12 @@ import tracing
 from models import search_attributes as sa
 from models.ids import (
     applicant_workflow_id,
+    hour_period,
     onboarding_workflow_id,
     personal_data_workflow_id,
     resend_workflow_id,
 )
-from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
+from models.lifecycle import DECISION_NOT_ALLOWED, SYSTEM_ACTOR, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
     InviteInput,
@@ -76,7 +77,7 @@ from models.personal_data import (
     Erasure,
 )
 from models.requests import STORED, OnboardingRequest
-from models.status import Decision, Hold, Notification, OnboardingStatus, Resume
+from models.status import Decision, EmailKind, Hold, Notification, OnboardingStatus, Resume
 from models.workflow_io import (
     ErasePersonalData,
     OnboardingInput,
@@ -578,6 +579,34 @@ async def resend_notification(
             return await _rpc(handle.result())
     except TimeoutError:
         return Notification(kind=input.kind, state="sending")
+
+
+async def tell_applied_again(
+    client: Client, settings: Settings, onboarding_id: str, may_apply_from: datetime | None
+) -> None:
+    """The email of a decided request applied again: its address (not whoever applied) is
+    told what it may do (sign in; apply again from `may_apply_from`), at most once an hour
+    (its own small workflow, as a resend)."""
+    kind, period = EmailKind.APPLIED_AGAIN, hour_period(datetime.now(UTC))
+    await _rpc(
+        client.start_workflow(
+            NotificationResendWorkflow.run,
+            ResendNotificationInput(
+                onboarding_id=onboarding_id,
+                kind=kind,
+                period=period,
+                actor=SYSTEM_ACTOR,
+                may_apply_from=may_apply_from,
+            ),
+            id=resend_workflow_id(onboarding_id, kind.value, period),
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # Once sent, a run again sends nothing: the outbox row of the hour is sent.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"Send the {kind.event} email",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    )
 
 
 async def current_status(

@@ -132,6 +132,9 @@ class EmailRenderer:
             "email": Verbatim(request.email),
             "reason": input.reason,
             "expired": input.reason_code is ReasonCode.EXPIRED,
+            "may_apply_from": Verbatim(f"{input.may_apply_from:%Y-%m-%d %H:%M} UTC")
+            if input.may_apply_from
+            else None,
             "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
             "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
             if activation_token
@@ -255,6 +258,7 @@ class EmailActivities:
             reason=prospect.decision_reason if rejected else None,
             period=input.period,
             reason_code=prospect.reason_code if rejected else None,
+            may_apply_from=input.may_apply_from,
         )
 
     async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:

@@ -24,9 +24,12 @@ from models.lifecycle import ProspectStatus, ReasonCode
 
 
 class ApplyRefused(Exception):
-    """A submission the policy refuses; `reason` tells the kinds apart for scripts."""
+    """A submission the policy refuses; `reason` tells the kinds apart for scripts, and
+    `onboarding_id` names the email's decided request (its address is told by email)."""
 
     reason: ClassVar[str]
+    onboarding_id: str
+    may_apply_from: datetime | None = None
 
 
 class CoolingDown(ApplyRefused):
@@ -34,12 +37,13 @@ class CoolingDown(ApplyRefused):
 
     reason = "reapply_cooldown"
 
-    def __init__(self, may_apply_from: datetime) -> None:
+    def __init__(self, may_apply_from: datetime, onboarding_id: str) -> None:
         super().__init__(
             "this email's last request was turned down; it may apply again from "
             f"{may_apply_from.isoformat(timespec='seconds')}"
         )
         self.may_apply_from = may_apply_from
+        self.onboarding_id = onboarding_id
 
 
 class AlreadyPartner(ApplyRefused):
@@ -47,9 +51,10 @@ class AlreadyPartner(ApplyRefused):
 
     reason = "already_partner"
 
-    def __init__(self, signin_url: str) -> None:
+    def __init__(self, signin_url: str, onboarding_id: str) -> None:
         super().__init__(f"this email is already a partner's: sign in at {signin_url}")
         self.signin_url = signin_url
+        self.onboarding_id = onboarding_id
 
 
 def check_may_apply(
@@ -70,13 +75,23 @@ def check_may_apply(
     if last is None or last.onboarding_id == submission:
         return
     if last.status == ProspectStatus.APPROVED:
-        raise AlreadyPartner(f"{site_url.rstrip('/')}/signin")
-    if last.reason_code == ReasonCode.EXPIRED or last.decided_at is None:
-        return
-    decided_at = last.decided_at if last.decided_at.tzinfo else last.decided_at.replace(tzinfo=UTC)
-    may_apply_from = decided_at + cooldown
-    if (now or datetime.now(UTC)) < may_apply_from:
-        raise CoolingDown(may_apply_from)
+        raise AlreadyPartner(f"{site_url.rstrip('/')}/signin", last.onboarding_id)
+    from_when = may_apply_from(last, cooldown)
+    if from_when is not None and (now or datetime.now(UTC)) < from_when:
+        raise CoolingDown(from_when, last.onboarding_id)
+
+
+def may_apply_from(prospect: Prospect, cooldown: timedelta) -> datetime | None:
+    """When a rejected request's email may apply again; None when it need not wait (the
+    request expired) or is no rejection."""
+    if (
+        prospect.status != ProspectStatus.REJECTED
+        or prospect.reason_code == ReasonCode.EXPIRED
+        or prospect.decided_at is None
+    ):
+        return None
+    decided_at = prospect.decided_at
+    return (decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)) + cooldown
 
 
 def open_request(commerce: Engine, email: str) -> str | None:
