@@ -5,9 +5,11 @@ partner user workflow (whose payloads are under a master key no erasure destroys
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,6 +23,7 @@ from client import (
     wait_until_recorded,
 )
 from encryption import EncryptionError
+from models.commerce import Prospect
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action
 from models.partners import LinkPurpose, SendLinkInput, partner_user_workflow_id
@@ -28,6 +31,7 @@ from settings import Settings
 from stores import Stores, accounts, data_keys
 from tests.scenario import a_request, finished, payloads_in
 from tests.test_personal_data import Person
+from tests.test_reapply import a_prospect
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -122,3 +126,26 @@ async def test_after_an_erasure_no_workflow_decodes_to_the_persons_data(
     assert {onboarding_workflow_id(oid), duplicates_workflow} <= listed
     for workflow_id in listed | {partner_user}:
         assert not await readable_secrets(client, workflow_id, person), workflow_id
+
+
+def test_the_sweep_takes_a_duplicate_s_key_once_the_request_it_met_is_anonymised(
+    stores: Stores,
+) -> None:
+    now = datetime.now(UTC)
+    request = a_prospect(stores, f"swept.{uuid.uuid4().hex[:8]}@contoso.example", "rejected")
+    duplicate = uuid.uuid4().hex[:16]
+    data_keys.keep(stores.commerce, duplicate, "test-2", b"wrapped", now)
+    with Session(stores.commerce) as session:
+        data_keys.mark_duplicate(session, duplicate, request.onboarding_id)
+        session.commit()
+    # Within its day's grace, and its request not anonymised: it stays.
+    assert duplicate not in data_keys.to_shred(stores.commerce, now - timedelta(days=1), 10_000)
+
+    with Session(stores.commerce) as session:
+        row = session.get(Prospect, request.id)
+        assert row is not None
+        row.anonymised_at = now
+        session.add(row)
+        session.commit()
+
+    assert duplicate in data_keys.to_shred(stores.commerce, now - timedelta(days=1), 10_000)
