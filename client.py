@@ -59,6 +59,7 @@ from models.ids import (
     onboarding_workflow_id,
     personal_data_workflow_id,
     resend_workflow_id,
+    resend_workflows_prefix,
 )
 from models.lifecycle import DECISION_NOT_ALLOWED, SYSTEM_ACTOR, Action, ReasonCode, Stage
 from models.markdown import escape
@@ -758,7 +759,7 @@ async def erase_personal_data(
     await _end_retention(client, onboarding_id)
     history = await _shred(client, onboarding_id) if closed else "pending"
     await _shred_duplicates(client, onboarding_id)
-    await _forget_person(client, kept.email)
+    await _forget_person(client, onboarding_id, kept.email)
     return Erasure(**done.model_dump(), history=history)
 
 
@@ -771,40 +772,46 @@ async def _shred_duplicates(client: Client, onboarding_id: str) -> None:
             await _shred(client, duplicate)
 
 
-async def _forget_person(client: Client, email: str) -> None:
-    """Delete every run of the workflows keyed by the person's email: their partner user
-    workflow (running or not) and an earlier release's applicant workflow. Their payloads
-    are under a master key, which no erasure destroys."""
-    if not email or email == ERASED:
-        return
-    for workflow_id in (partner_user_workflow_id(email), applicant_workflow_id(email)):
-        # The current run by id, and any earlier run visibility knows of (a server without
-        # visibility, as the time-skipping test server, has the current run only).
-        runs = {""} if await _exists(client.get_workflow_handle(workflow_id)) else set()
+async def _forget_person(client: Client, onboarding_id: str, email: str) -> None:
+    """Delete every run of the workflows under a master key (which no erasure destroys)
+    that may hold the person's data: their partner user workflow (running or not), an
+    earlier release's applicant workflow, and the request's resends (a mail server's
+    refusal may quote the address)."""
+    runs = await _runs(client, f"WorkflowId STARTS_WITH '{resend_workflows_prefix(onboarding_id)}'")
+    if email and email != ERASED:
+        for workflow_id in (partner_user_workflow_id(email), applicant_workflow_id(email)):
+            if await _exists(client.get_workflow_handle(workflow_id)):
+                runs.add((workflow_id, ""))
+            runs |= await _runs(client, f"WorkflowId = '{workflow_id}'")
+    for workflow_id, run_id in runs:
         try:
-            async for execution in client.list_workflows(
-                f"WorkflowId = '{workflow_id}'", rpc_timeout=RPC_TIMEOUT
-            ):
-                runs.add(execution.run_id)
-        except RPCError as err:
-            if err.status is not RPCStatusCode.UNIMPLEMENTED:
-                raise
-        for run_id in runs:
-            try:
-                await _rpc(
-                    client.workflow_service.delete_workflow_execution(
-                        DeleteWorkflowExecutionRequest(
-                            namespace=client.namespace,
-                            workflow_execution=WorkflowExecution(
-                                workflow_id=workflow_id, run_id=run_id
-                            ),
+            await _rpc(
+                client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=client.namespace,
+                        workflow_execution=WorkflowExecution(
+                            workflow_id=workflow_id, run_id=run_id
                         ),
-                        timeout=RPC_TIMEOUT,
-                    )
+                    ),
+                    timeout=RPC_TIMEOUT,
                 )
-            except RPCError as err:
-                if err.status is not RPCStatusCode.NOT_FOUND:
-                    raise
+            )
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+
+
+async def _runs(client: Client, query: str) -> set[tuple[str, str]]:
+    """The runs visibility lists for `query`, as (workflow id, run id); none from a server
+    without visibility (the time-skipping test server: the current run is described)."""
+    runs = set()
+    try:
+        async for execution in client.list_workflows(query, rpc_timeout=RPC_TIMEOUT):
+            runs.add((execution.id, execution.run_id))
+    except RPCError as err:
+        if err.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+    return runs
 
 
 async def _end_retention(client: Client, onboarding_id: str) -> None:

@@ -1,6 +1,7 @@
 """After an erasure, no workflow in the namespace decodes to the person's data (issue 23,
 item 3): not the request's, not a duplicate submission's that raced it, not their
-partner user workflow (whose payloads are under a master key no erasure destroys)."""
+partner user workflow nor the request's resends (whose payloads are under a master key
+no erasure destroys: they are deleted)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from client import (
     erase_personal_data,
     send_partner_link,
     submit,
+    tell_applied_again,
     wait_until_recorded,
 )
 from encryption import EncryptionError
 from models.commerce import Prospect
-from models.ids import onboarding_workflow_id
+from models.ids import hour_period, onboarding_workflow_id, resend_workflow_id
 from models.lifecycle import Action
 from models.partners import LinkPurpose, SendLinkInput, partner_user_workflow_id
+from models.status import EmailKind
 from settings import Settings
 from stores import Stores, accounts, data_keys
 from tests.scenario import a_request, finished, payloads_in
@@ -105,6 +108,11 @@ async def test_after_an_erasure_no_workflow_decodes_to_the_persons_data(
         person.email,
         SendLinkInput(partner_user_id=admin.id, purpose=LinkPurpose.ACTIVATION, actor="anna"),
     )
+    # The email applies again: its address is told by the request's resend workflow.
+    await tell_applied_again(client, settings, oid, None)
+    period = hour_period(datetime.now(UTC))
+    told = resend_workflow_id(oid, EmailKind.APPLIED_AGAIN.value, period)
+    await client.get_workflow_handle(told).result()
     partner_user = partner_user_workflow_id(person.email)
     duplicates_workflow = onboarding_workflow_id(duplicate_id)
     for workflow_id in (partner_user, duplicates_workflow):
@@ -113,12 +121,14 @@ async def test_after_an_erasure_no_workflow_decodes_to_the_persons_data(
     erased = await erase_personal_data(client, stores, oid, actor="anna", reason="asked")
 
     assert erased.history == "key_destroyed"
-    for _ in range(100):
-        if await gone(client, partner_user):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the partner user workflow is still there")
+    # Temporal deletes a closed workflow in the background: within seconds.
+    for workflow_id in (partner_user, told):
+        for _ in range(600):
+            if await gone(client, workflow_id):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"{workflow_id} is still there")
     # Every workflow started since, whatever it is, as visibility lists them.
     listed = set()
     async for execution in client.list_workflows(f"StartTime >= '{started.isoformat()}'"):
