@@ -76,22 +76,9 @@ def check_may_apply(
         return
     if last.status == ProspectStatus.APPROVED:
         raise AlreadyPartner(f"{site_url.rstrip('/')}/signin", last.onboarding_id)
-    from_when = may_apply_from(last, cooldown)
-    if from_when is not None and (now or datetime.now(UTC)) < from_when:
-        raise CoolingDown(from_when, last.onboarding_id)
-
-
-def may_apply_from(prospect: Prospect, cooldown: timedelta) -> datetime | None:
-    """When a rejected request's email may apply again; None when it need not wait (the
-    request expired) or is no rejection."""
-    if (
-        prospect.status != ProspectStatus.REJECTED
-        or prospect.reason_code == ReasonCode.EXPIRED
-        or prospect.decided_at is None
-    ):
-        return None
-    decided_at = prospect.decided_at
-    return (decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)) + cooldown
+    may_apply_from = may_apply_again_from(last, cooldown)
+    if may_apply_from is not None and (now or datetime.now(UTC)) < may_apply_from:
+        raise CoolingDown(may_apply_from, last.onboarding_id)
 
 
 def open_request(commerce: Engine, email: str) -> str | None:
@@ -105,6 +92,15 @@ def open_request(commerce: Engine, email: str) -> str | None:
         if not inspect(commerce).has_table(Prospect.__tablename__):
             return None
         raise
+
+
+def may_apply_again_from(rejected: Prospect, cooldown: timedelta) -> datetime | None:
+    """When the email of a `rejected` prospect may apply again; None: at once (the request
+    expired, or there is no cool-down). The rejection email says the same."""
+    if rejected.reason_code == ReasonCode.EXPIRED or rejected.decided_at is None or not cooldown:
+        return None
+    decided_at = rejected.decided_at
+    return (decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)) + cooldown
 
 
 def last_decided_request(commerce: Engine, email: str) -> Prospect | None:
