@@ -91,6 +91,12 @@ async def test_a_user_added_while_no_worker_runs_is_recorded_with_a_key_and_invi
         key = held.headers["Idempotency-Key"]
         assert held.json()["idempotency_key"] == key and "Retry-After" in held.headers
         assert partner_user(stores, email) is None
+        # The page says the same, and its "Check again" posts the same form, id included.
+        token = await csrf(web, "/account/users")
+        on_page = {**user, "email": f"page.{email}", "request_id": uuid.uuid4().hex}
+        page = await web.post("/account/users", data={**on_page, "csrf_token": token})
+        assert page.status_code == 202 and "not yet confirmed" in page.text
+        assert f'value="{on_page["request_id"]}"' in page.text
 
         async with stoppable_worker():
             answer = await until_confirmed(
@@ -102,6 +108,10 @@ async def test_a_user_added_while_no_worker_runs_is_recorded_with_a_key_and_invi
             assert answer.status_code == 201, answer.text
             (invitation,) = await eventually_mail(
                 mail_sink, lambda m: m["To"].addresses[0].addr_spec == email
+            )
+            # The page's invitation is applied too, once.
+            await eventually_mail(
+                mail_sink, lambda m: m["To"].addresses[0].addr_spec == on_page["email"]
             )
     added = partner_user(stores, email)
     assert added is not None and answer.json()["partner_user_id"] == added.id
