@@ -431,9 +431,13 @@ async def test_the_rejection_email_says_when_the_form_takes_a_request_again(
     ]
     said = " ".join(text_of(rejection).split())
     assert " ".join(f"you may apply again from {from_then}:".split()) in said
+    # The form tells whoever applies no more than of a duplicate; the address is told
+    # the same date by email (issue 23, item 7).
     refused = await apply(web, a_filled_form(email=email))
-    assert refused.status_code == 409
-    assert f"You may apply again from {from_then}." in refused.text
+    assert refused.status_code == 303 and refused.headers["location"] == "/apply/already-open"
+    (told,) = await mail_sink.arrived(onboarding_id, EmailKind.APPLIED_AGAIN)
+    said = " ".join(text_of(told).split())
+    assert " ".join(f"You may apply again with this address from {from_then}:".split()) in said
 
 
 async def test_prospects_are_found_whatever_the_case_of_their_accents(

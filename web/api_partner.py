@@ -7,14 +7,17 @@ password change, or by the user's removal).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from client import NotYetConfirmed
 from models.partners import (
     PASSWORD_MAX,
     NewPartnerUser,
@@ -26,7 +29,7 @@ from models.requests import IDEMPOTENCY_KEY, Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
-from web.api import ERRORS, Problem
+from web.api import ERRORS, KEY_HEADER, NotConfirmed, Problem, not_confirmed
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
 from web.identifiers import RowId
@@ -196,19 +199,41 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
     return [PartnerUserOut.of(user) for user in users]
 
 
-@router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Add a user",
+    response_model=Invited,
+    responses={
+        **REFUSED,
+        202: {
+            "model": NotConfirmed,
+            "description": "Recorded and not yet confirmed while no worker runs: the same"
+            " call with the same Idempotency-Key (see Retry-After) answers its outcome",
+            "headers": KEY_HEADER,
+        },
+    },
+)
 async def invite_user(
     request: Request,
     body: NewPartnerUser,
     me: Administrator,
     client: ClientDep,
     settings: SettingsDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> Invited:
+) -> Invited | JSONResponse:
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
-    request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
-    changed = await add_user(client, settings, limits(request).invitations, me, body, request_id)
+    key = idempotency_key or uuid.uuid4().hex
+    invitations = limits(request).invitations
+    try:
+        changed = await add_user(
+            client, settings, invitations, me, body, f"api:invite:{me.id}:{key}"
+        )
+    except NotYetConfirmed:
+        return not_confirmed(key)
+    response.headers["Idempotency-Key"] = key
     return Invited.of(changed)
 
 

@@ -34,6 +34,9 @@ log = logging.getLogger("web.partners")
 _background: set[asyncio.Task[object]] = set()
 
 
+OWN_ADDRESS = N_(
+    "%(email)s is one of this service's own addresses: a user needs an address of their own."
+)
 NO_SUCH_USER = N_("There is no such user in your organisation.")
 ALREADY_ACTIVE = N_("%(name)s has already activated their account.")
 ALREADY_REMOVED = N_("%(name)s has already been removed.")
@@ -89,10 +92,16 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
     return found
 
 
-async def _invitation_allowed(invitations: RateLimit, email: str) -> None:
-    """Count one invitation to `email`, or refuse it: no administrator floods a mailbox."""
+async def _invitation_allowed(
+    invitations: RateLimit, email: str, request_id: str | None = None
+) -> None:
+    """Count one invitation to `email`, or refuse it: no administrator floods a mailbox.
+    A retry of one invitation (the same `request_id`) is the same invitation."""
     try:
-        await run_in_threadpool(invitations.take, account_key(email))
+        if request_id is None:
+            await run_in_threadpool(invitations.take, account_key(email))
+        else:
+            await run_in_threadpool(invitations.take_once, account_key(email), request_id)
     except HTTPException as too_many:
         refused = PartnerActionRefused(429, TOO_MANY_INVITATIONS, email=email)
         refused.headers = dict(too_many.headers or {})
@@ -107,7 +116,10 @@ async def add_user(
     new: NewPartnerUser,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
-    await _invitation_allowed(invitations, new.email)
+    if new.email.lower() in settings.own_addresses:
+        # Else the invitation, with names the administrator chose, lands in our own inbox.
+        raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
+    await _invitation_allowed(invitations, new.email, request_id)
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import partner_link_used
+from client import NotYetConfirmed, partner_link_used
 from models.partners import (
     PASSWORD_MIN,
     NewPartnerUser,
@@ -32,6 +32,7 @@ from web.auth import (
     CsrfChecked,
     PartnerAdministrator,
     PartnerUser,
+    csrf_token,
     start_partner_session,
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
@@ -49,7 +50,7 @@ from web.partners import (
     resend,
 )
 from web.protection import SubmitLimited, client_key, limits
-from web.templating import flash, render
+from web.templating import flash, not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -351,6 +352,15 @@ async def add_user_form(
         invitations = limits(request).invitations
         request_id = f"form:invite:{me.id}:{request_id}"
         await add_user(client, settings, invitations, me, new, request_id)
+    except NotYetConfirmed:
+        # "Check again" posts the same form, id included: the same invitation.
+        return not_confirmed(
+            request,
+            N_("The invitation is recorded, and not yet confirmed."),
+            what="invitation",
+            fields={**values, "csrf_token": csrf_token(request)},
+            locale=page_locale(request, me.locale),
+        )
     except PartnerActionRefused as refused:
         _ = translator(page_locale(request, me.locale))
         errors = {"email": refused.text(_)}
