@@ -44,8 +44,9 @@ from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, Sta
 from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
-from settings import Settings, get_settings
+from settings import Settings, describe, get_settings
 from stores import Stores
+from stores.migrations import NotMigrated
 from stores.reapply import ApplyRefused, check_may_apply
 
 (
@@ -68,6 +69,10 @@ class UsageError(Exception):
 
 class StoreUnreadable(OnboardingError):
     """The Commerce store cannot be read, so whether the email may apply is unknown."""
+
+
+class StoresUnusable(OnboardingError):
+    """A store cannot be opened, or is not this release's: missing, empty, unmigrated."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,7 +174,12 @@ async def run(
                     if getattr(args, field, None) is not None
                 }
             )
-        settings = settings or get_settings()
+        try:
+            settings = settings or get_settings()
+        except ValidationError as err:
+            # The environment's, not the command's: named as the variables are.
+            return _fail(EXIT_BAD_INPUT, describe(err))
+        await asyncio.to_thread(_stores_current, settings)
         temporal = Connection(settings, client)
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
@@ -237,7 +247,7 @@ async def run(
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
-    except TemporalUnavailable as err:
+    except (TemporalUnavailable, StoresUnusable) as err:
         return _fail(EXIT_UNAVAILABLE, str(err))
     except NotYetConfirmed as err:
         return _fail(
@@ -250,6 +260,21 @@ async def run(
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+def _stores_current(settings: Settings) -> None:
+    """Every command reads Commerce (the requests' data keys), and some Sales: a store this
+    release cannot use is named as what it is, before any command fails on a missing table."""
+    stores = Stores.from_settings(settings)
+    try:
+        stores.ensure_current()
+    except NotMigrated as err:
+        raise StoresUnusable(str(err)) from err
+    except SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StoresUnusable(f"cannot open the stores: {reason}") from err
+    finally:
+        stores.dispose()
 
 
 async def _may_apply(settings: Settings, request: OnboardingRequest, key: str) -> None:
