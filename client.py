@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -117,7 +118,29 @@ class PayloadConverter(CompositePayloadConverter):
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None
     ) -> list[Any]:
         _refuse_an_update_not_sent_by_the_product(payloads)
-        return super().from_payloads(payloads, type_hints)
+        values = super().from_payloads(payloads, type_hints)
+        for payload, value in zip(payloads, values, strict=True):
+            if encryption.ARRIVED in payload.metadata:
+                _remember_arrived_elsewhere(value)
+        return values
+
+
+# Values read from payloads the product did not send (in clear, or through the codec
+# endpoint), by identity while each lives: a signal's are read before its workflow runs
+# its handler, outside it, so the worker's interceptor asks here (worker.py).
+_ARRIVED_ELSEWHERE: dict[int, weakref.ref[Any]] = {}
+
+
+def _remember_arrived_elsewhere(value: Any) -> None:
+    key = id(value)
+    with contextlib.suppress(TypeError):  # a str or None: no signal of ours takes one
+        _ARRIVED_ELSEWHERE[key] = weakref.ref(value, lambda _: _ARRIVED_ELSEWHERE.pop(key, None))
+
+
+def arrived_elsewhere(value: Any) -> bool:
+    """Whether `value` was read from a payload the product did not send."""
+    held = _ARRIVED_ELSEWHERE.get(id(value))
+    return held is not None and held() is value
 
 
 def _refuse_an_update_not_sent_by_the_product(payloads: Sequence[Payload]) -> None:

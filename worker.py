@@ -12,10 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from temporalio import workflow
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import PatchActivationInput, Worker
+from temporalio.worker import (
+    HandleSignalInput,
+    Interceptor,
+    PatchActivationInput,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import health
@@ -26,7 +34,7 @@ from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import Connection, OnboardingError, connect, shred_keys
+from client import Connection, OnboardingError, arrived_elsewhere, connect, shred_keys
 from links import site_secret
 from models import search_attributes
 from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
@@ -77,6 +85,38 @@ PASSTHROUGH = (
 
 class MissingSearchAttributes(Exception):
     pass
+
+
+# Names the branch where a signal the product did not send is ignored: histories recorded
+# before it replay as they ran. It can go once no workflow started before it is open.
+IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
+
+
+class _ForgedSignalsIgnored(WorkflowInboundInterceptor):
+    """A signal sent in clear (the `temporal` CLI without the codec) or encrypted through
+    the codec endpoint is ignored: a signal cannot be refused, and `decision` would
+    otherwise decide with any actor typed in. Updates are refused (client.PayloadConverter)."""
+
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        if any(arrived_elsewhere(arg) for arg in input.args) and workflow.patched(
+            IGNORE_FORGED_SIGNALS
+        ):
+            workflow.logger.warning(
+                "Ignored the %s signal: it did not come from the product", input.signal
+            )
+            return
+        await super().handle_signal(input)
+
+
+class ForgedSignalsIgnored(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _ForgedSignalsIgnored
+
+
+# The worker's, and a replayer's that replays as the worker runs.
+INTERCEPTORS: list[Interceptor] = [ForgedSignalsIgnored()]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -130,6 +170,7 @@ def build_worker(
             partners.expire_links,
         ],
         workflow_runner=workflow_runner(),
+        interceptors=INTERCEPTORS,
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,

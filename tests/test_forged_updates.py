@@ -1,7 +1,7 @@
-"""An Update the product did not send is refused: one written in clear by the `temporal`
-CLI without the codec, or encrypted through the codec endpoint (which only Commerce admins
-may call). Both are the `temporal` CLI's ways of acting on a request past the web app's
-sign-in and roles, naming any actor."""
+"""An Update the product did not send is refused, and such a signal ignored: one written in
+clear by the `temporal` CLI without the codec, or encrypted through the codec endpoint
+(which only Commerce admins may call). Both are the `temporal` CLI's ways of acting on a
+request past the web app's sign-in and roles, naming any actor."""
 
 from __future__ import annotations
 
@@ -16,13 +16,18 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.worker import Replayer
 
-from client import UPDATE_NOT_FROM_THE_PRODUCT, hold
+from client import UPDATE_NOT_FROM_THE_PRODUCT, data_converter, decide, hold
 from models.ids import onboarding_workflow_id
-from models.status import Hold, OnboardingStatus
+from models.lifecycle import Action, Stage
+from models.status import Decision, Hold, OnboardingStatus
 from settings import Settings
+from stores import Stores
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import submitted
+from tests.test_replay import markers
+from worker import IGNORE_FORGED_SIGNALS, INTERCEPTORS, WORKFLOWS, workflow_runner
 from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -126,3 +131,29 @@ async def test_only_a_commerce_admin_may_encode(web: httpx.AsyncClient) -> None:
     assert by_admin.status_code == 200
     # Decoded as it was sent: the mark that refuses it as an Update stays inside.
     assert read_back.json() == sent
+
+
+async def test_a_decision_signalled_in_clear_is_ignored_and_its_history_replays(
+    client: Client, settings: Settings, stores: Stores
+) -> None:
+    current = await submitted(client, settings)
+    handle = client.get_workflow_handle(onboarding_workflow_id(current.onboarding_id))
+    in_clear = Client(
+        client.service_client, namespace=client.namespace, data_converter=pydantic_data_converter
+    )
+
+    await in_clear.get_workflow_handle(handle.id).signal(
+        OnboardingWorkflow.decision_signal, Decision(action=Action.CANCEL, actor="rep:mario")
+    )
+    # The product's own decision after it: applied, so the forged one was seen first.
+    qualified = await decide(client, current.onboarding_id, Action.QUALIFY, actor="rep:mario")
+
+    assert qualified.stage is Stage.OPPORTUNITY_OPEN
+    history = await handle.fetch_history()
+    assert f"patch:{IGNORE_FORGED_SIGNALS}" in markers(history.to_json())
+    await Replayer(
+        workflows=WORKFLOWS,
+        data_converter=data_converter(settings, stores.commerce),
+        workflow_runner=workflow_runner(),
+        interceptors=INTERCEPTORS,
+    ).replay_workflow(history)
