@@ -71,10 +71,6 @@ class StoreUnreadable(OnboardingError):
     """The Commerce store cannot be read, so whether the email may apply is unknown."""
 
 
-class StoresUnusable(OnboardingError):
-    """A store cannot be opened, or is not this release's: missing, empty, unmigrated."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
@@ -179,7 +175,6 @@ async def run(
         except ValidationError as err:
             # The environment's, not the command's: named as the variables are.
             return _fail(EXIT_BAD_INPUT, describe(err))
-        await asyncio.to_thread(_stores_current, settings)
         temporal = Connection(settings, client)
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
@@ -247,8 +242,15 @@ async def run(
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
-    except (TemporalUnavailable, StoresUnusable) as err:
-        return _fail(EXIT_UNAVAILABLE, str(err))
+    except (TemporalUnavailable, StoreUnreadable, SQLAlchemyError) as err:
+        # A store the command could not use: named as what it is when it is not this
+        # release's (a fresh, empty file where the command line was run, say).
+        unusable = None if settings is None else await _unusable_store(settings, err)
+        if unusable is not None:
+            return _fail(EXIT_UNAVAILABLE, unusable)
+        if isinstance(err, TemporalUnavailable):
+            return _fail(EXIT_UNAVAILABLE, str(err))
+        return _fail(EXIT_FAILED, str(err))
     except NotYetConfirmed as err:
         return _fail(
             EXIT_NOT_CONFIRMED,
@@ -262,19 +264,24 @@ async def run(
     return EXIT_OK
 
 
-def _stores_current(settings: Settings) -> None:
-    """Every command reads Commerce (the requests' data keys), and some Sales: a store this
-    release cannot use is named as what it is, before any command fails on a missing table."""
+async def _unusable_store(settings: Settings, err: BaseException) -> str | None:
+    """What is wrong with the stores behind `err` (a store's error, or Commerce not giving a
+    request's data key), when one is empty or at another release's migration."""
+    if isinstance(err, TemporalUnavailable) and not isinstance(
+        err.__cause__, encryption.KeyStoreUnavailable
+    ):
+        # Temporal's own failure, which stands even when the stores could not say either.
+        return None
     stores = Stores.from_settings(settings)
     try:
-        stores.ensure_current()
-    except NotMigrated as err:
-        raise StoresUnusable(str(err)) from err
-    except SQLAlchemyError as err:
-        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise StoresUnusable(f"cannot open the stores: {reason}") from err
+        await asyncio.to_thread(stores.ensure_current)
+    except NotMigrated as unusable:
+        return str(unusable)
+    except SQLAlchemyError:
+        return None
     finally:
         stores.dispose()
+    return None
 
 
 async def _may_apply(settings: Settings, request: OnboardingRequest, key: str) -> None:

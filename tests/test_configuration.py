@@ -134,37 +134,42 @@ def test_a_century_is_the_longest_a_duration_may_be() -> None:
         Settings(_env_file=None, reapply_cooldown="P36526D")
 
 
-def cli_status(directory: Path) -> subprocess.CompletedProcess[str]:
-    """`status` with both stores in `directory`, as from a folder the worker never used."""
-    return start(
-        "cli",
-        bare_env(
+def cli(client: Client, directory: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """The command line with both stores in `directory`: a folder the worker never used."""
+    return subprocess.run(
+        [sys.executable, "starter.py", *command],
+        cwd=PROJECT_DIR,
+        env=bare_env(
+            TEMPORAL_ADDRESS=client.service_client.config.target_host,
             PAYLOAD_ENCRYPTION_KEYS=TEST_PAYLOAD_KEYS,
             SALES_DATABASE_URL=f"sqlite:///{directory / 'sales.db'}",
             COMMERCE_DATABASE_URL=f"sqlite:///{directory / 'commerce.db'}",
         ),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-def test_the_command_line_names_a_store_that_does_not_exist_and_makes_none(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "command",
+    [
+        # Asks Commerce the re-apply policy first.
+        ("submit", "--company", "Contoso", "--first-name", "Giulia", "--last-name", "Rossi",
+         "--email", "giulia@contoso.example"),
+        # Encrypts the decision under the request's data key, kept in Commerce.
+        ("cancel", "0123456789abcdef"),
+    ],
+    ids=["submit", "cancel"],
+)  # fmt: skip
+def test_the_command_line_names_an_empty_store_as_empty(
+    client: Client, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
-    ran = cli_status(tmp_path / "elsewhere")
+    ran = cli(client, tmp_path / "elsewhere", *command)
 
     assert ran.returncode == 5, ran.stderr
-    assert "store" in ran.stderr and "does not exist" in ran.stderr
+    assert "store" in ran.stderr and "is empty: no migration has run on it" in ran.stderr
     assert "does not answer" not in ran.stderr
-    assert not list(tmp_path.glob("elsewhere/*.db"))
-
-
-def test_the_command_line_names_an_empty_store_as_empty(tmp_path: Path) -> None:
-    for store in ("sales", "commerce"):
-        (tmp_path / f"{store}.db").touch()
-
-    ran = cli_status(tmp_path)
-
-    assert ran.returncode == 5, ran.stderr
-    assert "is empty: no migration has run on it" in ran.stderr
     assert "Traceback" not in ran.stderr and ran.stderr.count("\n") == 1
 
 

@@ -33,7 +33,7 @@ class SchemaMismatch(Exception):
 
 
 class NotMigrated(Exception):
-    """A store this release cannot use as it is: missing, empty, or at another migration.
+    """A store this release cannot use as it is: empty, or at another migration.
     The worker and the web app migrate their stores when they start; a process that does
     not (the command line) pointed elsewhere would otherwise fail on a missing table."""
 
@@ -129,11 +129,6 @@ def keep_triggers(connection: Connection, store: str) -> list[str]:
 def ensure_current(engine: Engine, store: str) -> None:
     """Refuse a store that is not at this release's newest migration, saying what it is."""
     where = f"the {store} store {engine.url.render_as_string(hide_password=True)}"
-    database = engine.url.database
-    a_file = engine.url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-    # Checked before connecting, which would make an empty file there.
-    if a_file and not Path(str(database)).exists():
-        raise NotMigrated(f"{where} does not exist: is this the store the worker uses?")
     with engine.connect() as connection:
         revision = current(connection, store)
         tables = inspect(connection).get_table_names()
