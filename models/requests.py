@@ -201,7 +201,8 @@ class OnboardingRequest(BaseModel):
         return f"{self.first_name} {self.last_name}"
 
 
-# What anyone who submits with the email of an undecided request reads, whoever they are.
+# What anyone who submits with the email of a request on record (undecided, approved, or
+# rejected within REAPPLY_COOLDOWN) reads, whoever they are.
 ALREADY_OPEN = (
-    "A request with this email is already open; we have emailed its link to that address."
+    "We already have a request from this email; we have emailed that address what it may do next."
 )

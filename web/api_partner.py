@@ -7,14 +7,17 @@ password change, or by the user's removal).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from client import NotYetConfirmed
 from models.partners import (
     PASSWORD_MAX,
     NewPartnerUser,
@@ -26,7 +29,7 @@ from models.requests import IDEMPOTENCY_KEY, Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
-from web.api import ERRORS, Problem
+from web.api import ERRORS, KEY_HEADER, NotConfirmed, Problem, not_confirmed
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
 from web.identifiers import RowId
@@ -185,7 +188,7 @@ async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
 
 
 @router.get(
-    "/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403, 429)}
+    "/users", summary="Organisation users", responses={k: ERRORS[k] for k in (401, 403, 429)}
 )
 async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOut]:
     """Everyone who is or was a user of my organisation, with their state and role."""
@@ -195,18 +198,37 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
     return [PartnerUserOut.of(user) for user in users]
 
 
-@router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Add a user",
+    response_model=Invited,
+    responses={
+        **REFUSED,
+        202: {
+            "model": NotConfirmed,
+            "description": "Recorded and not yet confirmed while no worker runs: the same"
+            " call with the same Idempotency-Key (see Retry-After) answers its outcome",
+            "headers": KEY_HEADER,
+        },
+    },
+)
 async def invite_user(
     body: NewPartnerUser,
     me: Administrator,
     client: ClientDep,
     settings: SettingsDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> Invited:
+) -> Invited | JSONResponse:
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
-    request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
-    changed = await add_user(client, settings, me, body, request_id)
+    key = idempotency_key or uuid.uuid4().hex
+    try:
+        changed = await add_user(client, settings, me, body, f"api:invite:{me.id}:{key}")
+    except NotYetConfirmed:
+        return not_confirmed(key)
+    response.headers["Idempotency-Key"] = key
     return Invited.of(changed)
 
 

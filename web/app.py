@@ -38,6 +38,7 @@ from client import (
     Connection,
     DecisionFailed,
     DecisionNotAllowed,
+    NotYetConfirmed,
     RequestNotFound,
     TemporalUnavailable,
     codec_of,
@@ -303,6 +304,18 @@ def _handle_errors(app: FastAPI) -> None:
         log.error("%s", err)
         response = problem(
             request, 503, N_("The onboarding service is unavailable; try again soon.")
+        )
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    @app.exception_handler(NotYetConfirmed)
+    async def held(request: Request, err: NotYetConfirmed) -> Response:
+        # A change no route answers with its own key (a resend, a removal): Temporal
+        # holds it and applies it once a worker is back, so this is no "try again".
+        response = problem(
+            request,
+            202,
+            N_("Recorded, and not yet confirmed: it is applied once a worker is back."),
         )
         response.headers["Retry-After"] = RETRY_AFTER
         return response

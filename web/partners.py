@@ -32,6 +32,9 @@ log = logging.getLogger("web.partners")
 _background: set[asyncio.Task[object]] = set()
 
 
+OWN_ADDRESS = N_(
+    "%(email)s is one of this service's own addresses: a user needs an address of their own."
+)
 NO_SUCH_USER = N_("There is no such user in your organisation.")
 ALREADY_ACTIVE = N_("%(name)s has already activated their account.")
 ALREADY_REMOVED = N_("%(name)s has already been removed.")
@@ -89,6 +92,9 @@ async def add_user(
     new: NewPartnerUser,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
+    if new.email.lower() in settings.own_addresses:
+        # Else the invitation, with names the administrator chose, lands in our own inbox.
+        raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )

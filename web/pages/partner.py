@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import partner_link_used
+from client import NotYetConfirmed, partner_link_used
 from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
 from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import accounts
@@ -24,6 +24,7 @@ from web.auth import (
     CsrfChecked,
     PartnerAdministrator,
     PartnerUser,
+    csrf_token,
     start_partner_session,
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
@@ -41,7 +42,7 @@ from web.partners import (
     resend,
 )
 from web.protection import SubmitLimited, client_key, limits
-from web.templating import flash, render
+from web.templating import flash, not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -192,12 +193,15 @@ async def fresh_link(
     request: Request, token: str, stores: StoresDep, settings: SettingsDep
 ) -> Response:
     """An expired or used link: email its owner a fresh one, to the address on record."""
+    locale = page_locale(request)
     try:
         await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         if refused.account is not None:
             email_fresh_link(await get_client(request), settings, refused.account)
-    return render(request, "partner/link_sent.html", locale=page_locale(request))
+        # In the language the refused link's page was in.
+        locale = _link_locale(request, refused)
+    return render(request, "partner/link_sent.html", locale=locale)
 
 
 @router.get("/password/forgot")
@@ -222,12 +226,17 @@ async def forgot(
     return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
+def _link_locale(request: Request, refused: accounts.LinkRefused) -> Locale:
+    """A refused link's pages speak its owner's language, unless the visitor switched."""
+    return page_locale(request, refused.account.locale if refused.account else None)
+
+
 def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     offer = refused.account is not None and refused.why in ("expired", "used", "superseded")
     return render(
         request,
         "partner/link_refused.html",
-        locale=page_locale(request, refused.account.locale if refused.account else None),
+        locale=_link_locale(request, refused),
         status_code=410 if refused.why != "unknown" else 404,
         words=LINK_WORDS[refused.why],
         offer=offer,
@@ -272,7 +281,7 @@ async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Re
 
 @router.get("/account/users")
 async def users_page(request: Request, me: PartnerAdministrator, stores: StoresDep) -> Response:
-    """Organization users: who may sign in for the partner, with their state and role."""
+    """Organisation users: who may sign in for the partner, with their state and role."""
     return await _users(request, me, stores)
 
 
@@ -301,10 +310,21 @@ async def add_user_form(
     try:
         # The action and the adder are part of the id: the same form is one invitation.
         await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
+    except NotYetConfirmed:
+        # "Check again" posts the same form, id included: the same invitation.
+        return not_confirmed(
+            request,
+            N_("The invitation is recorded, and not yet confirmed."),
+            what="invitation",
+            fields={**values, "csrf_token": csrf_token(request)},
+            locale=page_locale(request, me.locale),
+        )
     except PartnerActionRefused as refused:
         _ = translator(page_locale(request, me.locale))
         errors = {"email": refused.text(_)}
-        return await _users(request, me, stores, values=values, errors=errors, status_code=409)
+        return await _users(
+            request, me, stores, values=values, errors=errors, status_code=refused.status
+        )
     _ = translator(page_locale(request, me.locale))
     flash(request, _(INVITED, name=f"{new.first_name} {new.last_name}"))
     return RedirectResponse("/account/users", status_code=303)
@@ -369,7 +389,8 @@ async def _users(
         locale=page_locale(request, me.locale),
         me=me,
         users=users,
-        values=values or {"locale": me.locale},
+        # A new user's language starts as the page's (the template's default).
+        values=values or {},
         errors=errors or {},
         refusal=refusal,
         roles=list(PartnerRole),
