@@ -72,6 +72,9 @@ class EmailKind(StrEnum):
     TEAM_REMINDER = "team_reminder"
     PROSPECT_APPROVED = "prospect_approved"
     PROSPECT_REJECTED = "prospect_rejected"
+    # The email of a decided request applied again: what it may do (sign in, or apply
+    # again from a date), told to the address rather than to whoever applied.
+    APPLIED_AGAIN = "applied_again"
 
     @property
     def event(self) -> str:

@@ -30,6 +30,7 @@ EMAIL_WORDS: dict[EmailKind, str] = {
     EmailKind.TEAM_REMINDER: "A reminder to the team whose move it is",
     EmailKind.PROSPECT_APPROVED: "Approved: welcome, and how to sign in",
     EmailKind.PROSPECT_REJECTED: "Rejected, with the reason",
+    EmailKind.APPLIED_AGAIN: "Applied again: sign in, or when it may apply again",
 }
 
 
