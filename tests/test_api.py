@@ -28,6 +28,7 @@ from tests.conftest import (
     MailSink,
     bearer,
     browse,
+    eventually,
     free_port,
     until_confirmed,
     web_settings_for,
@@ -50,13 +51,16 @@ async def submitted(web: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
 
 async def until_stage(web: httpx.AsyncClient, onboarding_id: str, stage: str) -> dict[str, Any]:
     """Poll the API, as a script would, until the request reaches `stage`."""
-    for _ in range(200):
+
+    async def reached() -> dict[str, Any]:
         response = await web.get(f"{API}/{onboarding_id}", headers=bearer(REP))
         assert response.status_code == 200, response.text
-        if response.json()["stage"] == stage:
-            return dict(response.json())
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{onboarding_id} never reached {stage}: {response.json()}")
+        assert response.json()["stage"] == stage, (
+            f"{onboarding_id} is not {stage}: {response.json()}"
+        )
+        return dict(response.json())
+
+    return await eventually(reached)
 
 
 async def test_a_request_goes_from_submit_to_approved_through_the_api(

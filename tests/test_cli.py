@@ -19,7 +19,7 @@ from client import submit, wait_until_recorded
 from models.commerce import Prospect
 from settings import Settings
 from stores import Stores
-from tests.conftest import free_port, until_confirmed
+from tests.conftest import eventually, free_port, until_confirmed
 from tests.scenario import a_request
 from worker import build_worker
 
@@ -108,8 +108,11 @@ async def test_an_admin_erases_a_decided_request_from_the_command_line(starter) 
     assert (await starter("cancel", oid)).code == 0
     # Once its workflow has ended (the rejection email out): closed, the stores are erased
     # directly and its key destroyed.
-    while (await starter("status", oid)).json["workflow_status"] != "completed":
-        await asyncio.sleep(0.1)
+
+    async def closed() -> bool:
+        return (await starter("status", oid)).json["workflow_status"] == "completed"
+
+    await eventually(closed, every=0.1)
 
     erased = await starter("erase", oid, "--reason", "asked by phone", "--actor", "cli:anna")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage as Mail
 
 import pytest
 from sqlmodel import Session, select
@@ -31,7 +32,7 @@ from models.partners import (
 )
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import MailSink
+from tests.conftest import MailSink, eventually
 from tests.scenario import finished, keep_history, submitted
 
 LINK = re.compile(r"http://b2b\.test/(activate|password/reset)/([A-Za-z0-9_-]+)")
@@ -66,13 +67,15 @@ def activation_link(mail_sink: MailSink, onboarding_id: str) -> str:
     return link
 
 
-async def eventually_mail(mail_sink: MailSink, predicate: object, count: int = 1) -> list:
-    for _ in range(200):
-        found = [m for m in mail_sink.messages() if predicate(m)]  # type: ignore[operator]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError("the email did not arrive")
+async def eventually_mail(
+    mail_sink: MailSink, predicate: Callable[[Mail], bool], count: int = 1
+) -> list[Mail]:
+    def arrived() -> list[Mail]:
+        found = [m for m in mail_sink.messages() if predicate(m)]
+        assert len(found) >= count, f"{len(found)} of {count} emails arrived"
+        return found
+
+    return await eventually(arrived)
 
 
 async def test_approval_email_activates_the_administrator(
