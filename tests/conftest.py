@@ -70,20 +70,23 @@ PATIENCE = 60.0
 
 @overload
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout: float = ..., every: float = ...
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    what: str = ...,
+    every: float = ...,
 ) -> T: ...
 @overload
 async def eventually(
-    check: Callable[[], T | None], timeout: float = ..., every: float = ...
+    check: Callable[[], T | None], timeout: float = ..., what: str = ..., every: float = ...
 ) -> T: ...
 async def eventually(
-    check: Callable[[], object], timeout: float = PATIENCE, every: float = 0.05
+    check: Callable[[], object], timeout: float = PATIENCE, what: str = "", every: float = 0.05
 ) -> object:
     """`check()`'s first answer that holds (not None, false or empty, and no
     AssertionError), asked again every `every` s; after `timeout` s the last failure.
 
     As sdk-python's `assert_eventually`: a check may assert, and its last message says
-    what was still missing.
+    what was still missing; or `what` names what never came.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -93,7 +96,9 @@ async def eventually(
                 answer = await answer
             if answer:
                 return answer
-            failure = AssertionError(f"not within {timeout:.0f} s: the last answer was {answer!r}")
+            failure = AssertionError(
+                f"{what or 'the check'}: not within {timeout:.0f} s (last answered {answer!r})"
+            )
         except AssertionError as err:
             failure = err
         if time.monotonic() > deadline:
