@@ -128,6 +128,7 @@ def build_worker(
             partners.expire_links,
         ],
         workflow_runner=workflow_runner(),
+        interceptors=[logs.RefusalsInOneLine()],
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,

@@ -40,7 +40,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import smtp
-from activities.errors import invalid_data, missing_record, write
+from activities.errors import invalid_data, missing_record, refusal, write
 from activities.partners import ensure_administrator
 from links import staff_page_path, status_url
 from logs import redact_emails
@@ -353,11 +353,7 @@ class EmailActivities:
             if user is None:
                 raise missing_record("The partner user", str(input.partner_user_id))
             if user.state == PartnerUserState.REMOVED:
-                raise ApplicationError(
-                    f"partner user {user.id} has been removed",
-                    type="PartnerUserRemoved",
-                    non_retryable=True,
-                )
+                raise refusal(f"partner user {user.id} has been removed", "PartnerUserRemoved")
             assert user.id is not None
             row = _outbox(
                 session,

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import missing_record, write
+from activities.errors import missing_record, refusal, write
 from models.commerce import (
     AccessLink,
     Customer,
@@ -41,19 +41,11 @@ ORGANIZATION = "organization"
 
 
 def already_a_user(email: str) -> ApplicationError:
-    return ApplicationError(
-        f"{email} is already a user of a business partner",
-        type="AlreadyPartnerUser",
-        non_retryable=True,
-    )
+    return refusal(f"{email} is already a user of a business partner", "AlreadyPartnerUser")
 
 
 def last_administrator() -> ApplicationError:
-    return ApplicationError(
-        LAST_ADMINISTRATOR,
-        type="LastAdministrator",
-        non_retryable=True,
-    )
+    return refusal(LAST_ADMINISTRATOR, "LastAdministrator")
 
 
 class PartnerUserFacts(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -126,6 +127,35 @@ async def test_an_unused_activation_link_stops_working_at_its_date_with_no_workf
         accounts.open_link(stores.commerce, token_of(link))
     # The page then offers a fresh link, which the user's workflow sends and watches.
     assert expired.value.why == "expired" and expired.value.account is not None
+
+
+async def test_an_expected_refusal_is_one_line_in_the_worker_s_log(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    worker: None,
+    mail_sink: MailSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    onboarding_id, admin_email = await approved_partner(client, settings)
+    link = activation_link(mail_sink, onboarding_id)
+    admin = accounts.use_link(stores.commerce, token_of(link), "a long enough password")
+    # Invited again, as a user of the partner that has them already: refused.
+    already = NewPartnerUser(first_name="Giulia", last_name="Rossi", email=admin_email)
+    invite = InviteInput(
+        organization_customer_id=admin.organization_customer_id,
+        user=already,
+        actor=f"partner:{admin.id}",
+    )
+
+    with caplog.at_level(logging.INFO), pytest.raises(PartnerUserRefused):
+        await invite_partner_user(client, settings, invite)
+
+    logged = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.levelname for r in logged if r.exc_info or r.levelno >= logging.WARNING] == []
+    (line,) = [r.getMessage() for r in logged if "refused" in r.getMessage()]
+    assert line.startswith("add_partner_user refused: AlreadyPartnerUser"), line
+    assert admin_email not in line
 
 
 async def test_administrator_adds_resends_and_removes_a_user(
