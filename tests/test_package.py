@@ -30,6 +30,9 @@ from tests.conftest import MailSink, eventually
 
 NOT_SOURCE = (".*", "var", "build", "test-output", "*.egg-info", "*.mo", "__pycache__")
 SETUPTOOLS_WARNINGS = ("SetuptoolsDeprecationWarning", "SetuptoolsWarning", "BuildBackendWarning")
+# A wheel built and installed into a venv of its own, for packaging that rarely changes:
+# `make test-faults`.
+pytestmark = pytest.mark.slow
 
 
 @dataclass

@@ -30,6 +30,9 @@ from tests.certificates import Authority, Issued
 from tests.conftest import MailSink, eventually, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# A minute of processes (nginx, a worker, the CLI) on a busy machine, for connection
+# settings that rarely change: `make test-faults`.
+pytestmark = pytest.mark.slow
 API_KEY = "an-api-key-for-the-tests-only"
 
 

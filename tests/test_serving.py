@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from settings import PROJECT_DIR
 from tests.conftest import answering, free_port
@@ -62,6 +63,8 @@ async def closed_within(seconds: float, reader: asyncio.StreamReader) -> bool:
         return False
 
 
+# Waits out the server's header timeout (HEADERS_WITHIN), set once: `make test-faults`.
+@pytest.mark.slow
 async def test_clients_that_never_finish_their_headers_are_closed_in_time(
     tmp_path: Path,
 ) -> None:
