@@ -40,8 +40,8 @@ test: lint $(COMPILED)
 # restarted, the mail server and the stores down, the storms of 200 and of 100 requests
 # in network namespaces (needs root), and the deploy from each earlier release; and the
 # slow tests that rarely break (marked `slow`: the wheel, the TLS frontend, the API
-# fuzzer, the bench's own run, slow clients). About ten minutes; kept out of `make test`,
-# which stays under ten.
+# fuzzer, the bench's own run, `python -m web` served). About ten minutes; kept out of
+# `make test`, which stays under ten.
 test-faults: $(STAMP)
 	$(PY) -m pytest -m 'storm or slow'
 

@@ -23,6 +23,10 @@ from tests.conftest import answering, free_port
 
 HEADERS_WITHIN = 10
 SLOW_CLIENTS = 50
+# A served process each, and one waits out the header timeout, for how `python -m web`
+# starts uvicorn, which rarely changes (the app's own proxy rules are test_pages.py's):
+# `make test-faults`.
+pytestmark = pytest.mark.slow
 
 
 @asynccontextmanager
@@ -63,8 +67,6 @@ async def closed_within(seconds: float, reader: asyncio.StreamReader) -> bool:
         return False
 
 
-# Waits out the server's header timeout (HEADERS_WITHIN), set once: `make test-faults`.
-@pytest.mark.slow
 async def test_clients_that_never_finish_their_headers_are_closed_in_time(
     tmp_path: Path,
 ) -> None:
