@@ -1,5 +1,10 @@
 """Real services for the tests: a Temporal dev server from the venv's binary, an SMTP
-server (aiosmtpd), SQLite stores in files, and a worker per test on its own task queue."""
+server (aiosmtpd), SQLite stores in files, and a worker per test on its own task queue.
+
+The session's services are each process's own: under pytest-xdist (`make test`) every
+worker process starts its own dev server, SMTP server and stores, on free ports and in
+its own temporary directory; PostgreSQL databases and Redis keys are named per test.
+"""
 
 from __future__ import annotations
 
