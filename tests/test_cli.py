@@ -217,6 +217,7 @@ async def test_a_namespace_that_does_not_exist_exits_5_not_4(starter) -> None:  
         one_line_reason(run, "no namespace", "no-such-namespace")
 
 
+@pytest.mark.usefixtures("short_accept_wait")
 async def test_with_the_worker_stopped_status_answers_and_a_decision_exits_6(
     starter, client: Client, settings: Settings, stores: Stores, activity_executor: Any
 ) -> None:  # type: ignore[no-untyped-def]
