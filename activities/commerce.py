@@ -20,6 +20,7 @@ from models.activity_io import (
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.lifecycle import ProspectStatus
 from models.partners import HIERARCHY_ROOT_ROLE
+from stores import data_keys
 from stores.engine import get_or_create, one
 
 PERSON = "person"
@@ -63,6 +64,8 @@ class CommerceActivities:
             if prospect is None:
                 holder = one(session, Prospect, undecided_email=email)
                 if holder is not None:
+                    # What this submission's workflow keeps is erased with the request.
+                    data_keys.mark_duplicate(session, input.onboarding_id, holder.onboarding_id)
                     return OpenRequest(onboarding_id=holder.onboarding_id)
                 prospect = Prospect(
                     onboarding_id=input.onboarding_id,

@@ -271,6 +271,7 @@ class EmailActivities:
             reason=prospect.decision_reason if rejected else None,
             period=input.period,
             reason_code=prospect.reason_code if rejected else None,
+            may_apply_from=input.may_apply_from,
         )
 
     async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:
@@ -299,7 +300,7 @@ class EmailActivities:
             if resent_by is not None and row.sent_at is None:
                 row.resent_at, row.resent_by = datetime.now(UTC), resent_by
                 row.failed_at = row.failure = None
-            token = may_apply_from = None
+            token, may_apply_from = None, input.may_apply_from
             if input.kind is EmailKind.PROSPECT_APPROVED:
                 token = self._activation_token(session, input, fresh and row.sent_at is None)
             if input.kind is EmailKind.PROSPECT_REJECTED:
