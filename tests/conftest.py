@@ -118,7 +118,7 @@ async def answering(url: str, process: subprocess.Popen[Any]) -> httpx.Response:
         async def answer() -> httpx.Response:
             if process.poll() is not None:
                 said = process.stderr.read() if process.stderr else ""
-                raise AssertionError(f"the process serving {url} has stopped: {said}")
+                pytest.fail(f"the process serving {url} has stopped: {said}")
             try:
                 return await http.get(url)
             except httpx.TransportError as err:
