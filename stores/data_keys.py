@@ -5,40 +5,62 @@ The wrapping and unwrapping is `encryption.py`'s; this module only keeps the row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session, col, select
 
 from models.commerce import DataKey, Prospect
-from stores.engine import one, transact
+from stores.engine import insert, one, transact, transact_sql
+
+DATA_KEY = DataKey.__table__  # type: ignore[attr-defined]
+_WRAPPED = (DATA_KEY.c.master_key_id, DATA_KEY.c.wrapped_key)
 
 
-def read(engine: Engine, onboarding_id: str) -> DataKey | None:
-    with Session(engine) as session:
-        return one(session, DataKey, onboarding_id=onboarding_id)
+@dataclass(frozen=True)
+class Wrapped:
+    """A request's key as kept: wrapped by a master key, or destroyed (None)."""
+
+    master_key_id: str
+    wrapped_key: bytes | None
+
+
+def read(engine: Engine, onboarding_id: str) -> Wrapped | None:
+    """The request's key as kept (None: it has none)."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(*_WRAPPED).where(DATA_KEY.c.onboarding_id == onboarding_id)
+        ).first()
+    return Wrapped(*row) if row is not None else None
 
 
 def keep(
     engine: Engine, onboarding_id: str, master_key_id: str, wrapped: bytes, at: datetime
-) -> DataKey:
-    """Keep a new data key for the request, or answer with the one it has (made first by a
-    concurrent attempt, or destroyed)."""
+) -> Wrapped | None:
+    """Keep a new data key for the request: None when it is kept, else the one the request
+    already has (made first by a concurrent attempt, or destroyed)."""
 
-    def work(session: Session) -> DataKey:
-        row = one(session, DataKey, onboarding_id=onboarding_id)
-        if row is None:
-            row = DataKey(
+    def work(connection: Connection) -> Wrapped | None:
+        kept = connection.execute(
+            insert(connection, DATA_KEY)
+            .values(
                 onboarding_id=onboarding_id,
                 master_key_id=master_key_id,
                 wrapped_key=wrapped,
                 created_at=at,
             )
-            session.add(row)
-            session.flush()
-        return row
+            .on_conflict_do_nothing()
+            .returning(DATA_KEY.c.id)
+        ).scalar()
+        if kept is not None:
+            return None
+        row = connection.execute(
+            select(*_WRAPPED).where(DATA_KEY.c.onboarding_id == onboarding_id)
+        ).one()
+        return Wrapped(*row)
 
-    return transact(engine, work)
+    return transact_sql(engine, work)
 
 
 def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
