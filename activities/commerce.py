@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, literal, update
-from sqlmodel import Session, select
+from sqlalchemy import Connection, Engine, Update, bindparam, case, insert, or_, update
+from sqlmodel import Session
 from temporalio import activity
 
 from activities.errors import conflicting_state, missing_record, write, write_sql
@@ -23,7 +24,7 @@ from models.activity_io import (
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.lifecycle import ProspectStatus
 from models.search import search_columns
-from stores.engine import insert, insert_new, one
+from stores.engine import by_key, insert_ignoring, insert_new, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -84,31 +85,28 @@ class CommerceActivities:
             "created_at": input.at,
         }
         values.update(search_columns(values))
-        columns = (PROSPECT.c.id, PROSPECT.c.sales_integration_enabled)
+        columns = ("id", "sales_integration_enabled")
 
         def work(connection: Connection) -> ProspectCreated | OpenRequest:
             # Either key may be taken: this request's own (a retry), or its email (held
             # by another undecided request).
             prospect = connection.execute(
-                insert(connection, PROSPECT)
-                .values(values)
-                .on_conflict_do_nothing()
-                .returning(*columns)
+                insert_ignoring(connection, PROSPECT, *columns), values
             ).first()
             if prospect is None:
                 prospect = connection.execute(
-                    select(*columns).where(PROSPECT.c.onboarding_id == input.onboarding_id)
+                    by_key(PROSPECT, ("onboarding_id",), *columns), values
                 ).first()
             if prospect is None:
                 holder = connection.execute(
-                    select(PROSPECT.c.onboarding_id).where(PROSPECT.c.undecided_email == email)
+                    by_key(PROSPECT, ("undecided_email",), "onboarding_id"), values
                 ).scalar()
                 if holder is not None:
                     return OpenRequest(onboarding_id=holder)
                 # Decided since: the email is free again, or taken again (`write_sql`
                 # runs this once more on the conflict).
                 prospect = connection.execute(
-                    insert(connection, PROSPECT).values(values).returning(*columns)
+                    insert(PROSPECT).returning(*(PROSPECT.c[name] for name in columns)), values
                 ).one()
             return ProspectCreated(
                 prospect_id=prospect.id,
@@ -186,9 +184,8 @@ class CommerceActivities:
             customers = {
                 row.customer_type: row
                 for row in connection.execute(
-                    select(CUSTOMER.c.id, CUSTOMER.c.customer_type, CUSTOMER.c.name).where(
-                        CUSTOMER.c.onboarding_id == oid
-                    )
+                    by_key(CUSTOMER, ("onboarding_id",), "id", "customer_type", "name"),
+                    {"onboarding_id": oid},
                 )
             }
             for customer_type in (ORGANIZATION, PERSON):
@@ -211,26 +208,21 @@ class CommerceActivities:
                 (person.id, root.id, ROLE_B2B_ADMIN),
             ]
             connection.execute(
-                insert(connection, MEMBER)
-                .values(
-                    [
-                        {
-                            "onboarding_id": oid,
-                            "hierarchy_id": hierarchy_id,
-                            "customer_id": customer_id,
-                            "parent_customer_id": parent_id,
-                            "role": role,
-                        }
-                        for customer_id, parent_id, role in members
-                    ]
-                )
-                .on_conflict_do_nothing()
+                insert_ignoring(connection, MEMBER),
+                [
+                    {
+                        "onboarding_id": oid,
+                        "hierarchy_id": hierarchy_id,
+                        "customer_id": customer_id,
+                        "parent_customer_id": parent_id,
+                        "role": role,
+                    }
+                    for customer_id, parent_id, role in members
+                ],
             )
             # The B2B administrator orders on the organisation's invoice account.
             connection.execute(
-                update(CUSTOMER)
-                .where(CUSTOMER.c.id == person.id)
-                .values(invoice_customer_id=root.id)
+                _INVOICE_ON, {"person_id": person.id, "invoice_customer_id": root.id}
             )
             return hierarchy_id
 
@@ -270,6 +262,9 @@ class CommerceActivities:
         write(self.engine, work)
 
 
+_INVOICE_ON = update(CUSTOMER).where(CUSTOMER.c.id == bindparam("person_id"))
+
+
 def _decide(
     connection: Connection,
     onboarding_id: str,
@@ -280,33 +275,55 @@ def _decide(
 ) -> None:
     """The prospect decided: `status`, with when, by whom and `why` (kept from the first
     attempt when a retry finds it decided). One statement when the decision is new."""
-    first = PROSPECT.c.decided_at.is_(None)
-    decided = {
-        column: case((first, literal(value, PROSPECT.c[column].type)), else_=PROSPECT.c[column])
-        for column, value in {"decided_at": at, "decided_by": actor, **why}.items()
-    }
+    decided = {"decided_at": at, "decided_by": actor, **why}
     changed = connection.execute(
-        update(PROSPECT)
-        .where(
-            PROSPECT.c.onboarding_id == onboarding_id,
-            PROSPECT.c.status.in_((ProspectStatus.PENDING.value, status.value)),
-        )
-        # Decided: the email may apply again, and nothing is on hold any more.
-        .values(
-            status=status.value,
-            undecided_email=None,
-            held_since=None,
-            held_by=None,
-            hold_note=None,
-            **decided,
-        )
-        .returning(PROSPECT.c.id)
+        _deciding(tuple(decided)),
+        {
+            "prospect": onboarding_id,
+            "decided_status": status.value,
+            "pending": ProspectStatus.PENDING.value,
+            **{f"new_{column}": value for column, value in decided.items()},
+        },
     ).scalar()
     if changed is not None:
         return
     prospect = connection.execute(
-        select(PROSPECT.c.id, PROSPECT.c.status).where(PROSPECT.c.onboarding_id == onboarding_id)
+        by_key(PROSPECT, ("onboarding_id",), "id", "status"), {"onboarding_id": onboarding_id}
     ).first()
     if prospect is None:
         raise missing_record("The prospect", onboarding_id)
     raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
+
+
+@cache
+def _deciding(decided: tuple[str, ...]) -> Update:
+    """The UPDATE deciding a prospect still pending (or decided so already), its `decided`
+    columns written only the first time: built once for each set of them. (A parameter
+    named as a column would be SET: these are named otherwise.)"""
+    first = PROSPECT.c.decided_at.is_(None)
+    return (
+        update(PROSPECT)
+        .where(
+            PROSPECT.c.onboarding_id == bindparam("prospect"),
+            or_(
+                PROSPECT.c.status == bindparam("pending"),
+                PROSPECT.c.status == bindparam("decided_status"),
+            ),
+        )
+        # Decided: the email may apply again, and nothing is on hold any more.
+        .values(
+            status=bindparam("decided_status"),
+            undecided_email=None,
+            held_since=None,
+            held_by=None,
+            hold_note=None,
+            **{
+                column: case(
+                    (first, bindparam(f"new_{column}", type_=PROSPECT.c[column].type)),
+                    else_=PROSPECT.c[column],
+                )
+                for column in decided
+            },
+        )
+        .returning(PROSPECT.c.id)
+    )

@@ -34,7 +34,7 @@ from typing import Any
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from opentelemetry import trace
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, select
 from temporalio import activity
@@ -55,7 +55,7 @@ from models.status import EmailKind
 from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
-from stores.engine import insert
+from stores.engine import by_key, insert_ignoring
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
 SENT = "sent"
@@ -692,6 +692,9 @@ class _Claimed:
 
 
 OUTBOX = EmailMessage.__table__  # type: ignore[attr-defined]
+# Executed with the columns they set as parameters.
+_OUTBOX_ROW = update(OUTBOX).where(OUTBOX.c.id == bindparam("row"))
+_UNSENT_ROW = _OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None))
 
 
 def _claim(
@@ -707,16 +710,12 @@ def _claim(
     connection = session.connection()
     subject = email.subject if email is not None else ""
     new = connection.execute(
-        insert(connection, OUTBOX)
-        .values(**row, subject=subject, created_at=datetime.now(UTC), attempts=1)
-        .on_conflict_do_nothing()
-        .returning(OUTBOX.c.id)
+        insert_ignoring(connection, OUTBOX, "id"),
+        {**row, "subject": subject, "created_at": datetime.now(UTC), "attempts": 1},
     ).scalar()
     if new is not None:
         return _Claimed(new, already_sent=False)
-    found = connection.execute(
-        select(OUTBOX.c.id, OUTBOX.c.sent_at).where(*(OUTBOX.c[k] == row[k] for k in key))
-    ).one()
+    found = connection.execute(by_key(OUTBOX, key, "id", "sent_at"), row).one()
     changes: dict[str, Any] = {"attempts": OUTBOX.c.attempts + 1}
     if found.sent_at is None:
         if email is not None:
@@ -730,18 +729,14 @@ def _claim(
 
 def _entitle(session: Session, row_id: int, subject: str) -> None:
     """The subject of an email written once its row was claimed (it carries a new link)."""
-    session.connection().execute(
-        update(OUTBOX).where(OUTBOX.c.id == row_id).values(subject=subject)
-    )
+    session.connection().execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
 
 
 def _mark(commerce: Engine, row_id: int, **outcome: Any) -> None:
     """Record an unsent email's outcome: sent, or refused for good."""
     write_sql(
         commerce,
-        lambda connection: connection.execute(
-            update(OUTBOX).where(OUTBOX.c.id == row_id, OUTBOX.c.sent_at.is_(None)).values(outcome)
-        ),
+        lambda connection: connection.execute(_UNSENT_ROW, {"row": row_id, **outcome}),
     )
 
 

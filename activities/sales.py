@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, update
-from sqlmodel import select
+from sqlalchemy import Connection, Engine, bindparam, update
 from temporalio import activity
 
 from activities.errors import conflicting_state, missing_record, write_sql
@@ -29,7 +28,7 @@ from models.sales import (
     decision_note,
 )
 from models.search import search_columns
-from stores.engine import insert_new
+from stores.engine import by_key, insert_new
 
 LEAD = Lead.__table__  # type: ignore[attr-defined]
 NOTE = TimelineNote.__table__  # type: ignore[attr-defined]
@@ -135,9 +134,13 @@ class SalesActivities:
             )
             if lead.status == "open":
                 connection.execute(
-                    update(LEAD)
-                    .where(LEAD.c.id == lead.id)
-                    .values(status="qualified", decided_at=at, decided_by=input.actor)
+                    _LEAD_BY_ID,
+                    {
+                        "lead": lead.id,
+                        "status": "qualified",
+                        "decided_at": at,
+                        "decided_by": input.actor,
+                    },
                 )
             _note(
                 connection,
@@ -161,17 +164,16 @@ class SalesActivities:
 
         def work(connection: Connection) -> None:
             lead_id = connection.execute(
-                update(LEAD)
-                .where(LEAD.c.onboarding_id == oid, LEAD.c.status == "open")
-                .values(
-                    status="disqualified",
-                    decided_at=input.at,
-                    decided_by=input.actor,
-                    decision_reason=input.reason,
-                    reason_code=input.reason_code,
-                    internal_note=input.note,
-                )
-                .returning(LEAD.c.id)
+                _OPEN_LEAD,
+                {
+                    "lead_of": oid,
+                    "status": "disqualified",
+                    "decided_at": input.at,
+                    "decided_by": input.actor,
+                    "decision_reason": input.reason,
+                    "reason_code": input.reason_code,
+                    "internal_note": input.note,
+                },
             ).scalar()
             if lead_id is None:
                 lead = _lead(connection, oid)
@@ -191,23 +193,21 @@ class SalesActivities:
 
         def work(connection: Connection) -> None:
             closed = connection.execute(
-                update(OPPORTUNITY)
-                .where(OPPORTUNITY.c.onboarding_id == oid, OPPORTUNITY.c.status == "open")
-                .values(
-                    status=outcome,
-                    closed_at=input.at,
-                    closed_by=input.actor,
-                    close_reason=input.reason,
-                    reason_code=input.reason_code,
-                    internal_note=input.note,
-                )
-                .returning(OPPORTUNITY.c.lead_id)
+                _OPEN_OPPORTUNITY,
+                {
+                    "opportunity_of": oid,
+                    "status": outcome,
+                    "closed_at": input.at,
+                    "closed_by": input.actor,
+                    "close_reason": input.reason,
+                    "reason_code": input.reason_code,
+                    "internal_note": input.note,
+                },
             ).first()
             if closed is None:
                 opportunity = connection.execute(
-                    select(OPPORTUNITY.c.id, OPPORTUNITY.c.status, OPPORTUNITY.c.lead_id).where(
-                        OPPORTUNITY.c.onboarding_id == oid
-                    )
+                    by_key(OPPORTUNITY, ("onboarding_id",), "id", "status", "lead_id"),
+                    {"onboarding_id": oid},
                 ).first()
                 if opportunity is None:
                     raise missing_record("The opportunity", oid)
@@ -230,8 +230,27 @@ class SalesActivities:
         write_sql(self.engine, work)
 
 
+# Each executed with the columns it sets as parameters (a parameter named as a column
+# is SET; the ones the WHERE reads are named otherwise).
+_LEAD_BY_ID = update(LEAD).where(LEAD.c.id == bindparam("lead"))
+_OPEN_LEAD = (
+    update(LEAD)
+    .where(LEAD.c.onboarding_id == bindparam("lead_of"), LEAD.c.status == "open")
+    .returning(LEAD.c.id)
+)
+_OPEN_OPPORTUNITY = (
+    update(OPPORTUNITY)
+    .where(
+        OPPORTUNITY.c.onboarding_id == bindparam("opportunity_of"),
+        OPPORTUNITY.c.status == "open",
+    )
+    .returning(OPPORTUNITY.c.lead_id)
+)
+_LEAD = by_key(LEAD, ("onboarding_id",), *LEAD.c.keys())
+
+
 def _lead(connection: Connection, onboarding_id: str) -> Any:
-    lead = connection.execute(select(LEAD).where(LEAD.c.onboarding_id == onboarding_id)).first()
+    lead = connection.execute(_LEAD, {"onboarding_id": onboarding_id}).first()
     if lead is None:
         raise missing_record("The lead", onboarding_id)
     return lead

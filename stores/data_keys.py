@@ -12,10 +12,10 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session, col, select
 
 from models.commerce import DataKey, Prospect
-from stores.engine import insert, one, transact, transact_sql
+from stores.engine import by_key, insert_ignoring, one, transact, transact_sql
 
 DATA_KEY = DataKey.__table__  # type: ignore[attr-defined]
-_WRAPPED = (DATA_KEY.c.master_key_id, DATA_KEY.c.wrapped_key)
+_KEPT = by_key(DATA_KEY, ("onboarding_id",), "master_key_id", "wrapped_key")
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,7 @@ class Wrapped:
 def read(engine: Engine, onboarding_id: str) -> Wrapped | None:
     """The request's key as kept (None: it has none)."""
     with engine.connect() as connection:
-        row = connection.execute(
-            select(*_WRAPPED).where(DATA_KEY.c.onboarding_id == onboarding_id)
-        ).first()
+        row = connection.execute(_KEPT, {"onboarding_id": onboarding_id}).first()
     return Wrapped(*row) if row is not None else None
 
 
@@ -42,22 +40,14 @@ def keep(
     already has (made first by a concurrent attempt, or destroyed)."""
 
     def work(connection: Connection) -> Wrapped | None:
+        key = {"onboarding_id": onboarding_id}
         kept = connection.execute(
-            insert(connection, DATA_KEY)
-            .values(
-                onboarding_id=onboarding_id,
-                master_key_id=master_key_id,
-                wrapped_key=wrapped,
-                created_at=at,
-            )
-            .on_conflict_do_nothing()
-            .returning(DATA_KEY.c.id)
+            insert_ignoring(connection, DATA_KEY, "id"),
+            {**key, "master_key_id": master_key_id, "wrapped_key": wrapped, "created_at": at},
         ).scalar()
         if kept is not None:
             return None
-        row = connection.execute(
-            select(*_WRAPPED).where(DATA_KEY.c.onboarding_id == onboarding_id)
-        ).one()
+        row = connection.execute(_KEPT, key).one()
         return Wrapped(*row)
 
     return transact_sql(engine, work)
