@@ -7,9 +7,11 @@ a retried activity finds what its first attempt wrote.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -34,7 +36,7 @@ from models.partners import (
     RemovePartnerUserInput,
 )
 from stores.accounts import PARTNER, administrators, end_sessions, utc
-from stores.engine import get_or_create, one
+from stores.engine import by_key, get_or_create, insert_ignoring, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -64,36 +66,58 @@ class PartnerUserFacts(BaseModel):
     pending: PendingLink | None = None
 
 
-def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> PartnerUser | None:
-    """The approved requester's account, as their organisation's B2B administrator.
+def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> Any | None:
+    """The approved requester's account (its `id` and `state`), as their organisation's B2B
+    administrator.
 
     Made by the approval email, once the hierarchy exists (None before: the email then
-    just says to sign in). An email that already has an account keeps it.
+    just says to sign in). An email that already has an account keeps it. The approval
+    (`CommerceActivities.approve_prospect`) put the requester on the organisation's
+    invoice account already.
     """
-    person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
-    hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
-    if person is None or hierarchy is None or person.email is None:
+    connection = session.connection()
+    person = connection.execute(_APPROVED_PERSON, {"onboarding_id": onboarding_id}).first()
+    if person is None or person.email is None:
         return None
-    assert person.id is not None and hierarchy.id is not None
-    person.invoice_customer_id = hierarchy.root_customer_id
-    email = person.email.lower()
-    existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()
-    if existing is not None:
-        return existing
-    user = PartnerUser(
-        email=email,
-        customer_id=person.id,
-        organization_customer_id=hierarchy.root_customer_id,
-        hierarchy_id=hierarchy.id,
-        first_name=person.first_name or "",
-        last_name=person.last_name or "",
-        locale=person.locale,
-        created_at=at,
-        invited_by="approval",
+    user = {
+        "email": person.email.lower(),
+        "customer_id": person.id,
+        "organization_customer_id": person.root_customer_id,
+        "hierarchy_id": person.hierarchy_id,
+        "first_name": person.first_name or "",
+        "last_name": person.last_name or "",
+        "locale": person.locale,
+        "created_at": at,
+        "invited_by": "approval",
+    }
+    made = connection.execute(insert_ignoring(connection, USER, "id", "state"), user).first()
+    if made is None:
+        made = connection.execute(by_key(USER, ("email",), "id", "state"), user).first()
+    if made is None:
+        # The person has an account under another email: refused as the store refuses it.
+        made = connection.execute(insert(USER).returning(USER.c.id, USER.c.state), user).one()
+    return made
+
+
+USER = PartnerUser.__table__  # type: ignore[attr-defined]
+_CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_HIERARCHY = CustomerHierarchy.__table__  # type: ignore[attr-defined]
+# The requester's person customer, with their organisation's hierarchy.
+_APPROVED_PERSON = (
+    select_columns(
+        _CUSTOMER.c.id,
+        _CUSTOMER.c.email,
+        _CUSTOMER.c.first_name,
+        _CUSTOMER.c.last_name,
+        _CUSTOMER.c.locale,
+        _HIERARCHY.c.id.label("hierarchy_id"),
+        _HIERARCHY.c.root_customer_id,
     )
-    session.add(user)
-    session.flush()
-    return user
+    .join(_HIERARCHY, _HIERARCHY.c.onboarding_id == _CUSTOMER.c.onboarding_id)
+    .where(
+        _CUSTOMER.c.onboarding_id == bindparam("onboarding_id"), _CUSTOMER.c.customer_type == PERSON
+    )
+)
 
 
 class PartnerActivities:

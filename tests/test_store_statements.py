@@ -121,4 +121,12 @@ async def test_a_won_request_writes_each_store_once_per_step_a_statement_per_row
         # The opportunity won, its note; the prospect approved, its customers read, the
         # hierarchy, its two members, the administrator's invoice account.
         assert since() == {"commerce": (1, 5), "sales": (1, 2)}
+        await env.run(
+            email.send_onboarding_email,
+            SendEmailInput(onboarding_id=oid, kind=EmailKind.PROSPECT_APPROVED, request=request),
+        )
+        # The outbox row; the requester and their hierarchy read, their account, its
+        # activation link, their other links ended, the subject (it carries the link);
+        # then marked sent.
+        assert since() == {"commerce": (2, 7)}
     await email.aclose()
