@@ -10,7 +10,7 @@ restart.
 # it scheduled, sparing a trip through matching. Transfer queue reads: the limit of 20 a
 # second is per history shard, and the dev server has one, so every task the server
 # hands on (a workflow task, a child's start, a signal) waited up to 50 ms for the next
-# read. Measured in the benchmark (README, Performance).
+# read. Measured in the benchmark (docs/performance.md).
 TUNING = (
     "--dynamic-config-value",
     "history.transferProcessorMaxPollRPS=1000",

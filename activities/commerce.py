@@ -23,12 +23,12 @@ from models.activity_io import (
 )
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.lifecycle import ProspectStatus
+from models.partners import HIERARCHY_ROOT_ROLE
 from models.search import search_columns
 from stores.engine import by_key, insert_ignoring, insert_new, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
-ROLE_ROOT = "organization"
 ROLE_B2B_ADMIN = "b2b_admin"
 PROSPECT = Prospect.__table__  # type: ignore[attr-defined]
 CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
@@ -204,7 +204,7 @@ class CommerceActivities:
                 "onboarding_id",
             )
             members = [
-                (root.id, None, ROLE_ROOT),
+                (root.id, None, HIERARCHY_ROOT_ROLE),
                 (person.id, root.id, ROLE_B2B_ADMIN),
             ]
             connection.execute(

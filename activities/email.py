@@ -27,11 +27,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime as mail_date
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from opentelemetry import trace
 from sqlalchemy import Engine, bindparam, update
@@ -48,7 +50,7 @@ from links import staff_page_path, status_url
 from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
-from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
+from models.lifecycle import STAGE_WORDS, STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.requests import STORED, OnboardingRequest
 from models.status import EmailKind
@@ -56,6 +58,7 @@ from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
 from stores.engine import by_key, insert_ignoring
+from stores.reapply import may_apply_again_from
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
 SENT = "sent"
@@ -122,7 +125,14 @@ class EmailRenderer:
             finalize=inert,
         )
 
-    def render(self, input: SendEmailInput, activation_token: str | None = None) -> RenderedEmail:
+    def render(
+        self,
+        input: SendEmailInput,
+        activation_token: str | None = None,
+        may_apply_from: datetime | None = None,
+    ) -> RenderedEmail:
+        """`may_apply_from`, for a rejection: when the requester may apply again (None: at
+        once; see `stores.reapply`)."""
         request = input.request
         context = {
             "onboarding_id": input.onboarding_id,
@@ -134,6 +144,12 @@ class EmailRenderer:
             "email": Verbatim(request.email),
             "reason": input.reason,
             "expired": input.reason_code is ReasonCode.EXPIRED,
+            # In the words and time zone of the form's own refusal page.
+            "may_apply_from": Verbatim(
+                format_datetime(may_apply_from, "long", tzinfo=UTC, locale=request.locale)
+            )
+            if may_apply_from
+            else None,
             "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
             "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
             if activation_token
@@ -144,11 +160,12 @@ class EmailRenderer:
     def render_team_reminder(self, input: TeamReminderInput, team: str) -> RenderedEmail:
         context = {
             "onboarding_id": input.onboarding_id,
-            "team": team,
+            # The product's own words, printed as written (`inert` is for what people typed).
+            "team": Verbatim(team),
             "company": input.company,
             "number": input.number,
-            "stage": STAGES[input.stage].requester_name,
-            "waiting_for": STAGES[input.stage].waiting_for.replace("**", ""),
+            "stage": Verbatim(STAGE_WORDS[input.stage]),
+            "waiting_for": Verbatim(STAGES[input.stage].waiting_for.replace("**", "")),
             # The product's own words: dates, not links.
             "since": Verbatim(f"{input.stage_since:%Y-%m-%d %H:%M} UTC"),
             "expires_at": Verbatim(f"{input.expires_at:%Y-%m-%d %H:%M} UTC")
@@ -285,7 +302,12 @@ class EmailActivities:
 
         def claim(session: Session, fresh: bool) -> _Claimed:
             # Written before the row is claimed, unless it carries a link made in the claim.
-            email = None if approval else self.renderer.render(input)
+            email = None
+            if input.kind is EmailKind.PROSPECT_REJECTED:
+                may_apply_from = self._may_apply_again_from(session, input.onboarding_id)
+                email = self.renderer.render(input, None, may_apply_from)
+            elif not approval:
+                email = self.renderer.render(input)
             claimed = _claim(
                 session, row, email, ("onboarding_id", "kind", "period"), resent_by=resent_by
             )
@@ -299,6 +321,15 @@ class EmailActivities:
             return claimed
 
         return (await self._deliver(claim)).row_id
+
+    def _may_apply_again_from(self, session: Session, onboarding_id: str) -> datetime | None:
+        """When a rejected requester may apply again, by the policy the form applies."""
+        rejected = session.exec(
+            select(Prospect).where(Prospect.onboarding_id == onboarding_id)
+        ).first()
+        if rejected is None:
+            return None
+        return may_apply_again_from(rejected, self.settings.reapply_cooldown)
 
     @activity.defn
     async def send_team_reminder(self, input: TeamReminderInput) -> int:
@@ -559,7 +590,7 @@ class EmailActivities:
                 self._from,
                 f"To: {_address(name, address)}\r\n",
                 _header("Subject", email.subject),
-                f"Date: {format_datetime(datetime.now(UTC))}\r\n",
+                f"Date: {mail_date(datetime.now(UTC))}\r\n",
                 _ours("Message-ID", message_id),
                 *(_ours(header, value) for header, value in headers.items()),
             ]

@@ -142,15 +142,8 @@ class SalesActivities:
                         "decided_by": input.actor,
                     },
                 )
-            _note(
-                connection,
-                oid,
-                lead.id,
-                "qualified",
-                f"Qualified by {input.actor}.",
-                input.actor,
-                at,
-            )
+            text = decision_note("qualified", input.actor, None)
+            _note(connection, oid, lead.id, "qualified", text, input.actor, at)
             return LeadQualified(
                 opportunity_id=opportunity_id, contact_id=contact_id, account_id=account_id
             )

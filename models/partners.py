@@ -28,6 +28,10 @@ LAST_ADMINISTRATOR = (
 )
 
 
+# The role of the root of a partner's customer hierarchy: its organisation customer.
+HIERARCHY_ROOT_ROLE = "organization"
+
+
 class PartnerRole(StrEnum):
     """A person's role in the partner's customer hierarchy (Dynamics: Admin, User)."""
 
@@ -37,6 +41,14 @@ class PartnerRole(StrEnum):
     @property
     def words(self) -> str:
         return "Administrator" if self is PartnerRole.ADMIN else "User"
+
+
+def hierarchy_role_words(role: str) -> str:
+    """A customer hierarchy member's role as the staff pages show it (a role no longer
+    known, as it is)."""
+    if role == HIERARCHY_ROOT_ROLE:
+        return "Organisation"
+    return PartnerRole(role).words if role in set(PartnerRole) else role
 
 
 class PartnerUserState(StrEnum):

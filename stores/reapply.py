@@ -71,12 +71,18 @@ def check_may_apply(
         return
     if last.status == ProspectStatus.APPROVED:
         raise AlreadyPartner(f"{site_url.rstrip('/')}/signin")
-    if last.reason_code == ReasonCode.EXPIRED or last.decided_at is None:
-        return
-    decided_at = last.decided_at if last.decided_at.tzinfo else last.decided_at.replace(tzinfo=UTC)
-    may_apply_from = decided_at + cooldown
-    if (now or datetime.now(UTC)) < may_apply_from:
+    may_apply_from = may_apply_again_from(last, cooldown)
+    if may_apply_from is not None and (now or datetime.now(UTC)) < may_apply_from:
         raise CoolingDown(may_apply_from)
+
+
+def may_apply_again_from(rejected: Prospect, cooldown: timedelta) -> datetime | None:
+    """When the email of a `rejected` prospect may apply again; None: at once (the request
+    expired, or there is no cool-down). The rejection email says the same."""
+    if rejected.reason_code == ReasonCode.EXPIRED or rejected.decided_at is None or not cooldown:
+        return None
+    decided_at = rejected.decided_at
+    return (decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)) + cooldown
 
 
 def last_decided_request(commerce: Engine, email: str) -> Prospect | None:

@@ -52,7 +52,7 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     await expect(partner.locator("#credit-limit")).to_contain_text("No credit limit")
     await snap(partner, "partner-02-my-account")
 
-    await partner.click("nav >> text=Organization users")
+    await partner.click("nav >> text=Organisation users")
     invitee = f"luca.{onboarding_id}@contoso.example"
     await partner.fill("#first_name", "Luca")
     await partner.fill("#last_name", "Bianchi")

@@ -200,7 +200,7 @@ async def test_a_sales_rep_may_neither_see_nor_set_a_credit_limit(
         data={"csrf_token": token[1], "amount": "10", "currency": "EUR"},
     )
     assert response.status_code == 403
-    assert "commerce admin" in response.text
+    assert "for the Commerce team" in response.text
     assert credit_limit(stores.commerce, organization) is None
 
 

@@ -185,7 +185,7 @@ async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
 
 
 @router.get(
-    "/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403, 429)}
+    "/users", summary="Organisation users", responses={k: ERRORS[k] for k in (401, 403, 429)}
 )
 async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOut]:
     """Everyone who is or was a user of my organisation, with their state and role."""

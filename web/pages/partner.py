@@ -192,12 +192,15 @@ async def fresh_link(
     request: Request, token: str, stores: StoresDep, settings: SettingsDep
 ) -> Response:
     """An expired or used link: email its owner a fresh one, to the address on record."""
+    locale = page_locale(request)
     try:
         await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         if refused.account is not None:
             email_fresh_link(await get_client(request), settings, refused.account)
-    return render(request, "partner/link_sent.html", locale=page_locale(request))
+        # In the language the refused link's page was in.
+        locale = _link_locale(request, refused)
+    return render(request, "partner/link_sent.html", locale=locale)
 
 
 @router.get("/password/forgot")
@@ -222,12 +225,17 @@ async def forgot(
     return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
+def _link_locale(request: Request, refused: accounts.LinkRefused) -> Locale:
+    """A refused link's pages speak its owner's language, unless the visitor switched."""
+    return page_locale(request, refused.account.locale if refused.account else None)
+
+
 def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     offer = refused.account is not None and refused.why in ("expired", "used", "superseded")
     return render(
         request,
         "partner/link_refused.html",
-        locale=page_locale(request, refused.account.locale if refused.account else None),
+        locale=_link_locale(request, refused),
         status_code=410 if refused.why != "unknown" else 404,
         words=LINK_WORDS[refused.why],
         offer=offer,
@@ -272,7 +280,7 @@ async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Re
 
 @router.get("/account/users")
 async def users_page(request: Request, me: PartnerAdministrator, stores: StoresDep) -> Response:
-    """Organization users: who may sign in for the partner, with their state and role."""
+    """Organisation users: who may sign in for the partner, with their state and role."""
     return await _users(request, me, stores)
 
 
@@ -369,7 +377,8 @@ async def _users(
         locale=page_locale(request, me.locale),
         me=me,
         users=users,
-        values=values or {"locale": me.locale},
+        # A new user's language starts as the page's (the template's default).
+        values=values or {},
         errors=errors or {},
         refusal=refusal,
         roles=list(PartnerRole),

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
 from client import submission_id as onboarding_id_of
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
+from models.personal_data import ERASED
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
 from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep, read
@@ -26,6 +28,7 @@ from web.protection import SubmitLimited
 from web.templating import not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
 
 FIELDS = tuple(OnboardingRequest.model_fields)
 # Pydantic's messages are English and written for developers: the form says these
@@ -48,6 +51,12 @@ NOT_VALID = {
 ONE_LINE = N_("Please write this on one line, without control characters.")
 NOT_RIGHT = N_("Please check this.")
 NOT_UTF8 = N_("This is not valid UTF-8 text.")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """The site's icon, where browsers look for it whatever the page links."""
+    return FileResponse(FAVICON, media_type="image/svg+xml")
 
 
 @router.get("/")
@@ -230,6 +239,7 @@ async def request_status(
         status=current,
         words=_(STAGES[current.stage].requester_words),
         stage_name=_(STAGES[current.stage].requester_name),
+        erased=current.email == ERASED,
     )
 
 
