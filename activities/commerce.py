@@ -25,6 +25,7 @@ from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember
 from models.lifecycle import ProspectStatus
 from models.partners import HIERARCHY_ROOT_ROLE
 from models.search import search_columns
+from stores import data_keys
 from stores.engine import by_key, insert_ignoring, insert_new, one
 
 PERSON = "person"
@@ -102,6 +103,8 @@ class CommerceActivities:
                     by_key(PROSPECT, ("undecided_email",), "onboarding_id"), values
                 ).scalar()
                 if holder is not None:
+                    # What this submission's workflow keeps is erased with the request.
+                    data_keys.mark_duplicate(connection, input.onboarding_id, holder)
                     return OpenRequest(onboarding_id=holder)
                 # Decided since: the email is free again, or taken again (`write_sql`
                 # runs this once more on the conflict).

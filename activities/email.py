@@ -282,6 +282,7 @@ class EmailActivities:
             reason=prospect.decision_reason if rejected else None,
             period=input.period,
             reason_code=prospect.reason_code if rejected else None,
+            may_apply_from=input.may_apply_from,
         )
 
     async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:
@@ -303,11 +304,12 @@ class EmailActivities:
         def claim(session: Session, fresh: bool) -> _Claimed:
             # Written before the row is claimed, unless it carries a link made in the claim.
             email = None
+            may_apply_from = input.may_apply_from
             if input.kind is EmailKind.PROSPECT_REJECTED:
                 may_apply_from = self._may_apply_again_from(session, input.onboarding_id)
                 email = self.renderer.render(input, None, may_apply_from)
             elif not approval:
-                email = self.renderer.render(input)
+                email = self.renderer.render(input, None, may_apply_from)
             claimed = _claim(
                 session, row, email, ("onboarding_id", "kind", "period"), resent_by=resent_by
             )
@@ -315,7 +317,7 @@ class EmailActivities:
                 return claimed
             if email is None:
                 token = self._activation_token(session, input, fresh)
-                email = self.renderer.render(input, token)
+                email = self.renderer.render(input, token, may_apply_from)
                 _entitle(session, claimed.row_id, email.subject)
             claimed.message = self.onboarding_message(input, email, message_id)
             return claimed

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, bindparam, insert
+from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, select
 from temporalio import activity
@@ -36,7 +36,7 @@ from models.partners import (
     RemovePartnerUserInput,
 )
 from stores.accounts import PARTNER, administrators, end_sessions, utc
-from stores.engine import by_key, get_or_create, insert_ignoring, one
+from stores.engine import get_or_create, insert_ignoring, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -71,9 +71,14 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     administrator.
 
     Made by the approval email, once the hierarchy exists (None before: the email then
-    just says to sign in). An email that already has an account keeps it. The approval
-    (`CommerceActivities.approve_prospect`) put the requester on the organisation's
-    invoice account already.
+    just says to sign in). The approval decides: an account the email has with another
+    organisation (invited by it, removed from it, or active in it) moves to the approved
+    one as its administrator, to be activated afresh by the approval email's link; the
+    other organisation's links and sessions for it end. No other organisation's action
+    takes the requester's own organisation from them (README, "Partner accounts").
+
+    Answers the account's `id` and `state`. A new account, the usual case, is one INSERT;
+    an email that has one already takes the ORM's path (`_administrator_again`).
     """
     connection = session.connection()
     person = connection.execute(_APPROVED_PERSON, {"onboarding_id": onboarding_id}).first()
@@ -91,12 +96,49 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
         "invited_by": "approval",
     }
     made = connection.execute(insert_ignoring(connection, USER, "id", "state"), user).first()
-    if made is None:
-        made = connection.execute(by_key(USER, ("email",), "id", "state"), user).first()
-    if made is None:
-        # The person has an account under another email: refused as the store refuses it.
-        made = connection.execute(insert(USER).returning(USER.c.id, USER.c.state), user).one()
-    return made
+    if made is not None:
+        return made
+    return _administrator_again(session, onboarding_id, at)
+
+
+def _administrator_again(session: Session, onboarding_id: str, at: datetime) -> PartnerUser | None:
+    """`ensure_administrator` when the email (or the person) has an account already."""
+    person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
+    hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
+    if person is None or hierarchy is None or person.email is None:
+        return None
+    assert person.id is not None and hierarchy.id is not None
+    person.invoice_customer_id = hierarchy.root_customer_id
+    email = person.email.lower()
+    existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()
+    if existing is not None and existing.hierarchy_id == hierarchy.id:
+        return existing
+    fields = {
+        "email": email,
+        "customer_id": person.id,
+        "organization_customer_id": hierarchy.root_customer_id,
+        "hierarchy_id": hierarchy.id,
+        "first_name": person.first_name or "",
+        "last_name": person.last_name or "",
+        "job_title": None,
+        "locale": person.locale,
+        "state": PartnerUserState.INVITED.value,
+        "password_hash": None,
+        "created_at": at,
+        "invited_by": "approval",
+        "activated_at": None,
+        "removed_at": None,
+        "removed_by": None,
+    }
+    if existing is None:
+        user = PartnerUser.model_validate(fields)
+        session.add(user)
+    else:
+        user = existing
+        _leave_organization(session, user, at)
+        user.sqlmodel_update(fields)
+    session.flush()
+    return user
 
 
 USER = PartnerUser.__table__  # type: ignore[attr-defined]
@@ -118,6 +160,21 @@ _APPROVED_PERSON = (
         _CUSTOMER.c.onboarding_id == bindparam("onboarding_id"), _CUSTOMER.c.customer_type == PERSON
     )
 )
+
+
+def _leave_organization(session: Session, user: PartnerUser, at: datetime) -> None:
+    """Unlink a user from their organisation's hierarchy (their customer record stays) and
+    end their links and sessions there."""
+    member = one(
+        session,
+        CustomerHierarchyMember,
+        hierarchy_id=user.hierarchy_id,
+        customer_id=user.customer_id,
+    )
+    if member is not None:
+        session.delete(member)
+    end_sessions(session, PARTNER, str(user.id))
+    _end_links(session, user.id, LinkState.SUPERSEDED, at)
 
 
 class PartnerActivities:
@@ -240,13 +297,10 @@ class PartnerActivities:
                 and administrators(session, user.hierarchy_id) <= 1
             ):
                 raise last_administrator()
-            if member is not None:
-                session.delete(member)
+            _leave_organization(session, user, input.at)
             user.state = PartnerUserState.REMOVED.value
             user.removed_at, user.removed_by = input.at, input.actor
             user.password_hash = None
-            end_sessions(session, PARTNER, str(user.id))
-            _end_links(session, user.id, LinkState.SUPERSEDED, input.at)
 
         write(self.engine, work)
 

@@ -50,7 +50,7 @@ async def test_every_requester_page_is_in_italian_when_the_visitor_switches(
     pages = {
         "/": ["Crescete con Contoso", "Diventa partner commerciale", "adesione dei partner"],
         "/apply": ["Ragione sociale", "Lingua delle nostre email", "Invia la richiesta"],
-        "/apply/already-open": ["già una richiesta aperta"],
+        "/apply/already-open": ["Abbiamo già una richiesta da questo indirizzo email"],
         f"/requests/{'0' * 16}/{'0' * 32}": ["Pagina non trovata", "Questa richiesta non esiste."],
         "/no-such-page": ["Pagina non trovata", "Torna alla pagina iniziale"],
     }

@@ -14,13 +14,19 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
+from client import (
+    NotYetConfirmed,
+    TemporalUnavailable,
+    current_status,
+    submit,
+    tell_applied_again,
+)
 from client import submission_id as onboarding_id_of
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
 from models.personal_data import ERASED
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
-from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
+from stores.reapply import ApplyRefused, check_may_apply
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep, read
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
@@ -126,14 +132,9 @@ async def apply(
             submission=onboarding_id_of(key, application.email),
         )
     except ApplyRefused as refused:
-        return render(
-            request,
-            "apply_refused.html",
-            status_code=409,
-            locale=locale,
-            may_apply_from=refused.may_apply_from if isinstance(refused, CoolingDown) else None,
-            signin_url=refused.signin_url if isinstance(refused, AlreadyPartner) else None,
-        )
+        # The duplicate's answer: the address on record is told what it may do.
+        await tell_applied_again(client, settings, refused.onboarding_id, refused.may_apply_from)
+        return RedirectResponse("/apply/already-open", status_code=303)
     try:
         submitted = await submit(client, application, settings, idempotency_key=key)
     except NotYetConfirmed:
