@@ -44,7 +44,7 @@ def install(level: int, fmt: str) -> None:
 
 class RefusalsInOneLine(Interceptor):
     """The worker's log of an activity's expected refusal (a BENIGN ApplicationError,
-    `activities.errors.refusal`): one INFO line naming the activity and the refusal's
+    `activities.errors.expected_refusal`): one INFO line naming the activity and the refusal's
     kind, where the SDK would print a WARNING with its traceback (it keeps that at DEBUG).
     The refusal's message stays out: it may name a person."""
 
