@@ -242,8 +242,12 @@ class DataKeys:
         if row is None:
             if not create:
                 raise UnreadablePayload(f"request {onboarding_id} has no data key")
-            master_key_id, wrapped = self.master.wrap(onboarding_id, new_key())
+            key = new_key()
+            master_key_id, wrapped = self.master.wrap(onboarding_id, key)
             row = data_keys.keep(engine, onboarding_id, master_key_id, wrapped, datetime.now(UTC))
+            if row is None:
+                # Kept: the key in hand is the one, no need to unwrap what was just wrapped.
+                return AESGCM(key)
         if row.wrapped_key is None:
             return None
         return AESGCM(self.master.unwrap(onboarding_id, row.master_key_id, row.wrapped_key))
