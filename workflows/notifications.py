@@ -11,6 +11,7 @@ like the first until the mail server takes it or refuses it for good, and ends.
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.onboarding import RETRY, SEND_EMAIL_HEARTBEAT, SEND_EMAIL_TIMEOUT
 
 
-@workflow.defn
+# Pinned: it lives for one email's sending, minutes at most.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class NotificationResendWorkflow:
     @workflow.run
     async def run(self, input: ResendNotificationInput) -> Notification:

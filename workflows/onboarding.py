@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -184,7 +184,10 @@ class DecisionNotAllowed(ApplicationError):
         super().__init__(message, stage.value, type=DECISION_NOT_ALLOWED, non_retryable=True)
 
 
-@workflow.defn
+# Pinned: a request waits weeks for reps and admins, and finishes on the code that
+# started it; a release changes this workflow as it likes, with no `workflow.patched`,
+# and the old version's workers stay until its requests are done (deployment.py).
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:

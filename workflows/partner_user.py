@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -46,7 +47,11 @@ PURPOSE_WORDS = {
 }
 
 
-@workflow.defn
+# Auto-upgrade: it lives as long as a link waits (days), started by whatever touches
+# the user; pinned, it would keep an old version's workers for each waiting link. So it
+# moves to the current version on its next task, and a change to the commands it issues
+# still takes a `workflow.patched` branch.
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class PartnerUserWorkflow:
     @workflow.init
     def __init__(self, input: PartnerUserInput) -> None:
