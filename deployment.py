@@ -36,6 +36,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.client import WorkflowExecution as Execution
 from temporalio.common import SearchAttributeKey, WorkerDeploymentVersion
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
@@ -318,7 +319,11 @@ async def move(
     to = this_version(settings)
     await _known(client, settings, to.build_id)
     replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=client.data_converter, workflow_runner=workflow_runner()
+        workflows=WORKFLOWS,
+        data_converter=client.data_converter,
+        workflow_runner=workflow_runner(),
+        # A history that does not replay is an answer here, not a warning on the console.
+        runtime=Runtime(telemetry=TelemetryConfig(logging=None)),
     )
     query = (
         f"TaskQueue = '{settings.onboarding_task_queue}' AND ExecutionStatus = 'Running'"
@@ -334,7 +339,8 @@ async def move(
             await handle.fetch_history(), raise_on_replay_failure=False
         )
         if replayed.replay_failure is not None:
-            reason = str(replayed.replay_failure).strip().splitlines()[0][:300]
+            failure = replayed.replay_failure
+            reason = f"{type(failure).__name__}: {str(failure).strip()[:300]}"
             moved.append(Moved(workflow_id=execution.id, workflow_type=execution.workflow_type,
                                moved=False, refused=reason))  # fmt: skip
             continue
