@@ -23,6 +23,7 @@ from typing import Literal
 
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel
+from temporalio import workflow
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion as VersionProto
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
@@ -35,7 +36,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.client import WorkflowExecution as Execution
-from temporalio.common import SearchAttributeKey, WorkerDeploymentVersion
+from temporalio.common import SearchAttributeKey, VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
@@ -315,7 +316,10 @@ async def move(
 ) -> MoveReport:
     """Each workflow pinned to `from_build` (or only those whose ids are given) whose history
     replays on this build's workflows, pinned to this build instead; those that do not
-    replay stay, and say why."""
+    replay stay, and say why. `from_build` may be `unversioned`: the workflows of the
+    releases before Worker Versioning, of the types this build pins (the others move to
+    the current build by themselves), pinned here so that later builds need none of
+    their code."""
     to = this_version(settings)
     await _known(client, settings, to.build_id)
     replayer = Replayer(
@@ -325,14 +329,22 @@ async def move(
         # A history that does not replay is an answer here, not a warning on the console.
         runtime=Runtime(telemetry=TelemetryConfig(logging=None)),
     )
-    query = (
-        f"TaskQueue = '{settings.onboarding_task_queue}' AND ExecutionStatus = 'Running'"
-        f" AND TemporalWorkerDeploymentVersion = '{settings.worker_deployment_name}:{from_build}'"
-        " AND TemporalWorkflowVersioningBehavior = 'Pinned'"
-    )
+    query = f"TaskQueue = '{settings.onboarding_task_queue}' AND ExecutionStatus = 'Running'"
+    if from_build == UNVERSIONED:
+        query += " AND TemporalWorkerDeploymentVersion IS NULL"
+    else:
+        query += (
+            f" AND TemporalWorkerDeploymentVersion = '{to.deployment_name}:{from_build}'"
+            " AND TemporalWorkflowVersioningBehavior = 'Pinned'"
+        )
+    pinned_here = {
+        definition.name
+        for definition in map(workflow._Definition.must_from_class, WORKFLOWS)
+        if definition.versioning_behavior is VersioningBehavior.PINNED
+    }
     moved = []
     async for execution in client.list_workflows(query):
-        if only and execution.id not in only:
+        if (only and execution.id not in only) or execution.workflow_type not in pinned_here:
             continue
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         replayed = await replayer.replay_workflow(

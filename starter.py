@@ -174,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="move the requests pinned to an old build to this one, each only if its"
         " history replays on this build's code (those that do not stay, and say why)",
     )
-    move_command.add_argument("from_build", metavar="BUILD")
+    move_command.add_argument(
+        "from_build",
+        metavar="BUILD",
+        help="a build id, or `unversioned`: the requests of the releases before Worker Versioning",
+    )
     move_command.add_argument(
         "--workflow-id", action="append", default=[], help="only this one (repeatable)"
     )
