@@ -10,7 +10,7 @@ Two kinds of key:
 
 - **master keys**, `PAYLOAD_ENCRYPTION_KEYS` (`id:key,…`): the first encrypts, every one
   decrypts, so a key is rotated by putting a new one first and dropping the old one once
-  nothing needs it (README, "Personal data");
+  nothing needs it (docs/personal-data.md, "Rotating a master key");
 - **a data key per request**, made on the first payload of `onboarding-<id>` and kept in
   Commerce's `data_key` table wrapped by a master key. Erasing the request's personal
   data destroys it once its workflow has closed: that history can no longer be read

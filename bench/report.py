@@ -137,7 +137,7 @@ def _row(*cells: object) -> str:
 
 
 def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
-    """The summary the README's Performance section quotes."""
+    """The summary the Performance guide (docs/performance.md) quotes."""
     ceiling, lean = results.get("ceiling"), results.get("lean")
     machine = results["machine"]
     profiled = {

@@ -3,11 +3,13 @@
 A partner applies through the form and opens the link the received email brings, a rep
 signs in, qualifies and wins the lead, an admin sees the approved prospect and its
 hierarchy, and the approval email arrives.
-Each page is saved as a screenshot under `test-output/browser/` for a person to look at.
+Each page is saved as a screenshot under `test-output/browser/` for a person to look at;
+those the guides show are saved again under `docs/screenshots/` (`IN_THE_GUIDES`).
 """
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,24 @@ from tests.scenario import text_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT_DIR / "test-output" / "browser"
+# The pages the guides in docs/ show, by the name each browser test saves them under: every
+# run brings the guides' screenshots up to date with the pages (commit them with the change).
+GUIDES_SCREENSHOTS = PROJECT_DIR / "docs" / "screenshots"
+IN_THE_GUIDES = {
+    "02-form": "form",
+    "07-lead": "lead",
+    "11-prospect-with-hierarchy": "prospect",
+    "lead-held": "lead-held",
+    "partner-01-activate": "partner-activate",
+    "partner-03-organization-users": "partner-users",
+    "partner-07-my-account-with-credit-limit": "partner-my-account",
+    "temporal-ui-decoded": "temporal-ui-decoded",
+    "temporal-ui-not-signed-in": "temporal-ui-not-signed-in",
+    "workspace-01-commerce-overview": "workspace-overview",
+    "workspace-06-leads-ticked": "workspace-leads",
+    "workspace-07-bulk-outcome": "workspace-bulk-outcome",
+    "workspace-08-email-refused": "workspace-email-refused",
+}
 # Chromium's background services would try to reach the (closed) network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,6 +72,10 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def snap(page: Page, name: str) -> None:
     await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    if name in IN_THE_GUIDES:
+        shutil.copyfile(
+            SCREENSHOTS / f"{name}.png", GUIDES_SCREENSHOTS / f"{IN_THE_GUIDES[name]}.png"
+        )
 
 
 def refusals(page: Page, seen: list[str]) -> Page:

@@ -4,7 +4,7 @@ Kept for the requests earlier releases started through it: nothing starts one an
 (a request is one workflow, and its prospect holds the email; see workflows/onboarding.py).
 It stays registered on the worker while any runs, each ending when its request is
 decided; then this module, and the onboarding workflow's path for its children, can go
-(README, "Changing the workflow").
+(docs/changing-the-workflow.md).
 
 Its workflow id is derived from the email, so Temporal's one-running-workflow-per-id
 rule is the lock: concurrent submissions with the same email meet in this workflow's

@@ -359,8 +359,8 @@ class Deployment:
     # --- Temporal -----------------------------------------------------------------------
 
     async def register_search_attributes(self, attributes: Sequence[str]) -> None:
-        """Each `Name=Type` the namespace lacks, with the Temporal CLI, as the README's
-        "Register the search attributes" does before a worker that needs them starts."""
+        """Each `Name=Type` the namespace lacks, with the Temporal CLI, as "Register the
+        search attributes" (docs/production.md) does before a worker that needs them starts."""
         response = await self.client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
         )
