@@ -49,6 +49,15 @@ class MissingSearchAttributes(Exception):
     pass
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
+    """This build as a version of the deployment. Each workflow type says whether it is
+    pinned to the version that started it or moves to the current one (its
+    `versioning_behavior`), which only a versioned worker may run."""
+    return WorkerDeploymentConfig(
+        version=deployment.this_version(settings), use_worker_versioning=True
+    )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -99,11 +108,7 @@ def build_worker(
         max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         patch_activation_callback=patches,
-        # Each workflow type says whether it is pinned to this version or moves to the
-        # current one (its `versioning_behavior`).
-        deployment_config=WorkerDeploymentConfig(
-            version=deployment.this_version(settings), use_worker_versioning=True
-        ),
+        deployment_config=deployment_config(settings),
     )
 
 

@@ -37,13 +37,12 @@ Those started before request time or personal data carry on without them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -109,22 +108,11 @@ with workflow.unsafe.imports_passed_through():
         StatusLinkRequested,
         SubmitResult,
     )
+    from workflows.options import (
+        EMAIL_OPTIONS,
+        store_write,
+    )
 
-# Stores or the mail server being down is worth waiting out: retry with backoff, for
-# as long as it takes. Bad data is raised non-retryable by the activities themselves.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-STORE_WRITE_TIMEOUT = timedelta(seconds=30)
-# A store write retries inside its workflow task only briefly: past this, each retry
-# waits on a timer, so while a store is down the request still answers its status
-# query and refuses decisions at once instead of holding its task for minutes.
-STORE_LOCAL_RETRY = timedelta(seconds=1)
-SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
-# A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
-SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
 # the others go without (the link expires by its date in the store all the same).
@@ -143,29 +131,6 @@ PERSONAL_DATA_PATCH = "personal-data"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
-
-A = TypeVar("A")
-R = TypeVar("R")
-
-
-def store_write(activity: Callable[[Any, A], R], arg: A, summary: str) -> Awaitable[R]:
-    """A store write as a local activity, with the options every store write has."""
-    return workflow.execute_local_activity_method(
-        activity,
-        arg,
-        summary=summary,
-        start_to_close_timeout=STORE_WRITE_TIMEOUT,
-        local_retry_threshold=STORE_LOCAL_RETRY,
-        retry_policy=RETRY,
-    )
-
-
-# Every email's activity options.
-EMAIL_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": SEND_EMAIL_TIMEOUT,
-    "heartbeat_timeout": SEND_EMAIL_HEARTBEAT,
-    "retry_policy": RETRY,
-}
 
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",

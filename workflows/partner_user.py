@@ -33,12 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RemovePartnerUserInput,
         SendLinkInput,
     )
-    from workflows.onboarding import (
-        RETRY,
-        SEND_EMAIL_HEARTBEAT,
-        SEND_EMAIL_TIMEOUT,
-        store_write,
-    )
+    from workflows.options import EMAIL_OPTIONS, store_write
 
 PURPOSE_WORDS = {
     LinkPurpose.ACTIVATION: "activation",
@@ -156,9 +151,7 @@ class PartnerUserWorkflow:
                 actor=actor,
             ),
             summary=f"Email: send the {words} link",
-            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-            heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
-            retry_policy=RETRY,
+            **EMAIL_OPTIONS,
         )
         self._done = False
         self._watch(notification_id, workflow.now() + issued.valid_for)

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models.lifecycle import SYSTEM_ACTOR
     from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.workflow_io import PersonalDataInput
-    from workflows.onboarding import store_write
+    from workflows.options import store_write
 
 RETENTION_REASON = "PERSONAL_DATA_RETENTION has passed since the rejection"
 
