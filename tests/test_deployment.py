@@ -132,6 +132,14 @@ async def test_a_held_request_moves_to_the_new_build_once_its_history_replays_th
             assert await make_current_if_none(client, a) == "a"
             held = await submitted(client, a)
             await hold(client, held.onboarding_id, "admin:test", "waiting for their papers")
+            # Ramped first: a share of new requests would start on b.
+            report = await deploy(client, b, capsys, "ramp", "b", "30")
+            assert [
+                (v["build_id"], v["state"], v["ramp_percentage"]) for v in report["versions"]
+            ] == [
+                ("a", "current", None),
+                ("b", "ramping", 30.0),
+            ]
             await deploy(client, b, capsys, "current", "b")
             report = await deploy(client, b, capsys, "status")
             assert states(report) == {"a": "draining", "b": "current"}
@@ -152,3 +160,13 @@ async def test_a_held_request_moves_to_the_new_build_once_its_history_replays_th
             await finished(client, await status(client, held.onboarding_id))
         ).stage == "rejected"
         assert (await pinned_to(client, held.onboarding_id))[1] == "b"
+
+
+async def test_deploy_refuses_a_build_with_no_workers_and_a_share_beyond_100(
+    client: Client, builds: Callable[[str], Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = builds("a")
+    assert await starter.run(["deploy", "current", "nobody"], client, a) == starter.EXIT_FAILED
+    assert "has no version 'nobody'" in capsys.readouterr().err
+    assert await starter.run(["deploy", "ramp", "a", "150"], client, a) == starter.EXIT_BAD_INPUT
+    assert "a percentage from 0 to 100" in capsys.readouterr().err
