@@ -111,6 +111,7 @@ with workflow.unsafe.imports_passed_through():
         EMAIL_OPTIONS,
         store_write,
     )
+    from workflows.partner_user import PartnerUserWorkflow
 
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
@@ -539,8 +540,7 @@ class OnboardingWorkflow:
         # Already running (say, a resend came first): it reads the link from the store.
         with suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
-                # By name: the partner user workflow builds on this module's options.
-                "PartnerUserWorkflow",
+                PartnerUserWorkflow.run,
                 PartnerUserInput(email=email),
                 id=partner_user_workflow_id(email),
                 parent_close_policy=ParentClosePolicy.ABANDON,
