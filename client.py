@@ -53,8 +53,15 @@ from temporalio.workflow import UpdateMethodMultiParam
 import encryption
 import tracing
 from models import search_attributes as sa
-from models.ids import onboarding_workflow_id, personal_data_workflow_id, resend_workflow_id
-from models.lifecycle import DECISION_NOT_ALLOWED, Action, ReasonCode, Stage
+from models.ids import (
+    applicant_workflow_id,
+    hour_period,
+    onboarding_workflow_id,
+    personal_data_workflow_id,
+    resend_workflow_id,
+    resend_workflows_prefix,
+)
+from models.lifecycle import DECISION_NOT_ALLOWED, SYSTEM_ACTOR, Action, ReasonCode, Stage
 from models.markdown import escape
 from models.partners import (
     InviteInput,
@@ -71,17 +78,18 @@ from models.personal_data import (
     Erasure,
 )
 from models.requests import STORED, OnboardingRequest
-from models.status import Decision, Hold, Notification, OnboardingStatus, Resume
+from models.status import Decision, EmailKind, Hold, Notification, OnboardingStatus, Resume
 from models.workflow_io import (
     ErasePersonalData,
     OnboardingInput,
     ResendNotificationInput,
+    StatusLinkRequested,
     SubmitResult,
 )
 from settings import Settings
-from stores import Stores, data_keys, views
+from stores import Stores, data_keys, reapply, views
 from stores.engine import make_engine
-from stores.personal_data import anonymise_request
+from stores.personal_data import ERASED, anonymise_request
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
@@ -310,13 +318,25 @@ async def submit(
 ) -> SubmitResult:
     """Start a request, or answer with the contact email's request that is still undecided.
 
-    One Update-with-Start on the new request's own workflow, answered once the request
-    is in both stores (or, its email having an undecided request, with that one). The
-    same `idempotency_key` is the same submission: its workflow id and Update id come
-    from it, so a caller retrying after a timeout gets the first answer.
+    An email with an undecided request in Commerce starts nothing: that request is asked
+    to email its status link, and is the answer. Otherwise one Update-with-Start on the
+    new request's own workflow, answered once the request is in both stores (or, should
+    another submission with the email have been recorded meanwhile, with that one: the
+    store decides the race, see `RequestActivities.record_request`). The same
+    `idempotency_key` is the same submission: its workflow id and Update id come from
+    it, so a caller retrying after a timeout gets the first answer.
     """
     update_id = idempotency_key or uuid.uuid4().hex
     onboarding_id = submission_id(idempotency_key, request.email)
+    held_by = await _open_request(client, request.email)
+    if (
+        held_by is not None
+        and held_by != onboarding_id
+        and await _ask_for_status_link(client, held_by)
+    ):
+        return SubmitResult(
+            onboarding_id=held_by, workflow_id=onboarding_workflow_id(held_by), duplicate=True
+        )
     for attempt in range(2):
         start = WithStartWorkflowOperation(
             OnboardingWorkflow.run,
@@ -364,6 +384,35 @@ async def submit(
                 raise
             onboarding_id = submission_id(None, request.email)
     raise AssertionError("unreachable")
+
+
+async def _open_request(client: Client, email: str) -> str | None:
+    """The email's undecided request, read from the Commerce store this client's keys are in."""
+    try:
+        return await asyncio.to_thread(
+            reapply.open_request, codec_of(client).data_keys.engine(), email
+        )
+    except SQLAlchemyError as err:
+        raise TemporalUnavailable(f"Commerce cannot be read: {err.__class__.__name__}") from err
+
+
+async def _ask_for_status_link(client: Client, onboarding_id: str) -> bool:
+    """Ask an open request to email its status link; False if its workflow has ended (an
+    operator ended it undecided: a new submission's workflow frees the email)."""
+    handle = client.get_workflow_handle(onboarding_workflow_id(onboarding_id))
+    try:
+        await _rpc(
+            handle.signal(
+                OnboardingWorkflow.status_link_requested,
+                StatusLinkRequested(at=datetime.now(UTC)),
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def submission_id(idempotency_key: str | None, email: str) -> str:
@@ -533,6 +582,34 @@ async def resend_notification(
         return Notification(kind=input.kind, state="sending")
 
 
+async def tell_applied_again(
+    client: Client, settings: Settings, onboarding_id: str, may_apply_from: datetime | None
+) -> None:
+    """The email of a decided request applied again: its address (not whoever applied) is
+    told what it may do (sign in; apply again from `may_apply_from`), at most once an hour
+    (its own small workflow, as a resend)."""
+    kind, period = EmailKind.APPLIED_AGAIN, hour_period(datetime.now(UTC))
+    await _rpc(
+        client.start_workflow(
+            NotificationResendWorkflow.run,
+            ResendNotificationInput(
+                onboarding_id=onboarding_id,
+                kind=kind,
+                period=period,
+                actor=SYSTEM_ACTOR,
+                may_apply_from=may_apply_from,
+            ),
+            id=resend_workflow_id(onboarding_id, kind.value, period),
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # Once sent, a run again sends nothing: the outbox row of the hour is sent.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"Send the {kind.event} email",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    )
+
+
 async def current_status(
     temporal: Connection, stores: Stores, onboarding_id: str
 ) -> OnboardingStatus:
@@ -681,7 +758,60 @@ async def erase_personal_data(
         closed = True
     await _end_retention(client, onboarding_id)
     history = await _shred(client, onboarding_id) if closed else "pending"
+    await _shred_duplicates(client, onboarding_id)
+    await _forget_person(client, onboarding_id, kept.email)
     return Erasure(**done.model_dump(), history=history)
+
+
+async def _shred_duplicates(client: Client, onboarding_id: str) -> None:
+    """The duplicate submissions that met the request kept what they were typed with under
+    keys of their own: those go too (one still running is left to the sweep)."""
+    keys = codec_of(client).data_keys
+    for duplicate in await asyncio.to_thread(data_keys.duplicates_of, keys.engine(), onboarding_id):
+        if not await _running(client.get_workflow_handle(onboarding_workflow_id(duplicate))):
+            await _shred(client, duplicate)
+
+
+async def _forget_person(client: Client, onboarding_id: str, email: str) -> None:
+    """Delete every run of the workflows under a master key (which no erasure destroys)
+    that may hold the person's data: their partner user workflow (running or not), an
+    earlier release's applicant workflow, and the request's resends (a mail server's
+    refusal may quote the address)."""
+    runs = await _runs(client, f"WorkflowId STARTS_WITH '{resend_workflows_prefix(onboarding_id)}'")
+    if email and email != ERASED:
+        for workflow_id in (partner_user_workflow_id(email), applicant_workflow_id(email)):
+            if await _exists(client.get_workflow_handle(workflow_id)):
+                runs.add((workflow_id, ""))
+            runs |= await _runs(client, f"WorkflowId = '{workflow_id}'")
+    for workflow_id, run_id in runs:
+        try:
+            await _rpc(
+                client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=client.namespace,
+                        workflow_execution=WorkflowExecution(
+                            workflow_id=workflow_id, run_id=run_id
+                        ),
+                    ),
+                    timeout=RPC_TIMEOUT,
+                )
+            )
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
+
+
+async def _runs(client: Client, query: str) -> set[tuple[str, str]]:
+    """The runs visibility lists for `query`, as (workflow id, run id); none from a server
+    without visibility (the time-skipping test server: the current run is described)."""
+    runs = set()
+    try:
+        async for execution in client.list_workflows(query, rpc_timeout=RPC_TIMEOUT):
+            runs.add((execution.id, execution.run_id))
+    except RPCError as err:
+        if err.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+    return runs
 
 
 async def _end_retention(client: Client, onboarding_id: str) -> None:
@@ -722,6 +852,16 @@ async def _stage_kept(handle: WorkflowHandle[Any, Any]) -> Stage:
     """The stage Temporal's search attribute holds (in clear: it needs no key)."""
     description = await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
     return Stage(description.typed_search_attributes.get(sa.ONBOARDING_STAGE, Stage.REJECTED))
+
+
+async def _exists(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        await _rpc(handle.describe(rpc_timeout=RPC_TIMEOUT))
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
@@ -927,28 +1067,47 @@ async def _partner_update(
     arg: U,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
+    """One change to a partner user, as an Update of their workflow (started if need be).
+
+    Like a submission: if no worker takes it up in time, Temporal holds it and applies
+    it once one does (NotYetConfirmed); the same `request_id` sent again attaches to it.
+    """
+    workflow_id = partner_user_workflow_id(email)
+    update_id = request_id or uuid.uuid4().hex
     # The user's workflow may be ending (its link just expired or was used) as we
     # arrive; a fresh attempt then starts a new run.
     delay = 0.02
     for attempt in range(1, PARTNER_UPDATE_ATTEMPTS + 1):
+        # One operation per attempt: an operation is spent by its call.
+        start = WithStartWorkflowOperation(
+            PartnerUserWorkflow.run,
+            PartnerUserInput(email=email),
+            id=workflow_id,
+            task_queue=settings.onboarding_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary="Partner user: sign-in links and changes",
+        )
         try:
             return await _rpc(
-                client.execute_update_with_start_workflow(
-                    update,
-                    arg,
-                    # One operation per attempt: an operation is spent by its call.
-                    start_workflow_operation=WithStartWorkflowOperation(
-                        PartnerUserWorkflow.run,
-                        PartnerUserInput(email=email),
-                        id=partner_user_workflow_id(email),
-                        task_queue=settings.onboarding_task_queue,
-                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                        static_summary="Partner user: sign-in links and changes",
+                _admitting(
+                    client,
+                    workflow_id,
+                    update_id,
+                    client.execute_update_with_start_workflow(
+                        update,
+                        arg,
+                        start_workflow_operation=start,
+                        id=update_id,
+                        rpc_timeout=ACCEPT_WAIT,
                     ),
-                    id=request_id,
-                    rpc_timeout=RPC_TIMEOUT,
                 )
             )
+        except OnboardingError:
+            # The start operation keeps the same failure; read it, or asyncio logs it as
+            # never retrieved (as in `submit`).
+            read = asyncio.ensure_future(start.workflow_handle())
+            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise
         except WorkflowUpdateFailedError as err:
             refusal = _refusal(err)
             if refusal is not None:

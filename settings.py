@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 
@@ -134,6 +135,12 @@ class Settings(BaseSettings):
     worker_health_address: str = "127.0.0.1:9465"
     # Where traces go (OTLP over HTTP, the base URL as OpenTelemetry means it); unset, none.
     otel_exporter_otlp_endpoint: str | None = None
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """The service's own mailboxes (MAIL_FROM's and the teams'), in lower case."""
+        addresses = (parseaddr(self.mail_from)[1], self.sales_team_email, self.commerce_team_email)
+        return frozenset(address.lower() for address in addresses if address)
 
     @model_validator(mode="after")
     def _one_kind_of_tls(self) -> Settings:

@@ -19,11 +19,12 @@ from models.activity_io import (
 )
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.lifecycle import ProspectStatus
+from models.partners import HIERARCHY_ROOT_ROLE
+from stores import data_keys
 from stores.engine import get_or_create, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
-ROLE_ROOT = "organization"
 ROLE_B2B_ADMIN = "b2b_admin"
 
 
@@ -63,6 +64,8 @@ class CommerceActivities:
             if prospect is None:
                 holder = one(session, Prospect, undecided_email=email)
                 if holder is not None:
+                    # What this submission's workflow keeps is erased with the request.
+                    data_keys.mark_duplicate(session, input.onboarding_id, holder.onboarding_id)
                     return OpenRequest(onboarding_id=holder.onboarding_id)
                 prospect = Prospect(
                     onboarding_id=input.onboarding_id,
@@ -183,7 +186,7 @@ class CommerceActivities:
                 onboarding_id=input.onboarding_id,
             )
             assert hierarchy.id is not None
-            _member(session, input.onboarding_id, hierarchy.id, root_id, None, ROLE_ROOT)
+            _member(session, input.onboarding_id, hierarchy.id, root_id, None, HIERARCHY_ROOT_ROLE)
             _member(session, input.onboarding_id, hierarchy.id, person_id, root_id, ROLE_B2B_ADMIN)
             # The B2B administrator orders on the organisation's invoice account.
             person.invoice_customer_id = root_id

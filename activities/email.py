@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from opentelemetry import trace
 from sqlalchemy import Engine
@@ -46,7 +47,7 @@ from links import staff_page_path, status_url
 from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
-from models.lifecycle import STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
+from models.lifecycle import STAGE_WORDS, STAGES, TEAM_NAMES, ReasonCode, Role, whose_move
 from models.partners import AccessLinkInput, LinkIssued, LinkPurpose, PartnerUserState
 from models.requests import STORED, OnboardingRequest
 from models.status import EmailKind
@@ -54,6 +55,7 @@ from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
 from stores.engine import get_or_create
+from stores.reapply import may_apply_again_from
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
 SENT = "sent"
@@ -120,7 +122,14 @@ class EmailRenderer:
             finalize=inert,
         )
 
-    def render(self, input: SendEmailInput, activation_token: str | None = None) -> RenderedEmail:
+    def render(
+        self,
+        input: SendEmailInput,
+        activation_token: str | None = None,
+        may_apply_from: datetime | None = None,
+    ) -> RenderedEmail:
+        """`may_apply_from`, for a rejection: when the requester may apply again (None: at
+        once; see `stores.reapply`)."""
         request = input.request
         context = {
             "onboarding_id": input.onboarding_id,
@@ -132,6 +141,12 @@ class EmailRenderer:
             "email": Verbatim(request.email),
             "reason": input.reason,
             "expired": input.reason_code is ReasonCode.EXPIRED,
+            # In the words and time zone of the form's own refusal page.
+            "may_apply_from": Verbatim(
+                format_datetime(may_apply_from, "long", tzinfo=UTC, locale=request.locale)
+            )
+            if may_apply_from
+            else None,
             "status_url": Verbatim(status_url(self.site_url, self.secret, input.onboarding_id)),
             "activation_url": self.link_url(LinkPurpose.ACTIVATION, activation_token)
             if activation_token
@@ -142,11 +157,12 @@ class EmailRenderer:
     def render_team_reminder(self, input: TeamReminderInput, team: str) -> RenderedEmail:
         context = {
             "onboarding_id": input.onboarding_id,
-            "team": team,
+            # The product's own words, printed as written (`inert` is for what people typed).
+            "team": Verbatim(team),
             "company": input.company,
             "number": input.number,
-            "stage": STAGES[input.stage].requester_name,
-            "waiting_for": STAGES[input.stage].waiting_for.replace("**", ""),
+            "stage": Verbatim(STAGE_WORDS[input.stage]),
+            "waiting_for": Verbatim(STAGES[input.stage].waiting_for.replace("**", "")),
             # The product's own words: dates, not links.
             "since": Verbatim(f"{input.stage_since:%Y-%m-%d %H:%M} UTC"),
             "expires_at": Verbatim(f"{input.expires_at:%Y-%m-%d %H:%M} UTC")
@@ -255,6 +271,7 @@ class EmailActivities:
             reason=prospect.decision_reason if rejected else None,
             period=input.period,
             reason_code=prospect.reason_code if rejected else None,
+            may_apply_from=input.may_apply_from,
         )
 
     async def _notify(self, input: SendEmailInput, resent_by: str | None = None) -> int:
@@ -283,14 +300,25 @@ class EmailActivities:
             if resent_by is not None and row.sent_at is None:
                 row.resent_at, row.resent_by = datetime.now(UTC), resent_by
                 row.failed_at = row.failure = None
-            token = None
+            token, may_apply_from = None, input.may_apply_from
             if input.kind is EmailKind.PROSPECT_APPROVED:
                 token = self._activation_token(session, input, fresh and row.sent_at is None)
-            email = self.renderer.render(input, token)
+            if input.kind is EmailKind.PROSPECT_REJECTED:
+                may_apply_from = self._may_apply_again_from(session, input.onboarding_id)
+            email = self.renderer.render(input, token, may_apply_from)
             row.subject = email.subject
             return _Claimed(row, self.onboarding_message(input, email, message_id))
 
         return (await self._deliver(claim)).row_id
+
+    def _may_apply_again_from(self, session: Session, onboarding_id: str) -> datetime | None:
+        """When a rejected requester may apply again, by the policy the form applies."""
+        rejected = session.exec(
+            select(Prospect).where(Prospect.onboarding_id == onboarding_id)
+        ).first()
+        if rejected is None:
+            return None
+        return may_apply_again_from(rejected, self.settings.reapply_cooldown)
 
     @activity.defn
     async def send_team_reminder(self, input: TeamReminderInput) -> int:

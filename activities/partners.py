@@ -68,7 +68,11 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     """The approved requester's account, as their organisation's B2B administrator.
 
     Made by the approval email, once the hierarchy exists (None before: the email then
-    just says to sign in). An email that already has an account keeps it.
+    just says to sign in). The approval decides: an account the email has with another
+    organisation (invited by it, removed from it, or active in it) moves to the approved
+    one as its administrator, to be activated afresh by the approval email's link; the
+    other organisation's links and sessions for it end. No other organisation's action
+    takes the requester's own organisation from them (README, "Partner accounts").
     """
     person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
     hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
@@ -78,22 +82,49 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     person.invoice_customer_id = hierarchy.root_customer_id
     email = person.email.lower()
     existing = session.exec(select(PartnerUser).where(PartnerUser.email == email)).first()
-    if existing is not None:
+    if existing is not None and existing.hierarchy_id == hierarchy.id:
         return existing
-    user = PartnerUser(
-        email=email,
-        customer_id=person.id,
-        organization_customer_id=hierarchy.root_customer_id,
-        hierarchy_id=hierarchy.id,
-        first_name=person.first_name or "",
-        last_name=person.last_name or "",
-        locale=person.locale,
-        created_at=at,
-        invited_by="approval",
-    )
-    session.add(user)
+    fields = {
+        "email": email,
+        "customer_id": person.id,
+        "organization_customer_id": hierarchy.root_customer_id,
+        "hierarchy_id": hierarchy.id,
+        "first_name": person.first_name or "",
+        "last_name": person.last_name or "",
+        "job_title": None,
+        "locale": person.locale,
+        "state": PartnerUserState.INVITED.value,
+        "password_hash": None,
+        "created_at": at,
+        "invited_by": "approval",
+        "activated_at": None,
+        "removed_at": None,
+        "removed_by": None,
+    }
+    if existing is None:
+        user = PartnerUser.model_validate(fields)
+        session.add(user)
+    else:
+        user = existing
+        _leave_organization(session, user, at)
+        user.sqlmodel_update(fields)
     session.flush()
     return user
+
+
+def _leave_organization(session: Session, user: PartnerUser, at: datetime) -> None:
+    """Unlink a user from their organisation's hierarchy (their customer record stays) and
+    end their links and sessions there."""
+    member = one(
+        session,
+        CustomerHierarchyMember,
+        hierarchy_id=user.hierarchy_id,
+        customer_id=user.customer_id,
+    )
+    if member is not None:
+        session.delete(member)
+    end_sessions(session, PARTNER, str(user.id))
+    _end_links(session, user.id, LinkState.SUPERSEDED, at)
 
 
 class PartnerActivities:
@@ -216,13 +247,10 @@ class PartnerActivities:
                 and administrators(session, user.hierarchy_id) <= 1
             ):
                 raise last_administrator()
-            if member is not None:
-                session.delete(member)
+            _leave_organization(session, user, input.at)
             user.state = PartnerUserState.REMOVED.value
             user.removed_at, user.removed_by = input.at, input.actor
             user.password_hash = None
-            end_sessions(session, PARTNER, str(user.id))
-            _end_links(session, user.id, LinkState.SUPERSEDED, input.at)
 
         write(self.engine, work)
 

@@ -133,7 +133,8 @@ class SalesActivities:
             if lead.status == "open":
                 lead.status = "qualified"
                 lead.decided_at, lead.decided_by = input.at, input.actor
-            _note(session, lead, "qualified", f"Qualified by {input.actor}.", input.actor, input.at)
+            text = decision_note("qualified", input.actor, None)
+            _note(session, lead, "qualified", text, input.actor, input.at)
             return LeadQualified(
                 opportunity_id=_id(opportunity), contact_id=_id(contact), account_id=_id(account)
             )

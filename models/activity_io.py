@@ -166,3 +166,5 @@ class SendEmailInput(BaseModel):
     period: str = ""
     # Why a rejection was decided: `expired` tells the requester they may apply again.
     reason_code: ReasonCode | None = None
+    # A rejected email that applied again: from when it may (APPLIED_AGAIN).
+    may_apply_from: datetime | None = None

@@ -359,6 +359,9 @@ class DataKey(CommerceTable, table=True):
     wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     created_at: datetime
     destroyed_at: datetime | None = None
+    # A duplicate submission's own workflow: the open request it met, whose erasure or
+    # retention destroys this key with its own.
+    duplicate_of: str | None = Field(default=None, max_length=64, index=True)
 
 
 class CreditLimit(CommerceTable, table=True):

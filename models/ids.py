@@ -39,6 +39,11 @@ def hour_period(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
+def resend_workflows_prefix(onboarding_id: str) -> str:
+    """What every resend workflow id of the request begins with."""
+    return f"notification-{onboarding_id}-"
+
+
 def resend_workflow_id(onboarding_id: str, kind: str, period: str = "") -> str:
     """A notification's resend: one at a time, so a double click meets the running one."""
-    return f"notification-{onboarding_id}-{kind}" + (f"-{period}" if period else "")
+    return resend_workflows_prefix(onboarding_id) + kind + (f"-{period}" if period else "")

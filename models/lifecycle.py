@@ -91,6 +91,20 @@ STAFF_REASON_CODES: tuple[ReasonCode, ...] = tuple(
 )
 # The actor of the system's own decisions (expiry).
 SYSTEM_ACTOR = "system"
+# Actors as the command line and other tools record them (`cli:<login>`, `partner:<id>`),
+# as people read them; any other `kind:` prefix (`rep:mario`) is dropped for the name.
+_ACTOR_KINDS = {"cli": "{name} (command line)", "partner": "a partner's administrator"}
+
+
+def actor_words(actor: str) -> str:
+    """Who decided or changed something, for people: `rep:mario` → "mario",
+    `cli:anna` → "anna (command line)", `system` → "the system"."""
+    if actor == SYSTEM_ACTOR:
+        return "the system"
+    kind, colon, name = actor.partition(":")
+    if not colon or not name or not kind.isalpha():
+        return actor
+    return _ACTOR_KINDS.get(kind, "{name}").format(name=name)
 
 
 class Role(StrEnum):
@@ -98,6 +112,14 @@ class Role(StrEnum):
 
     SALES_REP = "sales_rep"
     COMMERCE_ADMIN = "commerce_admin"
+
+    @property
+    def words(self) -> str:
+        """The role as the staff pages name the signed-in user's: "Sales rep"."""
+        return ROLE_WORDS[self]
+
+
+ROLE_WORDS: dict[Role, str] = {Role.SALES_REP: "Sales rep", Role.COMMERCE_ADMIN: "Commerce admin"}
 
 
 class ProspectStatus(StrEnum):
@@ -113,7 +135,8 @@ class StageInfo:
     # For admins, in the Temporal UI's details (Markdown).
     waiting_for: str
     # For the requester, on their status page (translated): a sentence, and the badge's
-    # name where staff pages show the stage's own.
+    # name where staff pages show the stage's own (`STAGE_WORDS`), in the requester's
+    # words: no lead or opportunity, which are the sales team's.
     requester_words: str
     requester_name: str
     prospect_status: ProspectStatus
@@ -143,31 +166,31 @@ STAGES: dict[Stage, StageInfo] = {
     Stage.SUBMITTED: StageInfo(
         waiting_for="Recording the request in Commerce and Sales.",
         requester_words=N_("We have received your request and are recording it."),
-        requester_name=N_("submitted"),
+        requester_name=N_("Received"),
         prospect_status=ProspectStatus.PENDING,
     ),
     Stage.LEAD_OPEN: StageInfo(
         waiting_for="Waiting for a sales rep to **qualify** or **cancel** the lead.",
         requester_words=N_("Our sales team is reviewing your request."),
-        requester_name=N_("lead open"),
+        requester_name=N_("In review"),
         prospect_status=ProspectStatus.PENDING,
     ),
     Stage.OPPORTUNITY_OPEN: StageInfo(
         waiting_for="Waiting for a sales rep to close the opportunity **won** or **lost**.",
         requester_words=N_("Our sales team is working with you on the partnership."),
-        requester_name=N_("opportunity open"),
+        requester_name=N_("In discussion"),
         prospect_status=ProspectStatus.PENDING,
     ),
     Stage.AWAITING_APPROVAL: StageInfo(
         waiting_for="Waiting for a Commerce admin to **approve** or **reject** it.",
         requester_words=N_("Your request is waiting for our approval."),
-        requester_name=N_("awaiting approval"),
+        requester_name=N_("Awaiting approval"),
         prospect_status=ProspectStatus.PENDING,
     ),
     Stage.APPROVED: StageInfo(
         waiting_for="Approved: the customer hierarchy is in Commerce.",
         requester_words=N_("Welcome aboard: your company is approved as a business partner."),
-        requester_name=N_("approved"),
+        requester_name=N_("Approved"),
         prospect_status=ProspectStatus.APPROVED,
     ),
     Stage.REJECTED: StageInfo(
@@ -175,7 +198,7 @@ STAGES: dict[Stage, StageInfo] = {
         requester_words=N_(
             "We are sorry: we cannot take your company on as a partner at this time."
         ),
-        requester_name=N_("rejected"),
+        requester_name=N_("Rejected"),
         prospect_status=ProspectStatus.REJECTED,
     ),
 }

@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 
 from models.requests import Actor, Reason
 
+# What an anonymised text field holds where a value is required: the pages tell it apart
+# from an address the requester gave.
+ERASED = "[erased]"
+
 
 class AnonymisationKind(StrEnum):
     # PERSONAL_DATA_RETENTION has passed since a rejection.

@@ -52,17 +52,24 @@ def _single_line(value: str, info: ValidationInfo) -> str:
     value = unicodedata.normalize("NFC", value)
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    return _visible(value)
+
+
+def _multi_line(value: str, info: ValidationInfo) -> str:
+    """Comments, reasons (emailed to the requester) and notes: lines of visible text."""
+    if _stored(info):
+        return value
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if _CONTROL_BUT_NEWLINES.search(value) or "\r" in value:
+        raise ValueError("must not contain control characters")
+    return _visible(value)
+
+
+def _visible(value: str) -> str:
     if _INVISIBLE.search(value):
         raise ValueError(
             "must not contain invisible characters (direction overrides, zero-width spaces)"
         )
-    return value
-
-
-def _multi_line(value: str) -> str:
-    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
-    if _CONTROL_BUT_NEWLINES.search(value) or "\r" in value:
-        raise ValueError("must not contain control characters")
     return value
 
 
@@ -201,7 +208,8 @@ class OnboardingRequest(BaseModel):
         return f"{self.first_name} {self.last_name}"
 
 
-# What anyone who submits with the email of an undecided request reads, whoever they are.
+# What anyone who submits with the email of a request on record (undecided, approved, or
+# rejected within REAPPLY_COOLDOWN) reads, whoever they are.
 ALREADY_OPEN = (
-    "A request with this email is already open; we have emailed its link to that address."
+    "We already have a request from this email; we have emailed that address what it may do next."
 )

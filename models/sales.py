@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapper, registry
 from sqlmodel import Field, SQLModel
 
 from models import tallies
+from models.lifecycle import actor_words
 from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
@@ -35,6 +36,7 @@ LEAD_SOURCE_MANUAL = "manual"
 DUAL_WRITE_NOTE = "dual_write_created"
 # The timeline notes of decisions that take a reason, by kind: what happened, in words.
 DECISION_NOTES = {
+    "qualified": "Qualified",
     "disqualified": "Cancelled",
     "opportunity_won": "Opportunity closed as won",
     "opportunity_lost": "Opportunity closed as lost",
@@ -43,7 +45,7 @@ DECISION_NOTES = {
 
 def decision_note(kind: str, actor: str, reason: str | None) -> str:
     """A decision's note on the lead's timeline: what, by whom, and the reason if one."""
-    return f"{DECISION_NOTES[kind]} by {actor}" + (f": {reason}" if reason else ".")
+    return f"{DECISION_NOTES[kind]} by {actor_words(actor)}" + (f": {reason}" if reason else ".")
 
 
 # A lead's source as its page names it.

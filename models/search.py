@@ -62,9 +62,20 @@ def company_key(company: str) -> str:
 
 
 def query_words(query: str) -> list[str]:
-    """What a search box's text looks for: its first few words, folded."""
-    words = fold(query[:QUERY_MAX]).split()
+    """What a search box's text looks for: its first few words, folded.
+
+    A control character (`%00` in an address) parts words and an invisible one (a
+    zero-width space, a bidi mark) is dropped: no stored text holds either, and
+    neither database takes every one of them in a query (PostgreSQL refuses NUL).
+    """
+    typed = "".join(_SEARCHABLE.get(unicodedata.category(char), char) for char in query[:QUERY_MAX])
+    words = fold(typed).split()
     return list(dict.fromkeys(words))[:WORDS_MAX]
+
+
+# By Unicode category: controls part words; format characters, surrogates, private use
+# and unassigned code points are dropped.
+_SEARCHABLE = {"Cc": " ", "Cf": "", "Cs": "", "Co": "", "Cn": ""}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ class EmailKind(StrEnum):
     TEAM_REMINDER = "team_reminder"
     PROSPECT_APPROVED = "prospect_approved"
     PROSPECT_REJECTED = "prospect_rejected"
+    # The email of a decided request applied again: what it may do (sign in, or apply
+    # again from a date), told to the address rather than to whoever applied.
+    APPLIED_AGAIN = "applied_again"
 
     @property
     def event(self) -> str:
@@ -50,6 +53,7 @@ EMAIL_WORDS: dict[EmailKind, str] = {
     EmailKind.TEAM_REMINDER: "A reminder to the team whose move it is",
     EmailKind.PROSPECT_APPROVED: "Approved: welcome, and how to sign in",
     EmailKind.PROSPECT_REJECTED: "Rejected, with the reason",
+    EmailKind.APPLIED_AGAIN: "Applied again: sign in, or when it may apply again",
 }
 
 

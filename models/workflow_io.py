@@ -70,3 +70,6 @@ class ResendNotificationInput(BaseModel):
     kind: EmailKind
     period: str = ""
     actor: Actor
+    # An email of a rejected request that applied again (APPLIED_AGAIN): from when it
+    # may, as the policy that refused it said.
+    may_apply_from: datetime | None = None

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,7 +36,14 @@ RETENTION = "720h"
 # they restart (as unversioned ones did), rather than each commit pinning them to a build
 # no worker runs any more. Production builds are the package version and the commit.
 DEV_BUILD = "dev"
-UI_PORT = 8233
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def ui_port(temporal_ui_url: str) -> int:
+    """The dev server's UI listens where TEMPORAL_UI_URL says, so that the staff pages'
+    links and the codec's allowed origin (both read from it) find it."""
+    address = urlsplit(temporal_ui_url)
+    return address.port or DEFAULT_PORTS.get(address.scheme, 80)
 
 
 def busy(host: str, port: int) -> bool:
@@ -94,6 +102,7 @@ def relay(name: str, process: subprocess.Popen[str]) -> None:
 def main() -> int:
     settings = get_settings()
     host, _, port = settings.temporal_address.rpartition(":")
+    ui = ui_port(settings.temporal_ui_url)
     worker = [
         (name, *split_address(address))
         for name, address in (
@@ -105,7 +114,7 @@ def main() -> int:
     refuse_busy_ports(
         [
             ("Temporal", host, int(port)),
-            ("Temporal UI", "127.0.0.1", UI_PORT),
+            ("Temporal UI", "127.0.0.1", ui),
             ("mail sink", settings.smtp_host, settings.smtp_port),
             ("web app", settings.web_host, settings.web_port),
             *worker,
@@ -131,7 +140,7 @@ def main() -> int:
                 "--port",
                 port,
                 "--ui-port",
-                str(UI_PORT),
+                str(ui),
                 "--namespace",
                 settings.temporal_namespace,
                 "--log-level",
@@ -190,7 +199,7 @@ def main() -> int:
                 )  # fmt: skip
         print(
             f"dev: web app http://localhost:{settings.web_port}"
-            f" · Temporal UI http://localhost:{UI_PORT}"
+            f" · Temporal UI {settings.temporal_ui_url}"
             " · mail in var/mail/ · Ctrl-C stops everything",
             flush=True,
         )

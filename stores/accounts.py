@@ -223,18 +223,26 @@ def partner_session_account(engine: Engine, token: str) -> PartnerAccount | None
 
 
 def verify_password(engine: Engine, email: str, password: str) -> PartnerAccount | None:
-    """The active user with this email and password, or None; as slow either way."""
+    """The active user with this email and password, or None; as slow either way.
+
+    The hash is checked with no database connection held: Argon2 takes a while, and
+    SQLite's pool has one connection for the whole web process.
+    """
     with Session(engine) as session:
         user = session.exec(select(PartnerUser).where(PartnerUser.email == email.lower())).first()
-        stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
-        try:
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if user is None or user.state != PartnerUserState.ACTIVE:
-            return None
-        account = _account(session, user)
-    return account if account.role is not None else None
+        found = (user.id, user.password_hash) if user is not None else (None, None)
+    partner_user_id, stored = found
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if partner_user_id is None or stored is None:
+        return None
+    # Read again: the user may have been removed while the hash was checked.
+    account = partner_account(engine, partner_user_id)
+    if account is None or account.state is not PartnerUserState.ACTIVE or account.role is None:
+        return None
+    return account
 
 
 # --- emailed links ---------------------------------------------------------------------

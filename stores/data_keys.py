@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from models.commerce import DataKey, Prospect
@@ -54,14 +54,35 @@ def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
     return transact(engine, work)
 
 
+def mark_duplicate(session: Session, onboarding_id: str, open_request: str) -> None:
+    """A duplicate submission's workflow met `open_request`: its key goes with that one's."""
+    row = one(session, DataKey, onboarding_id=onboarding_id)
+    if row is not None:
+        row.duplicate_of = open_request
+
+
+def duplicates_of(engine: Engine, onboarding_id: str) -> list[str]:
+    """The duplicate submissions' workflows whose live keys go with this request's."""
+    with Session(engine) as session:
+        query = select(DataKey.onboarding_id).where(
+            DataKey.duplicate_of == onboarding_id, col(DataKey.wrapped_key).is_not(None)
+        )
+        return list(session.exec(query))
+
+
 def to_shred(engine: Engine, orphaned_before: datetime, limit: int) -> list[str]:
     """Requests whose data key may go once their workflow has closed: those whose personal
-    data is anonymised, and those that never became a prospect (a duplicate submission's
-    own workflow, one an operator ended first) made before `orphaned_before`."""
+    data is anonymised (and the duplicate submissions that met them), and those that never
+    became a prospect (a duplicate submission's own workflow, one an operator ended first)
+    made before `orphaned_before`."""
     with Session(engine) as session:
         anonymised = (
             select(DataKey.onboarding_id)
-            .join(Prospect, col(Prospect.onboarding_id) == col(DataKey.onboarding_id))
+            .join(
+                Prospect,
+                col(Prospect.onboarding_id)
+                == func.coalesce(col(DataKey.duplicate_of), col(DataKey.onboarding_id)),
+            )
             .where(col(DataKey.wrapped_key).is_not(None), col(Prospect.anonymised_at).is_not(None))
         )
         orphaned = (

@@ -16,10 +16,16 @@ Row = TypeVar("Row", bound=SQLModel)
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for any SQLAlchemy URL; SQLite is tuned for many concurrent writers."""
+    """An engine for any SQLAlchemy URL; SQLite is tuned for many concurrent writers.
+
+    Its errors never quote the values of a statement (an email searched for, a name):
+    they end up in tracebacks and logs.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        )
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +40,7 @@ def make_engine(url: str) -> Engine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=10,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

@@ -32,7 +32,12 @@ from models.commerce import (
 )
 from models.lifecycle import ProspectStatus
 from models.partners import LinkState, PartnerUserState
-from models.personal_data import AnonymisationKind, AnonymiseRequestInput, RequestAnonymised
+from models.personal_data import (
+    ERASED,
+    AnonymisationKind,
+    AnonymiseRequestInput,
+    RequestAnonymised,
+)
 from models.sales import (
     DECISION_NOTES,
     Account,
@@ -47,8 +52,6 @@ from stores.engine import one, transact
 if TYPE_CHECKING:
     from stores import Stores
 
-# What an anonymised text field holds where a value is required.
-ERASED = "[erased]"
 PERSON = "person"
 PARTNER_SESSION = "partner"
 

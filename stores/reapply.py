@@ -24,9 +24,12 @@ from models.lifecycle import ProspectStatus, ReasonCode
 
 
 class ApplyRefused(Exception):
-    """A submission the policy refuses; `reason` tells the kinds apart for scripts."""
+    """A submission the policy refuses; `reason` tells the kinds apart for scripts, and
+    `onboarding_id` names the email's decided request (its address is told by email)."""
 
     reason: ClassVar[str]
+    onboarding_id: str
+    may_apply_from: datetime | None = None
 
 
 class CoolingDown(ApplyRefused):
@@ -34,12 +37,13 @@ class CoolingDown(ApplyRefused):
 
     reason = "reapply_cooldown"
 
-    def __init__(self, may_apply_from: datetime) -> None:
+    def __init__(self, may_apply_from: datetime, onboarding_id: str) -> None:
         super().__init__(
             "this email's last request was turned down; it may apply again from "
             f"{may_apply_from.isoformat(timespec='seconds')}"
         )
         self.may_apply_from = may_apply_from
+        self.onboarding_id = onboarding_id
 
 
 class AlreadyPartner(ApplyRefused):
@@ -47,9 +51,10 @@ class AlreadyPartner(ApplyRefused):
 
     reason = "already_partner"
 
-    def __init__(self, signin_url: str) -> None:
+    def __init__(self, signin_url: str, onboarding_id: str) -> None:
         super().__init__(f"this email is already a partner's: sign in at {signin_url}")
         self.signin_url = signin_url
+        self.onboarding_id = onboarding_id
 
 
 def check_may_apply(
@@ -70,13 +75,32 @@ def check_may_apply(
     if last is None or last.onboarding_id == submission:
         return
     if last.status == ProspectStatus.APPROVED:
-        raise AlreadyPartner(f"{site_url.rstrip('/')}/signin")
-    if last.reason_code == ReasonCode.EXPIRED or last.decided_at is None:
-        return
-    decided_at = last.decided_at if last.decided_at.tzinfo else last.decided_at.replace(tzinfo=UTC)
-    may_apply_from = decided_at + cooldown
-    if (now or datetime.now(UTC)) < may_apply_from:
-        raise CoolingDown(may_apply_from)
+        raise AlreadyPartner(f"{site_url.rstrip('/')}/signin", last.onboarding_id)
+    may_apply_from = may_apply_again_from(last, cooldown)
+    if may_apply_from is not None and (now or datetime.now(UTC)) < may_apply_from:
+        raise CoolingDown(may_apply_from, last.onboarding_id)
+
+
+def open_request(commerce: Engine, email: str) -> str | None:
+    """The onboarding id of the email's undecided request, if it has one."""
+    try:
+        with Session(commerce) as session:
+            return session.exec(
+                select(Prospect.onboarding_id).where(Prospect.undecided_email == email.lower())
+            ).first()
+    except DBAPIError:
+        if not inspect(commerce).has_table(Prospect.__tablename__):
+            return None
+        raise
+
+
+def may_apply_again_from(rejected: Prospect, cooldown: timedelta) -> datetime | None:
+    """When the email of a `rejected` prospect may apply again; None: at once (the request
+    expired, or there is no cool-down). The rejection email says the same."""
+    if rejected.reason_code == ReasonCode.EXPIRED or rejected.decided_at is None or not cooldown:
+        return None
+    decided_at = rejected.decided_at
+    return (decided_at if decided_at.tzinfo else decided_at.replace(tzinfo=UTC)) + cooldown
 
 
 def last_decided_request(commerce: Engine, email: str) -> Prospect | None:

@@ -47,6 +47,12 @@ async def test_a_rep_holds_a_lead_with_a_note_and_resumes_it(
     await expect(page.locator("#hold")).to_contain_text("by mario")
     await expect(page.locator("#hold")).to_contain_text("Waiting for their VAT certificate")
     await snap(page, "lead-held")
+    # The decisions start right under their heading: Qualify, a button alone, does not
+    # sink to the bottom of the taller Cancel form beside it.
+    heading = await page.locator("section.actions h2").bounding_box()
+    qualify = await page.locator("button:has-text('Qualify')").bounding_box()
+    assert heading and qualify
+    assert qualify["y"] - (heading["y"] + heading["height"]) < 40, (heading, qualify)
 
     await page.click("button:has-text('Resume')")
     await expect(page.locator(".flash")).to_contain_text("Resumed")

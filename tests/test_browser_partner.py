@@ -47,12 +47,14 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     await partner.goto(approval_link(mail_sink, onboarding_id).replace("http://b2b.test", site))
     await expect(partner.locator("h1")).to_have_text("Activate your account")
     await snap(partner, "partner-01-activate")
-    await set_password(partner, approval_link(mail_sink, onboarding_id), site, "giulia's password")
+    await set_password(
+        partner, approval_link(mail_sink, onboarding_id), site, "a quiet harbour at dusk"
+    )
     await expect(partner.locator(".flash")).to_contain_text("Your password is set")
     await expect(partner.locator("#credit-limit")).to_contain_text("No credit limit")
     await snap(partner, "partner-02-my-account")
 
-    await partner.click("nav >> text=Organization users")
+    await partner.click("nav >> text=Organisation users")
     invitee = f"luca.{onboarding_id}@contoso.example"
     await partner.fill("#first_name", "Luca")
     await partner.fill("#last_name", "Bianchi")
@@ -71,7 +73,7 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     (invitation,) = await invitations_to(mail_sink, invitee)
 
     luca = await (await browser.new_context()).new_page()
-    await set_password(luca, links_in(invitation)[0], site, "luca's own password")
+    await set_password(luca, links_in(invitation)[0], site, "lanterns over the river")
     await expect(luca.locator("h1")).to_have_text("My account")
     await expect(luca.locator("main")).to_contain_text("Contoso Srl")
     await snap(luca, "partner-04-invited-user-signed-in")

@@ -137,9 +137,17 @@ async def test_a_form_with_mistakes_is_a_422_that_keeps_what_was_typed_and_saves
         ({"amount": "", "currency": "EUR"}, "amount", "Please fill this in."),
         ({"amount": "1.234", "currency": "EUR"}, "amount", "no more than 2 decimal places"),
         ({"amount": "-1", "currency": "EUR"}, "amount", "greater than or equal to 0"),
-        ({"amount": "1e309", "currency": "EUR"}, "amount", "no more than 18 digits"),
-        ({"amount": "NaN", "currency": "EUR"}, "amount", "finite number"),
+        ({"amount": "99999999999999999", "currency": "EUR"}, "amount", "no more than 16 digits"),
+        ({"amount": "NaN", "currency": "EUR"}, "amount", "in digits, such as 25000.00"),
+        ({"amount": "1e309", "currency": "EUR"}, "amount", "in digits, such as 25000.00"),
+        ({"amount": "1_000", "currency": "EUR"}, "amount", "in digits, such as 25000.00"),
+        (
+            {"amount": "\u0661\u0660\u0660", "currency": "EUR"},
+            "amount",
+            "in digits, such as 25000.00",
+        ),
         ({"amount": "10", "currency": ""}, "currency", "Please fill this in."),
+        ({"amount": "10", "currency": "ZZZ"}, "currency", "a currency in use"),
         ({"amount": "10", "currency": "EUR", "limit_type": "all"}, "limit_type", "'balance_all'"),
     ],
 )
@@ -200,7 +208,7 @@ async def test_a_sales_rep_may_neither_see_nor_set_a_credit_limit(
         data={"csrf_token": token[1], "amount": "10", "currency": "EUR"},
     )
     assert response.status_code == 403
-    assert "commerce admin" in response.text
+    assert "for the Commerce team" in response.text
     assert credit_limit(stores.commerce, organization) is None
 
 

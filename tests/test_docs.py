@@ -20,6 +20,7 @@ from markdown.extensions.toc import slugify
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from scripts.docs_site import missing_beside
 from settings import PROJECT_DIR
 from tests.test_browser import GUIDES_SCREENSHOTS, IN_THE_GUIDES
 
@@ -62,8 +63,8 @@ def broken_links(page: Path) -> list[str]:
         address = urlsplit(target)
         if not target or address.scheme or address.netloc:
             continue
-        path = (page.parent / unquote(address.path)).resolve() if address.path else page
-        if not path.exists():
+        path = Path(os.path.normpath(page.parent / unquote(address.path))) if address.path else page
+        if not path.exists() and not missing_beside(PROJECT_DIR, path):
             broken.append(f"{page.name}: {target}: no such file")
         elif address.fragment and path.suffix == ".md" and address.fragment not in anchors(path):
             broken.append(f"{page.name}: {target}: no such heading in {path.name}")
@@ -97,6 +98,15 @@ def test_a_missing_file_a_missing_heading_and_a_heading_twice_are_each_caught(
         assert "emails" in str(refused)
     else:
         raise AssertionError("a heading twice was not refused")
+
+
+def test_a_link_beside_the_checkout_is_checked_where_its_folder_is_there(tmp_path: Path) -> None:
+    checkout, spec = tmp_path / "checkout", tmp_path / "shared" / "spec" / "DOMAIN.md"
+    checkout.mkdir()
+    assert missing_beside(checkout, spec)
+    (tmp_path / "shared").mkdir()
+    assert not missing_beside(checkout, spec)
+    assert not missing_beside(checkout, checkout / "docs" / "gone.md")
 
 
 def test_every_guide_is_in_the_sites_navigation_and_linked_from_the_readme() -> None:

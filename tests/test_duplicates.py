@@ -8,16 +8,17 @@ import uuid
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
-from client import RequestNotFound, decide, status, submission_id, submit, wait_until_recorded
+from client import decide, submission_id, submit, wait_until_recorded
 from links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action, Stage
 from models.sales import Lead
-from models.status import EmailKind, OnboardingStatus
+from models.status import EmailKind
 from settings import Settings
-from stores import Stores
+from stores import Stores, data_keys
 from tests.conftest import MailSink
 from tests.scenario import a_request, finished, keep_history, rows, submitted, text_of
 
@@ -77,17 +78,14 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
     events = sorted(message["X-Onboarding-Event"] for message in mail_sink.messages(oid))
     assert events == ["prospect-rejected", "request-received", "status-link-reminder"]
     await keep_history(client, current.workflow_id, "status_link_reminded")
-    # Each duplicate's own workflow answered with the open request and ended, having
-    # recorded nothing: it is no request of its own.
+    # The duplicates were read from the store: no workflow, no data key of their own
+    # holds what they typed (issue 21, item 7).
     for key in keys:
         duplicate_id = submission_id(key, first.email)
-        duplicate = client.get_workflow_handle(
-            onboarding_workflow_id(duplicate_id), result_type=OnboardingStatus
-        )
-        assert (await duplicate.result()).records.prospect_id is None
-        with pytest.raises(RequestNotFound):
-            await status(client, duplicate_id)
-    await keep_history(client, duplicate.id, "duplicate")
+        with pytest.raises(RPCError) as missing:
+            await client.get_workflow_handle(onboarding_workflow_id(duplicate_id)).describe()
+        assert missing.value.status is RPCStatusCode.NOT_FOUND
+        assert data_keys.read(stores.commerce, duplicate_id) is None
 
 
 async def test_concurrent_submits_with_one_email_make_one_request(
@@ -126,3 +124,24 @@ async def test_a_key_used_again_answers_the_first_submission_even_once_finished(
     # Without the key, the decided email applies again.
     fresh = await submit(client, request, settings)
     assert not fresh.duplicate and fresh.onboarding_id != first.onboarding_id
+
+
+async def test_concurrent_duplicates_of_an_open_request_start_no_workflow(
+    client: Client, settings: Settings, stores: Stores
+) -> None:
+    first = await submitted(client, settings)
+    keys = [f"test:{uuid.uuid4().hex}" for _ in range(6)]
+
+    answers = await asyncio.gather(
+        *(
+            submit(client, a_request(email=first.email), settings, idempotency_key=key)
+            for key in keys
+        )
+    )
+
+    assert all(a.duplicate and a.onboarding_id == first.onboarding_id for a in answers)
+    for key in keys:
+        duplicate_id = submission_id(key, first.email)
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(onboarding_workflow_id(duplicate_id)).describe()
+        assert data_keys.read(stores.commerce, duplicate_id) is None

@@ -134,7 +134,12 @@ def test_the_team_reminder_names_the_request_and_links_to_its_page_only() -> Non
     assert f"{SITE}/commerce/prospects/7" in email.text
     assert "&lt;b&gt;now&lt;/b&gt;" in email.html
     assert [link for link in LINKS.findall(email.text) if "evil" in link] == []
-    assert "awaiting approval" in email.text and "2026-12-20 09:30 UTC" in email.text
+    assert "Stage: Awaiting approval, since 2026-11-20 09:30 UTC." in email.text
+    assert "2026-12-20 09:30 UTC" in email.text
+    # The product's own sentence is printed as written: a zero-width space (which keeps
+    # what people typed from turning into a link) never sits before its full stop.
+    assert "Waiting for a Commerce admin to approve or reject it.\n" in email.text
+    assert "approve or reject it.</p>" in email.html
 
 
 @pytest.mark.parametrize("locale", ["en", "it"])
@@ -151,3 +156,25 @@ def test_an_expired_request_is_told_so_and_that_it_may_apply_again(locale: str) 
     assert words in expired.text and words in expired.html
     assert words not in declined.text
     assert f"{SITE}/apply" in expired.text
+    at_once = {"en": "You may apply again at once", "it": "Può presentarne subito una nuova"}
+    assert at_once[locale] in expired.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [
+        ("en", "you may apply again from January 4, 2027, 4:05:00 PM UTC:"),
+        ("it", "potrà presentare una nuova richiesta a partire dal 4 gennaio 2027 16:05:00 UTC:"),
+    ],
+)
+def test_a_rejection_says_from_when_the_requester_may_apply_again(locale: str, words: str) -> None:
+    input = render(EmailKind.PROSPECT_REJECTED, locale=locale)
+    renderer = EmailRenderer(SITE, SECRET)
+    declined = renderer.render(input, may_apply_from=datetime(2027, 1, 4, 16, 5, tzinfo=UTC))
+
+    assert words in " ".join(declined.text.split())
+    html = re.sub(r"</?a[^>]*>", "", " ".join(declined.html.split()))
+    assert words.removesuffix(":") + ".</p>" in html
+    # With no cool-down (a setting of 0), at any time.
+    anytime = renderer.render(input)
+    assert {"en": "at any time", "it": "in qualsiasi momento"}[locale] in anytime.text

@@ -22,8 +22,10 @@ from temporalio.client import Client
 from client import status
 from settings import PROJECT_DIR, Settings
 from stores import Stores
-from tests.conftest import REP
+from tests.conftest import REP, MailSink
 from tests.test_pages import a_filled_form, applied, apply, sign_in
+from tests.test_partner_accounts import approved_partner
+from tests.test_partner_pages import activate, approval_link, csrf
 from web import i18n
 from web.app import create_app
 
@@ -48,7 +50,7 @@ async def test_every_requester_page_is_in_italian_when_the_visitor_switches(
     pages = {
         "/": ["Crescete con Contoso", "Diventa partner commerciale", "adesione dei partner"],
         "/apply": ["Ragione sociale", "Lingua delle nostre email", "Invia la richiesta"],
-        "/apply/already-open": ["già una richiesta aperta"],
+        "/apply/already-open": ["Abbiamo già una richiesta da questo indirizzo email"],
         f"/requests/{'0' * 16}/{'0' * 32}": ["Pagina non trovata", "Questa richiesta non esiste."],
         "/no-such-page": ["Pagina non trovata", "Torna alla pagina iniziale"],
     }
@@ -96,6 +98,8 @@ async def test_a_request_made_in_italian_is_followed_in_italian_without_a_switch
     english = await web.get(status_link, params={"lang": "en"})
     assert html_lang(english) == "en"
     assert REVIEWING["en"] in english.text
+    # The stage in the requester's words, never the sales team's "lead open".
+    assert "In review</span> since " in english.text
     assert html_lang(await web.get(status_link)) == "en"
 
 
@@ -163,6 +167,37 @@ async def test_the_form_offers_the_page_s_language_and_says_what_is_wrong_in_it(
         assert re.search(rf'id="{field}-error">{re.escape(message)}', refused.text), field
     # What was typed stays, and so does the page's language as the emails' language.
     assert '<option value="it" lang="it" selected>Italiano</option>' in refused.text
+
+
+async def test_a_used_link_and_the_fresh_one_it_asks_for_speak_its_owner_s_language(
+    web: httpx.AsyncClient, client: Client, settings: Settings, mail_sink: MailSink
+) -> None:
+    onboarding_id, _ = await approved_partner(client, settings, locale="it")
+    link = approval_link(mail_sink, onboarding_id).removeprefix("http://b2b.test")
+    await activate(web, link)
+
+    used = await web.get(link)
+    assert used.status_code == 410 and html_lang(used) == "it"
+    fresh = await web.post(
+        link.replace("/activate/", "/links/") + "/fresh", data={"csrf_token": await csrf(web, link)}
+    )
+    assert fresh.status_code == 200 and html_lang(fresh) == "it"
+    assert "Controlli la sua email" in fresh.text
+
+
+async def test_the_new_user_s_language_starts_as_the_page_s(
+    web: httpx.AsyncClient, client: Client, settings: Settings, mail_sink: MailSink
+) -> None:
+    onboarding_id, _ = await approved_partner(client, settings, locale="it")
+    await activate(web, approval_link(mail_sink, onboarding_id))
+
+    italian = await web.get("/account/users")
+    assert html_lang(italian) == "it"
+    assert '<option value="it" lang="it" selected>Italiano</option>' in italian.text
+    english = await web.get("/account/users", params={"lang": "en"})
+    assert html_lang(english) == "en"
+    assert '<option value="en" lang="en" selected>English</option>' in english.text
+    assert '<option value="it" lang="it">Italiano</option>' in english.text
 
 
 async def test_a_company_named_like_a_script_is_text_on_the_italian_pages(

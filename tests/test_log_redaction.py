@@ -4,6 +4,7 @@ partner's activation, invitation and password-reset tokens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -12,15 +13,19 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from links import status_path, status_token
 from logs import RedactingFormatter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
-from tests.conftest import TEST_SECRET, free_port, web_settings_for
+from stores.engine import make_engine
+from tests.conftest import TEST_SECRET, free_port, postgres_databases, web_settings_for
 from web.app import create_app
-from web.redaction import REDACTED, SECRET_PATHS, redact
+from web.redaction import REDACTED, SECRET_PATHS, RedactSecrets, redact
 
 ONBOARDING_ID = "0123456789abcdef"
 TOKEN = status_token(TEST_SECRET.encode(), ONBOARDING_ID)
@@ -147,3 +152,31 @@ def test_the_workers_log_lines_carry_no_email_address_whoever_prints_them() -> N
     line = formatter.format(record)
 
     assert "giulia" not in line and "[email]" in line and "Recipient refused" in line
+
+
+def test_a_logged_traceback_quotes_no_email() -> None:
+    searched = "giulia.rossi@contoso.example"
+    try:
+        raise ValueError(f"PostgreSQL text fields cannot contain NUL: %\x00{searched}%")
+    except ValueError:
+        record = logging.LogRecord(
+            "web", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    RedactSecrets().filter(record)
+    printed = logging.Formatter().format(record)
+    assert "ValueError" in printed and "Traceback" in printed
+    assert searched not in printed and "giulia" not in printed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_error_quotes_no_value_of_its_statement(backend: str, tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'store.db'}"
+        else:
+            (url,) = stack.enter_context(postgres_databases("errors"))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        with pytest.raises(DBAPIError) as raised, engine.connect() as connection:
+            connection.execute(text("SELECT * FROM nowhere WHERE q = :q"), {"q": "needle-0042"})
+    assert "nowhere" in str(raised.value) and "needle-0042" not in str(raised.value)

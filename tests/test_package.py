@@ -121,7 +121,8 @@ def test_the_installed_web_app_serves_its_pages_with_state_in_the_working_direct
 import json, web.app, settings
 from fastapi.testclient import TestClient
 with TestClient(web.app.create_app()) as http:
-    pages = {path: http.get(path) for path in ("/?lang=it", "/apply", "/static/style.css")}
+    paths = ("/?lang=it", "/apply", "/static/style.css", "/favicon.ico")
+    pages = {path: http.get(path) for path in paths}
 print(json.dumps({
     "module": web.app.__file__,
     "status": {path: page.status_code for path, page in pages.items()},

@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from babel.dates import format_datetime
 from fastapi import FastAPI
 from temporalio.client import Client
 
@@ -30,12 +32,13 @@ from tests.conftest import (
     ADMIN,
     REDIS_URL,
     REP,
+    MailSink,
     bearer,
     browse,
     until_confirmed,
     web_settings_for,
 )
-from tests.scenario import a_request, finished
+from tests.scenario import a_request, finished, text_of
 from web.app import create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -180,7 +183,7 @@ async def test_rep_and_admin_pages_need_a_signed_in_user_of_their_role(
     assert (await web.get("/sales/leads")).status_code == 200
     commerce = await web.get("/commerce/prospects")
     assert commerce.status_code == 403
-    assert "commerce admin" in commerce.text
+    assert "for the Commerce team" in commerce.text
 
 
 async def test_sign_in_only_follows_links_to_this_site(web: httpx.AsyncClient) -> None:
@@ -291,8 +294,8 @@ async def test_an_admin_finds_an_approved_partner_with_its_customers_and_hierarc
     page = await web.get(f"/commerce/prospects/{prospect.id}")
     assert "Approved by mario" in page.text
     assert "<h2>Customer hierarchy</h2>" in page.text
-    assert re.search(rf"{company}</a> <span class=\"muted\">organization", page.text)
-    assert "b2b admin" in page.text
+    assert re.search(rf"{company}</a> <span class=\"muted\">Organisation", page.text)
+    assert '<span class="muted">Administrator</span>' in page.text
     assert f"/workflows/onboarding-{onboarding_id}" in page.text
     person = next(c for c in views.customers_of_request(stores.commerce, onboarding_id) if c.email)
     assert (await web.get(f"/commerce/customers/{person.id}")).status_code == 200
@@ -333,6 +336,17 @@ async def test_a_company_named_like_a_script_is_text_on_every_page(
         text = (await web.get(page)).text
         assert script not in text, page
         assert "&lt;script&gt;" in text, page
+
+
+async def test_every_page_has_the_site_s_icon(web: httpx.AsyncClient) -> None:
+    icon = await web.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg")
+    for path in ("/", "/staff/signin", "/no-such-page"):
+        page = await web.get(path)
+        linked = re.search(r'<link rel="icon" href="([^"]+)"', page.text)
+        assert linked, path
+        assert (await web.get(linked[1])).content == icon.content
 
 
 @pytest.mark.parametrize(
@@ -393,6 +407,37 @@ async def test_the_rejection_email_leads_back_to_the_form(
     page = await web.get(link.removeprefix(web_settings.b2b_site_url))
     assert page.status_code == 200
     assert 'name="company"' in page.text
+
+
+async def test_the_rejection_email_says_when_the_form_takes_a_request_again(
+    web: httpx.AsyncClient, client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    email = f"giulia.{uuid.uuid4().hex[:10]}@contoso.example"
+    onboarding_id, _ = await applied(web, client, email=email)
+    await finished(client, await decide(client, onboarding_id, Action.CANCEL, actor="mario"))
+
+    prospect = views.prospect_of_request(stores.commerce, onboarding_id)
+    assert prospect and prospect.decided_at
+    from_then = format_datetime(
+        prospect.decided_at.replace(tzinfo=UTC) + settings.reapply_cooldown,
+        "long",
+        tzinfo=UTC,
+        locale="en",
+    )
+    (rejection,) = [
+        m
+        for m in mail_sink.messages(onboarding_id)
+        if m["X-Onboarding-Event"] == "prospect-rejected"
+    ]
+    said = " ".join(text_of(rejection).split())
+    assert " ".join(f"you may apply again from {from_then}:".split()) in said
+    # The form tells whoever applies no more than of a duplicate; the address is told
+    # the same date by email (issue 23, item 7).
+    refused = await apply(web, a_filled_form(email=email))
+    assert refused.status_code == 303 and refused.headers["location"] == "/apply/already-open"
+    (told,) = await mail_sink.arrived(onboarding_id, EmailKind.APPLIED_AGAIN)
+    said = " ".join(text_of(told).split())
+    assert " ".join(f"You may apply again with this address from {from_then}:".split()) in said
 
 
 async def test_prospects_are_found_whatever_the_case_of_their_accents(
@@ -546,20 +591,6 @@ async def attempt_sign_in(app: FastAPI, address: str, name: str, token: str) -> 
             "/staff/signin", data={"name": name, "token": token, "csrf_token": csrf[1]}
         )
         return answer.status_code
-
-
-async def test_only_failed_sign_ins_count_and_per_account_as_well_as_per_address(
-    web_settings: Settings, client: Client, stores: Stores
-) -> None:
-    app = create_app(web_settings, client, stores)
-    # Successes are not counted: a person signing in often is never locked out.
-    assert {await attempt_sign_in(app, "203.0.113.1", *REP[::2]) for _ in range(12)} == {303}
-    # Ten guesses at mario's token, each from another address: his account is locked...
-    guesses = [await attempt_sign_in(app, f"198.51.100.{n}", REP[0], "guess-me") for n in range(10)]
-    assert guesses == [401] * 10
-    assert await attempt_sign_in(app, "203.0.113.2", *REP[::2]) == 429
-    # ...and nobody else's.
-    assert await attempt_sign_in(app, "203.0.113.2", *ADMIN[::2]) == 303
 
 
 async def test_wrong_api_tokens_do_not_lock_people_out_of_the_sign_in_form(

@@ -1,6 +1,7 @@
 """The re-apply policy at every edge: after a rejection the same email waits out
 REAPPLY_COOLDOWN (an expired request does not), an approved email is told it is a
-partner, and a refused submission creates nothing."""
+partner, and a refused submission creates nothing. The caller gets the duplicate's answer;
+the address on record is told by email (issue 23, item 7)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from babel.dates import format_datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 from temporalio.client import Client
 
 from models.commerce import EmailMessage, Prospect
 from models.lifecycle import ReasonCode
+from models.requests import ALREADY_OPEN
 from models.sales import Lead
 from models.status import EmailKind
 from settings import Settings
@@ -26,7 +29,7 @@ from stores import Stores
 from stores.engine import make_engine
 from stores.reapply import AlreadyPartner, CoolingDown, check_may_apply
 from tests.conftest import REP, MailSink, bearer, browse, web_settings_for
-from tests.scenario import a_request
+from tests.scenario import a_request, text_of
 from tests.test_api import API, a_form, until_stage
 from tests.test_pages import apply
 from web.app import create_app
@@ -84,29 +87,30 @@ async def workflows_since(client: Client, since: datetime) -> list[str]:
     ]
 
 
-async def test_inside_the_cool_down_the_api_refuses_with_the_date_and_creates_nothing(
+async def test_inside_the_cool_down_the_answer_is_the_duplicate_s_and_the_date_is_emailed(
     web_cooling: httpx.AsyncClient, client: Client, stores: Stores, mail_sink: MailSink
 ) -> None:
     form = await rejected(web_cooling, mail_sink)
     email = form["email"]
     (first,) = _prospects(stores, email)
     assert first.decided_at is not None
-    decided_at = first.decided_at
-    before, mail_before = counts(stores, email), len(mail_sink.messages())
+    may_apply_from = first.decided_at.replace(tzinfo=UTC) + COOLDOWN
+    (prospects, leads, _) = counts(stores, email)
     since = datetime.now(UTC)
 
     refused = await web_cooling.post(API, json={**form, "company": "Another try Srl"})
 
-    assert refused.status_code == 409, refused.text
-    body = refused.json()
-    assert body["reason"] == "reapply_cooldown"
-    may_apply_from = datetime.fromisoformat(body["may_apply_from"])
-    assert may_apply_from == decided_at.replace(tzinfo=UTC) + COOLDOWN
-    assert "may apply again from" in body["detail"]
-    # Nothing was created: no row, no email, no workflow.
-    assert counts(stores, email) == before
-    assert len(mail_sink.messages()) == mail_before
+    # Whoever knows the email learns no more than of an open request (issue 23, item 7).
+    assert refused.status_code == 202, refused.text
+    assert refused.json() == {"duplicate": True, "detail": ALREADY_OPEN}
+    assert counts(stores, email)[:2] == (prospects, leads)
     assert await workflows_since(client, since) == []
+    # The address on record is told from when it may apply again.
+    (told,) = await mail_sink.arrived(first.onboarding_id, EmailKind.APPLIED_AGAIN)
+    assert told["To"].addresses[0].addr_spec == email
+    said = " ".join(text_of(told).split())
+    from_then = format_datetime(may_apply_from, "long", tzinfo=UTC, locale="en")
+    assert " ".join(from_then.split()) in said
 
     # Once the cool-down has passed, the same email applies again.
     await asyncio.sleep((may_apply_from - datetime.now(UTC)).total_seconds() + 0.2)
@@ -128,7 +132,7 @@ async def test_with_no_cool_down_a_rejected_email_applies_again_at_once(
         assert again.json()["duplicate"] is False
 
 
-async def test_an_approved_email_is_told_it_is_a_partner_and_where_to_sign_in(
+async def test_an_approved_email_is_told_by_email_it_is_a_partner_and_where_to_sign_in(
     web: httpx.AsyncClient, stores: Stores, web_settings: Settings, mail_sink: MailSink
 ) -> None:
     form = a_form()
@@ -138,38 +142,34 @@ async def test_an_approved_email_is_told_it_is_a_partner_and_where_to_sign_in(
     await web.post(f"{API}/{onboarding_id}/won", headers=bearer(REP))
     await until_stage(web, onboarding_id, "approved")
     await mail_sink.arrived(onboarding_id, EmailKind.PROSPECT_APPROVED)
-    before = counts(stores, form["email"])
+    (prospects, leads, _) = counts(stores, form["email"])
 
     refused = await web.post(API, json=form)
 
-    assert refused.status_code == 409, refused.text
-    assert refused.json()["reason"] == "already_partner"
-    assert refused.json()["signin_url"] == f"{web_settings.b2b_site_url}/signin"
-    assert "may_apply_from" not in refused.json()
-    assert counts(stores, form["email"]) == before
-
+    assert refused.status_code == 202, refused.text
+    assert refused.json() == {"duplicate": True, "detail": ALREADY_OPEN}
+    assert counts(stores, form["email"])[:2] == (prospects, leads)
     page = await apply(web, {name: str(value) for name, value in form.items()})
-    assert page.status_code == 409
-    assert "Your company is already a partner" in page.text
-    assert f'href="{web_settings.b2b_site_url}/signin"' in page.text
+    assert page.status_code == 303 and page.headers["location"] == "/apply/already-open"
+    # Told once an hour, however often the email applies.
+    (told,) = await mail_sink.arrived(onboarding_id, EmailKind.APPLIED_AGAIN)
+    assert told["To"].addresses[0].addr_spec == form["email"]
+    assert f"{web_settings.b2b_site_url}/signin" in text_of(told)
+    assert "apply again from" not in text_of(told)
 
 
-async def test_the_form_says_from_when_the_email_may_apply_in_the_page_s_language(
+async def test_the_form_answers_as_for_a_duplicate_in_the_page_s_language(
     web_cooling: httpx.AsyncClient, stores: Stores, mail_sink: MailSink
 ) -> None:
     form = {name: str(value) for name, value in (await rejected(web_cooling, mail_sink)).items()}
-    before = counts(stores, form["email"])
-
-    english = await apply(web_cooling, form)
-    assert english.status_code == 409
-    assert "You may apply again from" in english.text
-    assert "UTC" in english.text
+    before = counts(stores, form["email"])[:2]
 
     web_cooling.cookies.set("lang", "it")
     italian = await apply(web_cooling, form)
-    assert italian.status_code == 409
-    assert "Potrà presentare una nuova richiesta a partire dal" in italian.text
-    assert counts(stores, form["email"]) == before
+    assert italian.status_code == 303 and italian.headers["location"] == "/apply/already-open"
+    shown = await web_cooling.get("/apply/already-open")
+    assert "Abbiamo già una richiesta da questo indirizzo email" in shown.text
+    assert counts(stores, form["email"])[:2] == before
 
 
 async def test_an_open_request_s_email_still_gets_the_duplicate_answer(

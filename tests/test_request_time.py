@@ -125,7 +125,7 @@ async def test_the_team_is_reminded_on_time_until_a_decision_stops_it(
     body = text_of(mail)
     assert "Contoso Srl" in mail["Subject"] and "sales team" in mail["Subject"]
     assert f"http://b2b.test/sales/leads/{current.records.lead_id}" in body
-    assert oid in body and "lead open" in body
+    assert oid in body and "Stage: Lead open, since" in body
 
     # Qualified: the opportunity is the sales team's move again, reminded from its start.
     qualified = await decide(env.client, oid, Action.QUALIFY, "mario")

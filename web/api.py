@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
@@ -25,6 +24,7 @@ from client import (
     resume,
     submission_id,
     submit,
+    tell_applied_again,
 )
 from links import status_url
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
@@ -34,7 +34,7 @@ from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingReque
 from models.status import OnboardingStatus
 from models.workflow_io import SubmitResult
 from stores import Stores
-from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
+from stores.reapply import ApplyRefused, check_may_apply
 from web.auth import ApiCommerceAdmin, ApiUser
 from web.dependencies import (
     ClientDep,
@@ -90,28 +90,14 @@ class NotConfirmed(Problem):
 
 
 class AlreadyOpen(BaseModel):
-    """The email has an undecided request. Whoever asks, the answer is the same and names
-    no request: knowing an email must not be enough to find one. Its link is emailed to
-    the address on record instead."""
+    """The email has a request already: undecided, approved, or rejected less than
+    REAPPLY_COOLDOWN ago. Whoever asks, the answer is the same and names no request:
+    knowing an email must not be enough to learn whether it applied, was turned down or
+    is a partner. The address on record is told by email instead (the open request's
+    link; where to sign in; from when it may apply again)."""
 
     duplicate: Literal[True] = True
     detail: str = ALREADY_OPEN
-
-
-class MayApplyLater(Problem):
-    """The email's last request was turned down less than REAPPLY_COOLDOWN ago; nothing
-    was created. It may apply again from `may_apply_from`."""
-
-    reason: Literal["reapply_cooldown"] = "reapply_cooldown"
-    may_apply_from: datetime
-
-
-class AlreadyAPartner(Problem):
-    """The email's request was approved: it is already a partner and signs in at
-    `signin_url`. Nothing was created."""
-
-    reason: Literal["already_partner"] = "already_partner"
-    signin_url: str
 
 
 class DecisionBody(BaseModel):
@@ -196,12 +182,6 @@ NOT_CONFIRMED_ANSWER = (
             " while no worker runs (NotConfirmed, with Retry-After)",
             "headers": KEY_HEADER,
         },
-        409: {
-            "model": MayApplyLater | AlreadyAPartner,
-            "description": "Refused by the re-apply policy, nothing created: the email's last"
-            " request was turned down less than REAPPLY_COOLDOWN ago (MayApplyLater, with"
-            " may_apply_from), or approved (AlreadyAPartner, with where to sign in)",
-        },
         **{k: ERRORS[k] for k in (413, 429, 503)},
     },
     dependencies=[SubmitLimited],
@@ -217,9 +197,10 @@ async def submit_request(
 ) -> SubmitAccepted | AlreadyOpen | JSONResponse:
     """Submit an onboarding request; the same Idempotency-Key answers with the same request.
 
-    Without one, the answer carries the key made for it (header and body). An email whose
-    last request was turned down may apply again once REAPPLY_COOLDOWN has passed; one
-    whose request was approved is already a partner: both are refused with a 409.
+    Without one, the answer carries the key made for it (header and body). An email with
+    an undecided request, one whose last request was turned down less than
+    REAPPLY_COOLDOWN ago and one whose request was approved all get the same answer
+    (AlreadyOpen), and nothing is created; the address is told by email what it may do.
     """
     key = idempotency_key or uuid.uuid4().hex
     try:
@@ -232,11 +213,13 @@ async def submit_request(
             submission=submission_id(f"api:{key}", request.email),
         )
     except ApplyRefused as refused:
-        return _refused(refused)
+        await tell_applied_again(client, settings, refused.onboarding_id, refused.may_apply_from)
+        response.headers["Idempotency-Key"] = key
+        return AlreadyOpen()
     try:
         submitted = await submit(client, request, settings, idempotency_key=f"api:{key}")
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     response.headers["Idempotency-Key"] = key
     if submitted.duplicate:
         return AlreadyOpen()
@@ -347,7 +330,7 @@ async def _hold_change(
     try:
         changed = await change(await temporal.get(), _known(onboarding_id), key)
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     except RequestNotFound:
         raise await _finished(temporal, stores, onboarding_id, what) from None
     response.headers["Idempotency-Key"] = key
@@ -434,7 +417,7 @@ async def decide_request(
             note=body.note,
         )
     except NotYetConfirmed:
-        return _not_confirmed(key)
+        return not_confirmed(key)
     except RequestNotFound:
         raise await _finished(temporal, stores, onboarding_id, action.value) from None
     metrics.decided(action, user.role.value, decided)
@@ -456,17 +439,7 @@ async def _finished(
     return DecisionNotAllowed(why, kept.stage)
 
 
-def _refused(refused: ApplyRefused) -> JSONResponse:
-    body: Problem
-    if isinstance(refused, CoolingDown):
-        body = MayApplyLater(detail=str(refused), may_apply_from=refused.may_apply_from)
-    else:
-        assert isinstance(refused, AlreadyPartner)
-        body = AlreadyAPartner(detail=str(refused), signin_url=refused.signin_url)
-    return JSONResponse(body.model_dump(mode="json"), status_code=409)
-
-
-def _not_confirmed(key: str) -> JSONResponse:
+def not_confirmed(key: str) -> JSONResponse:
     body = NotConfirmed(detail=NOT_CONFIRMED_ANSWER, idempotency_key=key)
     return JSONResponse(
         body.model_dump(),

@@ -7,14 +7,17 @@ password change, or by the user's removal).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from client import NotYetConfirmed
 from models.partners import (
     PASSWORD_MAX,
     NewPartnerUser,
@@ -26,7 +29,7 @@ from models.requests import IDEMPOTENCY_KEY, Email, Locale
 from stores import accounts
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
-from web.api import ERRORS, Problem
+from web.api import ERRORS, KEY_HEADER, NotConfirmed, Problem, not_confirmed
 from web.auth import SESSION_LIFETIME
 from web.dependencies import ClientDep, SettingsDep, StoresDep
 from web.identifiers import RowId
@@ -53,14 +56,14 @@ def _session_token(
 async def _partner(
     request: Request, token: Annotated[str, Depends(_session_token)], stores: StoresDep
 ) -> PartnerAccount:
-    guard, address = limits(request).bearer, client_key(request)
-    await run_in_threadpool(guard.check, address)
+    attempt = await run_in_threadpool(limits(request).bearer.begin, client_key(request))
     account = await run_in_threadpool(
         accounts.partner_session_account, stores.commerce, token[:200]
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "unknown or ended session", {"WWW-Authenticate": "Bearer"})
+    await run_in_threadpool(attempt.succeeded)
     return account
 
 
@@ -146,14 +149,15 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 )
 async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     """Check an email and password; answers a session token for `Authorization: Bearer`."""
-    guard, address = limits(request).partner_sign_in, client_key(request)
-    await run_in_threadpool(guard.check, address, body.email)
+    guard = limits(request).partner_sign_in
+    attempt = await run_in_threadpool(guard.begin, client_key(request), body.email)
     account = await run_in_threadpool(
         accounts.verify_password, stores.commerce, body.email, body.password
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address, body.email)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "that email and password do not match an active account")
+    await run_in_threadpool(attempt.succeeded)
     token = await run_in_threadpool(
         accounts.start_session, stores.commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME
     )
@@ -185,7 +189,7 @@ async def my_account(me: Partner, stores: StoresDep) -> MyAccount:
 
 
 @router.get(
-    "/users", summary="Organization users", responses={k: ERRORS[k] for k in (401, 403, 429)}
+    "/users", summary="Organisation users", responses={k: ERRORS[k] for k in (401, 403, 429)}
 )
 async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOut]:
     """Everyone who is or was a user of my organisation, with their state and role."""
@@ -195,27 +199,55 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
     return [PartnerUserOut.of(user) for user in users]
 
 
-@router.post("/users", status_code=201, summary="Add a user", responses=REFUSED)
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Add a user",
+    response_model=Invited,
+    responses={
+        **REFUSED,
+        202: {
+            "model": NotConfirmed,
+            "description": "Recorded and not yet confirmed while no worker runs: the same"
+            " call with the same Idempotency-Key (see Retry-After) answers its outcome",
+            "headers": KEY_HEADER,
+        },
+    },
+)
 async def invite_user(
+    request: Request,
     body: NewPartnerUser,
     me: Administrator,
     client: ClientDep,
     settings: SettingsDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY)] = None,
-) -> Invited:
+) -> Invited | JSONResponse:
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
-    request_id = f"api:invite:{me.id}:{idempotency_key}" if idempotency_key else None
-    changed = await add_user(client, settings, me, body, request_id)
+    key = idempotency_key or uuid.uuid4().hex
+    invitations = limits(request).invitations
+    try:
+        changed = await add_user(
+            client, settings, invitations, me, body, f"api:invite:{me.id}:{key}"
+        )
+    except NotYetConfirmed:
+        return not_confirmed(key)
+    response.headers["Idempotency-Key"] = key
     return Invited.of(changed)
 
 
 @router.post("/users/{user_id}/invitation", summary="Resend an invitation", responses=REFUSED)
 async def resend_invitation(
-    user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
+    request: Request,
+    user_id: RowId,
+    me: Administrator,
+    client: ClientDep,
+    settings: SettingsDep,
+    stores: StoresDep,
 ) -> Invited:
     """A fresh invitation email; the earlier link stops working."""
-    changed = await resend(client, settings, stores, me, user_id)
+    changed = await resend(client, settings, stores, limits(request).invitations, me, user_id)
     return Invited.of(changed)
 
 

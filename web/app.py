@@ -38,6 +38,7 @@ from client import (
     Connection,
     DecisionFailed,
     DecisionNotAllowed,
+    NotYetConfirmed,
     RequestNotFound,
     TemporalUnavailable,
     codec_of,
@@ -307,6 +308,18 @@ def _handle_errors(app: FastAPI) -> None:
         response.headers["Retry-After"] = RETRY_AFTER
         return response
 
+    @app.exception_handler(NotYetConfirmed)
+    async def held(request: Request, err: NotYetConfirmed) -> Response:
+        # A change no route answers with its own key (a resend, a removal): Temporal
+        # holds it and applies it once a worker is back, so this is no "try again".
+        response = problem(
+            request,
+            202,
+            N_("Recorded, and not yet confirmed: it is applied once a worker is back."),
+        )
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
     @app.exception_handler(NotConfirmedPage)
     async def not_confirmed(request: Request, err: NotConfirmedPage) -> Response:
         return err.response
@@ -319,7 +332,9 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(PartnerActionRefused)
     async def partner_refused(request: Request, refused: PartnerActionRefused) -> Response:
         # The pages show a refusal on the page it came from; the API answers it here.
-        return problem(request, refused.status, str(refused))
+        response = problem(request, refused.status, str(refused))
+        response.headers.update(refused.headers)
+        return response
 
     @app.exception_handler(PartnerSignInRequired)
     async def partner_sign_in(request: Request, _: PartnerSignInRequired) -> Response:

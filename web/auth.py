@@ -14,7 +14,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from models.lifecycle import TRANSITIONS, Action, Role
+from models.lifecycle import TEAM_NAMES, TRANSITIONS, Action, Role
 from settings import Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
@@ -129,12 +129,12 @@ def api_user(
         raise HTTPException(
             401, "sign in: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
-    guard, address = limits(request).bearer, client_key(request)
-    guard.check(address)
+    attempt = limits(request).bearer.begin(client_key(request))
     user = get_users(request).by_token(credentials.credentials)
     if user is None:
-        guard.failed(address)
+        attempt.failed()
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    attempt.succeeded()
     return user
 
 
@@ -169,7 +169,7 @@ class SignInRequired(Exception):
 
 class RoleRequired(Exception):
     def __init__(self, role: Role) -> None:
-        super().__init__(f"this page is for {role.value.replace('_', ' ')}s")
+        super().__init__(f"this page is for the {TEAM_NAMES[role]}")
         self.role = role
 
 

@@ -17,7 +17,14 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS
-from models.lifecycle import STAFF_REASON_CODES, STAGE_WORDS, ReasonCode, status_words
+from models.lifecycle import (
+    STAFF_REASON_CODES,
+    STAGE_WORDS,
+    ReasonCode,
+    actor_words,
+    status_words,
+)
+from models.partners import hierarchy_role_words
 from models.requests import Locale
 from models.sales import LEAD_SOURCE_WORDS
 from models.status import email_words
@@ -54,8 +61,9 @@ def templates() -> Jinja2Templates:
         newstyle=True,
     )
     environment.filters["when"] = _when
-    environment.filters["words"] = lambda value: str(value).replace("_", " ")
     # The staff pages' words (English) for what the stores keep as codes.
+    environment.filters["actor"] = actor_words
+    environment.filters["hierarchy_role"] = hierarchy_role_words
     environment.filters["language"] = language_words
     environment.filters["waited"] = waited
     environment.filters["thousands"] = lambda number: f"{number:,}"

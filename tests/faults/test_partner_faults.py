@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from sqlmodel import Session, select
 
-from client import TemporalUnavailable, invite_partner_user, status
+from client import NotYetConfirmed, TemporalUnavailable, invite_partner_user, status
 from mailsink import read_spool
 from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
 from models.lifecycle import Action
@@ -48,7 +48,7 @@ async def test_invitations_while_the_worker_is_killed(site: Site) -> None:  # no
                 return await invite_partner_user(
                     temporal, site.settings, request, request_id=f"invite:{email}"
                 )
-            except TemporalUnavailable:
+            except (TemporalUnavailable, NotYetConfirmed):
                 await asyncio.sleep(0.5)
 
     inviting = asyncio.ensure_future(asyncio.gather(*(invite(email) for email in invitees)))

@@ -15,10 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from client import DecisionNotAllowed, erase_personal_data
 from models.commerce import Customer, Prospect
 from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
-from models.partners import CreditLimitType, CreditLimitValues
+from models.partners import (
+    CreditLimitType,
+    CreditLimitValues,
+    NewCreditLimit,
+    PartnerRole,
+    PartnerUserState,
+)
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
-from stores import Stores, credit_limits, queues, views
+from stores import Stores, accounts, credit_limits, queues, views
 from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
@@ -284,7 +290,7 @@ async def set_credit_limit(
     # A checkbox is sent only when ticked.
     typed["mandatory"] = "mandatory" in form
     try:
-        values = CreditLimitValues.model_validate(
+        values = NewCreditLimit.model_validate(
             {name: value for name, value in typed.items() if value != ""}
         )
     except ValidationError as err:
@@ -308,6 +314,23 @@ async def set_credit_limit(
     return RedirectResponse(f"/commerce/customers/{customer_id}#credit-limit", status_code=303)
 
 
+@router.post("/customers/{customer_id}/users/{user_id}/administrator", dependencies=[CsrfChecked])
+async def appoint_administrator(
+    request: Request, customer_id: RowId, user_id: RowId, user: CommerceAdmin, stores: StoresDep
+) -> Response:
+    """Make one of the organisation's users its administrator: how a partner left without
+    one (its only administrator erased) gets one again."""
+    try:
+        appointed = await run_in_threadpool(
+            accounts.set_role, stores.commerce, customer_id, user_id, PartnerRole.ADMIN
+        )
+    except accounts.RoleRefused as refused:
+        flash(request, f"Not changed: {refused}.", "error")
+    else:
+        flash(request, f"{appointed.name} is now an administrator of the organisation.", "success")
+    return RedirectResponse(f"/commerce/customers/{customer_id}#users", status_code=303)
+
+
 async def _customer_page(
     request: Request,
     stores: Stores,
@@ -327,11 +350,12 @@ async def _customer_page(
     invoice = None
     if found.invoice_customer_id and found.invoice_customer_id != found.id:
         invoice = await read(views.customer, stores.commerce, found.invoice_customer_id)
-    credit = None
+    credit, users = None, []
     if credit_limits.keeps_a_credit_limit(found):
         credit = await read(credit_limits.credit_limit_state, stores.commerce, customer_id)
         if typed is None:
             typed = _form_of(credit.credit_limit)
+        users = await read(accounts.organization_users, stores.commerce, customer_id)
     return render(
         request,
         "commerce/customer.html",
@@ -345,6 +369,13 @@ async def _customer_page(
         errors=errors or {},
         limit_types=list(CreditLimitType),
         history_size=credit_limits.HISTORY_SIZE,
+        users=users,
+        # An invited administrator counts: they are one once they activate.
+        without_administrator=bool(users)
+        and not any(
+            user.role is PartnerRole.ADMIN and user.state is not PartnerUserState.REMOVED
+            for user in users
+        ),
     )
 
 

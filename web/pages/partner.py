@@ -15,15 +15,24 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import partner_link_used
-from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
+from client import NotYetConfirmed, partner_link_used
+from models.partners import (
+    PASSWORD_MIN,
+    NewPartnerUser,
+    PartnerRole,
+    Password,
+    PasswordWeakness,
+    password_weakness,
+)
 from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import accounts
+from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
     CsrfChecked,
     PartnerAdministrator,
     PartnerUser,
+    csrf_token,
     start_partner_session,
 )
 from web.dependencies import ClientDep, SettingsDep, StoresDep, get_client
@@ -41,7 +50,7 @@ from web.partners import (
     resend,
 )
 from web.protection import SubmitLimited, client_key, limits
-from web.templating import flash, render
+from web.templating import flash, not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,6 +59,26 @@ PASSWORD_SET = N_("Your password is set: you are signed in.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
 PASSWORD_TOO_SHORT = N_("Please choose a password of at least %(length)s characters.")
 PASSWORD_SPACES = N_("Please do not start or end the password with a space.")
+PASSWORD_WEAK = {
+    PasswordWeakness.REPEATS: N_(
+        "Please choose another password: a character or a short group repeated is easy to guess."
+    ),
+    PasswordWeakness.PATTERN: N_(
+        "Please choose another password: a sequence or a row of the keyboard is easy to guess."
+    ),
+    PasswordWeakness.COMMON: N_(
+        "Please choose another password: this one is among the most common passwords, or"
+        " close to one."
+    ),
+    PasswordWeakness.PERSONAL: N_(
+        "Please choose another password: it must not contain your email address or your"
+        " company's name."
+    ),
+    PasswordWeakness.GUESSABLE: N_(
+        "Please choose another password: this one is easy to guess. A few words that do not"
+        " belong together make a strong one."
+    ),
+}
 INVITED = N_("%(name)s is invited: the email is on its way.")
 DONE = {
     "resend": N_("A fresh invitation is on its way; the earlier link no longer works."),
@@ -112,11 +141,11 @@ async def sign_in(
 
     Failures only are counted, per address and per account (the email tried).
     """
-    guard, address, tried = limits(request).partner_sign_in, client_key(request), email.strip()
-    await run_in_threadpool(guard.check, address, tried.lower())
+    guard, tried = limits(request).partner_sign_in, email.strip()
+    attempt = await run_in_threadpool(guard.begin, client_key(request), tried)
     account = await run_in_threadpool(accounts.verify_password, stores.commerce, tried, password)
     if account is None:
-        await run_in_threadpool(guard.failed, address, tried.lower())
+        await run_in_threadpool(attempt.failed)
         locale = page_locale(request)
         error = translator(locale)(WRONG_PASSWORD)
         return render(
@@ -128,6 +157,7 @@ async def sign_in(
             email=email,
             error=error,
         )
+    await run_in_threadpool(attempt.succeeded)
     start_partner_session(request, account)
     return RedirectResponse(safe_next(next) or "/account", status_code=303)
 
@@ -167,7 +197,9 @@ async def use_link(
         opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    error = _password_problem(password, confirm, page_locale(request, opened.account.locale))
+    error = _password_problem(
+        password, confirm, opened.account, page_locale(request, opened.account.locale)
+    )
     if error is not None:
         return render(
             request,
@@ -192,12 +224,18 @@ async def fresh_link(
     request: Request, token: str, stores: StoresDep, settings: SettingsDep
 ) -> Response:
     """An expired or used link: email its owner a fresh one, to the address on record."""
+    locale = page_locale(request)
     try:
         await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         if refused.account is not None:
-            email_fresh_link(await get_client(request), settings, refused.account)
-    return render(request, "partner/link_sent.html", locale=page_locale(request))
+            links_asked = limits(request).links_asked
+            await email_fresh_link(
+                await get_client(request), settings, links_asked, refused.account
+            )
+        # In the language the refused link's page was in.
+        locale = _link_locale(request, refused)
+    return render(request, "partner/link_sent.html", locale=locale)
 
 
 @router.get("/password/forgot")
@@ -218,8 +256,14 @@ async def forgot(
         accounts.partner_account_by_email, stores.commerce, email.strip()
     )
     if account is not None:
-        email_fresh_link(await get_client(request), settings, account)
+        links_asked = limits(request).links_asked
+        await email_fresh_link(await get_client(request), settings, links_asked, account)
     return render(request, "partner/link_sent.html", locale=page_locale(request))
+
+
+def _link_locale(request: Request, refused: accounts.LinkRefused) -> Locale:
+    """A refused link's pages speak its owner's language, unless the visitor switched."""
+    return page_locale(request, refused.account.locale if refused.account else None)
 
 
 def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
@@ -227,14 +271,16 @@ def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     return render(
         request,
         "partner/link_refused.html",
-        locale=page_locale(request, refused.account.locale if refused.account else None),
+        locale=_link_locale(request, refused),
         status_code=410 if refused.why != "unknown" else 404,
         words=LINK_WORDS[refused.why],
         offer=offer,
     )
 
 
-def _password_problem(password: str, confirm: str, locale: Locale) -> str | None:
+def _password_problem(
+    password: str, confirm: str, account: PartnerAccount, locale: Locale
+) -> str | None:
     _ = translator(locale)
     try:
         NewPassword.model_validate({"password": password})
@@ -242,6 +288,9 @@ def _password_problem(password: str, confirm: str, locale: Locale) -> str | None
         if password != password.strip():
             return _(PASSWORD_SPACES)
         return _(PASSWORD_TOO_SHORT, length=str(PASSWORD_MIN))
+    weakness = password_weakness(password, account.email, account.organization_name)
+    if weakness is not None:
+        return _(PASSWORD_WEAK[weakness])
     if password != confirm:
         return _(PASSWORDS_DIFFER)
     return None
@@ -272,7 +321,7 @@ async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Re
 
 @router.get("/account/users")
 async def users_page(request: Request, me: PartnerAdministrator, stores: StoresDep) -> Response:
-    """Organization users: who may sign in for the partner, with their state and role."""
+    """Organisation users: who may sign in for the partner, with their state and role."""
     return await _users(request, me, stores)
 
 
@@ -300,11 +349,24 @@ async def add_user_form(
         return await _users(request, me, stores, values=values, errors=errors, status_code=422)
     try:
         # The action and the adder are part of the id: the same form is one invitation.
-        await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
+        invitations = limits(request).invitations
+        request_id = f"form:invite:{me.id}:{request_id}"
+        await add_user(client, settings, invitations, me, new, request_id)
+    except NotYetConfirmed:
+        # "Check again" posts the same form, id included: the same invitation.
+        return not_confirmed(
+            request,
+            N_("The invitation is recorded, and not yet confirmed."),
+            what="invitation",
+            fields={**values, "csrf_token": csrf_token(request)},
+            locale=page_locale(request, me.locale),
+        )
     except PartnerActionRefused as refused:
         _ = translator(page_locale(request, me.locale))
         errors = {"email": refused.text(_)}
-        return await _users(request, me, stores, values=values, errors=errors, status_code=409)
+        return await _users(
+            request, me, stores, values=values, errors=errors, status_code=refused.status
+        )
     _ = translator(page_locale(request, me.locale))
     flash(request, _(INVITED, name=f"{new.first_name} {new.last_name}"))
     return RedirectResponse("/account/users", status_code=303)
@@ -326,7 +388,7 @@ async def user_action(
     _ = translator(locale)
     try:
         if action == "resend":
-            await resend(client, settings, stores, me, user_id)
+            await resend(client, settings, stores, limits(request).invitations, me, user_id)
         elif action == "remove":
             await remove(client, settings, stores, me, user_id)
         elif action == "role" and role is not None:
@@ -343,7 +405,9 @@ async def user_action(
                 status=404,
                 detail=refused.text(_),
             )
-        return await _users(request, me, stores, refusal=refused.text(_), status_code=409)
+        return await _users(
+            request, me, stores, refusal=refused.text(_), status_code=refused.status
+        )
     flash(request, _(DONE[action]))
     if user_id == me.id and action in ("remove", "role"):
         return RedirectResponse("/account", status_code=303)
@@ -369,7 +433,8 @@ async def _users(
         locale=page_locale(request, me.locale),
         me=me,
         users=users,
-        values=values or {"locale": me.locale},
+        # A new user's language starts as the page's (the template's default).
+        values=values or {},
         errors=errors or {},
         refusal=refusal,
         roles=list(PartnerRole),

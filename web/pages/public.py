@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from client import NotYetConfirmed, TemporalUnavailable, current_status, submit
+from client import (
+    NotYetConfirmed,
+    TemporalUnavailable,
+    current_status,
+    submit,
+    tell_applied_again,
+)
 from client import submission_id as onboarding_id_of
 from links import status_path, status_token_valid
 from models.lifecycle import STAGES
+from models.personal_data import ERASED
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest
-from stores.reapply import AlreadyPartner, ApplyRefused, CoolingDown, check_may_apply
+from stores.reapply import ApplyRefused, check_may_apply
 from web.dependencies import ClientDep, SecretDep, SettingsDep, StoresDep, TemporalDep, read
 from web.i18n import N_, page_locale, translator
 from web.identifiers import ONBOARDING_ID
@@ -26,6 +34,7 @@ from web.protection import SubmitLimited
 from web.templating import not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
 
 FIELDS = tuple(OnboardingRequest.model_fields)
 # Pydantic's messages are English and written for developers: the form says these
@@ -48,6 +57,12 @@ NOT_VALID = {
 ONE_LINE = N_("Please write this on one line, without control characters.")
 NOT_RIGHT = N_("Please check this.")
 NOT_UTF8 = N_("This is not valid UTF-8 text.")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """The site's icon, where browsers look for it whatever the page links."""
+    return FileResponse(FAVICON, media_type="image/svg+xml")
 
 
 @router.get("/")
@@ -117,14 +132,9 @@ async def apply(
             submission=onboarding_id_of(key, application.email),
         )
     except ApplyRefused as refused:
-        return render(
-            request,
-            "apply_refused.html",
-            status_code=409,
-            locale=locale,
-            may_apply_from=refused.may_apply_from if isinstance(refused, CoolingDown) else None,
-            signin_url=refused.signin_url if isinstance(refused, AlreadyPartner) else None,
-        )
+        # The duplicate's answer: the address on record is told what it may do.
+        await tell_applied_again(client, settings, refused.onboarding_id, refused.may_apply_from)
+        return RedirectResponse("/apply/already-open", status_code=303)
     try:
         submitted = await submit(client, application, settings, idempotency_key=key)
     except NotYetConfirmed:
@@ -230,6 +240,7 @@ async def request_status(
         status=current,
         words=_(STAGES[current.stage].requester_words),
         stage_name=_(STAGES[current.stage].requester_name),
+        erased=current.email == ERASED,
     )
 
 

@@ -1,0 +1,1 @@
+"""The project's own tools: make dev's processes, make docs' hooks (imported by the tests)."""
