@@ -4,7 +4,6 @@ switches and moves. Each test has a deployment of its own, beside the tests' own
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from models.ids import onboarding_workflow_id
 from models.lifecycle import Action
 from settings import Settings
 from stores import Stores
+from tests.conftest import eventually
 from tests.scenario import finished, submitted
 from worker import build_worker
 
@@ -104,16 +104,12 @@ async def test_a_request_finishes_on_its_build_and_a_new_build_is_current_when_t
             assert (await finished(client, old)).stage == "rejected"
             assert await pinned_to(client, old.onboarding_id) == ("a", "")
 
-            async def drained() -> dict[str, Any]:
-                for _ in range(100):
-                    report = await deploy(client, b, capsys, "status")
-                    if states(report)["a"] == "drained":
-                        return report
-                    await asyncio.sleep(0.1)
-                raise AssertionError(f"a not drained: {report}")
+            async def drained() -> dict[str, Any] | None:
+                report = await deploy(client, b, capsys, "status")
+                return report if states(report)["a"] == "drained" else None
 
             # Drained though the rejection's retention runs on: it moves to b when it wakes.
-            (left,) = (await drained())["versions"][0]["open"]
+            (left,) = (await eventually(drained, what="a drained"))["versions"][0]["open"]
             assert (left["workflow_type"], left["behavior"]) == (
                 "PersonalDataWorkflow",
                 "auto_upgrade",

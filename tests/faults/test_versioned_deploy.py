@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import eventually
 from tests.faults.harness import record
-from tests.faults.releases import Deployment, Release, eventually, versioned_release
+from tests.faults.releases import Deployment, Release, versioned_release
 from tests.faults.test_deploy import (
     Request,
     all_workflows_done,
