@@ -1038,6 +1038,33 @@ async def invite_partner_user(
     )
 
 
+async def partner_update_known(client: Client, email: str, request_id: str) -> bool:
+    """Whether Temporal holds the Update `request_id` in the user's latest workflow run:
+    then sending it again answers its outcome and sends nothing. A removal or an expired
+    link ends that run; the same id sent later to a new run is a new change."""
+    known = PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=partner_user_workflow_id(email)),
+            update_id=request_id,
+        ),
+        identity=client.identity,
+        # Answered at once: the Update is known to Temporal, or it is not.
+        wait_policy=WaitPolicy(
+            lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        ),
+    )
+    try:
+        await _rpc(
+            client.workflow_service.poll_workflow_execution_update(known, timeout=QUERY_TIMEOUT)
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
 async def send_partner_link(
     client: Client, settings: Settings, email: str, request: SendLinkInput
 ) -> PartnerUserChanged:

@@ -11,7 +11,13 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from client import PartnerUserRefused, invite_partner_user, remove_partner_user, send_partner_link
+from client import (
+    PartnerUserRefused,
+    invite_partner_user,
+    partner_update_known,
+    remove_partner_user,
+    send_partner_link,
+)
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -93,15 +99,16 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
 
 
 async def _invitation_allowed(
-    invitations: RateLimit, email: str, request_id: str | None = None
+    client: Client, invitations: RateLimit, email: str, request_id: str | None = None
 ) -> None:
     """Count one invitation to `email`, or refuse it: no administrator floods a mailbox.
-    A retry of one invitation (the same `request_id`) is the same invitation."""
+    A retry of one invitation (the same `request_id`) is the same invitation while
+    Temporal holds it against the user's workflow, and only then: a key remembered here
+    would pass uncounted to a new run (after a removal) that sends a new email."""
+    if request_id is not None and await partner_update_known(client, email, request_id):
+        return
     try:
-        if request_id is None:
-            await run_in_threadpool(invitations.take, account_key(email))
-        else:
-            await run_in_threadpool(invitations.take_once, account_key(email), request_id)
+        await run_in_threadpool(invitations.take, account_key(email))
     except HTTPException as too_many:
         refused = PartnerActionRefused(429, TOO_MANY_INVITATIONS, email=email)
         refused.headers = dict(too_many.headers or {})
@@ -119,7 +126,7 @@ async def add_user(
     if new.email.lower() in settings.own_addresses:
         # Else the invitation, with names the administrator chose, lands in our own inbox.
         raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
-    await _invitation_allowed(invitations, new.email, request_id)
+    await _invitation_allowed(client, invitations, new.email, request_id)
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )
@@ -142,7 +149,7 @@ async def resend(
     user = await colleague(stores, me, user_id)
     if user.state is not PartnerUserState.INVITED:
         raise PartnerActionRefused(409, ALREADY_ACTIVE, name=user.name)
-    await _invitation_allowed(invitations, user.email)
+    await _invitation_allowed(client, invitations, user.email)
     request = SendLinkInput(
         partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
     )
