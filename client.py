@@ -1022,7 +1022,9 @@ class PartnerUserRefused(OnboardingError):
 
 
 # Refusals that come back from the partner user workflow's activities, by `type`.
-PARTNER_REFUSALS = frozenset({"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved"})
+PARTNER_REFUSALS = frozenset(
+    {"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved", "NoSuchPartnerUser"}
+)
 
 
 async def invite_partner_user(

@@ -165,7 +165,11 @@ async def remove(
     user = await colleague(stores, me, user_id)
     if user.state is PartnerUserState.REMOVED:
         raise PartnerActionRefused(409, ALREADY_REMOVED, name=user.name)
-    request = RemoveInput(partner_user_id=user.id, actor=actor(me))
+    request = RemoveInput(
+        partner_user_id=user.id,
+        actor=actor(me),
+        organization_customer_id=me.organization_customer_id,
+    )
     try:
         return await remove_partner_user(client, settings, user.email, request)
     except PartnerUserRefused as refused:
