@@ -115,6 +115,13 @@ async def _invitation_allowed(
         raise refused from None
 
 
+def _mailbox(email: str) -> str:
+    """The mailbox an address reaches: `local+tag@domain` is delivered to `local@domain`
+    wherever subaddressing is on (Gmail, Microsoft 365, Postfix's recipient_delimiter)."""
+    local, _, domain = email.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
 async def add_user(
     client: Client,
     settings: Settings,
@@ -123,7 +130,7 @@ async def add_user(
     new: NewPartnerUser,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
-    if new.email.lower() in settings.own_addresses:
+    if _mailbox(new.email) in {_mailbox(own) for own in settings.own_addresses}:
         # Else the invitation, with names the administrator chose, lands in our own inbox.
         raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
     await _invitation_allowed(client, invitations, new.email, request_id)
