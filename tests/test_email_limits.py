@@ -131,3 +131,31 @@ async def test_invitations_keys_sent_again_in_turn_after_removals_are_counted_ag
                 assert removed.is_success, removed.text
     assert emails(stores, user_id, "user_invitation") == 3
     assert answers == [201, 201, 201, 429]
+
+
+async def test_invitations_to_one_mailbox_under_tags_are_counted_together(
+    web_settings: Settings,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    mail_sink: MailSink,
+    worker: None,
+) -> None:
+    # luca+1@ and luca+2@ are delivered to luca@ wherever subaddressing is on.
+    app = create_app(web_settings, client, stores)
+    onboarding_id, admin = await approved_partner(client, settings)
+    mailbox = f"luca.{uuid.uuid4().hex[:10]}"
+    async with browse(app) as web:
+        await activate(web, approval_link(mail_sink, onboarding_id))
+        auth = await signed_in(web, admin)
+        answers = [
+            (
+                await web.post(
+                    "/api/partner/users",
+                    json={**A_USER, "email": f"{mailbox}+{n}@outside.example"},
+                    headers=auth,
+                )
+            ).status_code
+            for n in range(4)
+        ]
+    assert answers == [201, 201, 201, 429]

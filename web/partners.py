@@ -101,14 +101,15 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
 async def _invitation_allowed(
     client: Client, invitations: RateLimit, email: str, request_id: str | None = None
 ) -> None:
-    """Count one invitation to `email`, or refuse it: no administrator floods a mailbox.
+    """Count one invitation to `email`'s mailbox, or refuse it: no administrator floods a
+    mailbox, under one address or under many tags.
     A retry of one invitation (the same `request_id`) is the same invitation while
     Temporal holds it against the user's workflow, and only then: a key remembered here
     would pass uncounted to a new run (after a removal) that sends a new email."""
     if request_id is not None and await partner_update_known(client, email, request_id):
         return
     try:
-        await run_in_threadpool(invitations.take, account_key(email))
+        await run_in_threadpool(invitations.take, account_key(_mailbox(email)))
     except HTTPException as too_many:
         refused = PartnerActionRefused(429, TOO_MANY_INVITATIONS, email=email)
         refused.headers = dict(too_many.headers or {})
@@ -206,7 +207,7 @@ async def email_fresh_link(
     if account.state is PartnerUserState.REMOVED:
         return
     try:
-        await run_in_threadpool(links_asked.take, account_key(account.email))
+        await run_in_threadpool(links_asked.take, account_key(_mailbox(account.email)))
     except HTTPException:
         return
     purpose = (
