@@ -13,7 +13,9 @@ by its old words.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Index
 
@@ -54,6 +56,19 @@ def fold(text: str) -> str:
 def search_text(*parts: str | None) -> str:
     """The folded words a row is found by, its parts in the order given."""
     return SEPARATOR.join(fold(part) for part in parts if part)
+
+
+# The fields a prospect or a lead is found by, in order: company, contact, email, reference.
+SEARCHED = ("company_name", "first_name", "last_name", "email", "onboarding_id")
+
+
+def search_columns(fields: Mapping[str, Any]) -> dict[str, str]:
+    """A prospect's or a lead's search columns, from its `SEARCHED` fields: what the ORM's
+    hooks keep in step, and what the hot paths' SQL writes with the row."""
+    return {
+        "search_text": search_text(*(fields[name] for name in SEARCHED)),
+        "company_key": company_key(fields["company_name"]),
+    }
 
 
 def company_key(company: str) -> str:

@@ -104,6 +104,22 @@ def test_the_wheel_builds_without_setuptools_warnings_and_carries_the_catalogues
     assert "LC_MESSAGES/messages.mo" in installed.build_log
 
 
+def test_the_checkout_type_checks_with_a_wheel_build_left_in_it(tmp_path: Path) -> None:
+    """The README's `pip wheel` leaves setuptools' build/ in the checkout; `make lint` (mypy,
+    with the project's configuration) must not read its copies as duplicate modules."""
+    shutil.copy(PROJECT_DIR / "pyproject.toml", tmp_path)
+    for module in (tmp_path / "activities", tmp_path / "build" / "lib" / "activities"):
+        module.mkdir(parents=True)
+        (module / "__init__.py").write_text("KIND = 'copy'\n")
+
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_the_cli_answers_help_from_any_directory(installed: Installed, elsewhere: Path) -> None:
     helped = installed.run("b2b-onboarding", "--help", cwd=elsewhere, env=service_env())
 
