@@ -159,3 +159,36 @@ async def test_invitations_to_one_mailbox_under_tags_are_counted_together(
             for n in range(4)
         ]
     assert answers == [201, 201, 201, 429]
+
+
+async def test_one_organisations_invitations_do_not_use_up_anothers(
+    web_settings: Settings,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    mail_sink: MailSink,
+    worker: None,
+) -> None:
+    # A floods X up to the limit; B, where X works, can still invite X.
+    app = create_app(web_settings, client, stores)
+    invitee = f"luca.{uuid.uuid4().hex[:10]}@outside.example"
+    headers = []
+    async with browse(app) as web:
+        for company in ("A Srl", "B Srl"):
+            onboarding_id, admin = await approved_partner(client, settings, company=company)
+            await activate(web, approval_link(mail_sink, onboarding_id))
+            headers.append(await signed_in(web, admin))
+        a, b = headers
+        answers = []
+        for _ in range(4):
+            added = await web.post(
+                "/api/partner/users", json={**A_USER, "email": invitee}, headers=a
+            )
+            answers.append(added.status_code)
+            if added.status_code == 201:
+                user_id = added.json()["partner_user_id"]
+                removed = await web.delete(f"/api/partner/users/{user_id}", headers=a)
+                assert removed.is_success, removed.text
+        assert answers == [201, 201, 201, 429]
+        by_b = await web.post("/api/partner/users", json={**A_USER, "email": invitee}, headers=b)
+        assert by_b.status_code == 201, by_b.text

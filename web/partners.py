@@ -99,17 +99,24 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
 
 
 async def _invitation_allowed(
-    client: Client, invitations: RateLimit, email: str, request_id: str | None = None
+    client: Client,
+    invitations: RateLimit,
+    me: PartnerAccount,
+    email: str,
+    request_id: str | None = None,
 ) -> None:
-    """Count one invitation to `email`'s mailbox, or refuse it: no administrator floods a
-    mailbox, under one address or under many tags.
+    """Count one invitation from my organisation to `email`'s mailbox, or refuse it: no
+    administrator floods a mailbox, under one address or under many tags. Counted per
+    organisation, so that one organisation's flood never stops another's invitation.
     A retry of one invitation (the same `request_id`) is the same invitation while
     Temporal holds it against the user's workflow, and only then: a key remembered here
     would pass uncounted to a new run (after a removal) that sends a new email."""
     if request_id is not None and await partner_update_known(client, email, request_id):
         return
     try:
-        await run_in_threadpool(invitations.take, account_key(_mailbox(email)))
+        await run_in_threadpool(
+            invitations.take, account_key(f"{me.organization_customer_id}:{_mailbox(email)}")
+        )
     except HTTPException as too_many:
         refused = PartnerActionRefused(429, TOO_MANY_INVITATIONS, email=email)
         refused.headers = dict(too_many.headers or {})
@@ -134,7 +141,7 @@ async def add_user(
     if _mailbox(new.email) in {_mailbox(own) for own in settings.own_addresses}:
         # Else the invitation, with names the administrator chose, lands in our own inbox.
         raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
-    await _invitation_allowed(client, invitations, new.email, request_id)
+    await _invitation_allowed(client, invitations, me, new.email, request_id)
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )
@@ -157,7 +164,7 @@ async def resend(
     user = await colleague(stores, me, user_id)
     if user.state is not PartnerUserState.INVITED:
         raise PartnerActionRefused(409, ALREADY_ACTIVE, name=user.name)
-    await _invitation_allowed(client, invitations, user.email)
+    await _invitation_allowed(client, invitations, me, user.email)
     request = SendLinkInput(
         partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
     )
