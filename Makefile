@@ -30,15 +30,20 @@ messages: $(STAMP)
 dev: $(STAMP) $(COMPILED)
 	$(PY) scripts/dev.py
 
+# In parallel: a pytest-xdist worker process per core, each with its own Temporal dev
+# server, mail sink and stores (tests/conftest.py's session fixtures); a worker that runs
+# out of tests takes some of another's (worksteal), so no long file holds up the end.
 test: lint $(COMPILED) system-packages
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 # The fault cases on real processes (tests/faults/): workers SIGKILLed, the server
 # restarted, the mail server and the stores down, the storms of 200 and of 100 requests
-# in network namespaces (needs root), and the deploy from each earlier release. About
-# ten minutes; kept out of `make test`, which stays under ten.
+# in network namespaces (needs root), and the deploy from each earlier release; and the
+# slow tests that rarely break (marked `slow`: the wheel, the TLS frontend, the API
+# fuzzer, the bench's own run, `python -m web` served). About ten minutes; kept out of
+# `make test`, which stays under ten.
 test-faults: $(STAMP) system-packages
-	$(PY) -m pytest -m storm tests/faults
+	$(PY) -m pytest -m 'storm or slow'
 
 # What the tests drive besides Python, from Debian (Playwright never downloads a browser
 # here): Chromium for the browser tests, nginx (grpc_pass, TLS) in front of the dev server

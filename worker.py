@@ -170,7 +170,7 @@ def build_worker(
             partners.expire_links,
         ],
         workflow_runner=workflow_runner(),
-        interceptors=INTERCEPTORS,
+        interceptors=[*INTERCEPTORS, logs.RefusalsInOneLine()],
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,

@@ -43,7 +43,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import smtp
-from activities.errors import invalid_data, missing_record, write, write_sql
+from activities.errors import expected_refusal, invalid_data, missing_record, write, write_sql
 from activities.partners import ensure_administrator
 from activities.smtp import Mail
 from links import staff_page_path, status_url
@@ -389,10 +389,8 @@ class EmailActivities:
             if user is None:
                 raise missing_record("The partner user", str(input.partner_user_id))
             if user.state == PartnerUserState.REMOVED:
-                raise ApplicationError(
-                    f"partner user {user.id} has been removed",
-                    type="PartnerUserRemoved",
-                    non_retryable=True,
+                raise expected_refusal(
+                    f"partner user {user.id} has been removed", "PartnerUserRemoved"
                 )
             assert user.id is not None
             row = {

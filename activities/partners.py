@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import missing_record, write
+from activities.errors import expected_refusal, missing_record, write
 from models.commerce import (
     AccessLink,
     Customer,
@@ -43,10 +43,8 @@ ORGANIZATION = "organization"
 
 
 def already_a_user(email: str) -> ApplicationError:
-    return ApplicationError(
-        f"{email} is already a user of a business partner",
-        type="AlreadyPartnerUser",
-        non_retryable=True,
+    return expected_refusal(
+        f"{email} is already a user of a business partner", "AlreadyPartnerUser"
     )
 
 
@@ -57,11 +55,7 @@ def no_such_user() -> ApplicationError:
 
 
 def last_administrator() -> ApplicationError:
-    return ApplicationError(
-        LAST_ADMINISTRATOR,
-        type="LastAdministrator",
-        non_retryable=True,
-    )
+    return expected_refusal(LAST_ADMINISTRATOR, "LastAdministrator")
 
 
 class PartnerUserFacts(BaseModel):

@@ -192,6 +192,8 @@ def _can_profile() -> bool:
     return allowed
 
 
+# The benchmark's own run, some 20 s: `make test-faults`.
+@pytest.mark.slow
 async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None:
     # py-spy too where it can run (`make bench` installs it); `make test` runs without.
     py_spy = _can_profile()

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import ADMIN, MailSink
+from tests.conftest import ADMIN, MailSink, eventually
 from tests.test_browser import browser, sign_in, snap  # noqa: F401 - the fixture
 from tests.test_partner_accounts import approved_partner, links_in
 from tests.test_partner_pages import approval_link
@@ -65,10 +65,7 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     await expect(partner.locator("tr", has_text=invitee)).to_contain_text("invited")
     await snap(partner, "partner-03-organization-users")
 
-    for _ in range(100):
-        if await invitations_to(mail_sink, invitee):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: invitations_to(mail_sink, invitee))
     await asyncio.sleep(0.5)
     (invitation,) = await invitations_to(mail_sink, invitee)
 

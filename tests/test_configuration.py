@@ -4,7 +4,6 @@ command line cannot use is named as what it is, and two workers share a host."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import socket
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from settings import PROJECT_DIR, Settings, describe
-from tests.conftest import TEST_PAYLOAD_KEYS, TEST_SECRET
+from tests.conftest import PATIENCE, TEST_PAYLOAD_KEYS, TEST_SECRET, eventually
 
 PROCESSES = {
     "worker": [sys.executable, "worker.py"],
@@ -231,13 +230,13 @@ async def test_a_second_worker_on_the_host_takes_the_next_probe_ports(
 
 async def answered(http: httpx.AsyncClient, url: str, worker: subprocess.Popen[str]) -> None:
     """Wait until `url` answers 200; the worker's one-line reason if it exits first."""
-    for _ in range(1200):
+
+    async def ready() -> bool:
         if worker.poll() is not None:
-            raise AssertionError(f"the worker exited: {worker.stderr.read()}")  # type: ignore[union-attr]
+            pytest.fail(f"the worker exited: {worker.stderr.read()}")  # type: ignore[union-attr]
         try:
-            if (await http.get(url)).status_code == 200:
-                return
+            return (await http.get(url)).status_code == 200
         except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
+            return False
+
+    await eventually(ready, 2 * PATIENCE, f"{url} answering 200", every=0.1)

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,14 @@ from logs import RedactingFormatter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from stores.engine import make_engine
-from tests.conftest import TEST_SECRET, free_port, postgres_databases, web_settings_for
+from tests.conftest import (
+    TEST_SECRET,
+    answering,
+    eventually,
+    free_port,
+    postgres_databases,
+    web_settings_for,
+)
 from web.app import create_app
 from web.redaction import REDACTED, SECRET_PATHS, RedactSecrets, redact
 
@@ -63,7 +69,7 @@ def test_redaction_keeps_the_shape_and_leaves_other_paths_alone() -> None:
         assert redact(path) == path
 
 
-def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
+async def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "API_TOKENS"}
     env.update(
@@ -84,16 +90,10 @@ def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
-        for path in VISITS:
-            httpx.get(url + path, timeout=10)
+        await answering(f"{url}/", process)
+        async with httpx.AsyncClient() as http:
+            for path in VISITS:
+                await http.get(url + path)
     finally:
         process.terminate()
         log, _ = process.communicate(timeout=30)
@@ -111,8 +111,7 @@ async def test_the_app_logs_paths_without_secrets_under_any_uvicorn(
     app = create_app(web_settings_for(settings), stores=stores)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started)
     lines: list[str] = []
     capture = logging.Handler()
     capture.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]

@@ -14,22 +14,25 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 
 from models.status import EmailKind
 from settings import PROJECT_DIR
-from tests.conftest import MailSink
+from tests.conftest import MailSink, eventually
 
 NOT_SOURCE = (".*", "var", "build", "test-output", "*.egg-info", "*.mo", "__pycache__")
 SETUPTOOLS_WARNINGS = ("SetuptoolsDeprecationWarning", "SetuptoolsWarning", "BuildBackendWarning")
+# A wheel built and installed into a venv of its own, for packaging that rarely changes:
+# `make test-faults`.
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -189,15 +192,17 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
         for action in ("qualify", "won"):
             decided = installed.run("b2b-onboarding", action, onboarding_id, cwd=elsewhere, env=env)
             assert decided.returncode == 0, decided.stderr
-        for _ in range(30):
+
+        def approval_sent() -> dict[str, Any]:
             status = json.loads(
                 installed.run(
                     "b2b-onboarding", "status", onboarding_id, cwd=elsewhere, env=env
                 ).stdout
             )
-            if status["notification"]["state"] == "sent":
-                break
-            time.sleep(0.5)
+            assert status["notification"]["state"] == "sent", status
+            return dict(status)
+
+        status = await eventually(approval_sent, every=0.5)
     finally:
         worker.send_signal(signal.SIGINT)
         _, worker_log = worker.communicate(timeout=30)
