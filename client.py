@@ -1081,7 +1081,9 @@ class PartnerUserRefused(OnboardingError):
 
 
 # Refusals that come back from the partner user workflow's activities, by `type`.
-PARTNER_REFUSALS = frozenset({"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved"})
+PARTNER_REFUSALS = frozenset(
+    {"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved", "NoSuchPartnerUser"}
+)
 
 
 async def invite_partner_user(
@@ -1095,6 +1097,33 @@ async def invite_partner_user(
     return await _partner_update(
         client, settings, invite.user.email, PartnerUserWorkflow.invite, invite, request_id
     )
+
+
+async def partner_update_known(client: Client, email: str, request_id: str) -> bool:
+    """Whether Temporal holds the Update `request_id` in the user's latest workflow run:
+    then sending it again answers its outcome and sends nothing. A removal or an expired
+    link ends that run; the same id sent later to a new run is a new change."""
+    known = PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=partner_user_workflow_id(email)),
+            update_id=request_id,
+        ),
+        identity=client.identity,
+        # Answered at once: the Update is known to Temporal, or it is not.
+        wait_policy=WaitPolicy(
+            lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        ),
+    )
+    try:
+        await _rpc(
+            client.workflow_service.poll_workflow_execution_update(known, timeout=QUERY_TIMEOUT)
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def send_partner_link(

@@ -48,6 +48,12 @@ def already_a_user(email: str) -> ApplicationError:
     )
 
 
+def no_such_user() -> ApplicationError:
+    return ApplicationError(
+        "no such user in the organisation", type="NoSuchPartnerUser", non_retryable=True
+    )
+
+
 def last_administrator() -> ApplicationError:
     return expected_refusal(LAST_ADMINISTRATOR, "LastAdministrator")
 
@@ -271,6 +277,12 @@ class PartnerActivities:
             user = session.get(PartnerUser, input.partner_user_id)
             if user is None:
                 raise missing_record("The partner user", str(input.partner_user_id))
+            if (
+                input.organization_customer_id is not None
+                and user.organization_customer_id != input.organization_customer_id
+            ):
+                # Moved to their own approved company since the remover's page checked.
+                raise no_such_user()
             if user.state == PartnerUserState.REMOVED:
                 return
             session.exec(

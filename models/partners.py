@@ -305,6 +305,10 @@ class SendLinkInput(BaseModel):
 class RemoveInput(BaseModel):
     partner_user_id: int
     actor: Actor
+    # The organisation the actor removes the user from, checked again where the removal
+    # is written: the user may have moved to their own approved company since the web
+    # app checked (None: a removal sent before this field, unchecked).
+    organization_customer_id: int | None = None
 
 
 class PartnerUserChanged(BaseModel):
@@ -350,6 +354,7 @@ class RemovePartnerUserInput(BaseModel):
     partner_user_id: int
     actor: str
     at: datetime
+    organization_customer_id: int | None = None
 
 
 class PendingLinkInput(BaseModel):

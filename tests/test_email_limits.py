@@ -99,3 +99,96 @@ async def test_forgot_password_emails_one_account_a_few_times_and_answers_alike(
     account = accounts.partner_account_by_email(stores.commerce, email)
     assert account is not None
     assert emails(stores, account.id, "password_reset") == 3
+
+
+async def test_invitations_keys_sent_again_in_turn_after_removals_are_counted_again(
+    web_settings: Settings,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    mail_sink: MailSink,
+    worker: None,
+) -> None:
+    # A removal ends the user's workflow. Temporal answers a key again from the latest
+    # run only: two keys sent in turn, each after a removal, each reach a new run as a new
+    # invitation, and the limit must count each.
+    app = create_app(web_settings, client, stores)
+    onboarding_id, admin = await approved_partner(client, settings)
+    invitee = f"luca.{uuid.uuid4().hex[:10]}@outside.example"
+    async with browse(app) as web:
+        await activate(web, approval_link(mail_sink, onboarding_id))
+        auth = await signed_in(web, admin)
+        keys = [{**auth, "Idempotency-Key": uuid.uuid4().hex} for _ in range(2)]
+        answers = []
+        for turn in range(4):
+            added = await web.post(
+                "/api/partner/users", json={**A_USER, "email": invitee}, headers=keys[turn % 2]
+            )
+            answers.append(added.status_code)
+            if added.status_code == 201:
+                user_id = added.json()["partner_user_id"]
+                removed = await web.delete(f"/api/partner/users/{user_id}", headers=auth)
+                assert removed.is_success, removed.text
+    assert emails(stores, user_id, "user_invitation") == 3
+    assert answers == [201, 201, 201, 429]
+
+
+async def test_invitations_to_one_mailbox_under_tags_are_counted_together(
+    web_settings: Settings,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    mail_sink: MailSink,
+    worker: None,
+) -> None:
+    # luca+1@ and luca+2@ are delivered to luca@ wherever subaddressing is on.
+    app = create_app(web_settings, client, stores)
+    onboarding_id, admin = await approved_partner(client, settings)
+    mailbox = f"luca.{uuid.uuid4().hex[:10]}"
+    async with browse(app) as web:
+        await activate(web, approval_link(mail_sink, onboarding_id))
+        auth = await signed_in(web, admin)
+        answers = [
+            (
+                await web.post(
+                    "/api/partner/users",
+                    json={**A_USER, "email": f"{mailbox}+{n}@outside.example"},
+                    headers=auth,
+                )
+            ).status_code
+            for n in range(4)
+        ]
+    assert answers == [201, 201, 201, 429]
+
+
+async def test_one_organisations_invitations_do_not_use_up_anothers(
+    web_settings: Settings,
+    settings: Settings,
+    client: Client,
+    stores: Stores,
+    mail_sink: MailSink,
+    worker: None,
+) -> None:
+    # A floods X up to the limit; B, where X works, can still invite X.
+    app = create_app(web_settings, client, stores)
+    invitee = f"luca.{uuid.uuid4().hex[:10]}@outside.example"
+    headers = []
+    async with browse(app) as web:
+        for company in ("A Srl", "B Srl"):
+            onboarding_id, admin = await approved_partner(client, settings, company=company)
+            await activate(web, approval_link(mail_sink, onboarding_id))
+            headers.append(await signed_in(web, admin))
+        a, b = headers
+        answers = []
+        for _ in range(4):
+            added = await web.post(
+                "/api/partner/users", json={**A_USER, "email": invitee}, headers=a
+            )
+            answers.append(added.status_code)
+            if added.status_code == 201:
+                user_id = added.json()["partner_user_id"]
+                removed = await web.delete(f"/api/partner/users/{user_id}", headers=a)
+                assert removed.is_success, removed.text
+        assert answers == [201, 201, 201, 429]
+        by_b = await web.post("/api/partner/users", json={**A_USER, "email": invitee}, headers=b)
+        assert by_b.status_code == 201, by_b.text

@@ -11,7 +11,13 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from client import PartnerUserRefused, invite_partner_user, remove_partner_user, send_partner_link
+from client import (
+    PartnerUserRefused,
+    invite_partner_user,
+    partner_update_known,
+    remove_partner_user,
+    send_partner_link,
+)
 from models.partners import (
     InviteInput,
     LinkPurpose,
@@ -93,19 +99,35 @@ async def colleague(stores: Stores, me: PartnerAccount, partner_user_id: int) ->
 
 
 async def _invitation_allowed(
-    invitations: RateLimit, email: str, request_id: str | None = None
+    client: Client,
+    invitations: RateLimit,
+    me: PartnerAccount,
+    email: str,
+    request_id: str | None = None,
 ) -> None:
-    """Count one invitation to `email`, or refuse it: no administrator floods a mailbox.
-    A retry of one invitation (the same `request_id`) is the same invitation."""
+    """Count one invitation from my organisation to `email`'s mailbox, or refuse it: no
+    administrator floods a mailbox, under one address or under many tags. Counted per
+    organisation, so that one organisation's flood never stops another's invitation.
+    A retry of one invitation (the same `request_id`) is the same invitation while
+    Temporal holds it against the user's workflow, and only then: a key remembered here
+    would pass uncounted to a new run (after a removal) that sends a new email."""
+    if request_id is not None and await partner_update_known(client, email, request_id):
+        return
     try:
-        if request_id is None:
-            await run_in_threadpool(invitations.take, account_key(email))
-        else:
-            await run_in_threadpool(invitations.take_once, account_key(email), request_id)
+        await run_in_threadpool(
+            invitations.take, account_key(f"{me.organization_customer_id}:{_mailbox(email)}")
+        )
     except HTTPException as too_many:
         refused = PartnerActionRefused(429, TOO_MANY_INVITATIONS, email=email)
         refused.headers = dict(too_many.headers or {})
         raise refused from None
+
+
+def _mailbox(email: str) -> str:
+    """The mailbox an address reaches: `local+tag@domain` is delivered to `local@domain`
+    wherever subaddressing is on (Gmail, Microsoft 365, Postfix's recipient_delimiter)."""
+    local, _, domain = email.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
 
 
 async def add_user(
@@ -116,10 +138,10 @@ async def add_user(
     new: NewPartnerUser,
     request_id: str | None = None,
 ) -> PartnerUserChanged:
-    if new.email.lower() in settings.own_addresses:
+    if _mailbox(new.email) in {_mailbox(own) for own in settings.own_addresses}:
         # Else the invitation, with names the administrator chose, lands in our own inbox.
         raise PartnerActionRefused(422, OWN_ADDRESS, email=new.email)
-    await _invitation_allowed(invitations, new.email, request_id)
+    await _invitation_allowed(client, invitations, me, new.email, request_id)
     invite = InviteInput(
         organization_customer_id=me.organization_customer_id, user=new, actor=actor(me)
     )
@@ -142,7 +164,7 @@ async def resend(
     user = await colleague(stores, me, user_id)
     if user.state is not PartnerUserState.INVITED:
         raise PartnerActionRefused(409, ALREADY_ACTIVE, name=user.name)
-    await _invitation_allowed(invitations, user.email)
+    await _invitation_allowed(client, invitations, me, user.email)
     request = SendLinkInput(
         partner_user_id=user.id, purpose=LinkPurpose.INVITATION, actor=actor(me)
     )
@@ -158,7 +180,11 @@ async def remove(
     user = await colleague(stores, me, user_id)
     if user.state is PartnerUserState.REMOVED:
         raise PartnerActionRefused(409, ALREADY_REMOVED, name=user.name)
-    request = RemoveInput(partner_user_id=user.id, actor=actor(me))
+    request = RemoveInput(
+        partner_user_id=user.id,
+        actor=actor(me),
+        organization_customer_id=me.organization_customer_id,
+    )
     try:
         return await remove_partner_user(client, settings, user.email, request)
     except PartnerUserRefused as refused:
@@ -188,7 +214,7 @@ async def email_fresh_link(
     if account.state is PartnerUserState.REMOVED:
         return
     try:
-        await run_in_threadpool(links_asked.take, account_key(account.email))
+        await run_in_threadpool(links_asked.take, account_key(_mailbox(account.email)))
     except HTTPException:
         return
     purpose = (

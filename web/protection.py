@@ -155,20 +155,6 @@ class RateLimit:
                 reset_at, _ = self.limiter.get_window_stats(item, self.kind, key)
                 raise _too_many(f"{self.what}: at most {item}", reset_at)
 
-    def take_once(self, key: str, event: str) -> None:
-        """`take`, counting `event` (an idempotency key) once: its retries, which are the
-        same event, pass uncounted while the longest window lasts; a refused one is
-        refused again."""
-        seen = f"{self.kind}/seen/{account_key(event)}"
-        storage = self.limiter.storage
-        if storage.incr(seen, max(item.get_expiry() for item in self.items)) > 1:
-            return
-        try:
-            self.take(key)
-        except HTTPException:
-            storage.clear(seen)
-            raise
-
 
 class Attempt:
     """One attempt at a secret, begun by `SecretGuard.begin`: it ends as `succeeded` or
