@@ -20,17 +20,20 @@ import health
 import logs
 import tracing
 from activities.commerce import CommerceActivities
+from activities.dual_write import DualWriteActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
 from client import Connection, OnboardingError, connect, shred_keys
+from dual_write_client import ensure_running
 from links import site_secret
 from models import search_attributes
 from settings import Settings, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
+from workflows.dual_write import DualWriteWorkflow
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
@@ -52,6 +55,7 @@ WORKFLOWS = [
     PartnerUserWorkflow,
     PersonalDataWorkflow,
     NotificationResendWorkflow,
+    DualWriteWorkflow,
 ]
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
 # free of state a workflow could change, and heavy to import (pydantic builds every
@@ -99,6 +103,7 @@ def build_worker(
     email = EmailActivities(stores.commerce, settings, renderer)
     partners = PartnerActivities(stores.commerce)
     requests = RequestActivities(commerce, sales, request_timing(settings))
+    dual_write = DualWriteActivities(stores.sales, stores.commerce)
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
@@ -126,6 +131,7 @@ def build_worker(
             partners.remove_partner_user,
             partners.partner_user_facts,
             partners.expire_links,
+            dual_write.sync_batch,
         ],
         workflow_runner=workflow_runner(),
         activity_executor=activity_executor,
@@ -243,6 +249,8 @@ async def main() -> int:
     shredding = asyncio.create_task(shred_keys_every(client))
     async with build_worker(client, settings, stores, executor):
         logging.info("worker polling task queue %s", settings.onboarding_task_queue)
+        # Dual-write's two workflows run from the first worker on; later ones find them.
+        await ensure_running(client, settings.onboarding_task_queue)
         await interrupted.wait()
         logging.info("worker shutting down")
     shredding.cancel()

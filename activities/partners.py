@@ -22,6 +22,7 @@ from models.commerce import (
     CustomerHierarchyMember,
     PartnerUser,
 )
+from models.dual_write import Entity, Side
 from models.partners import (
     LAST_ADMINISTRATOR,
     AddPartnerUserInput,
@@ -33,6 +34,7 @@ from models.partners import (
     PendingLinkInput,
     RemovePartnerUserInput,
 )
+from stores import dual_write
 from stores.accounts import PARTNER, administrators, end_sessions, utc
 from stores.engine import get_or_create, one
 
@@ -109,7 +111,31 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
         _leave_organization(session, user, at)
         user.sqlmodel_update(fields)
     session.flush()
+    _tell_sales(session, person, ("partner_role", "active"), "approval", at)
     return user
+
+
+def _tell_sales(
+    session: Session,
+    person: Customer,
+    names: tuple[str, ...] | None,
+    actor: str,
+    at: datetime,
+    organization: Customer | None = None,
+) -> None:
+    """Dual-write: record the person's change for Sales (`names`, or all for a new user,
+    whose contact is made on their organisation's account)."""
+    now = dual_write.values(session, Side.COMMERCE, Entity.PERSON, person)
+    dual_write.record_change(
+        session,
+        Side.COMMERCE,
+        Entity.PERSON,
+        person,
+        now if names is None else {name: now[name] for name in names},
+        actor,
+        at,
+        parent_counterpart_id=organization.sales_account_id if organization else None,
+    )
 
 
 def _leave_organization(session: Session, user: PartnerUser, at: datetime) -> None:
@@ -210,6 +236,7 @@ class PartnerActivities:
             else:
                 user.sqlmodel_update(fields)
             session.flush()
+            _tell_sales(session, customer, None, input.actor, input.at, organization)
             assert user.id is not None
             return user.id
 
@@ -251,6 +278,10 @@ class PartnerActivities:
             user.state = PartnerUserState.REMOVED.value
             user.removed_at, user.removed_by = input.at, input.actor
             user.password_hash = None
+            session.flush()
+            person = session.get(Customer, user.customer_id)
+            assert person is not None
+            _tell_sales(session, person, ("partner_role", "active"), input.actor, input.at)
 
         write(self.engine, work)
 

@@ -263,6 +263,9 @@ class SyncChangeBase(SQLModel):
     # For a new person: the counterpart account (Commerce → Sales) it belongs to.
     parent_counterpart_id: int | None = None
     fields: dict[str, Any] = SAField(sa_type=JSON)
+    # The last change from the other store the row had when this one was made: the
+    # other side's changes after it were made without knowing this one (concurrent).
+    seen_change_id: int | None = None
     actor: str = SAField(max_length=ACTOR_MAX)
     created_at: datetime
     state: str = SAField(default=ChangeState.PENDING.value, max_length=16)

@@ -47,7 +47,7 @@ from links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
-from web import api, api_customers, api_partner, codec, i18n, operations
+from web import api, api_customers, api_dual_write, api_partner, codec, i18n, operations
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -152,6 +152,7 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(api.router)
     app.include_router(api_customers.router)
+    app.include_router(api_dual_write.router)
     app.include_router(api_partner.router)
     for pages in (public, account, partner, sales, commerce):
         app.include_router(pages.router)

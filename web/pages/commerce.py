@@ -316,7 +316,12 @@ async def appoint_administrator(
     one (its only administrator erased) gets one again."""
     try:
         appointed = await run_in_threadpool(
-            accounts.set_role, stores.commerce, customer_id, user_id, PartnerRole.ADMIN
+            accounts.set_role,
+            stores.commerce,
+            customer_id,
+            user_id,
+            PartnerRole.ADMIN,
+            user.name,
         )
     except accounts.RoleRefused as refused:
         flash(request, f"Not changed: {refused}.", "error")

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("counterpart_id", sa.Integer(), nullable=True),
         sa.Column("parent_counterpart_id", sa.Integer(), nullable=True),
         sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("seen_change_id", sa.Integer(), nullable=True),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
