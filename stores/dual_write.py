@@ -605,3 +605,152 @@ def backlog(engines: dict[Side, Engine]) -> list[Backlog]:
 
 def engines_of(sales_engine: Engine, commerce_engine: Engine) -> dict[Side, Engine]:
     return {Side.SALES: sales_engine, Side.COMMERCE: commerce_engine}
+
+
+# --- the initial sync ---------------------------------------------------------------------
+
+
+class InitialSync(BaseModel):
+    """What one run of the initial sync did: rows compared, changes recorded (they cross
+    through the sync, in order), contacts to be made for partner users, rows left alone
+    because a change of theirs still waits to cross."""
+
+    organizations: int = 0
+    persons: int = 0
+    changes: int = 0
+    contacts_to_make: int = 0
+    waiting: int = 0
+
+
+def initial_sync(
+    engines: dict[Side, Engine], actor: str, at: datetime, batch: int = 500
+) -> InitialSync:
+    """Bring the rows written before dual-write in step, once: each organisation and person
+    customer linked to Sales is compared with its account or contact, field by field; each
+    side's master fields that differ are recorded as that side's change. A partner user with
+    no contact is recorded whole, so the sync makes the contact on the account.
+
+    Resumable: it commits a batch at a time, and a row already in step records nothing, so
+    a second run (after an interruption, or later) does only what is left.
+    """
+    done = InitialSync()
+    after = 0
+    while True:
+        with Session(engines[Side.COMMERCE]) as session:
+            ids = session.exec(
+                select(Customer.id)
+                .where(col(Customer.id) > after)
+                .order_by(col(Customer.id))
+                .limit(batch)
+            ).all()
+        if not ids:
+            return done
+        for customer_id in ids:
+            assert customer_id is not None
+            _bring_in_step(engines, customer_id, actor, at, done)
+            after = customer_id
+
+
+def _bring_in_step(
+    engines: dict[Side, Engine], customer_id: int, actor: str, at: datetime, done: InitialSync
+) -> None:
+    with Session(engines[Side.COMMERCE]) as commerce_session:
+        customer = commerce_session.get(Customer, customer_id)
+        assert customer is not None
+        entity = customer_entity(customer)
+        if (
+            entity is Entity.PERSON
+            and customer.sales_contact_id is None
+            and _person_user(commerce_session, customer_id) is None
+        ):
+            return  # a prospect's person not yet in a hierarchy: nothing of Sales' to match
+        there = values(commerce_session, Side.COMMERCE, entity, customer)
+        parent = None
+        if entity is Entity.PERSON and customer.invoice_customer_id:
+            organization = commerce_session.get(Customer, customer.invoice_customer_id)
+            parent = organization.sales_account_id if organization else None
+    with Session(engines[Side.SALES]) as sales_session:
+        row = _sales_row(sales_session, entity, customer)
+        here = values(sales_session, Side.SALES, entity, row) if row is not None else None
+        sales_id = row.id if row is not None else None
+    if entity is Entity.ORGANIZATION and sales_id is None:
+        return  # made in Commerce alone: no account to keep in step with
+    if entity is Entity.ORGANIZATION:
+        done.organizations += 1
+    else:
+        done.persons += 1
+    if _waits(engines, entity, customer_id, sales_id):
+        done.waiting += 1
+        return
+    if here is None:
+        if parent is None:
+            return
+        transact(
+            engines[Side.COMMERCE],
+            _recording(Side.COMMERCE, entity, customer_id, there, actor, at, parent),
+        )
+        done.changes += 1
+        done.contacts_to_make += 1
+        return
+    assert sales_id is not None
+    for side, record_id, theirs in (
+        (Side.COMMERCE, customer_id, there),
+        (Side.SALES, sales_id, here),
+    ):
+        differ = {
+            f.name: theirs[f.name]
+            for f in FIELD_MAP[entity]
+            if f.master is side and here[f.name] != there[f.name]
+        }
+        if differ:
+            transact(engines[side], _recording(side, entity, record_id, differ, actor, at, None))
+            done.changes += 1
+
+
+def _sales_row(session: Session, entity: Entity, customer: Customer) -> Any:
+    if entity is Entity.ORGANIZATION:
+        return (
+            session.get(Account, customer.sales_account_id) if customer.sales_account_id else None
+        )
+    contact = session.exec(
+        select(Contact).where(Contact.commerce_customer_id == customer.id)
+    ).first()
+    if contact is None and customer.sales_contact_id is not None:
+        contact = session.get(Contact, customer.sales_contact_id)
+    return contact
+
+
+def _waits(
+    engines: dict[Side, Engine], entity: Entity, customer_id: int, sales_id: int | None
+) -> bool:
+    """A change of the record still waits to cross: the sync brings it in step itself."""
+    for side, record_id in ((Side.COMMERCE, customer_id), (Side.SALES, sales_id)):
+        if record_id is None:
+            continue
+        Outbox = CHANGES[side]
+        with Session(engines[side]) as session:
+            if session.exec(
+                select(Outbox.id).where(
+                    Outbox.entity == entity.value,
+                    Outbox.record_id == record_id,
+                    col(Outbox.state).in_(WAITING),
+                )
+            ).first():
+                return True
+    return False
+
+
+def _recording(
+    side: Side,
+    entity: Entity,
+    record_id: int,
+    fields: dict[str, Any],
+    actor: str,
+    at: datetime,
+    parent: int | None,
+) -> Callable[[Session], None]:
+    def work(session: Session) -> None:
+        row = _locked(session, _model(side, entity), record_id)
+        record_change(session, side, entity, row, fields, actor, at, parent_counterpart_id=parent)
+
+    return work

@@ -377,7 +377,7 @@ def test_the_credit_limit_reaches_the_account_read_only(any_stores: Stores) -> N
 # --- end to end: the sync workflows on the dev server, through the API -------------------
 
 
-async def eventually(check: Callable[[], Awaitable[T | None] | T | None], what: str) -> T:
+async def eventually(check: Callable[[], Any], what: str) -> Any:
     """Until `check` gives something; a generous bound that no load exhausts."""
     for _ in range(600):
         found = check()

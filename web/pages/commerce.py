@@ -14,11 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from client import DecisionNotAllowed, erase_personal_data
 from models.commerce import Customer, Prospect
+from models.dual_write import Side
 from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
 from models.partners import CreditLimitType, CreditLimitValues, PartnerRole, PartnerUserState
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
-from stores import Stores, accounts, credit_limits, queues, views
+from stores import Stores, accounts, credit_limits, dual_write, queues, views
 from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
@@ -33,6 +34,7 @@ from web.pages.decisions import (
     resume_on_page,
     status_for_staff,
 )
+from web.pages.dual_write import edit_form
 from web.pages.notifications import notifications_of
 from web.pages.queues import now, queue_page, view_of
 from web.templating import flash, money, render
@@ -360,6 +362,7 @@ async def _customer_page(
         "commerce/customer.html",
         status_code=status_code,
         customer=found,
+        sync=await edit_form(stores, Side.COMMERCE, dual_write.customer_entity(found), customer_id),
         prospect=origin,
         sales_record=await _sales_record(stores, found),
         invoice=invoice,
