@@ -503,3 +503,61 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     await eventually(all_crossed, "the changes made while paused")
     state = (await web.get("/api/dual-write", headers=bearer(REP))).json()
     assert {b["direction"]: b["waiting"] for b in state["backlog"]}["sales_to_commerce"] == 0
+
+
+def test_the_initial_sync_brings_earlier_rows_in_step_once_and_resumably(
+    any_stores: Stores,
+) -> None:
+    stores = any_stores
+    ids = a_linked_partner(stores)
+    # Before this release: Commerce's phone and credit limit never reached Sales; Sales'
+    # website never reached Commerce; a partner user has no contact.
+    with Session(stores.commerce) as session:
+        organization = session.get(Customer, ids["organization"])
+        assert organization is not None
+        organization.phone = "+39 02 4444 4444"
+        session.add(organization)
+        session.commit()
+    with Session(stores.sales) as session:
+        account = session.get(Account, ids["account"])
+        assert account is not None
+        account.website = "https://contoso.example"
+        session.add(account)
+        session.commit()
+    set_credit_limit(
+        stores.commerce,
+        ids["organization"],
+        CreditLimitValues(amount=Decimal("500"), currency="CHF"),
+        "anna",
+        NOW,
+    )
+    with Session(stores.commerce) as session:
+        # The credit limit's own change would cross by itself; this store predates it.
+        for change in session.exec(
+            select(commerce.SyncChange).where(commerce.SyncChange.record_id == ids["organization"])
+        ).all():
+            session.delete(change)
+        session.commit()
+    engines = dual_write.engines_of(stores.sales, stores.commerce)
+
+    first = dual_write.initial_sync(engines, "cli:ops", NOW)
+    assert first.changes >= 2 and first.organizations >= 1
+    settle(stores)
+    equal_on_both_sides(stores, ids)
+    account_now = dual_write.record_values(
+        stores.sales, Side.SALES, Entity.ORGANIZATION, ids["account"]
+    )
+    assert (account_now["phone"], account_now["credit_limit_amount"]) == (
+        "+39 02 4444 4444",
+        "500.00",
+    )
+    customer_now = dual_write.record_values(
+        stores.commerce, Side.COMMERCE, Entity.ORGANIZATION, ids["organization"]
+    )
+    assert customer_now["website"] == "https://contoso.example"
+
+    # In step now: a second run (as after an interruption) records nothing for these rows.
+    before = len(mine(stores, Side.COMMERCE, Entity.ORGANIZATION, ids["organization"]))
+    dual_write.initial_sync(engines, "cli:ops", NOW)
+    assert len(mine(stores, Side.COMMERCE, Entity.ORGANIZATION, ids["organization"])) == before
+    assert mine(stores, Side.SALES, Entity.ORGANIZATION, ids["account"])[-1].state == "applied"
