@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -32,6 +33,7 @@ from models.dual_write import (
     Side,
     decide_conflict,
     editable,
+    field_map_rows,
     read_only,
 )
 from models.partners import CreditLimitValues, InviteInput, NewPartnerUser
@@ -561,3 +563,9 @@ def test_the_initial_sync_brings_earlier_rows_in_step_once_and_resumably(
     dual_write.initial_sync(engines, "cli:ops", NOW)
     assert len(mine(stores, Side.COMMERCE, Entity.ORGANIZATION, ids["organization"])) == before
     assert mine(stores, Side.SALES, Entity.ORGANIZATION, ids["account"])[-1].state == "applied"
+
+
+def test_the_guide_prints_the_field_map_as_declared() -> None:
+    guide = (Path(__file__).parents[1] / "docs" / "dual-write.md").read_text()
+    for map_, name, master, rule, words in field_map_rows():
+        assert f"| {map_} | `{name}` | {master} | {rule} | {words} |" in guide, name
