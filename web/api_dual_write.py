@@ -32,18 +32,18 @@ from web.auth import ApiCommerceAdmin, ApiSalesRep, ApiUser
 from web.dependencies import ClientDep, StoresDep, read
 from web.identifiers import RowId
 
-router = APIRouter(tags=["dual-write"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such record"}
+}
+router = APIRouter(
+    tags=["dual-write"],
+    # Every route: who may call it, and what any call may be answered.
+    responses={**{k: ERRORS[k] for k in (401, 403, 413, 429)}, **NOT_FOUND},
+)
 CUSTOMER_EDIT = (
     "An organisation's name, address, phone, website; a person's names, job title, phone,"
     " email. Only the fields sent change."
 )
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such record"}
-}
-EDIT_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{k: ERRORS[k] for k in (401, 403, 413, 429)},
-    **NOT_FOUND,
-}
 
 
 class Record(BaseModel):
@@ -70,7 +70,7 @@ async def _edit(
     )
 
 
-@router.patch("/api/sales/accounts/{account_id}", summary="Edit an account", responses=EDIT_ERRORS)
+@router.patch("/api/sales/accounts/{account_id}", summary="Edit an account")
 async def edit_account(
     account_id: RowId,
     edit: AccountEdit,  # type: ignore[valid-type]
@@ -82,7 +82,7 @@ async def edit_account(
     return await _edit(stores, Side.SALES, Entity.ORGANIZATION, account_id, changes, user.name)
 
 
-@router.patch("/api/sales/contacts/{contact_id}", summary="Edit a contact", responses=EDIT_ERRORS)
+@router.patch("/api/sales/contacts/{contact_id}", summary="Edit a contact")
 async def edit_contact(
     contact_id: RowId,
     edit: ContactEdit,  # type: ignore[valid-type]
@@ -113,7 +113,7 @@ async def get_customer(customer_id: RowId, user: ApiUser, stores: StoresDep) -> 
     return await _read(stores.commerce, Side.COMMERCE, entity, customer_id)
 
 
-@router.patch("/api/customers/{customer_id}", summary="Edit a customer", responses=EDIT_ERRORS)
+@router.patch("/api/customers/{customer_id}", summary="Edit a customer")
 async def edit_customer(
     customer_id: RowId,
     user: ApiCommerceAdmin,
@@ -169,7 +169,7 @@ class MappedFieldView(BaseModel):
     both_ways: bool
 
 
-@router.get("/api/dual-write", summary="The sync's state and backlog")
+@router.get("/api/dual-write", summary="The sync's state and backlog", responses={503: ERRORS[503]})
 async def get_state(user: ApiUser, stores: StoresDep, client: ClientDep) -> DualWriteState:
     """Paused or running, per direction, with how many changes wait and since when."""
     return await _state(stores, client)
@@ -181,7 +181,7 @@ async def _state(stores: Any, client: Client) -> DualWriteState:
 
 
 PAUSE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{k: ERRORS[k] for k in (401, 403, 429, 503)},
+    503: ERRORS[503],
     409: {"model": Problem, "description": "Already paused, or not paused"},
 }
 
@@ -216,7 +216,6 @@ async def get_errors(user: ApiUser, stores: StoresDep) -> list[dual_write.SyncEr
 @router.post(
     "/api/dual-write/errors/{direction}/{change_id}/retry",
     summary="Send a refused change again",
-    responses=NOT_FOUND,
 )
 async def retry_error(
     direction: Direction, change_id: RowId, user: ApiCommerceAdmin, stores: StoresDep
@@ -229,7 +228,6 @@ async def retry_error(
 @router.post(
     "/api/dual-write/errors/{direction}/{change_id}/skip",
     summary="Never send a refused change",
-    responses=NOT_FOUND,
 )
 async def skip_error(
     direction: Direction,

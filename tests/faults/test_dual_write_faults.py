@@ -216,3 +216,62 @@ async def test_dual_write_4_the_same_fields_edited_on_both_sides_at_once(site: S
     assert decided, "concurrent edits of one field met no conflict"
     assert {c.field for c in decided} <= {f.name for fs in FIELD_MAP.values() for f in fs}
     record("dual_write_4", line)
+
+
+def paced(stores: Stores, partners: list[dict[str, int]], rate: float, seconds: float) -> int:
+    """Edits of Sales accounts at `rate` a second for `seconds`: the offered load."""
+    started = time.monotonic()
+    made = 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        if made < elapsed * rate:
+            ids = partners[made % len(partners)]
+            phone = value("phone", made, Side.SALES, 99)
+            dual_write.edit(
+                stores.sales,
+                Side.SALES,
+                Entity.ORGANIZATION,
+                ids["account"],
+                {"phone": phone},
+                "bench",
+                datetime.now(UTC),
+            )
+            made += 1
+        else:
+            time.sleep(0.001)
+    return made
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_dual_write_5_sustained_rate_and_lag(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """The sync's sustained rate (2,000 changes caught up after a pause), then the lag from
+    commit to applied at half that rate, for 10 s; recorded, not asserted (the machine's
+    load decides them)."""
+    site: Site = request.getfixturevalue("site" if store == "sqlite" else "postgres_site")
+    site.start_worker()
+    partners = [a_linked_partner(site.stores) for _ in range(100)]
+    assert site.client is not None
+    await dual_write_client.ensure_running(site.client, site.task_queue)
+    await dual_write_client.pause(site.client, "bench")
+    burst = await asyncio.to_thread(edits, site.stores, partners, 2000, 5)
+    await dual_write_client.resume(site.client, "bench")
+    took = await settled(site.stores)
+    rate = burst / took
+    since = datetime.now(UTC)
+    made = await asyncio.to_thread(paced, site.stores, partners, rate / 2, 10)
+    await settled(site.stores)
+    with Session(site.stores.sales) as session:
+        rows = session.exec(
+            select(dual_write.CHANGES[Side.SALES]).where(
+                dual_write.CHANGES[Side.SALES].created_at >= since
+            )
+        ).all()
+    lags = sorted((row.applied_at - row.created_at).total_seconds() for row in rows)
+    p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+    line = tally(site.stores, partners, burst + made)
+    record(
+        f"dual_write_5[{store}]",
+        f"{line}; sustained {rate:.0f} changes/s; at {made / 10:.0f}/s lag p50 {p50:.2f} s,"
+        f" p99 {p99:.2f} s",
+    )
