@@ -11,14 +11,15 @@ from temporalio.client import Client
 from models import commerce
 from models.dual_write import Entity, Side
 from settings import Settings
-from stores import Stores, dual_write
+from stores import Stores, accounts, dual_write
 from tests.conftest import ADMIN, REP
 from tests.test_credit_limit_api import an_approved_partner
 from tests.test_credit_limit_pages import text_of
 from tests.test_dual_write import NOW, dual_write_running, eventually
 from tests.test_pages import CSRF, sign_in
+from tests.test_partner_pages import administrator
 
-__all__ = ["dual_write_running"]
+__all__ = ["administrator", "dual_write_running"]
 
 
 async def post_form(web: httpx.AsyncClient, page: str, action: str, **form: str) -> httpx.Response:
@@ -120,3 +121,37 @@ async def test_the_dual_write_page_pauses_resumes_and_lists_what_was_refused(
     assert refused() == []
     values = dual_write.record_values(stores.sales, Side.SALES, Entity.PERSON, contact)
     assert values["phone"] != "call me maybe"
+
+
+async def test_a_partner_administrator_edits_their_organisation_and_sales_sees_it(
+    administrator: tuple[str, str],
+    stores: Stores,
+    web: httpx.AsyncClient,
+    dual_write_running: None,
+) -> None:
+    _, email = administrator
+    me = accounts.partner_account_by_email(stores.commerce, email)
+    assert me is not None
+    refused = await post_form(web, "/account", "/account/organization", phone="call me")
+    assert refused.status_code == 422 and 'id="phone-error"' in refused.text
+    saved = await post_form(
+        web,
+        "/account",
+        "/account/organization",
+        address="Via Dante 2, Milano",
+        phone="+39 02 8888 8888",
+    )
+    assert (saved.status_code, saved.headers["location"]) == (303, "/account#organization")
+    assert "Your organisation's address and phone are saved." in text_of(
+        (await web.get("/account")).text
+    )
+    with Session(stores.commerce) as session:
+        organization = session.get(commerce.Customer, me.organization_customer_id)
+        assert organization is not None and organization.sales_account_id
+        account = organization.sales_account_id
+
+    def in_sales() -> bool:
+        now = dual_write.record_values(stores.sales, Side.SALES, Entity.ORGANIZATION, account)
+        return (now["address"], now["phone"]) == ("Via Dante 2, Milano", "+39 02 8888 8888")
+
+    await eventually(in_sales, "the organisation's address and phone on the Sales account")
