@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults lint docs clean bench bench-scale bench-profile bench-queues seed messages
+.PHONY: dev test test-faults system-packages lint docs clean bench bench-scale bench-profile bench-queues seed messages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,15 +30,37 @@ messages: $(STAMP)
 dev: $(STAMP) $(COMPILED)
 	$(PY) scripts/dev.py
 
-test: lint $(COMPILED)
-	$(PY) -m pytest
+# In parallel: a pytest-xdist worker process per core, each with its own Temporal dev
+# server, mail sink and stores (tests/conftest.py's session fixtures); a worker that runs
+# out of tests takes some of another's (worksteal), so no long file holds up the end.
+test: lint $(COMPILED) system-packages
+	$(PY) -m pytest -n auto --dist worksteal
 
 # The fault cases on real processes (tests/faults/): workers SIGKILLed, the server
 # restarted, the mail server and the stores down, the storms of 200 and of 100 requests
-# in network namespaces (needs root), and the deploy from each earlier release. About
-# ten minutes; kept out of `make test`, which stays under ten.
-test-faults: $(STAMP)
-	$(PY) -m pytest -m storm tests/faults
+# in network namespaces (needs root), and the deploy from each earlier release; and the
+# slow tests that rarely break (marked `slow`: the wheel, the TLS frontend, the API
+# fuzzer, the bench's own run, `python -m web` served). About ten minutes; kept out of
+# `make test`, which stays under ten.
+test-faults: $(STAMP) system-packages
+	$(PY) -m pytest -m 'storm or slow'
+
+# What the tests drive besides Python, from Debian (Playwright never downloads a browser
+# here): Chromium for the browser tests, nginx (grpc_pass, TLS) in front of the dev server
+# for the remote-Temporal test. Each is looked for where the tests look; only what is
+# missing is installed, with apt-get as root (or through sudo), so a fresh machine needs
+# nothing by hand and a prepared one is left alone.
+SYSTEM_PACKAGES := /usr/bin/chromium=chromium /usr/sbin/nginx=nginx
+system-packages:
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+		test -x "$${entry%%=*}" || missing="$$missing $${entry#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		as_root=""; [ "$$(id -u)" -eq 0 ] || as_root=sudo; \
+		echo "installing$$missing (apt-get) for the tests"; \
+		$$as_root apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.errordetails.v1 import WorkflowNotReadyFailure
@@ -109,7 +111,8 @@ class _StoredJSON(PydanticJSONPlainPayloadConverter):
 
 
 class PayloadConverter(CompositePayloadConverter):
-    """The SDK's converters, with pydantic's JSON read back under the STORED context."""
+    """The SDK's converters, with pydantic's JSON read back under the STORED context, and
+    an Update the product did not send refused as it arrives."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -118,6 +121,54 @@ class PayloadConverter(CompositePayloadConverter):
                 for converter in DefaultPayloadConverter.default_encoding_payload_converters
             )
         )
+
+    def from_payloads(
+        self, payloads: Sequence[Payload], type_hints: list[type] | None = None
+    ) -> list[Any]:
+        _refuse_an_update_not_sent_by_the_product(payloads)
+        values = super().from_payloads(payloads, type_hints)
+        for payload, value in zip(payloads, values, strict=True):
+            if encryption.ARRIVED in payload.metadata:
+                _remember_arrived_elsewhere(value)
+        return values
+
+
+# Values read from payloads the product did not send (in clear, or through the codec
+# endpoint), by identity while each lives: a signal's are read before its workflow runs
+# its handler, outside it, so the worker's interceptor asks here (worker.py).
+_ARRIVED_ELSEWHERE: dict[int, weakref.ref[Any]] = {}
+
+
+def _remember_arrived_elsewhere(value: Any) -> None:
+    key = id(value)
+    with contextlib.suppress(TypeError):  # a str or None: no signal of ours takes one
+        _ARRIVED_ELSEWHERE[key] = weakref.ref(value, lambda _: _ARRIVED_ELSEWHERE.pop(key, None))
+
+
+def arrived_elsewhere(value: Any) -> bool:
+    """Whether `value` was read from a payload the product did not send."""
+    held = _ARRIVED_ELSEWHERE.get(id(value))
+    return held is not None and held() is value
+
+
+def _refuse_an_update_not_sent_by_the_product(payloads: Sequence[Payload]) -> None:
+    """An Update is a person's action through the web app or the command line, which sign
+    them in, check their role and encrypt it. One written in clear (the `temporal` CLI
+    without the codec) or encrypted by the codec endpoint would skip all that, with any
+    actor typed in: the workflow refuses it when it arrives, before its validator. A replay
+    reads what its history holds (written in clear before encryption, or accepted since)."""
+    if not any(encryption.ARRIVED in payload.metadata for payload in payloads):
+        return
+    if not workflow.in_workflow() or workflow.current_update_info() is None:
+        return
+    if workflow.unsafe.is_replaying():
+        return
+    raise ApplicationError(
+        "refused: an Update comes encrypted from the product's web app or command line, not"
+        " in clear or through the codec endpoint",
+        type=UPDATE_NOT_FROM_THE_PRODUCT,
+        non_retryable=True,
+    )
 
 
 def data_converter(
@@ -150,6 +201,8 @@ def _commerce_engine(url: str) -> Engine:
     return make_engine(url)
 
 
+# The refusal of an Update that did not come from the product's own clients.
+UPDATE_NOT_FROM_THE_PRODUCT = "UPDATE_NOT_FROM_THE_PRODUCT"
 RPC_TIMEOUT = timedelta(seconds=10)
 # How long a submission or a decision waits for a worker to take it up; past it, the
 # answer is "recorded, not yet confirmed".
@@ -1022,7 +1075,9 @@ class PartnerUserRefused(OnboardingError):
 
 
 # Refusals that come back from the partner user workflow's activities, by `type`.
-PARTNER_REFUSALS = frozenset({"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved"})
+PARTNER_REFUSALS = frozenset(
+    {"AlreadyPartnerUser", "LastAdministrator", "PartnerUserRemoved", "NoSuchPartnerUser"}
+)
 
 
 async def invite_partner_user(
@@ -1036,6 +1091,33 @@ async def invite_partner_user(
     return await _partner_update(
         client, settings, invite.user.email, PartnerUserWorkflow.invite, invite, request_id
     )
+
+
+async def partner_update_known(client: Client, email: str, request_id: str) -> bool:
+    """Whether Temporal holds the Update `request_id` in the user's latest workflow run:
+    then sending it again answers its outcome and sends nothing. A removal or an expired
+    link ends that run; the same id sent later to a new run is a new change."""
+    known = PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=partner_user_workflow_id(email)),
+            update_id=request_id,
+        ),
+        identity=client.identity,
+        # Answered at once: the Update is known to Temporal, or it is not.
+        wait_policy=WaitPolicy(
+            lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+        ),
+    )
+    try:
+        await _rpc(
+            client.workflow_service.poll_workflow_execution_update(known, timeout=QUERY_TIMEOUT)
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def send_partner_link(

@@ -54,6 +54,13 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 REQUEST_KEY = "request:"
 NONCE_BYTES = 12
+# Where a decoded payload came from, when not from the product's own clients and workers:
+# written in clear (the `temporal` CLI without the codec, or a history from before
+# encryption), or encrypted by the codec endpoint for a person (sealed inside, so it cannot
+# be taken off). A workflow refuses either as an Update's input (client.PayloadConverter).
+ARRIVED = "b2b-arrived"
+IN_CLEAR = b"in-clear"
+FOR_A_PERSON = b"codec-endpoint"
 KEYS_FILE = VAR_DIR / "payload-encryption.keys"
 # A data key read from the store is trusted this long before it is read again (another
 # process may have destroyed it); while the store cannot be read, the copy held serves.
@@ -235,8 +242,12 @@ class DataKeys:
         if row is None:
             if not create:
                 raise UnreadablePayload(f"request {onboarding_id} has no data key")
-            master_key_id, wrapped = self.master.wrap(onboarding_id, new_key())
+            key = new_key()
+            master_key_id, wrapped = self.master.wrap(onboarding_id, key)
             row = data_keys.keep(engine, onboarding_id, master_key_id, wrapped, datetime.now(UTC))
+            if row is None:
+                # Kept: the key in hand is the one, no need to unwrap what was just wrapped.
+                return AESGCM(key)
         if row.wrapped_key is None:
             return None
         return AESGCM(self.master.unwrap(onboarding_id, row.master_key_id, row.wrapped_key))
@@ -268,6 +279,16 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         person is shown must not outlive an erasure made by another process."""
         return type(self)(self.master, self.data_keys, self.onboarding_id, fresh_keys=True)
 
+    async def encode_for_a_person(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Under the master key, marked as typed by a person rather than sent by the product."""
+        marked = []
+        for payload in payloads:
+            copy = Payload()
+            copy.CopyFrom(payload)
+            copy.metadata[ARRIVED] = FOR_A_PERSON
+            marked.append(copy)
+        return await self.encode(marked)
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         if self.onboarding_id is not None:
             key_id = REQUEST_KEY + self.onboarding_id
@@ -289,8 +310,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         read: dict[str, AESGCM] = {}
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
-                # Written before encryption, or not by us: as it is.
-                decoded.append(payload)
+                # Written before encryption, or not by us: as it is, saying so.
+                in_clear = Payload()
+                in_clear.CopyFrom(payload)
+                in_clear.metadata[ARRIVED] = IN_CLEAR
+                decoded.append(in_clear)
                 continue
             key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
             if key_id.startswith(REQUEST_KEY):

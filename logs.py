@@ -4,12 +4,20 @@ Our own log lines name requests by their ids, never by their people; this catche
 others print: a mail server's refusal quoting an address, an exception's message, a
 search for an email in a logged URL. The worker formats every line through
 `RedactingFormatter`; the web app's loggers filter through `web.redaction`.
+
+Tracebacks are for faults: an activity's expected refusal is one line
+(`RefusalsInOneLine`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 EMAIL = "[email]"
 # An address as typed, or percent-encoded in a URL (`%40`).
@@ -32,3 +40,23 @@ def install(level: int, fmt: str) -> None:
     logging.basicConfig(level=level, format=fmt)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(RedactingFormatter(fmt))
+
+
+class RefusalsInOneLine(Interceptor):
+    """The worker's log of an activity's expected refusal (a BENIGN ApplicationError,
+    `activities.errors.expected_refusal`): one INFO line naming the activity and the refusal's
+    kind, where the SDK would print a WARNING with its traceback (it keeps that at DEBUG).
+    The refusal's message stays out: it may name a person."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _LoggedRefusals(next)
+
+
+class _LoggedRefusals(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except ApplicationError as err:
+            if err.category is ApplicationErrorCategory.BENIGN:
+                activity.logger.info("%s refused: %s", activity.info().activity_type, err.type)
+            raise

@@ -7,10 +7,19 @@ import binascii
 import re
 from datetime import timedelta
 from email.utils import parseaddr
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    EmailStr,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the code, templates/ and locales/ are: the checkout, or the installed package.
@@ -23,6 +32,49 @@ VAR_DIR = HOME_DIR / "var"
 # A payload encryption key's id: it is written in the metadata of every payload it encrypts.
 KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 KEY_BYTES = 32
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+# What production takes from its operator only: left to its default, each process makes
+# its own key (var/), secret (var/) or SQLite file (its working directory), and two hosts,
+# or a command line run from another folder, no longer agree.
+PRODUCTION_NEEDS = (
+    "payload_encryption_keys",
+    "web_secret_key",
+    "sales_database_url",
+    "commerce_database_url",
+)
+# The longest a duration setting may be: longer than anything here is meant to wait, and
+# far from where a date plus it leaves the calendar (year 9999: OverflowError in every
+# workflow task and link that adds it).
+LONGEST_DURATION = timedelta(days=36525)
+DURATIONS = (
+    "activation_ttl",
+    "remind_after",
+    "remind_every",
+    "expire_after",
+    "reapply_cooldown",
+    "personal_data_retention",
+)
+# The worker's probes, when WORKER_METRICS_ADDRESS and WORKER_HEALTH_ADDRESS leave them to
+# it: the port given is the first tried, and a worker finding it taken (another worker on
+# the host: a deploy's overlap, or one per core) takes the next pair up, two ports apart.
+PROBE_PORT_STEP = 2
+WORKERS_PER_HOST = 16
+
+
+def describe(err: ValidationError) -> str:
+    """A configuration error as a person fixes it: one line, naming each variable (never
+    the value, which may be a secret)."""
+    return "; ".join(
+        (f"{'.'.join(str(part) for part in error['loc']).upper()}: " if error["loc"] else "")
+        + error["msg"].removeprefix("Value error, ")
+        for error in err.errors()
+    )
 
 
 def parse_payload_keys(value: str) -> dict[str, bytes]:
@@ -59,6 +111,8 @@ class Settings(BaseSettings):
     # The project's .env, then one in the working directory; the environment wins over both.
     model_config = SettingsConfigDict(env_file=(HOME_DIR / ".env", ".env"), extra="ignore")
 
+    # `production`: every process refuses to start without PRODUCTION_NEEDS, said outright.
+    environment: Environment = Environment.LOCAL
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     onboarding_task_queue: str = "b2b-onboarding"
@@ -124,7 +178,8 @@ class Settings(BaseSettings):
     reapply_cooldown: timedelta = Field(default=timedelta(days=30), ge=timedelta(0))
 
     # The worker's Prometheus endpoint (the SDK's own metrics and the product's emails), and
-    # its /healthz and /readyz; each `host:port`, or empty for none.
+    # its /healthz and /readyz; each `host:port`, or empty for none. A port taken by another
+    # worker: the next pair up (PROBE_PORT_STEP).
     worker_metrics_address: str = "127.0.0.1:9464"
     worker_health_address: str = "127.0.0.1:9465"
     # Where traces go (OTLP over HTTP, the base URL as OpenTelemetry means it); unset, none.
@@ -135,6 +190,31 @@ class Settings(BaseSettings):
         """The service's own mailboxes (MAIL_FROM's and the teams'), in lower case."""
         addresses = (parseaddr(self.mail_from)[1], self.sales_team_email, self.commerce_team_email)
         return frozenset(address.lower() for address in addresses if address)
+
+    @model_validator(mode="after")
+    def _production_names_its_own(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            missing = [
+                name.upper()
+                for name in PRODUCTION_NEEDS
+                if name not in self.model_fields_set or getattr(self, name) is None
+            ]
+            relative = [
+                name.upper()
+                for name in ("sales_database_url", "commerce_database_url")
+                if name.upper() not in missing and _relative_sqlite(getattr(self, name))
+            ]
+            problems = []
+            if missing:
+                problems.append(f"set {', '.join(missing)}")
+            if relative:
+                problems.append(f"{', '.join(relative)}: a SQLite path must be absolute")
+            if problems:
+                raise ValueError(
+                    f"ENVIRONMENT=production: {'; '.join(problems)} (in production no process"
+                    " makes its own keys, secret or store files)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _one_kind_of_tls(self) -> Settings:
@@ -156,15 +236,7 @@ class Settings(BaseSettings):
             raise ValueError("WEB_SECRET_KEY must be at least 32 characters")
         return value
 
-    @field_validator(
-        "activation_ttl",
-        "remind_after",
-        "remind_every",
-        "expire_after",
-        "reapply_cooldown",
-        "personal_data_retention",
-        mode="before",
-    )
+    @field_validator(*DURATIONS, mode="before")
     @classmethod
     def _seconds_or_iso(cls, value: object) -> object:
         """A duration as seconds (`30`, `0.5`) or ISO 8601 (`P3D`, `PT12H`): pydantic reads
@@ -176,6 +248,25 @@ class Settings(BaseSettings):
                 return value
         return value
 
+    @field_validator(*DURATIONS)
+    @classmethod
+    def _within_a_century(cls, value: timedelta) -> timedelta:
+        if value > LONGEST_DURATION:
+            raise ValueError(
+                f"at most {LONGEST_DURATION.days} days (P{LONGEST_DURATION.days}D), not"
+                f" {value.days} days"
+            )
+        return value
+
+    @field_validator("worker_metrics_address", "worker_health_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        _, colon, port = value.rpartition(":")
+        highest = 65535 - PROBE_PORT_STEP * WORKERS_PER_HOST
+        if value and not (colon and port.isdigit() and 0 < int(port) <= highest):
+            raise ValueError(f"host:port with a port up to {highest}, or empty for none")
+        return value
+
     @field_validator("payload_encryption_keys")
     @classmethod
     def _readable_keys(cls, value: SecretStr | None) -> SecretStr | None:
@@ -185,12 +276,18 @@ class Settings(BaseSettings):
 
     @field_validator("sales_database_url", "commerce_database_url")
     @classmethod
-    def _sqlite_path_from_home(cls, url: str) -> str:
-        """Relative SQLite paths mean HOME_DIR's `var/`, wherever a process starts."""
+    def _sqlite_path_from_home(cls, url: str, info: ValidationInfo) -> str:
+        """Relative SQLite paths mean HOME_DIR's `var/`, wherever a process starts; in
+        production, where the working directory is a service's guess, a path is absolute."""
         prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        if _relative_sqlite(url) and info.data.get("environment") is not Environment.PRODUCTION:
             return prefix + str(HOME_DIR / url.removeprefix(prefix))
         return url
+
+
+def _relative_sqlite(url: str) -> bool:
+    prefix = "sqlite:///"
+    return url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url
 
 
 @lru_cache

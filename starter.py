@@ -45,8 +45,9 @@ from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, Sta
 from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
-from settings import Settings, get_settings
+from settings import Settings, describe, get_settings
 from stores import Stores, dual_write
+from stores.migrations import NotMigrated
 from stores.reapply import ApplyRefused, check_may_apply
 
 (
@@ -177,7 +178,11 @@ async def run(
                     if getattr(args, field, None) is not None
                 }
             )
-        settings = settings or get_settings()
+        try:
+            settings = settings or get_settings()
+        except ValidationError as err:
+            # The environment's, not the command's: named as the variables are.
+            return _fail(EXIT_BAD_INPUT, describe(err))
         temporal = Connection(settings, client)
         key = getattr(args, "key", None) or uuid.uuid4().hex
         result: BaseModel
@@ -254,8 +259,15 @@ async def run(
         return _fail(EXIT_NOT_ALLOWED, str(err))
     except RequestNotFound as err:
         return _fail(EXIT_NOT_FOUND, str(err))
-    except TemporalUnavailable as err:
-        return _fail(EXIT_UNAVAILABLE, str(err))
+    except (TemporalUnavailable, StoreUnreadable, SQLAlchemyError) as err:
+        # A store the command could not use: named as what it is when it is not this
+        # release's (a fresh, empty file where the command line was run, say).
+        unusable = None if settings is None else await _unusable_store(settings, err)
+        if unusable is not None:
+            return _fail(EXIT_UNAVAILABLE, unusable)
+        if isinstance(err, TemporalUnavailable):
+            return _fail(EXIT_UNAVAILABLE, str(err))
+        return _fail(EXIT_FAILED, str(err))
     except NotYetConfirmed as err:
         return _fail(
             EXIT_NOT_CONFIRMED,
@@ -267,6 +279,26 @@ async def run(
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+async def _unusable_store(settings: Settings, err: BaseException) -> str | None:
+    """What is wrong with the stores behind `err` (a store's error, or Commerce not giving a
+    request's data key), when one is empty or at another release's migration."""
+    if isinstance(err, TemporalUnavailable) and not isinstance(
+        err.__cause__, encryption.KeyStoreUnavailable
+    ):
+        # Temporal's own failure, which stands even when the stores could not say either.
+        return None
+    stores = Stores.from_settings(settings)
+    try:
+        await asyncio.to_thread(stores.ensure_current)
+    except NotMigrated as unusable:
+        return str(unusable)
+    except SQLAlchemyError:
+        return None
+    finally:
+        stores.dispose()
+    return None
 
 
 async def _may_apply(settings: Settings, request: OnboardingRequest, key: str) -> None:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from temporalio import workflow
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import PatchActivationInput, Worker
+from temporalio.worker import (
+    HandleSignalInput,
+    Interceptor,
+    PatchActivationInput,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import health
@@ -25,11 +35,11 @@ from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import Connection, OnboardingError, connect, shred_keys
+from client import Connection, OnboardingError, arrived_elsewhere, connect, shred_keys
 from dual_write_client import ensure_running
 from links import site_secret
 from models import search_attributes
-from settings import Settings, get_settings
+from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
 from workflows.applicant import ApplicantWorkflow
@@ -79,6 +89,38 @@ PASSTHROUGH = (
 
 class MissingSearchAttributes(Exception):
     pass
+
+
+# Names the branch where a signal the product did not send is ignored: histories recorded
+# before it replay as they ran. It can go once no workflow started before it is open.
+IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
+
+
+class _ForgedSignalsIgnored(WorkflowInboundInterceptor):
+    """A signal sent in clear (the `temporal` CLI without the codec) or encrypted through
+    the codec endpoint is ignored: a signal cannot be refused, and `decision` would
+    otherwise decide with any actor typed in. Updates are refused (client.PayloadConverter)."""
+
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        if any(arrived_elsewhere(arg) for arg in input.args) and workflow.patched(
+            IGNORE_FORGED_SIGNALS
+        ):
+            workflow.logger.warning(
+                "Ignored the %s signal: it did not come from the product", input.signal
+            )
+            return
+        await super().handle_signal(input)
+
+
+class ForgedSignalsIgnored(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _ForgedSignalsIgnored
+
+
+# The worker's, and a replayer's that replays as the worker runs.
+INTERCEPTORS: list[Interceptor] = [ForgedSignalsIgnored()]
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -134,6 +176,7 @@ def build_worker(
             dual_write.sync_batch,
         ],
         workflow_runner=workflow_runner(),
+        interceptors=[*INTERCEPTORS, logs.RefusalsInOneLine()],
         activity_executor=activity_executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,
@@ -168,13 +211,50 @@ def telemetry(metrics_address: str) -> TelemetryConfig:
     return TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address))
 
 
-async def serve_health(settings: Settings, client: Client, stores: Stores) -> asyncio.Server | None:
-    if not settings.worker_health_address:
-        return None
+def probe_addresses(configured: str) -> list[str]:
+    """Where a probe may listen, in order: the address configured, then the next pairs of
+    ports up, so that each worker sharing a host finds its own; none for empty."""
+    if not configured:
+        return []
+    host, _, port = configured.rpartition(":")
+    return [f"{host}:{int(port) + PROBE_PORT_STEP * n}" for n in range(WORKERS_PER_HOST)]
+
+
+def serve_metrics(configured: str) -> str | None:
+    """Make the default runtime serve Prometheus at the first free address; that address."""
+    taken: ValueError | None = None
+    for address in probe_addresses(configured):
+        try:
+            Runtime.set_default(Runtime(telemetry=telemetry(address)))
+            return address
+        except ValueError as err:
+            if "in use" not in str(err):
+                raise
+            taken = err
+    if taken is not None:
+        raise taken
+    return None
+
+
+async def serve_health(
+    settings: Settings, client: Client, stores: Stores
+) -> tuple[asyncio.Server | None, str | None]:
+    """/healthz and /readyz at the first free address; the server and that address."""
     temporal = Connection(settings, client)
-    return await health.serve(
-        settings.worker_health_address, lambda: health.readiness(settings, temporal, stores)
-    )
+    taken: OSError | None = None
+    for address in probe_addresses(settings.worker_health_address):
+        try:
+            server = await health.serve(
+                address, lambda: health.readiness(settings, temporal, stores)
+            )
+            return server, address
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            taken = err
+    if taken is not None:
+        raise taken
+    return None, None
 
 
 async def shred_keys_every(client: Client, interval: float = SHRED_EVERY) -> None:
@@ -195,11 +275,14 @@ async def main() -> int:
     logs.install(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every migration context it opens; a person needs only its errors.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = get_settings()
     try:
-        if settings.worker_metrics_address:
-            # Before anything connects: every client and worker reports through this runtime.
-            Runtime.set_default(Runtime(telemetry=telemetry(settings.worker_metrics_address)))
+        settings = get_settings()
+    except ValidationError as err:
+        print(f"worker: {describe(err)}", file=sys.stderr)
+        return 1
+    try:
+        # Before anything connects: every client and worker reports through this runtime.
+        metrics_at = serve_metrics(settings.worker_metrics_address)
     except ValueError as err:
         print(
             f"worker: cannot serve metrics at {settings.worker_metrics_address}: {err}",
@@ -238,13 +321,14 @@ async def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
     try:
-        probes = await serve_health(settings, client, stores)
+        probes, health_at = await serve_health(settings, client, stores)
     except OSError as err:
         print(
             f"worker: cannot serve health at {settings.worker_health_address}: {err}",
             file=sys.stderr,
         )
         return 1
+    logging.info("probes: metrics at %s, health at %s", metrics_at or "none", health_at or "none")
     executor = ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity")
     shredding = asyncio.create_task(shred_keys_every(client))
     async with build_worker(client, settings, stores, executor):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Update, bindparam, case, insert, or_, update
 from sqlmodel import Session
 from temporalio import activity
 
-from activities.errors import conflicting_state, missing_record, write
+from activities.errors import conflicting_state, missing_record, write, write_sql
 from models.activity_io import (
     ApproveProspectInput,
     CreateProspectInput,
@@ -20,12 +24,17 @@ from models.activity_io import (
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember, Prospect
 from models.lifecycle import ProspectStatus
 from models.partners import HIERARCHY_ROOT_ROLE
+from models.search import search_columns
 from stores import data_keys
-from stores.engine import get_or_create, one
+from stores.engine import by_key, insert_ignoring, insert_new, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
 ROLE_B2B_ADMIN = "b2b_admin"
+PROSPECT = Prospect.__table__  # type: ignore[attr-defined]
+CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+HIERARCHY = CustomerHierarchy.__table__  # type: ignore[attr-defined]
+MEMBER = CustomerHierarchyMember.__table__  # type: ignore[attr-defined]
 
 
 class CommerceActivities:
@@ -59,40 +68,55 @@ class CommerceActivities:
         request = input.request
         email = request.email.lower()
 
-        def work(session: Session) -> ProspectCreated | OpenRequest:
-            prospect = one(session, Prospect, onboarding_id=input.onboarding_id)
+        values: dict[str, Any] = {
+            "onboarding_id": input.onboarding_id,
+            "company_name": request.company,
+            "company_address": request.company_address,
+            "company_phone": request.company_phone,
+            "website": request.website,
+            "first_name": request.first_name,
+            "last_name": request.last_name,
+            "email": email,
+            "undecided_email": email,
+            "phone": request.phone,
+            "job_title": request.job_title,
+            "comments": request.comments,
+            "locale": request.locale,
+            "sales_integration_enabled": self.sales_integration_enabled,
+            "created_at": input.at,
+        }
+        values.update(search_columns(values))
+        columns = ("id", "sales_integration_enabled")
+
+        def work(connection: Connection) -> ProspectCreated | OpenRequest:
+            # Either key may be taken: this request's own (a retry), or its email (held
+            # by another undecided request).
+            prospect = connection.execute(
+                insert_ignoring(connection, PROSPECT, *columns), values
+            ).first()
             if prospect is None:
-                holder = one(session, Prospect, undecided_email=email)
+                prospect = connection.execute(
+                    by_key(PROSPECT, ("onboarding_id",), *columns), values
+                ).first()
+            if prospect is None:
+                holder = connection.execute(
+                    by_key(PROSPECT, ("undecided_email",), "onboarding_id"), values
+                ).scalar()
                 if holder is not None:
                     # What this submission's workflow keeps is erased with the request.
-                    data_keys.mark_duplicate(session, input.onboarding_id, holder.onboarding_id)
-                    return OpenRequest(onboarding_id=holder.onboarding_id)
-                prospect = Prospect(
-                    onboarding_id=input.onboarding_id,
-                    company_name=request.company,
-                    company_address=request.company_address,
-                    company_phone=request.company_phone,
-                    website=request.website,
-                    first_name=request.first_name,
-                    last_name=request.last_name,
-                    email=email,
-                    undecided_email=email,
-                    phone=request.phone,
-                    job_title=request.job_title,
-                    comments=request.comments,
-                    locale=request.locale,
-                    sales_integration_enabled=self.sales_integration_enabled,
-                    created_at=input.at,
-                )
-                session.add(prospect)
-                session.flush()
-            assert prospect.id is not None
+                    data_keys.mark_duplicate(connection, input.onboarding_id, holder)
+                    return OpenRequest(onboarding_id=holder)
+                # Decided since: the email is free again, or taken again (`write_sql`
+                # runs this once more on the conflict).
+                prospect = connection.execute(
+                    insert(PROSPECT).returning(*(PROSPECT.c[name] for name in columns)), values
+                ).one()
             return ProspectCreated(
                 prospect_id=prospect.id,
                 sales_integration_enabled=prospect.sales_integration_enabled,
             )
 
-        return write(self.engine, work)
+        return write_sql(self.engine, work)
 
     @activity.defn
     def release_email(self, onboarding_id: str) -> None:
@@ -115,48 +139,38 @@ class CommerceActivities:
         """
         request = input.request
 
-        def work(session: Session) -> CustomersWritten:
-            organization = get_or_create(
-                session,
-                Customer,
-                lambda: Customer(
-                    onboarding_id=input.onboarding_id,
-                    customer_type=ORGANIZATION,
-                    name=request.company,
-                    phone=request.company_phone,
-                    address=request.company_address,
-                    website=request.website,
-                    locale=request.locale,
-                    sales_account_id=input.sales_account_id,
-                    created_at=input.at,
-                ),
-                onboarding_id=input.onboarding_id,
-                customer_type=ORGANIZATION,
-            )
-            person = get_or_create(
-                session,
-                Customer,
-                lambda: Customer(
-                    onboarding_id=input.onboarding_id,
-                    customer_type=PERSON,
-                    name=request.contact_name,
-                    first_name=request.first_name,
-                    last_name=request.last_name,
-                    email=request.email,
-                    phone=request.phone,
-                    locale=request.locale,
-                    sales_contact_id=input.sales_contact_id,
-                    created_at=input.at,
-                ),
-                onboarding_id=input.onboarding_id,
-                customer_type=PERSON,
-            )
-            assert person.id is not None and organization.id is not None
+        organization = {
+            "onboarding_id": input.onboarding_id,
+            "customer_type": ORGANIZATION,
+            "name": request.company,
+            "phone": request.company_phone,
+            "address": request.company_address,
+            "website": request.website,
+            "locale": request.locale,
+            "sales_account_id": input.sales_account_id,
+            "created_at": input.at,
+        }
+        person = {
+            "onboarding_id": input.onboarding_id,
+            "customer_type": PERSON,
+            "name": request.contact_name,
+            "first_name": request.first_name,
+            "last_name": request.last_name,
+            "email": request.email,
+            "phone": request.phone,
+            "locale": request.locale,
+            "sales_contact_id": input.sales_contact_id,
+            "created_at": input.at,
+        }
+        key = ("onboarding_id", "customer_type")
+
+        def work(connection: Connection) -> CustomersWritten:
             return CustomersWritten(
-                person_customer_id=person.id, organization_customer_id=organization.id
+                organization_customer_id=insert_new(connection, CUSTOMER, organization, *key),
+                person_customer_id=insert_new(connection, CUSTOMER, person, *key),
             )
 
-        return write(self.engine, work)
+        return write_sql(self.engine, work)
 
     @activity.defn
     def approve_prospect(self, input: ApproveProspectInput) -> int:
@@ -166,46 +180,72 @@ class CommerceActivities:
         the organisation's invoice account.
         """
 
-        def work(session: Session) -> int:
-            prospect = _decide(session, input.onboarding_id, ProspectStatus.APPROVED)
-            if prospect.decided_at is None:
-                prospect.decided_at, prospect.decided_by = input.at, input.actor
-            organization = _customer(session, input.onboarding_id, ORGANIZATION)
-            person = _customer(session, input.onboarding_id, PERSON)
-            root_id, person_id = organization.id, person.id
-            assert root_id is not None and person_id is not None
-            hierarchy = get_or_create(
-                session,
-                CustomerHierarchy,
-                lambda: CustomerHierarchy(
-                    onboarding_id=input.onboarding_id,
-                    name=organization.name,
-                    root_customer_id=root_id,
-                    created_at=input.at,
-                ),
-                onboarding_id=input.onboarding_id,
-            )
-            assert hierarchy.id is not None
-            _member(session, input.onboarding_id, hierarchy.id, root_id, None, HIERARCHY_ROOT_ROLE)
-            _member(session, input.onboarding_id, hierarchy.id, person_id, root_id, ROLE_B2B_ADMIN)
-            # The B2B administrator orders on the organisation's invoice account.
-            person.invoice_customer_id = root_id
-            return hierarchy.id
+        oid = input.onboarding_id
 
-        return write(self.engine, work)
+        def work(connection: Connection) -> int:
+            _decide(connection, oid, ProspectStatus.APPROVED, input.at, input.actor, {})
+            customers = {
+                row.customer_type: row
+                for row in connection.execute(
+                    by_key(CUSTOMER, ("onboarding_id",), "id", "customer_type", "name"),
+                    {"onboarding_id": oid},
+                )
+            }
+            for customer_type in (ORGANIZATION, PERSON):
+                if customer_type not in customers:
+                    raise missing_record(f"The {customer_type} customer", oid)
+            root, person = customers[ORGANIZATION], customers[PERSON]
+            hierarchy_id = insert_new(
+                connection,
+                HIERARCHY,
+                {
+                    "onboarding_id": oid,
+                    "name": root.name,
+                    "root_customer_id": root.id,
+                    "created_at": input.at,
+                },
+                "onboarding_id",
+            )
+            members = [
+                (root.id, None, HIERARCHY_ROOT_ROLE),
+                (person.id, root.id, ROLE_B2B_ADMIN),
+            ]
+            connection.execute(
+                insert_ignoring(connection, MEMBER),
+                [
+                    {
+                        "onboarding_id": oid,
+                        "hierarchy_id": hierarchy_id,
+                        "customer_id": customer_id,
+                        "parent_customer_id": parent_id,
+                        "role": role,
+                    }
+                    for customer_id, parent_id, role in members
+                ],
+            )
+            # The B2B administrator orders on the organisation's invoice account.
+            connection.execute(
+                _INVOICE_ON, {"person_id": person.id, "invoice_customer_id": root.id}
+            )
+            return hierarchy_id
+
+        return write_sql(self.engine, work)
 
     @activity.defn
     def reject_prospect(self, input: RejectProspectInput) -> None:
         """Mark the prospect rejected (lead cancelled, opportunity lost, or admin's reject)."""
 
-        def work(session: Session) -> None:
-            prospect = _decide(session, input.onboarding_id, ProspectStatus.REJECTED)
-            if prospect.decided_at is None:
-                prospect.decided_at, prospect.decided_by = input.at, input.actor
-                prospect.decision_reason = input.reason
-                prospect.reason_code, prospect.internal_note = input.reason_code, input.note
-
-        write(self.engine, work)
+        why = {
+            "decision_reason": input.reason,
+            "reason_code": input.reason_code,
+            "internal_note": input.note,
+        }
+        write_sql(
+            self.engine,
+            lambda connection: _decide(
+                connection, input.onboarding_id, ProspectStatus.REJECTED, input.at, input.actor, why
+            ),
+        )
 
     @activity.defn
     def record_hold(self, input: RecordHoldInput) -> None:
@@ -225,44 +265,68 @@ class CommerceActivities:
         write(self.engine, work)
 
 
-def _decide(session: Session, onboarding_id: str, status: ProspectStatus) -> Prospect:
-    prospect = one(session, Prospect, onboarding_id=onboarding_id)
+_INVOICE_ON = update(CUSTOMER).where(CUSTOMER.c.id == bindparam("person_id"))
+
+
+def _decide(
+    connection: Connection,
+    onboarding_id: str,
+    status: ProspectStatus,
+    at: datetime,
+    actor: str,
+    why: dict[str, Any],
+) -> None:
+    """The prospect decided: `status`, with when, by whom and `why` (kept from the first
+    attempt when a retry finds it decided). One statement when the decision is new."""
+    decided = {"decided_at": at, "decided_by": actor, **why}
+    changed = connection.execute(
+        _deciding(tuple(decided)),
+        {
+            "prospect": onboarding_id,
+            "decided_status": status.value,
+            "pending": ProspectStatus.PENDING.value,
+            **{f"new_{column}": value for column, value in decided.items()},
+        },
+    ).scalar()
+    if changed is not None:
+        return
+    prospect = connection.execute(
+        by_key(PROSPECT, ("onboarding_id",), "id", "status"), {"onboarding_id": onboarding_id}
+    ).first()
     if prospect is None:
         raise missing_record("The prospect", onboarding_id)
-    if prospect.status not in (ProspectStatus.PENDING, status):
-        raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
-    prospect.status = status.value
-    # Decided: the email may apply again, and nothing is on hold any more.
-    prospect.undecided_email = None
-    prospect.held_since = prospect.held_by = prospect.hold_note = None
-    return prospect
+    raise conflicting_state(f"prospect {prospect.id} is already {prospect.status}")
 
 
-def _member(
-    session: Session,
-    onboarding_id: str,
-    hierarchy_id: int,
-    customer_id: int,
-    parent_customer_id: int | None,
-    role: str,
-) -> CustomerHierarchyMember:
-    return get_or_create(
-        session,
-        CustomerHierarchyMember,
-        lambda: CustomerHierarchyMember(
-            onboarding_id=onboarding_id,
-            hierarchy_id=hierarchy_id,
-            customer_id=customer_id,
-            parent_customer_id=parent_customer_id,
-            role=role,
-        ),
-        hierarchy_id=hierarchy_id,
-        customer_id=customer_id,
+@cache
+def _deciding(decided: tuple[str, ...]) -> Update:
+    """The UPDATE deciding a prospect still pending (or decided so already), its `decided`
+    columns written only the first time: built once for each set of them. (A parameter
+    named as a column would be SET: these are named otherwise.)"""
+    first = PROSPECT.c.decided_at.is_(None)
+    return (
+        update(PROSPECT)
+        .where(
+            PROSPECT.c.onboarding_id == bindparam("prospect"),
+            or_(
+                PROSPECT.c.status == bindparam("pending"),
+                PROSPECT.c.status == bindparam("decided_status"),
+            ),
+        )
+        # Decided: the email may apply again, and nothing is on hold any more.
+        .values(
+            status=bindparam("decided_status"),
+            undecided_email=None,
+            held_since=None,
+            held_by=None,
+            hold_note=None,
+            **{
+                column: case(
+                    (first, bindparam(f"new_{column}", type_=PROSPECT.c[column].type)),
+                    else_=PROSPECT.c[column],
+                )
+                for column in decided
+            },
+        )
+        .returning(PROSPECT.c.id)
     )
-
-
-def _customer(session: Session, onboarding_id: str, customer_type: str) -> Customer:
-    customer = one(session, Customer, onboarding_id=onboarding_id, customer_type=customer_type)
-    if customer is None:
-        raise missing_record(f"The {customer_type} customer", onboarding_id)
-    return customer

@@ -17,16 +17,18 @@ no mail client turns a web address in it into one (see `inert`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import re
+import secrets
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage as MimeMessage
 from email.policy import SMTP
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime as mail_date
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +36,16 @@ import aiosmtplib
 from babel.dates import format_datetime
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from opentelemetry import trace
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import smtp
-from activities.errors import invalid_data, missing_record, write
+from activities.errors import expected_refusal, invalid_data, missing_record, write, write_sql
 from activities.partners import ensure_administrator
+from activities.smtp import Mail
 from links import staff_page_path, status_url
 from logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
@@ -54,7 +57,7 @@ from models.status import EmailKind
 from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
-from stores.engine import get_or_create
+from stores.engine import by_key, insert_ignoring
 from stores.reapply import may_apply_again_from
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
@@ -232,6 +235,14 @@ class EmailActivities:
         self.commerce = commerce
         self.settings = settings
         self.renderer = renderer
+        self.relay = smtp.Relay(settings)
+        # The same on every email: written (folded, encoded) once.
+        self._from = SMTP.fold("From", settings.mail_from)
+        self._sender = parseaddr(settings.mail_from)[1]
+
+    async def aclose(self) -> None:
+        """Close the connection to the mail server, if one is open."""
+        await self.relay.aclose()
 
     @activity.defn
     async def send_onboarding_email(self, input: SendEmailInput) -> int:
@@ -280,34 +291,36 @@ class EmailActivities:
             input.kind, input.onboarding_id, self.settings.mail_from, input.period
         )
 
+        approval = input.kind is EmailKind.PROSPECT_APPROVED
+        row = {
+            "onboarding_id": input.onboarding_id,
+            "kind": input.kind.value,
+            "period": input.period,
+            "recipient": request.email,
+            "locale": request.locale,
+            "message_id": message_id,
+        }
+
         def claim(session: Session, fresh: bool) -> _Claimed:
-            row = _outbox(
-                session,
-                lambda: EmailMessage(
-                    onboarding_id=input.onboarding_id,
-                    kind=input.kind.value,
-                    period=input.period,
-                    recipient=request.email,
-                    subject="",
-                    locale=request.locale,
-                    message_id=message_id,
-                    created_at=datetime.now(UTC),
-                ),
-                onboarding_id=input.onboarding_id,
-                kind=input.kind.value,
-                period=input.period,
-            )
-            if resent_by is not None and row.sent_at is None:
-                row.resent_at, row.resent_by = datetime.now(UTC), resent_by
-                row.failed_at = row.failure = None
-            token, may_apply_from = None, input.may_apply_from
-            if input.kind is EmailKind.PROSPECT_APPROVED:
-                token = self._activation_token(session, input, fresh and row.sent_at is None)
+            # Written before the row is claimed, unless it carries a link made in the claim.
+            email = None
+            may_apply_from = input.may_apply_from
             if input.kind is EmailKind.PROSPECT_REJECTED:
                 may_apply_from = self._may_apply_again_from(session, input.onboarding_id)
-            email = self.renderer.render(input, token, may_apply_from)
-            row.subject = email.subject
-            return _Claimed(row, self.onboarding_message(input, email, message_id))
+                email = self.renderer.render(input, None, may_apply_from)
+            elif not approval:
+                email = self.renderer.render(input, None, may_apply_from)
+            claimed = _claim(
+                session, row, email, ("onboarding_id", "kind", "period"), resent_by=resent_by
+            )
+            if claimed.already_sent:
+                return claimed
+            if email is None:
+                token = self._activation_token(session, input, fresh)
+                email = self.renderer.render(input, token, may_apply_from)
+                _entitle(session, claimed.row_id, email.subject)
+            claimed.message = self.onboarding_message(input, email, message_id)
+            return claimed
 
         return (await self._deliver(claim)).row_id
 
@@ -336,29 +349,24 @@ class EmailActivities:
         kind = EmailKind.TEAM_REMINDER
         message_id = message_id_for(kind, input.onboarding_id, self.settings.mail_from, period)
 
+        row = {
+            "onboarding_id": input.onboarding_id,
+            "kind": kind.value,
+            "period": period,
+            "recipient": address,
+            "locale": "en",
+            "message_id": message_id,
+        }
+
         def claim(session: Session, fresh: bool) -> _Claimed:
-            row = _outbox(
-                session,
-                lambda: EmailMessage(
-                    onboarding_id=input.onboarding_id,
-                    kind=kind.value,
-                    period=period,
-                    recipient=address,
-                    subject="",
-                    locale="en",
-                    message_id=message_id,
-                    created_at=datetime.now(UTC),
-                ),
-                onboarding_id=input.onboarding_id,
-                kind=kind.value,
-                period=period,
-            )
             email = self.renderer.render_team_reminder(input, team)
-            row.subject = email.subject
-            headers = {"X-Onboarding-Id": input.onboarding_id, "X-Onboarding-Event": kind.event}
-            return _Claimed(
-                row, self._mime(team.capitalize(), address, "en", email, message_id, headers)
-            )
+            claimed = _claim(session, row, email, ("onboarding_id", "kind", "period"))
+            if not claimed.already_sent:
+                headers = {"X-Onboarding-Id": input.onboarding_id, "X-Onboarding-Event": kind.event}
+                claimed.message = self._mime(
+                    team.capitalize(), address, "en", email, message_id, headers
+                )
+            return claimed
 
         return (await self._deliver(claim)).row_id
 
@@ -381,46 +389,38 @@ class EmailActivities:
             if user is None:
                 raise missing_record("The partner user", str(input.partner_user_id))
             if user.state == PartnerUserState.REMOVED:
-                raise ApplicationError(
-                    f"partner user {user.id} has been removed",
-                    type="PartnerUserRemoved",
-                    non_retryable=True,
+                raise expected_refusal(
+                    f"partner user {user.id} has been removed", "PartnerUserRemoved"
                 )
             assert user.id is not None
-            row = _outbox(
-                session,
-                lambda: EmailMessage(
-                    kind=kind,
-                    partner_user_id=user.id,
-                    recipient=user.email,
-                    subject="",
-                    locale=user.locale,
-                    message_id=message_id,
-                    created_at=datetime.now(UTC),
-                ),
-                message_id=message_id,
-            )
+            row = {
+                "kind": kind,
+                "partner_user_id": user.id,
+                "recipient": user.email,
+                "locale": user.locale,
+                "message_id": message_id,
+            }
+            claimed = _claim(session, row, None, ("message_id",))
             link, token = issue_link(
                 session,
                 user.id,
                 input.purpose,
                 input.notification_id,
                 self.settings.activation_ttl,
-                fresh=fresh and row.sent_at is None,
+                fresh=fresh and not claimed.already_sent,
             )
             expires.append(utc(link.expires_at))
             if token is None:
-                return _Claimed(row, None)
+                return claimed
             organization = session.get(Customer, user.organization_customer_id)
             email = self.renderer.render_link(
                 input.purpose, token, user, organization.name if organization else "", input.actor
             )
-            row.subject = email.subject
+            _entitle(session, claimed.row_id, email.subject)
             headers = {"X-Partner-User-Id": str(user.id), "X-Onboarding-Event": _event(kind)}
             name = f"{user.first_name} {user.last_name}"
-            return _Claimed(
-                row, self._mime(name, user.email, user.locale, email, message_id, headers)
-            )
+            claimed.message = self._mime(name, user.email, user.locale, email, message_id, headers)
+            return claimed
 
         claimed = await self._deliver(claim)
         return LinkIssued(
@@ -472,20 +472,19 @@ class EmailActivities:
                 await self._mark_sent_retrying(claimed.row_id)
         return claimed
 
-    async def _send(self, message: MimeMessage) -> None:
+    async def _send(self, message: Mail) -> None:
         span = trace.get_tracer(__name__).start_as_current_span(
             "smtp send",
             kind=trace.SpanKind.CLIENT,
             attributes={
                 "server.address": self.settings.smtp_host,
                 "server.port": self.settings.smtp_port,
-                "b2b.email.kind": str(message["X-Onboarding-Event"]),
+                "b2b.email.kind": message.event,
             },
         )
         try:
             with span:
-                async with smtp.relay(self.settings) as relay:
-                    await relay.send_message(message)
+                await self.relay.send(message)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(error.code >= 500 for error in refused.recipients):
                 _count(message, "refused")
@@ -553,28 +552,17 @@ class EmailActivities:
         """The notification is refused for good: the outbox says so, with the server's words,
         for the request's pages. Should the store not take it, Temporal's status of the
         request still says it."""
-
-        def work(session: Session) -> None:
-            row = session.get(EmailMessage, row_id)
-            if row is not None and row.sent_at is None:
-                row.failed_at, row.failure = datetime.now(UTC), reason[:FAILURE_MAX]
-
         try:
-            write(self.commerce, work)
+            _mark(self.commerce, row_id, failed_at=datetime.now(UTC), failure=reason[:FAILURE_MAX])
         except (SQLAlchemyError, ApplicationError) as err:
             activity.logger.warning("could not record email %s as failed: %s", row_id, err)
 
     def _mark_sent(self, row_id: int) -> None:
-        def work(session: Session) -> None:
-            row = session.get(EmailMessage, row_id)
-            if row is not None and row.sent_at is None:
-                row.sent_at = datetime.now(UTC)
-
-        write(self.commerce, work)
+        _mark(self.commerce, row_id, sent_at=datetime.now(UTC))
 
     def onboarding_message(
         self, input: SendEmailInput, email: RenderedEmail, message_id: str
-    ) -> MimeMessage:
+    ) -> Mail:
         request = input.request
         headers = {"X-Onboarding-Id": input.onboarding_id, "X-Onboarding-Event": input.kind.event}
         return self._mime(
@@ -589,48 +577,198 @@ class EmailActivities:
         email: RenderedEmail,
         message_id: str,
         headers: dict[str, str],
-    ) -> MimeMessage:
-        message = MimeMessage(policy=SMTP)
+    ) -> Mail:
+        """The message as the standard library's `EmailMessage` with the SMTP policy
+        would write it, less its cost: the same headers in the same order, the same two
+        parts, each header and part as a mail reader decodes it.
+
+        Raises `invalid_data` when a header cannot be written (an address SMTP cannot
+        carry, a line break): inside the claim, so nothing is claimed, nothing retried.
+        """
         try:
-            message["From"] = self.settings.mail_from
-            message["To"] = Address(display_name=name, addr_spec=address)
-            message["Subject"] = email.subject
-            message["Date"] = formatdate(usegmt=True)
-            message["Message-ID"] = message_id
-            for header, value in headers.items():
-                message[header] = value
+            lines = [
+                self._from,
+                f"To: {_address(name, address)}\r\n",
+                _header("Subject", email.subject),
+                f"Date: {mail_date(datetime.now(UTC))}\r\n",
+                _ours("Message-ID", message_id),
+                *(_ours(header, value) for header, value in headers.items()),
+            ]
         except ValueError as err:
-            # A header the standard library cannot write (an address SMTP cannot carry)
-            # fails the same way on every attempt: raised inside the claim, so nothing
-            # is claimed, and nothing retried.
             raise invalid_data(f"the email cannot be written: {redact_emails(str(err))}") from err
-        message.set_content(email.text)
-        message.add_alternative(email.html, subtype="html")
-        # After the parts: making the alternative moves Content-* headers into part one.
-        message["Content-Language"] = locale
-        return message
+        text, html = _part("plain", email.text), _part("html", email.html)
+        boundary = _boundary(text, html)
+        lines += [
+            "MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
+            _ours("Content-Language", locale),
+            "\r\n",
+        ]
+        data = b"".join(
+            (
+                "".join(lines).encode("ascii"),
+                # Each delimiter takes the line break before it: a part's own last one
+                # stays its content's.
+                f"--{boundary}\r\n".encode(),
+                text,
+                f"\r\n--{boundary}\r\n".encode(),
+                html,
+                f"\r\n--{boundary}--\r\n".encode(),
+            )
+        )
+        return Mail(self._sender, address, data, event=headers["X-Onboarding-Event"])
 
 
-def _count(message: MimeMessage, outcome: str) -> None:
+# An encoded word carries at most 75 characters (RFC 2047): 45 bytes make 60 in base64.
+_WORD_BYTES = 45
+# Where a header line should end (RFC 5322), and the longest line a 7bit part may have,
+# as the standard library judges them.
+_LINE = 78
+# Characters a display name cannot carry outside quotes (RFC 5322 `specials`).
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
+def _plain(value: str) -> bool:
+    """Text a header may carry as it is: printable ASCII that reads as no encoded word."""
+    if "\r" in value or "\n" in value:
+        raise ValueError("Header values may not contain linefeed or carriage return characters")
+    return value.isascii() and value.isprintable() and "=?" not in value
+
+
+def _encoded(value: str) -> str:
+    """`value` as RFC 2047 encoded words (UTF-8, base64), folded between words; each word
+    ends on a whole character, so each decodes alone."""
+    words, word = [], b""
+    for char in value:
+        encoded = char.encode()
+        if len(word) + len(encoded) > _WORD_BYTES:
+            words.append(word)
+            word = b""
+        word += encoded
+    words.append(word)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
+
+
+def _header(name: str, value: str) -> str:
+    """A header of text someone typed: as it is when it can be, else encoded."""
+    if _plain(value) and len(name) + 2 + len(value) <= _LINE:
+        return f"{name}: {value}\r\n"
+    return f"{name}: {_encoded(value)}\r\n"
+
+
+def _ours(name: str, value: str) -> str:
+    """A header the product writes (an id, a Message-ID, a language): never encoded, a
+    reader matches it as it is."""
+    if not _plain(value):
+        raise ValueError(f"the {name} header cannot carry {value!r}")
+    return f"{name}: {value}\r\n"
+
+
+def _address(name: str, address: str) -> str:
+    """`name <address>`: the name quoted or encoded as it needs, the address as it is."""
+    local, _, domain = address.rpartition("@")
+    for part, words in ((local, "local-part"), (domain, "domain")):
+        if not part.isascii():
+            raise ValueError(f"{words} contains non-ASCII characters")
+    if not local or not _plain(address) or " " in address or "<" in address or ">" in address:
+        raise ValueError("the address is not one an email header can carry")
+    if not name:
+        return address
+    if not _plain(name):
+        return f"{_encoded(name)} <{address}>"
+    if _SPECIALS.search(name):
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{address}>'
+    return f"{name} <{address}>"
+
+
+def _part(subtype: str, content: str) -> bytes:
+    """A text part in UTF-8: 7bit when it is short-lined ASCII, else quoted-printable
+    (which any server takes, 8BITMIME or not)."""
+    lines = content.encode().splitlines()
+    if all(len(line) <= _LINE for line in lines) and content.isascii():
+        encoding, body = "7bit", b"\r\n".join(lines)
+    else:
+        encoding = "quoted-printable"
+        # Text mode keeps each line break a line break (and encodes a space before it).
+        body = binascii.b2a_qp(b"\n".join(lines), istext=True).replace(b"\n", b"\r\n")
+    head = (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    )
+    return head.encode() + body + b"\r\n"
+
+
+def _boundary(*parts: bytes) -> str:
+    while True:
+        boundary = f"==============={secrets.token_hex(12)}=="
+        if not any(boundary.encode() in part for part in parts):
+            return boundary
+
+
+def _count(message: Mail, outcome: str) -> None:
     """`b2b_emails` on the worker's metrics: each attempt at a send, by kind and outcome."""
     activity.metric_meter().create_counter(
         "b2b_emails", "Attempts to send an email, by kind and outcome (sent, retried, refused)"
-    ).add(1, {"kind": str(message["X-Onboarding-Event"]), "outcome": outcome})
+    ).add(1, {"kind": message.event, "outcome": outcome})
 
 
+@dataclass
 class _Claimed:
-    """An outbox row claimed for sending, and the message (None when it is already out)."""
+    """An outbox row claimed for sending, and its message (None when it is already out)."""
 
-    def __init__(self, row: EmailMessage, message: MimeMessage | None) -> None:
-        assert row.id is not None
-        row.attempts += 1
-        self.row_id = row.id
-        self.already_sent = row.sent_at is not None
-        self.message = message
+    row_id: int
+    already_sent: bool
+    message: Mail | None = None
 
 
-def _outbox(session: Session, build: Callable[[], EmailMessage], **key: Any) -> EmailMessage:
-    return get_or_create(session, EmailMessage, build, **key)
+OUTBOX = EmailMessage.__table__  # type: ignore[attr-defined]
+# Executed with the columns they set as parameters.
+_OUTBOX_ROW = update(OUTBOX).where(OUTBOX.c.id == bindparam("row"))
+_UNSENT_ROW = _OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None))
+
+
+def _claim(
+    session: Session,
+    row: dict[str, Any],
+    email: RenderedEmail | None,
+    key: tuple[str, ...],
+    resent_by: str | None = None,
+) -> _Claimed:
+    """The notification's outbox row, one more attempt counted on it: inserted (one
+    statement) when this is the first, else read back and, unless it is sent, given
+    this attempt's subject (and who resent it)."""
+    connection = session.connection()
+    subject = email.subject if email is not None else ""
+    new = connection.execute(
+        insert_ignoring(connection, OUTBOX, "id"),
+        {**row, "subject": subject, "created_at": datetime.now(UTC), "attempts": 1},
+    ).scalar()
+    if new is not None:
+        return _Claimed(new, already_sent=False)
+    found = connection.execute(by_key(OUTBOX, key, "id", "sent_at"), row).one()
+    changes: dict[str, Any] = {"attempts": OUTBOX.c.attempts + 1}
+    if found.sent_at is None:
+        if email is not None:
+            changes["subject"] = subject
+        if resent_by is not None:
+            changes.update(resent_at=datetime.now(UTC), resent_by=resent_by)
+            changes.update(failed_at=None, failure=None)
+    connection.execute(update(OUTBOX).where(OUTBOX.c.id == found.id).values(changes))
+    return _Claimed(found.id, already_sent=found.sent_at is not None)
+
+
+def _entitle(session: Session, row_id: int, subject: str) -> None:
+    """The subject of an email written once its row was claimed (it carries a new link)."""
+    session.connection().execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
+
+
+def _mark(commerce: Engine, row_id: int, **outcome: Any) -> None:
+    """Record an unsent email's outcome: sent, or refused for good."""
+    write_sql(
+        commerce,
+        lambda connection: connection.execute(_UNSENT_ROW, {"row": row_id, **outcome}),
+    )
 
 
 @asynccontextmanager

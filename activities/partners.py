@@ -7,14 +7,16 @@ a retried activity finds what its first attempt wrote.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import missing_record, write
+from activities.errors import expected_refusal, missing_record, write
 from models.commerce import (
     AccessLink,
     Customer,
@@ -36,26 +38,26 @@ from models.partners import (
 )
 from stores import dual_write
 from stores.accounts import PARTNER, administrators, end_sessions, utc
-from stores.engine import get_or_create, one
+from stores.engine import get_or_create, insert_ignoring, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
 
 
 def already_a_user(email: str) -> ApplicationError:
+    return expected_refusal(
+        f"{email} is already a user of a business partner", "AlreadyPartnerUser"
+    )
+
+
+def no_such_user() -> ApplicationError:
     return ApplicationError(
-        f"{email} is already a user of a business partner",
-        type="AlreadyPartnerUser",
-        non_retryable=True,
+        "no such user in the organisation", type="NoSuchPartnerUser", non_retryable=True
     )
 
 
 def last_administrator() -> ApplicationError:
-    return ApplicationError(
-        LAST_ADMINISTRATOR,
-        type="LastAdministrator",
-        non_retryable=True,
-    )
+    return expected_refusal(LAST_ADMINISTRATOR, "LastAdministrator")
 
 
 class PartnerUserFacts(BaseModel):
@@ -66,8 +68,9 @@ class PartnerUserFacts(BaseModel):
     pending: PendingLink | None = None
 
 
-def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> PartnerUser | None:
-    """The approved requester's account, as their organisation's B2B administrator.
+def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> Any | None:
+    """The approved requester's account (its `id` and `state`), as their organisation's B2B
+    administrator.
 
     Made by the approval email, once the hierarchy exists (None before: the email then
     just says to sign in). The approval decides: an account the email has with another
@@ -75,7 +78,38 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     one as its administrator, to be activated afresh by the approval email's link; the
     other organisation's links and sessions for it end. No other organisation's action
     takes the requester's own organisation from them (README, "Partner accounts").
+
+    Answers the account's `id` and `state`. A new account, the usual case, is one INSERT;
+    an email that has one already takes the ORM's path (`_administrator_again`).
     """
+    connection = session.connection()
+    person = connection.execute(_APPROVED_PERSON, {"onboarding_id": onboarding_id}).first()
+    if person is None or person.email is None:
+        return None
+    user = {
+        "email": person.email.lower(),
+        "customer_id": person.id,
+        "organization_customer_id": person.root_customer_id,
+        "hierarchy_id": person.hierarchy_id,
+        "first_name": person.first_name or "",
+        "last_name": person.last_name or "",
+        "locale": person.locale,
+        "created_at": at,
+        "invited_by": "approval",
+    }
+    made = connection.execute(insert_ignoring(connection, USER, "id", "state"), user).first()
+    if made is not None:
+        # Dual-write: the requester's Sales contact learns its role on the B2B site.
+        administrator = {"partner_role": PartnerRole.ADMIN.value, "active": True}
+        dual_write.record_change(
+            session, Side.COMMERCE, Entity.PERSON, person, administrator, "approval", at
+        )
+        return made
+    return _administrator_again(session, onboarding_id, at)
+
+
+def _administrator_again(session: Session, onboarding_id: str, at: datetime) -> PartnerUser | None:
+    """`ensure_administrator` when the email (or the person) has an account already."""
     person = one(session, Customer, onboarding_id=onboarding_id, customer_type=PERSON)
     hierarchy = one(session, CustomerHierarchy, onboarding_id=onboarding_id)
     if person is None or hierarchy is None or person.email is None:
@@ -136,6 +170,30 @@ def _tell_sales(
         at,
         parent_counterpart_id=organization.sales_account_id if organization else None,
     )
+
+
+USER = PartnerUser.__table__  # type: ignore[attr-defined]
+_CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_HIERARCHY = CustomerHierarchy.__table__  # type: ignore[attr-defined]
+# The requester's person customer, with their organisation's hierarchy.
+_APPROVED_PERSON = (
+    select_columns(
+        _CUSTOMER.c.id,
+        _CUSTOMER.c.email,
+        _CUSTOMER.c.first_name,
+        _CUSTOMER.c.last_name,
+        _CUSTOMER.c.locale,
+        # What dual-write's change of the person names (`record_change`).
+        _CUSTOMER.c.sales_contact_id,
+        _CUSTOMER.c.synced_change_id,
+        _HIERARCHY.c.id.label("hierarchy_id"),
+        _HIERARCHY.c.root_customer_id,
+    )
+    .join(_HIERARCHY, _HIERARCHY.c.onboarding_id == _CUSTOMER.c.onboarding_id)
+    .where(
+        _CUSTOMER.c.onboarding_id == bindparam("onboarding_id"), _CUSTOMER.c.customer_type == PERSON
+    )
+)
 
 
 def _leave_organization(session: Session, user: PartnerUser, at: datetime) -> None:
@@ -254,6 +312,12 @@ class PartnerActivities:
             user = session.get(PartnerUser, input.partner_user_id)
             if user is None:
                 raise missing_record("The partner user", str(input.partner_user_id))
+            if (
+                input.organization_customer_id is not None
+                and user.organization_customer_id != input.organization_customer_id
+            ):
+                # Moved to their own approved company since the remover's page checked.
+                raise no_such_user()
             if user.state == PartnerUserState.REMOVED:
                 return
             session.exec(

@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from bench.run import store_urls
 from bench.seed import REQUESTS, seed
+from bench.services import store_urls
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from stores.engine import make_engine

@@ -29,25 +29,24 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, func, select
 from temporalio.client import Client
 
 import temporal_dev
+from bench import io as io_phase
 from bench import profile as py_spy
 from bench import report
 from bench.drive import (
     FAILURES,
     LeadWatcher,
     Lean,
+    LeanIoDriver,
     Naive,
     Onboarding,
     Product,
@@ -61,16 +60,13 @@ from bench.services import (
     Services,
     machine_busy_cpu_s,
     server_counters,
+    store_urls,
 )
-from client import connect
+from client import connect, data_converter
 from models.sales import Lead
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 @dataclass(frozen=True)
@@ -81,6 +77,8 @@ class Profile:
     half_load_seconds: float
     few_open: int = 0
     scale: int = 0
+    # Onboardings of the I/O phase (bench/io.py), on each backend.
+    io_count: int = 0
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -94,6 +92,7 @@ PROFILES = {
         concurrency=64,
         unloaded=30,
         half_load_seconds=20,
+        io_count=200,
     ),
     # `make bench-scale`: 10,000 requests open at once, then all decided.
     "scale": Profile(
@@ -107,7 +106,9 @@ PROFILES = {
     # One size, for trying a change (and `--py-spy`): the full profile's first throughput
     # phase, at its concurrency, so its ratios compare with the full run's. At 200 in
     # flight a busy machine made most decisions outwait the 10 s accept wait.
-    "quick": Profile(sizes={"sqlite": (500,)}, concurrency=64, unloaded=20, half_load_seconds=10),
+    "quick": Profile(
+        sizes={"sqlite": (500,)}, concurrency=64, unloaded=20, half_load_seconds=10, io_count=100
+    ),
     "smoke": Profile(
         sizes={"sqlite": (10,)},
         concurrency=5,
@@ -115,6 +116,7 @@ PROFILES = {
         half_load_seconds=2,
         few_open=5,
         scale=20,
+        io_count=5,
     ),
 }
 
@@ -200,28 +202,6 @@ def latencies(records: list[Onboarding]) -> dict[str, list[float]]:
         "lead_visible": ms([r.lead_visible_s for r in records]),
         "won_to_email": ms([r.won_to_email_s for r in records]),
     }
-
-
-@contextmanager
-def store_urls(backend: str, workdir: Path) -> Iterator[tuple[str, str]]:
-    if backend == "sqlite":
-        yield (f"sqlite:///{workdir / 'sales.db'}", f"sqlite:///{workdir / 'commerce.db'}")
-        return
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    names = [f"bench_{uuid.uuid4().hex[:8]}_{store}" for store in ("sales", "commerce")]
-    with admin.connect() as connection:
-        for name in names:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base = make_url(POSTGRES_ADMIN_URL)
-    try:
-        yield tuple(  # type: ignore[misc]
-            base.set(database=name).render_as_string(hide_password=False) for name in names
-        )
-    finally:
-        with admin.connect() as connection:
-            for name in names:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 class Run:
@@ -338,6 +318,8 @@ class Run:
                 # creates: a tenth of the worker's CPU in the profile.
                 "PYTHONDONTWRITEBYTECODE": "",
             }
+            io = await self.io_alone(backend)
+            lean_io = await self.lean_io(backend, settings, env)
             worker = self.services.start(
                 f"worker-{backend}", [sys.executable, "worker.py"], env=env
             )
@@ -345,9 +327,47 @@ class Run:
             try:
                 async with LeadWatcher(sales_url) as watcher:
                     product = Product(client, settings, watcher)
-                    return await self._product_phases(backend, product, worker, sales_url)
+                    phases = await self._product_phases(backend, product, worker, sales_url)
+                    return {"io": io, "lean_io": lean_io, **phases}
             finally:
                 self.services.stop(worker)
+
+    async def io_alone(self, backend: str) -> dict[str, Any] | None:
+        """The product's I/O functions alone, no Temporal (bench/io.py): CPU ms per won
+        onboarding, per part, on fresh stores of this backend."""
+        count = self.profile.io_count
+        if not count:
+            return None
+        log(f"{backend}: the product's I/O alone, {count} onboardings one at a time")
+        result = await io_phase.phase(backend, count, self.workdir, self.smtp_port, self.spool)
+        log(f"{backend}: I/O {result['cpu_ms_each']} ms each: {result['cpu_ms_each_by_part']}")
+        return result
+
+    async def lean_io(
+        self, backend: str, settings: Settings, env: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """The lean shape doing the product's I/O (bench/lean_io.py) on this backend's
+        stores: the limit the product's workflow is measured against."""
+        if not self.profile.sizes[backend]:
+            return None
+        task_queue = f"lean-io-{uuid.uuid4().hex[:8]}"
+        worker = self.services.start(
+            f"lean-io-worker-{backend}",
+            [sys.executable, "-m", "bench.lean_io", self.address, task_queue],
+            env=env,
+        )
+        client = await Client.connect(self.address, data_converter=data_converter(settings))
+        driver = LeanIoDriver(client, task_queue)
+        await closed_loop(self.profile.concurrency // 4 or 1, 8, driver.lifecycle)  # warm up
+        count = min(self.profile.sizes[backend])
+        at_once = self.profile.concurrency
+        log(f"{backend}: lean + product I/O, {count} workflows, {at_once} at a time")
+        meter = self.meter(worker)
+        records = await closed_loop(count, self.profile.concurrency, driver.lifecycle)
+        result = throughput(records, meter)
+        log(f"{backend}: lean + product I/O: {result}")
+        self.services.stop(worker)
+        return {"throughput": result}
 
     async def _product_phases(
         self, backend: str, product: Product, worker: Service, sales_url: str
@@ -508,6 +528,8 @@ def main() -> int:
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(report.markdown(results, f"{stem}.png"))
     report.chart(results, args.out / f"{stem}.png")
+    for line in report.budget(results):
+        print(line, flush=True)
     log(f"wrote {args.out}/{stem}.json, .md, .png in {results['duration_s']}s")
     shutil.rmtree(workdir / "mail", ignore_errors=True)
     return 0

@@ -12,10 +12,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.request import urlopen
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 import temporal_dev
 from models import search_attributes
@@ -168,3 +174,30 @@ def server_counters(metrics_port: int) -> Counter[str]:
             if operation:
                 counters[operation.group(1)] += round(float(value))
     return counters
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def store_urls(backend: str, workdir: Path) -> Iterator[tuple[str, str]]:
+    if backend == "sqlite":
+        yield (f"sqlite:///{workdir / 'sales.db'}", f"sqlite:///{workdir / 'commerce.db'}")
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    names = [f"bench_{uuid.uuid4().hex[:8]}_{store}" for store in ("sales", "commerce")]
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    base = make_url(POSTGRES_ADMIN_URL)
+    try:
+        yield tuple(  # type: ignore[misc]
+            base.set(database=name).render_as_string(hide_password=False) for name in names
+        )
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -31,9 +31,9 @@ from models.requests import (
 from models.search import (
     COMPANY_KEY_MAX,
     PROSPECT_WORDS,
+    SEARCHED,
     TRIGRAM_EXTENSION,
-    company_key,
-    search_text,
+    search_columns,
 )
 
 TOKEN_HASH_LEN = 64
@@ -161,19 +161,10 @@ class Prospect(CommerceTable, table=True):
 @event.listens_for(Prospect, "before_insert")
 @event.listens_for(Prospect, "before_update")
 def _keep_searchable(_mapper: Mapper[Prospect], _connection: object, prospect: Prospect) -> None:
-    prospect.search_text = search_text(*searched(prospect))
-    prospect.company_key = company_key(prospect.company_name)
-
-
-def searched(prospect: Prospect) -> tuple[str | None, ...]:
-    """The fields a prospect is found by: company, contact, email, reference."""
-    return (
-        prospect.company_name,
-        prospect.first_name,
-        prospect.last_name,
-        prospect.email,
-        prospect.onboarding_id,
-    )
+    for column, value in search_columns(
+        {field: getattr(prospect, field) for field in SEARCHED}
+    ).items():
+        setattr(prospect, column, value)
 
 
 class ProspectTally(CommerceTable, table=True):

@@ -6,12 +6,25 @@ Payload models only (what crosses workflow boundaries and the API); the tables a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from babel.core import get_global
+from babel.numbers import get_territory_currencies
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+from zxcvbn import zxcvbn
 
 from models.ids import applicant_key
 from models.requests import Actor, Email, Locale, Name
@@ -117,6 +130,63 @@ def _password(value: str) -> str:
 Password = Annotated[str, StringConstraints(max_length=PASSWORD_MAX), AfterValidator(_password)]
 
 
+class PasswordWeakness(StrEnum):
+    """Why a password of a good length is still refused: each is said to the person."""
+
+    REPEATS = "repeats"
+    PATTERN = "pattern"
+    COMMON = "common"
+    PERSONAL = "personal"
+    GUESSABLE = "guessable"
+
+
+# zxcvbn's scores run 0 to 4; from 3 a password resists an offline attack on a slow hash.
+STRONG_ENOUGH = 3
+# What zxcvbn reads of a password (its own limit): the rest only makes it stronger.
+ESTIMATED_MAX = 72
+# The shortest part of a person's email or company that a password may not contain.
+PERSONAL_PART_MIN = 4
+
+
+def password_weakness(password: str, email: str, company: str) -> PasswordWeakness | None:
+    """Why `password` is too easy to guess for the person with this email at this
+    company, or None when it is not: the estimate is zxcvbn's (common passwords, words
+    and names, repeats, sequences, keyboard rows, dates), with the person's own details
+    among the words it knows."""
+    local, _, domain = email.casefold().partition("@")
+    parts = {local, domain.split(".")[0], company.casefold(), company.casefold().replace(" ", "")}
+    parts |= set(re.split(r"[\W_]+", f"{local} {company.casefold()}"))
+    personal = sorted(part for part in parts if len(part) >= PERSONAL_PART_MIN)
+    if any(part in password.casefold() for part in personal):
+        return PasswordWeakness.PERSONAL
+    estimate = zxcvbn(password[:ESTIMATED_MAX], user_inputs=personal)
+    if estimate["score"] >= STRONG_ENOUGH:
+        return None
+    # Said by the longest part zxcvbn found: what makes most of the password.
+    most = max(estimate["sequence"], key=lambda match: len(match["token"]))
+    if most["pattern"] == "repeat":
+        return PasswordWeakness.REPEATS
+    if most.get("dictionary_name") == "passwords":
+        return PasswordWeakness.COMMON
+    if most["pattern"] in ("sequence", "spatial"):
+        return PasswordWeakness.PATTERN
+    return PasswordWeakness.GUESSABLE
+
+
+def _currencies_in_use(on: date) -> frozenset[str]:
+    """ISO 4217 codes that are legal tender somewhere on `on`, from Babel's CLDR data
+    (which a Babel upgrade keeps current): no test code (XTS), no gold (XAU), no
+    withdrawn currency (DEM)."""
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        for code in get_territory_currencies(territory, on, tender=True)
+    )
+
+
+CURRENCIES = _currencies_in_use(date.today())
+
+
 def _currency(value: str) -> str:
     # Checked before upper-casing: "ße" must not become "SSE".
     if len(value) != CURRENCY_LEN or not value.isascii() or not value.isalpha():
@@ -124,10 +194,30 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
+def _in_use(value: str) -> str:
+    if value not in CURRENCIES:
+        raise ValueError("must be the ISO 4217 code of a currency in use, such as EUR")
+    return value
+
+
 Currency = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_currency)]
+CurrencyInUse = Annotated[Currency, AfterValidator(_in_use)]
 
 # The smallest step of an amount: 0.01.
 AMOUNT_STEP = Decimal(1).scaleb(-CREDIT_LIMIT_PLACES)
+# An amount sent as text: ASCII digits and one optional point. Python's Decimal also
+# reads "1_000", Arabic-Indic digits, " 10 " and "1E+2", which nobody types
+# for an amount and which a spreadsheet or a report would read otherwise.
+PLAIN_AMOUNT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, str) and not PLAIN_AMOUNT.fullmatch(value):
+        # Decimal's own type for text it cannot read, which the pages have words for.
+        raise PydanticCustomError(
+            "decimal_parsing", "Input should be a plain decimal number, such as 2500.00"
+        )
+    return value
 
 
 def _one_spelling(value: Decimal) -> Decimal:
@@ -167,6 +257,7 @@ class CreditLimitValues(BaseModel):
 
     amount: Annotated[
         Decimal,
+        BeforeValidator(_plain),
         Field(
             ge=0,
             max_digits=CREDIT_LIMIT_DIGITS,
@@ -177,7 +268,15 @@ class CreditLimitValues(BaseModel):
     ]
     currency: Currency
     limit_type: CreditLimitType = CreditLimitType.BALANCE
-    mandatory: bool = False
+    # true or false only: not "yes", "on" or 1.
+    mandatory: StrictBool = False
+
+
+class NewCreditLimit(CreditLimitValues):
+    """A credit limit as a Commerce admin sets it now: in a currency in use today. A limit
+    kept in a currency since withdrawn still reads as it was kept."""
+
+    currency: CurrencyInUse
 
 
 # --- workflow inputs and results -------------------------------------------------------
@@ -206,6 +305,10 @@ class SendLinkInput(BaseModel):
 class RemoveInput(BaseModel):
     partner_user_id: int
     actor: Actor
+    # The organisation the actor removes the user from, checked again where the removal
+    # is written: the user may have moved to their own approved company since the web
+    # app checked (None: a removal sent before this field, unchecked).
+    organization_customer_id: int | None = None
 
 
 class PartnerUserChanged(BaseModel):
@@ -251,6 +354,7 @@ class RemovePartnerUserInput(BaseModel):
     partner_user_id: int
     actor: str
     at: datetime
+    organization_customer_id: int | None = None
 
 
 class PendingLinkInput(BaseModel):

@@ -52,17 +52,24 @@ def _single_line(value: str, info: ValidationInfo) -> str:
     value = unicodedata.normalize("NFC", value)
     if _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    return _visible(value)
+
+
+def _multi_line(value: str, info: ValidationInfo) -> str:
+    """Comments, reasons (emailed to the requester) and notes: lines of visible text."""
+    if _stored(info):
+        return value
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if _CONTROL_BUT_NEWLINES.search(value) or "\r" in value:
+        raise ValueError("must not contain control characters")
+    return _visible(value)
+
+
+def _visible(value: str) -> str:
     if _INVISIBLE.search(value):
         raise ValueError(
             "must not contain invisible characters (direction overrides, zero-width spaces)"
         )
-    return value
-
-
-def _multi_line(value: str) -> str:
-    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
-    if _CONTROL_BUT_NEWLINES.search(value) or "\r" in value:
-        raise ValueError("must not contain control characters")
     return value
 
 

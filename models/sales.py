@@ -30,9 +30,9 @@ from models.requests import (
 from models.search import (
     COMPANY_KEY_MAX,
     LEAD_WORDS,
+    SEARCHED,
     TRIGRAM_EXTENSION,
-    company_key,
-    search_text,
+    search_columns,
 )
 
 LEAD_SOURCE_COMMERCE_B2B = "commerce_b2b"
@@ -117,13 +117,10 @@ class Lead(SalesTable, table=True):
 @event.listens_for(Lead, "before_insert")
 @event.listens_for(Lead, "before_update")
 def _keep_searchable(_mapper: Mapper[Lead], _connection: object, lead: Lead) -> None:
-    lead.search_text = search_text(*searched(lead))
-    lead.company_key = company_key(lead.company_name)
-
-
-def searched(lead: Lead) -> tuple[str | None, ...]:
-    """The fields a lead is found by: company, contact, email, reference."""
-    return (lead.company_name, lead.first_name, lead.last_name, lead.email, lead.onboarding_id)
+    for column, value in search_columns(
+        {field: getattr(lead, field) for field in SEARCHED}
+    ).items():
+        setattr(lead, column, value)
 
 
 class LeadTally(SalesTable, table=True):

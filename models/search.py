@@ -13,7 +13,9 @@ by its old words.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Index
 
@@ -56,15 +58,39 @@ def search_text(*parts: str | None) -> str:
     return SEPARATOR.join(fold(part) for part in parts if part)
 
 
+# The fields a prospect or a lead is found by, in order: company, contact, email, reference.
+SEARCHED = ("company_name", "first_name", "last_name", "email", "onboarding_id")
+
+
+def search_columns(fields: Mapping[str, Any]) -> dict[str, str]:
+    """A prospect's or a lead's search columns, from its `SEARCHED` fields: what the ORM's
+    hooks keep in step, and what the hot paths' SQL writes with the row."""
+    return {
+        "search_text": search_text(*(fields[name] for name in SEARCHED)),
+        "company_key": company_key(fields["company_name"]),
+    }
+
+
 def company_key(company: str) -> str:
     """What a list sorts companies by: "Ærø Shipping" between "Adventure" and "Alpine"."""
     return fold(company)[:COMPANY_KEY_MAX]
 
 
 def query_words(query: str) -> list[str]:
-    """What a search box's text looks for: its first few words, folded."""
-    words = fold(query[:QUERY_MAX]).split()
+    """What a search box's text looks for: its first few words, folded.
+
+    A control character (`%00` in an address) parts words and an invisible one (a
+    zero-width space, a bidi mark) is dropped: no stored text holds either, and
+    neither database takes every one of them in a query (PostgreSQL refuses NUL).
+    """
+    typed = "".join(_SEARCHABLE.get(unicodedata.category(char), char) for char in query[:QUERY_MAX])
+    words = fold(typed).split()
     return list(dict.fromkeys(words))[:WORDS_MAX]
+
+
+# By Unicode category: controls part words; format characters, surrogates, private use
+# and unassigned code points are dropped.
+_SEARCHABLE = {"Cc": " ", "Cf": "", "Cs": "", "Co": "", "Cn": ""}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from settings import Settings
 from stores.engine import make_engine
-from stores.migrations import migrate
+from stores.migrations import ensure_current, migrate
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,11 @@ class Stores:
         """Bring each store's schema to its newest migration; each has its own history."""
         migrate(self.sales, "sales")
         migrate(self.commerce, "commerce")
+
+    def ensure_current(self) -> None:
+        """Refuse stores the worker and the web app have not brought to this release."""
+        ensure_current(self.sales, "sales")
+        ensure_current(self.commerce, "commerce")
 
     def dispose(self) -> None:
         self.sales.dispose()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func, update
 from sqlmodel import Session, select
 
 from models.commerce import (
@@ -37,7 +38,7 @@ from models.partners import (
     PartnerUserState,
 )
 from stores import dual_write
-from stores.engine import transact
+from stores.engine import by_key, insert_ignoring, transact
 
 STAFF = "staff"
 PARTNER = "partner"
@@ -225,18 +226,26 @@ def partner_session_account(engine: Engine, token: str) -> PartnerAccount | None
 
 
 def verify_password(engine: Engine, email: str, password: str) -> PartnerAccount | None:
-    """The active user with this email and password, or None; as slow either way."""
+    """The active user with this email and password, or None; as slow either way.
+
+    The hash is checked with no database connection held: Argon2 takes a while, and
+    SQLite's pool has one connection for the whole web process.
+    """
     with Session(engine) as session:
         user = session.exec(select(PartnerUser).where(PartnerUser.email == email.lower())).first()
-        stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
-        try:
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if user is None or user.state != PartnerUserState.ACTIVE:
-            return None
-        account = _account(session, user)
-    return account if account.role is not None else None
+        found = (user.id, user.password_hash) if user is not None else (None, None)
+    partner_user_id, stored = found
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if partner_user_id is None or stored is None:
+        return None
+    # Read again: the user may have been removed while the hash was checked.
+    account = partner_account(engine, partner_user_id)
+    if account is None or account.state is not PartnerUserState.ACTIVE or account.role is None:
+        return None
+    return account
 
 
 # --- emailed links ---------------------------------------------------------------------
@@ -249,43 +258,61 @@ def issue_link(
     notification_id: str,
     lifetime: timedelta,
     fresh: bool,
-) -> tuple[AccessLink, str | None]:
+) -> tuple[IssuedLink, str | None]:
     """The link of one notification, and its token when one is (re)made now.
 
     Each attempt at an unsent email makes a fresh token (only its hash is kept, so an
     earlier attempt's token cannot be recovered to send); once the email is out the
     link stays as it was. Every other unused link of the user stops working.
     """
-    link = session.exec(
-        select(AccessLink).where(AccessLink.notification_id == notification_id)
-    ).first()
-    if link is not None and not fresh:
-        return link, None
+    connection = session.connection()
     token, now = new_token(), _now()
-    if link is None:
-        link = AccessLink(
-            partner_user_id=partner_user_id,
-            purpose=purpose.value,
-            notification_id=notification_id,
-            token_hash=token_hash(token),
-            created_at=now,
-            expires_at=now + lifetime,
+    expires_at = now + lifetime
+    link = {
+        "partner_user_id": partner_user_id,
+        "purpose": purpose.value,
+        "notification_id": notification_id,
+        "token_hash": token_hash(token),
+        "created_at": now,
+        "expires_at": expires_at,
+    }
+    made = connection.execute(insert_ignoring(connection, _LINK, "id"), link).scalar()
+    if made is None:
+        if not fresh:
+            kept = connection.execute(by_key(_LINK, ("notification_id",), "expires_at"), link).one()
+            return IssuedLink(kept.expires_at), None
+        connection.execute(
+            _LINK_AGAIN,
+            {**link, "again": notification_id, "state": LinkState.VALID.value, "ended_at": None},
         )
-        session.add(link)
-    else:
-        link.token_hash, link.state = token_hash(token), LinkState.VALID.value
-        link.created_at, link.expires_at, link.ended_at = now, now + lifetime, None
-    others = session.exec(
-        select(AccessLink).where(
-            AccessLink.partner_user_id == partner_user_id,
-            AccessLink.state == LinkState.VALID,
-            AccessLink.notification_id != notification_id,
-        )
-    ).all()
-    for other in others:
-        other.state, other.ended_at = LinkState.SUPERSEDED.value, now
-    session.flush()
-    return link, token
+    connection.execute(
+        _SUPERSEDE,
+        {
+            "holder": partner_user_id,
+            "valid": LinkState.VALID.value,
+            "this": notification_id,
+            "state": LinkState.SUPERSEDED.value,
+            "ended_at": now,
+        },
+    )
+    return IssuedLink(expires_at), token
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    """What an emailed link's notification tells its workflow: when the link expires."""
+
+    expires_at: datetime
+
+
+_LINK = AccessLink.__table__  # type: ignore[attr-defined]
+# Executed with the columns they set as parameters (the WHERE's are named otherwise).
+_LINK_AGAIN = update(_LINK).where(_LINK.c.notification_id == bindparam("again"))
+_SUPERSEDE = update(_LINK).where(
+    _LINK.c.partner_user_id == bindparam("holder"),
+    _LINK.c.state == bindparam("valid"),
+    _LINK.c.notification_id != bindparam("this"),
+)
 
 
 class LinkRefused(Exception):

@@ -5,40 +5,52 @@ The wrapping and unwrapping is `encryption.py`'s; this module only keeps the row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Connection, Engine, func, update
 from sqlmodel import Session, col, select
 
 from models.commerce import DataKey, Prospect
-from stores.engine import one, transact
+from stores.engine import by_key, insert_ignoring, one, transact, transact_sql
+
+DATA_KEY = DataKey.__table__  # type: ignore[attr-defined]
+_KEPT = by_key(DATA_KEY, ("onboarding_id",), "master_key_id", "wrapped_key")
 
 
-def read(engine: Engine, onboarding_id: str) -> DataKey | None:
-    with Session(engine) as session:
-        return one(session, DataKey, onboarding_id=onboarding_id)
+@dataclass(frozen=True)
+class Wrapped:
+    """A request's key as kept: wrapped by a master key, or destroyed (None)."""
+
+    master_key_id: str
+    wrapped_key: bytes | None
+
+
+def read(engine: Engine, onboarding_id: str) -> Wrapped | None:
+    """The request's key as kept (None: it has none)."""
+    with engine.connect() as connection:
+        row = connection.execute(_KEPT, {"onboarding_id": onboarding_id}).first()
+    return Wrapped(*row) if row is not None else None
 
 
 def keep(
     engine: Engine, onboarding_id: str, master_key_id: str, wrapped: bytes, at: datetime
-) -> DataKey:
-    """Keep a new data key for the request, or answer with the one it has (made first by a
-    concurrent attempt, or destroyed)."""
+) -> Wrapped | None:
+    """Keep a new data key for the request: None when it is kept, else the one the request
+    already has (made first by a concurrent attempt, or destroyed)."""
 
-    def work(session: Session) -> DataKey:
-        row = one(session, DataKey, onboarding_id=onboarding_id)
-        if row is None:
-            row = DataKey(
-                onboarding_id=onboarding_id,
-                master_key_id=master_key_id,
-                wrapped_key=wrapped,
-                created_at=at,
-            )
-            session.add(row)
-            session.flush()
-        return row
+    def work(connection: Connection) -> Wrapped | None:
+        key = {"onboarding_id": onboarding_id}
+        kept = connection.execute(
+            insert_ignoring(connection, DATA_KEY, "id"),
+            {**key, "master_key_id": master_key_id, "wrapped_key": wrapped, "created_at": at},
+        ).scalar()
+        if kept is not None:
+            return None
+        row = connection.execute(_KEPT, key).one()
+        return Wrapped(*row)
 
-    return transact(engine, work)
+    return transact_sql(engine, work)
 
 
 def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
@@ -54,11 +66,13 @@ def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
     return transact(engine, work)
 
 
-def mark_duplicate(session: Session, onboarding_id: str, open_request: str) -> None:
+def mark_duplicate(connection: Connection | Session, onboarding_id: str, open_request: str) -> None:
     """A duplicate submission's workflow met `open_request`: its key goes with that one's."""
-    row = one(session, DataKey, onboarding_id=onboarding_id)
-    if row is not None:
-        row.duplicate_of = open_request
+    connection.execute(
+        update(DATA_KEY)
+        .where(DATA_KEY.c.onboarding_id == onboarding_id)
+        .values(duplicate_of=open_request)
+    )
 
 
 def duplicates_of(engine: Engine, onboarding_id: str) -> list[str]:

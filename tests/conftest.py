@@ -1,12 +1,20 @@
 """Real services for the tests: a Temporal dev server from the venv's binary, an SMTP
-server (aiosmtpd), SQLite stores in files, and a worker per test on its own task queue."""
+server (aiosmtpd), SQLite stores in files, and a worker per test on its own task queue.
+
+The session's services are each process's own: under pytest-xdist (`make test`) every
+worker process starts its own dev server, SMTP server and stores, on free ports and in
+its own temporary directory; PostgreSQL databases and Redis keys are named per test.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import hypothesis
@@ -59,6 +67,64 @@ hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 FORGETFUL_NAMESPACE = "forgetful"
 TEST_SECRET = "a-secret-for-the-tests-only-0123456789"
 T = TypeVar("T")
+# How long a test waits for what runs beside it (a workflow's step, an email, a process
+# starting): far past what that takes on a busy 2-core machine, so that only a fault
+# runs it out. Waiting ends as soon as the thing is there.
+PATIENCE = 60.0
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    what: str = ...,
+    every: float = ...,
+) -> T: ...
+@overload
+async def eventually(
+    check: Callable[[], T | None], timeout: float = ..., what: str = ..., every: float = ...
+) -> T: ...
+async def eventually(
+    check: Callable[[], object], timeout: float = PATIENCE, what: str = "", every: float = 0.05
+) -> object:
+    """`check()`'s first answer that holds (not None, false or empty, and no
+    AssertionError), asked again every `every` s; after `timeout` s the last failure.
+
+    As sdk-python's `assert_eventually`: a check may assert, and its last message says
+    what was still missing; or `what` names what never came.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = check()
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if answer:
+                return answer
+            failure = AssertionError(
+                f"{what or 'the check'}: not within {timeout:.0f} s (last answered {answer!r})"
+            )
+        except AssertionError as err:
+            failure = err
+        if time.monotonic() > deadline:
+            raise failure
+        await asyncio.sleep(every)
+
+
+async def answering(url: str, process: subprocess.Popen[Any]) -> httpx.Response:
+    """`url`'s first answer, once the process started for it listens."""
+    async with httpx.AsyncClient() as http:
+
+        async def answer() -> httpx.Response:
+            if process.poll() is not None:
+                said = process.stderr.read() if process.stderr else ""
+                pytest.fail(f"the process serving {url} has stopped: {said}")
+            try:
+                return await http.get(url)
+            except httpx.TransportError as err:
+                raise AssertionError(f"{url} does not answer: {err!r}") from err
+
+        return await eventually(answer)
 
 
 def free_port() -> int:
@@ -83,15 +149,15 @@ class MailSink:
             and (kind is None or message["X-Onboarding-Event"] == kind.event)
         ]
 
-    async def arrived(
-        self, onboarding_id: str, kind: EmailKind, timeout: float = 10
-    ) -> list[EmailMessage]:
+    async def arrived(self, onboarding_id: str, kind: EmailKind) -> list[EmailMessage]:
         """The request's messages of `kind`, once there is one: emails go out beside the process."""
-        for _ in range(int(timeout / 0.05)):
-            if found := self.messages(onboarding_id, kind):
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {kind.event} email for {onboarding_id} in {timeout} s")
+
+        def found() -> list[EmailMessage]:
+            messages = self.messages(onboarding_id, kind)
+            assert messages, f"no {kind.event} email for {onboarding_id}"
+            return messages
+
+        return await eventually(found)
 
 
 @pytest.fixture(scope="session")
@@ -305,8 +371,7 @@ async def site(
     app = create_app(web_settings, client=client, stores=stores)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await serving
@@ -331,9 +396,10 @@ async def until_confirmed(send: Callable[[], Awaitable[T]], pending: Callable[[T
 
     A worker just started may take longer than the wait to take the Update up.
     """
-    for _ in range(10):
+
+    async def confirmed() -> T:
         answer = await send()
-        if not pending(answer):
-            return answer
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"still not confirmed: {answer}")
+        assert not pending(answer), f"still not confirmed: {answer}"
+        return answer
+
+    return await eventually(confirmed, every=0.5)

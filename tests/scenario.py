@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections import Counter
@@ -25,6 +24,7 @@ from models.sales import SalesTable
 from models.status import OnboardingStatus
 from settings import Settings
 from stores import Stores
+from tests.conftest import eventually
 
 # One folder per version of the workflows' command sequence; the scenarios record into
 # the newest, and the replay test replays them all.
@@ -80,12 +80,13 @@ def text_of(message: Mail, subtype: str = "plain") -> str:
 
 async def finished(client: Client, current: OnboardingStatus) -> OnboardingStatus:
     """Wait until the request's workflow is done: decided, and its email sent or failed."""
-    for _ in range(150):
-        current = await status(client, current.onboarding_id)
-        if current.workflow_status == "completed":
-            return current
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{current.onboarding_id} did not finish: {current}")
+
+    async def done() -> OnboardingStatus:
+        now = await status(client, current.onboarding_id)
+        assert now.workflow_status == "completed", f"{current.onboarding_id} is not done: {now}"
+        return now
+
+    return await eventually(done)
 
 
 def rows(engine: Engine, model: type[SQLModel], onboarding_id: str) -> list[Any]:

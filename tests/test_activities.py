@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from models.requests import (
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores
-from tests.conftest import MailSink, free_port
+from tests.conftest import MailSink, eventually, free_port
 from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts, rows
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -271,10 +271,14 @@ async def test_a_retry_after_the_server_took_the_message_only_records_it(
 
 
 class SlowHandler(SpoolHandler):
-    """A mail server that takes its time before accepting each message."""
+    """A mail server that takes its time: it accepts each message once `ready()` holds."""
+
+    def __init__(self, directory: Path, ready: Callable[[], bool]) -> None:
+        super().__init__(directory)
+        self.ready = ready
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.5)
+        await eventually(self.ready)
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -282,13 +286,17 @@ async def test_a_slow_send_heartbeats_so_a_dead_worker_would_be_noticed_soon(
     stores: Stores, base_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("activities.email.KEEP_ALIVE_EVERY", 0.05)
-    slow = Controller(SlowHandler(tmp_path), hostname="127.0.0.1", port=free_port())
+    env, beats = ActivityEnvironment(), []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    # The server answers only after five heartbeats: as slow as that takes, however busy
+    # the machine.
+    slow = Controller(
+        SlowHandler(tmp_path, lambda: len(beats) >= 5), hostname="127.0.0.1", port=free_port()
+    )
     slow.start()
     input = SendEmailInput(
         onboarding_id=uuid.uuid4().hex[:16], kind=EmailKind.PROSPECT_APPROVED, request=a_request()
     )
-    env, beats = ActivityEnvironment(), []
-    env.on_heartbeat = lambda *details: beats.append(details)
     try:
         settings = base_settings.model_copy(update={"smtp_port": slow.port})
         await env.run(email_activities(stores, settings).send_onboarding_email, input)

@@ -12,10 +12,14 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from settings import PROJECT_DIR
 from tests.conftest import REP
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+# Half a minute of fuzzing, and more on a busy machine: `make test-faults` (CI runs it).
+pytestmark = pytest.mark.slow
 REPORTS = PROJECT_DIR / "test-output" / "schemathesis"
 CHECKS = ["all"]
 # Some field rules (a phone's characters, a website's scheme) are more than JSON Schema

@@ -26,7 +26,7 @@ from models import search_attributes
 from models.ids import onboarding_workflow_id
 from settings import Settings
 from stores import Stores
-from tests.conftest import REP, VENV_BIN, free_port, web_settings_for
+from tests.conftest import REP, VENV_BIN, eventually, free_port, web_settings_for
 from tests.scenario import a_request
 from tests.test_browser import SCREENSHOTS, browser, sign_in, snap  # noqa: F401
 from web.app import create_app
@@ -67,8 +67,7 @@ async def product(
     serving = asyncio.create_task(server.serve())
     try:
         async with build_worker(env.client, settings, stores, activity_executor):
-            while not server.started:
-                await asyncio.sleep(0.02)
+            await eventually(lambda: server.started)
             yield Product(env.client, settings, web, ui)
     finally:
         server.should_exit = True

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import ADMIN, MailSink
+from tests.conftest import ADMIN, MailSink, eventually
 from tests.test_browser import browser, sign_in, snap  # noqa: F401 - the fixture
 from tests.test_partner_accounts import approved_partner, links_in
 from tests.test_partner_pages import approval_link
@@ -47,7 +47,9 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     await partner.goto(approval_link(mail_sink, onboarding_id).replace("http://b2b.test", site))
     await expect(partner.locator("h1")).to_have_text("Activate your account")
     await snap(partner, "partner-01-activate")
-    await set_password(partner, approval_link(mail_sink, onboarding_id), site, "giulia's password")
+    await set_password(
+        partner, approval_link(mail_sink, onboarding_id), site, "a quiet harbour at dusk"
+    )
     await expect(partner.locator(".flash")).to_contain_text("Your password is set")
     await expect(partner.locator("#credit-limit")).to_contain_text("No credit limit")
     await snap(partner, "partner-02-my-account")
@@ -63,15 +65,12 @@ async def test_a_partner_activates_adds_a_user_removes_them_and_sees_the_credit_
     await expect(partner.locator("tr", has_text=invitee)).to_contain_text("invited")
     await snap(partner, "partner-03-organization-users")
 
-    for _ in range(100):
-        if await invitations_to(mail_sink, invitee):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: invitations_to(mail_sink, invitee))
     await asyncio.sleep(0.5)
     (invitation,) = await invitations_to(mail_sink, invitee)
 
     luca = await (await browser.new_context()).new_page()
-    await set_password(luca, links_in(invitation)[0], site, "luca's own password")
+    await set_password(luca, links_in(invitation)[0], site, "lanterns over the river")
     await expect(luca.locator("h1")).to_have_text("My account")
     await expect(luca.locator("main")).to_contain_text("Contoso Srl")
     await snap(luca, "partner-04-invited-user-signed-in")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,11 +18,11 @@ from temporalio.client import Client
 from client import decide
 from models.commerce import CreditLimitChange
 from models.lifecycle import Action
-from models.partners import CreditLimitType, CreditLimitValues
+from models.partners import CreditLimitType, CreditLimitValues, NewCreditLimit
 from models.status import RecordIds
 from settings import Settings
 from stores import Stores
-from stores.credit_limits import CreditLimitView, credit_limit
+from stores.credit_limits import CreditLimitView, credit_limit, set_credit_limit
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import submitted
 from tests.test_bad_input_properties import CALLS, any_json, valid
@@ -101,7 +102,7 @@ async def test_an_admin_sets_the_credit_limit_and_every_change_is_kept(
         ("0.1", "0.10"),
         ("0.30", "0.30"),
         ("100", "100.00"),
-        ('"1E+2"', "100.00"),
+        ("1E+2", "100.00"),
         ("1.230", "1.23"),
         ('"-0"', "0.00"),
     ],
@@ -139,6 +140,16 @@ async def test_an_amount_sent_as_a_string_or_a_number_is_kept_exactly(
         ('{"amount": "10", "currency": 978}', "currency"),
         ('{"amount": "10", "currency": "EUR", "limit_type": "Balance + All"}', "limit_type"),
         ('{"amount": "10", "currency": "EUR", "mandatory": "perhaps"}', "mandatory"),
+        ('{"amount": "10", "currency": "EUR", "mandatory": "yes"}', "mandatory"),
+        ('{"amount": "10", "currency": "EUR", "mandatory": 1}', "mandatory"),
+        ('{"amount": "10", "currency": "ZZZ"}', "currency"),
+        ('{"amount": "10", "currency": "QQQ"}', "currency"),
+        ('{"amount": "10", "currency": "XTS"}', "currency"),
+        ('{"amount": "10", "currency": "DEM"}', "currency"),
+        ('{"amount": "1_000", "currency": "EUR"}', "amount"),
+        ('{"amount": "\u0661\u0660\u0660", "currency": "EUR"}', "amount"),
+        ('{"amount": " 10", "currency": "EUR"}', "amount"),
+        ('{"amount": "1E+2", "currency": "EUR"}', "amount"),
         ('{"amount": "10", "currency": "EUR", "credit_limit": "10"}', "credit_limit"),
     ],
 )
@@ -156,6 +167,32 @@ async def test_a_bad_value_is_a_422_naming_its_field_that_changes_nothing(
     state = (await web.get(LIMIT.format(organization), headers=bearer(REP))).json()
     assert len(state["history"]) == 1
     assert state["credit_limit"]["amount"] == "10.00"
+
+
+async def test_a_key_sent_twice_is_a_422_that_changes_nothing(
+    web: httpx.AsyncClient, client: Client, settings: Settings
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    assert organization
+    response = await put(web, organization, '{"amount": "10", "currency": "EUR", "amount": "99"}')
+    assert response.status_code == 422, response.text
+    assert "'amount' is sent twice" in response.json()["detail"][0]["ctx"]["error"]
+    assert (await web.get(LIMIT.format(organization), headers=bearer(REP))).json()["history"] == []
+
+
+async def test_a_limit_kept_in_a_currency_since_withdrawn_still_reads(
+    web: httpx.AsyncClient, client: Client, settings: Settings, stores: Stores
+) -> None:
+    organization = (await an_approved_partner(client, settings)).organization_customer_id
+    assert organization
+    kept = CreditLimitValues.model_validate({"amount": "10", "currency": "DEM"})
+    set_credit_limit(stores.commerce, organization, kept, "anna", datetime.now(UTC))
+    read = await web.get(LIMIT.format(organization), headers=bearer(REP))
+    assert read.status_code == 200, read.text
+    assert read.json()["credit_limit"]["currency"] == "DEM"
+    changed = await put(web, organization, {"amount": "20", "currency": "EUR"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["history"][1]["new"]["currency"] == "DEM"
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[]", b'"10"', b"\xff\xfe{}", b"{'amount': 1}"])
@@ -313,10 +350,10 @@ async def test_any_json_value_in_any_field_is_a_422_naming_it_or_a_200(
     event(f"HTTP {response.status_code}")
     # As the app reads it: numbers with a fraction or an exponent as Decimal.
     sent = json.loads(body, parse_float=Decimal)
-    if valid(CreditLimitValues, sent):
+    if valid(NewCreditLimit, sent):
         assert response.status_code == 200, response.text
         kept = {name: response.json()["credit_limit"][name] for name in VALID}
-        assert kept == CreditLimitValues.model_validate(sent).model_dump(mode="json")
+        assert kept == NewCreditLimit.model_validate(sent).model_dump(mode="json")
     else:
         assert response.status_code == 422, response.text
         assert {error["loc"][1] for error in response.json()["detail"]} == {field}

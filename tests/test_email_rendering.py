@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.policy import SMTP
 
 import pytest
@@ -93,13 +94,14 @@ def test_the_message_carries_the_onboarding_headers_and_a_stable_message_id() ->
     email = activities.renderer.render(input)
     message_id = message_id_for(input.kind, input.onboarding_id, settings.mail_from)
 
-    message = activities.onboarding_message(input, email, message_id)
+    mail = activities.onboarding_message(input, email, message_id)
 
+    message = message_from_bytes(mail.data, policy=SMTP)
     assert message_id == "<prospect-approved.abc123@b2b.test>"
     assert message["Message-ID"] == message_id
     assert message["X-Onboarding-Id"] == "abc123"
     assert message["X-Onboarding-Event"] == "prospect-approved"
-    header_block = message.as_bytes(policy=SMTP).split(b"\r\n\r\n", 1)[0]
+    header_block = mail.data.split(b"\r\n\r\n", 1)[0]
     for line in header_block.split(b"\r\n"):
         assert line[:1] in (b" ", b"\t") or b":" in line, f"stray header line {line!r}"
 

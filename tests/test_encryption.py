@@ -115,13 +115,19 @@ async def test_a_destroyed_key_reads_and_writes_nothing_more(
     assert not codec.data_keys.destroy(onboarding_id)
 
 
-async def test_payloads_written_in_clear_pass_through(
+async def test_payloads_written_in_clear_pass_through_saying_so(
     base_settings: Settings, stores: Stores
 ) -> None:
     codec = codec_for(base_settings, stores, NEW)
     written_before = [plain("Giulia"), Payload(metadata={"encoding": b"binary/null"})]
 
-    assert await codec.decode(written_before) == written_before
+    read = await codec.decode(written_before)
+
+    # Said, so that a workflow refuses an Update that arrives so (test_forged_updates).
+    assert [payload.metadata.pop(encryption.ARRIVED) for payload in read] == [
+        encryption.IN_CLEAR
+    ] * 2
+    assert read == written_before
 
 
 async def test_tampered_or_foreign_ciphertext_is_refused(

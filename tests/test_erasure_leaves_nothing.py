@@ -5,9 +5,9 @@ no erasure destroys: they are deleted)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlmodel import Session
@@ -32,6 +32,7 @@ from models.partners import LinkPurpose, SendLinkInput, partner_user_workflow_id
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores, accounts, data_keys
+from tests.conftest import PATIENCE, eventually
 from tests.scenario import a_request, finished, payloads_in
 from tests.test_personal_data import Person
 from tests.test_reapply import a_prospect
@@ -123,12 +124,7 @@ async def test_after_an_erasure_no_workflow_decodes_to_the_persons_data(
     assert erased.history == "key_destroyed"
     # Temporal deletes a closed workflow in the background: within seconds.
     for workflow_id in (partner_user, told):
-        for _ in range(600):
-            if await gone(client, workflow_id):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"{workflow_id} is still there")
+        await eventually(partial(gone, client, workflow_id), PATIENCE, f"{workflow_id} deleted")
     # Every workflow started since, whatever it is, as visibility lists them.
     listed = set()
     async for execution in client.list_workflows(f"StartTime >= '{started.isoformat()}'"):

@@ -6,7 +6,6 @@ answer is a 503 that names it and says why.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from temporalio.client import Client
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from stores.engine import make_engine
-from tests.conftest import MailSink, browse, free_port, postgres_databases
+from tests.conftest import MailSink, answering, browse, free_port, postgres_databases
 from tests.faults.test_faults import set_database_down
 from web.app import create_app
 
@@ -97,15 +96,7 @@ async def worker_process(client: Client, tmp_path: Path, **env: str) -> AsyncIte
         text=True,
     )
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                if process.poll() is not None:
-                    raise AssertionError(f"the worker exited: {process.stderr.read()}")  # type: ignore[union-attr]
-                try:
-                    await http.get(f"http://{address}/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+        await answering(f"http://{address}/healthz", process)
         yield f"http://{address}"
     finally:
         process.terminate()

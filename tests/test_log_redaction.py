@@ -4,23 +4,34 @@ partner's activation, invitation and password-reset tokens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from links import status_path, status_token
 from logs import RedactingFormatter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
-from tests.conftest import TEST_SECRET, free_port, web_settings_for
+from stores.engine import make_engine
+from tests.conftest import (
+    TEST_SECRET,
+    answering,
+    eventually,
+    free_port,
+    postgres_databases,
+    web_settings_for,
+)
 from web.app import create_app
-from web.redaction import REDACTED, SECRET_PATHS, redact
+from web.redaction import REDACTED, SECRET_PATHS, RedactSecrets, redact
 
 ONBOARDING_ID = "0123456789abcdef"
 TOKEN = status_token(TEST_SECRET.encode(), ONBOARDING_ID)
@@ -58,7 +69,7 @@ def test_redaction_keeps_the_shape_and_leaves_other_paths_alone() -> None:
         assert redact(path) == path
 
 
-def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
+async def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "API_TOKENS"}
     env.update(
@@ -79,16 +90,10 @@ def test_python_m_web_logs_each_path_without_its_secret(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
-        for path in VISITS:
-            httpx.get(url + path, timeout=10)
+        await answering(f"{url}/", process)
+        async with httpx.AsyncClient() as http:
+            for path in VISITS:
+                await http.get(url + path)
     finally:
         process.terminate()
         log, _ = process.communicate(timeout=30)
@@ -106,8 +111,7 @@ async def test_the_app_logs_paths_without_secrets_under_any_uvicorn(
     app = create_app(web_settings_for(settings), stores=stores)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started)
     lines: list[str] = []
     capture = logging.Handler()
     capture.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
@@ -147,3 +151,31 @@ def test_the_workers_log_lines_carry_no_email_address_whoever_prints_them() -> N
     line = formatter.format(record)
 
     assert "giulia" not in line and "[email]" in line and "Recipient refused" in line
+
+
+def test_a_logged_traceback_quotes_no_email() -> None:
+    searched = "giulia.rossi@contoso.example"
+    try:
+        raise ValueError(f"PostgreSQL text fields cannot contain NUL: %\x00{searched}%")
+    except ValueError:
+        record = logging.LogRecord(
+            "web", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    RedactSecrets().filter(record)
+    printed = logging.Formatter().format(record)
+    assert "ValueError" in printed and "Traceback" in printed
+    assert searched not in printed and "giulia" not in printed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_store_error_quotes_no_value_of_its_statement(backend: str, tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'store.db'}"
+        else:
+            (url,) = stack.enter_context(postgres_databases("errors"))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        with pytest.raises(DBAPIError) as raised, engine.connect() as connection:
+            connection.execute(text("SELECT * FROM nowhere WHERE q = :q"), {"q": "needle-0042"})
+    assert "nowhere" in str(raised.value) and "needle-0042" not in str(raised.value)

@@ -3,7 +3,6 @@ worker's, a `python worker.py` process with WORKER_METRICS_ADDRESS."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from temporalio.client import Client
 from client import data_converter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
-from tests.conftest import REP, bearer, browse, free_port, web_settings_for
+from tests.conftest import REP, answering, bearer, browse, eventually, free_port, web_settings_for
 from web.app import create_app
 
 DECISION_ROUTE = "/api/onboarding-requests/{onboarding_id}/{action}"
@@ -78,13 +77,7 @@ async def worker_metrics(client: Client, own_settings: Settings) -> AsyncIterato
     )
     url = f"http://{address}/metrics"
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                try:
-                    await http.get(url)
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+        await answering(url, process)
         yield url
     finally:
         process.terminate()
@@ -118,13 +111,14 @@ async def test_both_endpoints_count_a_real_onboarding(
                 f"/api/onboarding-requests/{onboarding_id}/{action}", headers=bearer(REP)
             )
             assert decided.status_code == 200, decided.text
-        for _ in range(100):
+
+        async def approval_sent() -> bool:
             status = (
                 await web.get(f"/api/onboarding-requests/{onboarding_id}", headers=bearer(REP))
             ).json()
-            if (status.get("notification") or {}).get("state") == "sent":
-                break
-            await asyncio.sleep(0.1)
+            return (status.get("notification") or {}).get("state") == "sent"
+
+        await eventually(approval_sent)
         scraped = await web.get("/metrics")
     async with httpx.AsyncClient() as http:
         worker = (await http.get(worker_metrics)).text

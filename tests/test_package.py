@@ -14,22 +14,25 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 
 from models.status import EmailKind
 from settings import PROJECT_DIR
-from tests.conftest import MailSink
+from tests.conftest import MailSink, eventually
 
 NOT_SOURCE = (".*", "var", "build", "test-output", "*.egg-info", "*.mo", "__pycache__")
 SETUPTOOLS_WARNINGS = ("SetuptoolsDeprecationWarning", "SetuptoolsWarning", "BuildBackendWarning")
+# A wheel built and installed into a venv of its own, for packaging that rarely changes:
+# `make test-faults`.
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -104,6 +107,22 @@ def test_the_wheel_builds_without_setuptools_warnings_and_carries_the_catalogues
     assert "LC_MESSAGES/messages.mo" in installed.build_log
 
 
+def test_the_checkout_type_checks_with_a_wheel_build_left_in_it(tmp_path: Path) -> None:
+    """The README's `pip wheel` leaves setuptools' build/ in the checkout; `make lint` (mypy,
+    with the project's configuration) must not read its copies as duplicate modules."""
+    shutil.copy(PROJECT_DIR / "pyproject.toml", tmp_path)
+    for module in (tmp_path / "activities", tmp_path / "build" / "lib" / "activities"):
+        module.mkdir(parents=True)
+        (module / "__init__.py").write_text("KIND = 'copy'\n")
+
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_the_cli_answers_help_from_any_directory(installed: Installed, elsewhere: Path) -> None:
     helped = installed.run("b2b-onboarding", "--help", cwd=elsewhere, env=service_env())
 
@@ -173,15 +192,17 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
         for action in ("qualify", "won"):
             decided = installed.run("b2b-onboarding", action, onboarding_id, cwd=elsewhere, env=env)
             assert decided.returncode == 0, decided.stderr
-        for _ in range(30):
+
+        def approval_sent() -> dict[str, Any]:
             status = json.loads(
                 installed.run(
                     "b2b-onboarding", "status", onboarding_id, cwd=elsewhere, env=env
                 ).stdout
             )
-            if status["notification"]["state"] == "sent":
-                break
-            time.sleep(0.5)
+            assert status["notification"]["state"] == "sent", status
+            return dict(status)
+
+        status = await eventually(approval_sent, every=0.5)
     finally:
         worker.send_signal(signal.SIGINT)
         _, worker_log = worker.communicate(timeout=30)

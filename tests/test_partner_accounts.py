@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage as Mail
 
 import pytest
 from sqlmodel import Session, select
@@ -31,7 +33,7 @@ from models.partners import (
 )
 from settings import Settings
 from stores import Stores, accounts
-from tests.conftest import MailSink
+from tests.conftest import MailSink, eventually
 from tests.scenario import finished, keep_history, submitted
 
 LINK = re.compile(r"http://b2b\.test/(activate|password/reset)/([A-Za-z0-9_-]+)")
@@ -66,13 +68,15 @@ def activation_link(mail_sink: MailSink, onboarding_id: str) -> str:
     return link
 
 
-async def eventually_mail(mail_sink: MailSink, predicate: object, count: int = 1) -> list:
-    for _ in range(200):
-        found = [m for m in mail_sink.messages() if predicate(m)]  # type: ignore[operator]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError("the email did not arrive")
+async def eventually_mail(
+    mail_sink: MailSink, predicate: Callable[[Mail], bool], count: int = 1
+) -> list[Mail]:
+    def arrived() -> list[Mail]:
+        found = [m for m in mail_sink.messages() if predicate(m)]
+        assert len(found) >= count, f"{len(found)} of {count} emails arrived"
+        return found
+
+    return await eventually(arrived)
 
 
 async def test_approval_email_activates_the_administrator(
@@ -123,6 +127,35 @@ async def test_an_unused_activation_link_stops_working_at_its_date_with_no_workf
         accounts.open_link(stores.commerce, token_of(link))
     # The page then offers a fresh link, which the user's workflow sends and watches.
     assert expired.value.why == "expired" and expired.value.account is not None
+
+
+async def test_an_expected_refusal_is_one_line_in_the_worker_s_log(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    worker: None,
+    mail_sink: MailSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    onboarding_id, admin_email = await approved_partner(client, settings)
+    link = activation_link(mail_sink, onboarding_id)
+    admin = accounts.use_link(stores.commerce, token_of(link), "a long enough password")
+    # Invited again, as a user of the partner that has them already: refused.
+    already = NewPartnerUser(first_name="Giulia", last_name="Rossi", email=admin_email)
+    invite = InviteInput(
+        organization_customer_id=admin.organization_customer_id,
+        user=already,
+        actor=f"partner:{admin.id}",
+    )
+
+    with caplog.at_level(logging.INFO), pytest.raises(PartnerUserRefused):
+        await invite_partner_user(client, settings, invite)
+
+    logged = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.levelname for r in logged if r.exc_info or r.levelno >= logging.WARNING] == []
+    (line,) = [r.getMessage() for r in logged if "refused" in r.getMessage()]
+    assert line.startswith("add_partner_user refused: AlreadyPartnerUser"), line
+    assert admin_email not in line
 
 
 async def test_administrator_adds_resends_and_removes_a_user(

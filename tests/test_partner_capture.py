@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 
-from client import decide, invite_partner_user, remove_partner_user
+from client import PartnerUserRefused, decide, invite_partner_user, remove_partner_user
 from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, RemoveInput
 from settings import Settings
@@ -98,3 +98,36 @@ async def test_the_approval_makes_the_requester_their_own_organisations_administ
 async def decide_all(client: Client, onboarding_id: str) -> None:
     await decide(client, onboarding_id, Action.QUALIFY, actor="rep:mario")
     await decide(client, onboarding_id, Action.WON, actor="rep:mario")
+
+
+async def test_a_removal_checked_before_the_approval_and_applied_after_it_changes_nothing(
+    client: Client, settings: Settings, stores: Stores, mail_sink: MailSink
+) -> None:
+    a = await an_administrator(client, settings, stores, mail_sink)
+    email = f"x.{uuid.uuid4().hex[:10]}@newco.example"
+    invited = await invite_partner_user(
+        client,
+        settings,
+        InviteInput(
+            organization_customer_id=a.organization_customer_id,
+            user=NewPartnerUser(first_name="X", last_name="Newco", email=email),
+            actor=f"partner:{a.id}",
+        ),
+    )
+    # A's administrator removes X, who is A's user when the page checks; the removal
+    # reaches X's workflow only once X's own company is approved (a worker was away, or
+    # plain timing). It must not take X from NewCo.
+    removal = RemoveInput(
+        partner_user_id=invited.partner_user_id,
+        actor=f"partner:{a.id}",
+        organization_customer_id=a.organization_customer_id,
+    )
+    request = await submitted(client, settings, email=email, company="NewCo Srl")
+    await decide_all(client, request.onboarding_id)
+    await finished(client, request)
+    with pytest.raises(PartnerUserRefused):
+        await remove_partner_user(client, settings, email, removal)
+
+    link = activation_link(mail_sink, request.onboarding_id)
+    x = accounts.use_link(stores.commerce, token_of(link), "X's own NewCo password")
+    assert x.is_admin and x.organization_name == "NewCo Srl"

@@ -67,6 +67,13 @@ async def test_partner_activates_adds_a_user_and_removes_them(
 
     weak = await activate(web, link, password="short")
     assert weak.status_code == 422 and "at least 12 characters" in weak.text
+    for password, says in (
+        ("aaaaaaaaaaaa", "a character or a short group repeated"),
+        ("password1234", "among the most common passwords"),
+        (f"{admin_email.split('@')[0]}!!", "must not contain your email address"),
+    ):
+        weak = await activate(web, link, password=password)
+        assert weak.status_code == 422 and says in weak.text, password
     activated = await activate(web, link)
     assert activated.status_code == 303 and activated.headers["location"] == "/account"
     account = await web.get("/account")

@@ -9,7 +9,6 @@ a running one (through its `erase` Update) and one whose history began in clear.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -58,7 +57,7 @@ from settings import Settings
 from stores import Stores, data_keys, views
 from stores.engine import make_engine
 from stores.personal_data import ERASED, anonymise_request
-from tests.conftest import ADMIN, REP, bearer
+from tests.conftest import ADMIN, PATIENCE, REP, bearer, eventually
 from tests.scenario import a_request, finished, payloads_in, row_counts, submitted
 from tests.test_pages import CSRF, sign_in
 from workflows.onboarding import OnboardingWorkflow
@@ -279,16 +278,17 @@ async def test_a_request_whose_history_began_in_clear_has_its_workflow_deleted(
     )
 
     assert erased.history == "history_deleted"
+
     # Temporal deletes it in the background (the dev server: some 20 s after accepting).
-    for _ in range(600):
+    async def deleted() -> bool:
         try:
             await client.get_workflow_handle(workflow_id).describe()
         except RPCError as err:
             assert err.status is RPCStatusCode.NOT_FOUND
-            break
-        await asyncio.sleep(0.1)
-    else:
+            return True
         raise AssertionError("the workflow is still there")
+
+    await eventually(deleted, timeout=20 + PATIENCE, every=0.1)
     assert rows_holding(stores, onboarding_id, person) == []
 
 

@@ -18,6 +18,7 @@ from bench.seed import COMMERCE_ONLY_EVERY, REFERENCE_PREFIX, seed
 from models.commerce import Prospect, ProspectTally
 from models.personal_data import AnonymisationKind, AnonymiseRequestInput
 from models.sales import LEAD_SOURCE_COMMERCE_B2B, LEAD_SOURCE_MANUAL, Lead, LeadTally
+from models.search import query_words
 from stores import Stores
 from stores import queues as q
 from stores.engine import make_engine
@@ -368,3 +369,21 @@ def test_an_anonymised_request_is_no_longer_found_by_its_persons_words(fresh: St
     with Session(fresh.commerce) as session:
         (prospect,) = session.execute(select(Prospect)).scalars().all()
         assert "laski" not in prospect.search_text and "zoe" not in prospect.search_text
+
+
+@pytest.mark.parametrize("typed", ["\x00abc", "a\x00b", "\x00", "abc\x1fdef", "\u200babc"])
+def test_control_characters_in_a_search_find_what_the_words_find(fresh: Stores, typed: str) -> None:
+    add(fresh.commerce, a_prospect(1, company_name="abc def"), a_prospect(2))
+    add(fresh.sales, a_lead(1, company_name="abc def"), a_lead(2))
+    words = query_words(typed)
+    assert all(word.isprintable() for word in words), words
+    queues: list[tuple[Any, q.Queue[Any]]] = [
+        (fresh.commerce, q.PROSPECTS),
+        (fresh.sales, q.LEADS),
+        (fresh.sales, q.OPEN_LEADS),
+        (fresh.sales, q.OPPORTUNITIES),
+    ]
+    for engine, queue in queues:
+        found = q.page(engine, queue, q.View(q=typed), NOW).rows
+        expected = q.page(engine, queue, q.View(q=" ".join(words)), NOW).rows
+        assert [str(row) for row in found] == [str(row) for row in expected], typed

@@ -14,11 +14,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -27,9 +27,12 @@ from settings import PROJECT_DIR
 from stores import Stores
 from stores.engine import make_engine
 from tests.certificates import Authority, Issued
-from tests.conftest import MailSink, free_port
+from tests.conftest import MailSink, eventually, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# A minute of processes (nginx, a worker, the CLI) on a busy machine, for connection
+# settings that rarely change: `make test-faults`.
+pytestmark = pytest.mark.slow
 API_KEY = "an-api-key-for-the-tests-only"
 
 
@@ -88,7 +91,9 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iterator[Frontend]:
+async def frontend(
+    tmp_path_factory: pytest.TempPathFactory, client: Client
+) -> AsyncIterator[Frontend]:
     if not os.access(NGINX, os.X_OK):
         pytest.fail("nginx is not installed (apt-get install nginx; .ci/run does it)")
     directory = tmp_path_factory.mktemp("nginx")
@@ -103,14 +108,17 @@ def frontend(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iterat
         stderr=subprocess.PIPE,
         text=True,
     )
-    for _ in range(100):
+
+    def listening() -> bool:
+        assert process.poll() is None, f"nginx stopped: {process.communicate()[1]}"
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        await eventually(listening)
+    except AssertionError:
         process.kill()
-        raise AssertionError(f"nginx did not start: {process.communicate()[1]}")
+        raise
     yield Frontend(
         f"localhost:{port}",
         ca.cert_file,
@@ -141,7 +149,7 @@ def tls_env(frontend: Frontend, **overrides: str) -> dict[str, str]:
     }
 
 
-def test_a_whole_onboarding_runs_through_the_tls_frontend(
+async def test_a_whole_onboarding_runs_through_the_tls_frontend(
     frontend: Frontend, tmp_path: Path, mail_sink: MailSink
 ) -> None:
     untouched = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
@@ -195,11 +203,13 @@ client_key_path = "{frontend.client.key}"
         for action in ("qualify", "won"):
             decided = cli(action, onboarding_id, env=by_profile)
             assert decided.returncode == 0, decided.stderr
-        for _ in range(30):
+
+        def approval_sent() -> dict[str, Any]:
             status = json.loads(cli("status", onboarding_id, env=by_profile).stdout)
-            if (status.get("notification") or {}).get("state") == "sent":
-                break
-            time.sleep(0.5)
+            assert (status.get("notification") or {}).get("state") == "sent", status
+            return dict(status)
+
+        status = await eventually(approval_sent, every=0.5)
     finally:
         worker.terminate()
         _, worker_log = worker.communicate(timeout=30)

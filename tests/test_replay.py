@@ -31,7 +31,7 @@ from client import data_converter
 from settings import Settings
 from stores import Stores
 from tests.scenario import HISTORIES, RECORDING_VERSION
-from worker import WORKFLOWS, workflow_runner
+from worker import INTERCEPTORS, WORKFLOWS, workflow_runner
 from workflows.onboarding import (
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
@@ -93,6 +93,7 @@ async def test_recorded_history_replays(
         # read (an applicant's child input is encrypted under a data key of the tests').
         data_converter=data_converter(base_settings, stores.commerce),
         workflow_runner=workflow_runner(),
+        interceptors=INTERCEPTORS,
     )
     await replayer.replay_workflow(history)
 

@@ -10,7 +10,7 @@ from temporalio.api.common.v1 import Payload
 
 from client import PayloadConverter
 from models.requests import OnboardingRequest
-from models.status import Decision
+from models.status import Decision, Hold
 from models.workflow_io import OnboardingInput
 from tests.scenario import a_request
 
@@ -105,9 +105,10 @@ def test_an_internationalised_domain_is_kept_in_its_ascii_form() -> None:
     assert a_request(email="Giulia@Bücher.example").email == "giulia@xn--bcher-kva.example"
 
 
-@pytest.mark.parametrize(
-    "invisible", ["\u202e", "\u2066", "\u200f", "\u200b", "\u200d", "\u2060", "\ufeff"]
-)
+INVISIBLE = ["\u202e", "\u2066", "\u200f", "\u200b", "\u200d", "\u2060", "\ufeff"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE)
 @pytest.mark.parametrize("field", ["company", "first_name", "last_name", "job_title"])
 def test_invisible_characters_are_refused_in_single_line_fields(field: str, invisible: str) -> None:
     with pytest.raises(ValidationError) as refused:
@@ -115,6 +116,29 @@ def test_invisible_characters_are_refused_in_single_line_fields(field: str, invi
     (error,) = refused.value.errors()
     assert error["loc"] == (field,)
     assert "invisible characters" in error["msg"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE)
+def test_invisible_characters_are_refused_in_comments_reasons_and_notes(invisible: str) -> None:
+    typed = f"Please call\n{invisible}after 5 pm"
+    with pytest.raises(ValidationError) as refused:
+        a_request(comments=typed)
+    assert "invisible characters" in refused.value.errors()[0]["msg"]
+    for field in ("reason", "note"):
+        with pytest.raises(ValidationError) as refused:
+            Decision.model_validate({"action": "reject", field: typed})
+        (error,) = refused.value.errors()
+        assert error["loc"] == (field,) and "invisible characters" in error["msg"]
+    with pytest.raises(ValidationError) as refused:
+        Hold(note=typed)
+    assert "invisible characters" in refused.value.errors()[0]["msg"]
+
+
+def test_a_reason_accepted_before_the_rule_still_reads_back_from_temporal() -> None:
+    stored = {"action": "reject", "reason": "Sorry\u202e, no", "note": "\u200bseen"}
+    payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(stored).encode())
+    (read,) = PayloadConverter().from_payloads([payload], [Decision])
+    assert (read.reason, read.note) == ("Sorry\u202e, no", "\u200bseen")
 
 
 def test_a_request_accepted_before_a_rule_tightened_still_reads_back_from_temporal() -> None:

@@ -21,7 +21,7 @@ from models.lifecycle import Action
 from models.workflow_io import ErasePersonalData
 from settings import Settings
 from stores import Stores, data_keys, views
-from tests.conftest import free_port
+from tests.conftest import PATIENCE, eventually, free_port
 from tests.scenario import finished, keep_history, submitted
 from tests.test_partner_link_expiry import skipping  # noqa: F401  (the fixture)
 from tests.test_personal_data import Person, rows_holding
@@ -34,21 +34,21 @@ DAY = timedelta(days=1)
 
 async def running_timer(handle: WorkflowHandle[Any, Any]) -> None:
     """Wait (in real time) until the workflow has started its timer."""
-    for _ in range(100):
+
+    async def started() -> bool:
         events = (await handle.fetch_history()).events
-        if any(event.HasField("timer_started_event_attributes") for event in events):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{handle.id} started no timer")
+        return any(event.HasField("timer_started_event_attributes") for event in events)
+
+    await eventually(started)
 
 
 async def closed(handle: WorkflowHandle[Any, Any]) -> None:
     """Wait (in real time) until the workflow has closed."""
-    for _ in range(100):
-        if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{handle.id} still running")
+
+    async def ended() -> bool:
+        return (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING
+
+    await eventually(ended)
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ async def test_once_the_retention_has_passed_both_stores_are_anonymised(
         await finished(client, current)
         assert rows_holding(stores, oid, person)
         retention = client.get_workflow_handle(personal_data_workflow_id(oid), result_type=bool)
-        assert await asyncio.wait_for(retention.result(), 30) is True
+        assert await asyncio.wait_for(retention.result(), PATIENCE) is True
 
     assert rows_holding(stores, oid, person) == []
     record = views.anonymisation(stores, oid)

@@ -3,7 +3,6 @@ SMTP send, recorded by an in-memory exporter in place of OTLP."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import tracing
 from client import connect
 from settings import Settings
 from stores import Stores
-from tests.conftest import REP, bearer, browse, web_settings_for
+from tests.conftest import REP, bearer, browse, eventually, web_settings_for
 from web.app import create_app
 from worker import build_worker
 
@@ -74,12 +73,13 @@ async def test_one_trace_from_the_submission_to_the_smtp_send(
             f"/api/onboarding-requests/{onboarding_id}/{action}", headers=bearer(REP)
         )
         assert decided.status_code == 200
+
     # A workflow's span is recorded when its run ends.
-    for _ in range(100):
+    async def ended() -> bool:
         status = await traced.get(f"/api/onboarding-requests/{onboarding_id}", headers=bearer(REP))
-        if status.json()["workflow_status"] == "completed":
-            break
-        await asyncio.sleep(0.1)
+        return bool(status.json()["workflow_status"] == "completed")
+
+    await eventually(ended)
     assert trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
 
     spans = exporter.get_finished_spans()

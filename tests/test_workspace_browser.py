@@ -32,7 +32,7 @@ from settings import Settings
 from stores import Stores, views
 from stores.engine import make_engine
 from stores.queues import PAGE_SIZE
-from tests.conftest import ADMIN, REP, free_port, web_settings_for
+from tests.conftest import ADMIN, REP, eventually, free_port, web_settings_for
 from tests.scenario import finished, submitted
 from tests.test_browser import browser, refusals, sign_in, snap
 from tests.test_workspace_decisions import SwitchableHandler
@@ -47,8 +47,7 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: server.started)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -335,3 +335,21 @@ async def test_any_address_of_all_prospects_is_a_page_or_no_such_page(
     assert response.status_code in (200, 404), response.text
     if response.status_code == 200 and path.endswith(".csv"):
         assert response.text.startswith("\ufeffReference")
+
+
+async def test_a_nul_in_a_search_finds_what_the_words_find_on_every_queue_and_the_csv(
+    workspace: httpx.AsyncClient,
+) -> None:
+    await sign_in(workspace, REP)
+    for queue in ("/sales/leads", "/sales/leads?view=open", "/sales/opportunities"):
+        typed = await workspace.get(f"{queue}{'&' if '?' in queue else '?'}q=%00rossi")
+        assert typed.status_code == 200, queue
+    await sign_in(workspace, ADMIN)
+    typed = await workspace.get("/commerce/prospects?q=%00hostile%E2%80%8B")
+    assert typed.status_code == 200
+    assert total_shown(typed.text) == 1
+    async with workspace.stream("GET", "/commerce/prospects.csv?q=%00hostile") as response:
+        assert response.status_code == 200
+        body = (await response.aread()).decode("utf-8")
+    (row,) = list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"))))
+    assert row["Reference"] == "0badc0de0badc0de"

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import tracing
-from settings import get_settings
+from settings import describe, get_settings
 from web.app import SERVICE, create_app
 from web.i18n import CatalogueMissing
 
@@ -65,11 +65,7 @@ def main() -> int:
         tracing.configure(settings, SERVICE)
         app = create_app(settings)
     except ValidationError as err:
-        reasons = (
-            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in err.errors()
-        )
-        print(f"web: {'; '.join(reasons)}", file=sys.stderr)
+        print(f"web: {describe(err)}", file=sys.stderr)
         return 2
     except (ValueError, CatalogueMissing) as err:
         print(f"web: {err}", file=sys.stderr)

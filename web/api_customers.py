@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from models.partners import CreditLimitValues
+from models.partners import NewCreditLimit
 from stores import credit_limits
 from stores.credit_limits import CreditLimitState
 from web.api import ERRORS, Problem
@@ -23,10 +23,21 @@ from web.identifiers import RowId
 
 class ExactNumbers(Request):
     """A request whose JSON numbers with a fraction or an exponent are Decimals, not floats:
-    9999999999999999.99 sent as a number must not arrive as 1e16."""
+    9999999999999999.99 sent as a number must not arrive as 1e16. A key sent twice is
+    refused: which of the two counts would be a guess."""
 
     async def json(self) -> Any:
-        return json.loads(await self.body(), parse_float=Decimal)
+        return json.loads(await self.body(), parse_float=Decimal, object_pairs_hook=_once_each)
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            # FastAPI answers a JSONDecodeError as a 422 that quotes its message.
+            raise json.JSONDecodeError(f"the key {key!r} is sent twice", "", 0)
+        found[key] = value
+    return found
 
 
 class ExactNumbersRoute(APIRoute):
@@ -79,7 +90,7 @@ async def get_credit_limit(
     responses={**{k: ERRORS[k] for k in (401, 403, 413, 429)}, **CUSTOMER_ERRORS},
 )
 async def put_credit_limit(
-    customer_id: RowId, values: CreditLimitValues, user: ApiCommerceAdmin, stores: StoresDep
+    customer_id: RowId, values: NewCreditLimit, user: ApiCommerceAdmin, stores: StoresDep
 ) -> CreditLimitSetState:
     """Set the credit limit (a Commerce admin); the change is logged with who and when.
 

@@ -56,14 +56,14 @@ def _session_token(
 async def _partner(
     request: Request, token: Annotated[str, Depends(_session_token)], stores: StoresDep
 ) -> PartnerAccount:
-    guard, address = limits(request).bearer, client_key(request)
-    await run_in_threadpool(guard.check, address)
+    attempt = await run_in_threadpool(limits(request).bearer.begin, client_key(request))
     account = await run_in_threadpool(
         accounts.partner_session_account, stores.commerce, token[:200]
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "unknown or ended session", {"WWW-Authenticate": "Bearer"})
+    await run_in_threadpool(attempt.succeeded)
     return account
 
 
@@ -149,14 +149,15 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 )
 async def sign_in(request: Request, body: SignIn, stores: StoresDep) -> Session:
     """Check an email and password; answers a session token for `Authorization: Bearer`."""
-    guard, address = limits(request).partner_sign_in, client_key(request)
-    await run_in_threadpool(guard.check, address, body.email)
+    guard = limits(request).partner_sign_in
+    attempt = await run_in_threadpool(guard.begin, client_key(request), body.email)
     account = await run_in_threadpool(
         accounts.verify_password, stores.commerce, body.email, body.password
     )
     if account is None:
-        await run_in_threadpool(guard.failed, address, body.email)
+        await run_in_threadpool(attempt.failed)
         raise HTTPException(401, "that email and password do not match an active account")
+    await run_in_threadpool(attempt.succeeded)
     token = await run_in_threadpool(
         accounts.start_session, stores.commerce, accounts.PARTNER, str(account.id), SESSION_LIFETIME
     )
@@ -214,6 +215,7 @@ async def list_users(me: Administrator, stores: StoresDep) -> list[PartnerUserOu
     },
 )
 async def invite_user(
+    request: Request,
     body: NewPartnerUser,
     me: Administrator,
     client: ClientDep,
@@ -224,8 +226,11 @@ async def invite_user(
     """Add a user with role User to my organisation's hierarchy and email their invitation;
     the same Idempotency-Key is the same invitation."""
     key = idempotency_key or uuid.uuid4().hex
+    invitations = limits(request).invitations
     try:
-        changed = await add_user(client, settings, me, body, f"api:invite:{me.id}:{key}")
+        changed = await add_user(
+            client, settings, invitations, me, body, f"api:invite:{me.id}:{key}"
+        )
     except NotYetConfirmed:
         return not_confirmed(key)
     response.headers["Idempotency-Key"] = key
@@ -234,10 +239,15 @@ async def invite_user(
 
 @router.post("/users/{user_id}/invitation", summary="Resend an invitation", responses=REFUSED)
 async def resend_invitation(
-    user_id: RowId, me: Administrator, client: ClientDep, settings: SettingsDep, stores: StoresDep
+    request: Request,
+    user_id: RowId,
+    me: Administrator,
+    client: ClientDep,
+    settings: SettingsDep,
+    stores: StoresDep,
 ) -> Invited:
     """A fresh invitation email; the earlier link stops working."""
-    changed = await resend(client, settings, stores, me, user_id)
+    changed = await resend(client, settings, stores, limits(request).invitations, me, user_id)
     return Invited.of(changed)
 
 

@@ -334,7 +334,9 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(PartnerActionRefused)
     async def partner_refused(request: Request, refused: PartnerActionRefused) -> Response:
         # The pages show a refusal on the page it came from; the API answers it here.
-        return problem(request, refused.status, str(refused))
+        response = problem(request, refused.status, str(refused))
+        response.headers.update(refused.headers)
+        return response
 
     @app.exception_handler(PartnerSignInRequired)
     async def partner_sign_in(request: Request, _: PartnerSignInRequired) -> Response:

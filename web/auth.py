@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from models.lifecycle import TEAM_NAMES, TRANSITIONS, Action, Role
-from settings import Settings
+from settings import Environment, Settings
 from stores import Stores, accounts
 from stores.accounts import PartnerAccount
 from web.protection import client_key, limits
@@ -56,6 +56,9 @@ class Users:
                 f"API_TOKENS is not set and WEB_HOST is {settings.web_host}: the demo users"
                 " are for a web app on loopback only; set API_TOKENS"
             )
+        if configured is None and settings.environment is Environment.PRODUCTION:
+            # Behind a reverse proxy on this host every request comes from loopback.
+            raise ValueError("ENVIRONMENT=production: set API_TOKENS (no demo users there)")
         return cls(parse_api_tokens(configured or DEMO_API_TOKENS), demo=configured is None)
 
     def by_token(self, token: str) -> User | None:
@@ -129,12 +132,12 @@ def api_user(
         raise HTTPException(
             401, "sign in: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
         )
-    guard, address = limits(request).bearer, client_key(request)
-    guard.check(address)
+    attempt = limits(request).bearer.begin(client_key(request))
     user = get_users(request).by_token(credentials.credentials)
     if user is None:
-        guard.failed(address)
+        attempt.failed()
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+    attempt.succeeded()
     return user
 
 

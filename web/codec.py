@@ -4,7 +4,10 @@ The Temporal server holds only ciphertext (`encryption.py`); the Temporal UI (an
 `temporal` CLI, `--codec-endpoint`) post a history's payloads here, `POST /codec/decode`
 with `{"payloads": [{"metadata": {…}, "data": "…"}]}` (protobuf's JSON: base64 bytes),
 and show what comes back. `POST /codec/encode` encrypts what the UI sends (a signal's
-input typed there) under the master key.
+input typed there) under the master key, for Commerce admins only, and marks it inside
+the ciphertext as a person's: a workflow refuses it as an Update's input, as it refuses
+one sent in clear (client.PayloadConverter). Acting on a request is the web app's and
+the command line's, which check who may.
 
 Only signed-in staff: the UI sends the browser's cookies when its codec setting
 "Include cross-origin credentials" is on (a staff session from `/staff/signin`, on the
@@ -27,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 import encryption
+from models.lifecycle import Role
 from stores import accounts
 from web.auth import User, api_user, partner_session, session_user
 
@@ -151,6 +155,13 @@ async def _payloads(request: Request) -> list[Payload]:
     return list(body.payloads)
 
 
+def _as_sent(payload: Payload) -> Payload:
+    """The payload as its sender wrote it, without the codec's note of where it came from."""
+    if encryption.ARRIVED in payload.metadata:
+        del payload.metadata[encryption.ARRIVED]
+    return payload
+
+
 def _answer(payloads: list[Payload]) -> JSONResponse:
     content: dict[str, Any] = json_format.MessageToDict(Payloads(payloads=payloads))
     return JSONResponse({"payloads": content.get("payloads", [])})
@@ -164,7 +175,7 @@ async def decode(request: Request) -> Response:
     decoded = []
     for payload in await _payloads(request):
         try:
-            decoded += await codec.decode([payload])
+            decoded += [_as_sent(each) for each in await codec.decode([payload])]
         except encryption.RequestErased:
             decoded.append(payload)
         except encryption.UnreadablePayload as err:
@@ -176,7 +187,9 @@ async def decode(request: Request) -> Response:
 
 @router.post("/encode")
 async def encode(request: Request) -> Response:
-    """Payloads encrypted under the master key (what the UI sends a workflow)."""
-    staff(request)
+    """Payloads encrypted under the master key for a Commerce admin (what the UI's forms
+    send a workflow), marked as a person's: no workflow takes them as an Update."""
+    if staff(request).role is not Role.COMMERCE_ADMIN:
+        raise HTTPException(403, "encoding is for Commerce admins; decoding for all staff")
     codec: encryption.EncryptionCodec = request.app.state.codec
-    return _answer(await codec.encode(await _payloads(request)))
+    return _answer(await codec.encode_for_a_person(await _payloads(request)))

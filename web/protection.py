@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
+from datetime import timedelta
 
 from fastapi import Depends, HTTPException, Request
-from limits import parse
+from limits import parse, parse_many
 from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from settings import Settings
@@ -130,68 +132,151 @@ def client_key(request: Request) -> str:
 
 
 class RateLimit:
-    """At most `limit` events of one kind per key (an address, an account), in a moving
-    window (`10/minute`).
+    """At most `limit` events of one kind per key (an address, a recipient), in moving
+    windows (`10/minute`, or several: `3/hour;10/day`).
 
-    `check` only looks and `hit` only counts, so a caller may count every attempt
-    (check, then hit) or only failed ones (check before, hit after a failure). The
-    counts live in a `limits` storage: this process's memory, or one that every web
-    process shares (RATE_LIMIT_STORAGE_URI, say Redis). Its calls block on that
+    `take` counts and refuses in one atomic step, so concurrent events cannot all slip
+    in. The counts live in a `limits` storage: this process's memory, or one that every
+    web process shares (RATE_LIMIT_STORAGE_URI, say Redis). Its calls block on that
     storage: call them from a sync dependency or a thread.
     """
 
     def __init__(self, kind: str, limit: str, storage: Storage, what: str) -> None:
         self.kind = kind
-        self.item = parse(limit)
+        self.items = parse_many(limit)
         self.limiter = MovingWindowRateLimiter(storage)
         self.what = what
 
-    def check(self, key: str) -> None:
-        """Refuse (429, with Retry-After) when `key` has used up its limit."""
-        if not self.limiter.test(self.item, self.kind, key):
-            reset_at, _ = self.limiter.get_window_stats(self.item, self.kind, key)
-            retry_after = max(1, int(reset_at - time.time()) + 1)
-            raise HTTPException(
-                429,
-                f"too many {self.what}: at most {self.item}; try again later",
-                {"Retry-After": str(retry_after)},
-            )
-
-    def hit(self, key: str) -> None:
-        """Count one event for `key`."""
-        self.limiter.hit(self.item, self.kind, key)
+    def take(self, key: str) -> None:
+        """Count one event for `key`, or refuse it (429, with Retry-After) when `key` has
+        used up its limit."""
+        for item in self.items:
+            if not self.limiter.hit(item, self.kind, key):
+                reset_at, _ = self.limiter.get_window_stats(item, self.kind, key)
+                raise _too_many(f"{self.what}: at most {item}", reset_at)
 
 
-class FailureLimit:
-    """Failed attempts at a secret (a sign-in form, a bearer token), counted per client
-    address and per account tried; successful ones are not counted.
+class Attempt:
+    """One attempt at a secret, begun by `SecretGuard.begin`: it ends as `succeeded` or
+    `failed` (a reserved attempt that raises stays counted as a failure)."""
 
-    Per address slows guessing from one place, per account guessing one user's secret
-    from many; both are checked before an attempt. Any sign-in form can use one.
+    def __init__(self, guard: SecretGuard, address: str, account: str | None) -> None:
+        self.guard, self.address, self.account = guard, address, account
+
+    def succeeded(self) -> None:
+        self.guard.succeeded(self)
+
+    def failed(self) -> None:
+        self.guard.failed(self)
+
+
+class SecretGuard:
+    """Failed attempts at a secret (a sign-in form, a bearer token), limited per client
+    address and, for an account, per address that fails at it.
+
+    Per address: at most `limit` failures. Where a check is slow and the secret a person
+    chose (a password, `reserve`), each attempt counts as a failure from the moment it
+    begins, atomically in the shared storage, and is given back once it succeeds:
+    concurrent attempts cannot all slip in before the first failure is counted, and a
+    person who signs in often is never slowed down. A random token is checked at once
+    and cannot be guessed in any number of tries, so only its failures are counted, and
+    a script's concurrent calls with a good one are never refused.
+
+    Per account: one address guessing one account's secret is held by the limit per
+    address, so its failures never lock the account for anybody else. Many addresses
+    guessing one account are held by `account_addresses`, the number of distinct
+    addresses that may fail at it in an hour; past that, an address new to the account
+    is refused, while one that has signed in to it within `KNOWN_FOR` (its owner's) and
+    one already counted still get in.
     """
 
-    def __init__(self, kind: str, limit: str, storage: Storage) -> None:
-        self.by_address = RateLimit(
-            f"{kind}-failed-by-address", limit, storage, "failed attempts from your address"
+    KNOWN_FOR = timedelta(days=30)
+
+    def __init__(
+        self,
+        kind: str,
+        limit: str,
+        storage: Storage,
+        account_addresses: str | None = None,
+        reserve: bool = True,
+    ) -> None:
+        self.kind, self.storage, self.reserve = kind, storage, reserve
+        self.by_address = parse(limit)
+        self.per_address = FixedWindowRateLimiter(storage)
+        self.account_addresses = parse(account_addresses) if account_addresses else None
+        self.per_account = MovingWindowRateLimiter(storage)
+
+    def begin(self, address: str, account: str | None = None) -> Attempt:
+        """Count the attempt as a failure, or refuse it (429, with Retry-After)."""
+        subject = account_key(account) if account is not None else None
+        if subject is not None and not self._may_fail_at(subject, address):
+            assert self.account_addresses is not None
+            raise _too_many(
+                f"addresses failing to sign in to this account: at most {self.account_addresses}",
+                self.per_account.get_window_stats(self.account_addresses, self.kind, subject)[0],
+            )
+        counted = self.per_address.hit if self.reserve else self.per_address.test
+        if not counted(self.by_address, self.kind, address):
+            raise _too_many(
+                f"failed attempts from your address: at most {self.by_address}",
+                self.per_address.get_window_stats(self.by_address, self.kind, address)[0],
+            )
+        return Attempt(self, address, subject)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        key = self.by_address.key_for(self.kind, attempt.address)
+        if self.reserve and self.storage.get(key) > 0:
+            self.storage.incr(key, self.by_address.get_expiry(), -1)
+        if attempt.account is not None:
+            # Known for KNOWN_FOR from the latest sign-in: counted afresh each time.
+            known = self._key("known", attempt.account, attempt.address)
+            self.storage.clear(known)
+            self.storage.incr(known, int(self.KNOWN_FOR.total_seconds()))
+
+    def failed(self, attempt: Attempt) -> None:
+        if not self.reserve:
+            self.per_address.hit(self.by_address, self.kind, attempt.address)
+        if attempt.account is None or self.account_addresses is None:
+            return
+        counted = self._key("failing", attempt.account, attempt.address)
+        if self.storage.incr(counted, self.account_addresses.get_expiry()) == 1:
+            self.per_account.hit(self.account_addresses, self.kind, attempt.account)
+
+    def _may_fail_at(self, subject: str, address: str) -> bool:
+        if self.account_addresses is None or self.per_account.test(
+            self.account_addresses, self.kind, subject
+        ):
+            return True
+        return any(
+            self.storage.get(self._key(why, subject, address)) > 0 for why in ("known", "failing")
         )
-        self.by_account = RateLimit(
-            f"{kind}-failed-by-account", limit, storage, "failed attempts for this account"
-        )
 
-    def check(self, address: str, account: str | None = None) -> None:
-        self.by_address.check(address)
-        if account is not None:
-            self.by_account.check(account)
-
-    def failed(self, address: str, account: str | None = None) -> None:
-        self.by_address.hit(address)
-        if account is not None:
-            self.by_account.hit(account)
+    def _key(self, why: str, subject: str, address: str) -> str:
+        return f"{self.kind}/{why}/{subject}/{address}"
 
 
-# Failed sign-ins (or API tokens) per address and per account: plenty for a person,
-# slow for guessing.
+def account_key(account: str) -> str:
+    """How the limits name an account or a recipient: the limits' storage (say Redis)
+    keeps keys, not emails or staff names."""
+    return hashlib.sha256(account.strip().lower().encode()).hexdigest()[:32]
+
+
+def _too_many(what: str, reset_at: float) -> HTTPException:
+    retry_after = max(1, int(reset_at - time.time()) + 1)
+    return HTTPException(
+        429, f"too many {what}; try again later", {"Retry-After": str(retry_after)}
+    )
+
+
+# Failed sign-ins (or API tokens) per address: plenty for a person, slow for guessing;
+# and how many addresses may fail at one account before new ones are refused.
 SIGN_IN_LIMIT = "10/minute"
+SIGN_IN_ADDRESSES_PER_ACCOUNT = "20/hour"
+# Sign-in link emails to one address: invitations an administrator sends (added or
+# resent), and links anyone may ask for (forgot password, a fresh link), counted apart so
+# that strangers asking cannot stop an administrator's invitation.
+INVITATIONS_PER_RECIPIENT = "3/hour;10/day"
+LINKS_ASKED_PER_RECIPIENT = "3/hour;10/day"
 
 
 class Limits:
@@ -209,9 +294,17 @@ class Limits:
             "submit", settings.submit_rate_limit, storage, "requests from your address"
         )
         # Counted apart: a script with a wrong token does not lock people out of the pages.
-        self.sign_in = FailureLimit("sign-in", SIGN_IN_LIMIT, storage)
-        self.bearer = FailureLimit("bearer", SIGN_IN_LIMIT, storage)
-        self.partner_sign_in = FailureLimit("partner-sign-in", SIGN_IN_LIMIT, storage)
+        self.sign_in = SecretGuard("sign-in", SIGN_IN_LIMIT, storage, SIGN_IN_ADDRESSES_PER_ACCOUNT)
+        self.bearer = SecretGuard("bearer", SIGN_IN_LIMIT, storage, reserve=False)
+        self.partner_sign_in = SecretGuard(
+            "partner-sign-in", SIGN_IN_LIMIT, storage, SIGN_IN_ADDRESSES_PER_ACCOUNT
+        )
+        self.invitations = RateLimit(
+            "invitations", INVITATIONS_PER_RECIPIENT, storage, "invitations to this address"
+        )
+        self.links_asked = RateLimit(
+            "links-asked", LINKS_ASKED_PER_RECIPIENT, storage, "links emailed to this address"
+        )
 
 
 def limits(request: Request) -> Limits:
@@ -220,10 +313,7 @@ def limits(request: Request) -> Limits:
 
 
 def _submit_limit(request: Request) -> None:
-    submit = limits(request).submit
-    address = client_key(request)
-    submit.check(address)
-    submit.hit(address)
+    limits(request).submit.take(client_key(request))
 
 
 SubmitLimited = Depends(_submit_limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from collections.abc import Iterable
 
 from logs import redact_emails
@@ -65,13 +66,21 @@ def _redacted(match: re.Match[str]) -> str:
 
 class RedactSecrets(logging.Filter):
     """Rewrites a record's message and arguments; formatters that read the arguments
-    one by one (uvicorn's access formatter does) still get as many."""
+    one by one (uvicorn's access formatter does) still get as many.
+
+    A traceback is written out here, redacted, as the record's `exc_text`, which
+    formatters print instead of formatting the exception again: an exception's message
+    may quote what was searched for or sent.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            printed = "".join(traceback.format_exception(*record.exc_info))
+            record.exc_text = redact(printed.rstrip("\n"))
         return True
 
 

@@ -121,7 +121,10 @@ class PartnerUserWorkflow:
         await store_write(
             PartnerActivities.remove_partner_user,
             RemovePartnerUserInput(
-                partner_user_id=input.partner_user_id, actor=input.actor, at=workflow.now()
+                partner_user_id=input.partner_user_id,
+                actor=input.actor,
+                at=workflow.now(),
+                organization_customer_id=input.organization_customer_id,
             ),
             f"Commerce: remove the user from the hierarchy ({input.actor})",
         )

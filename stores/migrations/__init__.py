@@ -32,6 +32,12 @@ class SchemaMismatch(Exception):
     """A store's tables differ from the models and no migration says how to get there."""
 
 
+class NotMigrated(Exception):
+    """A store this release cannot use as it is: empty, or at another migration.
+    The worker and the web app migrate their stores when they start; a process that does
+    not (the command line) pointed elsewhere would otherwise fail on a missing table."""
+
+
 def version_table(store: str) -> str:
     """Each store keeps its own history, even when both share one database."""
     return f"alembic_version_{store}"
@@ -118,6 +124,25 @@ def keep_triggers(connection: Connection, store: str) -> list[str]:
             connection.exec_driver_sql(statement)
         remade.append(kept.name)
     return remade
+
+
+def ensure_current(engine: Engine, store: str) -> None:
+    """Refuse a store that is not at this release's newest migration, saying what it is."""
+    where = f"the {store} store {engine.url.render_as_string(hide_password=True)}"
+    with engine.connect() as connection:
+        revision = current(connection, store)
+        tables = inspect(connection).get_table_names()
+    newest = head(store)
+    if revision is None and not any(name in tables for name in METADATA[store].tables):
+        raise NotMigrated(
+            f"{where} is empty: no migration has run on it (the worker and the web app"
+            " migrate their stores when they start; is this the store they use?)"
+        )
+    if revision != newest:
+        raise NotMigrated(
+            f"{where} is at migration {revision or 'none'}, not this release's {newest}:"
+            " start this release's worker or web app, which migrate it"
+        )
 
 
 def migrate(engine: Engine, store: str) -> None:

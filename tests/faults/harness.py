@@ -26,6 +26,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
 import temporal_dev
 from client import (
@@ -42,7 +43,7 @@ from models.lifecycle import Action, Stage
 from models.status import EmailKind, OnboardingStatus
 from settings import Settings
 from stores import Stores
-from tests.conftest import TEST_SECRET, free_port
+from tests.conftest import TEST_SECRET, eventually, free_port
 from tests.scenario import ROWS_OF_A_WON_REQUEST, a_request, row_counts
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,18 @@ ROWS: dict[str, dict[str, int]] = {
 }
 # Expired: as cancelled (by the system), with its reminders in the outbox.
 ROWS["expired"] = {**ROWS["cancelled"], "email_message": 2 + EXPIRING_REMINDERS}
+
+
+async def connected(address: str, converter: DataConverter) -> Client:
+    """A client of the Temporal server at `address`, once it answers (it may be starting)."""
+
+    async def answering() -> Client:
+        try:
+            return await Client.connect(address, data_converter=converter)
+        except RuntimeError as err:
+            raise AssertionError(f"Temporal at {address} does not answer: {err}") from err
+
+    return await eventually(answering, 30, every=0.2)
 
 
 class Process:
@@ -260,17 +273,10 @@ class Site:
         self.start_sink()
 
     async def connect(self) -> Client:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                return await Client.connect(
-                    f"127.0.0.1:{self.temporal_port}",
-                    data_converter=data_converter(self.settings, self.stores.commerce),
-                )
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        return await connected(
+            f"127.0.0.1:{self.temporal_port}",
+            data_converter(self.settings, self.stores.commerce),
+        )
 
     def start_worker(self) -> Process:
         worker = Process(
@@ -356,23 +362,24 @@ class Site:
         self, onboarding_ids: Sequence[str], done: Any, timeout: float = 120
     ) -> dict[str, OnboardingStatus]:
         """Poll until `done(status)` holds for every request."""
-        assert self.client is not None
-        deadline = time.monotonic() + timeout
+        client = self.client
+        assert client is not None
         pending = set(onboarding_ids)
         seen: dict[str, OnboardingStatus] = {}
-        while pending:
+
+        async def all_there() -> dict[str, OnboardingStatus]:
             for onboarding_id in list(pending):
                 try:
-                    current = await status(self.client, onboarding_id)
+                    current = await status(client, onboarding_id)
                 except TemporalUnavailable:
                     continue
                 seen[onboarding_id] = current
                 if done(current):
                     pending.discard(onboarding_id)
-            if pending and time.monotonic() > deadline:
-                raise AssertionError(f"{len(pending)} requests never got there: {sorted(pending)}")
-            await asyncio.sleep(0.2)
-        return seen
+            assert not pending, f"{len(pending)} requests never got there: {sorted(pending)}"
+            return seen
+
+        return await eventually(all_there, timeout, every=0.2)
 
     async def finished(self, onboarding_ids: Sequence[str], timeout: float = 120) -> None:
         await self.until(onboarding_ids, lambda s: s.workflow_status == "completed", timeout)

@@ -23,12 +23,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -41,27 +41,15 @@ from temporalio.client import Client
 
 import temporal_dev
 from mailsink import SpoolHandler, read_spool
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-T = TypeVar("T")
 
 # The command line's exit statuses a careful caller answers by trying again with the
 # same key: Temporal unreachable (5), recorded but not yet confirmed (6).
 TRY_AGAIN = {5, 6}
 SECRET = "a-secret-for-the-deploy-test-0123456789"
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
-    """`check()`'s first answer that is not None, polled until `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if (answer := await check()) is not None:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        await asyncio.sleep(0.3)
 
 
 class Service:

@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from tests.conftest import eventually
 from tests.faults.harness import record
-from tests.faults.releases import Deployment, Release, earlier_release, eventually, this_release
+from tests.faults.releases import Deployment, Release, earlier_release, this_release
 
 pytestmark = [pytest.mark.faults, pytest.mark.storm]
 

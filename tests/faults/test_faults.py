@@ -22,7 +22,7 @@ from models.lifecycle import Action, Stage
 from models.sales import Lead
 from stores import Stores, views
 from stores.engine import make_engine
-from tests.conftest import POSTGRES_ADMIN_URL, postgres_databases
+from tests.conftest import POSTGRES_ADMIN_URL, eventually, postgres_databases
 from tests.faults.harness import EXPIRING, PATHS, Site
 
 STORM = 200
@@ -93,8 +93,7 @@ async def test_2_a_worker_killed_after_a_commit_before_it_reports(site: Site) ->
         pending: asyncio.Future[object] = asyncio.ensure_future(
             site.decide(onboarding_id, decision) if decision else site.submit(1)
         )
-        while not committed.exists():
-            await asyncio.sleep(0.05)
+        await eventually(committed.exists)
         # The store has the rows and Temporal has not heard: kill the worker right there.
         site.workers[-1].kill()
         committed.unlink()

@@ -35,7 +35,7 @@ from models import search_attributes
 from stores import Stores
 from stores.engine import make_engine
 from tests.conftest import ADMIN, REP
-from tests.faults.harness import BIN, PATHS, Process, Site
+from tests.faults.harness import BIN, PATHS, Process, Site, connected
 from tests.faults.test_faults import decide_all
 from tests.scenario import a_request
 
@@ -160,17 +160,10 @@ class NetworkSite(Site):
         self.web.start()
 
     async def connect(self) -> Client:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                return await Client.connect(
-                    f"{self.server_address}:{TEMPORAL_PORT}",
-                    data_converter=data_converter(self.settings, self.stores.commerce),
-                )
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        return await connected(
+            f"{self.server_address}:{TEMPORAL_PORT}",
+            data_converter(self.settings, self.stores.commerce),
+        )
 
     def start_sink(self, slow_once: float | None = None) -> None:
 

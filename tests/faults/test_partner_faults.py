@@ -14,6 +14,7 @@ from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
 from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, PartnerUserChanged
 from stores import accounts
+from tests.conftest import eventually
 from tests.faults.harness import Site, record
 from tests.faults.test_faults import site  # noqa: F401 - the fixture
 
@@ -52,8 +53,10 @@ async def test_invitations_while_the_worker_is_killed(site: Site) -> None:  # no
                 await asyncio.sleep(0.5)
 
     inviting = asyncio.ensure_future(asyncio.gather(*(invite(email) for email in invitees)))
-    while not any(m["X-Onboarding-Event"] == "user-invitation" for m in read_spool(site.spool)):
-        await asyncio.sleep(0.02)
+    await eventually(
+        lambda: any(m["X-Onboarding-Event"] == "user-invitation" for m in read_spool(site.spool)),
+        every=0.02,
+    )
     # Invitations are going out: kill the worker right there, then start a fresh one.
     site.workers[-1].kill()
     await asyncio.sleep(0.5)

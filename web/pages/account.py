@@ -32,15 +32,17 @@ async def sign_in(
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Check the name and token; start a session."""
-    guard, address, account = limits(request).sign_in, client_key(request), name.strip()
-    await run_in_threadpool(guard.check, address, account)
-    user = get_users(request).sign_in(account, token.strip())
+    attempt = await run_in_threadpool(
+        limits(request).sign_in.begin, client_key(request), name.strip()
+    )
+    user = get_users(request).sign_in(name.strip(), token.strip())
     if user is None:
-        await run_in_threadpool(guard.failed, address, account)
+        await run_in_threadpool(attempt.failed)
         error = "That name and token do not match a user."
         return render(
             request, "signin.html", status_code=401, next=safe_next(next), name=name, error=error
         )
+    await run_in_threadpool(attempt.succeeded)
     start_session(request, user)
     return RedirectResponse(safe_next(next) or home(user), status_code=303)
 

@@ -16,7 +16,13 @@ from client import DecisionNotAllowed, erase_personal_data
 from models.commerce import Customer, Prospect
 from models.dual_write import Side
 from models.lifecycle import Action, Stage, stage_in_a_sentence, transitions_from
-from models.partners import CreditLimitType, CreditLimitValues, PartnerRole, PartnerUserState
+from models.partners import (
+    CreditLimitType,
+    CreditLimitValues,
+    NewCreditLimit,
+    PartnerRole,
+    PartnerUserState,
+)
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
 from stores import Stores, accounts, credit_limits, dual_write, queues, views
@@ -286,7 +292,7 @@ async def set_credit_limit(
     # A checkbox is sent only when ticked.
     typed["mandatory"] = "mandatory" in form
     try:
-        values = CreditLimitValues.model_validate(
+        values = NewCreditLimit.model_validate(
             {name: value for name, value in typed.items() if value != ""}
         )
     except ValidationError as err:

@@ -3,14 +3,18 @@
 Whatever a requester typed goes into a spreadsheet an admin opens, so no cell may start
 like a formula: a cell starting with `=`, `+`, `-` or `@` (or a tab or carriage return,
 which some spreadsheets skip before reading one) is written with a `'` in front, which
-spreadsheets show as text. The file starts with a byte-order mark, so spreadsheets read
-it as UTF-8 (accents included).
+spreadsheets show as text. So is one whose first visible character is one of those
+behind invisible ones (a zero-width space, a byte-order mark, a direction override) or
+spaces, or in another width (the fullwidth and small forms, U+FF1D, U+FE66 and the like),
+which a spreadsheet or a later import may read as the plain one. The file starts with a
+byte-order mark, so spreadsheets read it as UTF-8 (accents included).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
@@ -21,6 +25,8 @@ from web.templating import language_words
 
 # What a formula starts with, in Excel, LibreOffice and Google Sheets.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Skipped, with every invisible format character (Unicode's Cf), before the first visible one.
+HIDDEN_BEFORE = " \t\r\n\u00a0\u3000"
 BYTE_ORDER_MARK = "\ufeff"
 MODES = dict(MODE_OPTIONS)
 COLUMNS = (
@@ -55,7 +61,16 @@ def cell(value: object) -> str:
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
         return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
     text = str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+    return f"'{text}" if _starts_like_a_formula(text) else text
+
+
+def _starts_like_a_formula(text: str) -> bool:
+    if text.startswith(FORMULA_STARTS):
+        return True
+    visible = text.lstrip(HIDDEN_BEFORE)
+    while visible and unicodedata.category(visible[0]) == "Cf":
+        visible = visible[1:].lstrip(HIDDEN_BEFORE)
+    return unicodedata.normalize("NFKC", visible[:1]).startswith(FORMULA_STARTS)
 
 
 def row(prospect: Prospect) -> list[str]:

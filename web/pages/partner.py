@@ -18,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from client import NotYetConfirmed, partner_link_used
 from models.dual_write import EDITS, Entity, Side
-from models.partners import PASSWORD_MIN, NewPartnerUser, PartnerRole, Password
+from models.partners import (
+    PASSWORD_MIN,
+    NewPartnerUser,
+    PartnerRole,
+    Password,
+    PasswordWeakness,
+    password_weakness,
+)
 from models.requests import IDEMPOTENCY_KEY, Locale
 from stores import Stores, accounts, dual_write
 from stores.accounts import PartnerAccount
@@ -57,6 +64,26 @@ PASSWORD_SET = N_("Your password is set: you are signed in.")
 PASSWORDS_DIFFER = N_("The two passwords differ.")
 PASSWORD_TOO_SHORT = N_("Please choose a password of at least %(length)s characters.")
 PASSWORD_SPACES = N_("Please do not start or end the password with a space.")
+PASSWORD_WEAK = {
+    PasswordWeakness.REPEATS: N_(
+        "Please choose another password: a character or a short group repeated is easy to guess."
+    ),
+    PasswordWeakness.PATTERN: N_(
+        "Please choose another password: a sequence or a row of the keyboard is easy to guess."
+    ),
+    PasswordWeakness.COMMON: N_(
+        "Please choose another password: this one is among the most common passwords, or"
+        " close to one."
+    ),
+    PasswordWeakness.PERSONAL: N_(
+        "Please choose another password: it must not contain your email address or your"
+        " company's name."
+    ),
+    PasswordWeakness.GUESSABLE: N_(
+        "Please choose another password: this one is easy to guess. A few words that do not"
+        " belong together make a strong one."
+    ),
+}
 INVITED = N_("%(name)s is invited: the email is on its way.")
 DONE = {
     "resend": N_("A fresh invitation is on its way; the earlier link no longer works."),
@@ -119,11 +146,11 @@ async def sign_in(
 
     Failures only are counted, per address and per account (the email tried).
     """
-    guard, address, tried = limits(request).partner_sign_in, client_key(request), email.strip()
-    await run_in_threadpool(guard.check, address, tried.lower())
+    guard, tried = limits(request).partner_sign_in, email.strip()
+    attempt = await run_in_threadpool(guard.begin, client_key(request), tried)
     account = await run_in_threadpool(accounts.verify_password, stores.commerce, tried, password)
     if account is None:
-        await run_in_threadpool(guard.failed, address, tried.lower())
+        await run_in_threadpool(attempt.failed)
         locale = page_locale(request)
         error = translator(locale)(WRONG_PASSWORD)
         return render(
@@ -135,6 +162,7 @@ async def sign_in(
             email=email,
             error=error,
         )
+    await run_in_threadpool(attempt.succeeded)
     start_partner_session(request, account)
     return RedirectResponse(safe_next(next) or "/account", status_code=303)
 
@@ -174,7 +202,9 @@ async def use_link(
         opened = await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         return _refused(request, refused)
-    error = _password_problem(password, confirm, page_locale(request, opened.account.locale))
+    error = _password_problem(
+        password, confirm, opened.account, page_locale(request, opened.account.locale)
+    )
     if error is not None:
         return render(
             request,
@@ -204,7 +234,10 @@ async def fresh_link(
         await run_in_threadpool(accounts.open_link, stores.commerce, token[:100])
     except accounts.LinkRefused as refused:
         if refused.account is not None:
-            email_fresh_link(await get_client(request), settings, refused.account)
+            links_asked = limits(request).links_asked
+            await email_fresh_link(
+                await get_client(request), settings, links_asked, refused.account
+            )
         # In the language the refused link's page was in.
         locale = _link_locale(request, refused)
     return render(request, "partner/link_sent.html", locale=locale)
@@ -228,7 +261,8 @@ async def forgot(
         accounts.partner_account_by_email, stores.commerce, email.strip()
     )
     if account is not None:
-        email_fresh_link(await get_client(request), settings, account)
+        links_asked = limits(request).links_asked
+        await email_fresh_link(await get_client(request), settings, links_asked, account)
     return render(request, "partner/link_sent.html", locale=page_locale(request))
 
 
@@ -249,7 +283,9 @@ def _refused(request: Request, refused: accounts.LinkRefused) -> Response:
     )
 
 
-def _password_problem(password: str, confirm: str, locale: Locale) -> str | None:
+def _password_problem(
+    password: str, confirm: str, account: PartnerAccount, locale: Locale
+) -> str | None:
     _ = translator(locale)
     try:
         NewPassword.model_validate({"password": password})
@@ -257,6 +293,9 @@ def _password_problem(password: str, confirm: str, locale: Locale) -> str | None
         if password != password.strip():
             return _(PASSWORD_SPACES)
         return _(PASSWORD_TOO_SHORT, length=str(PASSWORD_MIN))
+    weakness = password_weakness(password, account.email, account.organization_name)
+    if weakness is not None:
+        return _(PASSWORD_WEAK[weakness])
     if password != confirm:
         return _(PASSWORDS_DIFFER)
     return None
@@ -367,7 +406,9 @@ async def add_user_form(
         return await _users(request, me, stores, values=values, errors=errors, status_code=422)
     try:
         # The action and the adder are part of the id: the same form is one invitation.
-        await add_user(client, settings, me, new, f"form:invite:{me.id}:{request_id}")
+        invitations = limits(request).invitations
+        request_id = f"form:invite:{me.id}:{request_id}"
+        await add_user(client, settings, invitations, me, new, request_id)
     except NotYetConfirmed:
         # "Check again" posts the same form, id included: the same invitation.
         return not_confirmed(
@@ -404,7 +445,7 @@ async def user_action(
     _ = translator(locale)
     try:
         if action == "resend":
-            await resend(client, settings, stores, me, user_id)
+            await resend(client, settings, stores, limits(request).invitations, me, user_id)
         elif action == "remove":
             await remove(client, settings, stores, me, user_id)
         elif action == "role" and role is not None:
@@ -421,7 +462,9 @@ async def user_action(
                 status=404,
                 detail=refused.text(_),
             )
-        return await _users(request, me, stores, refusal=refused.text(_), status_code=409)
+        return await _users(
+            request, me, stores, refusal=refused.text(_), status_code=refused.status
+        )
     flash(request, _(DONE[action]))
     if user_id == me.id and action in ("remove", "role"):
         return RedirectResponse("/account", status_code=303)
