@@ -6,6 +6,7 @@ pause, backlog and resume; a refused change retried and skipped)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 import dual_write_client
+import starter
 from client import invite_partner_user
 from models import commerce
 from models.commerce import Customer
@@ -569,3 +571,15 @@ def test_the_guide_prints_the_field_map_as_declared() -> None:
     guide = (Path(__file__).parents[1] / "docs" / "dual-write.md").read_text()
     for map_, name, master, rule, words in field_map_rows():
         assert f"| {map_} | `{name}` | {master} | {rule} | {words} |" in guide, name
+
+
+async def test_the_initial_sync_command_prints_what_it_did(
+    settings: Settings, stores: Stores, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_linked_partner(stores)
+    assert (
+        await starter.run(["dual-write-initial-sync", "--actor", "cli:ops"], settings=settings) == 0
+    )
+    said = json.loads(capsys.readouterr().out)
+    assert set(said) == {"organizations", "persons", "changes", "contacts_to_make", "waiting"}
+    assert said["organizations"] >= 1
