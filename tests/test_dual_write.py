@@ -45,6 +45,8 @@ from stores import Stores, dual_write
 from stores.credit_limits import set_credit_limit
 from tests.conftest import ADMIN, REP, bearer
 from tests.test_credit_limit_api import an_approved_partner
+from tests.test_credit_limit_pages import text_of
+from tests.test_pages import sign_in
 
 T = TypeVar("T")
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -478,6 +480,9 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     made = await eventually(new_contact, "the new user's contact")
     assert (made.account_id, made.partner_role, made.active) == (account, "b2b_user", True)
     assert (made.first_name, made.last_name) == ("Luca", "Bianchi")
+    await sign_in(web, REP)
+    listed = text_of((await web.get(f"/sales/accounts/{account}")).text)
+    assert "Luca Bianchi (User)" in listed and "(Administrator)" in listed
 
     # Paused: changes wait (counted in the backlog and /metrics), then cross in order.
     paused = await web.post("/api/dual-write/pause", headers=bearer(ADMIN))

@@ -365,14 +365,14 @@ async def account(
     opportunity = (
         await read(views.opportunity_of_lead, stores.sales, lead.id) if lead and lead.id else None
     )
-    contact = await read(views.contact_of_account, stores.sales, account_id)
+    contacts = await read(views.contacts_of_account, stores.sales, account_id)
     return render(
         request,
         "sales/account.html",
         account=found,
         lead=lead,
         opportunity=opportunity,
-        contact=contact,
+        contacts=contacts,
         sync=await edit_form(stores, Side.SALES, Entity.ORGANIZATION, account_id),
     )
 
