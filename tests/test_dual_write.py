@@ -5,10 +5,9 @@ pause, backlog and resume; a refused change retried and skipped)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +42,7 @@ from models.sales import Account, Contact
 from settings import Settings
 from stores import Stores, dual_write
 from stores.credit_limits import set_credit_limit
-from tests.conftest import ADMIN, REP, bearer
+from tests.conftest import ADMIN, REP, bearer, eventually
 from tests.test_credit_limit_api import an_approved_partner
 from tests.test_credit_limit_pages import text_of
 from tests.test_pages import sign_in
@@ -383,18 +382,6 @@ def test_the_credit_limit_reaches_the_account_read_only(any_stores: Stores) -> N
 # --- end to end: the sync workflows on the dev server, through the API -------------------
 
 
-async def eventually(check: Callable[[], Any], what: str) -> Any:
-    """Until `check` gives something; a generous bound that no load exhausts."""
-    for _ in range(600):
-        found = check()
-        if isinstance(found, Awaitable):
-            found = await found
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {what}")
-
-
 @pytest.fixture
 async def dual_write_running(
     client: Client, settings: Settings, worker: None
@@ -429,7 +416,7 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
         seen = await web.get(f"/api/customers/{organization}", headers=bearer(ADMIN))
         return seen.json()["fields"]["phone"] == "+39 02 5555"
 
-    await eventually(commerce_phone, "the account's phone in Commerce")
+    await eventually(commerce_phone, what="the account's phone in Commerce")
 
     back = await web.patch(
         f"/api/customers/{person}", json={"job_title": "Buyer"}, headers=bearer(ADMIN)
@@ -440,7 +427,7 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
         seen = await web.get(f"/api/sales/contacts/{contact}", headers=bearer(REP))
         return seen.json()["fields"]["job_title"] == "Buyer"
 
-    await eventually(sales_job_title, "the person's job title in Sales")
+    await eventually(sales_job_title, what="the person's job title in Sales")
 
     # Bad input: 422 with the reason; a rep may not edit Commerce, nor an admin Sales.
     bad = await web.patch(
@@ -477,7 +464,7 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
         with Session(stores.sales) as session:
             return session.exec(select(Contact).where(Contact.email == email)).first()
 
-    made = await eventually(new_contact, "the new user's contact")
+    made = await eventually(new_contact, what="the new user's contact")
     assert (made.account_id, made.partner_role, made.active) == (account, "b2b_user", True)
     assert (made.first_name, made.last_name) == ("Luca", "Bianchi")
     await sign_in(web, REP)
@@ -509,7 +496,7 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
         seen = await web.get(f"/api/customers/{organization}", headers=bearer(ADMIN))
         return seen.json()["fields"]["phone"] == "+39 02 3333"
 
-    await eventually(all_crossed, "the changes made while paused")
+    await eventually(all_crossed, what="the changes made while paused")
     state = (await web.get("/api/dual-write", headers=bearer(REP))).json()
     assert {b["direction"]: b["waiting"] for b in state["backlog"]}["sales_to_commerce"] == 0
 

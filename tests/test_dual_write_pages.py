@@ -12,10 +12,10 @@ from models import commerce
 from models.dual_write import Entity, Side
 from settings import Settings
 from stores import Stores, accounts, dual_write
-from tests.conftest import ADMIN, REP
+from tests.conftest import ADMIN, REP, eventually
 from tests.test_credit_limit_api import an_approved_partner
 from tests.test_credit_limit_pages import text_of
-from tests.test_dual_write import NOW, dual_write_running, eventually
+from tests.test_dual_write import NOW, dual_write_running
 from tests.test_pages import CSRF, sign_in
 from tests.test_partner_pages import administrator
 
@@ -61,7 +61,7 @@ async def test_a_rep_edits_an_account_and_the_commerce_page_shows_it(
         customer = text_of((await web.get(f"/commerce/customers/{organization}")).text)
         return "+39 02 7777 7777" in customer and "Contoso Renamed" in customer
 
-    await eventually(on_the_customer_page, "the account's edit on the customer's page")
+    await eventually(on_the_customer_page, what="the account's edit on the customer's page")
 
 
 async def test_the_dual_write_page_pauses_resumes_and_lists_what_was_refused(
@@ -105,7 +105,7 @@ async def test_the_dual_write_page_pauses_resumes_and_lists_what_was_refused(
         engines = dual_write.engines_of(stores.sales, stores.commerce)
         return [e for e in dual_write.errors(engines) if e.record_id == person]
 
-    (error,) = await eventually(refused, "the refused change on the error list")
+    (error,) = await eventually(refused, what="the refused change on the error list")
     shown = text_of((await web.get(page)).text)
     assert (
         f"commerce_to_sales #{error.change_id} person {person} phone refused by validation" in shown
@@ -113,7 +113,7 @@ async def test_the_dual_write_page_pauses_resumes_and_lists_what_was_refused(
 
     action = f"{page}/errors/commerce_to_sales/{error.change_id}"
     assert (await post_form(web, page, f"{action}/retry")).status_code == 303
-    (again,) = await eventually(refused, "the retried change refused again")
+    (again,) = await eventually(refused, what="the retried change refused again")
     assert again.attempts == 2
     skipped = await post_form(web, page, f"{action}/skip", reason="typed by an import")
     assert skipped.status_code == 303
@@ -154,4 +154,4 @@ async def test_a_partner_administrator_edits_their_organisation_and_sales_sees_i
         now = dual_write.record_values(stores.sales, Side.SALES, Entity.ORGANIZATION, account)
         return (now["address"], now["phone"]) == ("Via Dante 2, Milano", "+39 02 8888 8888")
 
-    await eventually(in_sales, "the organisation's address and phone on the Sales account")
+    await eventually(in_sales, what="the organisation's address and phone on the Sales account")
