@@ -43,6 +43,7 @@ from settings import Settings
 from stores import Stores, dual_write
 from stores.credit_limits import set_credit_limit
 from tests.conftest import ADMIN, REP, bearer, eventually
+from tests.scenario import keep_history
 from tests.test_credit_limit_api import an_approved_partner
 from tests.test_credit_limit_pages import text_of
 from tests.test_pages import sign_in
@@ -391,7 +392,10 @@ async def dual_write_running(
     await dual_write_client.ensure_running(client, settings.onboarding_task_queue)
     yield
     for direction in Direction:
-        await client.get_workflow_handle(dual_write_client.workflow_id(direction)).terminate()
+        workflow_id = dual_write_client.workflow_id(direction)
+        # Batches, a pause and a resume: what a change to the sync workflow must replay.
+        await keep_history(client, workflow_id, f"dual_write_{direction.value}")
+        await client.get_workflow_handle(workflow_id).terminate()
 
 
 async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becomes_a_contact(
