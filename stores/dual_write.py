@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Engine, func, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from models import commerce, sales
@@ -47,6 +47,10 @@ WAITING = (ChangeState.PENDING.value, ChangeState.FAILED.value)
 
 class NoSuchRecord(LookupError):
     pass
+
+
+class EditRefused(Exception):
+    """The store refuses an edit (a constraint: an email already another user's)."""
 
 
 class Refused(Exception):
@@ -193,7 +197,16 @@ def edit(
         record_change(session, side, entity, row, changed, actor, at)
         return {**before, **changed}
 
-    return transact(engine, work)
+    try:
+        return transact(engine, work)
+    except IntegrityError as err:
+        raise EditRefused(_constraint(err)) from err
+
+
+def _constraint(err: IntegrityError | DataError) -> str:
+    """What the store refused, in its first line: the rule, never the values (PostgreSQL
+    puts those on the next line)."""
+    return f"refused by the store: {str(err.orig).splitlines()[0]}"[:ERROR_MAX]
 
 
 def _model(side: Side, entity: Entity) -> type[SQLModel]:
@@ -406,8 +419,8 @@ def sync_batch(
             conflicts += transact(engines[target], _applying(target, change))
         except Refused as err:
             failed[change.id] = str(err)
-        except IntegrityError as err:
-            failed[change.id] = f"refused by the store: {str(err.orig).splitlines()[0]}"[:ERROR_MAX]
+        except (IntegrityError, DataError) as err:
+            failed[change.id] = _constraint(err)
         else:
             applied.append(change.id)
             continue

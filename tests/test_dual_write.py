@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 import dual_write_client
 import starter
-from client import invite_partner_user
+from client import invite_partner_user, status
 from models import commerce
 from models.commerce import Customer
 from models.dual_write import (
@@ -47,6 +47,7 @@ from tests.scenario import keep_history
 from tests.test_credit_limit_api import an_approved_partner
 from tests.test_credit_limit_pages import text_of
 from tests.test_pages import sign_in
+from tests.test_partner_accounts import approved_partner
 
 T = TypeVar("T")
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -579,3 +580,16 @@ async def test_the_initial_sync_command_prints_what_it_did(
     said = json.loads(capsys.readouterr().out)
     assert set(said) == {"organizations", "persons", "changes", "contacts_to_make", "waiting"}
     assert said["organizations"] >= 1
+
+
+async def test_an_email_already_another_partner_user_s_is_refused_with_409(
+    web: httpx.AsyncClient, client: Client, settings: Settings, stores: Stores, worker: None
+) -> None:
+    first, _ = await approved_partner(client, settings)
+    _, taken = await approved_partner(client, settings)
+    person = (await status(client, first)).records.person_customer_id
+    refused = await web.patch(
+        f"/api/customers/{person}", json={"email": taken}, headers=bearer(ADMIN)
+    )
+    assert refused.status_code == 409, refused.text
+    assert "refused by the store" in refused.json()["detail"] and taken not in refused.text

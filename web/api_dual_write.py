@@ -38,7 +38,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 router = APIRouter(
     tags=["dual-write"],
     # Every route: who may call it, and what any call may be answered.
-    responses={**{k: ERRORS[k] for k in (401, 403, 413, 429)}, **NOT_FOUND},
+    responses={
+        **{k: ERRORS[k] for k in (401, 403, 413, 429)},
+        **NOT_FOUND,
+        409: {"model": Problem, "description": "The store refuses the edit (the reason)"},
+    },
 )
 CUSTOMER_EDIT = (
     "An organisation's name, address, phone, website; a person's names, job title, phone,"
@@ -65,6 +69,8 @@ async def _edit(
         )
     except dual_write.NoSuchRecord as err:
         raise HTTPException(404, str(err)) from err
+    except dual_write.EditRefused as err:
+        raise HTTPException(409, str(err)) from err
     return Record(
         id=record_id, entity=entity, fields=fields, read_only=list(read_only(entity, side))
     )

@@ -97,6 +97,11 @@ async def _save(
         )
     except dual_write.NoSuchRecord as err:
         raise HTTPException(404, "There is no such record.") from err
+    except dual_write.EditRefused as err:
+        # The one rule an edit can meet in a store: an email already another user's.
+        errors = {"email": f"{str(err)[:1].upper()}{str(err)[1:]}."}
+        sync = await edit_form(stores, side, entity, record_id, typed, errors)
+        return render(request, "dual_write/edit.html", 409, sync=sync)
     flash(request, f"Saved. {side.other.value.title()} follows within seconds.", "success")
     return RedirectResponse(PATHS[side, entity].format(record_id), status_code=303)
 
