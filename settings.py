@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     onboarding_task_queue: str = "b2b-onboarding"
+    # Worker Versioning (deployment.py): the workers of one release are one version of this
+    # deployment; a workflow pinned to a version finishes on its code. The build id is the
+    # release's (the package version and its commit) unless set, as a deploy pipeline or
+    # `make dev` does.
+    worker_deployment_name: str = Field(default="b2b-onboarding", pattern=r"^[A-Za-z0-9_-]+$")
+    worker_build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+-]{1,200}$")
 
     sales_database_url: str = "sqlite:///var/sales.db"
     commerce_database_url: str = "sqlite:///var/commerce.db"

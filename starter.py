@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
+from temporalio.service import RPCError
 
+import deployment
 import encryption
 from client import (
     Connection,
@@ -156,6 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who runs it")
 
+    deploy_command = commands.add_parser(
+        "deploy",
+        help="Worker Versioning: what is open on each build, make a build current or ramp"
+        " it, move waiting requests to this build",
+    )
+    deploy = deploy_command.add_subparsers(dest="deploy", required=True, parser_class=_Parser)
+    deploy.add_parser(
+        "status",
+        help="per build: its state (current, ramping, draining, drained: its workers may"
+        " stop) and the workflows still open on it, by type and stage, since when",
+    )
+    current_command = deploy.add_parser(
+        "current", help="make a build current: every new request starts on it"
+    )
+    current_command.add_argument("build_id", metavar="BUILD")
+    ramp_command = deploy.add_parser(
+        "ramp", help="start PERCENT of new requests on a build, the rest on the current one"
+    )
+    ramp_command.add_argument("build_id", metavar="BUILD")
+    ramp_command.add_argument("percentage", metavar="PERCENT", type=_percentage)
+    move_command = deploy.add_parser(
+        "move",
+        help="move the requests pinned to an old build to this one, each only if its"
+        " history replays on this build's code (those that do not stay, and say why)",
+    )
+    move_command.add_argument(
+        "from_build",
+        metavar="BUILD",
+        help="a build id, or `unversioned`: the requests of the releases before Worker Versioning",
+    )
+    move_command.add_argument(
+        "--workflow-id", action="append", default=[], help="only this one (repeatable)"
+    )
+    for command in (current_command, ramp_command):
+        command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who deploys")
+
     commands.add_parser(
         "rewrap-keys",
         help="wrap every request's data key with the first PAYLOAD_ENCRYPTION_KEYS key"
@@ -193,6 +231,8 @@ async def run(
             # So that a decision typed right after `submit` finds the lead in place.
             recorded = await wait_until_recorded(client, submitted.onboarding_id)
             result = SubmitOutput(**submitted.model_dump(), stage=recorded.stage)
+        elif args.command == "deploy":
+            result = await _deploy(args, settings, temporal)
         elif args.command == "rewrap-keys":
             stores = Stores.from_settings(settings)
             try:
@@ -273,12 +313,30 @@ async def run(
             EXIT_NOT_CONFIRMED,
             f"{args.command}: {err}; run the same command with --key {key} to learn the outcome",
         )
-    except OnboardingError as err:
+    except (OnboardingError, deployment.DeploymentError) as err:
         return _fail(EXIT_FAILED, str(err))
     except Exception as err:  # a person reads this: one line, never a traceback
         return _fail(EXIT_FAILED, f"unexpected {type(err).__name__}: {err}")
     print(result.model_dump_json(indent=2))
     return EXIT_OK
+
+
+async def _deploy(args: argparse.Namespace, settings: Settings, temporal: Connection) -> BaseModel:
+    client = await temporal.get()
+    try:
+        return await _deploy_with(client, args, settings)
+    except RPCError as err:
+        raise deployment.DeploymentError(f"Temporal refuses: {err.message}") from err
+
+
+async def _deploy_with(client: Client, args: argparse.Namespace, settings: Settings) -> BaseModel:
+    if args.deploy == "current":
+        await deployment.make_current(client, settings, args.build_id, args.actor)
+    elif args.deploy == "ramp":
+        await deployment.ramp(client, settings, args.build_id, args.percentage, args.actor)
+    elif args.deploy == "move":
+        return await deployment.move(client, settings, args.from_build, only=args.workflow_id)
+    return await deployment.report(client, settings)
 
 
 async def _unusable_store(settings: Settings, err: BaseException) -> str | None:
@@ -325,6 +383,16 @@ def _key(value: str) -> str:
     if not re.match(IDEMPOTENCY_KEY, value):
         raise argparse.ArgumentTypeError("8 to 128 printable ASCII characters, no spaces")
     return value
+
+
+def _percentage(value: str) -> float:
+    try:
+        percentage = float(value)
+    except ValueError:
+        percentage = -1
+    if not 0 <= percentage <= 100:
+        raise argparse.ArgumentTypeError("a percentage from 0 to 100")
+    return percentage
 
 
 def _one_line(err: ValidationError) -> str:

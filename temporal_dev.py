@@ -10,8 +10,12 @@ restart.
 # it scheduled, sparing a trip through matching. Transfer queue reads: the limit of 20 a
 # second is per history shard, and the dev server has one, so every task the server
 # hands on (a workflow task, a child's start, a signal) waited up to 50 ms for the next
-# read. Measured in the benchmark (docs/performance.md).
+# read. Measured in the benchmark (docs/performance.md). Task queues per worker deployment
+# version: the tests run one build on a task queue per test, hundreds, past the server's
+# 100 (a worker beyond it polls in vain).
 TUNING = (
+    "--dynamic-config-value",
+    "matching.maxTaskQueuesInDeploymentVersion=100000",
     "--dynamic-config-value",
     "history.transferProcessorMaxPollRPS=1000",
     "--dynamic-config-value",

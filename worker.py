@@ -16,16 +16,18 @@ from temporalio import workflow
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import (
     HandleSignalInput,
     Interceptor,
     PatchActivationInput,
     Worker,
+    WorkerDeploymentConfig,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
 )
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import deployment
 import health
 import logs
 import tracing
@@ -42,12 +44,7 @@ from models import search_attributes
 from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
-from workflows.applicant import ApplicantWorkflow
-from workflows.dual_write import DualWriteWorkflow
-from workflows.notifications import NotificationResendWorkflow
-from workflows.onboarding import OnboardingWorkflow
-from workflows.partner_user import PartnerUserWorkflow
-from workflows.personal_data import PersonalDataWorkflow
+from workflows.registry import WORKFLOWS, workflow_runner
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
@@ -59,32 +56,6 @@ MAX_CACHED_WORKFLOWS = 500
 # How often the worker destroys the data keys of requests anonymised while their workflow
 # ran, now that it has closed (client.shred_keys).
 SHRED_EVERY = 300.0
-WORKFLOWS = [
-    OnboardingWorkflow,
-    ApplicantWorkflow,
-    PartnerUserWorkflow,
-    PersonalDataWorkflow,
-    NotificationResendWorkflow,
-    DualWriteWorkflow,
-]
-# Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
-# free of state a workflow could change, and heavy to import (pydantic builds every
-# model's validator on import). Shared, they are imported once per worker. The sandbox
-# itself stays on: the workflow modules are still loaded per run, and still checked.
-PASSTHROUGH = (
-    "pydantic",
-    "pydantic_core",
-    "email_validator",
-    "idna",
-    "dns",
-    "sqlalchemy",
-    "sqlmodel",
-    "models",
-    "activities",
-    "stores",
-    "settings",
-    "links",
-)
 
 
 class MissingSearchAttributes(Exception):
@@ -123,9 +94,12 @@ class ForgedSignalsIgnored(Interceptor):
 INTERCEPTORS: list[Interceptor] = [ForgedSignalsIgnored()]
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
+    """This build as a version of the deployment. Each workflow type says whether it is
+    pinned to the version that started it or moves to the current one (its
+    `versioning_behavior`), which only a versioned worker may run."""
+    return WorkerDeploymentConfig(
+        version=deployment.this_version(settings), use_worker_versioning=True
     )
 
 
@@ -182,6 +156,7 @@ def build_worker(
         max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
         patch_activation_callback=patches,
+        deployment_config=deployment_config(settings),
     )
 
 
@@ -331,18 +306,34 @@ async def main() -> int:
     logging.info("probes: metrics at %s, health at %s", metrics_at or "none", health_at or "none")
     executor = ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity")
     shredding = asyncio.create_task(shred_keys_every(client))
+    code = 0
     async with build_worker(client, settings, stores, executor):
-        logging.info("worker polling task queue %s", settings.onboarding_task_queue)
-        # Dual-write's two workflows run from the first worker on; later ones find them.
-        await ensure_running(client, settings.onboarding_task_queue)
-        await interrupted.wait()
-        logging.info("worker shutting down")
+        version = deployment.this_version(settings)
+        try:
+            current = await deployment.make_current_if_none(client, settings)
+        except (deployment.DeploymentError, RPCError) as err:
+            print(f"worker: deployment {version.deployment_name!r}: {err}", file=sys.stderr)
+            code = 1
+        else:
+            if current != version.build_id:
+                current += f"; `deploy current {version.build_id}` makes this build current"
+            logging.info(
+                "worker polling task queue %s as build %s of deployment %s (current: %s)",
+                settings.onboarding_task_queue,
+                version.build_id,
+                version.deployment_name,
+                "this build" if current == version.build_id else current,
+            )
+            # Dual-write's two workflows run from the first worker on; later ones find them.
+            await ensure_running(client, settings.onboarding_task_queue)
+            await interrupted.wait()
+            logging.info("worker shutting down")
     shredding.cancel()
     if probes is not None:
         probes.close()
     executor.shutdown()
     stores.dispose()
-    return 0
+    return code
 
 
 def run() -> int:

@@ -32,6 +32,10 @@ from stores.migrations import SchemaMismatch  # noqa: E402
 BIN = Path(sys.executable).parent
 # `status` answers from Temporal: keep decided requests there for a month, not a day.
 RETENTION = "720h"
+# One build for `make dev`, whatever the commit: a developer's requests stay on the worker
+# they restart (as unversioned ones did), rather than each commit pinning them to a build
+# no worker runs any more. Production builds are the package version and the commit.
+DEV_BUILD = "dev"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -176,7 +180,7 @@ def main() -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={"WORKER_BUILD_ID": DEV_BUILD, **os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
             running.append((name, process))

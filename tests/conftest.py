@@ -40,6 +40,7 @@ from temporalio.worker import Worker
 
 import temporal_dev
 from client import data_converter
+from deployment import make_current_if_none
 from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.status import EmailKind
@@ -177,7 +178,18 @@ async def temporal_env(
 
 
 @pytest.fixture(scope="session")
-def client(temporal_env: WorkflowEnvironment) -> Client:
+async def client(
+    temporal_env: WorkflowEnvironment,
+    base_settings: Settings,
+    session_stores: Stores,
+    activity_executor: ThreadPoolExecutor,
+) -> Client:
+    """The tests' client, once this build is the deployment's current version: every
+    test's worker is a worker of it, each on a task queue of its own, which a current
+    version takes in as it polls (deployment.py)."""
+    first = base_settings.model_copy(update={"onboarding_task_queue": "tests-first-worker"})
+    async with build_worker(temporal_env.client, first, session_stores, activity_executor):
+        await make_current_if_none(temporal_env.client, first)
     return temporal_env.client
 
 

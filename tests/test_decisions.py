@@ -31,7 +31,7 @@ from settings import Settings
 from stores import Stores
 from tests.conftest import eventually
 from tests.scenario import a_request, finished, row_counts, submitted
-from worker import WORKFLOWS, workflow_runner
+from worker import WORKFLOWS, deployment_config, workflow_runner
 
 
 @activity.defn(name="record_request")
@@ -126,6 +126,7 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
         workflows=WORKFLOWS,
         activities=[commerce_is_down],
         workflow_runner=workflow_runner(),
+        deployment_config=deployment_config(settings),
     ):
         request, key = a_request(), f"test:{uuid.uuid4().hex}"
         # Temporal holds it; the submitter is answered once the stores have it.

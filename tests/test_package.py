@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from deployment import release_build_id
 from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import MailSink, eventually
@@ -169,6 +170,9 @@ async def test_an_onboarding_runs_on_the_installed_worker_and_cli(
         ONBOARDING_TASK_QUEUE=f"installed-{uuid.uuid4().hex[:8]}",
         SMTP_HOST=mail_sink.host,
         SMTP_PORT=str(mail_sink.port),
+        # The tests' build is current on their server, and this is its code: installed
+        # without git, it would name itself by its code's digest, a build not yet current.
+        WORKER_BUILD_ID=release_build_id(),
     )
     worker = subprocess.Popen(
         [str(installed.bin / "b2b-onboarding-worker")],

@@ -500,7 +500,11 @@ async def test_the_form_shares_the_public_submit_limit(
     ("setting", "value", "says"),
     [
         ("API_TOKENS", "mario:boss:some-token", "name:role:token"),
-        ("WEB_SECRET_KEY", "short", "WEB_SECRET_KEY: Value error, WEB_SECRET_KEY must be"),
+        (
+            "WEB_SECRET_KEY",
+            "short",
+            "WEB_SECRET_KEY: WEB_SECRET_KEY must be at least 32 characters",
+        ),
         ("WEB_HOST", "0.0.0.0", "demo users are for a web app on loopback only"),
     ],
 )

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.onboarding import OnboardingWorkflow
 
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, VersioningBehavior
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 # Applicants that answered a duplicate before the request emailed its link keep answering
@@ -47,7 +47,9 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 STATUS_LINK_PATCH = "status-link-reminder"
 
 
-@workflow.defn
+# Pinned: only requests of the releases before one workflow per request still run one;
+# it changes no more, and goes once they are done.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ApplicantWorkflow:
     @workflow.init
     def __init__(self, input: ApplicantInput) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -45,7 +45,10 @@ WORDS = {
 }
 
 
-@workflow.defn
+# Auto-upgrade: it never ends (it continues as new), so pinned it would keep an old
+# build's workers forever; it moves to the current build on its next task, and a change
+# to the commands it issues takes a `workflow.patched` branch.
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class DualWriteWorkflow:
     @workflow.init
     def __init__(self, input: DualWriteInput) -> None:

@@ -11,6 +11,7 @@ like the first until the mail server takes it or refuses it for good, and ends.
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -18,10 +19,11 @@ with workflow.unsafe.imports_passed_through():
     from models.markdown import escape
     from models.status import Notification
     from models.workflow_io import ResendNotificationInput
-    from workflows.onboarding import RETRY, SEND_EMAIL_HEARTBEAT, SEND_EMAIL_TIMEOUT
+    from workflows.options import EMAIL_OPTIONS
 
 
-@workflow.defn
+# Pinned: it lives for one email's sending, minutes at most.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class NotificationResendWorkflow:
     @workflow.run
     async def run(self, input: ResendNotificationInput) -> Notification:
@@ -35,9 +37,7 @@ class NotificationResendWorkflow:
                 EmailActivities.resend_onboarding_email,
                 input,
                 summary=f"Email: send {event} to the requester again",
-                start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-                heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
-                retry_policy=RETRY,
+                **EMAIL_OPTIONS,
             )
         except ActivityError as err:
             reason = err.cause.message if isinstance(err.cause, FailureError) else str(err)

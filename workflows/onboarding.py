@@ -37,13 +37,11 @@ Those started before request time or personal data carry on without them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -69,7 +67,6 @@ with workflow.unsafe.imports_passed_through():
         RecordHoldInput,
         RejectProspectInput,
         RequestRecorded,
-        RequestTiming,
         SendEmailInput,
         TeamReminderInput,
         WriteCustomersInput,
@@ -109,22 +106,13 @@ with workflow.unsafe.imports_passed_through():
         StatusLinkRequested,
         SubmitResult,
     )
+    from workflows.clock import RequestClock, Struck
+    from workflows.options import (
+        EMAIL_OPTIONS,
+        store_write,
+    )
+    from workflows.partner_user import PartnerUserWorkflow
 
-# Stores or the mail server being down is worth waiting out: retry with backoff, for
-# as long as it takes. Bad data is raised non-retryable by the activities themselves.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-STORE_WRITE_TIMEOUT = timedelta(seconds=30)
-# A store write retries inside its workflow task only briefly: past this, each retry
-# waits on a timer, so while a store is down the request still answers its status
-# query and refuses decisions at once instead of holding its task for minutes.
-STORE_LOCAL_RETRY = timedelta(seconds=1)
-SEND_EMAIL_TIMEOUT = timedelta(seconds=60)
-# A slow send heartbeats every few seconds: a dead worker's attempt is retried this soon.
-SEND_EMAIL_HEARTBEAT = timedelta(seconds=10)
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
 # the others go without (the link expires by its date in the store all the same).
@@ -144,29 +132,6 @@ PERSONAL_DATA_PATCH = "personal-data"
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
 
-A = TypeVar("A")
-R = TypeVar("R")
-
-
-def store_write(activity: Callable[[Any, A], R], arg: A, summary: str) -> Awaitable[R]:
-    """A store write as a local activity, with the options every store write has."""
-    return workflow.execute_local_activity_method(
-        activity,
-        arg,
-        summary=summary,
-        start_to_close_timeout=STORE_WRITE_TIMEOUT,
-        local_retry_threshold=STORE_LOCAL_RETRY,
-        retry_policy=RETRY,
-    )
-
-
-# Every email's activity options.
-EMAIL_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": SEND_EMAIL_TIMEOUT,
-    "heartbeat_timeout": SEND_EMAIL_HEARTBEAT,
-    "retry_policy": RETRY,
-}
-
 NOTIFICATION = {
     "sending": "Sending the {event} email (retried until the mail server takes it).",
     "sent": "The {event} email is sent.",
@@ -184,7 +149,10 @@ class DecisionNotAllowed(ApplicationError):
         super().__init__(message, stage.value, type=DECISION_NOT_ALLOWED, non_retryable=True)
 
 
-@workflow.defn
+# Pinned: a request waits weeks for reps and admins, and finishes on the code that
+# started it; a release changes this workflow as it likes, with no `workflow.patched`,
+# and the old version's workers stay until its requests are done (deployment.py).
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow:
     @workflow.init
     def __init__(self, input: OnboardingInput) -> None:
@@ -208,14 +176,9 @@ class OnboardingWorkflow:
         self._reminded_periods: set[str] = set()
         # The submission's answer, once the request is recorded (or found a duplicate).
         self._answer: SubmitResult | None = None
-        # The request's clocks (REQUEST_TIME_PATCH): its settings, when the team is next
-        # reminded and when it expires. A hold or a resume moves them: `_clock_moved`
-        # wakes the wait for a decision to set its timer anew.
+        # The request's clocks (REQUEST_TIME_PATCH): the team's reminders and its expiry.
         self._keeps_time = False
-        self._timing: RequestTiming | None = None
-        self._remind_at: datetime | None = None
-        self._expire_at: datetime | None = None
-        self._clock_moved = False
+        self._clock = RequestClock()
         # Personal data (PERSONAL_DATA_PATCH): erased on request, or kept for the
         # retention once rejected. The emails being sent, to stop should it be erased.
         self._keeps_personal_data = False
@@ -304,8 +267,7 @@ class OnboardingWorkflow:
         )
         self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
         if self._keeps_time and recorded.timing is not None:
-            self._timing = recorded.timing
-            self._expire_at = workflow.now() + recorded.timing.expire_after
+            self._clock.start(recorded.timing)
         sales_works_it = recorded.sales_integration_enabled
         self._enter(Stage.LEAD_OPEN if sales_works_it else Stage.AWAITING_APPROVAL)
 
@@ -578,8 +540,7 @@ class OnboardingWorkflow:
         # Already running (say, a resend came first): it reads the link from the store.
         with suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
-                # By name: the partner user workflow builds on this module's options.
-                "PartnerUserWorkflow",
+                PartnerUserWorkflow.run,
                 PartnerUserInput(email=email),
                 id=partner_user_workflow_id(email),
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -648,57 +609,29 @@ class OnboardingWorkflow:
 
     async def _next_decision(self) -> Decision:
         """The next decision: a rep's or admin's, or the system's once the request expires.
-
-        Until it comes, the team is reminded on time. Each wait's timer is the next of the
-        two clocks; a hold stops both (the wait has no timer), a resume moves them on by
-        the time held, and either wakes the wait to set its timer anew.
-        """
+        Until it comes, the team is reminded on time."""
         while self._decision is None:
-            due = self._next_due()
-            self._clock_moved = False
-            if due is None:
-                await workflow.wait_condition(
-                    lambda: self._decision is not None or self._clock_moved
-                )
-                continue
-            at, summary = due
-            if at > workflow.now():
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._decision is not None or self._clock_moved,
-                        timeout=at - workflow.now(),
-                        timeout_summary=summary,
-                    )
-                    continue
-                except TimeoutError:
-                    pass
-            if self._decision is None:
-                self._clock_struck()
+            struck = await self._clock.wait(
+                decided=lambda: self._decision is not None,
+                on_hold=lambda: self._status.held is not None,
+                reminder_summary=self._reminder_summary,
+            )
+            if struck is Struck.REMINDER:
+                self._remind()
+                self._publish()
+            elif struck is Struck.EXPIRY:
+                self._expire()
         return self._decision
 
-    def _next_due(self) -> tuple[datetime, str] | None:
-        """The next clock to strike: the reminder, or the expiry; None on hold or without."""
-        if self._status.held is not None or self._expire_at is None:
-            return None
-        if self._remind_at is not None and self._remind_at < self._expire_at:
-            role = whose_move(self._status.stage)
-            team = TEAM_NAMES[role] if role else "team"
-            number = len(self._status.reminders) + 1
-            return self._remind_at, f"Remind the {team} (reminder {number})"
-        return self._expire_at, "Expire the request: rejected by the system"
+    def _reminder_summary(self) -> str:
+        role = whose_move(self._status.stage)
+        team = TEAM_NAMES[role] if role else "team"
+        return f"Remind the {team} (reminder {len(self._status.reminders) + 1})"
 
-    def _clock_struck(self) -> None:
-        """A reminder is due (sent, the next one set), or the request expires (rejected)."""
-        assert self._timing is not None and self._expire_at is not None
-        now = workflow.now()
-        if self._remind_at is not None and self._remind_at < self._expire_at:
-            self._remind_at += self._timing.remind_every
-            self._remind()
-            self._publish()
-            return
-        stage = self._status.stage
-        rejecting = next(t.action for t in transitions_from(stage) if t.rejects)
-        workflow.logger.info("Request %s expired at %s", self._input.onboarding_id, now)
+    def _expire(self) -> None:
+        """Rejected by the system: the stage's rejecting action, reason code `expired`."""
+        rejecting = next(t.action for t in transitions_from(self._status.stage) if t.rejects)
+        workflow.logger.info("Request %s expired at %s", self._input.onboarding_id, workflow.now())
         self._accept(Decision(action=rejecting, actor=SYSTEM_ACTOR, reason_code=ReasonCode.EXPIRED))
 
     def _remind(self) -> None:
@@ -716,7 +649,7 @@ class OnboardingWorkflow:
                         stage_since=status.stage_since,
                         company=self._input.request.company,
                         records=status.records,
-                        expires_at=self._expire_at,
+                        expires_at=self._clock.expire_at,
                     ),
                     summary=f"Email: remind the team ({status.stage.value})",
                     **EMAIL_OPTIONS,
@@ -767,20 +700,21 @@ class OnboardingWorkflow:
             self._keeps_personal_data
             and not self._erased
             and self._status.stage is Stage.REJECTED
-            and self._timing is not None
-            and self._timing.personal_data_retention is not None
+            and self._clock.timing is not None
+            and self._clock.timing.personal_data_retention is not None
         )
 
     async def _start_retention(self) -> None:
         """Leave the retention to a workflow of its own, which outlives this one."""
-        assert self._timing is not None and self._timing.personal_data_retention is not None
+        timing = self._clock.timing
+        assert timing is not None and timing.personal_data_retention is not None
         decided_at = self._status.decisions[-1].at if self._status.decisions else workflow.now()
         with suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
                 "PersonalDataWorkflow",
                 PersonalDataInput(
                     onboarding_id=self._input.onboarding_id,
-                    anonymise_at=decided_at + self._timing.personal_data_retention,
+                    anonymise_at=decided_at + timing.personal_data_retention,
                 ),
                 id=personal_data_workflow_id(self._input.onboarding_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -793,7 +727,7 @@ class OnboardingWorkflow:
     async def hold(self, hold: Hold) -> OnboardingStatus:
         """Put the request on hold: no reminders, no expiry, until it is resumed."""
         self._status.held = HoldState(since=workflow.now(), by=hold.actor, note=hold.note)
-        self._clock_moved = True
+        self._clock.hold()
         self._publish()
         await self._record_hold()
         return self._status
@@ -807,13 +741,8 @@ class OnboardingWorkflow:
         """Take the request off hold: its clocks run again, moved on by the time held."""
         held = self._status.held
         assert held is not None
-        paused = workflow.now() - held.since
-        if self._expire_at is not None:
-            self._expire_at += paused
-        if self._remind_at is not None:
-            self._remind_at += paused
+        self._clock.resume(workflow.now() - held.since)
         self._status.held = None
-        self._clock_moved = True
         self._publish()
         await self._record_hold()
         return self._status
@@ -852,11 +781,8 @@ class OnboardingWorkflow:
         self._status.stage = stage
         self._status.stage_since = workflow.now()
         if stage.decided:
-            self._remind_at = self._expire_at = None
             self._status.held = None
-        elif self._timing is not None:
-            # The team whose move it is now is reminded from the stage's start.
-            self._remind_at = workflow.now() + self._timing.remind_after
+        self._clock.enter(stage)
         self._publish(stage_changed=True)
 
     def _publish(self, stage_changed: bool = False) -> None:
@@ -875,12 +801,12 @@ class OnboardingWorkflow:
                 f"**On hold** since {held.since:%Y-%m-%d %H:%M:%S} UTC by {escape(held.by)}: "
                 "no reminders, no expiry until it is resumed."
             )
-        elif self._expire_at is not None:
-            status.expires_at = self._expire_at
-            if self._remind_at is not None and self._remind_at < self._expire_at:
-                status.next_reminder_at = self._remind_at
-                details.append(f"**Next reminder:** {self._remind_at:%Y-%m-%d %H:%M:%S} UTC")
-            details.append(f"**Expires:** {self._expire_at:%Y-%m-%d %H:%M:%S} UTC")
+        elif (expire_at := self._clock.expire_at) is not None:
+            status.expires_at = expire_at
+            if (remind_at := self._clock.next_reminder()) is not None:
+                status.next_reminder_at = remind_at
+                details.append(f"**Next reminder:** {remind_at:%Y-%m-%d %H:%M:%S} UTC")
+            details.append(f"**Expires:** {expire_at:%Y-%m-%d %H:%M:%S} UTC")
         if status.pending_action is not None:
             details.append(f"Applying **{status.pending_action.value}**.")
         notes = [

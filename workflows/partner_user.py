@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
@@ -32,12 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RemovePartnerUserInput,
         SendLinkInput,
     )
-    from workflows.onboarding import (
-        RETRY,
-        SEND_EMAIL_HEARTBEAT,
-        SEND_EMAIL_TIMEOUT,
-        store_write,
-    )
+    from workflows.options import EMAIL_OPTIONS, store_write
 
 PURPOSE_WORDS = {
     LinkPurpose.ACTIVATION: "activation",
@@ -46,7 +42,11 @@ PURPOSE_WORDS = {
 }
 
 
-@workflow.defn
+# Auto-upgrade: it lives as long as a link waits (days), started by whatever touches
+# the user; pinned, it would keep an old version's workers for each waiting link. So it
+# moves to the current version on its next task, and a change to the commands it issues
+# still takes a `workflow.patched` branch.
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class PartnerUserWorkflow:
     @workflow.init
     def __init__(self, input: PartnerUserInput) -> None:
@@ -154,9 +154,7 @@ class PartnerUserWorkflow:
                 actor=actor,
             ),
             summary=f"Email: send the {words} link",
-            start_to_close_timeout=SEND_EMAIL_TIMEOUT,
-            heartbeat_timeout=SEND_EMAIL_HEARTBEAT,
-            retry_policy=RETRY,
+            **EMAIL_OPTIONS,
         )
         self._done = False
         self._watch(notification_id, workflow.now() + issued.valid_for)

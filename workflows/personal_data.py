@@ -17,18 +17,22 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.requests import RequestActivities
     from models.lifecycle import SYSTEM_ACTOR
     from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.workflow_io import PersonalDataInput
-    from workflows.onboarding import store_write
+    from workflows.options import store_write
 
 RETENTION_REASON = "PERSONAL_DATA_RETENTION has passed since the rejection"
 
 
-@workflow.defn
+# Auto-upgrade: it sleeps for the whole retention (months); pinned, it would keep an
+# old version's workers for as long. So it moves to the current version when it wakes,
+# and a change to the commands it issues still takes a `workflow.patched` branch.
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class PersonalDataWorkflow:
     @workflow.run
     async def run(self, input: PersonalDataInput) -> bool:

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import IO, Any
@@ -128,10 +128,15 @@ class Release:
     python: Path
     # How long making its venv took, for an earlier release.
     installed_in: float = 0.0
+    # Settings of its own, as its deploy pipeline sets them (a versioned release's build id).
+    env: dict[str, str] = field(default_factory=dict)
 
     def worker(self, env: dict[str, str], tag: str = "") -> Service:
         return Service(
-            f"worker-{self.name}{tag}", [str(self.python), "worker.py"], self.checkout, env
+            f"worker-{self.name}{tag}",
+            [str(self.python), "worker.py"],
+            self.checkout,
+            {**env, **self.env},
         )
 
     def search_attributes(self) -> list[str]:
@@ -150,7 +155,7 @@ class Release:
     async def command(self, env: dict[str, str], *args: str, timeout: float = 60) -> Answer:
         """`python starter.py ARGS`, run in the checkout; retried with the same `--key`,
         as a careful caller does, while no worker has taken it up yet."""
-        if args[0] != "status":
+        if args[0] not in ("status", "deploy"):
             args = (*args, "--key", f"deploy-{uuid.uuid4().hex}")
         argv = [str(self.python), "starter.py", *args]
         deadline = time.monotonic() + timeout
@@ -158,7 +163,7 @@ class Release:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.checkout,
-                env={**os.environ, **env},
+                env={**os.environ, **env, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -180,6 +185,26 @@ class Release:
 def this_release() -> Release:
     """The checkout these tests run from, with `make`'s venv."""
     return Release("new", PROJECT, Path(sys.executable))
+
+
+# What a checkout holds besides its code: not part of a release.
+NOT_RELEASED = shutil.ignore_patterns(
+    ".git", ".venv", "var", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis", "build"
+)
+
+
+def versioned_release(
+    build_id: str, directory: Path, edit: Callable[[Path], None] | None = None
+) -> Release:
+    """This checkout as the release `build_id` (its `WORKER_BUILD_ID`), copied into
+    `directory` and changed there by `edit(checkout)` if given; run with this venv, whose
+    Python finds the copy's modules first (a script's own directory leads `sys.path`)."""
+    if edit is None:
+        return Release(build_id, PROJECT, Path(sys.executable), env={"WORKER_BUILD_ID": build_id})
+    checkout = directory / "checkout"
+    shutil.copytree(PROJECT, checkout, ignore=NOT_RELEASED)
+    edit(checkout)
+    return Release(build_id, checkout, Path(sys.executable), env={"WORKER_BUILD_ID": build_id})
 
 
 def git(*args: str) -> subprocess.CompletedProcess[str]:

@@ -38,13 +38,19 @@ from tests.faults.releases import Deployment, Release, earlier_release, this_rel
 pytestmark = [pytest.mark.faults, pytest.mark.storm]
 
 # The releases this one may replace: the last before the redesign of issue 12
-# (`applicant-<hash>` parents and `onboarding-<id>` children), and the last before
-# request time (one workflow per request, no clocks). A request open under either
-# finishes on this release's code.
+# (`applicant-<hash>` parents and `onboarding-<id>` children), the last before request
+# time (one workflow per request, no clocks), and the last before Worker Versioning (its
+# workers unversioned; holds). A request open under any of them finishes on this
+# release's code: with no current version yet, this release's first worker makes its
+# build current, and each unversioned request moves to it on its next task and is pinned
+# there from then on (so the patches for those releases stay until they are done).
 OLD_COMMITS = {
     "before-one-workflow": "a0efe07b03d84dfa319718a6a1a38f42452c9c7e",
     "before-request-time": "d81ffb3b701b88a0b201f5bf3df115755e976aac",
+    "before-versioning": "c63d49bc4adbf6769869a6cb6083fbc82686b140",
 }
+# The releases whose command line puts a request on hold.
+HOLDS = {OLD_COMMITS["before-versioning"][:7]}
 # The whole case, once both venvs exist.
 WITHIN = 300
 DECISION_EMAIL = {"approved": "prospect-approved", "rejected": "prospect-rejected"}
@@ -153,6 +159,9 @@ async def test_requests_open_at_every_stage_finish_after_the_deploy(
     ]
     received_retrying = Request("received retrying", "lead_open", "rejected", new=("cancel",))
     reapplied = Request("reapplied", "", "rejected", new=("cancel",), email=decided.email)
+    held = Request("held", "lead_open", "rejected", new=("resume", "cancel"))
+    if old.name in HOLDS:
+        on.append(held)
     requests = [*off, *on, received_retrying]
     started = time.monotonic()
 
@@ -165,6 +174,11 @@ async def test_requests_open_at_every_stage_finish_after_the_deploy(
         worker = await deployment.start_worker(old, "-on")
         await each(on, lambda r: open_request(deployment, old, r))
         await each(on, lambda r: decide_in_turn(deployment, old, r, r.old))
+        if held in on:
+            put_on_hold = await deployment.command(
+                old, "hold", held.onboarding_id, "--note", "across the deploy", "--actor", "rep:old"
+            )
+            assert put_on_hold.json()["held"] is not None, put_on_hold.stdout
         for request in [*off, *on]:
             await deployment.email_arrived(request.onboarding_id, "request-received")
         await deployment.email_arrived(decided.onboarding_id, "prospect-rejected")
@@ -190,6 +204,14 @@ async def test_requests_open_at_every_stage_finish_after_the_deploy(
         await deployment.register_search_attributes(new.search_attributes())
         await deployment.start_worker(new)
         deployment.start_mail_server()
+        # Its first worker made the new build current; the old release's open requests
+        # are pinned to it at once, each after its history replays on the new code (those
+        # whose emails retried meanwhile are there already: pinned by their first task).
+        moved = (await deployment.command(new, "deploy", "move", "unversioned")).json()
+        assert moved["workflows"] and all(w["moved"] for w in moved["workflows"]), moved
+        report = (await deployment.command(new, "deploy", "status")).json()
+        left = {group["workflow_type"] for group in report["unversioned"]}
+        assert not left & {"OnboardingWorkflow", "ApplicantWorkflow"}, report
 
         # Under the new release: the same email while its request is open is that request;
         # a decided request's email applies again; every request is finished.
@@ -207,12 +229,31 @@ async def test_requests_open_at_every_stage_finish_after_the_deploy(
             assert_finished(deployment, request, final, reminded=request is submitted_again)
         assert_one_request_per_undecided_email(deployment, requests, submitted_again, decided)
         await no_old_workflow_left_running(deployment)
+        # All but the one decided, its emails out, before the deploy.
+        await crossed_to_the_first_version(
+            deployment, new, [r for r in requests if r is not decided]
+        )
     record(
         os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0],
         f"{len(requests)} requests across the deploy from {old.name}: every one finished with"
         f" its rows and emails exactly, {time.monotonic() - started:.0f} s"
         f" (and {old.installed_in:.0f} s for the old release's venv)",
     )
+
+
+async def crossed_to_the_first_version(
+    deployment: Deployment, new: Release, requests: list[Request]
+) -> None:
+    """The new release's build was made current by its first worker, and each of
+    `requests` finished on it, pinned there by `deploy move unversioned` (or by its first
+    task after the deploy)."""
+    report = (await deployment.command(new, "deploy", "status")).json()
+    assert report["current"] == report["this_build"], report
+    for request in requests:
+        handle = deployment.client.get_workflow_handle(f"onboarding-{request.onboarding_id}")
+        described = await handle.describe()
+        version = described.raw_description.workflow_execution_info.versioning_info
+        assert version.deployment_version.build_id == report["current"], request.label
 
 
 async def all_workflows_done(deployment: Deployment, requests: list[Request]) -> None:

@@ -1,0 +1,168 @@
+"""Worker Versioning on the tests' server: a request is pinned to the build that started
+it, a new build becomes current only when the operator says so, and `deploy` reports,
+switches and moves. Each test has a deployment of its own, beside the tests' own one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import starter
+from client import decide, hold, resume, status
+from deployment import make_current_if_none
+from models.ids import onboarding_workflow_id
+from models.lifecycle import Action
+from settings import Settings
+from stores import Stores
+from tests.conftest import eventually
+from tests.scenario import finished, submitted
+from worker import build_worker
+
+
+@pytest.fixture
+def builds(settings: Settings) -> Callable[[str], Settings]:
+    """The settings of one build of a deployment of this test's own."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    return lambda build_id: settings.model_copy(
+        update={"worker_deployment_name": name, "worker_build_id": build_id}
+    )
+
+
+@pytest.fixture
+def worker_of(
+    client: Client, stores: Stores, activity_executor: ThreadPoolExecutor
+) -> Callable[[Settings], AbstractAsyncContextManager[Worker]]:
+    @asynccontextmanager
+    async def running(settings: Settings) -> AsyncIterator[Worker]:
+        async with build_worker(client, settings, stores, activity_executor) as worker:
+            yield worker
+
+    return running
+
+
+async def deploy(
+    client: Client, settings: Settings, capsys: pytest.CaptureFixture[str], *args: str
+) -> Any:
+    capsys.readouterr()
+    code = await starter.run(["deploy", *args], client, settings)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def pinned_to(client: Client, onboarding_id: str) -> tuple[str, str]:
+    described = await client.get_workflow_handle(onboarding_workflow_id(onboarding_id)).describe()
+    info = described.raw_description.workflow_execution_info.versioning_info
+    override = info.versioning_override.pinned.version.build_id
+    return info.deployment_version.build_id, override
+
+
+def states(report: dict[str, Any]) -> dict[str, str]:
+    return {version["build_id"]: version["state"] for version in report["versions"]}
+
+
+async def test_a_request_finishes_on_its_build_and_a_new_build_is_current_when_the_operator_says(
+    client: Client,
+    builds: Callable[[str], Settings],
+    worker_of: Callable[[Settings], AbstractAsyncContextManager[Worker]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = builds("a"), builds("b")
+    async with worker_of(a):
+        assert await make_current_if_none(client, a) == "a"
+        old = await submitted(client, a)
+        assert await pinned_to(client, old.onboarding_id) == ("a", "")
+        async with worker_of(b):
+            # A worker of a new build does not take over.
+            assert await make_current_if_none(client, b) == "a"
+            report = await deploy(client, b, capsys, "status")
+            assert (report["current"], report["this_build"]) == ("a", "b")
+            assert states(report) == {"a": "current", "b": "drained"}
+            (on_a,) = report["versions"][0]["open"]
+            assert on_a | {"oldest_started_at": None} == {
+                "workflow_type": "OnboardingWorkflow",
+                "stage": "lead_open",
+                "behavior": "pinned",
+                "count": 1,
+                "oldest_started_at": None,
+            }
+
+            report = await deploy(client, b, capsys, "current", "b")
+            assert states(report) == {"a": "draining", "b": "current"}
+            new = await submitted(client, b)
+            assert await pinned_to(client, new.onboarding_id) == ("b", "")
+            # The old request is decided and finishes on its own build.
+            await decide(client, old.onboarding_id, Action.CANCEL, "rep:test", reason="gone")
+            assert (await finished(client, old)).stage == "rejected"
+            assert await pinned_to(client, old.onboarding_id) == ("a", "")
+
+            async def drained() -> dict[str, Any] | None:
+                report = await deploy(client, b, capsys, "status")
+                return report if states(report)["a"] == "drained" else None
+
+            # Drained though the rejection's retention runs on: it moves to b when it wakes.
+            (left,) = (await eventually(drained, what="a drained"))["versions"][0]["open"]
+            assert (left["workflow_type"], left["behavior"]) == (
+                "PersonalDataWorkflow",
+                "auto_upgrade",
+            )
+
+
+async def test_a_held_request_moves_to_the_new_build_once_its_history_replays_there(
+    client: Client,
+    builds: Callable[[str], Settings],
+    worker_of: Callable[[Settings], AbstractAsyncContextManager[Worker]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = builds("a"), builds("b")
+    async with worker_of(b):
+        async with worker_of(a):
+            assert await make_current_if_none(client, a) == "a"
+            held = await submitted(client, a)
+            await hold(client, held.onboarding_id, "admin:test", "waiting for their papers")
+            # Ramped first: a share of new requests would start on b.
+            report = await deploy(client, b, capsys, "ramp", "b", "30")
+            assert [
+                (v["build_id"], v["state"], v["ramp_percentage"]) for v in report["versions"]
+            ] == [
+                ("a", "current", None),
+                ("b", "ramping", 30.0),
+            ]
+            await deploy(client, b, capsys, "current", "b")
+            report = await deploy(client, b, capsys, "status")
+            assert states(report) == {"a": "draining", "b": "current"}
+
+            moved = await deploy(client, b, capsys, "move", "a")
+            assert moved["workflows"] == [
+                {
+                    "workflow_id": onboarding_workflow_id(held.onboarding_id),
+                    "workflow_type": "OnboardingWorkflow",
+                    "moved": True,
+                    "refused": None,
+                }
+            ]
+        # Build a's workers are gone: the request goes on with b's.
+        await resume(client, held.onboarding_id, "admin:test")
+        await decide(client, held.onboarding_id, Action.CANCEL, "rep:test", reason="gone")
+        assert (
+            await finished(client, await status(client, held.onboarding_id))
+        ).stage == "rejected"
+        assert (await pinned_to(client, held.onboarding_id))[1] == "b"
+
+
+async def test_deploy_refuses_a_build_with_no_workers_and_a_share_beyond_100(
+    client: Client, builds: Callable[[str], Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = builds("a")
+    assert await starter.run(["deploy", "current", "nobody"], client, a) == starter.EXIT_FAILED
+    assert "has no version 'nobody'" in capsys.readouterr().err
+    assert await starter.run(["deploy", "ramp", "a", "150"], client, a) == starter.EXIT_BAD_INPUT
+    assert "a percentage from 0 to 100" in capsys.readouterr().err
