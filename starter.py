@@ -18,6 +18,7 @@ import re
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,7 +48,7 @@ from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, describe, get_settings
-from stores import Stores
+from stores import Stores, dual_write
 from stores.migrations import NotMigrated
 from stores.reapply import ApplyRefused, check_may_apply
 
@@ -150,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     erase_command.add_argument("--reason", required=True, help="why, for the record")
     erase_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who erases")
 
+    sync_command = commands.add_parser(
+        "dual-write-initial-sync",
+        help="bring accounts, contacts and customers written before dual-write in step, once"
+        " (resumable: run it again after an interruption); prints what it did",
+    )
+    sync_command.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who runs it")
+
     deploy_command = commands.add_parser(
         "deploy",
         help="Worker Versioning: what is open on each build, make a build current or ramp"
@@ -230,6 +238,15 @@ async def run(
             try:
                 keys = encryption.codec(settings, stores.commerce).data_keys
                 result = Rewrapped(rewrapped=await asyncio.to_thread(keys.rewrap))
+            finally:
+                stores.dispose()
+        elif args.command == "dual-write-initial-sync":
+            stores = Stores.from_settings(settings)
+            try:
+                engines = dual_write.engines_of(stores.sales, stores.commerce)
+                result = await asyncio.to_thread(
+                    dual_write.initial_sync, engines, args.actor, datetime.now(UTC)
+                )
             finally:
                 stores.dispose()
         elif args.command in ("status", "erase"):

@@ -32,11 +32,13 @@ import health
 import logs
 import tracing
 from activities.commerce import CommerceActivities
+from activities.dual_write import DualWriteActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
 from client import Connection, OnboardingError, arrived_elsewhere, connect, shred_keys
+from dual_write_client import ensure_running
 from links import site_secret
 from models import search_attributes
 from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
@@ -117,6 +119,7 @@ def build_worker(
     email = EmailActivities(stores.commerce, settings, renderer)
     partners = PartnerActivities(stores.commerce)
     requests = RequestActivities(commerce, sales, request_timing(settings))
+    dual_write = DualWriteActivities(stores.sales, stores.commerce)
     return Worker(
         client,
         task_queue=task_queue or settings.onboarding_task_queue,
@@ -144,6 +147,7 @@ def build_worker(
             partners.remove_partner_user,
             partners.partner_user_facts,
             partners.expire_links,
+            dual_write.sync_batch,
         ],
         workflow_runner=workflow_runner(),
         interceptors=[*INTERCEPTORS, logs.RefusalsInOneLine()],
@@ -320,6 +324,8 @@ async def main() -> int:
                 version.deployment_name,
                 "this build" if current == version.build_id else current,
             )
+            # Dual-write's two workflows run from the first worker on; later ones find them.
+            await ensure_running(client, settings.onboarding_task_queue)
             await interrupted.wait()
             logging.info("worker shutting down")
     shredding.cancel()

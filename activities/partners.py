@@ -24,6 +24,7 @@ from models.commerce import (
     CustomerHierarchyMember,
     PartnerUser,
 )
+from models.dual_write import Entity, Side
 from models.partners import (
     LAST_ADMINISTRATOR,
     AddPartnerUserInput,
@@ -35,6 +36,7 @@ from models.partners import (
     PendingLinkInput,
     RemovePartnerUserInput,
 )
+from stores import dual_write
 from stores.accounts import PARTNER, administrators, end_sessions, utc
 from stores.engine import get_or_create, insert_ignoring, one
 
@@ -97,6 +99,11 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     }
     made = connection.execute(insert_ignoring(connection, USER, "id", "state"), user).first()
     if made is not None:
+        # Dual-write: the requester's Sales contact learns its role on the B2B site.
+        administrator = {"partner_role": PartnerRole.ADMIN.value, "active": True}
+        dual_write.record_change(
+            session, Side.COMMERCE, Entity.PERSON, person, administrator, "approval", at
+        )
         return made
     return _administrator_again(session, onboarding_id, at)
 
@@ -138,7 +145,31 @@ def _administrator_again(session: Session, onboarding_id: str, at: datetime) -> 
         _leave_organization(session, user, at)
         user.sqlmodel_update(fields)
     session.flush()
+    _tell_sales(session, person, ("partner_role", "active"), "approval", at)
     return user
+
+
+def _tell_sales(
+    session: Session,
+    person: Customer,
+    names: tuple[str, ...] | None,
+    actor: str,
+    at: datetime,
+    organization: Customer | None = None,
+) -> None:
+    """Dual-write: record the person's change for Sales (`names`, or all for a new user,
+    whose contact is made on their organisation's account)."""
+    now = dual_write.values(session, Side.COMMERCE, Entity.PERSON, person)
+    dual_write.record_change(
+        session,
+        Side.COMMERCE,
+        Entity.PERSON,
+        person,
+        now if names is None else {name: now[name] for name in names},
+        actor,
+        at,
+        parent_counterpart_id=organization.sales_account_id if organization else None,
+    )
 
 
 USER = PartnerUser.__table__  # type: ignore[attr-defined]
@@ -152,6 +183,9 @@ _APPROVED_PERSON = (
         _CUSTOMER.c.first_name,
         _CUSTOMER.c.last_name,
         _CUSTOMER.c.locale,
+        # What dual-write's change of the person names (`record_change`).
+        _CUSTOMER.c.sales_contact_id,
+        _CUSTOMER.c.synced_change_id,
         _HIERARCHY.c.id.label("hierarchy_id"),
         _HIERARCHY.c.root_customer_id,
     )
@@ -260,6 +294,7 @@ class PartnerActivities:
             else:
                 user.sqlmodel_update(fields)
             session.flush()
+            _tell_sales(session, customer, None, input.actor, input.at, organization)
             assert user.id is not None
             return user.id
 
@@ -307,6 +342,10 @@ class PartnerActivities:
             user.state = PartnerUserState.REMOVED.value
             user.removed_at, user.removed_by = input.at, input.actor
             user.password_hash = None
+            session.flush()
+            person = session.get(Customer, user.customer_id)
+            assert person is not None
+            _tell_sales(session, person, ("partner_role", "active"), input.actor, input.at)
 
         write(self.engine, work)
 

@@ -12,6 +12,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
 from models import tallies
+from models.dual_write import SyncChangeBase, SyncConflictBase
 from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
 from models.requests import (
     ACTOR_MAX,
@@ -212,6 +213,10 @@ class Customer(CommerceTable, table=True):
     # organisation's, so the organisation's credit limit applies to all of them.
     invoice_customer_id: int | None = Field(default=None, foreign_key="customer.id")
     created_at: datetime
+    # Dual-write (`models.dual_write`): a person's job title, as their Sales contact's;
+    # the last Sales change applied to this row.
+    job_title: str | None = Field(default=None, max_length=NAME_MAX)
+    synced_change_id: int | None = None
 
 
 class CustomerHierarchy(CommerceTable, table=True):
@@ -397,3 +402,17 @@ class CreditLimitChange(CommerceTable, table=True):
     new_currency: str = Field(max_length=CURRENCY_LEN)
     new_limit_type: str = Field(max_length=32)
     new_mandatory: bool
+
+
+class SyncChange(SyncChangeBase, CommerceTable, table=True):
+    """Commerce's dual-write outbox: changes of customers, users and credit limits, to cross
+    to Sales."""
+
+    __tablename__ = "sync_change_to_sales"
+    __table_args__ = (Index("ix_sync_change_to_sales_state_id", "state", "id"),)
+
+
+class SyncConflict(SyncConflictBase, CommerceTable, table=True):
+    """Conflicts decided while applying Sales' changes here."""
+
+    __tablename__ = "sync_conflict_from_sales"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Index, UniqueConstraint, event
+from sqlalchemy import Column, Index, UniqueConstraint, event, true
 from sqlalchemy.orm import Mapper, registry
 from sqlmodel import Field, SQLModel
 
 from models import tallies
+from models.commerce import ExactNumeric
+from models.dual_write import SyncChangeBase, SyncConflictBase
 from models.lifecycle import actor_words
+from models.partners import CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES, CURRENCY_LEN
 from models.requests import (
     ACTOR_MAX,
     ADDRESS_MAX,
@@ -164,6 +168,13 @@ class Account(SalesTable, table=True):
     website: str | None = Field(default=None, max_length=WEBSITE_MAX)
     originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
     created_at: datetime
+    # Dual-write (`models.dual_write`): the organisation's credit limit, read-only here,
+    # and the last Commerce change applied to this row.
+    credit_limit_amount: Decimal | None = Field(
+        default=None, sa_column=Column(ExactNumeric(CREDIT_LIMIT_DIGITS, CREDIT_LIMIT_PLACES))
+    )
+    credit_limit_currency: str | None = Field(default=None, max_length=CURRENCY_LEN)
+    synced_change_id: int | None = None
 
 
 class Contact(SalesTable, table=True):
@@ -183,6 +194,13 @@ class Contact(SalesTable, table=True):
     account_id: int | None = Field(default=None, foreign_key="account.id")
     originating_lead_id: int | None = Field(default=None, foreign_key="lead.id")
     created_at: datetime
+    # Dual-write (`models.dual_write`): a contact made from a partner user names its
+    # Commerce customer; its role there and whether it is still a user, read-only here;
+    # the last Commerce change applied to this row.
+    commerce_customer_id: int | None = Field(default=None, index=True)
+    partner_role: str | None = Field(default=None, max_length=32)
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+    synced_change_id: int | None = None
 
 
 class Opportunity(SalesTable, table=True):
@@ -224,3 +242,16 @@ class OpportunityTally(SalesTable, table=True):
 
 
 tallies.attach(tallies.OPPORTUNITY, Opportunity.__table__)  # type: ignore[attr-defined]
+
+
+class SyncChange(SyncChangeBase, SalesTable, table=True):
+    """Sales' dual-write outbox: changes of accounts and contacts, to cross to Commerce."""
+
+    __tablename__ = "sync_change_to_commerce"
+    __table_args__ = (Index("ix_sync_change_to_commerce_state_id", "state", "id"),)
+
+
+class SyncConflict(SyncConflictBase, SalesTable, table=True):
+    """Conflicts decided while applying Commerce's changes here."""
+
+    __tablename__ = "sync_conflict_from_commerce"

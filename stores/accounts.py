@@ -29,6 +29,7 @@ from models.commerce import (
     PartnerUser,
     WebSession,
 )
+from models.dual_write import Entity, Side
 from models.partners import (
     LAST_ADMINISTRATOR,
     LinkPurpose,
@@ -36,6 +37,7 @@ from models.partners import (
     PartnerRole,
     PartnerUserState,
 )
+from stores import dual_write
 from stores.engine import by_key, insert_ignoring, transact
 
 STAFF = "staff"
@@ -389,7 +391,11 @@ class RoleRefused(Exception):
 
 
 def set_role(
-    engine: Engine, organization_customer_id: int, partner_user_id: int, role: PartnerRole
+    engine: Engine,
+    organization_customer_id: int,
+    partner_user_id: int,
+    role: PartnerRole,
+    actor: str,
 ) -> PartnerAccount:
     """Make a user an administrator, or step one down while another administrator remains.
 
@@ -422,6 +428,17 @@ def set_role(
             raise RoleRefused("LastAdministrator", LAST_ADMINISTRATOR)
         member.role = role.value
         session.flush()
+        person = session.get(Customer, user.customer_id)
+        assert person is not None
+        dual_write.record_change(
+            session,
+            Side.COMMERCE,
+            Entity.PERSON,
+            person,
+            {"partner_role": role.value},
+            actor,
+            _now(),
+        )
         return _account(session, user)
 
     return transact(engine, work)

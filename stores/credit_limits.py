@@ -14,7 +14,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from models.commerce import CreditLimit, CreditLimitChange, Customer
+from models.dual_write import Entity, Side
 from models.partners import CreditLimitValues
+from stores import dual_write
 from stores.engine import transact
 
 HISTORY_SIZE = 50
@@ -117,6 +119,16 @@ def set_credit_limit(
             )
         )
         session.flush()
+        crossing = {
+            f"credit_limit_{name}": value
+            for name, value in _dump(new).items()
+            if name in ("amount", "currency") and (old is None or _dump(old)[name] != value)
+        }
+        organization = session.get(Customer, organization_customer_id)
+        assert organization is not None
+        dual_write.record_change(
+            session, Side.COMMERCE, Entity.ORGANIZATION, organization, crossing, actor, at
+        )
         return CreditLimitSet(**_view(row).model_dump(), changed=True)
 
     return transact(engine, work)

@@ -86,9 +86,15 @@ def contact(sales: Engine, contact_id: int) -> Contact | None:
         return session.get(Contact, contact_id)
 
 
-def contact_of_account(sales: Engine, account_id: int) -> Contact | None:
+def contacts_of_account(sales: Engine, account_id: int) -> list[Contact]:
+    """The account's contacts: the requester first, then the partner's users as dual-write
+    made them, in the order they came."""
     with Session(sales) as session:
-        return session.exec(select(Contact).where(Contact.account_id == account_id)).first()
+        return list(
+            session.exec(
+                select(Contact).where(Contact.account_id == account_id).order_by(col(Contact.id))
+            ).all()
+        )
 
 
 def of_ids(engine: Engine, model: type[T], ids: list[int]) -> dict[int, T]:

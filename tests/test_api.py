@@ -332,6 +332,18 @@ async def test_the_openapi_spec_lists_the_contract_routes(web: httpx.AsyncClient
         "/api/partner/users/{user_id}",
         "/api/partner/users/{user_id}/invitation",
         "/api/partner/users/{user_id}/role",
+        # Dual-write (docs/dual-write.md).
+        "/api/customers/{customer_id}",
+        "/api/sales/accounts/{account_id}",
+        "/api/sales/contacts/{contact_id}",
+        "/api/dual-write",
+        "/api/dual-write/pause",
+        "/api/dual-write/resume",
+        "/api/dual-write/errors",
+        "/api/dual-write/errors/{direction}/{change_id}/retry",
+        "/api/dual-write/errors/{direction}/{change_id}/skip",
+        "/api/dual-write/conflicts",
+        "/api/dual-write/field-map",
     }
     assert "202" in spec["paths"][API]["post"]["responses"]
     assert "409" in spec["paths"][f"{API}/{{onboarding_id}}/{{action}}"]["post"]["responses"]

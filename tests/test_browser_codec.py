@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from client import data_converter, submit, wait_until_recorded
+from deployment import make_current_if_none
 from models import search_attributes
 from models.ids import onboarding_workflow_id
 from settings import Settings
@@ -67,6 +68,9 @@ async def product(
     serving = asyncio.create_task(server.serve())
     try:
         async with build_worker(env.client, settings, stores, activity_executor):
+            # A server of its own: this build becomes its deployment's current version, as
+            # the worker's first start makes it (conftest's `client` does it for the rest).
+            await make_current_if_none(env.client, settings)
             await eventually(lambda: server.started)
             yield Product(env.client, settings, web, ui)
     finally:

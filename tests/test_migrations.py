@@ -343,7 +343,7 @@ def test_prospects_stored_before_the_stage_was_kept_get_the_stage_their_rows_sho
         "0000000000000005": ("rejected", False, False),
     }
     with empty_database.begin() as connection:
-        command.upgrade(config("commerce", connection), "0008")
+        command.upgrade(config("commerce", connection), "0009")
         for reference, (status, integration, qualified) in stored.items():
             connection.execute(
                 text(
@@ -380,7 +380,7 @@ def test_prospects_stored_before_the_stage_was_kept_get_the_stage_their_rows_sho
 def test_the_stage_revision_goes_down_and_up_again(empty_database: Engine) -> None:
     migrate(empty_database, "commerce")
     with empty_database.begin() as connection:
-        command.downgrade(config("commerce", connection), "0008")
+        command.downgrade(config("commerce", connection), "0009")
         columns = {column["name"] for column in inspect(connection).get_columns("prospect")}
         assert "stage" not in columns
     migrate(empty_database, "commerce")

@@ -261,7 +261,7 @@ async def test_an_admin_sees_a_refused_email_and_sends_it_again_once(
     handler.refusing = False
     # Pressed twice, as a hurried admin would: one resend, one email.
     await rejection.locator("button:has-text('Send it again')").dblclick()
-    await expect(admin.locator(".flash")).to_contain_text("Sent again")
+    await expect(admin.locator(".flash")).to_contain_text("Sent again", timeout=30_000)
     await expect(panel.locator("tr", has_text="Rejected, with the reason")).to_contain_text("Sent")
     await expect(panel.locator("tr", has_text="Rejected, with the reason")).to_contain_text(
         f"sent again by {ADMIN[0]}"

@@ -47,7 +47,7 @@ from links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization
-from web import api, api_customers, api_partner, codec, i18n, operations
+from web import api, api_customers, api_dual_write, api_partner, codec, i18n, operations
 from web.auth import (
     AdministratorRequired,
     CsrfFailed,
@@ -59,6 +59,7 @@ from web.auth import (
 from web.i18n import N_, LanguageSwitch
 from web.metrics import HttpMetrics, WebMetrics
 from web.pages import account, commerce, partner, public, sales
+from web.pages import dual_write as dual_write_pages
 from web.pages.decisions import NotConfirmedPage
 from web.partners import PartnerActionRefused
 from web.protection import RETRY_AFTER, BodyLimit, Limits, SecurityHeaders
@@ -152,8 +153,9 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(api.router)
     app.include_router(api_customers.router)
+    app.include_router(api_dual_write.router)
     app.include_router(api_partner.router)
-    for pages in (public, account, partner, sales, commerce):
+    for pages in (public, account, partner, dual_write_pages, sales, commerce):
         app.include_router(pages.router)
     _handle_errors(app)
     return app

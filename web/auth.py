@@ -161,6 +161,7 @@ def api_user_of(role: Role) -> object:
 
 
 ApiCommerceAdmin = Annotated[User, api_user_of(Role.COMMERCE_ADMIN)]
+ApiSalesRep = Annotated[User, api_user_of(Role.SALES_REP)]
 
 
 # --- the pages: a session cookie and CSRF tokens --------------------------------------

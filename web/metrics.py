@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.lifecycle import Action
 from models.status import OnboardingStatus
-from stores import Stores, views
+from stores import Stores, dual_write, views
 
 log = logging.getLogger("web")
 
@@ -65,6 +65,7 @@ class WebMetrics:
 
     def watch_stages(self, stores: Stores) -> None:
         self.registry.register(StageCollector(stores))
+        self.registry.register(DualWriteCollector(stores))
 
     def decided(self, action: Action, role: str, status: OnboardingStatus) -> None:
         self.decisions.labels(action.value, role).inc()
@@ -92,6 +93,46 @@ class StageCollector(Collector):
         for stage, count in counts.items():
             family.add_metric([stage.value], count)
         yield family
+
+
+class DualWriteCollector(Collector):
+    """Dual-write's backlog per direction, read from the outboxes when Prometheus scrapes:
+    `b2b_dual_write_waiting` (changes not yet crossed, refused ones included),
+    `b2b_dual_write_failed` (on the error list) and `b2b_dual_write_oldest_age_seconds`."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            backlog = dual_write.backlog(
+                dual_write.engines_of(self.stores.sales, self.stores.commerce)
+            )
+        except SQLAlchemyError as err:
+            log.warning("dual-write's backlog left out of the metrics: %s", err)
+            return
+        labels = ["direction"]
+        waiting = GaugeMetricFamily(
+            "b2b_dual_write_waiting", "Changes waiting to cross, by direction", labels=labels
+        )
+        failed = GaugeMetricFamily(
+            "b2b_dual_write_failed",
+            "Changes the other store refused, on the error list, by direction",
+            labels=labels,
+        )
+        oldest = GaugeMetricFamily(
+            "b2b_dual_write_oldest_age_seconds",
+            "How long the oldest waiting change has waited (0: none), by direction",
+            labels=labels,
+        )
+        now = time.time()
+        for direction in backlog:
+            label = [direction.direction.value]
+            waiting.add_metric(label, direction.waiting)
+            failed.add_metric(label, direction.failed)
+            age = now - direction.oldest.timestamp() if direction.oldest else 0.0
+            oldest.add_metric(label, max(age, 0.0))
+        yield from (waiting, failed, oldest)
 
 
 class HttpMetrics:

@@ -197,7 +197,12 @@ async def change_role(
     user = await colleague(stores, me, user_id)
     try:
         return await run_in_threadpool(
-            accounts.set_role, stores.commerce, me.organization_customer_id, user.id, role
+            accounts.set_role,
+            stores.commerce,
+            me.organization_customer_id,
+            user.id,
+            role,
+            actor(me),
         )
     except accounts.RoleRefused as refused:
         raise _refused(refused, email=user.email, name=user.name) from refused

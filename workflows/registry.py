@@ -4,6 +4,7 @@ checks too (the replay test, and `deploy move`)."""
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from workflows.applicant import ApplicantWorkflow
+from workflows.dual_write import DualWriteWorkflow
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.partner_user import PartnerUserWorkflow
@@ -15,6 +16,7 @@ WORKFLOWS = [
     PartnerUserWorkflow,
     PersonalDataWorkflow,
     NotificationResendWorkflow,
+    DualWriteWorkflow,
 ]
 
 # Modules every workflow run would otherwise import afresh in its sandbox: deterministic,

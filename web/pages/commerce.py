@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from client import Refused, erase_personal_data
 from models.commerce import Customer, Prospect
+from models.dual_write import Side
 from models.lifecycle import (
     Action,
     Change,
@@ -33,7 +34,7 @@ from models.partners import (
 )
 from models.requests import REASON_MAX
 from models.workflow_io import ErasePersonalData
-from stores import Stores, accounts, credit_limits, queues, views
+from stores import Stores, accounts, credit_limits, dual_write, queues, views
 from stores.queues import PROSPECTS, Sort, View
 from web.auth import CommerceAdmin, CsrfChecked
 from web.dependencies import ClientDep, SettingsDep, StoresDep, TemporalDep, read
@@ -48,6 +49,7 @@ from web.pages.decisions import (
     resume_on_page,
     status_for_staff,
 )
+from web.pages.dual_write import edit_form
 from web.pages.notifications import notifications_of
 from web.pages.queues import now, queue_page, view_of
 from web.templating import flash, money, render
@@ -336,7 +338,12 @@ async def appoint_administrator(
     one (its only administrator erased) gets one again."""
     try:
         appointed = await run_in_threadpool(
-            accounts.set_role, stores.commerce, customer_id, user_id, PartnerRole.ADMIN
+            accounts.set_role,
+            stores.commerce,
+            customer_id,
+            user_id,
+            PartnerRole.ADMIN,
+            user.name,
         )
     except accounts.RoleRefused as refused:
         flash(request, f"Not changed: {refused}.", "error")
@@ -375,6 +382,7 @@ async def _customer_page(
         "commerce/customer.html",
         status_code=status_code,
         customer=found,
+        sync=await edit_form(stores, Side.COMMERCE, dual_write.customer_entity(found), customer_id),
         prospect=origin,
         sales_record=await _sales_record(stores, found),
         invoice=invoice,

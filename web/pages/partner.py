@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from client import NotYetConfirmed, partner_link_used
+from models.dual_write import EDITS, Entity, Side
 from models.partners import (
     PASSWORD_MIN,
     NewPartnerUser,
@@ -25,7 +27,7 @@ from models.partners import (
     password_weakness,
 )
 from models.requests import IDEMPOTENCY_KEY, Locale
-from stores import accounts
+from stores import Stores, accounts, dual_write
 from stores.accounts import PartnerAccount
 from stores.credit_limits import CreditLimitView, credit_limit
 from web.auth import (
@@ -43,6 +45,7 @@ from web.pages.public import field_errors
 from web.partners import (
     NO_SUCH_USER,
     PartnerActionRefused,
+    actor,
     add_user,
     change_role,
     email_fresh_link,
@@ -53,6 +56,8 @@ from web.protection import SubmitLimited, client_key, limits
 from web.templating import flash, not_confirmed, render
 
 router = APIRouter(include_in_schema=False)
+# What a partner administrator changes of their own organisation on My account.
+OWN_ORGANIZATION_FIELDS = ("address", "phone")
 
 WRONG_PASSWORD = N_("That email and password do not match an active account.")
 PASSWORD_SET = N_("Your password is set: you are signed in.")
@@ -306,17 +311,69 @@ class NewPassword(BaseModel):
 @router.get("/account")
 async def my_account(request: Request, me: PartnerUser, stores: StoresDep) -> Response:
     """My account: the organisation, its customer hierarchy and its credit limit."""
+    return await _my_account(request, me, stores)
+
+
+async def _my_account(
+    request: Request,
+    me: PartnerAccount,
+    stores: Stores,
+    typed: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
     users = await run_in_threadpool(
         accounts.organization_users, stores.commerce, me.organization_customer_id
+    )
+    organization = await run_in_threadpool(
+        dual_write.record_values,
+        stores.commerce,
+        Side.COMMERCE,
+        Entity.ORGANIZATION,
+        me.organization_customer_id,
     )
     return render(
         request,
         "partner/account.html",
+        status_code,
         locale=page_locale(request, me.locale),
         me=me,
         members=[user for user in users if user.role is not None],
         credit=await _credit_limit(stores, me),
+        organization=typed
+        if typed is not None
+        else {name: organization[name] or "" for name in OWN_ORGANIZATION_FIELDS},
+        errors=errors or {},
     )
+
+
+@router.post("/account/organization", dependencies=[CsrfChecked])
+async def edit_own_organization(
+    request: Request, me: PartnerAdministrator, stores: StoresDep
+) -> Response:
+    """An administrator changes their organisation's address and phone (Sales follows)."""
+    form = await request.form()
+    typed = {name: str(form.get(name) or "").strip() for name in OWN_ORGANIZATION_FIELDS}
+    try:
+        edit = EDITS[Entity.ORGANIZATION, Side.COMMERCE].model_validate(
+            {name: value or None for name, value in typed.items()}
+        )
+    except ValidationError as err:
+        errors = field_errors(err, page_locale(request, me.locale), OWN_ORGANIZATION_FIELDS)
+        return await _my_account(request, me, stores, typed, errors, 422)
+    await run_in_threadpool(
+        dual_write.edit,
+        stores.commerce,
+        Side.COMMERCE,
+        Entity.ORGANIZATION,
+        me.organization_customer_id,
+        edit.changes(),
+        actor(me),
+        datetime.now(UTC),
+    )
+    _ = translator(page_locale(request, me.locale))
+    flash(request, _(N_("Your organisation's address and phone are saved.")))
+    return RedirectResponse("/account#organization", status_code=303)
 
 
 @router.get("/account/users")

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from models.dual_write import Entity, Side
 from models.lifecycle import TRANSITIONS, Action, Role, Stage, decisions_in, transitions_from
 from models.sales import Lead, Opportunity
 from stores import Stores, queues, views
@@ -29,6 +30,7 @@ from web.pages.decisions import (
     resume_on_page,
     status_for_staff,
 )
+from web.pages.dual_write import edit_form
 from web.pages.notifications import notifications_of
 from web.pages.queues import now, queue_page
 from web.templating import render
@@ -369,14 +371,15 @@ async def account(
     opportunity = (
         await read(views.opportunity_of_lead, stores.sales, lead.id) if lead and lead.id else None
     )
-    contact = await read(views.contact_of_account, stores.sales, account_id)
+    contacts = await read(views.contacts_of_account, stores.sales, account_id)
     return render(
         request,
         "sales/account.html",
         account=found,
         lead=lead,
         opportunity=opportunity,
-        contact=contact,
+        contacts=contacts,
+        sync=await edit_form(stores, Side.SALES, Entity.ORGANIZATION, account_id),
     )
 
 
@@ -396,7 +399,14 @@ async def contact(
         if found.originating_lead_id
         else None
     )
-    return render(request, "sales/contact.html", contact=found, account=account, lead=lead)
+    return render(
+        request,
+        "sales/contact.html",
+        contact=found,
+        account=account,
+        lead=lead,
+        sync=await edit_form(stores, Side.SALES, Entity.PERSON, contact_id),
+    )
 
 
 async def _stage_of(stores: Stores, onboarding_id: str | None) -> Stage | None:
