@@ -42,7 +42,7 @@ test: lint $(COMPILED) system-packages
 # slow tests that rarely break (marked `slow`: the wheel, the TLS frontend, the API
 # fuzzer, the bench's own run, `python -m web` served). About ten minutes; kept out of
 # `make test`, which stays under ten.
-test-faults: $(STAMP) system-packages
+test-faults: $(STAMP) $(COMPILED) system-packages
 	$(PY) -m pytest -m 'storm or slow'
 
 # What the tests drive besides Python, from Debian (Playwright never downloads a browser
