@@ -15,6 +15,7 @@ from models.lifecycle import (
     TRANSITIONS,
     Action,
     ProspectStatus,
+    RefusalKind,
     Stage,
     refusal,
     status_words,
@@ -38,13 +39,17 @@ def test_every_stage_status_and_email_has_words() -> None:
 @pytest.mark.parametrize("action", list(Action))
 @pytest.mark.parametrize("stage", list(Stage))
 def test_every_refusal_is_in_words_and_says_what_is_allowed(action: Action, stage: Stage) -> None:
-    words = refusal(action, stage)
+    # A stage that allows the action refuses it only while another decision is applied,
+    # and says so by the refusal's kind (models.lifecycle.RefusalKind).
+    being_applied = TRANSITIONS[action].allowed_in is stage
+    words = refusal(
+        action, stage, RefusalKind.BEING_APPLIED if being_applied else RefusalKind.STAGE
+    )
     assert words.startswith(TRANSITIONS[action].button)
     # Never the lifecycle's identifiers (`opportunity_open`), nor the workflow's phrasing.
     assert "_" not in words and "not allowed" not in words and "(allowed:" not in words
     allowed = [t.button for t in TRANSITIONS.values() if t.allowed_in is stage]
-    if TRANSITIONS[action].allowed_in is stage:
-        # Refused in a stage that allows it: another decision was being applied.
+    if being_applied:
         assert "another decision on this request is being applied" in words
     else:
         assert all(button in words for button in allowed)
