@@ -386,3 +386,59 @@ def test_the_stage_revision_goes_down_and_up_again(empty_database: Engine) -> No
     migrate(empty_database, "commerce")
     with empty_database.connect() as connection:
         assert differences(connection, "commerce") == []
+
+
+def test_contacts_stored_before_dual_write_keep_their_opportunities(
+    empty_database: Engine,
+) -> None:
+    # A contact an opportunity names, as the release before dual-write stored them. On
+    # SQLite, rebuilding `contact` to add a column drops the table an opportunity's
+    # foreign key points at, which fails while foreign keys are enforced.
+    now = datetime.now(UTC)
+    with empty_database.begin() as connection:
+        command.upgrade(config("sales", connection), "0004")
+        lead = connection.execute(
+            text(
+                "INSERT INTO lead (onboarding_id, source, status, topic, first_name, last_name,"
+                " email, company_name, locale, created_at) VALUES ('0000000000000001',"
+                " 'commerce_b2b', 'qualified', 'Topic', 'Giulia', 'Rossi', 'g@x.example',"
+                " 'Contoso Srl', 'it', :now) RETURNING id"
+            ),
+            {"now": now},
+        ).scalar_one()
+        account = connection.execute(
+            text(
+                "INSERT INTO account (onboarding_id, name, originating_lead_id, created_at)"
+                " VALUES ('0000000000000001', 'Contoso Srl', :lead, :now) RETURNING id"
+            ),
+            {"lead": lead, "now": now},
+        ).scalar_one()
+        contact = connection.execute(
+            text(
+                "INSERT INTO contact (onboarding_id, first_name, last_name, email, locale,"
+                " account_id, originating_lead_id, created_at) VALUES ('0000000000000001',"
+                " 'Giulia', 'Rossi', 'g@x.example', 'it', :account, :lead, :now) RETURNING id"
+            ),
+            {"account": account, "lead": lead, "now": now},
+        ).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO opportunity (onboarding_id, name, status, lead_id, account_id,"
+                " contact_id, created_at) VALUES ('0000000000000001', 'Contoso Srl', 'open',"
+                " :lead, :account, :contact, :now)"
+            ),
+            {"lead": lead, "account": account, "contact": contact, "now": now},
+        )
+
+    migrate(empty_database, "sales")
+
+    with empty_database.connect() as connection:
+        assert current(connection, "sales") == head("sales")
+        assert differences(connection, "sales") == []
+        kept = connection.execute(
+            text(
+                "SELECT contact.id, contact.active FROM opportunity"
+                " JOIN contact ON contact.id = opportunity.contact_id"
+            )
+        ).all()
+        assert [(row[0], bool(row[1])) for row in kept] == [(contact, True)]

@@ -86,9 +86,11 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("partner_role", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True)
         )
-        batch_op.add_column(
-            sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False)
-        )
+        # A constant default, not `sa.true()`: with an expression SQLite's batch mode
+        # rebuilds `contact`, and dropping the old table fails on the opportunities that
+        # name a contact (foreign keys are enforced, and cannot be turned off inside the
+        # migration's transaction). '1' is true to both SQLite and PostgreSQL.
+        batch_op.add_column(sa.Column("active", sa.Boolean(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("synced_change_id", sa.Integer(), nullable=True))
         batch_op.create_index(
             batch_op.f("ix_contact_commerce_customer_id"), ["commerce_customer_id"], unique=False
