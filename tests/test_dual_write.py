@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session, select
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 import dual_write_client
 import starter
@@ -388,8 +389,21 @@ def test_the_credit_limit_reaches_the_account_read_only(any_stores: Stores) -> N
 async def dual_write_running(
     client: Client, settings: Settings, worker: None
 ) -> AsyncIterator[None]:
-    """The two sync workflows for this test alone: ended after it, so no other test's
-    worker drains these stores."""
+    """The two sync workflows for this test alone, on its worker's task queue: ended after
+    it, so no other test's worker drains these stores.
+
+    A run left by another test is ended first: a `python worker.py` of test_metrics or
+    test_health starts both on its own task queue and exits, and `ensure_running` (which
+    keeps a running one) would then leave this test's changes to a queue nobody polls.
+    """
+    for direction in Direction:
+        try:
+            await client.get_workflow_handle(dual_write_client.workflow_id(direction)).terminate(
+                reason="a dual-write test starts its own"
+            )
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
     await dual_write_client.ensure_running(client, settings.onboarding_task_queue)
     yield
     for direction in Direction:
