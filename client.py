@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
+import os
+import sys
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
@@ -362,6 +365,21 @@ async def connect(
             raise TemporalUnavailable(f"Temporal at {where}: {hint}") from err
         raise TemporalUnavailable(f"cannot reach Temporal at {where}: {err}") from err
     return client
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that held a client, skipping the interpreter's teardown.
+
+    The SDK's native threads can outlive the event loop and abort the teardown
+    (SIGABRT, "PyGILState_Release … must be current"; temporalio/sdk-python#300), so a
+    process that ran its cleanup itself sends what its exit handlers would (spans, logs)
+    and leaves with `code`.
+    """
+    tracing.flush()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def submit(

@@ -37,6 +37,7 @@ from client import (
     current_status,
     decide,
     erase_personal_data,
+    exit_process,
     hold,
     resume,
     submission_id,
@@ -408,12 +409,7 @@ def _fail(code: int, reason: str) -> int:
 
 
 def main() -> None:
-    code = asyncio.run(run(sys.argv[1:]))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The SDK's native threads can abort interpreter teardown in short-lived client
-    # processes (temporalio/sdk-python#300); nothing is left to clean up, so skip it.
-    os._exit(code)
+    exit_process(asyncio.run(run(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ def configure(settings: Settings, service: str, exporter: SpanExporter | None = 
     return True
 
 
+def flush() -> None:
+    """Send the spans still batched: for a process that leaves without its exit handlers."""
+    provider = trace.get_tracer_provider()
+    if _installed and hasattr(provider, "shutdown"):
+        provider.shutdown()
+
+
 def installed() -> bool:
     return _installed
 

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,7 +38,14 @@ from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import Connection, OnboardingError, arrived_elsewhere, connect, shred_keys
+from client import (
+    Connection,
+    OnboardingError,
+    arrived_elsewhere,
+    connect,
+    exit_process,
+    shred_keys,
+)
 from dual_write_client import ensure_running
 from links import site_secret
 from models import search_attributes
@@ -336,9 +344,9 @@ async def main() -> int:
     return code
 
 
-def run() -> int:
-    return asyncio.run(main())
+def run() -> NoReturn:
+    exit_process(asyncio.run(main()))
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

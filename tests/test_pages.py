@@ -515,14 +515,14 @@ def test_a_web_app_configured_wrongly_says_why_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # `python -m web`'s main in this process (a process each took 20 s on a busy machine;
+    # `python -m web`'s serve() in this process (a process each took 20 s on a busy machine;
     # the next test runs one), its settings read from the environment it would have.
     monkeypatch.delenv("API_TOKENS", raising=False)
     monkeypatch.setenv(setting, value)
     monkeypatch.setattr(web_command.uvicorn, "run", serving_is_not_expected)
     get_settings.cache_clear()
     try:
-        code = web_command.main()
+        code = web_command.serve()
     finally:
         get_settings.cache_clear()
     said = capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import NoReturn
 
 import h11
 import uvicorn
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 import tracing
+from client import exit_process
 from settings import describe, get_settings
 from web.app import SERVICE, create_app
 from web.i18n import CatalogueMissing
@@ -58,7 +60,7 @@ class HeadersDeadline(H11Protocol):
             self.transport.close()
 
 
-def main() -> int:
+def serve() -> int:
     # A configuration a person must fix: one line, no traceback.
     try:
         settings = get_settings()
@@ -84,5 +86,9 @@ def main() -> int:
     return 0
 
 
+def main() -> NoReturn:
+    exit_process(serve())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
