@@ -55,8 +55,7 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-import encryption
-import tracing
+from infra import encryption, tracing
 from models import search_attributes as sa
 from models.ids import (
     applicant_workflow_id,
@@ -193,7 +192,7 @@ def data_converter(
 
     Pydantic's converter, but what comes back from Temporal is not judged again by the
     edge's rules (a workflow started before a rule tightened still replays); every
-    payload encrypted (`encryption.py`: `codec`, or one keeping each request's key in
+    payload encrypted (`infra/encryption.py`: `codec`, or one keeping each request's key in
     this Commerce store, the settings' when none is given); failure messages and stack
     traces moved into an encrypted payload too.
     """

@@ -26,7 +26,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 import deployment
-import encryption
 from client import (
     Connection,
     NotYetConfirmed,
@@ -44,6 +43,7 @@ from client import (
     submit,
     wait_until_recorded,
 )
+from infra import encryption
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
 from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest

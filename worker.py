@@ -29,9 +29,6 @@ from temporalio.worker import (
 )
 
 import deployment
-import health
-import logs
-import tracing
 from activities.commerce import CommerceActivities
 from activities.dual_write import DualWriteActivities
 from activities.email import EmailActivities, EmailRenderer
@@ -47,7 +44,8 @@ from client import (
     shred_keys,
 )
 from dual_write_client import ensure_running
-from links import site_secret
+from infra import health, logs, tracing
+from infra.links import site_secret
 from models import search_attributes
 from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
 from stores import Stores
@@ -275,7 +273,7 @@ async def main() -> int:
     tracing.configure(settings, "b2b-onboarding-worker")
     stores = Stores.from_settings(settings)
     try:
-        # The requests' data keys are kept in Commerce (encryption.py).
+        # The requests' data keys are kept in Commerce (infra/encryption.py).
         client = await connect(settings, stores.commerce)
         await check_search_attributes(client, client.namespace)
     except (OnboardingError, MissingSearchAttributes) as err:

@@ -46,8 +46,8 @@ from activities import smtp
 from activities.errors import expected_refusal, invalid_data, missing_record, write, write_sql
 from activities.partners import ensure_administrator
 from activities.smtp import Mail
-from links import staff_page_path, status_url
-from logs import redact_emails
+from infra.links import staff_page_path, status_url
+from infra.logs import redact_emails
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.commerce import FAILURE_MAX, Customer, EmailMessage, PartnerUser, Prospect
 from models.lifecycle import STAGE_WORDS, STAGES, TEAM_NAMES, ReasonCode, Role, whose_move

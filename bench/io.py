@@ -29,13 +29,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from temporalio.testing import ActivityEnvironment
 
-import encryption
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
 from bench.drive import a_request
 from bench.services import PROJECT, Services, store_urls
+from infra import encryption
 from models.activity_io import ApplyDecisionInput, CreateProspectInput, SendEmailInput
 from models.commerce import (
     AccessLink,

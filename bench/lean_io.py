@@ -41,7 +41,7 @@ class LeanIo:
         from activities.email import EmailActivities, EmailRenderer
         from activities.requests import RequestActivities, request_timing
         from activities.sales import SalesActivities
-        from links import site_secret
+        from infra.links import site_secret
         from settings import get_settings
         from stores import Stores
 

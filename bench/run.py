@@ -38,7 +38,6 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 from temporalio.client import Client
 
-import temporal_dev
 from bench import io as io_phase
 from bench import profile as py_spy
 from bench import report
@@ -64,6 +63,7 @@ from bench.services import (
 )
 from client import connect, data_converter
 from models.sales import Lead
+from scripts import temporal_dev
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine

@@ -23,8 +23,8 @@ from urllib.request import urlopen
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-import temporal_dev
 from models import search_attributes
+from scripts import temporal_dev
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -148,7 +148,7 @@ class Services:
         port = free_port()
         sink = self.start(
             "mailsink",
-            [sys.executable, "mailsink.py", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "scripts.mailsink", "--host", "127.0.0.1", "--port", str(port),
              "--spool", str(spool)],
         )  # fmt: skip
         wait_for_port(port, sink)

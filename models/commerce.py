@@ -343,7 +343,7 @@ class WebSession(CommerceTable, table=True):
 
 
 class DataKey(CommerceTable, table=True):
-    """A request's own payload encryption key, wrapped by a master key (`encryption.py`).
+    """A request's own payload encryption key, wrapped by a master key (`infra/encryption.py`).
 
     Every payload Temporal keeps for the request's workflow is encrypted with it; erasing
     the request's personal data destroys it (`wrapped_key` NULL), and with it the means

@@ -21,10 +21,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 
-import temporal_dev  # noqa: E402
-from encryption import KEYS_FILE, master_keys  # noqa: E402
-from health import split_address  # noqa: E402
+from infra.encryption import KEYS_FILE, master_keys  # noqa: E402
+from infra.health import split_address  # noqa: E402
 from models import search_attributes  # noqa: E402
+from scripts import temporal_dev  # noqa: E402
 from settings import get_settings  # noqa: E402
 from stores import Stores  # noqa: E402
 from stores.migrations import SchemaMismatch  # noqa: E402
@@ -154,7 +154,11 @@ def main() -> int:
             ],
             (host or "localhost", int(port)),
         ),
-        ("mailsink", [sys.executable, "mailsink.py"], (settings.smtp_host, settings.smtp_port)),
+        (
+            "mailsink",
+            [sys.executable, "-m", "scripts.mailsink"],
+            (settings.smtp_host, settings.smtp_port),
+        ),
         ("worker", [sys.executable, "worker.py"], None),
         ("web", [sys.executable, "-m", "web"], (settings.web_host, settings.web_port)),
     ]

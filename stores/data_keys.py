@@ -1,6 +1,6 @@
-"""Each request's payload encryption key, kept wrapped in Commerce (see `encryption.py`).
+"""Each request's payload encryption key, kept wrapped in Commerce (see `infra/encryption.py`).
 
-The wrapping and unwrapping is `encryption.py`'s; this module only keeps the rows.
+The wrapping and unwrapping is `infra/encryption.py`'s; this module only keeps the rows.
 """
 
 from __future__ import annotations

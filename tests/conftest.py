@@ -38,12 +38,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-import temporal_dev
 from client import data_converter
 from deployment import make_current_if_none
-from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.status import EmailKind
+from scripts import temporal_dev
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine

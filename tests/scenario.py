@@ -102,7 +102,7 @@ def row_counts(stores: Stores, onboarding_id: str) -> Counter[str]:
             for table in base.metadata.sorted_tables:
                 # The partner account's tables (users, sessions, credit limits) belong to
                 # the partner, not to one request; its data key encrypts what Temporal
-                # keeps of it (encryption.py) and is no record of the process.
+                # keeps of it (infra/encryption.py) and is no record of the process.
                 if "onboarding_id" not in table.c or table.name == "data_key":
                     continue
                 query = table.select().where(table.c.onboarding_id == onboarding_id)

@@ -18,8 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.sales import SalesActivities
-from links import site_secret
-from mailsink import SpoolHandler, read_spool
+from infra.links import site_secret
 from models.activity_io import (
     ApproveProspectInput,
     CloseOpportunityInput,
@@ -44,6 +43,7 @@ from models.requests import (
     WEBSITE_MAX,
 )
 from models.status import EmailKind
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink, eventually, free_port

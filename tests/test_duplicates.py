@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from client import decide, submission_id, submit, wait_until_recorded
-from links import site_secret, status_url
+from infra.links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action, Stage

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from activities.email import EmailRenderer, RenderedEmail
-from links import site_secret
+from infra.links import site_secret
 from models.activity_io import SendEmailInput
 from models.commerce import PartnerUser
 from models.partners import LinkPurpose

@@ -11,7 +11,7 @@ from email.policy import SMTP
 import pytest
 
 from activities.email import EmailActivities, EmailRenderer, message_id_for
-from links import status_url
+from infra.links import status_url
 from models.activity_io import SendEmailInput, TeamReminderInput
 from models.lifecycle import ReasonCode, Stage
 from models.status import EmailKind, RecordIds

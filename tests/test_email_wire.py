@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from activities import smtp
 from activities.email import EmailActivities, EmailRenderer, RenderedEmail, message_id_for
 from activities.smtp import Mail, Relay
-from mailsink import SpoolHandler, read_spool
 from models.activity_io import SendEmailInput
 from models.status import EmailKind
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from tests.conftest import free_port
 from tests.scenario import a_request

@@ -18,9 +18,9 @@ from temporalio.client import Client
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.worker import Replayer
 
-import encryption
 from client import codec_of, data_converter, decide
-from encryption import (
+from infra import encryption
+from infra.encryption import (
     ENCODING,
     KEY_ID,
     REQUEST_KEY,

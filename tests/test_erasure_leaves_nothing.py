@@ -24,7 +24,7 @@ from client import (
     tell_applied_again,
     wait_until_recorded,
 )
-from encryption import EncryptionError
+from infra.encryption import EncryptionError
 from models.commerce import Prospect
 from models.ids import hour_period, onboarding_workflow_id, resend_workflow_id
 from models.lifecycle import Action

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from links import staff_page_path
+from infra.links import staff_page_path
 from models.lifecycle import (
     CHANGES,
     DECISION_NOT_ALLOWED,

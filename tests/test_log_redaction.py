@@ -17,8 +17,8 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from links import status_path, status_token
-from logs import RedactingFormatter
+from infra.links import status_path, status_token
+from infra.logs import RedactingFormatter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from stores.engine import make_engine

@@ -21,9 +21,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from temporalio.client import Client
 
 from client import decide
-from mailsink import SpoolHandler, read_spool
 from models.lifecycle import Action
 from models.status import OnboardingStatus
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores
 from tests.certificates import Authority

@@ -18,8 +18,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from client import decide, status, submit
-from links import site_secret, status_url
-from mailsink import SpoolHandler, read_spool
+from infra.links import site_secret, status_url
 from models.commerce import (
     Customer,
     CustomerHierarchy,
@@ -30,6 +29,7 @@ from models.commerce import (
 from models.lifecycle import Action, Stage
 from models.sales import DUAL_WRITE_NOTE, Account, Contact, Lead, Opportunity
 from models.status import EmailKind, OnboardingStatus
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores, queues, views
 from stores.queues import LEADS, OPEN_LEADS, PROSPECTS, Queue, View

@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from activities.email import EmailRenderer
 from client import decide, status, wait_until_recorded
-from links import site_secret
+from infra.links import site_secret
 from models.activity_io import SendEmailInput
 from models.lifecycle import Action, Stage
 from models.requests import ALREADY_OPEN

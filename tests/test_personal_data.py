@@ -46,7 +46,7 @@ from client import (
     status,
     submit,
 )
-from encryption import ENCODING, KEY_ID, REQUEST_KEY, RequestErased
+from infra.encryption import ENCODING, KEY_ID, REQUEST_KEY, RequestErased
 from models import search_attributes as sa
 from models.commerce import DataKey, EmailMessage, PartnerUser
 from models.ids import onboarding_workflow_id

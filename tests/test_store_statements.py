@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import Engine, event
 from temporalio.testing import ActivityEnvironment
 
-import encryption
 from activities.commerce import CommerceActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
+from infra import encryption
 from models.activity_io import ApplyDecisionInput, CreateProspectInput, SendEmailInput
 from models.lifecycle import Action
 from models.status import EmailKind

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-import tracing
 from client import connect
+from infra import tracing
 from settings import Settings
 from stores import Stores
 from tests.conftest import REP, bearer, browse, eventually, web_settings_for

@@ -24,10 +24,10 @@ from temporalio.client import Client
 
 from bench.seed import seed
 from client import decide, status
-from mailsink import read_spool
 from models.commerce import Prospect
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind
+from scripts.mailsink import read_spool
 from settings import Settings
 from stores import Stores, views
 from stores.engine import make_engine

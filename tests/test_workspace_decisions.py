@@ -21,10 +21,10 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from client import decide, status
-from mailsink import SpoolHandler, read_spool
 from models.commerce import EmailMessage
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import ADMIN, REP, browse, free_port, web_settings_for

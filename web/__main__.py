@@ -11,8 +11,8 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-import tracing
 from client import exit_process
+from infra import tracing
 from settings import describe, get_settings
 from web.app import SERVICE, create_app
 from web.i18n import CatalogueMissing

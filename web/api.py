@@ -26,7 +26,7 @@ from client import (
     submit,
     tell_applied_again,
 )
-from links import status_url
+from infra.links import status_url
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
 from models.lifecycle import TRANSITIONS, Action, Role, Stage, actions_of
 from models.personal_data import Erasure

@@ -32,8 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-import encryption
-import tracing
 from client import (
     Connection,
     DecisionFailed,
@@ -43,7 +41,8 @@ from client import (
     TemporalUnavailable,
     codec_of,
 )
-from links import site_secret
+from infra import encryption, tracing
+from infra.links import site_secret
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization

@@ -1,6 +1,6 @@
 """The codec endpoint: Temporal's codec-server protocol, so staff read histories in clear.
 
-The Temporal server holds only ciphertext (`encryption.py`); the Temporal UI (and the
+The Temporal server holds only ciphertext (`infra/encryption.py`); the Temporal UI (and the
 `temporal` CLI, `--codec-endpoint`) post a history's payloads here, `POST /codec/decode`
 with `{"payloads": [{"metadata": {…}, "data": "…"}]}` (protobuf's JSON: base64 bytes),
 and show what comes back. `POST /codec/encode` encrypts what the UI sends (a signal's
@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
-import encryption
+from infra import encryption
 from models.lifecycle import Role
 from stores import accounts
 from web.auth import User, api_user, partner_session, session_user

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-import health
+from infra import health
 from web.dependencies import SettingsDep, StoresDep, TemporalDep
 
 router = APIRouter(include_in_schema=False)

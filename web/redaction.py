@@ -14,7 +14,7 @@ import re
 import traceback
 from collections.abc import Iterable
 
-from logs import redact_emails
+from infra.logs import redact_emails
 
 REDACTED = "[redacted]"
 # Every path under which a secret travels; its `{token}` segments are the secret, other

@@ -35,7 +35,7 @@ PASSTHROUGH = (
     "activities",
     "stores",
     "settings",
-    "links",
+    "infra.links",
 )
 
 

@@ -28,7 +28,6 @@ from aiosmtpd.controller import Controller
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-import temporal_dev
 from client import (
     NotYetConfirmed,
     TemporalUnavailable,
@@ -37,10 +36,11 @@ from client import (
     status,
     submit,
 )
-from mailsink import SpoolHandler, read_spool
 from models import search_attributes
 from models.lifecycle import Action, Stage
 from models.status import EmailKind, OnboardingStatus
+from scripts import temporal_dev
+from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
 from stores import Stores
 from tests.conftest import TEST_SECRET, eventually, free_port

@@ -39,8 +39,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-import temporal_dev
-from mailsink import SpoolHandler, read_spool
+from scripts import temporal_dev
+from scripts.mailsink import SpoolHandler, read_spool
 from tests.conftest import eventually, free_port
 
 PROJECT = Path(__file__).resolve().parents[2]

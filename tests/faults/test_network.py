@@ -28,10 +28,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
 
-import temporal_dev
 from client import data_converter
-from mailsink import SpoolHandler
 from models import search_attributes
+from scripts import temporal_dev
+from scripts.mailsink import SpoolHandler
 from stores import Stores
 from stores.engine import make_engine
 from tests.conftest import ADMIN, REP

@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import Session, select
 
 from client import NotYetConfirmed, TemporalUnavailable, invite_partner_user, status
-from mailsink import read_spool
 from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
 from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, PartnerUserChanged
+from scripts.mailsink import read_spool
 from stores import accounts
 from tests.conftest import eventually
 from tests.faults.harness import Site, record

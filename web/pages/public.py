@@ -22,7 +22,7 @@ from client import (
     tell_applied_again,
 )
 from client import submission_id as onboarding_id_of
-from links import status_path, status_token_valid
+from infra.links import status_path, status_token_valid
 from models.lifecycle import STAGES
 from models.personal_data import ERASED
 from models.requests import IDEMPOTENCY_KEY, Locale, OnboardingRequest

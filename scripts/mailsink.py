@@ -1,6 +1,6 @@
 """A local SMTP sink for development and tests: every message it accepts becomes a file.
 
-`python mailsink.py` listens on SMTP_HOST:SMTP_PORT (default localhost:1025) and keeps
+`python -m scripts.mailsink` listens on SMTP_HOST:SMTP_PORT (default localhost:1025) and keeps
 each message as an `.eml` file under `var/mail/`.
 """
 
