@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     onboarding_task_queue: str = "b2b-onboarding"
-    # Worker Versioning (deployment.py): the workers of one release are one version of this
+    # Worker Versioning (client/deployment.py): the workers of one release are one version of this
     # deployment; a workflow pinned to a version finishes on its code. The build id is the
     # release's (the package version and its commit) unless set, as a deploy pipeline or
     # `make dev` does.

@@ -25,18 +25,19 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-import deployment
-from client import (
+from client import deployment
+from client.connection import (
     Connection,
     NotYetConfirmed,
     OnboardingError,
-    Refused,
-    RequestNotFound,
     TemporalUnavailable,
+    exit_process,
+)
+from client.personal_data import erase_personal_data
+from client.requests import (
+    RequestNotFound,
     current_status,
     decide,
-    erase_personal_data,
-    exit_process,
     hold,
     resume,
     submission_id,
@@ -45,7 +46,7 @@ from client import (
 )
 from infra import encryption
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
-from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Stage
+from models.lifecycle import STAFF_REASON_CODES, TRANSITIONS, Action, Refused, Stage
 from models.requests import IDEMPOTENCY_KEY, OnboardingRequest
 from models.workflow_io import SubmitResult
 from settings import Settings, describe, get_settings

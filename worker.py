@@ -28,22 +28,17 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-import deployment
 from activities.commerce import CommerceActivities
 from activities.dual_write import DualWriteActivities
 from activities.email import EmailActivities, EmailRenderer
 from activities.partners import PartnerActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import (
-    Connection,
-    OnboardingError,
-    arrived_elsewhere,
-    connect,
-    exit_process,
-    shred_keys,
-)
-from dual_write_client import ensure_running
+from client import deployment
+from client.connection import Connection, OnboardingError, connect, exit_process
+from client.converter import arrived_elsewhere
+from client.dual_write import ensure_running
+from client.personal_data import shred_keys
 from infra import health, logs, tracing
 from infra.links import site_secret
 from models import search_attributes
@@ -60,7 +55,7 @@ ACTIVITY_THREADS = 32
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
 # How often the worker destroys the data keys of requests anonymised while their workflow
-# ran, now that it has closed (client.shred_keys).
+# ran, now that it has closed (client.personal_data.shred_keys).
 SHRED_EVERY = 300.0
 
 
@@ -76,7 +71,8 @@ IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
 class _ForgedSignalsIgnored(WorkflowInboundInterceptor):
     """A signal sent in clear (the `temporal` CLI without the codec) or encrypted through
     the codec endpoint is ignored: a signal cannot be refused, and `decision` would
-    otherwise decide with any actor typed in. Updates are refused (client.PayloadConverter)."""
+    otherwise decide with any actor typed in. Updates are refused
+    (client.converter.PayloadConverter)."""
 
     async def handle_signal(self, input: HandleSignalInput) -> None:
         if any(arrived_elsewhere(arg) for arg in input.args) and workflow.patched(

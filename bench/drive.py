@@ -1,9 +1,9 @@
 """Load for a run: the naive ceiling's and the lean reference's workflows, and the product's
 onboardings, as a rep would.
 
-A product onboarding is submitted through `client.submit` (the call the HTTP API's
+A product onboarding is submitted through `client.requests.submit` (the call the HTTP API's
 handler makes), qualified once its lead is visible in Sales, then closed won or lost
-(or cancelled instead of qualified), each decision through `client.decide`. Times are
+(or cancelled instead of qualified), each decision through `client.requests.decide`. Times are
 wall-clock (`time.time()`), so they compare with the SMTP sink's receipt stamps.
 """
 
@@ -24,12 +24,13 @@ from sqlmodel import col
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-import client
 from bench.lean import LeanWorkflow
 from bench.lean_io import LeanIoWorkflow
 from bench.naive import NaiveWorkflow
+from client.connection import NotYetConfirmed
+from client.requests import decide, submit
 from models.ids import onboarding_workflow_id
-from models.lifecycle import Action
+from models.lifecycle import Action, Refused
 from models.requests import OnboardingRequest
 from models.sales import Lead
 from models.status import EmailKind
@@ -161,11 +162,9 @@ class Product:
             # As the form's "Check again" does when the answer is "not yet confirmed"
             # (the worker has not applied it within ACCEPT_WAIT): the same submission.
             try:
-                result = await client.submit(
-                    self.client, request, self.settings, idempotency_key=key
-                )
+                result = await submit(self.client, request, self.settings, idempotency_key=key)
                 break
-            except client.NotYetConfirmed:
+            except NotYetConfirmed:
                 self.not_yet_confirmed += 1
         record.answered_at = time.time()
         record.onboarding_id = result.onboarding_id
@@ -192,9 +191,9 @@ class Product:
         # The lead row is committed a moment before the workflow records the new stage.
         for _ in range(100):
             try:
-                await client.decide(self.client, record.onboarding_id, action, ACTOR)
+                await decide(self.client, record.onboarding_id, action, ACTOR)
                 return
-            except client.Refused as refused:
+            except Refused as refused:
                 if refused.stage.decided:
                     raise
                 self.early_decisions += 1

@@ -143,7 +143,7 @@ class LeanIoWorkflow:
 
 if __name__ == "__main__":
     from bench.reference_worker import serve
-    from client import data_converter
+    from client.converter import data_converter
     from settings import get_settings
 
     io = LeanIo()

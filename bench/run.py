@@ -61,7 +61,8 @@ from bench.services import (
     server_counters,
     store_urls,
 )
-from client import connect, data_converter
+from client.connection import connect
+from client.converter import data_converter
 from models.sales import Lead
 from scripts import temporal_dev
 from settings import Settings

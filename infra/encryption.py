@@ -57,7 +57,7 @@ NONCE_BYTES = 12
 # Where a decoded payload came from, when not from the product's own clients and workers:
 # written in clear (the `temporal` CLI without the codec, or a history from before
 # encryption), or encrypted by the codec endpoint for a person (sealed inside, so it cannot
-# be taken off). A workflow refuses either as an Update's input (client.PayloadConverter).
+# be taken off). A workflow refuses either as an Update's input (client.converter.PayloadConverter).
 ARRIVED = "b2b-arrived"
 IN_CLEAR = b"in-clear"
 FOR_A_PERSON = b"codec-endpoint"

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from activities import smtp
-from client import RPC_TIMEOUT, Connection
+from client.connection import RPC_TIMEOUT, Connection
 from settings import Settings
 from stores import Stores
 

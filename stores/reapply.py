@@ -6,7 +6,7 @@ since the decision; a request that expired (rejected by the system, reason code
 request was approved is already a partner: it signs in instead. An email with an
 undecided request passes: the submission answers with that request (the duplicate path).
 
-The API, the form and the command line ask `check_may_apply` before `client.submit`,
+The API, the form and the command line ask `check_may_apply` before `client.requests.submit`,
 so that nothing (workflow, row, email) is created for a refused submission.
 """
 

@@ -38,8 +38,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from client import data_converter
-from deployment import make_current_if_none
+from client.converter import data_converter
+from client.deployment import make_current_if_none
 from models import search_attributes
 from models.status import EmailKind
 from scripts import temporal_dev
@@ -400,7 +400,7 @@ def stoppable_worker(
 @pytest.fixture
 def short_accept_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Submissions and decisions wait 2 s, not 10, for a worker to take them up."""
-    monkeypatch.setattr("client.ACCEPT_WAIT", timedelta(seconds=2))
+    monkeypatch.setattr("client.connection.ACCEPT_WAIT", timedelta(seconds=2))
 
 
 async def until_confirmed(send: Callable[[], Awaitable[T]], pending: Callable[[T], bool]) -> T:

@@ -17,7 +17,7 @@ from sqlmodel import Session, SQLModel, select
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
-from client import status, submit, wait_until_recorded
+from client.requests import status, submit, wait_until_recorded
 from models.commerce import CommerceTable
 from models.requests import OnboardingRequest
 from models.sales import SalesTable

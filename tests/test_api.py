@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import status
+from client.requests import status
 from models.commerce import Prospect
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY
 from models.sales import Lead, Opportunity
@@ -519,7 +519,7 @@ async def test_with_the_worker_stopped_the_status_is_read_from_the_stores_at_onc
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The app's query gives up after 1 s here, not 3: a loaded machine has 7 s more.
-    monkeypatch.setattr("client.QUERY_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr("client.connection.QUERY_TIMEOUT", timedelta(seconds=1))
     async with browse(create_app(web_settings, client, stores)) as web:
         async with stoppable_worker():
             accepted = await submitted(web)

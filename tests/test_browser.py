@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.client import Client
 
-from client import wait_until_recorded
+from client.requests import wait_until_recorded
 from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import ADMIN, REP, MailSink

@@ -21,8 +21,9 @@ from playwright.async_api import Browser, BrowserContext, expect
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from client import data_converter, submit, wait_until_recorded
-from deployment import make_current_if_none
+from client.converter import data_converter
+from client.deployment import make_current_if_none
+from client.requests import submit, wait_until_recorded
 from models import search_attributes
 from models.ids import onboarding_workflow_id
 from settings import Settings

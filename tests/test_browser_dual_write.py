@@ -6,7 +6,7 @@ from __future__ import annotations
 from playwright.async_api import Browser, Page, expect
 from temporalio.client import Client
 
-from client import status
+from client.requests import status
 from settings import Settings
 from tests.conftest import ADMIN, REP, MailSink, eventually
 from tests.test_browser import browser, sign_in, snap  # noqa: F401 - the fixture

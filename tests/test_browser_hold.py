@@ -9,7 +9,7 @@ from __future__ import annotations
 from playwright.async_api import Browser, expect
 from temporalio.client import Client
 
-from client import status, submit, wait_until_recorded
+from client.requests import status, submit, wait_until_recorded
 from settings import Settings
 from stores import Stores, views
 from tests.conftest import REP

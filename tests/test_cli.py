@@ -23,7 +23,7 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import submit, wait_until_recorded
+from client.requests import submit, wait_until_recorded
 from models.commerce import Prospect
 from settings import Settings
 from starter import run as starter_command

@@ -11,7 +11,9 @@ import pytest
 from google.protobuf import json_format
 from temporalio.client import Client
 
-from client import data_converter, decide, erase_personal_data
+from client.converter import data_converter
+from client.personal_data import erase_personal_data
+from client.requests import decide
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action
 from settings import Settings

@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import decide
+from client.requests import decide
 from models.commerce import CreditLimitChange
 from models.lifecycle import Action
 from models.partners import CreditLimitType, CreditLimitValues, NewCreditLimit

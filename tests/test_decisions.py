@@ -11,20 +11,11 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from client import (
-    NotYetConfirmed,
-    Refused,
-    RequestNotFound,
-    TemporalUnavailable,
-    decide,
-    signal_decision,
-    status,
-    submission_id,
-    submit,
-)
+from client.connection import NotYetConfirmed, TemporalUnavailable
+from client.requests import RequestNotFound, decide, signal_decision, status, submission_id, submit
 from models.activity_io import CreateProspectInput, RequestRecorded
 from models.ids import onboarding_workflow_id
-from models.lifecycle import ALLOWED_ACTIONS, Action, Stage
+from models.lifecycle import ALLOWED_ACTIONS, Action, Refused, Stage
 from models.status import OnboardingStatus
 from models.workflow_io import OnboardingInput
 from settings import Settings
@@ -119,7 +110,7 @@ async def test_nothing_is_allowed_while_the_request_is_still_being_recorded(
     client: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Commerce is down: the prospect is never written and the request stays `submitted`.
-    monkeypatch.setattr("client.ACCEPT_WAIT", timedelta(seconds=1))
+    monkeypatch.setattr("client.connection.ACCEPT_WAIT", timedelta(seconds=1))
     async with Worker(
         client,
         task_queue=settings.onboarding_task_queue,

@@ -16,8 +16,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import starter
-from client import decide, hold, resume, status
-from deployment import make_current_if_none
+from client.deployment import make_current_if_none
+from client.requests import decide, hold, resume, status
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action
 from settings import Settings

@@ -20,9 +20,10 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-import dual_write_client
 import starter
-from client import invite_partner_user, status
+from client import dual_write as dual_write_client
+from client.partner_users import invite_partner_user
+from client.requests import status
 from models import commerce
 from models.commerce import Customer
 from models.dual_write import (

@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from client import decide, submission_id, submit, wait_until_recorded
+from client.requests import decide, submission_id, submit, wait_until_recorded
 from infra.links import site_secret, status_url
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id

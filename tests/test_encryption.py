@@ -18,7 +18,8 @@ from temporalio.client import Client
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.worker import Replayer
 
-from client import codec_of, data_converter, decide
+from client.converter import codec_of, data_converter
+from client.requests import decide
 from infra import encryption
 from infra.encryption import (
     ENCODING,

@@ -14,12 +14,13 @@ from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-import client as product
-from client import (
-    codec_of,
+from client import requests
+from client.converter import codec_of
+from client.partner_users import send_partner_link
+from client.personal_data import erase_personal_data
+from client.requests import (
     decide,
-    erase_personal_data,
-    send_partner_link,
+    submission_id,
     submit,
     tell_applied_again,
     wait_until_recorded,
@@ -88,11 +89,11 @@ async def test_after_an_erasure_no_workflow_decodes_to_the_persons_data(
         async def not_yet_recorded(client: Client, email: str) -> None:
             return None
 
-        race.setattr(product, "_open_request", not_yet_recorded)
+        race.setattr(requests, "_open_request", not_yet_recorded)
         raced = a_request(**person.request(), company="Raced Srl", comments="typed again")
         duplicate = await submit(client, raced, settings, idempotency_key="test:raced")
     assert duplicate.duplicate and duplicate.onboarding_id == request.onboarding_id
-    duplicate_id = product.submission_id("test:raced", person.email)
+    duplicate_id = submission_id("test:raced", person.email)
     assert data_keys.duplicates_of(stores.commerce, request.onboarding_id) == [duplicate_id]
 
     oid = request.onboarding_id

@@ -18,7 +18,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.worker import Replayer
 
-from client import UPDATE_NOT_FROM_THE_PRODUCT, data_converter, decide, hold
+from client.converter import UPDATE_NOT_FROM_THE_PRODUCT, data_converter
+from client.requests import decide, hold
 from models.ids import onboarding_workflow_id
 from models.lifecycle import Action, Stage
 from models.status import Decision, Hold, OnboardingStatus

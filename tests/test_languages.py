@@ -19,7 +19,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from temporalio.client import Client
 
-from client import status
+from client.requests import status
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from tests.conftest import REP, MailSink

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from temporalio.client import Client
 
-from client import decide
+from client.requests import decide
 from models.lifecycle import Action
 from models.status import OnboardingStatus
 from scripts.mailsink import SpoolHandler, read_spool

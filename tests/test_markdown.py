@@ -12,7 +12,7 @@ from markdown_it import MarkdownIt
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
-from client import decide
+from client.requests import decide
 from models.lifecycle import Action
 from models.markdown import escape
 from settings import Settings

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from client import data_converter
+from client.converter import data_converter
 from settings import PROJECT_DIR, Settings
 from stores import Stores
 from tests.conftest import REP, answering, bearer, browse, eventually, free_port, web_settings_for

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from client import decide, status, submit
+from client.requests import decide, status, submit
 from infra.links import site_secret, status_url
 from models.commerce import (
     Customer,

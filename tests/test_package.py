@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from deployment import release_build_id
+from client.deployment import release_build_id
 from models.status import EmailKind
 from settings import PROJECT_DIR
 from tests.conftest import MailSink, eventually

@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 import httpx
 from temporalio.client import Client
 
-from client import decide, erase_personal_data, hold
+from client.personal_data import erase_personal_data
+from client.requests import decide, hold
 from models.lifecycle import Action, ReasonCode, Stage
 from models.partners import PartnerRole
 from settings import Settings

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from activities.email import EmailRenderer
-from client import decide, status, wait_until_recorded
+from client.requests import decide, status, wait_until_recorded
 from infra.links import site_secret
 from models.activity_io import SendEmailInput
 from models.lifecycle import Action, Stage

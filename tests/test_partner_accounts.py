@@ -13,14 +13,14 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from client import (
+from client.partner_users import (
     PartnerUserRefused,
-    decide,
     invite_partner_user,
     partner_link_used,
     remove_partner_user,
     send_partner_link,
 )
+from client.requests import decide
 from models.commerce import AccessLink, Customer, CustomerHierarchyMember, PartnerUser
 from models.lifecycle import Action
 from models.partners import (

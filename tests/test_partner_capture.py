@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client
 
-from client import PartnerUserRefused, decide, invite_partner_user, remove_partner_user
+from client.partner_users import PartnerUserRefused, invite_partner_user, remove_partner_user
+from client.requests import decide
 from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, RemoveInput
 from settings import Settings

@@ -17,7 +17,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
-from client import data_converter, partner_link_used
+from client.converter import data_converter
+from client.partner_users import partner_link_used
 from models import search_attributes
 from models.commerce import Customer, CustomerHierarchy, CustomerHierarchyMember
 from models.partners import (

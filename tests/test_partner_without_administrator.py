@@ -9,7 +9,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from client import erase_personal_data, invite_partner_user
+from client.partner_users import invite_partner_user
+from client.personal_data import erase_personal_data
 from models.partners import InviteInput, NewPartnerUser
 from settings import Settings
 from stores import Stores, accounts

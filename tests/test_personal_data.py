@@ -29,22 +29,21 @@ from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-import client as product
 from activities.commerce import CommerceActivities
 from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
-from client import (
-    PayloadConverter,
-    TemporalUnavailable,
-    codec_of,
+from client.connection import Connection, TemporalUnavailable
+from client.converter import PayloadConverter, codec_of, data_converter
+from client.personal_data import erase_personal_data, shred_keys
+from client.requests import (
+    ANONYMISED,
+    PersonalDataErased,
     current_status,
-    data_converter,
     decide,
-    erase_personal_data,
-    shred_keys,
     signal_decision,
     status,
     submit,
+    wait_until_recorded,
 )
 from infra.encryption import ENCODING, KEY_ID, REQUEST_KEY, RequestErased
 from models import search_attributes as sa
@@ -213,10 +212,10 @@ async def test_erasing_a_closed_request_empties_both_stores_the_outbox_and_the_s
     answer = await web.get(f"{API}/{onboarding_id}", headers=bearer(ADMIN))
     assert answer.status_code == 200
     assert not person.found_in(answer.text)
-    assert answer.json()["workflow_status"] == product.ANONYMISED
+    assert answer.json()["workflow_status"] == ANONYMISED
     assert answer.json()["stage"] == "approved"
     # Temporal still has the history; nobody can read it any more.
-    with pytest.raises(product.PersonalDataErased):
+    with pytest.raises(PersonalDataErased):
         await status(client, onboarding_id)
     history = await client.get_workflow_handle(
         onboarding_workflow_id(onboarding_id)
@@ -269,7 +268,7 @@ async def test_a_request_whose_history_began_in_clear_has_its_workflow_deleted(
         id=workflow_id,
         task_queue=settings.onboarding_task_queue,
     )
-    await product.wait_until_recorded(client, onboarding_id)
+    await wait_until_recorded(client, onboarding_id)
     await decide(client, onboarding_id, Action.CANCEL, actor="rep:mario")
     await finished(client, await status(client, onboarding_id))
 
@@ -391,8 +390,8 @@ async def test_the_sweep_destroys_the_key_of_a_request_anonymised_by_retention(
         pass
 
     assert data_keys.read(stores.commerce, onboarding_id).wrapped_key is None  # type: ignore[union-attr]
-    current = await current_status(product.Connection(settings, client), stores, onboarding_id)
-    assert current.stage is Stage.REJECTED and current.workflow_status == product.ANONYMISED
+    current = await current_status(Connection(settings, client), stores, onboarding_id)
+    assert current.stage is Stage.REJECTED and current.workflow_status == ANONYMISED
     assert not person.found_in(current.model_dump_json())
 
 

@@ -27,7 +27,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from client import data_converter
+from client.converter import data_converter
 from settings import Settings
 from stores import Stores
 from tests.scenario import HISTORIES, RECORDING_VERSION

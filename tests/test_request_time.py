@@ -18,10 +18,10 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from client import Refused, decide, hold, resume, status
+from client.requests import decide, hold, resume, status
 from models.commerce import EmailMessage, Prospect
 from models.ids import onboarding_workflow_id
-from models.lifecycle import Action, ReasonCode, RefusalKind, Stage
+from models.lifecycle import Action, ReasonCode, RefusalKind, Refused, Stage
 from models.sales import Lead
 from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import OnboardingInput

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 
-from client import PayloadConverter
+from client.converter import PayloadConverter
 from models.requests import OnboardingRequest
 from models.status import Decision, Hold
 from models.workflow_io import OnboardingInput

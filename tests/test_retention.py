@@ -15,7 +15,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from client import decide, erase_personal_data, shred_keys
+from client.personal_data import erase_personal_data, shred_keys
+from client.requests import decide
 from models.ids import personal_data_workflow_id
 from models.lifecycle import Action
 from models.workflow_io import ErasePersonalData

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
 
-from client import connect
+from client.connection import connect
 from infra import tracing
 from settings import Settings
 from stores import Stores

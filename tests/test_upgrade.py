@@ -22,7 +22,8 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import PatchActivationInput
 
-from client import WorkerUnavailable, decide, hold, resume, status, submit, wait_until_recorded
+from client.connection import WorkerUnavailable
+from client.requests import decide, hold, resume, status, submit, wait_until_recorded
 from models.ids import applicant_workflow_id, email_key
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind, OnboardingStatus

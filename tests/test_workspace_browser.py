@@ -23,7 +23,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from bench.seed import seed
-from client import decide, status
+from client.requests import decide, status
 from models.commerce import Prospect
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session, select
 from temporalio.client import Client
 
-from client import decide, status
+from client.requests import decide, status
 from models.commerce import EmailMessage
 from models.lifecycle import Action, ReasonCode, Stage
 from models.status import EmailKind

@@ -11,7 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from client import exit_process
+from client.connection import exit_process
 from infra import tracing
 from settings import describe, get_settings
 from web.app import SERVICE, create_app

@@ -12,14 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
-from client import (
-    Connection,
-    NotYetConfirmed,
-    Refused,
+from client.connection import Connection, NotYetConfirmed
+from client.personal_data import erase_personal_data
+from client.requests import (
     RequestNotFound,
     current_status,
     decide,
-    erase_personal_data,
     hold,
     resume,
     submission_id,
@@ -28,7 +26,7 @@ from client import (
 )
 from infra.links import status_url
 from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, StaffReasonCode
-from models.lifecycle import TRANSITIONS, Action, Role, Stage, actions_of
+from models.lifecycle import TRANSITIONS, Action, Refused, Role, Stage, actions_of
 from models.personal_data import Erasure
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingRequest, Reason
 from models.status import OnboardingStatus

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-import dual_write_client
+from client import dual_write as dual_write_client
 from models.dual_write import (
     EDITS,
     FIELD_MAP,

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from client import NotYetConfirmed
+from client.connection import NotYetConfirmed
 from models.partners import (
     PASSWORD_MAX,
     NewPartnerUser,

@@ -32,17 +32,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from client import (
-    Connection,
-    DecisionFailed,
-    NotYetConfirmed,
-    Refused,
-    RequestNotFound,
-    TemporalUnavailable,
-    codec_of,
-)
+from client.connection import Connection, NotYetConfirmed, TemporalUnavailable
+from client.converter import codec_of
+from client.requests import DecisionFailed, RequestNotFound
 from infra import encryption, tracing
 from infra.links import site_secret
+from models.lifecycle import Refused
 from settings import Settings, get_settings
 from stores import Stores
 from stores.credit_limits import NoSuchCustomer, NotAnOrganization

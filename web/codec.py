@@ -6,7 +6,7 @@ with `{"payloads": [{"metadata": {…}, "data": "…"}]}` (protobuf's JSON: base
 and show what comes back. `POST /codec/encode` encrypts what the UI sends (a signal's
 input typed there) under the master key, for Commerce admins only, and marks it inside
 the ciphertext as a person's: a workflow refuses it as an Update's input, as it refuses
-one sent in clear (client.PayloadConverter). Acting on a request is the web app's and
+one sent in clear (client.converter.PayloadConverter). Acting on a request is the web app's and
 the command line's, which check who may.
 
 Only signed-in staff: the UI sends the browser's cookies when its codec setting

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from client import Connection
+from client.connection import Connection
 from settings import Settings
 from stores import Stores
 from web.metrics import WebMetrics

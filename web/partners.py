@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from client import (
+from client.partner_users import (
     PartnerUserRefused,
     invite_partner_user,
     partner_update_known,

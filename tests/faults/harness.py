@@ -28,14 +28,9 @@ from aiosmtpd.controller import Controller
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from client import (
-    NotYetConfirmed,
-    TemporalUnavailable,
-    data_converter,
-    decide,
-    status,
-    submit,
-)
+from client.connection import NotYetConfirmed, TemporalUnavailable
+from client.converter import data_converter
+from client.requests import decide, status, submit
 from models import search_attributes
 from models.lifecycle import Action, Stage
 from models.status import EmailKind, OnboardingStatus

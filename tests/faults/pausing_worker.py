@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import worker
-from client import exit_process
+from client.connection import exit_process
 
 PAUSE = Path(os.environ["FAULT_PAUSE_FILE"]) if "FAULT_PAUSE_FILE" in os.environ else None
 COMMITTED = Path(os.environ.get("FAULT_COMMITTED_FILE", "/dev/null"))

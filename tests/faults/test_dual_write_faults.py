@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-import dual_write_client
+from client import dual_write as dual_write_client
 from models.dual_write import FIELD_MAP, Direction, Entity, Side, mapped
 from stores import Stores, dual_write
 from stores.engine import make_engine

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, func, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
-from client import Refused, decide, signal_decision, status
-from models.lifecycle import Action, Stage
+from client.requests import decide, signal_decision, status
+from models.lifecycle import Action, Refused, Stage
 from models.sales import Lead
 from stores import Stores, views
 from stores.engine import make_engine

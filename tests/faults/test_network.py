@@ -28,7 +28,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
 
-from client import data_converter
+from client.converter import data_converter
 from models import search_attributes
 from scripts import temporal_dev
 from scripts.mailsink import SpoolHandler

@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 from sqlmodel import Session, select
 
-from client import NotYetConfirmed, TemporalUnavailable, invite_partner_user, status
+from client.connection import NotYetConfirmed, TemporalUnavailable
+from client.partner_users import invite_partner_user
+from client.requests import status
 from models.commerce import CustomerHierarchyMember, EmailMessage, PartnerUser
 from models.lifecycle import Action
 from models.partners import InviteInput, NewPartnerUser, PartnerUserChanged

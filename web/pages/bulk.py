@@ -22,15 +22,9 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from client import (
-    DecisionFailed,
-    NotYetConfirmed,
-    Refused,
-    RequestNotFound,
-    TemporalUnavailable,
-    decide,
-)
-from models.lifecycle import STAGES, TRANSITIONS, Action, ReasonCode, refusal
+from client.connection import NotYetConfirmed, TemporalUnavailable
+from client.requests import DecisionFailed, RequestNotFound, decide
+from models.lifecycle import STAGES, TRANSITIONS, Action, ReasonCode, Refused, refusal
 from models.requests import IDEMPOTENCY_KEY
 from models.status import OnboardingStatus
 from stores.queues import PAGE_SIZE

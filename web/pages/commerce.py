@@ -12,13 +12,14 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import Refused, erase_personal_data
+from client.personal_data import erase_personal_data
 from models.commerce import Customer, Prospect
 from models.dual_write import Side
 from models.lifecycle import (
     Action,
     Change,
     RefusalKind,
+    Refused,
     Role,
     Stage,
     change_allowed,

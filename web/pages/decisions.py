@@ -10,22 +10,15 @@ from fastapi import Request, Response
 from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 from temporalio.client import Client
 
-from client import (
-    Connection,
-    NotYetConfirmed,
-    OnboardingError,
-    Refused,
-    current_status,
-    decide,
-    hold,
-    resume,
-)
+from client.connection import Connection, NotYetConfirmed, OnboardingError
+from client.requests import current_status, decide, hold, resume
 from models.decision_words import StaffReasonCode
 from models.lifecycle import (
     ALLOWED_ACTIONS,
     TRANSITIONS,
     Action,
     ReasonCode,
+    Refused,
     Stage,
     refusal,
 )

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-import dual_write_client
-from client import TemporalUnavailable
+from client import dual_write as dual_write_client
+from client.connection import TemporalUnavailable
 from models.dual_write import (
     EDITS,
     Direction,

@@ -7,7 +7,8 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from client import Connection, resend_notification
+from client.connection import Connection
+from client.requests import resend_notification
 from models.commerce import Prospect
 from models.status import EmailKind, OnboardingStatus
 from models.workflow_io import ResendNotificationInput

@@ -16,7 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from client import NotYetConfirmed, partner_link_used
+from client.connection import NotYetConfirmed
+from client.partner_users import partner_link_used
 from models.dual_write import EDITS, Entity, Side
 from models.partners import (
     PASSWORD_MIN,

@@ -14,14 +14,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from client import (
-    NotYetConfirmed,
-    TemporalUnavailable,
-    current_status,
-    submit,
-    tell_applied_again,
-)
-from client import submission_id as onboarding_id_of
+from client.connection import NotYetConfirmed, TemporalUnavailable
+from client.requests import current_status, submit, tell_applied_again
+from client.requests import submission_id as onboarding_id_of
 from infra.links import status_path, status_token_valid
 from models.lifecycle import STAGES
 from models.personal_data import ERASED
