@@ -13,19 +13,14 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio import workflow
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import (
-    HandleSignalInput,
-    Interceptor,
     PatchActivationInput,
     Worker,
     WorkerDeploymentConfig,
-    WorkflowInboundInterceptor,
-    WorkflowInterceptorClassInput,
 )
 
 from activities.commerce import CommerceActivities
@@ -36,7 +31,6 @@ from activities.requests import RequestActivities, request_timing
 from activities.sales import SalesActivities
 from client import deployment
 from client.connection import Connection, OnboardingError, connect, exit_process
-from client.converter import arrived_elsewhere
 from client.dual_write import ensure_running
 from client.personal_data import shred_keys
 from infra import health, logs, tracing
@@ -45,6 +39,7 @@ from models import search_attributes
 from settings import PROBE_PORT_STEP, WORKERS_PER_HOST, Settings, describe, get_settings
 from stores import Stores
 from stores.migrations import SchemaMismatch
+from workflows.interceptors import INTERCEPTORS
 from workflows.registry import WORKFLOWS, workflow_runner
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
@@ -61,39 +56,6 @@ SHRED_EVERY = 300.0
 
 class MissingSearchAttributes(Exception):
     pass
-
-
-# Names the branch where a signal the product did not send is ignored: histories recorded
-# before it replay as they ran. It can go once no workflow started before it is open.
-IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
-
-
-class _ForgedSignalsIgnored(WorkflowInboundInterceptor):
-    """A signal sent in clear (the `temporal` CLI without the codec) or encrypted through
-    the codec endpoint is ignored: a signal cannot be refused, and `decision` would
-    otherwise decide with any actor typed in. Updates are refused
-    (client.converter.PayloadConverter)."""
-
-    async def handle_signal(self, input: HandleSignalInput) -> None:
-        if any(arrived_elsewhere(arg) for arg in input.args) and workflow.patched(
-            IGNORE_FORGED_SIGNALS
-        ):
-            workflow.logger.warning(
-                "Ignored the %s signal: it did not come from the product", input.signal
-            )
-            return
-        await super().handle_signal(input)
-
-
-class ForgedSignalsIgnored(Interceptor):
-    def workflow_interceptor_class(
-        self, input: WorkflowInterceptorClassInput
-    ) -> type[WorkflowInboundInterceptor]:
-        return _ForgedSignalsIgnored
-
-
-# The worker's, and a replayer's that replays as the worker runs.
-INTERCEPTORS: list[Interceptor] = [ForgedSignalsIgnored()]
 
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig:

@@ -43,6 +43,7 @@ from temporalio.worker import Replayer
 
 from models import search_attributes as sa
 from settings import PROJECT_DIR, Settings
+from workflows.interceptors import INTERCEPTORS
 from workflows.registry import WORKFLOWS, workflow_runner
 
 PACKAGE = "b2b-onboarding"
@@ -322,14 +323,11 @@ async def move(
     their code."""
     to = this_version(settings)
     await _known(client, settings, to.build_id)
-    # As the worker runs them, with its interceptors (a signal the product did not send
-    # is ignored there): the one thing of the worker's a replay needs, imported here only.
-    from worker import INTERCEPTORS
-
     replayer = Replayer(
         workflows=WORKFLOWS,
         data_converter=client.data_converter,
         workflow_runner=workflow_runner(),
+        # As the worker runs them: a signal the product did not send is ignored there.
         interceptors=INTERCEPTORS,
         # A history that does not replay is an answer here, not a warning on the console.
         runtime=Runtime(telemetry=TelemetryConfig(logging=None)),

@@ -22,7 +22,8 @@ from settings import Settings
 from stores import Stores
 from tests.conftest import eventually
 from tests.scenario import a_request, finished, row_counts, submitted
-from worker import WORKFLOWS, deployment_config, workflow_runner
+from worker import deployment_config
+from workflows.registry import WORKFLOWS, workflow_runner
 
 
 @activity.defn(name="record_request")

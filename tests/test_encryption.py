@@ -34,7 +34,8 @@ from models.lifecycle import Action
 from settings import Settings
 from stores import Stores, data_keys
 from tests.scenario import finished, submitted
-from worker import WORKFLOWS, build_worker, workflow_runner
+from worker import build_worker
+from workflows.registry import WORKFLOWS, workflow_runner
 
 
 def key(seed: str) -> str:

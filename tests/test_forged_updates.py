@@ -28,8 +28,9 @@ from stores import Stores
 from tests.conftest import ADMIN, REP, bearer
 from tests.scenario import submitted
 from tests.test_replay import markers
-from worker import IGNORE_FORGED_SIGNALS, INTERCEPTORS, WORKFLOWS, workflow_runner
+from workflows.interceptors import IGNORE_FORGED_SIGNALS, INTERCEPTORS
 from workflows.onboarding import OnboardingWorkflow
+from workflows.registry import WORKFLOWS, workflow_runner
 
 pytestmark = pytest.mark.usefixtures("worker")
 JSON = {"Content-Type": "application/json"}

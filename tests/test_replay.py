@@ -31,7 +31,7 @@ from client.converter import data_converter
 from settings import Settings
 from stores import Stores
 from tests.scenario import HISTORIES, RECORDING_VERSION
-from worker import INTERCEPTORS, WORKFLOWS, workflow_runner
+from workflows.interceptors import INTERCEPTORS
 from workflows.onboarding import (
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
@@ -39,6 +39,7 @@ from workflows.onboarding import (
     RECEIVED_EMAIL_PATCH,
     REQUEST_TIME_PATCH,
 )
+from workflows.registry import WORKFLOWS, workflow_runner
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
