@@ -53,7 +53,7 @@ class EditRefused(Exception):
     """The store refuses an edit (a constraint: an email already another user's)."""
 
 
-class Refused(Exception):
+class TargetRefused(Exception):
     """The target store refuses a change for good (a validation, a constraint): the error
     list's reason, with no personal data (never a value, only what was wrong)."""
 
@@ -300,7 +300,7 @@ def _validate(change: Change, source: Side, fields: dict[str, Any]) -> None:
         model.model_validate(checked)
     except ValidationError as err:
         wrong = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise Refused(f"refused by validation: {wrong}"[:ERROR_MAX]) from None
+        raise TargetRefused(f"refused by validation: {wrong}"[:ERROR_MAX]) from None
 
 
 def apply_change(session: Session, target: Side, change: Change) -> int:
@@ -417,7 +417,7 @@ def sync_batch(
             continue
         try:
             conflicts += transact(engines[target], _applying(target, change))
-        except Refused as err:
+        except TargetRefused as err:
             failed[change.id] = str(err)
         except (IntegrityError, DataError) as err:
             failed[change.id] = _constraint(err)

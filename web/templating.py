@@ -35,8 +35,8 @@ from models.status import email_words
 from settings import PROJECT_DIR, Settings
 from web import i18n
 from web.auth import csrf_token, partner_session, session_user
-from web.links import temporal_ui_url
 from web.protection import RETRY_AFTER
+from web.temporal_ui import temporal_ui_url
 
 # The language of the template being rendered. One environment serves every request, so
 # its gettext cannot be installed per request (a concurrent request would change it under

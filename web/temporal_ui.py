@@ -1,6 +1,7 @@
-"""Links the staff pages hand out: a request's workflow in the Temporal UI.
+"""The staff pages' link to a request's workflow in the Temporal UI.
 
-The requester's status link is the top-level `links` module's, shared with the worker.
+The links the worker emails and the web app serves (the requester's status link, a
+reminder's staff page) are `infra.links`'.
 """
 
 from __future__ import annotations
