@@ -316,16 +316,17 @@ class Site:
 
     async def _submit_one(self, timeout: float) -> str:
         assert self.client is not None
+        client = self.client
         request, key = a_request(), f"faults-{uuid.uuid4().hex}"
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def answered() -> str:
             try:
-                submitted = await submit(self.client, request, self.settings, idempotency_key=key)
-                return submitted.onboarding_id
-            except (TemporalUnavailable, NotYetConfirmed):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(RETRY_AFTER)
+                submitted = await submit(client, request, self.settings, idempotency_key=key)
+            except (TemporalUnavailable, NotYetConfirmed) as err:
+                raise AssertionError(f"submission {key} has no answer: {err}") from err
+            return submitted.onboarding_id
+
+        return await eventually(answered, timeout, every=RETRY_AFTER)
 
     async def recorded(self, onboarding_ids: Sequence[str], timeout: float = 60) -> None:
         await self.until(onboarding_ids, lambda s: s.stage is not Stage.SUBMITTED, timeout)
@@ -334,19 +335,21 @@ class Site:
         self, onboarding_id: str, action: Action, timeout: float = 120
     ) -> OnboardingStatus:
         """Decide as a careful caller does: on no answer, again (soon) with the same decision id."""
-        assert self.client is not None
+        client = self.client
+        assert client is not None
         decision_id = f"faults-{uuid.uuid4().hex}"
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def answered() -> OnboardingStatus:
             try:
-                status = await decide(
-                    self.client, onboarding_id, action, actor="faults", decision_id=decision_id
+                return await decide(
+                    client, onboarding_id, action, actor="faults", decision_id=decision_id
                 )
-                break
-            except (TemporalUnavailable, NotYetConfirmed):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(RETRY_AFTER)
+            except (TemporalUnavailable, NotYetConfirmed) as err:
+                raise AssertionError(
+                    f"{action.value} of {onboarding_id}: no answer: {err}"
+                ) from err
+
+        status = await eventually(answered, timeout, every=RETRY_AFTER)
         if status.pending_action is None:
             return status
         # Accepted, still being applied (a store or the worker was down): wait for it.

@@ -17,7 +17,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from scripts import temporal_dev
 from scripts.mailsink import SpoolHandler
 from stores import Stores
 from stores.engine import make_engine
-from tests.conftest import ADMIN, REP
+from tests.conftest import ADMIN, REP, eventually
 from tests.faults.harness import BIN, PATHS, Process, Site, connected
 from tests.faults.test_faults import decide_all
 from tests.scenario import a_request
@@ -187,22 +186,22 @@ class NetworkSite(Site):
         """Through the web app's API, as a partner's browser or system would, with its key."""
         body = a_request().model_dump(mode="json", exclude_none=True)
         key = f"net-{uuid.uuid4().hex}"
-        deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=30) as http:
-            while True:
+
+            async def answered() -> str:
                 try:
                     answer = await http.post(
                         f"http://{self.web_address}:{WEB_PORT}/api/onboarding-requests",
                         json=body,
                         headers={"Idempotency-Key": key},
                     )
-                    if answer.status_code == 202 and "onboarding_id" in answer.json():
-                        return str(answer.json()["onboarding_id"])
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"submission {key} never answered")
-                await asyncio.sleep(0.5)
+                except httpx.TransportError as err:
+                    raise AssertionError(f"submission {key} never answered: {err!r}") from err
+                if answer.status_code == 202 and "onboarding_id" in answer.json():
+                    return str(answer.json()["onboarding_id"])
+                raise AssertionError(f"submission {key} never answered: {answer.status_code}")
+
+            return await eventually(answered, timeout, every=0.5)
 
     def stop(self) -> None:
         self.web.stop()

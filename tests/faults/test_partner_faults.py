@@ -45,14 +45,17 @@ async def test_invitations_while_the_worker_is_killed(site: Site) -> None:  # no
             user=NewPartnerUser(first_name="User", last_name="Number", email=email),
             actor=f"partner:{admin.id}",
         )
+
         # A careful caller: the same request id again until the outcome is known.
-        while True:
+        async def answered() -> PartnerUserChanged:
             try:
                 return await invite_partner_user(
                     temporal, site.settings, request, request_id=f"invite:{email}"
                 )
-            except (TemporalUnavailable, NotYetConfirmed):
-                await asyncio.sleep(0.5)
+            except (TemporalUnavailable, NotYetConfirmed) as err:
+                raise AssertionError(f"the invitation of {email} has no outcome: {err}") from err
+
+        return await eventually(answered, every=0.5)
 
     inviting = asyncio.ensure_future(asyncio.gather(*(invite(email) for email in invitees)))
     await eventually(
