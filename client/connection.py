@@ -23,10 +23,7 @@ from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
     PollWorkflowExecutionUpdateRequest,
 )
-from temporalio.client import (
-    Client,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,9 +38,6 @@ ACCEPT_WAIT = timedelta(seconds=10)
 # A worker answers a status query in milliseconds; a reader should not wait out a
 # stopped one for the whole RPC timeout (or the server's "no poller seen").
 QUERY_TIMEOUT = timedelta(seconds=3)
-# How often a partner user change starts again when it meets that user's workflow ending.
-
-
 T = TypeVar("T")
 
 

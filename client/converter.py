@@ -15,9 +15,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
-from temporalio.client import (
-    Client,
-)
+from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,

@@ -12,14 +12,8 @@ from typing import TypeVar
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.update.v1 import UpdateRef, WaitPolicy
-from temporalio.api.workflowservice.v1 import (
-    PollWorkflowExecutionUpdateRequest,
-)
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-)
+from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,8 +41,6 @@ from workflows.partner_user import PartnerUserWorkflow
 
 # How often a partner user change starts again when it meets that user's workflow ending.
 PARTNER_UPDATE_ATTEMPTS = 5
-
-
 U = TypeVar("U")
 
 
@@ -172,7 +164,7 @@ async def _partner_update(
             )
         except OnboardingError:
             # The start operation keeps the same failure; read it, or asyncio logs it as
-            # never retrieved (as in `submit`).
+            # never retrieved (as in `requests.submit`).
             read = asyncio.ensure_future(start.workflow_handle())
             read.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise

@@ -11,9 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import (
-    DeleteWorkflowExecutionRequest,
-)
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -33,25 +31,10 @@ from models.ids import (
     personal_data_workflow_id,
     resend_workflows_prefix,
 )
-from models.lifecycle import (
-    DECISION_NOT_ALLOWED,
-    Change,
-    RefusalKind,
-    Refused,
-    change_allowed,
-)
-from models.partners import (
-    partner_user_workflow_id,
-)
-from models.personal_data import (
-    AnonymisationKind,
-    AnonymiseRequestInput,
-    ErasedHistory,
-    Erasure,
-)
-from models.workflow_io import (
-    ErasePersonalData,
-)
+from models.lifecycle import DECISION_NOT_ALLOWED, Change, RefusalKind, Refused, change_allowed
+from models.partners import partner_user_workflow_id
+from models.personal_data import AnonymisationKind, AnonymiseRequestInput, ErasedHistory, Erasure
+from models.workflow_io import ErasePersonalData
 from stores import Stores, data_keys, views
 from stores.personal_data import ERASED, anonymise_request
 

@@ -42,11 +42,7 @@ from client.connection import (
 from client.converter import codec_of
 from infra import encryption
 from models import search_attributes as sa
-from models.ids import (
-    hour_period,
-    onboarding_workflow_id,
-    resend_workflow_id,
-)
+from models.ids import hour_period, onboarding_workflow_id, resend_workflow_id
 from models.lifecycle import (
     DECISION_NOT_ALLOWED,
     SYSTEM_ACTOR,
@@ -74,8 +70,6 @@ from workflows.onboarding import OnboardingWorkflow
 APPLY_WAIT = timedelta(seconds=10)
 # How long an admin's resend of a notification waits for the mail server's answer.
 RESEND_WAIT = timedelta(seconds=5)
-
-
 U = TypeVar("U")
 
 # `workflow_status` of a status rebuilt from the stores, and why it was.
