@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import dual_write_client
 import starter
+from bench.sync import a_linked_partner
 from client import invite_partner_user, status
 from models import commerce
 from models.commerce import Customer
@@ -98,47 +99,6 @@ def test_an_edit_is_validated_as_a_request_is_and_a_name_cannot_be_cleared() -> 
 
 
 # --- the store side, on SQLite and PostgreSQL -------------------------------------------
-
-
-def a_linked_partner(stores: Stores) -> dict[str, int]:
-    """An account and its contact in Sales, their customers in Commerce, linked as approval
-    links them."""
-    tag = uuid.uuid4().hex[:8]
-    with Session(stores.sales) as session:
-        account = Account(name=f"Contoso {tag}", phone="+39 02 1", created_at=NOW)
-        session.add(account)
-        session.flush()
-        contact = Contact(
-            first_name="Ada",
-            last_name="Rossi",
-            email=f"ada.{tag}@contoso.example",
-            account_id=account.id,
-            created_at=NOW,
-        )
-        session.add(contact)
-        session.commit()
-        ids = {"account": account.id, "contact": contact.id}
-    with Session(stores.commerce) as session:
-        organization = Customer(
-            customer_type="organization",
-            name=f"Contoso {tag}",
-            phone="+39 02 1",
-            sales_account_id=ids["account"],
-            created_at=NOW,
-        )
-        person = Customer(
-            customer_type="person",
-            name="Ada Rossi",
-            first_name="Ada",
-            last_name="Rossi",
-            email=f"ada.{tag}@contoso.example",
-            sales_contact_id=ids["contact"],
-            created_at=NOW,
-        )
-        session.add_all([organization, person])
-        session.commit()
-        ids |= {"organization": organization.id, "person": person.id}
-    return {key: value for key, value in ids.items() if value is not None}
 
 
 def sync(stores: Stores, direction: Direction, limit: int = 200) -> dual_write.SyncBatchResult:
