@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import dual_write_client
 import starter
 from bench.sync import a_linked_partner
-from client import invite_partner_user, status
+from client import invite_partner_user, remove_partner_user, status
 from models import commerce
 from models.commerce import Customer
 from models.dual_write import (
@@ -39,7 +39,7 @@ from models.dual_write import (
     field_map_rows,
     read_only,
 )
-from models.partners import CreditLimitValues, InviteInput, NewPartnerUser
+from models.partners import CreditLimitValues, InviteInput, NewPartnerUser, RemoveInput
 from models.sales import Account, Contact
 from settings import Settings
 from stores import Stores, dual_write
@@ -478,6 +478,114 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     await eventually(all_crossed, what="the changes made while paused")
     state = (await web.get("/api/dual-write", headers=bearer(REP))).json()
     assert {b["direction"]: b["waiting"] for b in state["backlog"]}["sales_to_commerce"] == 0
+
+
+def contact_by_email(stores: Stores, email: str) -> Contact | None:
+    with Session(stores.sales) as session:
+        return session.exec(select(Contact).where(Contact.email == email)).first()
+
+
+async def invited(
+    client: Client, settings: Settings, organization: int, first_name: str
+) -> tuple[str, int]:
+    """A user the partner administrator adds: their email and partner user id."""
+    email = f"{first_name.lower()}.{uuid.uuid4().hex[:8]}@contoso.example"
+    changed = await invite_partner_user(
+        client,
+        settings,
+        InviteInput(
+            organization_customer_id=organization,
+            user=NewPartnerUser(first_name=first_name, last_name="Verdi", email=email),
+            actor="partner:1",
+        ),
+    )
+    return email, changed.partner_user_id
+
+
+async def test_a_removed_user_s_contact_stays_on_the_account_inactive(
+    web: httpx.AsyncClient,
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    dual_write_running: None,
+) -> None:
+    records = await an_approved_partner(client, settings)
+    account, organization = records.account_id, records.organization_customer_id
+    assert account and organization
+    email, partner_user_id = await invited(client, settings, organization, "Giulia")
+    made = await eventually(lambda: contact_by_email(stores, email), what="the user's contact")
+    assert (made.account_id, made.active) == (account, True)
+
+    await remove_partner_user(
+        client,
+        settings,
+        email,
+        RemoveInput(
+            partner_user_id=partner_user_id,
+            actor="partner:1",
+            organization_customer_id=organization,
+        ),
+    )
+
+    def inactive() -> Contact | None:
+        contact = contact_by_email(stores, email)
+        return contact if contact is not None and not contact.active else None
+
+    removed = await eventually(inactive, what="the removed user's contact inactive")
+    # The same contact, kept with its history, and no longer in the partner's hierarchy.
+    assert (removed.id, removed.account_id, removed.first_name) == (made.id, account, "Giulia")
+    assert removed.partner_role is None
+    await sign_in(web, REP)
+    listed = text_of((await web.get(f"/sales/accounts/{account}")).text)
+    assert "Giulia Verdi (no longer a user)" in listed
+
+
+async def test_the_initial_sync_makes_a_contact_for_a_user_without_one_then_nothing(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    worker: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    records = await an_approved_partner(client, settings)
+    account, organization = records.account_id, records.organization_customer_id
+    assert account and organization
+    # A user added before this release: no change of theirs waits, Sales has no contact.
+    email, _ = await invited(client, settings, organization, "Paolo")
+    with Session(stores.commerce) as session:
+        person = session.exec(select(Customer.id).where(Customer.email == email)).one()
+        for change in session.exec(
+            select(commerce.SyncChange).where(commerce.SyncChange.record_id == person)
+        ).all():
+            session.delete(change)
+        session.commit()
+    # What did wait (the approval's own changes) has crossed, as before a release.
+    settle(stores)
+    assert contact_by_email(stores, email) is None
+
+    async def initial_sync() -> dict[str, int]:
+        command = ["dual-write-initial-sync", "--actor", "cli:ops"]
+        assert await starter.run(command, settings=settings) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    first = await initial_sync()
+    assert first["contacts_to_make"] >= 1 and first["changes"] >= first["contacts_to_make"]
+    settle(stores)
+    made = contact_by_email(stores, email)
+    assert made is not None
+    assert (made.account_id, made.commerce_customer_id, made.partner_role, made.active) == (
+        account,
+        person,
+        "b2b_user",
+        True,
+    )
+
+    # Everything is in step now: a second run records nothing and makes no contact.
+    second = await initial_sync()
+    assert (second["changes"], second["contacts_to_make"]) == (0, 0)
+    assert (second["persons"], second["waiting"]) == (first["persons"], first["waiting"])
+    with Session(stores.sales) as session:
+        assert len(session.exec(select(Contact).where(Contact.email == email)).all()) == 1
 
 
 def test_the_initial_sync_brings_earlier_rows_in_step_once_and_resumably(
