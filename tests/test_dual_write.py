@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import dual_write_client
 import starter
 from bench.sync import a_linked_partner
-from client import invite_partner_user, remove_partner_user, status
+from client import erase_personal_data, invite_partner_user, remove_partner_user, status
 from models import commerce
 from models.commerce import Customer
 from models.dual_write import (
@@ -384,6 +384,9 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     account, organization = records.account_id, records.organization_customer_id
     contact, person = records.contact_id, records.person_customer_id
     assert account and organization and contact and person
+    # Written at approval from the same request: in step before any edit.
+    ids = {"account": account, "contact": contact, "organization": organization, "person": person}
+    equal_on_both_sides(stores, ids)
 
     edited = await web.patch(
         f"/api/sales/accounts/{account}", json={"phone": "+39 02 5555"}, headers=bearer(REP)
@@ -550,6 +553,16 @@ async def test_the_initial_sync_makes_a_contact_for_a_user_without_one_then_noth
     records = await an_approved_partner(client, settings)
     account, organization = records.account_id, records.organization_customer_id
     assert account and organization
+    # A partner whose administrator's data was erased: each store keeps its placeholders.
+    erased_request, _ = await approved_partner(client, settings)
+    await erase_personal_data(client, stores, erased_request, actor="anna", reason="asked")
+    with Session(stores.commerce) as session:
+        erased = session.exec(
+            select(Customer.id).where(
+                Customer.onboarding_id == erased_request, Customer.customer_type == "person"
+            )
+        ).one()
+    assert erased is not None
     # A user added before this release: no change of theirs waits, Sales has no contact.
     email, _ = await invited(client, settings, organization, "Paolo")
     with Session(stores.commerce) as session:
@@ -571,6 +584,12 @@ async def test_the_initial_sync_makes_a_contact_for_a_user_without_one_then_noth
     first = await initial_sync()
     assert first["contacts_to_make"] >= 1 and first["changes"] >= first["contacts_to_make"]
     settle(stores)
+    # Nothing recorded for the erased person (their contact's email may not be empty).
+    assert not [
+        change
+        for change in mine(stores, Side.COMMERCE, Entity.PERSON, erased)
+        if change.actor == "cli:ops"
+    ]
     made = contact_by_email(stores, email)
     assert made is not None
     assert (made.account_id, made.commerce_customer_id, made.partner_role, made.active) == (
