@@ -29,6 +29,7 @@ from models.commerce import Customer
 from models.dual_write import (
     EDITS,
     FIELD_MAP,
+    TABLES,
     ChangeState,
     ConflictDecision,
     Direction,
@@ -669,6 +670,21 @@ def test_the_guide_prints_the_field_map_as_declared() -> None:
     guide = (Path(__file__).parents[1] / "docs" / "dual-write.md").read_text()
     for map_, name, master, rule, words in field_map_rows():
         assert f"| {map_} | `{name}` | {master} | {rule} | {words} |" in guide, name
+
+
+def test_the_readme_prints_the_field_map_as_declared() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    every = [f for fields in FIELD_MAP.values() for f in fields]
+    # Its table has no column for a field only Sales writes: there is none.
+    assert not [f for f in every if f.master is Side.SALES and not f.both_ways]
+    for entity, fields in FIELD_MAP.items():
+        cells = [
+            ", ".join(f"`{f.name}`" for f in fields if (f.master, f.both_ways) == kind)
+            for kind in ((Side.SALES, True), (Side.COMMERCE, True), (Side.COMMERCE, False))
+        ]
+        tables = TABLES[entity]
+        row = f"| {tables[Side.SALES]} ↔ {tables[Side.COMMERCE]} | {' | '.join(cells)} |"
+        assert row in readme, row
 
 
 async def test_the_initial_sync_command_prints_what_it_did(
