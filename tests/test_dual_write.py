@@ -519,6 +519,10 @@ async def test_a_removed_user_s_contact_stays_on_the_account_inactive(
     email, partner_user_id = await invited(client, settings, organization, "Giulia")
     made = await eventually(lambda: contact_by_email(stores, email), what="the user's contact")
     assert (made.account_id, made.active) == (account, True)
+    await sign_in(web, REP)
+    shown = text_of((await web.get(f"/sales/contacts/{made.id}")).text)
+    assert "Role on the B2B site (from Commerce) User" in shown
+    assert "Still a user of the B2B site (from Commerce) yes" in shown
 
     await remove_partner_user(
         client,
@@ -539,9 +543,11 @@ async def test_a_removed_user_s_contact_stays_on_the_account_inactive(
     # The same contact, kept with its history, and no longer in the partner's hierarchy.
     assert (removed.id, removed.account_id, removed.first_name) == (made.id, account, "Giulia")
     assert removed.partner_role is None
-    await sign_in(web, REP)
     listed = text_of((await web.get(f"/sales/accounts/{account}")).text)
     assert "Giulia Verdi (no longer a user)" in listed
+    shown = text_of((await web.get(f"/sales/contacts/{made.id}")).text)
+    assert "Role on the B2B site (from Commerce) —" in shown
+    assert "Still a user of the B2B site (from Commerce) no" in shown
 
 
 async def test_the_initial_sync_makes_a_contact_for_a_user_without_one_then_nothing(
