@@ -161,6 +161,7 @@ class CommerceActivities:
             "last_name": request.last_name,
             "email": request.email,
             "phone": request.phone,
+            "job_title": request.job_title,
             "locale": request.locale,
             "sales_contact_id": input.sales_contact_id,
             "created_at": input.at,

@@ -19,6 +19,13 @@ LEAD_VISIBLE_P99_MS = 250.0
 UNLOADED_WON_TO_EMAIL_P50_MS = 100.0
 WORKER_RSS_MB = 300.0
 DECIDE_RATIO = 0.8
+# Dual-write (issue 25, item 10): the rate the sync sustains, and the lag from a commit in
+# one store to the change applied in the other at half that rate.
+SYNC_PER_SECOND = 50.0
+SYNC_LAG_P99_MS = 2000.0
+# The lag counts as measured at half the sustained rate when the driver offered that much,
+# within this share.
+SYNC_OFFERED_SHARE = 0.9
 
 MEASURES = {
     "submit": "API submit response (`client.submit`)",
@@ -88,6 +95,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     io["cpu_ms_each"] <= IO_MS_TARGET[backend],
                 )
             )
+        sync = measured.get("sync")
+        if sync:
+            half = sync["half_per_second"]
+            offered = sync["offered_per_second"] >= SYNC_OFFERED_SHARE * half
+            out += [
+                _target(
+                    f"{backend}: dual-write sustained, changes per second",
+                    sync["sustained_per_second"],
+                    f"≥ {SYNC_PER_SECOND:.0f}",
+                    sync["sustained_per_second"] >= SYNC_PER_SECOND,
+                ),
+                _target(
+                    f"{backend}: dual-write commit → applied in the other store, p99 at "
+                    "half the sustained rate, ms",
+                    sync["lag_ms"]["p99"],
+                    f"≤ {SYNC_LAG_P99_MS:.0f} with ≥ {SYNC_OFFERED_SHARE:.0%} of {half}/s offered",
+                    sync["lag_ms"]["p99"] <= SYNC_LAG_P99_MS and offered,
+                ),
+            ]
         half = {k: percentiles(v) for k, v in measured["latency"]["half_load"].items()}
         unloaded = {k: percentiles(v) for k, v in measured["latency"]["unloaded"].items()}
         for load, measure, key, limit in (
@@ -235,6 +261,7 @@ def markdown(results: dict[str, Any], chart_name: str = "latency.png") -> str:
                 lines.append(_throughput_row(f"product, {backend}", run, naive, lean_run))
         lines += _calls_table(results)
     lines += _io_table(results)
+    lines += _sync_table(results)
     latency_rows = []
     for backend, measured in results["backends"].items():
         for load, label in (("unloaded", "unloaded"), ("half_load", "half load")):
@@ -363,6 +390,44 @@ def _io_table(results: dict[str, Any]) -> list[str]:
             for part in parts
         ),
         _row("**all**", *(io["cpu_ms_each"] for io in measured.values())),
+    ]
+
+
+def _sync_table(results: dict[str, Any]) -> list[str]:
+    """Dual-write (bench/sync.py): the rate it sustains, and its lag at half that rate."""
+    measured = {b: m["sync"] for b, m in results["backends"].items() if m.get("sync")}
+    if not measured:
+        return []
+    return [
+        "",
+        "## Dual-write: changes per second sustained, and the lag at half that rate",
+        "",
+        "Edits made while the sync is paused, then caught up (the sustained rate); then "
+        "edits at half that rate, each change's lag from its commit to its application in "
+        "the other store, ms. Offered: what the driver made, per second.",
+        "",
+        _row(
+            *("store", "caught up", "in s", "sustained per second", "half", "offered"),
+            *("n", "lag p50", "lag p95", "lag p99", "conflicts", "lost", "applied twice"),
+            "others' CPU share",
+        ),
+        _row(*("---",) * 14),
+        *(
+            _row(
+                backend,
+                s["burst"],
+                s["caught_up_s"],
+                s["sustained_per_second"],
+                s["half_per_second"],
+                s["offered_per_second"],
+                *(s["lag_ms"].get(k) for k in ("n", "p50", "p95", "p99")),
+                s["conflicts"],
+                s["lost"],
+                s["applied_twice"],
+                s.get("other_cpu_share", ""),
+            )
+            for backend, s in measured.items()
+        ),
     ]
 
 

@@ -1,6 +1,6 @@
 """`make bench`: one run, one dev server; the naive ceiling, the lean reference and the product.
 
-    python -m bench.run [--profile full|scale|quick|smoke] [--out bench/results]
+    python -m bench.run [--profile full|scale|quick|smoke|sync] [--out bench/results]
                         [--py-spy [LABEL]]
 
 Starts its own Temporal dev server, SMTP sink and workers on free ports, drives them,
@@ -41,6 +41,7 @@ from temporalio.client import Client
 from bench import io as io_phase
 from bench import profile as py_spy
 from bench import report
+from bench import sync as sync_phase
 from bench.drive import (
     FAILURES,
     LeadWatcher,
@@ -80,6 +81,10 @@ class Profile:
     scale: int = 0
     # Onboardings of the I/O phase (bench/io.py), on each backend.
     io_count: int = 0
+    # The sync phase (bench/sync.py), on each backend: the edits made while paused, whose
+    # catch-up is the sustained rate, and how long edits go on at half that rate.
+    sync_changes: int = 0
+    sync_seconds: float = 0
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -94,6 +99,8 @@ PROFILES = {
         unloaded=30,
         half_load_seconds=20,
         io_count=200,
+        sync_changes=2000,
+        sync_seconds=10,
     ),
     # `make bench-scale`: 10,000 requests open at once, then all decided.
     "scale": Profile(
@@ -110,6 +117,15 @@ PROFILES = {
     "quick": Profile(
         sizes={"sqlite": (500,)}, concurrency=64, unloaded=20, half_load_seconds=10, io_count=100
     ),
+    # The sync phase alone (and the product's eight warm-up onboardings), on both stores.
+    "sync": Profile(
+        sizes={"sqlite": (), "postgresql": ()},
+        concurrency=8,
+        unloaded=0,
+        half_load_seconds=0,
+        sync_changes=2000,
+        sync_seconds=10,
+    ),
     "smoke": Profile(
         sizes={"sqlite": (10,)},
         concurrency=5,
@@ -118,6 +134,8 @@ PROFILES = {
         few_open=5,
         scale=20,
         io_count=5,
+        sync_changes=50,
+        sync_seconds=2,
     ),
 }
 
@@ -321,6 +339,7 @@ class Run:
             }
             io = await self.io_alone(backend)
             lean_io = await self.lean_io(backend, settings, env)
+            sync = await self.sync(backend, settings, env)
             worker = self.services.start(
                 f"worker-{backend}", [sys.executable, "worker.py"], env=env
             )
@@ -329,7 +348,7 @@ class Run:
                 async with LeadWatcher(sales_url) as watcher:
                     product = Product(client, settings, watcher)
                     phases = await self._product_phases(backend, product, worker, sales_url)
-                    return {"io": io, "lean_io": lean_io, **phases}
+                    return {"io": io, "lean_io": lean_io, "sync": sync, **phases}
             finally:
                 self.services.stop(worker)
 
@@ -342,6 +361,21 @@ class Run:
         log(f"{backend}: the product's I/O alone, {count} onboardings one at a time")
         result = await io_phase.phase(backend, count, self.workdir, self.smtp_port, self.spool)
         log(f"{backend}: I/O {result['cpu_ms_each']} ms each: {result['cpu_ms_each_by_part']}")
+        return result
+
+    async def sync(
+        self, backend: str, settings: Settings, env: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """Dual-write's sustained rate and its lag at half that rate (bench/sync.py), on
+        fresh stores of this backend with a worker of their own."""
+        changes, seconds = self.profile.sync_changes, self.profile.sync_seconds
+        if not changes:
+            return None
+        log(f"{backend}: dual-write, {changes} changes caught up, then half rate {seconds:.0f}s")
+        result = await sync_phase.phase(
+            backend, settings, env, self.services, self.workdir, changes, seconds
+        )
+        log(f"{backend}: dual-write: {result}")
         return result
 
     async def lean_io(

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from models import commerce, sales
-from models.commerce import CreditLimit, Customer, CustomerHierarchyMember, PartnerUser
+from models.commerce import CreditLimit, Customer, CustomerHierarchyMember, PartnerUser, Prospect
 from models.dual_write import (
     EDITS,
     FIELD_MAP,
@@ -677,6 +677,8 @@ def _bring_in_step(
             and _person_user(commerce_session, customer_id) is None
         ):
             return  # a prospect's person not yet in a hierarchy: nothing of Sales' to match
+        if entity is Entity.PERSON and _erased(commerce_session, customer):
+            return  # anonymised in both stores: nothing left to bring in step
         there = values(commerce_session, Side.COMMERCE, entity, customer)
         parent = None
         if entity is Entity.PERSON and customer.invoice_customer_id:
@@ -718,6 +720,17 @@ def _bring_in_step(
         if differ:
             transact(engines[side], _recording(side, entity, record_id, differ, actor, at, None))
             done.changes += 1
+
+
+def _erased(session: Session, customer: Customer) -> bool:
+    """The person's request was anonymised: each store keeps its own placeholders (a
+    contact's email is required, a customer's is not), which no change may carry across."""
+    if customer.onboarding_id is None:
+        return False
+    prospect = session.exec(
+        select(Prospect).where(Prospect.onboarding_id == customer.onboarding_id)
+    ).first()
+    return prospect is not None and prospect.anonymised_at is not None
 
 
 def _sales_row(session: Session, entity: Entity, customer: Customer) -> Any:

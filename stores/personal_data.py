@@ -116,7 +116,8 @@ def _commerce(
     ):
         if customer.customer_type == PERSON:
             customer.name = customer.first_name = customer.last_name = ERASED
-            customer.email = customer.phone = customer.address = customer.website = None
+            customer.email = customer.phone = customer.job_title = None
+            customer.address = customer.website = None
             person_ids.append(customer.id)
         elif not approved:
             customer.phone = customer.address = customer.website = None

@@ -45,6 +45,19 @@ def figures(won_to_email_ms: list[float]) -> dict:
                     "cpu_ms_each_by_part": {"record": 3.0, "approval_email": 10.0},
                 },
                 "lean_io": {"throughput": {**run, "per_second": 25.0}},
+                "sync": {
+                    "burst": 2000,
+                    "caught_up_s": 3.1,
+                    "sustained_per_second": 642.0,
+                    "half_per_second": 321.0,
+                    "offered_per_second": 312.0,
+                    "paced": 3120,
+                    "lag_ms": {"n": 3120, "p50": 90.0, "p95": 400.0, "p99": 1050.0},
+                    "conflicts": 600,
+                    "changes": 5120,
+                    "lost": 0,
+                    "applied_twice": 0,
+                },
                 "throughput": [run],
                 "half_load": {"offered_per_second": 15.0},
                 "latency": {
@@ -89,6 +102,14 @@ def test_targets_say_which_are_met_and_by_what_figure() -> None:
     assert met["sqlite: deciding 10,000 open ÷ deciding 300"] == (0.75, False)
     assert met["sqlite: product ÷ (lean + product I/O) (slowest N)"] == (1.2, True)
     assert met["sqlite: the product's I/O alone, CPU ms per won onboarding"] == (13.0, False)
+    assert met["sqlite: dual-write sustained, changes per second"] == (642.0, True)
+    lag = (
+        "sqlite: dual-write commit → applied in the other store, p99 at half the sustained rate, ms"
+    )
+    assert met[lag] == (1050.0, True)
+    # A lag measured at less than half the sustained rate does not meet the target.
+    results["backends"]["sqlite"]["sync"]["offered_per_second"] = 200.0
+    assert {t["target"]: t["met"] for t in report.targets(results)}[lag] is False
     slow = figures(won_to_email_ms=[40.0] * 98 + [400.0, 400.0])
     email = "sqlite: `won` sent → approval email accepted by the SMTP sink, p99 at half load, ms"
     assert {t["target"]: t["met"] for t in report.targets(slow)}[email] is False
@@ -110,6 +131,7 @@ def test_the_summary_names_every_target_and_table() -> None:
     assert "| sqlite: product ÷ lean_io (slowest N) | 1.2 |" in text
     assert "| lean + product I/O, sqlite | 500 | 25.0 | 1.25 | 0.62 |" in text
     assert "| approval_email | 10.0 |" in text and "| **all** | 13.0 |" in text
+    assert "| sqlite | 2000 | 3.1 | 642.0 | 321.0 | 312.0 | 3120 | 90.0 | 400.0 | 1050.0 |" in text
     assert "![latency distributions](latency.png)" in text
 
 
@@ -123,7 +145,7 @@ def test_the_run_ends_with_each_target_against_its_figure_and_what_falls_short()
     io = "sqlite: the product's I/O alone, CPU ms per won onboarding"
     assert any(line.startswith(f"  SHORT {io}") and "13.0 (goal ≤ 12)" in line for line in printed)
     assert printed[-1] == (
-        f"2 of 8 targets short: {io}; sqlite: deciding 10,000 open ÷ deciding 300"
+        f"2 of 10 targets short: {io}; sqlite: deciding 10,000 open ÷ deciding 300"
     )
 
 
@@ -208,6 +230,8 @@ async def test_a_tiny_run_measures_everything_it_reports(tmp_path: Path) -> None
     assert sqlite["lean_io"]["throughput"]["count"] == 10
     assert sqlite["io"]["count"] == 5 and sqlite["io"]["emails_each"] == 2
     assert set(sqlite["io"]["cpu_ms_each_by_part"]) == set(io.PARTS)
+    assert sqlite["sync"]["burst"] == 50 and sqlite["sync"]["lag_ms"]["n"] > 0
+    assert (sqlite["sync"]["lost"], sqlite["sync"]["applied_twice"]) == (0, 0)
     if py_spy:
         summary = sqlite["profiles"]["N=10"]
         assert summary["samples"] > 0

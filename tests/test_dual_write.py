@@ -21,14 +21,17 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 import starter
+from bench.sync import a_linked_partner
 from client import dual_write as dual_write_client
-from client.partner_users import invite_partner_user
+from client.partner_users import invite_partner_user, remove_partner_user
+from client.personal_data import erase_personal_data
 from client.requests import status
 from models import commerce
 from models.commerce import Customer
 from models.dual_write import (
     EDITS,
     FIELD_MAP,
+    TABLES,
     ChangeState,
     ConflictDecision,
     Direction,
@@ -39,7 +42,7 @@ from models.dual_write import (
     field_map_rows,
     read_only,
 )
-from models.partners import CreditLimitValues, InviteInput, NewPartnerUser
+from models.partners import CreditLimitValues, InviteInput, NewPartnerUser, RemoveInput
 from models.sales import Account, Contact
 from settings import Settings
 from stores import Stores, dual_write
@@ -99,47 +102,6 @@ def test_an_edit_is_validated_as_a_request_is_and_a_name_cannot_be_cleared() -> 
 
 
 # --- the store side, on SQLite and PostgreSQL -------------------------------------------
-
-
-def a_linked_partner(stores: Stores) -> dict[str, int]:
-    """An account and its contact in Sales, their customers in Commerce, linked as approval
-    links them."""
-    tag = uuid.uuid4().hex[:8]
-    with Session(stores.sales) as session:
-        account = Account(name=f"Contoso {tag}", phone="+39 02 1", created_at=NOW)
-        session.add(account)
-        session.flush()
-        contact = Contact(
-            first_name="Ada",
-            last_name="Rossi",
-            email=f"ada.{tag}@contoso.example",
-            account_id=account.id,
-            created_at=NOW,
-        )
-        session.add(contact)
-        session.commit()
-        ids = {"account": account.id, "contact": contact.id}
-    with Session(stores.commerce) as session:
-        organization = Customer(
-            customer_type="organization",
-            name=f"Contoso {tag}",
-            phone="+39 02 1",
-            sales_account_id=ids["account"],
-            created_at=NOW,
-        )
-        person = Customer(
-            customer_type="person",
-            name="Ada Rossi",
-            first_name="Ada",
-            last_name="Rossi",
-            email=f"ada.{tag}@contoso.example",
-            sales_contact_id=ids["contact"],
-            created_at=NOW,
-        )
-        session.add_all([organization, person])
-        session.commit()
-        ids |= {"organization": organization.id, "person": person.id}
-    return {key: value for key, value in ids.items() if value is not None}
 
 
 def sync(stores: Stores, direction: Direction, limit: int = 200) -> dual_write.SyncBatchResult:
@@ -425,6 +387,9 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     account, organization = records.account_id, records.organization_customer_id
     contact, person = records.contact_id, records.person_customer_id
     assert account and organization and contact and person
+    # Written at approval from the same request: in step before any edit.
+    ids = {"account": account, "contact": contact, "organization": organization, "person": person}
+    equal_on_both_sides(stores, ids)
 
     edited = await web.patch(
         f"/api/sales/accounts/{account}", json={"phone": "+39 02 5555"}, headers=bearer(REP)
@@ -521,6 +486,136 @@ async def test_an_edit_in_either_store_is_seen_in_the_other_and_a_new_user_becom
     assert {b["direction"]: b["waiting"] for b in state["backlog"]}["sales_to_commerce"] == 0
 
 
+def contact_by_email(stores: Stores, email: str) -> Contact | None:
+    with Session(stores.sales) as session:
+        return session.exec(select(Contact).where(Contact.email == email)).first()
+
+
+async def invited(
+    client: Client, settings: Settings, organization: int, first_name: str
+) -> tuple[str, int]:
+    """A user the partner administrator adds: their email and partner user id."""
+    email = f"{first_name.lower()}.{uuid.uuid4().hex[:8]}@contoso.example"
+    changed = await invite_partner_user(
+        client,
+        settings,
+        InviteInput(
+            organization_customer_id=organization,
+            user=NewPartnerUser(first_name=first_name, last_name="Verdi", email=email),
+            actor="partner:1",
+        ),
+    )
+    return email, changed.partner_user_id
+
+
+async def test_a_removed_user_s_contact_stays_on_the_account_inactive(
+    web: httpx.AsyncClient,
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    dual_write_running: None,
+) -> None:
+    records = await an_approved_partner(client, settings)
+    account, organization = records.account_id, records.organization_customer_id
+    assert account and organization
+    email, partner_user_id = await invited(client, settings, organization, "Giulia")
+    made = await eventually(lambda: contact_by_email(stores, email), what="the user's contact")
+    assert (made.account_id, made.active) == (account, True)
+    await sign_in(web, REP)
+    shown = text_of((await web.get(f"/sales/contacts/{made.id}")).text)
+    assert "Role on the B2B site (from Commerce) User" in shown
+    assert "Still a user of the B2B site (from Commerce) yes" in shown
+
+    await remove_partner_user(
+        client,
+        settings,
+        email,
+        RemoveInput(
+            partner_user_id=partner_user_id,
+            actor="partner:1",
+            organization_customer_id=organization,
+        ),
+    )
+
+    def inactive() -> Contact | None:
+        contact = contact_by_email(stores, email)
+        return contact if contact is not None and not contact.active else None
+
+    removed = await eventually(inactive, what="the removed user's contact inactive")
+    # The same contact, kept with its history, and no longer in the partner's hierarchy.
+    assert (removed.id, removed.account_id, removed.first_name) == (made.id, account, "Giulia")
+    assert removed.partner_role is None
+    listed = text_of((await web.get(f"/sales/accounts/{account}")).text)
+    assert "Giulia Verdi (no longer a user)" in listed
+    shown = text_of((await web.get(f"/sales/contacts/{made.id}")).text)
+    assert "Role on the B2B site (from Commerce) —" in shown
+    assert "Still a user of the B2B site (from Commerce) no" in shown
+
+
+async def test_the_initial_sync_makes_a_contact_for_a_user_without_one_then_nothing(
+    client: Client,
+    settings: Settings,
+    stores: Stores,
+    worker: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    records = await an_approved_partner(client, settings)
+    account, organization = records.account_id, records.organization_customer_id
+    assert account and organization
+    # A partner whose administrator's data was erased: each store keeps its placeholders.
+    erased_request, _ = await approved_partner(client, settings)
+    await erase_personal_data(client, stores, erased_request, actor="anna", reason="asked")
+    with Session(stores.commerce) as session:
+        erased = session.exec(
+            select(Customer.id).where(
+                Customer.onboarding_id == erased_request, Customer.customer_type == "person"
+            )
+        ).one()
+    assert erased is not None
+    # A user added before this release: no change of theirs waits, Sales has no contact.
+    email, _ = await invited(client, settings, organization, "Paolo")
+    with Session(stores.commerce) as session:
+        person = session.exec(select(Customer.id).where(Customer.email == email)).one()
+        for change in session.exec(
+            select(commerce.SyncChange).where(commerce.SyncChange.record_id == person)
+        ).all():
+            session.delete(change)
+        session.commit()
+    # What did wait (the approval's own changes) has crossed, as before a release.
+    settle(stores)
+    assert contact_by_email(stores, email) is None
+
+    async def initial_sync() -> dict[str, int]:
+        command = ["dual-write-initial-sync", "--actor", "cli:ops"]
+        assert await starter.run(command, settings=settings) == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    first = await initial_sync()
+    assert first["contacts_to_make"] >= 1 and first["changes"] >= first["contacts_to_make"]
+    settle(stores)
+    # Nothing recorded for the erased person (their contact's email may not be empty).
+    assert not [
+        change
+        for change in mine(stores, Side.COMMERCE, Entity.PERSON, erased)
+        if change.actor == "cli:ops"
+    ]
+    made = contact_by_email(stores, email)
+    assert made is not None
+    assert (made.account_id, made.commerce_customer_id, made.partner_role, made.active) == (
+        account,
+        person,
+        "b2b_user",
+        True,
+    )
+
+    # Everything is in step now: a second run records nothing and makes no contact.
+    second = await initial_sync()
+    assert (second["changes"], second["contacts_to_make"]) == (0, 0)
+    assert (second["persons"], second["waiting"]) == (first["persons"], first["waiting"])
+    with Session(stores.sales) as session:
+        assert len(session.exec(select(Contact).where(Contact.email == email)).all()) == 1
+
+
 def test_the_initial_sync_brings_earlier_rows_in_step_once_and_resumably(
     any_stores: Stores,
 ) -> None:
@@ -583,6 +678,21 @@ def test_the_guide_prints_the_field_map_as_declared() -> None:
     guide = (Path(__file__).parents[1] / "docs" / "dual-write.md").read_text()
     for map_, name, master, rule, words in field_map_rows():
         assert f"| {map_} | `{name}` | {master} | {rule} | {words} |" in guide, name
+
+
+def test_the_readme_prints_the_field_map_as_declared() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    every = [f for fields in FIELD_MAP.values() for f in fields]
+    # Its table has no column for a field only Sales writes: there is none.
+    assert not [f for f in every if f.master is Side.SALES and not f.both_ways]
+    for entity, fields in FIELD_MAP.items():
+        cells = [
+            ", ".join(f"`{f.name}`" for f in fields if (f.master, f.both_ways) == kind)
+            for kind in ((Side.SALES, True), (Side.COMMERCE, True), (Side.COMMERCE, False))
+        ]
+        tables = TABLES[entity]
+        row = f"| {tables[Side.SALES]} ↔ {tables[Side.COMMERCE]} | {' | '.join(cells)} |"
+        assert row in readme, row
 
 
 async def test_the_initial_sync_command_prints_what_it_did(

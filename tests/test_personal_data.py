@@ -74,7 +74,15 @@ class Person:
         self.first_name, self.last_name = f"Giulietta{tag}", f"Rossellini{tag}"
         self.email = f"giulia.{tag}@contoso.example"
         self.phone = f"+39 333 {digits}"
-        self.secrets = (self.first_name, self.last_name, self.email, self.phone, digits)
+        self.job_title = f"Buyer {tag}"
+        self.secrets = (
+            self.first_name,
+            self.last_name,
+            self.email,
+            self.phone,
+            digits,
+            self.job_title,
+        )
 
     def request(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -82,6 +90,7 @@ class Person:
             "last_name": self.last_name,
             "email": self.email,
             "phone": self.phone,
+            "job_title": self.job_title,
             **overrides,
         }
 

@@ -7,16 +7,21 @@ by the field's master; the counts go to test-output/faults.txt."""
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlmodel import Session, select
 
+from bench.sync import (
+    EDITED,
+    PARTNERS,
+    a_linked_partner,
+    edit_one,
+    edits,
+    outcome,
+    rate_and_lag,
+    settled,
+)
 from client import dual_write as dual_write_client
 from models.dual_write import FIELD_MAP, Direction, Entity, Side, mapped
 from stores import Stores, dual_write
@@ -24,15 +29,9 @@ from stores.engine import make_engine
 from tests.conftest import postgres_databases
 from tests.faults.harness import Site, record
 from tests.faults.test_faults import set_database_down
-from tests.test_dual_write import a_linked_partner, equal_on_both_sides
+from tests.test_dual_write import equal_on_both_sides
 
 pytestmark = [pytest.mark.faults, pytest.mark.storm]
-
-# Fields edited on both sides, with a value of each side's for the i-th edit.
-EDITED = {
-    Entity.ORGANIZATION: ("name", "phone", "website", "address"),
-    Entity.PERSON: ("first_name", "job_title", "phone"),
-}
 
 
 @pytest.fixture
@@ -59,78 +58,21 @@ async def postgres_site(tmp_path: Path) -> AsyncIterator[Site]:
         stores.dispose()
 
 
-def value(field: str, n: int, side: Side, seed: int = 0) -> str:
-    """A value no other edit of a case writes, so that every edit is a change."""
-    if field == "phone":
-        return f"+39 0{1 if side is Side.SALES else 2} {seed:02d}{n:06d}"
-    if field == "website":
-        return f"https://{side.value}-{seed}-{n}.example"
-    return f"{side.value.title()} {seed} {n}"
-
-
-def edits(stores: Stores, partners: list[dict[str, int]], count: int, seed: int) -> int:
-    """`count` edits of random mapped fields of random partners, on random sides."""
-    rng = random.Random(seed)
-    made = 0
-    for n in range(count):
-        ids = rng.choice(partners)
-        entity = rng.choice(list(Entity))
-        side = rng.choice(list(Side))
-        field = rng.choice(EDITED[entity])
-        key = {
-            (Entity.ORGANIZATION, Side.SALES): "account",
-            (Entity.ORGANIZATION, Side.COMMERCE): "organization",
-            (Entity.PERSON, Side.SALES): "contact",
-            (Entity.PERSON, Side.COMMERCE): "person",
-        }[entity, side]
-        engine = stores.sales if side is Side.SALES else stores.commerce
-        dual_write.edit(
-            engine,
-            side,
-            entity,
-            ids[key],
-            {field: value(field, n, side, seed)},
-            "storm",
-            datetime.now(UTC),
-        )
-        made += 1
-    return made
-
-
-def changes(stores: Stores) -> list[Any]:
-    found: list[Any] = []
-    for side, engine in dual_write.engines_of(stores.sales, stores.commerce).items():
-        with Session(engine) as session:
-            found += session.exec(select(dual_write.CHANGES[side])).all()
-    return found
-
-
-async def settled(stores: Stores, timeout: float = 300) -> float:
-    """Until nothing waits in either direction; how long it took."""
-    started = time.monotonic()
-    engines = dual_write.engines_of(stores.sales, stores.commerce)
-    while any(b.waiting for b in dual_write.backlog(engines)):
-        assert time.monotonic() - started < timeout, dual_write.backlog(engines)
-        await asyncio.sleep(0.2)
-    return time.monotonic() - started
-
-
 def tally(stores: Stores, partners: list[dict[str, int]], made: int) -> str:
     """The counts every case ends with; asserts them."""
     engines = dual_write.engines_of(stores.sales, stores.commerce)
-    every = changes(stores)
-    lost = sum(1 for c in every if c.state != "applied")
-    twice = sum(1 for c in every if c.attempts != 1)
+    counted = outcome(stores)
+    lost, twice = counted["lost"], counted["applied_twice"]
     for ids in partners:
         equal_on_both_sides(stores, ids)
     decided = dual_write.conflicts(engines, limit=100_000)
     wrong = [c for c in decided if c.winner is not mapped(c.entity, c.field).master]
     line = (
-        f"{made} edits, {len(every)} changes, lost {lost}, applied twice {twice},"
+        f"{made} edits, {counted['changes']} changes, lost {lost}, applied twice {twice},"
         f" {len(decided)} conflicts, {len(wrong)} decided against the rule,"
         f" {len(partners)} partners equal field by field"
     )
-    assert (lost, twice, len(wrong), len(every)) == (0, 0, 0, made), line
+    assert (lost, twice, len(wrong), counted["changes"]) == (0, 0, 0, made), line
     assert dual_write.errors(engines) == []
     return line
 
@@ -155,23 +97,10 @@ async def test_dual_write_2_a_store_down_for_a_while_then_back(postgres_site: Si
     commerce = site.worker_env["COMMERCE_DATABASE_URL"]
     set_database_down(commerce, True)
     # Sales is up: its edits commit, and wait in its outbox for Commerce.
-    sales_only = {
-        Entity.ORGANIZATION: "account",
-        Entity.PERSON: "contact",
-    }
     made = 0
     for n, ids in enumerate(partners):
-        for entity, key in sales_only.items():
-            field = EDITED[entity][0]
-            dual_write.edit(
-                site.stores.sales,
-                Side.SALES,
-                entity,
-                ids[key],
-                {field: value(field, n, Side.SALES)},
-                "storm",
-                datetime.now(UTC),
-            )
+        for entity in Entity:
+            edit_one(site.stores, ids, entity, Side.SALES, EDITED[entity][0], n, 0)
             made += 1
     await asyncio.sleep(5)
     engines = {Side.SALES: site.stores.sales}
@@ -218,64 +147,27 @@ async def test_dual_write_4_the_same_fields_edited_on_both_sides_at_once(site: S
     record("dual_write_4", line)
 
 
-def paced(stores: Stores, partners: list[dict[str, int]], rate: float, seconds: float) -> int:
-    """Edits of Sales accounts at `rate` a second for `seconds`: the offered load."""
-    started = time.monotonic()
-    made = 0
-    while (elapsed := time.monotonic() - started) < seconds:
-        if made < elapsed * rate:
-            ids = partners[made % len(partners)]
-            phone = value("phone", made, Side.SALES, 99)
-            dual_write.edit(
-                stores.sales,
-                Side.SALES,
-                Entity.ORGANIZATION,
-                ids["account"],
-                {"phone": phone},
-                "bench",
-                datetime.now(UTC),
-            )
-            made += 1
-        else:
-            time.sleep(0.001)
-    return made
-
-
 async def test_dual_write_5_sustained_rate_and_lag_on_sqlite(site: Site) -> None:
-    await rate_and_lag(site, "sqlite")
+    await rate_and_lag_on(site, "sqlite")
 
 
 async def test_dual_write_5_sustained_rate_and_lag_on_postgresql(postgres_site: Site) -> None:
-    await rate_and_lag(postgres_site, "postgresql")
+    await rate_and_lag_on(postgres_site, "postgresql")
 
 
-async def rate_and_lag(site: Site, store: str) -> None:
-    """The sync's sustained rate (2,000 changes caught up after a pause), then the lag from
-    commit to applied at half that rate, for 10 s; recorded, not asserted (the machine's
-    load decides them)."""
+async def rate_and_lag_on(site: Site, store: str) -> None:
+    """The bench's sync phase (bench/sync.py) on this site: the sustained rate (2,000
+    changes caught up after a pause), then the lag from commit to applied at half that
+    rate, for 10 s; recorded, not asserted (the machine's load decides them)."""
     site.start_worker()
-    partners = [a_linked_partner(site.stores) for _ in range(100)]
+    partners = [a_linked_partner(site.stores) for _ in range(PARTNERS)]
     assert site.client is not None
-    await dual_write_client.ensure_running(site.client, site.task_queue)
-    await dual_write_client.pause(site.client, "bench")
-    burst = await asyncio.to_thread(edits, site.stores, partners, 2000, 5)
-    await dual_write_client.resume(site.client, "bench")
-    took = await settled(site.stores)
-    rate = burst / took
-    since = datetime.now(UTC)
-    made = await asyncio.to_thread(paced, site.stores, partners, rate / 2, 10)
-    await settled(site.stores)
-    with Session(site.stores.sales) as session:
-        rows = session.exec(
-            select(dual_write.CHANGES[Side.SALES]).where(
-                dual_write.CHANGES[Side.SALES].created_at >= since
-            )
-        ).all()
-    lags = sorted((row.applied_at - row.created_at).total_seconds() for row in rows)
-    p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-    line = tally(site.stores, partners, burst + made)
+    measured = await rate_and_lag(site.client, site.task_queue, site.stores, partners, 2000, 10)
+    line = tally(site.stores, partners, measured["burst"] + measured["paced"])
+    lag = measured["lag_ms"]
     record(
         f"dual_write_5[{store}]",
-        f"{line}; sustained {rate:.0f} changes/s; at {made / 10:.0f}/s lag p50 {p50:.2f} s,"
-        f" p99 {p99:.2f} s",
+        f"{line}; sustained {measured['sustained_per_second']:.0f} changes/s; at"
+        f" {measured['offered_per_second']:.0f}/s lag p50 {lag['p50'] / 1000:.2f} s,"
+        f" p99 {lag['p99'] / 1000:.2f} s",
     )

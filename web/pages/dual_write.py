@@ -4,6 +4,7 @@ resume, the backlog, the error list with Retry and Skip, the conflicts, the fiel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from models.dual_write import (
     mapped,
     read_only,
 )
+from models.partners import hierarchy_role_words
 from models.requests import REASON_MAX
 from stores import Stores, dual_write
 from web.auth import CommerceAdmin, CsrfChecked, SalesRep
@@ -39,6 +41,11 @@ PATHS = {
     (Side.SALES, Entity.PERSON): "/sales/contacts/{}",
     (Side.COMMERCE, Entity.ORGANIZATION): "/commerce/customers/{}",
     (Side.COMMERCE, Entity.PERSON): "/commerce/customers/{}",
+}
+# A read-only field's value in words, where the store keeps a code.
+SHOWN: dict[str, Callable[[Any], str]] = {
+    "partner_role": hierarchy_role_words,
+    "active": lambda active: "yes" if active else "no",
 }
 
 
@@ -60,11 +67,18 @@ async def edit_form(
     return {
         "action": PATHS[side, entity].format(record_id) + "/edit",
         "fields": [(f.name, f.words) for f in editable(entity, side)],
-        "read_only": [(mapped(entity, name).words, now[name]) for name in read_only(entity, side)],
+        "read_only": [
+            (mapped(entity, name).words, _shown(name, now[name]))
+            for name in read_only(entity, side)
+        ],
         "other": side.other.value.title(),
         "typed": typed if typed is not None else {k: v or "" for k, v in now.items()},
         "errors": errors or {},
     }
+
+
+def _shown(name: str, value: Any) -> Any:
+    return SHOWN[name](value) if name in SHOWN and value is not None else value
 
 
 async def _save(
