@@ -4,16 +4,18 @@ The worker runs its workflows unsandboxed (`workflows.registry.workflow_runner`,
 docs/performance.md says why). What keeps a replay equal to the run it replays is this
 check, with the replay of every recorded version's histories (tests/test_replay.py):
 
-- every module under `workflows/`, and every module of ours a workflow module imports
-  (followed transitively; `activities` excepted: a workflow only names an activity, the
-  SDK runs it outside the workflow), may not use the clock, randomness, the environment,
-  files, the network, processes or threads, the database or its ORM, or asyncio's own
-  clock and loop (`BANNED`, each with what to use instead);
+- the workflow code may not use the clock, randomness, the environment, files, the
+  network, processes or threads, the stores or the ORM, or asyncio's own clock and loop
+  (`BANNED`, each with what to use instead). The workflow code is every module under
+  `workflows/`, whole, and what of ours it reaches: each function, class or constant it
+  imports from another module of ours, and what that one names in turn, followed
+  (`activities` excepted: a workflow only names an activity, the SDK runs it outside).
+  A module of ours is checked as far as the workflows reach into it: models/ declares
+  the stores' tables beside the workflows' inputs, and the inputs are what is checked;
 - a workflow module may not import, from a module of ours, a table of the ORM or
-  anything of SQLAlchemy's (`test_workflows_import_no_orm_table_or_engine`).
-
-A module outside `workflows/` may import the ORM (models/ declares the stores' tables
-beside the workflows' inputs), but not call any other banned name.
+  anything of SQLAlchemy's (`test_workflows_import_no_orm_table_or_engine`);
+- a run may not change what its module holds (`shared_state_changes`): unsandboxed, a
+  workflow module is imported once per worker, not once per run.
 
 The check reads the source (`ast`): it names a banned function whichever way it was
 imported (`import time`, `from datetime import datetime`, `import datetime as dt`).
@@ -91,18 +93,6 @@ BANNED: dict[str, str] = {
     "sqlalchemy": "a store or its ORM: an activity",
     "sqlmodel": "a store or its ORM: an activity",
 }
-# Banned in `workflows/`, allowed in the modules of ours it imports: models/ declares the
-# stores' tables (SQLModel, SQLAlchemy) beside the workflows' inputs. A workflow module
-# still may not import a table (`test_workflows_import_no_orm_table_or_engine`).
-ALLOWED_OUTSIDE_WORKFLOWS = ("sqlalchemy", "sqlmodel")
-# Uses decided one by one: (module, banned name) → why it cannot reach a workflow's run.
-EXEMPT: dict[tuple[str, str], str] = {
-    ("models.partners", "datetime.date.today"): (
-        "CURRENCIES, the currencies in use on the day the module loads, judges only an "
-        "admin's new credit limit (NewCreditLimit, at the web edge); no workflow code uses "
-        "it (test_the_exemptions_stay_out_of_workflow_code)"
-    ),
-}
 # Builtins that are banned, by the bare name they are called by.
 BUILTINS = {name.removeprefix("builtins.") for name in BANNED if name.startswith("builtins.")}
 # Imported by workflows only to name activities; the SDK runs them outside the workflow.
@@ -171,18 +161,14 @@ def _dotted(node: ast.expr) -> list[str] | None:
     return [node.id, *reversed(parts)]
 
 
-def violations(
-    source: str, path: Path, module: str, is_package: bool = False, allowed: tuple[str, ...] = ()
-) -> list[Violation]:
-    """Every use of a banned name in one module's source, `allowed` (prefixes) excepted."""
+def violations(source: str, path: Path, module: str, is_package: bool = False) -> list[Violation]:
+    """Every use of a banned name in one module's source."""
     tree = ast.parse(source, filename=str(path))
     aliases: dict[str, str] = {}
     found: set[Violation] = set()
 
     def check(node: ast.AST, name: str) -> None:
-        if banned_by(name) and not any(
-            name == prefix or name.startswith(prefix + ".") for prefix in allowed
-        ):
+        if banned_by(name):
             found.add(Violation(path, getattr(node, "lineno", 0), name))
 
     for node, local, qualified in imports(tree, module, is_package):
@@ -198,11 +184,13 @@ def violations(
     # The longest chain only: `datetime.datetime.now` is one use, not three.
     inner: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and id(node) not in inner:
+        if isinstance(node, ast.Attribute):
             inner.add(id(node.value))
             parts = _dotted(node)
-            if parts and parts[0] in aliases:
+            if id(node) not in inner and parts and parts[0] in aliases:
                 check(node, ".".join([aliases[parts[0]], *parts[1:]]))
+        elif isinstance(node, ast.Name) and id(node) not in inner and node.id in aliases:
+            check(node, aliases[node.id])  # `from uuid import uuid4`, then `uuid4()`
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -223,40 +211,146 @@ def _source_file(module: str, root: Path) -> tuple[Path, bool] | None:
     return None
 
 
-def workflow_code(root: Path = PROJECT) -> dict[str, tuple[Path, bool]]:
-    """The modules under `workflows/`, and every module of ours they import, transitively
-    (`NAMED_ONLY` packages excepted): module name → (file, is a package)."""
-    found: dict[str, tuple[Path, bool]] = {}
-    pending = [module_name(path, root) for path in sorted((root / "workflows").rglob("*.py"))]
+@dataclass
+class Module:
+    name: str
+    path: Path
+    is_package: bool
+    tree: ast.Module
+    # A local name bound by an import → the qualified name it stands for.
+    aliases: dict[str, str]
+    # A name the module defines at its top level → the statements that define it.
+    defs: dict[str, list[ast.stmt]]
+
+
+def load(module: str, root: Path) -> Module | None:
+    """A module of ours, parsed; None if it is not ours (the standard library, a package)."""
+    located = _source_file(module, root)
+    if located is None:
+        return None
+    path, is_package = located
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = {local: qualified for _, local, qualified in imports(tree, module, is_package)}
+    aliases.pop("", None)
+    defs: dict[str, list[ast.stmt]] = {}
+    for statement in tree.body:
+        for name in _defined(statement):
+            defs.setdefault(name, []).append(statement)
+    return Module(module, path, is_package, tree, aliases, defs)
+
+
+def _defined(statement: ast.stmt) -> list[str]:
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [statement.name]
+    targets = (
+        statement.targets
+        if isinstance(statement, ast.Assign)
+        else [statement.target]
+        if isinstance(statement, ast.AnnAssign | ast.AugAssign)
+        else []
+    )
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    """The names a definition uses, its string annotations' too (`from __future__ import
+    annotations`: a pydantic field's type, and its validators, are named in a string)."""
+    names = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            names.add(child.id)
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str):
+            try:
+                parsed = ast.parse(child.value, mode="eval")
+            except SyntaxError:
+                continue
+            names |= {n.id for n in ast.walk(parsed) if isinstance(n, ast.Name)}
+    return names
+
+
+def workflow_code(root: Path = PROJECT) -> dict[str, tuple[Module, set[str] | None]]:
+    """Module name → (the module, the names of it the workflow code reaches; None: all).
+
+    Every module under `workflows/` whole; from there, each name imported from a module of
+    ours, and each name its definition uses, transitively (`NAMED_ONLY` not followed)."""
+    modules: dict[str, Module | None] = {}
+    reached: dict[str, set[str] | None] = {}
+
+    def get(module: str) -> Module | None:
+        if module not in modules:
+            ours = module.split(".")[0] not in NAMED_ONLY
+            modules[module] = load(module, root) if ours else None
+        return modules[module]
+
+    pending: list[tuple[str, str | None]] = [
+        (module_name(path, root), None) for path in sorted((root / "workflows").rglob("*.py"))
+    ]
+
+    def follow(qualified: str) -> None:
+        """A qualified name a reached definition uses: a module of ours, or a name in one."""
+        if get(qualified) is not None:
+            pending.append((qualified, None))
+            return
+        parent, _, name = qualified.rpartition(".")
+        if parent and get(parent) is not None:
+            pending.append((parent, name))
+
     while pending:
-        module = pending.pop()
-        if module in found or module.split(".")[0] in NAMED_ONLY:
+        module_name_, name = pending.pop()
+        module = get(module_name_)
+        if module is None:
             continue
-        located = _source_file(module, root)
-        if located is None:
-            continue
-        found[module] = located
-        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
-        parts = module.split(".")
-        pending += [".".join(parts[:end]) for end in range(1, len(parts))]
-        tree = ast.parse(located[0].read_text(), filename=str(located[0]))
-        for _, _, qualified in imports(tree, module, located[1]):
-            # `from a.b import c`: c is a module of a.b, or a name in it.
-            pending += [qualified, qualified.rpartition(".")[0]]
-    return found
+        seen = reached.get(module_name_, set())
+        if seen is None or (name is not None and name in seen):
+            continue  # the whole module, or this name, already followed
+        # Importing a.b runs a/__init__.py first: its top level, not its every name.
+        parts = module_name_.split(".")
+        for end in range(1, len(parts)):
+            if get(".".join(parts[:end])) is not None:
+                reached.setdefault(".".join(parts[:end]), set())
+        if name is None:
+            reached[module_name_] = None
+            statements: list[ast.stmt] = list(module.tree.body)
+            for _, _, qualified in imports(module.tree, module_name_, module.is_package):
+                follow(qualified)
+        else:
+            reached.setdefault(module_name_, set())
+            names = reached[module_name_]
+            assert names is not None
+            names.add(name)
+            statements = module.defs.get(name, [])
+            if not statements and name in module.aliases:
+                follow(module.aliases[name])  # imported there from elsewhere
+            elif not statements:
+                follow(f"{module_name_}.{name}")  # a submodule (`from models import sa`)
+        for statement in statements:
+            for used in _names_in(statement):
+                if used in module.defs and used != name:
+                    pending.append((module_name_, used))
+                elif used in module.aliases:
+                    follow(module.aliases[used])
+    return {
+        name: (module, reached[name])
+        for name, module in modules.items()
+        if module is not None and name in reached
+    }
 
 
 def check_tree(root: Path = PROJECT) -> list[Violation]:
+    """The violations in what the workflow code reaches: a whole module's, or those
+    within the definitions of the names reached."""
     problems: list[Violation] = []
-    for module, (path, is_package) in sorted(workflow_code(root).items()):
-        in_workflows = module.split(".")[0] == "workflows"
-        allowed = () if in_workflows else ALLOWED_OUTSIDE_WORKFLOWS
-        problems += [
-            v
-            for v in violations(path.read_text(), path, module, is_package, allowed)
-            if (module, v.name) not in EXEMPT
-        ]
-    return problems
+    for module, names in workflow_code(root).values():
+        found = violations(module.path.read_text(), module.path, module.name, module.is_package)
+        if names is not None:
+            spans = [
+                (statement.lineno, statement.end_lineno or statement.lineno)
+                for name in names
+                for statement in module.defs.get(name, [])
+            ]
+            found = [v for v in found if any(lo <= v.line <= hi for lo, hi in spans)]
+        problems += found
+    return sorted(problems, key=lambda v: (str(v.path), v.line, v.name))
 
 
 MUTATORS = {
@@ -370,13 +464,23 @@ def test_workflow_code_uses_no_banned_name() -> None:
     assert not problems, "non-deterministic in workflow code:\n" + "\n".join(map(str, problems))
 
 
-def test_the_exemptions_stay_out_of_workflow_code() -> None:
-    """`CURRENCIES` and what checks it are used outside the workflows only."""
-    assert set(EXEMPT) == {("models.partners", "datetime.date.today")}
-    for module, (path, _) in workflow_code().items():
-        if module != "models.partners":
-            source = path.read_text()
-            assert "NewCreditLimit" not in source and "CurrencyInUse" not in source, module
+def test_a_module_of_ours_is_checked_as_far_as_the_workflows_reach() -> None:
+    """models/partners reads today's date as it loads (`CURRENCIES`, for an admin's new
+    credit limit at the web edge): the partner user's inputs, which the workflows use, are
+    checked; the currencies, which they do not reach, are not."""
+    _, names = workflow_code()["models.partners"]
+    assert names is not None and "PartnerUserInput" in names
+    assert {"CURRENCIES", "NewCreditLimit", "CurrencyInUse"}.isdisjoint(names)
+    # reached, the date would fail the check
+    found = {
+        v.name
+        for v in violations(
+            (PROJECT / "models/partners.py").read_text(),
+            PROJECT / "models/partners.py",
+            "models.partners",
+        )
+    }
+    assert "datetime.date.today" in found
 
 
 def is_orm(value: object) -> bool:
@@ -394,11 +498,11 @@ OURS = {"models", "workflows"}
 def test_workflows_import_no_orm_table_or_engine() -> None:
     """What a workflow module imports of ours is a value, a function or a pydantic model."""
     problems = []
-    for module, (path, is_package) in sorted(workflow_code().items()):
-        if module.split(".")[0] != "workflows":
+    for name, (module, _) in sorted(workflow_code().items()):
+        if name.split(".")[0] != "workflows":
             continue
-        tree = ast.parse(path.read_text())
-        for node, _, qualified in imports(tree, module, is_package):
+        path = module.path
+        for node, _, qualified in imports(module.tree, name, module.is_package):
             source, _, name = qualified.rpartition(".")
             if not isinstance(node, ast.ImportFrom) or source.split(".")[0] not in OURS:
                 continue
@@ -465,26 +569,35 @@ def test_deterministic_code_passes() -> None:
     assert violations(source, WORKFLOWS / "fine.py", "workflows.fine") == []
 
 
-def test_a_violation_in_a_module_a_workflow_imports_is_caught(tmp_path: Path) -> None:
-    """The check follows a workflow's imports into models/; an activity module it names
-    is not followed, and models/ may declare tables."""
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "models").mkdir()
-    (tmp_path / "activities").mkdir()
-    (tmp_path / "workflows" / "__init__.py").write_text("")
-    (tmp_path / "models" / "__init__.py").write_text("")
-    (tmp_path / "activities" / "__init__.py").write_text("")
+def test_a_violation_in_what_a_workflow_reaches_is_caught(tmp_path: Path) -> None:
+    """The check follows a workflow's imports into models/, name by name: what the
+    workflow uses is checked, what it does not is not; an activity it names is not."""
+    for package in ("workflows", "models", "activities"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "workflows" / "flow.py").write_text(
         "from temporalio import workflow\n"
         "with workflow.unsafe.imports_passed_through():\n"
         "    from activities.writes import Writes\n"
-        "    from models.ids import stamp\n"
+        "    from models.ids import Input, stamp\n"
     )
     (tmp_path / "models" / "ids.py").write_text(
+        "from __future__ import annotations\n"
+        "import uuid\n"
         "from datetime import UTC, datetime\n"
+        "from pydantic import BaseModel\n"
         "from models.tables import Row\n"
         "def stamp() -> str:\n"
-        "    return datetime.now(UTC).isoformat()\n"
+        "    return _now().isoformat()\n"
+        "def _now() -> datetime:\n"
+        "    return datetime.now(UTC)\n"
+        "class Input(BaseModel):\n"
+        "    key: Key\n"
+        "Key = Annotated[str, AfterValidator(_fresh)]\n"
+        "def _fresh(value: str) -> str:\n"
+        "    return value or uuid.uuid4().hex\n"
+        "def for_the_web() -> Row:\n"
+        "    return Row(at=datetime.now(UTC))\n"
     )
     (tmp_path / "models" / "tables.py").write_text(
         "from sqlmodel import Field, SQLModel\n"
@@ -496,12 +609,9 @@ def test_a_violation_in_a_module_a_workflow_imports_is_caught(tmp_path: Path) ->
     )
     found = check_tree(tmp_path)
     assert [(v.path.relative_to(tmp_path).as_posix(), v.line, v.name) for v in found] == [
-        ("models/ids.py", 4, "datetime.datetime.now")
+        ("models/ids.py", 9, "datetime.datetime.now"),  # stamp → _now
+        ("models/ids.py", 14, "uuid.uuid4"),  # Input → Key (in a string) → _fresh
     ]
-    assert set(workflow_code(tmp_path)) == {
-        "workflows",
-        "workflows.flow",
-        "models",
-        "models.ids",
-        "models.tables",
-    }
+    code = workflow_code(tmp_path)
+    assert set(code) == {"workflows", "workflows.flow", "models", "models.ids"}
+    assert code["models.ids"][1] == {"stamp", "_now", "Input", "Key", "_fresh"}
