@@ -33,13 +33,15 @@ from typing import Any
 import bench.drive
 from bench import profile as py_spy
 from bench.drive import FAILURES, LeadWatcher, Product, closed_loop
-from bench.run import PROFILES, Run, log, throughput
+from bench.run import PROFILES, Run, connect, log, throughput
 from bench.sandbox_worker import RUNNERS
 from bench.services import PROJECT, store_urls
-from client import connect
 from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
+
+# `connect` is taken from bench/run.py, which connects the product's client: the module
+# that owns it moves (client.py, then the client package's client.connection).
 
 CONCURRENCY = 64
 
