@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test test-faults system-packages lint docs clean bench bench-scale bench-profile bench-queues seed messages
+.PHONY: dev test test-faults system-packages lint docs clean bench bench-scale bench-profile bench-sandbox bench-queues seed messages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -97,6 +97,12 @@ bench-scale: $(BENCH_STAMP)
 LABEL ?= latest
 bench-profile: $(BENCH_STAMP)
 	$(PY) -m bench.run --profile quick --py-spy $(LABEL)
+
+# What the workflow sandbox costs the worker (issue 22): the product's worker with the
+# SDK's sandbox as before, with our modules passed through, and unsandboxed, taking turns
+# in one run, then each under py-spy; bench/results/sandbox.{json,md}, about 10 minutes.
+bench-sandbox: $(BENCH_STAMP)
+	$(PY) -m bench.sandbox --count 400 --rounds 3
 
 # The queues at size (issue 16): 110,000 requests seeded into fresh stores, on SQLite and
 # PostgreSQL, each queue's first page and searches timed through the web app; a few minutes.

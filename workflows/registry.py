@@ -1,7 +1,7 @@
 """Every workflow a worker of this build runs, and how: what a replay of its histories
 checks too (the replay test, and `deploy move`)."""
 
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 
 from workflows.applicant import ApplicantWorkflow
 from workflows.dual_write import DualWriteWorkflow
@@ -19,27 +19,17 @@ WORKFLOWS = [
     DualWriteWorkflow,
 ]
 
-# Modules every workflow run would otherwise import afresh in its sandbox: deterministic,
-# free of state a workflow could change, and heavy to import (pydantic builds every
-# model's validator on import). Shared, they are imported once per worker. The sandbox
-# itself stays on: the workflow modules are still loaded per run, and still checked.
-PASSTHROUGH = (
-    "pydantic",
-    "pydantic_core",
-    "email_validator",
-    "idna",
-    "dns",
-    "sqlalchemy",
-    "sqlmodel",
-    "models",
-    "activities",
-    "stores",
-    "settings",
-    "infra.links",
-)
 
+def workflow_runner() -> WorkflowRunner:
+    """Unsandboxed: the worker, the replay test and `deploy move` all run the workflows so.
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
+    The SDK's sandbox cost the worker a quarter of its CPU per won onboarding (`make
+    bench-sandbox`, bench/results/sandbox.md): it computes each payload's serialization
+    context inside itself, enters itself for every activation, and imports a workflow's
+    module afresh for every instance; passing our modules through saves only the last.
+    What it guarded is checked instead, before a change merges: the workflows' code, and
+    what of ours they import, by tests/test_workflow_determinism.py (no clock, randomness,
+    environment, I/O, threads, ORM, no module state kept between runs), and every
+    recorded version's histories by tests/test_replay.py (docs/performance.md).
+    """
+    return UnsandboxedWorkflowRunner()
