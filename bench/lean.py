@@ -4,8 +4,9 @@ One workflow per request. Submit is an Update-with-Start that answers once its w
 ran; qualify, then won, are Updates (with a validator, as the product's decisions have)
 that answer once theirs ran. Each stage's writes are ONE no-op local activity, the
 shape the product is moving to; after won, one regular no-op activity stands for the
-email, and the workflow completes when it is done. Sandbox on (the default
-SandboxedWorkflowRunner), default worker settings otherwise: beside the naive ceiling
+email, and the workflow completes when it is done. Run as the product's workflows are
+(`workflows.registry.workflow_runner`: unsandboxed, so the product is held to the same
+engine), default worker settings otherwise: beside the naive ceiling
 (bench/naive.py), what a product of this shape could reach on this machine.
 `python -m bench.lean ADDRESS TASK_QUEUE` runs its worker.
 """
@@ -70,4 +71,6 @@ class LeanWorkflow:
 
 
 if __name__ == "__main__":
-    serve([LeanWorkflow], [write, email])
+    from workflows.registry import workflow_runner
+
+    serve([LeanWorkflow], [write, email], runner=workflow_runner())

@@ -7,7 +7,7 @@ received, approval), through the product's own I/O functions (`activities.reques
 `activities.email`), which issue 22 made as cheap as the stores and SMTP allow (the
 bench's I/O phase, bench/io.py, measures them alone), with the product's payload codec.
 Beside it, the product's rate says what its workflow costs over the engine's least:
-its history events, payloads and sandbox.
+its history events and payloads (both run on the product's workflow runner).
 
 `python -m bench.lean_io ADDRESS TASK_QUEUE` runs its worker, the stores and the mail
 server taken from the product's settings (environment).
@@ -145,10 +145,12 @@ if __name__ == "__main__":
     from bench.reference_worker import serve
     from client.converter import data_converter
     from settings import get_settings
+    from workflows.registry import workflow_runner
 
     io = LeanIo()
     serve(
         [LeanIoWorkflow],
         [io.write, io.send],
         data_converter=data_converter(get_settings(), io.email.commerce),
+        runner=workflow_runner(),
     )

@@ -14,19 +14,29 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 
 def serve(
     workflows: Sequence[type],
     activities: Sequence[Callable[..., Any]],
     data_converter: DataConverter | None = None,
+    runner: WorkflowRunner | None = None,
 ) -> None:
-    """`data_converter`: the SDK's default unless given (the lean I/O reference's is the
-    product's, with its codec)."""
+    """`data_converter` and `runner`: the SDK's defaults unless given (the lean references
+    take the product's runner, so that they differ from it only in shape and I/O; the lean
+    I/O reference takes its converter too, with the codec)."""
     address, task_queue = sys.argv[1], sys.argv[2]
     asyncio.run(
-        _run(address, task_queue, workflows, activities, data_converter or DataConverter.default)
+        _run(
+            address,
+            task_queue,
+            workflows,
+            activities,
+            data_converter or DataConverter.default,
+            runner or SandboxedWorkflowRunner(),
+        )
     )
 
 
@@ -36,11 +46,18 @@ async def _run(
     workflows: Sequence[type],
     activities: Sequence[Callable[..., Any]],
     data_converter: DataConverter,
+    runner: WorkflowRunner,
 ) -> None:
     client = await Client.connect(address, data_converter=data_converter)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=task_queue, workflows=workflows, activities=activities):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows,
+        activities=activities,
+        workflow_runner=runner,
+    ):
         await stop.wait()
