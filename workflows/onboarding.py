@@ -36,14 +36,12 @@ Those started before request time or personal data carry on without them.
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import suppress
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
-    ActivityError,
     ApplicationError,
     FailureError,
     WorkflowAlreadyStartedError,
@@ -52,7 +50,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
-    from activities.email import EmailActivities
     from activities.requests import RequestActivities
     from activities.sales import SalesActivities
     from models import search_attributes as sa
@@ -67,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
         RecordHoldInput,
         RejectProspectInput,
         RequestRecorded,
-        SendEmailInput,
         TeamReminderInput,
         WriteCustomersInput,
     )
@@ -111,10 +107,8 @@ with workflow.unsafe.imports_passed_through():
         SubmitResult,
     )
     from workflows.clock import RequestClock, Struck
-    from workflows.options import (
-        EMAIL_OPTIONS,
-        store_write,
-    )
+    from workflows.emails import RequestEmails
+    from workflows.options import store_write
     from workflows.partner_user import PartnerUserWorkflow
 
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
@@ -163,7 +157,9 @@ class OnboardingWorkflow:
             locale=input.request.locale,
         )
         self._decision: Decision | None = None
-        self._emails_in_flight: set[asyncio.Task[None]] = set()
+        self._emails = RequestEmails(
+            input.onboarding_id, input.request, self._email_settled, self._publish
+        )
         # Requests of the partner-account patch's release start the administrator's partner
         # user workflow once approved; decided at the start of `run` (see there).
         self._watches_activation = False
@@ -174,10 +170,9 @@ class OnboardingWorkflow:
         self._keeps_time = False
         self._clock = RequestClock()
         # Personal data (PERSONAL_DATA_PATCH): erased on request, or kept for the
-        # retention once rejected. The emails being sent, to stop should it be erased.
+        # retention once rejected.
         self._keeps_personal_data = False
         self._erased = False
-        self._sending: set[workflow.ActivityHandle[int]] = set()
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -197,7 +192,7 @@ class OnboardingWorkflow:
         else:
             await self._run_as_applicant_child(input)
         await workflow.wait_condition(
-            lambda: not self._emails_in_flight and workflow.all_handlers_finished()
+            lambda: self._emails.all_settled() and workflow.all_handlers_finished()
         )
         if self._retains_personal_data():
             await self._start_retention()
@@ -259,7 +254,7 @@ class OnboardingWorkflow:
                 sa.COMPANY_NAME.value_set(request.company),
             ]
         )
-        self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+        self._status.received_notification = self._emails.to_requester(EmailKind.REQUEST_RECEIVED)
         if self._keeps_time and recorded.timing is not None:
             self._clock.start(recorded.timing)
         self._enter(first_stage(bool(recorded.sales_integration_enabled)))
@@ -327,7 +322,9 @@ class OnboardingWorkflow:
         self._status.records.prospect_id = prospect.prospect_id
         self._status.sales_integration_enabled = prospect.sales_integration_enabled
         if sends_received_email:
-            self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+            self._status.received_notification = self._emails.to_requester(
+                EmailKind.REQUEST_RECEIVED
+            )
         if prospect.sales_integration_enabled:
             await self._work_the_lead()
         else:
@@ -436,7 +433,7 @@ class OnboardingWorkflow:
         task as the applicant's release, a round trip sooner than after it; the rep is
         still answered only once the applicant knows, so the email may apply again then.
         """
-        self._status.notification = self._email(
+        self._status.notification = self._emails.to_requester(
             kind, reason=decision.reason, reason_code=decision.reason_code
         )
         await self._release_applicant()
@@ -467,58 +464,11 @@ class OnboardingWorkflow:
         if period in self._reminded_periods:
             return
         self._reminded_periods.add(period)
-        reminder = self._email(EmailKind.STATUS_LINK_REMINDER, period=period)
+        reminder = self._emails.to_requester(EmailKind.STATUS_LINK_REMINDER, period=period)
         self._status.status_link_reminders.append(reminder)
 
-    def _email(
-        self,
-        kind: EmailKind,
-        reason: str | None = None,
-        period: str = "",
-        reason_code: ReasonCode | None = None,
-    ) -> Notification:
-        """Start one email to the requester; its outcome lands on the notification returned."""
-        return self._send(
-            kind,
-            workflow.start_activity_method(
-                EmailActivities.send_onboarding_email,
-                SendEmailInput(
-                    onboarding_id=self._input.onboarding_id,
-                    kind=kind,
-                    request=self._input.request,
-                    reason=reason,
-                    period=period,
-                    reason_code=reason_code,
-                ),
-                summary=f"Email: send {kind.event} to the requester",
-                **EMAIL_OPTIONS,
-            ),
-        )
-
-    def _send(self, kind: EmailKind, sending: workflow.ActivityHandle[int]) -> Notification:
-        """Follow an email being sent; its outcome lands on the notification returned."""
-        note = Notification(kind=kind)
-        self._sending.add(sending)
-        sending.add_done_callback(self._sending.discard)
-        recording = asyncio.create_task(self._record(note, sending))
-        self._emails_in_flight.add(recording)
-        recording.add_done_callback(self._emails_in_flight.discard)
-        return note
-
-    async def _record(self, note: Notification, sending: workflow.ActivityHandle[int]) -> None:
-        try:
-            note.email_message_id = await sending
-        except ActivityError as err:
-            if self._erased:
-                # Stopped: its requester's personal data was erased.
-                note.state, note.error = "failed", "not sent: the personal data was erased"
-                self._publish()
-                return
-            cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
-            workflow.logger.error("The %s email was not sent: %s", note.kind.event, cause)
-            note.state, note.error = "failed", cause
-        else:
-            note.state = "sent"
+    async def _email_settled(self, note: Notification) -> None:
+        """An email is sent, or failed for good."""
         if note is self._status.notification:
             # The decision's email is one of the request's records (CONTRACT).
             self._status.records.email_message_id = note.email_message_id
@@ -643,23 +593,17 @@ class OnboardingWorkflow:
     def _remind(self) -> None:
         """Email the team whose move it is that the request waits on them."""
         status = self._status
-        self._status.reminders.append(
-            self._send(
-                EmailKind.TEAM_REMINDER,
-                workflow.start_activity_method(
-                    EmailActivities.send_team_reminder,
-                    TeamReminderInput(
-                        onboarding_id=self._input.onboarding_id,
-                        number=len(status.reminders) + 1,
-                        stage=status.stage,
-                        stage_since=status.stage_since,
-                        company=self._input.request.company,
-                        records=status.records,
-                        expires_at=self._clock.expire_at,
-                    ),
-                    summary=f"Email: remind the team ({status.stage.value})",
-                    **EMAIL_OPTIONS,
-                ),
+        status.reminders.append(
+            self._emails.to_team(
+                TeamReminderInput(
+                    onboarding_id=self._input.onboarding_id,
+                    number=len(status.reminders) + 1,
+                    stage=status.stage,
+                    stage_since=status.stage_since,
+                    company=self._input.request.company,
+                    records=status.records,
+                    expires_at=self._clock.expire_at,
+                )
             )
         )
 
@@ -673,8 +617,7 @@ class OnboardingWorkflow:
         anonymised, emails still being sent stop, and the workflow ends (the client then
         destroys the request's data key)."""
         self._erased = True
-        for sending in list(self._sending):
-            sending.cancel()
+        self._emails.stop()
         await store_write(
             RequestActivities.anonymise_request,
             AnonymiseRequestInput(
