@@ -40,7 +40,7 @@ from contextlib import suppress
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
+from temporalio.common import SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import (
     ApplicationError,
     FailureError,
@@ -90,9 +90,11 @@ with workflow.unsafe.imports_passed_through():
     from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.status import (
         Decision,
+        DecisionAnswer,
         DecisionRecord,
         EmailKind,
         Hold,
+        HoldAnswer,
         HoldState,
         Notification,
         OnboardingStatus,
@@ -126,6 +128,12 @@ REQUEST_TIME_PATCH = "request-time"
 # Requests started from this version on keep a rejected requester's personal data for
 # PERSONAL_DATA_RETENTION, then anonymise it (`PersonalDataWorkflow`); all may be erased.
 PERSONAL_DATA_PATCH = "personal-data"
+# Requests started from this build on (the first on Worker Versioning) record fewer
+# events: this one marker stands for the three above; the search attributes are upserted
+# once per change of a filterable value (the ids with the first stage); the clocks wait on
+# one alarm, set anew only when a deadline comes closer. Requests of the unversioned
+# releases, moved onto this build, replay without it.
+FEWER_EVENTS_PATCH = "fewer-events"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
@@ -173,24 +181,20 @@ class OnboardingWorkflow:
         # retention once rejected.
         self._keeps_personal_data = False
         self._erased = False
+        # FEWER_EVENTS_PATCH: the filterable values upserted so far, by name.
+        self._files_on_change = False
+        self._filed: dict[str, object] = {}
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
-        # Decided first, before any local activity: when a store write outlasts its
-        # workflow task, what follows it runs in the next task but replays in the first,
-        # before that task's patch marker is known, so a patch decided there would replay
-        # differently from how it ran (fault case 1 met that non-determinism error).
-        if workflow.patched(ONE_WORKFLOW_PATCH):
-            self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
-            self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
-            # Nothing else runs for an open request: the approval email's activation
-            # link expires by its date in the store, and the partner user's workflow
-            # starts with the first change that needs it (a resend, an invitation, a
-            # removal). Once rejected, its retention is a workflow of its own.
-            if await self._record_request():
-                await self._decide_until_done()
-        else:
+        # Nothing else runs for an open request: the approval email's activation link
+        # expires by its date in the store, and the partner user's workflow starts with
+        # the first change that needs it (a resend, an invitation, a removal). Once
+        # rejected, its retention is a workflow of its own.
+        if not self._one_workflow_per_request():
             await self._run_as_applicant_child(input)
+        elif await self._record_request():
+            await self._decide_until_done()
         await workflow.wait_condition(
             lambda: self._emails.all_settled() and workflow.all_handlers_finished()
         )
@@ -199,6 +203,25 @@ class OnboardingWorkflow:
             # An erasure may have come meanwhile: answered before the workflow ends.
             await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
+
+    def _one_workflow_per_request(self) -> bool:
+        """Which release's commands this request replays, by its patches; False for the
+        children of an applicant workflow.
+
+        Decided first, before any local activity: when a store write outlasts its
+        workflow task, what follows it runs in the next task but replays in the first,
+        before that task's patch marker is known, so a patch decided there would replay
+        differently from how it ran (fault case 1 met that non-determinism error).
+        """
+        if workflow.patched(FEWER_EVENTS_PATCH):
+            self._keeps_time = self._keeps_personal_data = True
+            self._clock.keeps_alarm = self._files_on_change = True
+            return True
+        if not workflow.patched(ONE_WORKFLOW_PATCH):
+            return False
+        self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
+        self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
+        return True
 
     # --- one workflow per request ----------------------------------------------------------
 
@@ -241,19 +264,15 @@ class OnboardingWorkflow:
         )
 
     def _recorded(self, recorded: RequestRecorded) -> None:
-        request, records = self._input.request, self._status.records
+        records = self._status.records
         records.prospect_id = recorded.prospect_id
         records.lead_id, records.timeline_note_id = recorded.lead_id, recorded.timeline_note_id
         self._status.sales_integration_enabled = recorded.sales_integration_enabled
         self._answer = SubmitResult(
             onboarding_id=self._input.onboarding_id, workflow_id=workflow.info().workflow_id
         )
-        workflow.upsert_search_attributes(
-            [
-                sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
-                sa.COMPANY_NAME.value_set(request.company),
-            ]
-        )
+        if not self._files_on_change:
+            workflow.upsert_search_attributes(self._filterable_ids())
         self._status.received_notification = self._emails.to_requester(EmailKind.REQUEST_RECEIVED)
         if self._keeps_time and recorded.timing is not None:
             self._clock.start(recorded.timing)
@@ -498,11 +517,11 @@ class OnboardingWorkflow:
 
     # No description=: that form of the decorator loses the async return type for callers.
     @workflow.update
-    async def decide(self, decision: Decision) -> OnboardingStatus:
-        """A rep's or admin's decision; answers once it is applied, with the new status."""
+    async def decide(self, decision: Decision) -> DecisionAnswer:
+        """A rep's or admin's decision; answers once it is applied, with where it stands."""
         self._accept(decision)
         await workflow.wait_condition(lambda: self._decision is None)
-        return self._status
+        return DecisionAnswer.model_validate(self._status, from_attributes=True)
 
     @decide.validator
     def _validate_decide(self, decision: Decision) -> None:
@@ -673,13 +692,13 @@ class OnboardingWorkflow:
     # --- hold ------------------------------------------------------------------------------
 
     @workflow.update
-    async def hold(self, hold: Hold) -> OnboardingStatus:
+    async def hold(self, hold: Hold) -> HoldAnswer:
         """Put the request on hold: no reminders, no expiry, until it is resumed."""
         self._status.held = HoldState(since=workflow.now(), by=hold.actor, note=hold.note)
         self._clock.hold()
         self._publish()
         await self._record_hold()
-        return self._status
+        return HoldAnswer.model_validate(self._status, from_attributes=True)
 
     @hold.validator
     def _validate_hold(self, hold: Hold) -> None:
@@ -688,7 +707,7 @@ class OnboardingWorkflow:
         self._refuse_change(Change.HOLD)
 
     @workflow.update
-    async def resume(self, resume: Resume) -> OnboardingStatus:
+    async def resume(self, resume: Resume) -> HoldAnswer:
         """Take the request off hold: its clocks run again, moved on by the time held."""
         held = self._status.held
         assert held is not None
@@ -696,7 +715,7 @@ class OnboardingWorkflow:
         self._status.held = None
         self._publish()
         await self._record_hold()
-        return self._status
+        return HoldAnswer.model_validate(self._status, from_attributes=True)
 
     @resume.validator
     def _validate_resume(self, resume: Resume) -> None:
@@ -745,7 +764,11 @@ class OnboardingWorkflow:
         """What an admin reads in the Temporal UI: search attributes and current details."""
         status = self._status
         if stage_changed:
-            workflow.upsert_search_attributes([sa.ONBOARDING_STAGE.value_set(status.stage.value)])
+            stage = sa.ONBOARDING_STAGE.value_set(status.stage.value)
+            if self._files_on_change:
+                self._file([*self._filterable_ids(), stage])
+            else:
+                workflow.upsert_search_attributes([stage])
         details = [
             f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
             STAGES[status.stage].waiting_for,
@@ -777,6 +800,19 @@ class OnboardingWorkflow:
             if note is not None
         )
         workflow.set_current_details("\n\n".join(details))
+
+    def _filterable_ids(self) -> list[SearchAttributeUpdate[Any]]:
+        return [
+            sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
+            sa.COMPANY_NAME.value_set(self._input.request.company),
+        ]
+
+    def _file(self, values: list[SearchAttributeUpdate[Any]]) -> None:
+        """Upsert, in one command, those of the filterable values that changed."""
+        changed = [value for value in values if self._filed.get(value.key.name) != value.value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._filed.update((value.key.name, value.value) for value in changed)
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
         """The fields every decision activity carries: whose, why and when."""

@@ -344,7 +344,7 @@ class Site:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                status = await decide(
+                await decide(
                     self.client, onboarding_id, action, actor="faults", decision_id=decision_id
                 )
                 break
@@ -352,9 +352,8 @@ class Site:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(RETRY_AFTER)
-        if status.pending_action is None:
-            return status
-        # Accepted, still being applied (a store or the worker was down): wait for it.
+        # Its whole status once applied (the Update answers with less); accepted and still
+        # being applied, should a store or the worker have been down: waited for.
         applied = await self.until([onboarding_id], lambda s: s.pending_action is None, timeout)
         return applied[onboarding_id]
 
