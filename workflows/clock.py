@@ -26,6 +26,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.activity_io import RequestTiming
     from models.lifecycle import Stage
+    from models.status import OnboardingStatus
 
 EXPIRY_SUMMARY = "Expire the request: rejected by the system"
 
@@ -69,6 +70,13 @@ class RequestClock:
         if self.remind_at is not None:
             self.remind_at += held_for
         self._moved = True
+
+    def show_on(self, status: OnboardingStatus) -> None:
+        """The status's next reminder and expiry: none while it is held."""
+        status.next_reminder_at = status.expires_at = None
+        if status.held is None and self.expire_at is not None:
+            status.expires_at = self.expire_at
+            status.next_reminder_at = self.next_reminder()
 
     def next_reminder(self) -> datetime | None:
         """When the team is next reminded, if before the request expires."""

@@ -40,7 +40,7 @@ from contextlib import suppress
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate, VersioningBehavior
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
     ApplicationError,
     FailureError,
@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
     from activities.requests import RequestActivities
     from activities.sales import SalesActivities
-    from models import search_attributes as sa
     from models.activity_io import (
         ApplyDecisionInput,
         ApproveProspectInput,
@@ -112,6 +111,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.emails import RequestEmails
     from workflows.options import store_write
     from workflows.partner_user import PartnerUserWorkflow
+    from workflows.visibility import RequestVisibility
 
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
@@ -137,12 +137,6 @@ FEWER_EVENTS_PATCH = "fewer-events"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
-
-NOTIFICATION = {
-    "sending": "Sending the {event} email (retried until the mail server takes it).",
-    "sent": "The {event} email is sent.",
-    "failed": "The {event} email was **not sent**: {error}",
-}
 
 
 # Pinned: a request waits weeks for reps and admins, and finishes on the code that
@@ -181,9 +175,7 @@ class OnboardingWorkflow:
         # retention once rejected.
         self._keeps_personal_data = False
         self._erased = False
-        # FEWER_EVENTS_PATCH: the filterable values upserted so far, by name.
-        self._files_on_change = False
-        self._filed: dict[str, object] = {}
+        self._visibility = RequestVisibility(input.onboarding_id, input.request.company)
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
@@ -215,7 +207,7 @@ class OnboardingWorkflow:
         """
         if workflow.patched(FEWER_EVENTS_PATCH):
             self._keeps_time = self._keeps_personal_data = True
-            self._clock.keeps_alarm = self._files_on_change = True
+            self._clock.keeps_alarm = self._visibility.files_on_change = True
             return True
         if not workflow.patched(ONE_WORKFLOW_PATCH):
             return False
@@ -271,8 +263,7 @@ class OnboardingWorkflow:
         self._answer = SubmitResult(
             onboarding_id=self._input.onboarding_id, workflow_id=workflow.info().workflow_id
         )
-        if not self._files_on_change:
-            workflow.upsert_search_attributes(self._filterable_ids())
+        self._visibility.recorded()
         self._status.received_notification = self._emails.to_requester(EmailKind.REQUEST_RECEIVED)
         if self._keeps_time and recorded.timing is not None:
             self._clock.start(recorded.timing)
@@ -762,57 +753,10 @@ class OnboardingWorkflow:
 
     def _publish(self, stage_changed: bool = False) -> None:
         """What an admin reads in the Temporal UI: search attributes and current details."""
-        status = self._status
         if stage_changed:
-            stage = sa.ONBOARDING_STAGE.value_set(status.stage.value)
-            if self._files_on_change:
-                self._file([*self._filterable_ids(), stage])
-            else:
-                workflow.upsert_search_attributes([stage])
-        details = [
-            f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
-            STAGES[status.stage].waiting_for,
-        ]
-        held = status.held
-        status.next_reminder_at = status.expires_at = None
-        if held is not None:
-            details.append(
-                f"**On hold** since {held.since:%Y-%m-%d %H:%M:%S} UTC by {escape(held.by)}: "
-                "no reminders, no expiry until it is resumed."
-            )
-        elif (expire_at := self._clock.expire_at) is not None:
-            status.expires_at = expire_at
-            if (remind_at := self._clock.next_reminder()) is not None:
-                status.next_reminder_at = remind_at
-                details.append(f"**Next reminder:** {remind_at:%Y-%m-%d %H:%M:%S} UTC")
-            details.append(f"**Expires:** {expire_at:%Y-%m-%d %H:%M:%S} UTC")
-        if status.pending_action is not None:
-            details.append(f"Applying **{status.pending_action.value}**.")
-        notes = [
-            status.received_notification,
-            *status.status_link_reminders,
-            *status.reminders,
-            status.notification,
-        ]
-        details.extend(
-            NOTIFICATION[note.state].format(event=note.kind.event, error=escape(note.error or ""))
-            for note in notes
-            if note is not None
-        )
-        workflow.set_current_details("\n\n".join(details))
-
-    def _filterable_ids(self) -> list[SearchAttributeUpdate[Any]]:
-        return [
-            sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
-            sa.COMPANY_NAME.value_set(self._input.request.company),
-        ]
-
-    def _file(self, values: list[SearchAttributeUpdate[Any]]) -> None:
-        """Upsert, in one command, those of the filterable values that changed."""
-        changed = [value for value in values if self._filed.get(value.key.name) != value.value]
-        if changed:
-            workflow.upsert_search_attributes(changed)
-            self._filed.update((value.key.name, value.value) for value in changed)
+            self._visibility.entered(self._status.stage)
+        self._clock.show_on(self._status)
+        self._visibility.show(self._status)
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
         """The fields every decision activity carries: whose, why and when."""
