@@ -29,9 +29,15 @@ code `expired`); a hold stops both clocks. Once rejected, its personal data is l
 `PersonalDataWorkflow`, which anonymises it when the retention has passed
 (`PERSONAL_DATA_PATCH`); a decided request still running is erased by the `erase` Update.
 
+The mechanics live beside the process, each in a small class the workflow tells what
+happens: the clocks (`workflows/clock.py`), the emails and their outbox records
+(`workflows/emails.py`), what the Temporal UI shows (`workflows/visibility.py`); the
+activity options every workflow shares are in `workflows/options.py`.
+
 Requests started before this shape (by an `applicant-<hash>` workflow, one local
 activity per write) replay and finish on the path they started on: `ONE_WORKFLOW_PATCH`.
-Those started before request time or personal data carry on without them.
+Those started before request time or personal data carry on without them, and those of
+the unversioned releases without `FEWER_EVENTS_PATCH`'s fewer events.
 """
 
 from __future__ import annotations
@@ -179,14 +185,20 @@ class OnboardingWorkflow:
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
-        # Nothing else runs for an open request: the approval email's activation link
-        # expires by its date in the store, and the partner user's workflow starts with
-        # the first change that needs it (a resend, an invitation, a removal). Once
-        # rejected, its retention is a workflow of its own.
+        """The request recorded, then each decision applied until one decides it: a lead
+        qualified into an opportunity, won or lost (without Sales, approved or rejected),
+        cancelled, or expired; held and resumed on the way. Then its emails sent, and a
+        rejected requester's personal data kept for the retention.
+
+        Nothing else runs for an open request: the approval email's activation link
+        expires by its date in the store, and the partner user's workflow starts with the
+        first change that needs it (a resend, an invitation, a removal).
+        """
         if not self._one_workflow_per_request():
             await self._run_as_applicant_child(input)
         elif await self._record_request():
-            await self._decide_until_done()
+            while not self._status.stage.decided:
+                await self._apply(await self._next_decision())
         await workflow.wait_condition(
             lambda: self._emails.all_settled() and workflow.all_handlers_finished()
         )
@@ -280,33 +292,27 @@ class OnboardingWorkflow:
             return False
         return True
 
-    async def _decide_until_done(self) -> None:
-        """Each decision's writes in one local activity, until one decides the request."""
-        while not self._status.stage.decided:
-            decision = await self._next_decision()
-            written = await store_write(
-                RequestActivities.apply_decision,
-                ApplyDecisionInput(
-                    onboarding_id=self._input.onboarding_id,
-                    request=self._input.request,
-                    action=decision.action,
-                    actor=decision.actor,
-                    reason=decision.reason,
-                    reason_code=decision.reason_code,
-                    note=decision.note,
-                    at=workflow.now(),
-                ),
-                f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
-            )
-            self._status.records = self._status.records.model_copy(
-                update=written.model_dump(exclude_none=True)
-            )
-            stage = TRANSITIONS[decision.action].leads_to
-            ending_email = STAGES[stage].ending_email
-            if ending_email is not None:
-                await self._conclude(stage, ending_email, decision)
-            else:
-                self._enter(stage)
+    async def _apply(self, decision: Decision) -> None:
+        """A decision's writes to both stores in one local activity, then the stage it
+        leads to: the opportunity, or the approval or rejection and its email."""
+        written = await store_write(
+            RequestActivities.apply_decision,
+            ApplyDecisionInput(
+                onboarding_id=self._input.onboarding_id,
+                request=self._input.request,
+                at=workflow.now(),
+                **decision.model_dump(),
+            ),
+            f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
+        )
+        self._status.records = self._status.records.model_copy(
+            update=written.model_dump(exclude_none=True)
+        )
+        stage = TRANSITIONS[decision.action].leads_to
+        if (ending_email := STAGES[stage].ending_email) is not None:
+            await self._conclude(stage, ending_email, decision)
+        else:
+            self._enter(stage)
 
     @workflow.update
     async def submit(self) -> SubmitResult:
