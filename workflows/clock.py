@@ -11,7 +11,10 @@ alarm instead, kept across wakes and stages: it is set anew only when the next s
 comes sooner than it rings, and one that rings early (the clocks moved on meanwhile) is
 simply set again. So a decision, a hold or a resume sets no timer and cancels none unless
 the deadline came closer, and an alarm still set when the request is decided is left to
-lapse with the workflow.
+lapse with the workflow. The price: an alarm whose deadline moved later (a new stage's
+reminder, a resume) rings once in vain should the request still wait then, a timer fired
+and a workflow task where the old way spent a cancel and a new timer at the move; its
+summary names what it was first set for.
 """
 
 from __future__ import annotations
