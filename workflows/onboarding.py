@@ -147,7 +147,9 @@ CLAIM_ATTEMPTS = 3
 
 # Pinned: a request waits weeks for reps and admins, and finishes on the code that
 # started it; a release changes this workflow as it likes, with no `workflow.patched`,
-# and the old version's workers stay until its requests are done (deployment.py).
+# and the old version's workers stay until its requests are done (deployment.py). Only
+# this first versioned release patches (FEWER_EVENTS_PATCH): the unversioned releases'
+# requests move onto its build.
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow:
     @workflow.init
