@@ -40,6 +40,7 @@ from client.requests import (
     decide,
     hold,
     resume,
+    status,
     submission_id,
     submit,
     wait_until_recorded,
@@ -267,23 +268,25 @@ async def run(
             finally:
                 stores.dispose()
         elif args.command == "hold":
-            result = await hold(
+            await hold(
                 await temporal.get(),
                 args.onboarding_id,
                 actor=args.actor,
                 note=args.note,
                 hold_id=f"cli:hold:{key}",
             )
+            result = await status(await temporal.get(), args.onboarding_id)
         elif args.command == "resume":
-            result = await resume(
+            await resume(
                 await temporal.get(),
                 args.onboarding_id,
                 actor=args.actor,
                 resume_id=f"cli:resume:{key}",
             )
+            result = await status(await temporal.get(), args.onboarding_id)
         else:
             code = getattr(args, "reason_code", None)
-            result = await decide(
+            await decide(
                 await temporal.get(),
                 args.onboarding_id,
                 Action(args.command),
@@ -293,6 +296,8 @@ async def run(
                 reason_code=_reason_code.validate_python(code) if code else None,
                 note=args.note,
             )
+            # The Updates answer with where the request stands; the command prints all of it.
+            result = await status(await temporal.get(), args.onboarding_id)
     except UsageError as err:
         return _fail(EXIT_BAD_INPUT, str(err))
     except ValidationError as err:

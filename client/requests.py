@@ -54,7 +54,16 @@ from models.lifecycle import (
 )
 from models.markdown import escape
 from models.requests import OnboardingRequest
-from models.status import Decision, EmailKind, Hold, Notification, OnboardingStatus, Resume
+from models.status import (
+    Decision,
+    DecisionAnswer,
+    EmailKind,
+    Hold,
+    HoldAnswer,
+    Notification,
+    OnboardingStatus,
+    Resume,
+)
 from models.workflow_io import (
     OnboardingInput,
     ResendNotificationInput,
@@ -71,6 +80,7 @@ APPLY_WAIT = timedelta(seconds=10)
 # How long an admin's resend of a notification waits for the mail server's answer.
 RESEND_WAIT = timedelta(seconds=5)
 U = TypeVar("U")
+Answer = TypeVar("Answer", DecisionAnswer, HoldAnswer)
 
 # `workflow_status` of a status rebuilt from the stores, and why it was.
 PAST_RETENTION = "past_retention"
@@ -217,11 +227,11 @@ async def decide(
     wait: timedelta = APPLY_WAIT,
     reason_code: ReasonCode | None = None,
     note: str | None = None,
-) -> OnboardingStatus:
-    """Apply a rep's or admin's decision and answer with the request's new status.
+) -> DecisionAnswer:
+    """Apply a rep's or admin's decision and answer with where the request stands.
 
     A refused decision raises at once. An accepted one is answered when applied, or
-    after `wait` with the status so far (`pending_action` names what is still being
+    after `wait` with where it stands so far (`pending_action` names what is still being
     applied, say while the mail server is down and the email is being retried). One
     that no worker has taken up raises NotYetConfirmed: Temporal applies it later.
     """
@@ -229,13 +239,20 @@ async def decide(
         action=action, reason=reason, actor=actor, reason_code=reason_code, note=note
     )
     return await _change(
-        client, onboarding_id, OnboardingWorkflow.decide, decision, action.value, decision_id, wait
+        client,
+        onboarding_id,
+        OnboardingWorkflow.decide,
+        decision,
+        action.value,
+        decision_id,
+        DecisionAnswer,
+        wait,
     )
 
 
 async def hold(
     client: Client, onboarding_id: str, actor: str, note: str, hold_id: str | None = None
-) -> OnboardingStatus:
+) -> HoldAnswer:
     """Put an undecided request on hold: no reminders, no expiry, until it is resumed."""
     return await _change(
         client,
@@ -244,28 +261,40 @@ async def hold(
         Hold(actor=actor, note=note),
         "hold",
         hold_id,
+        HoldAnswer,
     )
 
 
 async def resume(
     client: Client, onboarding_id: str, actor: str, resume_id: str | None = None
-) -> OnboardingStatus:
+) -> HoldAnswer:
     """Take a request off hold: its reminders and expiry clock run again."""
     return await _change(
-        client, onboarding_id, OnboardingWorkflow.resume, Resume(actor=actor), "resume", resume_id
+        client,
+        onboarding_id,
+        OnboardingWorkflow.resume,
+        Resume(actor=actor),
+        "resume",
+        resume_id,
+        HoldAnswer,
     )
 
 
 async def _change(
     client: Client,
     onboarding_id: str,
-    update: UpdateMethodMultiParam[[OnboardingWorkflow, U], OnboardingStatus],
+    update: UpdateMethodMultiParam[[OnboardingWorkflow, U], Answer],
     change: U,
     what: str,
     update_id: str | None,
+    answer: type[Answer],
     wait: timedelta = APPLY_WAIT,
-) -> OnboardingStatus:
-    """A change of an undecided request (a decision, a hold) as an Update of its workflow."""
+) -> Answer:
+    """A change of an undecided request (a decision, a hold) as an Update of its workflow.
+
+    Answered with the Update's own small answer; a request still running an earlier
+    build answers with its whole status, which decodes as that answer all the same.
+    """
     workflow_id = onboarding_workflow_id(onboarding_id)
     handle = client.get_workflow_handle_for(OnboardingWorkflow.run, workflow_id)
     update_id = update_id or uuid.uuid4().hex
@@ -290,7 +319,8 @@ async def _change(
         return applied.model_copy(update={"workflow_status": "running"})
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         try:
-            return await status(client, onboarding_id)
+            current = await status(client, onboarding_id)
+            return answer.model_validate(current, from_attributes=True)
         except WorkerUnavailable as err:
             # Accepted, so in the workflow's history: it will be applied.
             raise NotYetConfirmed(f"{what} is accepted and not yet applied") from err

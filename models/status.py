@@ -167,3 +167,33 @@ class OnboardingStatus(BaseModel):
         if self.pending_action is not None:
             return []
         return sorted(ALLOWED_ACTIONS[self.stage])
+
+
+class DecisionAnswer(BaseModel):
+    """What the `decide` Update answers: where the decision left the request, what a
+    page, the bulk page and the metrics need of it. A caller that shows the whole
+    status (the API, the command line) reads it with the `status` query.
+
+    Its fields are a subset of `OnboardingStatus`'s, so it also decodes from the whole
+    status that a request still running an earlier build answers with (the rest ignored).
+    """
+
+    onboarding_id: str
+    stage: Stage
+    stage_since: datetime
+    submitted_at: datetime
+    pending_action: Action | None = None
+    records: RecordIds = Field(default_factory=RecordIds)
+    workflow_status: str | None = None
+
+
+class HoldAnswer(BaseModel):
+    """What the `hold` and `resume` Updates answer: the request's hold, and its clocks
+    stopped or moved on. A subset of `OnboardingStatus`, as `DecisionAnswer` is."""
+
+    onboarding_id: str
+    stage: Stage
+    held: HoldState | None = None
+    next_reminder_at: datetime | None = None
+    expires_at: datetime | None = None
+    workflow_status: str | None = None

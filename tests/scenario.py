@@ -17,11 +17,12 @@ from sqlmodel import Session, SQLModel, select
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 
-from client.requests import status, submit, wait_until_recorded
+from client.requests import decide, status, submit, wait_until_recorded
 from models.commerce import CommerceTable
+from models.lifecycle import Action
 from models.requests import OnboardingRequest
 from models.sales import SalesTable
-from models.status import OnboardingStatus
+from models.status import DecisionAnswer, HoldAnswer, OnboardingStatus
 from settings import Settings
 from stores import Stores
 from tests.conftest import eventually
@@ -29,7 +30,7 @@ from tests.conftest import eventually
 # One folder per version of the workflows' command sequence; the scenarios record into
 # the newest, and the replay test replays them all.
 HISTORIES = Path(__file__).parent / "histories"
-RECORDING_VERSION = "v6-personal-data"
+RECORDING_VERSION = "v7-versioned"
 
 # Every row a request leaves behind once qualified and won, in both stores.
 ROWS_OF_A_WON_REQUEST = {
@@ -78,7 +79,17 @@ def text_of(message: Mail, subtype: str = "plain") -> str:
     return str(part.get_content())
 
 
-async def finished(client: Client, current: OnboardingStatus) -> OnboardingStatus:
+async def decided(
+    client: Client, onboarding_id: str, action: Action, actor: str, **why: Any
+) -> OnboardingStatus:
+    """Decide, then read the whole status: the `decide` Update answers with less."""
+    await decide(client, onboarding_id, action, actor, **why)
+    return await status(client, onboarding_id)
+
+
+async def finished(
+    client: Client, current: OnboardingStatus | DecisionAnswer | HoldAnswer
+) -> OnboardingStatus:
     """Wait until the request's workflow is done: decided, and its email sent or failed."""
 
     async def done() -> OnboardingStatus:

@@ -20,7 +20,7 @@ from models.status import EmailKind
 from settings import Settings
 from stores import Stores, data_keys
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, keep_history, rows, submitted, text_of
+from tests.scenario import a_request, decided, finished, keep_history, rows, submitted, text_of
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -60,7 +60,7 @@ async def test_the_link_is_emailed_once_an_hour_and_the_request_ends_with_every_
         assert again.duplicate
 
     # Applied after both requests for the link, the decision answers with them handled.
-    current = await decide(client, oid, Action.CANCEL, actor="rep:a")
+    current = await decided(client, oid, Action.CANCEL, actor="rep:a")
     assert len(current.status_link_reminders) == 1
     current = await finished(client, current)
 

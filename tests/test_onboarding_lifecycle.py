@@ -37,6 +37,7 @@ from tests.conftest import MailSink, free_port
 from tests.scenario import (
     ROWS_OF_A_WON_REQUEST,
     a_request,
+    decided,
     finished,
     keep_history,
     row_counts,
@@ -131,7 +132,7 @@ async def test_won_lead_approves_the_prospect_with_a_hierarchy_and_one_italian_e
     note = only(views.timeline(stores.sales, lead.id))
     assert note.kind == DUAL_WRITE_NOTE and "dual-write" in note.text
 
-    current = await decide(client, oid, Action.QUALIFY, actor="rep:mario")
+    current = await decided(client, oid, Action.QUALIFY, actor="rep:mario")
     assert current.stage is Stage.OPPORTUNITY_OPEN and current.workflow_status == "running"
     lead = only(rows(stores.sales, Lead, oid))
     assert (lead.status, lead.decided_by) == ("qualified", "rep:mario")
@@ -230,7 +231,7 @@ async def test_cancelled_lead_rejects_the_prospect_with_one_email(
     status = await submitted(client, settings)
     oid = status.onboarding_id
 
-    status = await decide(
+    status = await decided(
         client, oid, Action.CANCEL, actor="rep:anna", reason="Not a business customer"
     )
     status = await finished(client, status)
@@ -278,7 +279,7 @@ async def test_each_step_keeps_its_stage_on_the_prospect_as_the_workflow_tells_i
     current = await submitted(client, settings)
     oid = current.onboarding_id
     assert kept_stage(stores, oid) == current.stage == Stage.LEAD_OPEN
-    current = await decide(client, oid, Action.QUALIFY, actor="rep:mario")
+    current = await decided(client, oid, Action.QUALIFY, actor="rep:mario")
     assert kept_stage(stores, oid) == current.stage == Stage.OPPORTUNITY_OPEN
     current = await finished(
         client, await decide(client, oid, Action.LOST, actor="rep:mario", reason="Not now")
@@ -331,7 +332,7 @@ async def test_integration_off_admin_rejects_in_commerce(
 ) -> None:
     status = await submitted(client, settings_integration_off, locale="it")
 
-    status = await decide(
+    status = await decided(
         client, status.onboarding_id, Action.REJECT, actor="admin:luca", reason="Duplicato"
     )
     status = await finished(client, status)
@@ -360,7 +361,7 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
         oid = status.onboarding_id
         await decide(client, oid, Action.QUALIFY, actor="rep")
 
-        status = await decide(client, oid, Action.WON, actor="rep")
+        status = await decided(client, oid, Action.WON, actor="rep")
         assert status.stage is Stage.APPROVED and status.pending_action is None
         assert status.notification is not None and status.notification.state == "sending"
         assert all(row.sent_at is None for row in rows(stores.commerce, EmailMessage, oid))

@@ -8,13 +8,17 @@ request was the child of its email's applicant workflow, whose histories are kep
 `v4-one-workflow/`: one workflow per request, one local activity per step, and a
 duplicate submission's own short workflow; `v5-request-time/`: reminders, expiry and holds
 on durable timers; `v6-personal-data/`: a rejected request's retention workflow, and the
-`erase` Update). All of them
+`erase` Update; `v7-versioned/`: the first build on Worker Versioning, whose requests record
+one patch marker, a search-attribute upsert per change and one alarm for their clocks, and
+answer their Updates with less than the whole status; the dual-write sync workflows'
+histories, and no duplicate's, since a duplicate starts no workflow). All of them
 replay, so a change that would break a request started under any of those versions
 (non-determinism) fails here. After
 an intended change to the command sequence, guarded by `workflow.patched`, record into a
 new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
 `RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py
-tests/test_partner_accounts.py tests/test_request_time.py tests/test_retention.py`.
+tests/test_partner_accounts.py tests/test_request_time.py tests/test_retention.py
+tests/test_dual_write.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from stores import Stores
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from workflows.interceptors import INTERCEPTORS
 from workflows.onboarding import (
+    FEWER_EVENTS_PATCH,
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
     PERSONAL_DATA_PATCH,
@@ -56,9 +61,13 @@ PATHS = {
 DUPLICATES = {"duplicate", "status_link_reminded", "partner_user"}
 # What the versions since request time record besides: reminders, an expiry, a hold.
 TIME = {"reminded", "expired", "held"}
-# What the current version records besides: a rejected request's retention (and the
-# retention's own workflow), an erasure while the request's emails were still retrying.
+# What the versions since personal data record besides: a rejected request's retention
+# (and the retention's own workflow), an erasure while the request's emails were still
+# retrying.
 PERSONAL_DATA = {"retained", "personal_data", "erased"}
+# What the current version records besides: the dual-write sync workflows. A duplicate
+# starts no workflow any more, so it records none.
+DUAL_WRITE = {"dual_write_commerce_to_sales", "dual_write_sales_to_commerce"}
 # The versions whose requests were children of an applicant workflow.
 WITH_APPLICANT = ("v1", "v2-received-email", "v3-partner-account")
 
@@ -68,6 +77,7 @@ def test_every_version_has_histories_for_every_path() -> None:
         *WITH_APPLICANT,
         "v4-one-workflow",
         "v5-request-time",
+        "v6-personal-data",
         RECORDING_VERSION,
     ]
     for folder in VERSIONS:
@@ -77,8 +87,11 @@ def test_every_version_has_histories_for_every_path() -> None:
     assert {path.stem for path in (HISTORIES / "v5-request-time").glob("*.json")} >= (
         DUPLICATES | TIME
     )
+    assert {path.stem for path in (HISTORIES / "v6-personal-data").glob("*.json")} >= (
+        DUPLICATES | TIME | PERSONAL_DATA
+    )
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
-    assert current >= DUPLICATES | TIME | PERSONAL_DATA
+    assert current >= (DUPLICATES - {"duplicate"}) | TIME | PERSONAL_DATA | DUAL_WRITE
 
 
 @pytest.mark.parametrize(
@@ -123,12 +136,14 @@ def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
             f"patch:{REQUEST_TIME_PATCH}",
             "local:record_request",
         ],
-        RECORDING_VERSION: [
+        "v6-personal-data": [
             f"patch:{ONE_WORKFLOW_PATCH}",
             f"patch:{REQUEST_TIME_PATCH}",
             f"patch:{PERSONAL_DATA_PATCH}",
             "local:record_request",
         ],
+        # One marker stands for the three before it.
+        RECORDING_VERSION: [f"patch:{FEWER_EVENTS_PATCH}", "local:record_request"],
     }
     for version, first_markers in expected.items():
         requests = [

@@ -28,7 +28,7 @@ from models.workflow_io import OnboardingInput
 from settings import Settings
 from stores import Stores
 from tests.conftest import MailSink, browse, eventually, web_settings_for
-from tests.scenario import a_request, keep_history, text_of
+from tests.scenario import a_request, decided, keep_history, text_of
 from tests.test_api import API, a_form, until_stage
 from tests.test_partner_link_expiry import skipping  # noqa: F401  (the fixture)
 from web.app import create_app
@@ -128,7 +128,7 @@ async def test_the_team_is_reminded_on_time_until_a_decision_stops_it(
     assert oid in body and "Stage: Lead open, since" in body
 
     # Qualified: the opportunity is the sales team's move again, reminded from its start.
-    qualified = await decide(env.client, oid, Action.QUALIFY, "mario")
+    qualified = await decided(env.client, oid, Action.QUALIFY, "mario")
     assert qualified.next_reminder_at == qualified.stage_since + 3 * DAY
     await env.sleep(DAY)
     assert len((await settled(handle)).reminders) == 2
@@ -143,7 +143,7 @@ async def test_the_team_is_reminded_on_time_until_a_decision_stops_it(
         )
     )
 
-    won = await decide(env.client, oid, Action.WON, "mario")
+    won = await decided(env.client, oid, Action.WON, "mario")
     assert won.stage is Stage.APPROVED and won.next_reminder_at is None and won.expires_at is None
     await env.sleep(20 * DAY)
     assert len(reminders(stores, oid)) == 3
@@ -238,7 +238,7 @@ async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_othe
     env: WorkflowEnvironment, timed: Settings, stores: Stores
 ) -> None:
     first = await settled(await start(env.client, timed))
-    cancelled = await decide(
+    cancelled = await decided(
         env.client,
         first.onboarding_id,
         Action.CANCEL,
@@ -257,7 +257,7 @@ async def test_a_rejection_records_its_reason_code_and_note_and_defaults_to_othe
         )
 
     second = await settled(await start(env.client, timed))
-    plain = await decide(env.client, second.onboarding_id, Action.CANCEL, "mario")
+    plain = await decided(env.client, second.onboarding_id, Action.CANCEL, "mario")
     assert plain.reason_code is ReasonCode.OTHER
 
     third = await settled(await start(env.client, timed))

@@ -31,11 +31,12 @@ from models.workflow_io import ApplicantInput, SubmitInput
 from settings import Settings
 from stores import Stores, accounts
 from tests.conftest import MailSink
-from tests.scenario import a_request, finished, submitted
+from tests.scenario import a_request, decided, finished, submitted
 from tests.test_replay import markers
 from worker import build_worker
 from workflows.applicant import ApplicantWorkflow
 from workflows.onboarding import (
+    FEWER_EVENTS_PATCH,
     ONE_WORKFLOW_PATCH,
     PARTNER_ACCOUNT_PATCH,
     PERSONAL_DATA_PATCH,
@@ -144,7 +145,7 @@ async def test_requests_open_before_request_time_carry_on_without_a_clock(
     codes like any other."""
 
     def before_request_time(patch: PatchActivationInput) -> bool:
-        return patch.patch_id not in (REQUEST_TIME_PATCH, PERSONAL_DATA_PATCH)
+        return patch.patch_id not in (FEWER_EVENTS_PATCH, REQUEST_TIME_PATCH, PERSONAL_DATA_PATCH)
 
     quick = settings.model_copy(
         update={"remind_after": timedelta(seconds=1), "expire_after": timedelta(seconds=2)}
@@ -161,7 +162,7 @@ async def test_requests_open_before_request_time_carry_on_without_a_clock(
         held = await hold(client, old.onboarding_id, "rep:after", "Waiting for a document")
         assert held.held is not None and held.expires_at is None
         await resume(client, old.onboarding_id, "rep:after")
-        cancelled = await decide(
+        cancelled = await decided(
             client,
             old.onboarding_id,
             Action.CANCEL,

@@ -29,7 +29,7 @@ from models.decision_words import HOLD_NOTE_WORDS, NOTE_WORDS, REASON_WORDS, Sta
 from models.lifecycle import TRANSITIONS, Action, Refused, Role, Stage, actions_of
 from models.personal_data import Erasure
 from models.requests import ALREADY_OPEN, IDEMPOTENCY_KEY, Note, OnboardingRequest, Reason
-from models.status import OnboardingStatus
+from models.status import HoldAnswer, OnboardingStatus
 from models.workflow_io import SubmitResult
 from stores import Stores
 from stores.reapply import ApplyRefused, check_may_apply
@@ -315,7 +315,7 @@ async def resume_request(
 
 async def _hold_change(
     what: str,
-    change: Callable[[Client, str, str], Awaitable[OnboardingStatus]],
+    change: Callable[[Client, str, str], Awaitable[HoldAnswer]],
     onboarding_id: str,
     response: Response,
     temporal: TemporalDep,
@@ -332,7 +332,8 @@ async def _hold_change(
     except RequestNotFound:
         raise await _finished(temporal, stores, onboarding_id, what) from None
     response.headers["Idempotency-Key"] = key
-    return HoldChanged(**_fields(changed), idempotency_key=key)
+    current = await current_status(temporal, stores, changed.onboarding_id)
+    return HoldChanged(**_fields(current), idempotency_key=key)
 
 
 # Before the decisions' route, whose `{action}` would take the word.
@@ -420,7 +421,9 @@ async def decide_request(
         raise await _finished(temporal, stores, onboarding_id, action.value) from None
     metrics.decided(action, user.role.value, decided)
     response.headers["Idempotency-Key"] = key
-    return Decided(**_fields(decided), idempotency_key=key)
+    # The Update answers with where the request stands; the API shows its whole status.
+    current = await current_status(temporal, stores, decided.onboarding_id)
+    return Decided(**_fields(current), idempotency_key=key)
 
 
 def _fields(current: OnboardingStatus) -> dict[str, Any]:

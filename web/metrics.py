@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.lifecycle import Action
-from models.status import OnboardingStatus
+from models.status import DecisionAnswer
 from stores import Stores, dual_write, views
 
 log = logging.getLogger("web")
@@ -67,10 +67,11 @@ class WebMetrics:
         self.registry.register(StageCollector(stores))
         self.registry.register(DualWriteCollector(stores))
 
-    def decided(self, action: Action, role: str, status: OnboardingStatus) -> None:
+    def decided(self, action: Action, role: str, answer: DecisionAnswer) -> None:
         self.decisions.labels(action.value, role).inc()
-        if status.stage.decided and status.decisions:
-            waited = status.decisions[-1].at - status.submitted_at
+        if answer.stage.decided:
+            # Decided since its stage began: the decision's writes are done then.
+            waited = answer.stage_since - answer.submitted_at
             self.time_to_decision.observe(waited.total_seconds())
 
 

@@ -29,21 +29,25 @@ code `expired`); a hold stops both clocks. Once rejected, its personal data is l
 `PersonalDataWorkflow`, which anonymises it when the retention has passed
 (`PERSONAL_DATA_PATCH`); a decided request still running is erased by the `erase` Update.
 
+The mechanics live beside the process, each in a small class the workflow tells what
+happens: the clocks (`workflows/clock.py`), the emails and their outbox records
+(`workflows/emails.py`), what the Temporal UI shows (`workflows/visibility.py`); the
+activity options every workflow shares are in `workflows/options.py`.
+
 Requests started before this shape (by an `applicant-<hash>` workflow, one local
 activity per write) replay and finish on the path they started on: `ONE_WORKFLOW_PATCH`.
-Those started before request time or personal data carry on without them.
+Those started before request time or personal data carry on without them, and those of
+the unversioned releases without `FEWER_EVENTS_PATCH`'s fewer events.
 """
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import suppress
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
-    ActivityError,
     ApplicationError,
     FailureError,
     WorkflowAlreadyStartedError,
@@ -52,10 +56,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
-    from activities.email import EmailActivities
     from activities.requests import RequestActivities
     from activities.sales import SalesActivities
-    from models import search_attributes as sa
     from models.activity_io import (
         ApplyDecisionInput,
         ApproveProspectInput,
@@ -67,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
         RecordHoldInput,
         RejectProspectInput,
         RequestRecorded,
-        SendEmailInput,
         TeamReminderInput,
         WriteCustomersInput,
     )
@@ -94,9 +95,11 @@ with workflow.unsafe.imports_passed_through():
     from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.status import (
         Decision,
+        DecisionAnswer,
         DecisionRecord,
         EmailKind,
         Hold,
+        HoldAnswer,
         HoldState,
         Notification,
         OnboardingStatus,
@@ -111,11 +114,10 @@ with workflow.unsafe.imports_passed_through():
         SubmitResult,
     )
     from workflows.clock import RequestClock, Struck
-    from workflows.options import (
-        EMAIL_OPTIONS,
-        store_write,
-    )
+    from workflows.emails import RequestEmails
+    from workflows.options import store_write
     from workflows.partner_user import PartnerUserWorkflow
+    from workflows.visibility import RequestVisibility
 
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
@@ -132,20 +134,22 @@ REQUEST_TIME_PATCH = "request-time"
 # Requests started from this version on keep a rejected requester's personal data for
 # PERSONAL_DATA_RETENTION, then anonymise it (`PersonalDataWorkflow`); all may be erased.
 PERSONAL_DATA_PATCH = "personal-data"
+# Requests started from this build on (the first on Worker Versioning) record fewer
+# events: this one marker stands for the three above; the search attributes are upserted
+# once per change of a filterable value (the ids with the first stage); the clocks wait on
+# one alarm, set anew only when a deadline comes closer. Requests of the unversioned
+# releases, moved onto this build, replay without it.
+FEWER_EVENTS_PATCH = "fewer-events"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
 
-NOTIFICATION = {
-    "sending": "Sending the {event} email (retried until the mail server takes it).",
-    "sent": "The {event} email is sent.",
-    "failed": "The {event} email was **not sent**: {error}",
-}
-
 
 # Pinned: a request waits weeks for reps and admins, and finishes on the code that
 # started it; a release changes this workflow as it likes, with no `workflow.patched`,
-# and the old version's workers stay until its requests are done (deployment.py).
+# and the old version's workers stay until its requests are done (deployment.py). Only
+# this first versioned release patches (FEWER_EVENTS_PATCH): the unversioned releases'
+# requests move onto its build.
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow:
     @workflow.init
@@ -163,7 +167,9 @@ class OnboardingWorkflow:
             locale=input.request.locale,
         )
         self._decision: Decision | None = None
-        self._emails_in_flight: set[asyncio.Task[None]] = set()
+        self._emails = RequestEmails(
+            input.onboarding_id, input.request, self._email_settled, self._publish
+        )
         # Requests of the partner-account patch's release start the administrator's partner
         # user workflow once approved; decided at the start of `run` (see there).
         self._watches_activation = False
@@ -174,36 +180,54 @@ class OnboardingWorkflow:
         self._keeps_time = False
         self._clock = RequestClock()
         # Personal data (PERSONAL_DATA_PATCH): erased on request, or kept for the
-        # retention once rejected. The emails being sent, to stop should it be erased.
+        # retention once rejected.
         self._keeps_personal_data = False
         self._erased = False
-        self._sending: set[workflow.ActivityHandle[int]] = set()
+        self._visibility = RequestVisibility(input.onboarding_id, input.request.company)
 
     @workflow.run
     async def run(self, input: OnboardingInput) -> OnboardingStatus:
-        # Decided first, before any local activity: when a store write outlasts its
-        # workflow task, what follows it runs in the next task but replays in the first,
-        # before that task's patch marker is known, so a patch decided there would replay
-        # differently from how it ran (fault case 1 met that non-determinism error).
-        if workflow.patched(ONE_WORKFLOW_PATCH):
-            self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
-            self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
-            # Nothing else runs for an open request: the approval email's activation
-            # link expires by its date in the store, and the partner user's workflow
-            # starts with the first change that needs it (a resend, an invitation, a
-            # removal). Once rejected, its retention is a workflow of its own.
-            if await self._record_request():
-                await self._decide_until_done()
-        else:
+        """The request recorded, then each decision applied until one decides it: a lead
+        qualified into an opportunity, won or lost (without Sales, approved or rejected),
+        cancelled, or expired; held and resumed on the way. Then its emails sent, and a
+        rejected requester's personal data kept for the retention.
+
+        Nothing else runs for an open request: the approval email's activation link
+        expires by its date in the store, and the partner user's workflow starts with the
+        first change that needs it (a resend, an invitation, a removal).
+        """
+        if not self._one_workflow_per_request():
             await self._run_as_applicant_child(input)
+        elif await self._record_request():
+            while not self._status.stage.decided:
+                await self._apply(await self._next_decision())
         await workflow.wait_condition(
-            lambda: not self._emails_in_flight and workflow.all_handlers_finished()
+            lambda: self._emails.all_settled() and workflow.all_handlers_finished()
         )
         if self._retains_personal_data():
             await self._start_retention()
             # An erasure may have come meanwhile: answered before the workflow ends.
             await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
+
+    def _one_workflow_per_request(self) -> bool:
+        """Which release's commands this request replays, by its patches; False for the
+        children of an applicant workflow.
+
+        Decided first, before any local activity: when a store write outlasts its
+        workflow task, what follows it runs in the next task but replays in the first,
+        before that task's patch marker is known, so a patch decided there would replay
+        differently from how it ran (fault case 1 met that non-determinism error).
+        """
+        if workflow.patched(FEWER_EVENTS_PATCH):
+            self._keeps_time = self._keeps_personal_data = True
+            self._clock.keeps_alarm = self._visibility.files_on_change = True
+            return True
+        if not workflow.patched(ONE_WORKFLOW_PATCH):
+            return False
+        self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
+        self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
+        return True
 
     # --- one workflow per request ----------------------------------------------------------
 
@@ -246,20 +270,15 @@ class OnboardingWorkflow:
         )
 
     def _recorded(self, recorded: RequestRecorded) -> None:
-        request, records = self._input.request, self._status.records
+        records = self._status.records
         records.prospect_id = recorded.prospect_id
         records.lead_id, records.timeline_note_id = recorded.lead_id, recorded.timeline_note_id
         self._status.sales_integration_enabled = recorded.sales_integration_enabled
         self._answer = SubmitResult(
             onboarding_id=self._input.onboarding_id, workflow_id=workflow.info().workflow_id
         )
-        workflow.upsert_search_attributes(
-            [
-                sa.ONBOARDING_ID.value_set(self._input.onboarding_id),
-                sa.COMPANY_NAME.value_set(request.company),
-            ]
-        )
-        self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+        self._visibility.recorded()
+        self._status.received_notification = self._emails.to_requester(EmailKind.REQUEST_RECEIVED)
         if self._keeps_time and recorded.timing is not None:
             self._clock.start(recorded.timing)
         self._enter(first_stage(bool(recorded.sales_integration_enabled)))
@@ -275,33 +294,27 @@ class OnboardingWorkflow:
             return False
         return True
 
-    async def _decide_until_done(self) -> None:
-        """Each decision's writes in one local activity, until one decides the request."""
-        while not self._status.stage.decided:
-            decision = await self._next_decision()
-            written = await store_write(
-                RequestActivities.apply_decision,
-                ApplyDecisionInput(
-                    onboarding_id=self._input.onboarding_id,
-                    request=self._input.request,
-                    action=decision.action,
-                    actor=decision.actor,
-                    reason=decision.reason,
-                    reason_code=decision.reason_code,
-                    note=decision.note,
-                    at=workflow.now(),
-                ),
-                f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
-            )
-            self._status.records = self._status.records.model_copy(
-                update=written.model_dump(exclude_none=True)
-            )
-            stage = TRANSITIONS[decision.action].leads_to
-            ending_email = STAGES[stage].ending_email
-            if ending_email is not None:
-                await self._conclude(stage, ending_email, decision)
-            else:
-                self._enter(stage)
+    async def _apply(self, decision: Decision) -> None:
+        """A decision's writes to both stores in one local activity, then the stage it
+        leads to: the opportunity, or the approval or rejection and its email."""
+        written = await store_write(
+            RequestActivities.apply_decision,
+            ApplyDecisionInput(
+                onboarding_id=self._input.onboarding_id,
+                request=self._input.request,
+                at=workflow.now(),
+                **decision.model_dump(),
+            ),
+            f"Commerce and Sales: {decision.action.value} ({escape(decision.actor)})",
+        )
+        self._status.records = self._status.records.model_copy(
+            update=written.model_dump(exclude_none=True)
+        )
+        stage = TRANSITIONS[decision.action].leads_to
+        if (ending_email := STAGES[stage].ending_email) is not None:
+            await self._conclude(stage, ending_email, decision)
+        else:
+            self._enter(stage)
 
     @workflow.update
     async def submit(self) -> SubmitResult:
@@ -327,7 +340,9 @@ class OnboardingWorkflow:
         self._status.records.prospect_id = prospect.prospect_id
         self._status.sales_integration_enabled = prospect.sales_integration_enabled
         if sends_received_email:
-            self._status.received_notification = self._email(EmailKind.REQUEST_RECEIVED)
+            self._status.received_notification = self._emails.to_requester(
+                EmailKind.REQUEST_RECEIVED
+            )
         if prospect.sales_integration_enabled:
             await self._work_the_lead()
         else:
@@ -436,7 +451,7 @@ class OnboardingWorkflow:
         task as the applicant's release, a round trip sooner than after it; the rep is
         still answered only once the applicant knows, so the email may apply again then.
         """
-        self._status.notification = self._email(
+        self._status.notification = self._emails.to_requester(
             kind, reason=decision.reason, reason_code=decision.reason_code
         )
         await self._release_applicant()
@@ -467,58 +482,11 @@ class OnboardingWorkflow:
         if period in self._reminded_periods:
             return
         self._reminded_periods.add(period)
-        reminder = self._email(EmailKind.STATUS_LINK_REMINDER, period=period)
+        reminder = self._emails.to_requester(EmailKind.STATUS_LINK_REMINDER, period=period)
         self._status.status_link_reminders.append(reminder)
 
-    def _email(
-        self,
-        kind: EmailKind,
-        reason: str | None = None,
-        period: str = "",
-        reason_code: ReasonCode | None = None,
-    ) -> Notification:
-        """Start one email to the requester; its outcome lands on the notification returned."""
-        return self._send(
-            kind,
-            workflow.start_activity_method(
-                EmailActivities.send_onboarding_email,
-                SendEmailInput(
-                    onboarding_id=self._input.onboarding_id,
-                    kind=kind,
-                    request=self._input.request,
-                    reason=reason,
-                    period=period,
-                    reason_code=reason_code,
-                ),
-                summary=f"Email: send {kind.event} to the requester",
-                **EMAIL_OPTIONS,
-            ),
-        )
-
-    def _send(self, kind: EmailKind, sending: workflow.ActivityHandle[int]) -> Notification:
-        """Follow an email being sent; its outcome lands on the notification returned."""
-        note = Notification(kind=kind)
-        self._sending.add(sending)
-        sending.add_done_callback(self._sending.discard)
-        recording = asyncio.create_task(self._record(note, sending))
-        self._emails_in_flight.add(recording)
-        recording.add_done_callback(self._emails_in_flight.discard)
-        return note
-
-    async def _record(self, note: Notification, sending: workflow.ActivityHandle[int]) -> None:
-        try:
-            note.email_message_id = await sending
-        except ActivityError as err:
-            if self._erased:
-                # Stopped: its requester's personal data was erased.
-                note.state, note.error = "failed", "not sent: the personal data was erased"
-                self._publish()
-                return
-            cause = err.cause.message if isinstance(err.cause, FailureError) else str(err)
-            workflow.logger.error("The %s email was not sent: %s", note.kind.event, cause)
-            note.state, note.error = "failed", cause
-        else:
-            note.state = "sent"
+    async def _email_settled(self, note: Notification) -> None:
+        """An email is sent, or failed for good."""
         if note is self._status.notification:
             # The decision's email is one of the request's records (CONTRACT).
             self._status.records.email_message_id = note.email_message_id
@@ -548,11 +516,11 @@ class OnboardingWorkflow:
 
     # No description=: that form of the decorator loses the async return type for callers.
     @workflow.update
-    async def decide(self, decision: Decision) -> OnboardingStatus:
-        """A rep's or admin's decision; answers once it is applied, with the new status."""
+    async def decide(self, decision: Decision) -> DecisionAnswer:
+        """A rep's or admin's decision; answers once it is applied, with where it stands."""
         self._accept(decision)
         await workflow.wait_condition(lambda: self._decision is None)
-        return self._status
+        return DecisionAnswer.model_validate(self._status, from_attributes=True)
 
     @decide.validator
     def _validate_decide(self, decision: Decision) -> None:
@@ -643,23 +611,17 @@ class OnboardingWorkflow:
     def _remind(self) -> None:
         """Email the team whose move it is that the request waits on them."""
         status = self._status
-        self._status.reminders.append(
-            self._send(
-                EmailKind.TEAM_REMINDER,
-                workflow.start_activity_method(
-                    EmailActivities.send_team_reminder,
-                    TeamReminderInput(
-                        onboarding_id=self._input.onboarding_id,
-                        number=len(status.reminders) + 1,
-                        stage=status.stage,
-                        stage_since=status.stage_since,
-                        company=self._input.request.company,
-                        records=status.records,
-                        expires_at=self._clock.expire_at,
-                    ),
-                    summary=f"Email: remind the team ({status.stage.value})",
-                    **EMAIL_OPTIONS,
-                ),
+        status.reminders.append(
+            self._emails.to_team(
+                TeamReminderInput(
+                    onboarding_id=self._input.onboarding_id,
+                    number=len(status.reminders) + 1,
+                    stage=status.stage,
+                    stage_since=status.stage_since,
+                    company=self._input.request.company,
+                    records=status.records,
+                    expires_at=self._clock.expire_at,
+                )
             )
         )
 
@@ -673,8 +635,7 @@ class OnboardingWorkflow:
         anonymised, emails still being sent stop, and the workflow ends (the client then
         destroys the request's data key)."""
         self._erased = True
-        for sending in list(self._sending):
-            sending.cancel()
+        self._emails.stop()
         await store_write(
             RequestActivities.anonymise_request,
             AnonymiseRequestInput(
@@ -730,13 +691,13 @@ class OnboardingWorkflow:
     # --- hold ------------------------------------------------------------------------------
 
     @workflow.update
-    async def hold(self, hold: Hold) -> OnboardingStatus:
+    async def hold(self, hold: Hold) -> HoldAnswer:
         """Put the request on hold: no reminders, no expiry, until it is resumed."""
         self._status.held = HoldState(since=workflow.now(), by=hold.actor, note=hold.note)
         self._clock.hold()
         self._publish()
         await self._record_hold()
-        return self._status
+        return HoldAnswer.model_validate(self._status, from_attributes=True)
 
     @hold.validator
     def _validate_hold(self, hold: Hold) -> None:
@@ -745,7 +706,7 @@ class OnboardingWorkflow:
         self._refuse_change(Change.HOLD)
 
     @workflow.update
-    async def resume(self, resume: Resume) -> OnboardingStatus:
+    async def resume(self, resume: Resume) -> HoldAnswer:
         """Take the request off hold: its clocks run again, moved on by the time held."""
         held = self._status.held
         assert held is not None
@@ -753,7 +714,7 @@ class OnboardingWorkflow:
         self._status.held = None
         self._publish()
         await self._record_hold()
-        return self._status
+        return HoldAnswer.model_validate(self._status, from_attributes=True)
 
     @resume.validator
     def _validate_resume(self, resume: Resume) -> None:
@@ -800,40 +761,10 @@ class OnboardingWorkflow:
 
     def _publish(self, stage_changed: bool = False) -> None:
         """What an admin reads in the Temporal UI: search attributes and current details."""
-        status = self._status
         if stage_changed:
-            workflow.upsert_search_attributes([sa.ONBOARDING_STAGE.value_set(status.stage.value)])
-        details = [
-            f"**Stage:** {status.stage.value} since {status.stage_since:%Y-%m-%d %H:%M:%S} UTC",
-            STAGES[status.stage].waiting_for,
-        ]
-        held = status.held
-        status.next_reminder_at = status.expires_at = None
-        if held is not None:
-            details.append(
-                f"**On hold** since {held.since:%Y-%m-%d %H:%M:%S} UTC by {escape(held.by)}: "
-                "no reminders, no expiry until it is resumed."
-            )
-        elif (expire_at := self._clock.expire_at) is not None:
-            status.expires_at = expire_at
-            if (remind_at := self._clock.next_reminder()) is not None:
-                status.next_reminder_at = remind_at
-                details.append(f"**Next reminder:** {remind_at:%Y-%m-%d %H:%M:%S} UTC")
-            details.append(f"**Expires:** {expire_at:%Y-%m-%d %H:%M:%S} UTC")
-        if status.pending_action is not None:
-            details.append(f"Applying **{status.pending_action.value}**.")
-        notes = [
-            status.received_notification,
-            *status.status_link_reminders,
-            *status.reminders,
-            status.notification,
-        ]
-        details.extend(
-            NOTIFICATION[note.state].format(event=note.kind.event, error=escape(note.error or ""))
-            for note in notes
-            if note is not None
-        )
-        workflow.set_current_details("\n\n".join(details))
+            self._visibility.entered(self._status.stage)
+        self._clock.show_on(self._status)
+        self._visibility.show(self._status)
 
     def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
         """The fields every decision activity carries: whose, why and when."""

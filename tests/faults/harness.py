@@ -339,20 +339,17 @@ class Site:
         assert client is not None
         decision_id = f"faults-{uuid.uuid4().hex}"
 
-        async def answered() -> OnboardingStatus:
+        async def answered() -> None:
             try:
-                return await decide(
-                    client, onboarding_id, action, actor="faults", decision_id=decision_id
-                )
+                await decide(client, onboarding_id, action, actor="faults", decision_id=decision_id)
             except (TemporalUnavailable, NotYetConfirmed) as err:
                 raise AssertionError(
                     f"{action.value} of {onboarding_id}: no answer: {err}"
                 ) from err
 
-        status = await eventually(answered, timeout, every=RETRY_AFTER)
-        if status.pending_action is None:
-            return status
-        # Accepted, still being applied (a store or the worker was down): wait for it.
+        await eventually(answered, timeout, every=RETRY_AFTER)
+        # Its whole status once applied (the Update answers with less); accepted and still
+        # being applied, should a store or the worker have been down: waited for.
         applied = await self.until([onboarding_id], lambda s: s.pending_action is None, timeout)
         return applied[onboarding_id]
 

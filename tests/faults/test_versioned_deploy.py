@@ -41,8 +41,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.storm]
 
 WITHIN = 300
 # B's change: a command in the first workflow task that A never issued.
-ANCHOR = "            if await self._record_request():\n"
-B_CHANGE = '            workflow.upsert_memo({"release": "B"})\n'
+ANCHOR = "        for _ in range(CLAIM_ATTEMPTS):\n"
+B_CHANGE = '        workflow.upsert_memo({"release": "B"})\n'
 
 
 def incompatible_change(checkout: Path) -> None:

@@ -26,7 +26,7 @@ from client.connection import NotYetConfirmed, TemporalUnavailable
 from client.requests import DecisionFailed, RequestNotFound, decide
 from models.lifecycle import STAGES, TRANSITIONS, Action, ReasonCode, Refused, refusal
 from models.requests import IDEMPOTENCY_KEY
-from models.status import OnboardingStatus
+from models.status import DecisionAnswer
 from stores.queues import PAGE_SIZE
 from web.auth import User
 from web.dependencies import get_metrics
@@ -152,7 +152,7 @@ async def _decide(
     return Outcome(target, "done", transition.done, _made(target, current))
 
 
-def _made(target: Target, current: OnboardingStatus) -> tuple[str, str] | None:
+def _made(target: Target, current: DecisionAnswer) -> tuple[str, str] | None:
     """The record a decision opened, as a link: the page of the stage it led to (a
     qualified lead's opportunity), when that is not the ticked row's own."""
     page = STAGES[current.stage].staff_page

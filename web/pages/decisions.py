@@ -23,7 +23,7 @@ from models.lifecycle import (
     refusal,
 )
 from models.requests import IDEMPOTENCY_KEY, Note, Reason
-from models.status import OnboardingStatus
+from models.status import DecisionAnswer, HoldAnswer, OnboardingStatus
 from stores import Stores
 from web.auth import User, csrf_token
 from web.dependencies import get_metrics
@@ -109,7 +109,7 @@ async def decide_on_page(
     action: Action,
     user: User,
     form: DecisionForm,
-) -> OnboardingStatus | None:
+) -> DecisionAnswer | None:
     """Apply the decision and leave a message for the next page; None if it was refused."""
     decision_id = form.decision_id or uuid.uuid4().hex
     try:
@@ -156,7 +156,7 @@ async def decide_on_page(
 
 async def hold_on_page(
     request: Request, client: Client, onboarding_id: str, user: User, form: HoldForm
-) -> OnboardingStatus | None:
+) -> HoldAnswer | None:
     """Put the request on hold and say so on the next page; None if it was refused."""
     change_id = form.change_id or uuid.uuid4().hex
     try:
@@ -181,7 +181,7 @@ async def hold_on_page(
 
 async def resume_on_page(
     request: Request, client: Client, onboarding_id: str, user: User, form: HoldForm
-) -> OnboardingStatus | None:
+) -> HoldAnswer | None:
     """Take the request off hold and say so on the next page; None if it was refused."""
     change_id = form.change_id or uuid.uuid4().hex
     try:
