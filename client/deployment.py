@@ -359,25 +359,32 @@ async def move(
             moved.append(Moved(workflow_id=execution.id, workflow_type=execution.workflow_type,
                                moved=False, refused=reason))  # fmt: skip
             continue
-        await client.workflow_service.update_workflow_execution_options(
-            UpdateWorkflowExecutionOptionsRequest(
-                namespace=client.namespace,
-                workflow_execution=WorkflowExecution(
-                    workflow_id=execution.id, run_id=execution.run_id
-                ),
-                workflow_execution_options=WorkflowExecutionOptions(
-                    versioning_override=VersioningOverride(
-                        pinned=VersioningOverride.PinnedOverride(
-                            behavior=VersioningOverride.PINNED_OVERRIDE_BEHAVIOR_PINNED,
-                            version=VersionProto(
-                                deployment_name=to.deployment_name, build_id=to.build_id
-                            ),
-                        )
-                    )
-                ),
-                update_mask=FieldMask(paths=["versioning_override"]),
-            )
-        )
+        try:
+            await _pin(client, execution, to)
+        except RPCError as err:
+            if err.status is RPCStatusCode.NOT_FOUND:
+                continue  # it ended while its history replayed: nothing left to move
+            raise
         moved.append(Moved(workflow_id=execution.id, workflow_type=execution.workflow_type,
                            moved=True))  # fmt: skip
     return MoveReport(from_build=from_build, to_build=to.build_id, workflows=moved)
+
+
+async def _pin(client: Client, execution: Execution, to: WorkerDeploymentVersion) -> None:
+    await client.workflow_service.update_workflow_execution_options(
+        UpdateWorkflowExecutionOptionsRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=execution.id, run_id=execution.run_id),
+            workflow_execution_options=WorkflowExecutionOptions(
+                versioning_override=VersioningOverride(
+                    pinned=VersioningOverride.PinnedOverride(
+                        behavior=VersioningOverride.PINNED_OVERRIDE_BEHAVIOR_PINNED,
+                        version=VersionProto(
+                            deployment_name=to.deployment_name, build_id=to.build_id
+                        ),
+                    )
+                )
+            ),
+            update_mask=FieldMask(paths=["versioning_override"]),
+        )
+    )

@@ -12,8 +12,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
-from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer, Worker
 
 import starter
 from client.deployment import make_current_if_none
@@ -156,6 +156,40 @@ async def test_a_held_request_moves_to_the_new_build_once_its_history_replays_th
             await finished(client, await status(client, held.onboarding_id))
         ).stage == "rejected"
         assert (await pinned_to(client, held.onboarding_id))[1] == "b"
+
+
+async def test_a_request_that_ends_while_its_history_replays_is_left_out_of_the_move(
+    client: Client,
+    builds: Callable[[str], Settings],
+    worker_of: Callable[[Settings], AbstractAsyncContextManager[Worker]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = builds("a"), builds("b")
+    replay = Replayer.replay_workflow
+
+    async def ending_meanwhile(self: Replayer, history: WorkflowHistory, **kwargs: Any) -> Any:
+        # Listed as running, then ended before the override: the race an operator meets
+        # when `deploy move` runs while requests finish.
+        await client.get_workflow_handle(history.workflow_id).terminate("ended meanwhile")
+        return await replay(self, history, **kwargs)
+
+    async with worker_of(b), worker_of(a):
+        assert await make_current_if_none(client, a) == "a"
+        ending = await submitted(client, a)
+        await deploy(client, b, capsys, "current", "b")
+        monkeypatch.setattr(Replayer, "replay_workflow", ending_meanwhile)
+        moved = await deploy(
+            client,
+            b,
+            capsys,
+            "move",
+            "a",
+            "--workflow-id",
+            onboarding_workflow_id(ending.onboarding_id),
+        )
+    assert moved["workflows"] == []
+    assert await pinned_to(client, ending.onboarding_id) == ("a", "")
 
 
 async def test_deploy_refuses_a_build_with_no_workers_and_a_share_beyond_100(
