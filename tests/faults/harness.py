@@ -33,7 +33,7 @@ from client.converter import data_converter
 from client.requests import decide, status, submit
 from models import search_attributes
 from models.lifecycle import Action, Stage
-from models.status import EmailKind, OnboardingStatus
+from models.status import DecisionAnswer, EmailKind, OnboardingStatus
 from scripts import temporal_dev
 from scripts.mailsink import SpoolHandler, read_spool
 from settings import Settings
@@ -339,9 +339,11 @@ class Site:
         assert client is not None
         decision_id = f"faults-{uuid.uuid4().hex}"
 
-        async def answered() -> None:
+        async def answered() -> DecisionAnswer:
             try:
-                await decide(client, onboarding_id, action, actor="faults", decision_id=decision_id)
+                return await decide(
+                    client, onboarding_id, action, actor="faults", decision_id=decision_id
+                )
             except (TemporalUnavailable, NotYetConfirmed) as err:
                 raise AssertionError(
                     f"{action.value} of {onboarding_id}: no answer: {err}"
