@@ -302,6 +302,38 @@ class Run:
             "unloaded_lifecycle_ms": report.percentiles([1000 * s for s in unloaded]),
         }
 
+    def worker_settings(
+        self, task_queue: str, sales_url: str, commerce_url: str
+    ) -> tuple[Settings, dict[str, str]]:
+        """The product's settings for a worker on these stores and this run's servers, and
+        the environment that gives them to `worker.py`."""
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            temporal_address=self.address,
+            onboarding_task_queue=task_queue,
+            sales_database_url=sales_url,
+            commerce_database_url=commerce_url,
+            smtp_host="127.0.0.1",
+            smtp_port=self.smtp_port,
+            mail_from="B2B Partner Onboarding <no-reply@bench.example>",
+        )
+        env = {
+            "TEMPORAL_ADDRESS": settings.temporal_address,
+            "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
+            "SALES_DATABASE_URL": sales_url,
+            "COMMERCE_DATABASE_URL": commerce_url,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp_port),
+            "MAIL_FROM": settings.mail_from,
+            # The default ports are a running `make dev`'s; the bench reads the server's.
+            "WORKER_METRICS_ADDRESS": "",
+            "WORKER_HEALTH_ADDRESS": "",
+            # Python's default, which this machine's shell turns off: bytecode files kept,
+            # so that no process compiles the product's modules anew.
+            "PYTHONDONTWRITEBYTECODE": "",
+        }
+        return settings, env
+
     async def product(self, backend: str) -> dict[str, Any]:
         workdir = self.workdir / backend
         workdir.mkdir(parents=True, exist_ok=True)
@@ -311,32 +343,9 @@ class Run:
             stores = Stores(sales=make_engine(sales_url), commerce=make_engine(commerce_url))
             stores.migrate()
             stores.dispose()
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                temporal_address=self.address,
-                onboarding_task_queue=f"bench-{backend}-{uuid.uuid4().hex[:8]}",
-                sales_database_url=sales_url,
-                commerce_database_url=commerce_url,
-                smtp_host="127.0.0.1",
-                smtp_port=self.smtp_port,
-                mail_from="B2B Partner Onboarding <no-reply@bench.example>",
+            settings, env = self.worker_settings(
+                f"bench-{backend}-{uuid.uuid4().hex[:8]}", sales_url, commerce_url
             )
-            env = {
-                "TEMPORAL_ADDRESS": settings.temporal_address,
-                "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
-                "SALES_DATABASE_URL": sales_url,
-                "COMMERCE_DATABASE_URL": commerce_url,
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(self.smtp_port),
-                "MAIL_FROM": settings.mail_from,
-                # The default ports are a running `make dev`'s; the bench reads the server's.
-                "WORKER_METRICS_ADDRESS": "",
-                "WORKER_HEALTH_ADDRESS": "",
-                # Python's default. Without bytecode files (this machine's shell turns them
-                # off) the sandbox compiles the workflow module anew for every workflow it
-                # creates: a tenth of the worker's CPU in the profile.
-                "PYTHONDONTWRITEBYTECODE": "",
-            }
             io = await self.io_alone(backend)
             lean_io = await self.lean_io(backend, settings, env)
             sync = await self.sync(backend, settings, env)

@@ -36,7 +36,6 @@ from bench.drive import FAILURES, LeadWatcher, Product, closed_loop
 from bench.run import PROFILES, Run, connect, log, throughput
 from bench.sandbox_worker import RUNNERS
 from bench.services import PROJECT, store_urls
-from settings import Settings
 from stores import Stores
 from stores.engine import make_engine
 
@@ -129,28 +128,9 @@ class SandboxRun(Run):
             stores = Stores(sales=make_engine(sales_url), commerce=make_engine(commerce_url))
             stores.migrate()
             stores.dispose()
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                temporal_address=self.address,
-                onboarding_task_queue=f"sandbox-{runner}-{uuid.uuid4().hex[:8]}",
-                sales_database_url=sales_url,
-                commerce_database_url=commerce_url,
-                smtp_host="127.0.0.1",
-                smtp_port=self.smtp_port,
-                mail_from="B2B Partner Onboarding <no-reply@bench.example>",
+            settings, env = self.worker_settings(
+                f"sandbox-{runner}-{uuid.uuid4().hex[:8]}", sales_url, commerce_url
             )
-            env = {
-                "TEMPORAL_ADDRESS": settings.temporal_address,
-                "ONBOARDING_TASK_QUEUE": settings.onboarding_task_queue,
-                "SALES_DATABASE_URL": sales_url,
-                "COMMERCE_DATABASE_URL": commerce_url,
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(self.smtp_port),
-                "MAIL_FROM": settings.mail_from,
-                "WORKER_METRICS_ADDRESS": "",
-                "WORKER_HEALTH_ADDRESS": "",
-                "PYTHONDONTWRITEBYTECODE": "",  # as bench/run.py: bytecode files kept
-            }
             worker = self.services.start(
                 f"worker-{runner}-{round_}",
                 [sys.executable, "-m", "bench.sandbox_worker", runner],
