@@ -56,6 +56,9 @@ UNVERSIONED = "unversioned"
 # How long a worker waits for the server to list its version (it does once the worker
 # polls, within a second or two) before it gives up making it current.
 VERSION_APPEARS_WITHIN = 60.0
+# How long `deploy move` asks again for one request while the server says it is busy
+# with the deployment ("too many requests issued to Worker Deployment").
+SERVER_BUSY_FOR = 60.0
 
 
 class DeploymentError(Exception):
@@ -371,6 +374,22 @@ async def move(
 
 
 async def _pin(client: Client, execution: Execution, to: WorkerDeploymentVersion) -> None:
+    """Pinned to `to` by an override; asked again, a little later each time, while the
+    server says it has too many requests for the deployment (it limits them: a move of
+    many requests meets that)."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + SERVER_BUSY_FOR, 0.1
+    while True:
+        try:
+            return await _override(client, execution, to)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.RESOURCE_EXHAUSTED or loop.time() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+async def _override(client: Client, execution: Execution, to: WorkerDeploymentVersion) -> None:
     await client.workflow_service.update_workflow_execution_options(
         UpdateWorkflowExecutionOptionsRequest(
             namespace=client.namespace,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, Worker
 
 import starter
@@ -190,6 +191,42 @@ async def test_a_request_that_ends_while_its_history_replays_is_left_out_of_the_
         )
     assert moved["workflows"] == []
     assert await pinned_to(client, ending.onboarding_id) == ("a", "")
+
+
+async def test_a_move_asks_again_while_the_server_is_busy_with_the_deployment(
+    client: Client,
+    builds: Callable[[str], Settings],
+    worker_of: Callable[[Settings], AbstractAsyncContextManager[Worker]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = builds("a"), builds("b")
+    service = client.workflow_service
+    override = service.update_workflow_execution_options
+    refused: list[str] = []
+
+    async def busy_twice(request: Any, **kwargs: Any) -> Any:
+        # What the server answers a move of many requests at once.
+        if len(refused) < 2:
+            refused.append(request.workflow_execution.workflow_id)
+            raise RPCError(
+                "too many requests issued to Worker Deployment",
+                RPCStatusCode.RESOURCE_EXHAUSTED,
+                b"",
+            )
+        return await override(request, **kwargs)
+
+    async with worker_of(b), worker_of(a):
+        assert await make_current_if_none(client, a) == "a"
+        waiting = await submitted(client, a)
+        await deploy(client, b, capsys, "current", "b")
+        monkeypatch.setattr(service, "update_workflow_execution_options", busy_twice)
+        moved = await deploy(client, b, capsys, "move", "a")
+    assert len(refused) == 2
+    assert [(w["workflow_id"], w["moved"]) for w in moved["workflows"]] == [
+        (onboarding_workflow_id(waiting.onboarding_id), True)
+    ]
+    assert (await pinned_to(client, waiting.onboarding_id))[1] == "b"
 
 
 async def test_deploy_refuses_a_build_with_no_workers_and_a_share_beyond_100(
