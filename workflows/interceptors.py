@@ -15,7 +15,9 @@ from temporalio.worker import (
 from client.converter import arrived_elsewhere
 
 # Names the branch where a signal the product did not send is ignored: histories recorded
-# before it replay as they ran. It can go once no workflow started before it is open.
+# before it replay as they ran. A security fix that must reach requests already running,
+# so a patch; it can go once no workflow started before this release is open (`deploy
+# status` lists none under `unversioned`), its branch kept unconditional.
 IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
 
 

@@ -119,6 +119,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.partner_user import PartnerUserWorkflow
     from workflows.visibility import RequestVisibility
 
+# The patches below tell the requests of the unversioned releases, moved onto this build
+# (the first on Worker Versioning), from this build's own. All six go in the release
+# after `deploy move unversioned` has pinned those requests here: that release's requests
+# are its own, and these stay on this build's workers until it drains (the table in
+# docs/changing-the-workflow.md). From then on a change to this pinned workflow takes no
+# patch unless it is a fix that must reach requests already running.
 # Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
 # administrator, once approved, a partner user workflow that expires the activation link;
 # the others go without (the link expires by its date in the store all the same).
@@ -138,7 +144,8 @@ PERSONAL_DATA_PATCH = "personal-data"
 # events: this one marker stands for the three above; the search attributes are upserted
 # once per change of a filterable value (the ids with the first stage); the clocks wait on
 # one alarm, set anew only when a deadline comes closer. Requests of the unversioned
-# releases, moved onto this build, replay without it.
+# releases, moved onto this build, replay without it. A patch only because they cross
+# onto this build; it goes with the five above, its branch kept unconditional.
 FEWER_EVENTS_PATCH = "fewer-events"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
