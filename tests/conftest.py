@@ -165,16 +165,21 @@ class MailSink:
 async def temporal_env(
     base_settings: Settings, session_stores: Stores
 ) -> AsyncIterator[WorkflowEnvironment]:
+    # Encrypted, the requests' data keys kept in the tests' Commerce store, read through
+    # an engine of the client's own, as a web process's or the command line's: SQLite's
+    # engine is one connection, which the in-process workers' activities would hold while
+    # a test's submit waits to read the email's open request (10 s, then "cannot be read").
+    commerce = make_engine(base_settings.commerce_database_url)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(VENV_BIN / "temporal"),
         search_attributes=search_attributes.ALL,
-        # Encrypted, the requests' data keys kept in the tests' Commerce store.
-        data_converter=data_converter(base_settings, session_stores.commerce),
+        data_converter=data_converter(base_settings, commerce),
         dev_server_log_level="error",
         dev_server_extra_args=["--namespace", FORGETFUL_NAMESPACE, *temporal_dev.TUNING],
     )
     yield env
     await env.shutdown()
+    commerce.dispose()
 
 
 @pytest.fixture(scope="session")
