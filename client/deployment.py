@@ -6,8 +6,10 @@ pinned to the version that started it and finishes on that version's code, so a 
 ships its workflow code as it is; the old version's workers run until their requests are
 done (`report` says when). A worker that finds no current version makes its own current
 (`make_current_if_none`); a new build becomes current only when an operator says so
-(`make_current`, `ramp`). A request that waits with no end date (held) is moved to this
-build once its history replays on this build's code (`move`).
+(`make_current`, `ramp`), and not while requests of the releases before Worker
+Versioning are open and pinned to no build (`_none_unversioned`). A request that waits
+with no end date (held) is moved to this build once its history replays on this build's
+code (`move`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import hashlib
 import importlib.metadata
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -63,6 +66,15 @@ SERVER_BUSY_FOR = 60.0
 
 class DeploymentError(Exception):
     """The deploy cannot do what was asked; the message says why."""
+
+
+def _types(behavior: VersioningBehavior) -> set[str]:
+    """The workflow types this build runs with `behavior`."""
+    return {
+        definition.name
+        for definition in map(workflow._Definition.must_from_class, WORKFLOWS)
+        if definition.name is not None and definition.versioning_behavior is behavior
+    }
 
 
 @cache
@@ -263,6 +275,7 @@ def _placement(execution: Execution, deployment_name: str) -> tuple[str, str]:
 async def make_current(client: Client, settings: Settings, build_id: str, actor: str) -> None:
     """`build_id` gets every new workflow (and every auto-upgrade one on its next task)."""
     await _known(client, settings, build_id)
+    await _none_unversioned(client, settings, build_id)
     await client.workflow_service.set_worker_deployment_current_version(
         SetWorkerDeploymentCurrentVersionRequest(
             namespace=client.namespace,
@@ -278,6 +291,7 @@ async def ramp(
 ) -> None:
     """`percentage` of new workflows start on `build_id`, the rest on the current build."""
     await _known(client, settings, build_id)
+    await _none_unversioned(client, settings, build_id)
     await client.workflow_service.set_worker_deployment_ramping_version(
         SetWorkerDeploymentRampingVersionRequest(
             namespace=client.namespace,
@@ -295,6 +309,34 @@ async def _known(client: Client, settings: Settings, build_id: str) -> None:
         raise DeploymentError(
             f"deployment {settings.worker_deployment_name!r} has no version {build_id!r}"
             f" (versions: {', '.join(sorted(known)) or 'none'}): start its workers first"
+        )
+
+
+async def _none_unversioned(client: Client, settings: Settings, build_id: str) -> None:
+    """Refuses while workflows of the releases before Worker Versioning are open and pinned
+    to no build: made current (or ramped), `build_id` would take their next task, and only
+    the first versioned release's code replays them. Counted are the types this build does
+    not let move to the current build (auto-upgrade ones), so also those it no longer runs
+    at all (`ApplicantWorkflow`, once deleted)."""
+    query = (
+        f"TaskQueue = '{settings.onboarding_task_queue}' AND ExecutionStatus = 'Running'"
+        " AND TemporalWorkerDeploymentVersion IS NULL"
+    )
+    upgrading = _types(VersioningBehavior.AUTO_UPGRADE)
+    by_type = Counter(
+        [
+            execution.workflow_type
+            async for execution in client.list_workflows(query)
+            if execution.workflow_type not in upgrading
+        ]
+    )
+    if by_type:
+        counts = ", ".join(f"{name} {count}" for name, count in sorted(by_type.items()))
+        raise DeploymentError(
+            f"{by_type.total()} open workflows of the releases before Worker Versioning"
+            f" ({counts}) are pinned to no build: {build_id!r} would take their next task"
+            " and cannot replay them. Run `deploy move unversioned` with the previous"
+            " release's command line (it pins them to that release's build), then this again"
         )
 
 
@@ -343,11 +385,7 @@ async def move(
             f" AND TemporalWorkerDeploymentVersion = '{to.deployment_name}:{from_build}'"
             " AND TemporalWorkflowVersioningBehavior = 'Pinned'"
         )
-    pinned_here = {
-        definition.name
-        for definition in map(workflow._Definition.must_from_class, WORKFLOWS)
-        if definition.versioning_behavior is VersioningBehavior.PINNED
-    }
+    pinned_here = _types(VersioningBehavior.PINNED)
     moved = []
     async for execution in client.list_workflows(query):
         if (only and execution.id not in only) or execution.workflow_type not in pinned_here:

@@ -12,6 +12,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, Worker
@@ -26,6 +28,7 @@ from stores import Stores
 from tests.conftest import eventually
 from tests.scenario import finished, submitted
 from worker import build_worker
+from workflows.registry import workflow_runner
 
 
 @pytest.fixture
@@ -237,3 +240,59 @@ async def test_deploy_refuses_a_build_with_no_workers_and_a_share_beyond_100(
     assert "has no version 'nobody'" in capsys.readouterr().err
     assert await starter.run(["deploy", "ramp", "a", "150"], client, a) == starter.EXIT_BAD_INPUT
     assert "a percentage from 0 to 100" in capsys.readouterr().err
+
+
+@workflow.defn(name="OnboardingWorkflow")
+class UnversionedRequest:
+    """A request of a release before Worker Versioning, waiting for a rep: its worker had
+    no version, so it is pinned to none until `deploy move unversioned` pins it."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+async def test_no_build_is_made_current_while_requests_of_the_unversioned_releases_are_unpinned(
+    client: Client,
+    builds: Callable[[str], Settings],
+    worker_of: Callable[[Settings], AbstractAsyncContextManager[Worker]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = builds("a"), builds("b")
+    # The last unversioned release's worker started a request, which waits for a rep.
+    async with Worker(
+        client,
+        task_queue=a.onboarding_task_queue,
+        workflows=[UnversionedRequest],
+        workflow_runner=workflow_runner(),
+    ):
+        waiting = await client.start_workflow(
+            UnversionedRequest.run,
+            id=f"onboarding-{uuid.uuid4().hex}",
+            task_queue=a.onboarding_task_queue,
+        )
+
+        async def waits() -> bool:
+            history = await waiting.fetch_history()
+            done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            return any(event.event_type == done for event in history.events)
+
+        await eventually(waits, what="the unversioned request waiting")
+    # The first versioned release made its build current; the next one's workers start.
+    async with worker_of(a), worker_of(b):
+        assert await make_current_if_none(client, a) == "a"
+        for args in (["current", "b"], ["ramp", "b", "10"]):
+            capsys.readouterr()
+            assert await starter.run(["deploy", *args], client, b) == starter.EXIT_FAILED
+            refusal = capsys.readouterr().err
+            assert "1 open workflows of the releases before Worker Versioning" in refusal
+            assert "(OnboardingWorkflow 1)" in refusal
+            assert "Run `deploy move unversioned` with the previous release's" in refusal
+        report = await deploy(client, b, capsys, "status")
+        assert states(report) == {"a": "current", "b": "drained"}
+        assert report["unversioned"][0]["count"] == 1
+
+        # Once none is left unpinned, the operator's command goes through.
+        await waiting.terminate("finished on the first versioned release")
+        report = await eventually(lambda: deploy(client, b, capsys, "current", "b"))
+        assert states(report) == {"a": "drained", "b": "current"}
