@@ -8,8 +8,6 @@ worker with today's code, as they do across a deploy: that worker replays their
 histories to where they stand, keeps them on the path they took (no received email was
 ever due), and takes them to the end. A submission after the deploy with the email of
 one of them meets it in the store and answers with it, as a duplicate did before.
-`tests/faults/test_deploy.py` does the same with the previous release's own code and
-worker processes.
 """
 
 from __future__ import annotations

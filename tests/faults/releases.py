@@ -212,9 +212,11 @@ def git(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def earlier_release(commit: str, directory: Path) -> Iterator[Release]:
+def earlier_release(commit: str, directory: Path, build_id: str | None = None) -> Iterator[Release]:
     """`commit` checked out as a git worktree in `directory`, installed into a venv of its
-    own (pip's cache makes that about 20 s); the worktree is removed afterwards."""
+    own (pip's cache makes that about 20 s); the worktree is removed afterwards. A
+    versioned release's workers take `build_id` (its `WORKER_BUILD_ID`) if given, else
+    their own: the package version and the commit, as in production."""
     if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         pytest.fail(
             f"commit {commit}, the release this test deploys over, is not in this clone"
@@ -237,7 +239,13 @@ def earlier_release(commit: str, directory: Path) -> Iterator[Release]:
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert installed.returncode == 0, f"installing {commit}: {installed.stderr[-3000:]}"
-        yield Release(commit[:7], checkout, venv / "bin" / "python", time.monotonic() - started)
+        yield Release(
+            commit[:7],
+            checkout,
+            venv / "bin" / "python",
+            time.monotonic() - started,
+            env={"WORKER_BUILD_ID": build_id} if build_id else {},
+        )
     finally:
         git("worktree", "remove", "--force", str(checkout))
         shutil.rmtree(venv, ignore_errors=True)
