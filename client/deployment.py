@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion as VersionProto
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -323,13 +324,10 @@ async def _none_unversioned(client: Client, settings: Settings, build_id: str) -
         " AND TemporalWorkerDeploymentVersion IS NULL"
     )
     upgrading = _types(VersioningBehavior.AUTO_UPGRADE)
-    by_type = Counter(
-        [
-            execution.workflow_type
-            async for execution in client.list_workflows(query)
-            if execution.workflow_type not in upgrading
-        ]
-    )
+    by_type: Counter[str] = Counter()
+    async for execution in client.list_workflows(query):
+        if execution.workflow_type not in upgrading and await _ran_unversioned(client, execution):
+            by_type[execution.workflow_type] += 1
     if by_type:
         counts = ", ".join(f"{name} {count}" for name, count in sorted(by_type.items()))
         raise DeploymentError(
@@ -338,6 +336,29 @@ async def _none_unversioned(client: Client, settings: Settings, build_id: str) -
             " and cannot replay them. Run `deploy move unversioned` with the previous"
             " release's command line (it pins them to that release's build), then this again"
         )
+
+
+async def _ran_unversioned(client: Client, execution: Execution) -> bool:
+    """Whether a workflow that visibility lists on no version ran on an unversioned worker.
+    Visibility also lists so one whose first task a versioned worker has just completed
+    (it lags behind), and one no worker has taken up yet (a request just submitted): the
+    first is on a version, the second has run no code, so whichever build takes it starts
+    it afresh."""
+    handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+    try:
+        described = await handle.describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    versioning = described.raw_description.workflow_execution_info.versioning_info
+    pinned_by_move = versioning.versioning_override.pinned.version.build_id
+    if versioning.deployment_version.build_id or pinned_by_move:
+        return False
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return True
+    return False
 
 
 class Moved(BaseModel):

@@ -279,8 +279,16 @@ async def test_no_build_is_made_current_while_requests_of_the_unversioned_releas
 
         await eventually(waits, what="the unversioned request waiting")
     # The first versioned release made its build current; the next one's workers start.
-    async with worker_of(a), worker_of(b):
-        assert await make_current_if_none(client, a) == "a"
+    async with worker_of(b):
+        async with worker_of(a):
+            assert await make_current_if_none(client, a) == "a"
+        # A request submitted while a's workers restart waits for its first task: it has
+        # run no code, so whichever build takes it up may start it.
+        just_submitted = await client.start_workflow(
+            "OnboardingWorkflow",
+            id=f"onboarding-{uuid.uuid4().hex}",
+            task_queue=a.onboarding_task_queue,
+        )
         for args in (["current", "b"], ["ramp", "b", "10"]):
             capsys.readouterr()
             assert await starter.run(["deploy", *args], client, b) == starter.EXIT_FAILED
@@ -290,9 +298,10 @@ async def test_no_build_is_made_current_while_requests_of_the_unversioned_releas
             assert "Run `deploy move unversioned` with the previous release's" in refusal
         report = await deploy(client, b, capsys, "status")
         assert states(report) == {"a": "current", "b": "drained"}
-        assert report["unversioned"][0]["count"] == 1
+        assert report["unversioned"][0]["count"] == 2
 
         # Once none is left unpinned, the operator's command goes through.
+        await just_submitted.terminate("a stand-in, with no input for b's workers")
         await waiting.terminate("finished on the first versioned release")
         report = await eventually(lambda: deploy(client, b, capsys, "current", "b"))
         assert states(report) == {"a": "drained", "b": "current"}
