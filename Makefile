@@ -38,7 +38,7 @@ test: lint $(COMPILED) system-packages
 
 # The fault cases on real processes (tests/faults/): workers SIGKILLed, the server
 # restarted, the mail server and the stores down, the storms of 200 and of 100 requests
-# in network namespaces (needs root), and the deploy from each earlier release; and the
+# in network namespaces (needs root), and the deploys of two versioned releases; and the
 # slow tests that rarely break (marked `slow`: the wheel, the TLS frontend, the API
 # fuzzer, the bench's own run, `python -m web` served). About ten minutes; kept out of
 # `make test`, which stays under ten.
