@@ -44,8 +44,8 @@ from workflows.registry import WORKFLOWS, workflow_runner
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
-# Workflows kept in memory between their tasks, each about 0.15 MB in the sandbox: a
-# request and its applicant, for many more requests than are worked at once. Beyond it,
+# Workflows kept in memory between their tasks, each about 0.15 MB: a request's, for
+# many more requests than are worked at once. Beyond it,
 # a request idle while it waits for a rep is evicted and replayed from its short history
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
@@ -95,15 +95,6 @@ def build_worker(
             commerce.release_email,
             commerce.record_hold,
             email.send_team_reminder,
-            # The writes one at a time: requests started before one workflow per request.
-            sales.create_lead,
-            sales.qualify_lead,
-            sales.disqualify_lead,
-            sales.close_opportunity,
-            commerce.create_prospect,
-            commerce.write_customers,
-            commerce.approve_prospect,
-            commerce.reject_prospect,
             email.send_onboarding_email,
             email.resend_onboarding_email,
             email.send_access_link,
