@@ -7,7 +7,6 @@ import errno
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
@@ -18,7 +17,6 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import (
-    PatchActivationInput,
     Worker,
     WorkerDeploymentConfig,
 )
@@ -73,10 +71,8 @@ def build_worker(
     stores: Stores,
     activity_executor: ThreadPoolExecutor,
     task_queue: str | None = None,
-    patches: Callable[[PatchActivationInput], bool] | None = None,
 ) -> Worker:
-    """The worker; `patches` may leave new `workflow.patched` branches off, so that a
-    worker runs requests as the code before them did (a staged rollout, or a test)."""
+    """The worker, its workflows and activities on the task queue."""
     sales = SalesActivities(stores.sales)
     commerce = CommerceActivities(stores.commerce, settings.sales_integration_enabled)
     renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
@@ -110,7 +106,6 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
-        patch_activation_callback=patches,
         deployment_config=deployment_config(settings),
     )
 
