@@ -7,7 +7,6 @@ import errno
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
@@ -18,7 +17,6 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import (
-    PatchActivationInput,
     Worker,
     WorkerDeploymentConfig,
 )
@@ -44,8 +42,8 @@ from workflows.registry import WORKFLOWS, workflow_runner
 
 # Store activities are blocking (SQLAlchemy) and run on this many threads.
 ACTIVITY_THREADS = 32
-# Workflows kept in memory between their tasks, each about 0.15 MB in the sandbox: a
-# request and its applicant, for many more requests than are worked at once. Beyond it,
+# Workflows kept in memory between their tasks, each about 0.15 MB: a request's, for
+# many more requests than are worked at once. Beyond it,
 # a request idle while it waits for a rep is evicted and replayed from its short history
 # when the rep acts, so memory stays flat however many requests wait (see the bench).
 MAX_CACHED_WORKFLOWS = 500
@@ -73,10 +71,8 @@ def build_worker(
     stores: Stores,
     activity_executor: ThreadPoolExecutor,
     task_queue: str | None = None,
-    patches: Callable[[PatchActivationInput], bool] | None = None,
 ) -> Worker:
-    """The worker; `patches` may leave new `workflow.patched` branches off, so that a
-    worker runs requests as the code before them did (a staged rollout, or a test)."""
+    """The worker, its workflows and activities on the task queue."""
     sales = SalesActivities(stores.sales)
     commerce = CommerceActivities(stores.commerce, settings.sales_integration_enabled)
     renderer = EmailRenderer(settings.b2b_site_url, site_secret(settings))
@@ -95,15 +91,6 @@ def build_worker(
             commerce.release_email,
             commerce.record_hold,
             email.send_team_reminder,
-            # The writes one at a time: requests started before one workflow per request.
-            sales.create_lead,
-            sales.qualify_lead,
-            sales.disqualify_lead,
-            sales.close_opportunity,
-            commerce.create_prospect,
-            commerce.write_customers,
-            commerce.approve_prospect,
-            commerce.reject_prospect,
             email.send_onboarding_email,
             email.resend_onboarding_email,
             email.send_access_link,
@@ -119,7 +106,6 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         max_concurrent_local_activities=ACTIVITY_THREADS,
         max_cached_workflows=MAX_CACHED_WORKFLOWS,
-        patch_activation_callback=patches,
         deployment_config=deployment_config(settings),
     )
 

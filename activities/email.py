@@ -544,7 +544,7 @@ class EmailActivities:
                 return
             except OperationalError:
                 activity.logger.warning("could not record email %s as sent; retrying", row_id)
-                activity.heartbeat(SENT)
+                _beat(SENT)
                 await asyncio.sleep(delay)
         await asyncio.to_thread(self._mark_sent, row_id)
 
@@ -771,6 +771,13 @@ def _mark(commerce: Engine, row_id: int, **outcome: Any) -> None:
     )
 
 
+def _beat(*details: str) -> None:
+    """Heartbeat, unless this is an email's first attempt (a local activity, which has no
+    heartbeat: a failed one goes on as a regular activity, workflows/emails.py)."""
+    if not activity.info().is_local:
+        activity.heartbeat(*details)
+
+
 @asynccontextmanager
 async def _keeping_alive(progress: list[str]) -> AsyncIterator[None]:
     """Heartbeat `progress` every few seconds while the body runs (never, if it is quick)."""
@@ -778,7 +785,7 @@ async def _keeping_alive(progress: list[str]) -> AsyncIterator[None]:
     async def beat() -> None:
         while True:
             await asyncio.sleep(KEEP_ALIVE_EVERY)
-            activity.heartbeat(*progress)
+            _beat(*progress)
 
     beating = asyncio.create_task(beat())
     try:

@@ -15,21 +15,6 @@ class OnboardingInput(BaseModel):
     request: OnboardingRequest
 
 
-class ApplicantInput(BaseModel):
-    # `ids.email_key` of the applicant's email; the field's name is in recorded histories.
-    applicant_key: str
-
-
-class SubmitInput(BaseModel):
-    request: OnboardingRequest
-
-
-class RequestDecided(BaseModel):
-    """From a request to its applicant workflow: decided, the email may apply again."""
-
-    onboarding_id: str
-
-
 class SubmitResult(BaseModel):
     onboarding_id: str
     workflow_id: str
@@ -37,7 +22,7 @@ class SubmitResult(BaseModel):
 
 
 class StatusLinkRequested(BaseModel):
-    """From the applicant workflow to its open request: the email applied again at `at`."""
+    """To an open request: its contact email applied again at `at`."""
 
     at: datetime
 

@@ -30,7 +30,7 @@ from tests.conftest import eventually
 # One folder per version of the workflows' command sequence; the scenarios record into
 # the newest, and the replay test replays them all.
 HISTORIES = Path(__file__).parent / "histories"
-RECORDING_VERSION = "v7-versioned"
+RECORDING_VERSION = "v8-emails-in-step"
 
 # Every row a request leaves behind once qualified and won, in both stores.
 ROWS_OF_A_WON_REQUEST = {

@@ -379,6 +379,18 @@ async def test_with_the_mail_server_down_the_rep_is_answered_and_one_email_goes_
 
     assert status.notification is not None and status.notification.state == "sent"
     the_emails(late, stores, status, EmailKind.PROSPECT_APPROVED)
+    # Each email's first attempt (a local activity) failed: each went on as a regular one.
+    assert await email_activities(client, status) == ["send_onboarding_email"] * 2
+
+
+async def email_activities(client: Client, status: OnboardingStatus) -> list[str]:
+    """The regular activities a request's workflow scheduled: its emails' handed-over sends."""
+    history = await client.get_workflow_handle(status.workflow_id).fetch_history()
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 @asynccontextmanager
@@ -430,3 +442,5 @@ async def test_a_refused_address_is_recorded_and_the_request_stays_decided(
         assert note is not None and note.state == "failed"
         assert "refuses" in (note.error or "")
     assert read_spool(tmp_path) == []
+    # Refused for good at the first attempt: not handed over to a regular activity.
+    assert await email_activities(client, status) == []

@@ -1,21 +1,19 @@
-"""Histories recorded from the scenarios replay against today's workflow code.
+"""Histories recorded from the scenarios replay against this build's workflow code.
 
 Each folder of `tests/histories/` holds the histories one version of the workflows
-recorded (`v1/`: before the received email; `v2-received-email/`: with it, and with the
-status link emailed again on a duplicate; `v3-partner-account/`: the approved
-administrator's partner user workflow, and that workflow's own history; up to v3 each
-request was the child of its email's applicant workflow, whose histories are kept too;
-`v4-one-workflow/`: one workflow per request, one local activity per step, and a
-duplicate submission's own short workflow; `v5-request-time/`: reminders, expiry and holds
-on durable timers; `v6-personal-data/`: a rejected request's retention workflow, and the
-`erase` Update; `v7-versioned/`: the first build on Worker Versioning, whose requests record
-one patch marker, a search-attribute upsert per change and one alarm for their clocks, and
-answer their Updates with less than the whole status; the dual-write sync workflows'
-histories, and no duplicate's, since a duplicate starts no workflow). All of them
-replay, so a change that would break a request started under any of those versions
-(non-determinism) fails here. After
-an intended change to the command sequence, guarded by `workflow.patched`, record into a
-new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
+recorded. The pinned workflows' (a request's onboarding workflow) are this build's only:
+an earlier build's requests finish on that build's workers, and its histories left this
+folder with its code (they replay in that build's commit; docs/changing-the-workflow.md).
+The auto-upgrade workflows' (a partner user's, a rejected request's personal data, the
+dual-write sync) move to the current build on their next task, so every version's stay
+while one that recorded them may run: `v3-partner-account/` on, the partner user
+workflow; `v6-personal-data/` on, the personal data workflow; `v7-versioned/`, the
+dual-write sync workflows. All of them replay, so a change that would break a workflow
+that may be running (non-determinism) fails here.
+
+`v8-emails-in-step/` is this build's: no patch, and each email's first attempt a local
+activity in the step's workflow task. After a change to a workflow's commands, record
+into a new folder: set `RECORDING_VERSION` in `tests/scenario.py`, then
 `RECORD_HISTORIES=1 .venv/bin/pytest tests/test_onboarding_lifecycle.py tests/test_duplicates.py
 tests/test_partner_accounts.py tests/test_request_time.py tests/test_retention.py
 tests/test_dual_write.py`.
@@ -36,19 +34,11 @@ from settings import Settings
 from stores import Stores
 from tests.scenario import HISTORIES, RECORDING_VERSION
 from workflows.interceptors import INTERCEPTORS
-from workflows.onboarding import (
-    FEWER_EVENTS_PATCH,
-    ONE_WORKFLOW_PATCH,
-    PARTNER_ACCOUNT_PATCH,
-    PERSONAL_DATA_PATCH,
-    RECEIVED_EMAIL_PATCH,
-    REQUEST_TIME_PATCH,
-)
 from workflows.registry import WORKFLOWS, workflow_runner
 
 VERSIONS = sorted(folder for folder in HISTORIES.iterdir() if folder.is_dir())
 RECORDED = sorted(HISTORIES.glob("*/*.json"))
-# Every path of the process, in every version.
+# Every path of the process.
 PATHS = {
     "won",
     "cancelled",
@@ -56,42 +46,25 @@ PATHS = {
     "integration_off_approved",
     "integration_off_rejected",
 }
-# What the versions since one workflow per request record besides: an email applying
-# twice, a partner user.
-DUPLICATES = {"duplicate", "status_link_reminded", "partner_user"}
-# What the versions since request time record besides: reminders, an expiry, a hold.
-TIME = {"reminded", "expired", "held"}
-# What the versions since personal data record besides: a rejected request's retention
-# (and the retention's own workflow), an erasure while the request's emails were still
-# retrying.
-PERSONAL_DATA = {"retained", "personal_data", "erased"}
-# What the current version records besides: the dual-write sync workflows. A duplicate
-# starts no workflow any more, so it records none.
-DUAL_WRITE = {"dual_write_commerce_to_sales", "dual_write_sales_to_commerce"}
-# The versions whose requests were children of an applicant workflow.
-WITH_APPLICANT = ("v1", "v2-received-email", "v3-partner-account")
+# Besides: an email applying twice, reminders, an expiry, a hold, a rejected request's
+# retention, an erasure while the request's emails were still retrying.
+REQUESTS = PATHS | {"status_link_reminded", "reminded", "expired", "held", "retained", "erased"}
+# The auto-upgrade workflows', kept from every version that recorded them.
+AUTO_UPGRADE = ("partner_user", "personal_data", "dual_write")
 
 
-def test_every_version_has_histories_for_every_path() -> None:
-    assert [folder.name for folder in VERSIONS] == [
-        *WITH_APPLICANT,
-        "v4-one-workflow",
-        "v5-request-time",
-        "v6-personal-data",
-        RECORDING_VERSION,
-    ]
-    for folder in VERSIONS:
-        paths = PATHS | ({"applicant"} if folder.name in WITH_APPLICANT else set())
-        assert {path.stem for path in folder.glob("*.json")} >= paths, folder.name
-    assert {path.stem for path in (HISTORIES / "v4-one-workflow").glob("*.json")} >= DUPLICATES
-    assert {path.stem for path in (HISTORIES / "v5-request-time").glob("*.json")} >= (
-        DUPLICATES | TIME
-    )
-    assert {path.stem for path in (HISTORIES / "v6-personal-data").glob("*.json")} >= (
-        DUPLICATES | TIME | PERSONAL_DATA
-    )
+def test_this_version_has_histories_for_every_path_and_earlier_ones_only_auto_upgrade() -> None:
+    assert VERSIONS[-1].name == RECORDING_VERSION
     current = {path.stem for path in (HISTORIES / RECORDING_VERSION).glob("*.json")}
-    assert current >= (DUPLICATES - {"duplicate"}) | TIME | PERSONAL_DATA | DUAL_WRITE
+    assert current >= REQUESTS | {
+        "partner_user",
+        "personal_data",
+        "dual_write_commerce_to_sales",
+        "dual_write_sales_to_commerce",
+    }
+    for folder in VERSIONS[:-1]:
+        for path in folder.glob("*.json"):
+            assert path.stem.startswith(AUTO_UPGRADE), f"{folder.name}/{path.stem}: pinned"
 
 
 @pytest.mark.parametrize(
@@ -126,35 +99,16 @@ def markers(history: str) -> list[str]:
     return found
 
 
-def test_the_onboarding_patches_are_decided_before_any_store_write() -> None:
-    """Decided after a local activity, a patch may replay differently from how it ran."""
-    expected = {
-        "v3-partner-account": [f"patch:{RECEIVED_EMAIL_PATCH}", f"patch:{PARTNER_ACCOUNT_PATCH}"],
-        "v4-one-workflow": [f"patch:{ONE_WORKFLOW_PATCH}", "local:record_request"],
-        "v5-request-time": [
-            f"patch:{ONE_WORKFLOW_PATCH}",
-            f"patch:{REQUEST_TIME_PATCH}",
-            "local:record_request",
-        ],
-        "v6-personal-data": [
-            f"patch:{ONE_WORKFLOW_PATCH}",
-            f"patch:{REQUEST_TIME_PATCH}",
-            f"patch:{PERSONAL_DATA_PATCH}",
-            "local:record_request",
-        ],
-        # One marker stands for the three before it.
-        RECORDING_VERSION: [f"patch:{FEWER_EVENTS_PATCH}", "local:record_request"],
-    }
-    for version, first_markers in expected.items():
-        requests = [
-            path
-            for path in (HISTORIES / version).glob("*.json")
-            if not path.stem.startswith(
-                ("applicant", "partner_user", "personal_data", "dual_write")
-            )
-        ]
-        assert requests, version
-        for path in requests:
-            assert markers(path.read_text())[: len(first_markers)] == first_markers, (
-                f"{version}/{path.stem}"
-            )
+def test_a_request_records_no_patch_and_its_emails_first_attempt_in_the_step() -> None:
+    """A pinned workflow changes with no patch; the received email's first attempt is a
+    local activity right after the record step's."""
+    requests = [
+        path
+        for path in (HISTORIES / RECORDING_VERSION).glob("*.json")
+        if not path.stem.startswith(AUTO_UPGRADE)
+    ]
+    assert requests
+    for path in requests:
+        found = markers(path.read_text())
+        assert not [m for m in found if m.startswith("patch:")], path.stem
+        assert found[:2] == ["local:record_request", "local:send_onboarding_email"], path.stem

@@ -4,17 +4,15 @@ Kept out of the workflow's process the way samples-python's `UpdatableTimer` kee
 timer out of `run`: the workflow starts the clocks once the request is recorded, tells
 them of each stage, hold and resume, and waits on them for its next decision. Each wait's
 timer is the next of the two clocks; a hold stops both (the wait has no timer), a resume
-moves them on by the time held, and either wakes the wait to set its timer anew.
+moves them on by the time held, and either wakes the wait.
 
-Requests of this build (`FEWER_EVENTS_PATCH` in the workflow, `keeps_alarm`) wait on one
-alarm instead, kept across wakes and stages: it is set anew only when the next strike
-comes sooner than it rings, and one that rings early (the clocks moved on meanwhile) is
-simply set again. So a decision, a hold or a resume sets no timer and cancels none unless
-the deadline came closer, and an alarm still set when the request is decided is left to
-lapse with the workflow. The price: an alarm whose deadline moved later (a new stage's
-reminder, a resume) rings once in vain should the request still wait then, a timer fired
-and a workflow task where the old way spent a cancel and a new timer at the move; its
-summary names what it was first set for.
+The wait keeps one alarm across wakes and stages: it is set anew only when the next
+strike comes sooner than it rings, and one that rings early (the clocks moved on
+meanwhile) is simply set again. So a decision, a hold or a resume sets no timer and
+cancels none unless the deadline came closer, and an alarm still set when the request is
+decided is left to lapse with the workflow. The price: an alarm whose deadline moved
+later (a new stage's reminder, a resume) rings once in vain should the request still wait
+then; its summary names what it was first set for.
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ class RequestClock:
         self.remind_at: datetime | None = None
         self.expire_at: datetime | None = None
         self._moved = False
-        self.keeps_alarm = False
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: datetime | None = None
 
@@ -95,37 +92,6 @@ class RequestClock:
     ) -> Struck | None:
         """Until `decided()`, or a clock strikes: which one (a reminder's clock is set to
         the next one already), or None once decided."""
-        if self.keeps_alarm:
-            return await self._wait_on_alarm(decided, on_hold, reminder_summary)
-        while not decided():
-            self._moved = False
-            if on_hold() or self.expire_at is None:
-                await workflow.wait_condition(lambda: decided() or self._moved)
-                continue
-            reminder = self.next_reminder()
-            at, summary = (
-                (reminder, reminder_summary()) if reminder else (self.expire_at, EXPIRY_SUMMARY)
-            )
-            if at > workflow.now():
-                try:
-                    await workflow.wait_condition(
-                        lambda: decided() or self._moved,
-                        timeout=at - workflow.now(),
-                        timeout_summary=summary,
-                    )
-                    continue
-                except TimeoutError:
-                    pass
-            if not decided():
-                return self._strike(reminder)
-        return None
-
-    async def _wait_on_alarm(
-        self,
-        decided: Callable[[], bool],
-        on_hold: Callable[[], bool],
-        reminder_summary: Callable[[], str],
-    ) -> Struck | None:
         while not decided():
             self._moved = False
             if self._alarm is not None and self._alarm.done():

@@ -19,31 +19,30 @@ Store writes are local activities, one per step (record, each decision): each wr
 it is one short, idempotent transaction keyed by the onboarding id, so running it inside
 the workflow task (and again, should that task be retried) is safe, and it spares the
 server an activity task and a workflow task per write. The two stores never share a
-transaction. The email stays a regular activity: it may wait out a mail server outage
-for long, and its heartbeat remembers that the server took the message, so a retry does
-not resend.
+transaction. An email's first attempt is a local activity too, in the same workflow
+task as the step that asks for it: the mail server takes most emails at once. One it
+does not take (it is down, slow, or says try later) goes on as a regular activity,
+which waits out an outage for as long as it lasts, and whose heartbeat remembers that
+the server took the message, so a retry does not resend (workflows/emails.py).
 
-While undecided, a request keeps time on durable timers (`REQUEST_TIME_PATCH`): the team
-whose move it is is reminded, and the request expires (rejected by the system, reason
-code `expired`); a hold stops both clocks. Once rejected, its personal data is left to
-`PersonalDataWorkflow`, which anonymises it when the retention has passed
-(`PERSONAL_DATA_PATCH`); a decided request still running is erased by the `erase` Update.
+While undecided, a request keeps time on durable timers: the team whose move it is is
+reminded, and the request expires (rejected by the system, reason code `expired`); a
+hold stops both clocks. Once rejected, its personal data is left to
+`PersonalDataWorkflow`, which anonymises it when the retention has passed; a decided
+request still running is erased by the `erase` Update.
 
 The mechanics live beside the process, each in a small class the workflow tells what
 happens: the clocks (`workflows/clock.py`), the emails and their outbox records
 (`workflows/emails.py`), what the Temporal UI shows (`workflows/visibility.py`); the
 activity options every workflow shares are in `workflows/options.py`.
 
-Requests started before this shape (by an `applicant-<hash>` workflow, one local
-activity per write) replay and finish on the path they started on: `ONE_WORKFLOW_PATCH`.
-Those started before request time or personal data carry on without them, and those of
-the unversioned releases without `FEWER_EVENTS_PATCH`'s fewer events.
+Pinned to the build that started it: a release changes this code with no patch, and an
+earlier build's requests finish on that build's workers (docs/changing-the-workflow.md).
 """
 
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -57,20 +56,12 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.commerce import CommerceActivities
     from activities.requests import RequestActivities
-    from activities.sales import SalesActivities
     from models.activity_io import (
         ApplyDecisionInput,
-        ApproveProspectInput,
-        CloseOpportunityInput,
-        CreateLeadInput,
         CreateProspectInput,
-        DisqualifyLeadInput,
-        QualifyLeadInput,
         RecordHoldInput,
-        RejectProspectInput,
         RequestRecorded,
         TeamReminderInput,
-        WriteCustomersInput,
     )
     from models.ids import hour_period, onboarding_workflow_id, personal_data_workflow_id
     from models.lifecycle import (
@@ -79,7 +70,6 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM_ACTOR,
         TEAM_NAMES,
         TRANSITIONS,
-        Action,
         Change,
         ReasonCode,
         RefusalKind,
@@ -91,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
         whose_move,
     )
     from models.markdown import escape
-    from models.partners import PartnerUserInput, partner_user_workflow_id
     from models.personal_data import AnonymisationKind, AnonymiseRequestInput
     from models.status import (
         Decision,
@@ -109,44 +98,14 @@ with workflow.unsafe.imports_passed_through():
         ErasePersonalData,
         OnboardingInput,
         PersonalDataInput,
-        RequestDecided,
         StatusLinkRequested,
         SubmitResult,
     )
     from workflows.clock import RequestClock, Struck
     from workflows.emails import RequestEmails
     from workflows.options import store_write
-    from workflows.partner_user import PartnerUserWorkflow
     from workflows.visibility import RequestVisibility
 
-# The patches below tell the requests of the unversioned releases, moved onto this build
-# (the first on Worker Versioning), from this build's own. All six go in the release
-# after `deploy move unversioned` has pinned those requests here: that release's requests
-# are its own, and these stay on this build's workers until it drains (the table in
-# docs/changing-the-workflow.md). From then on a change to this pinned workflow takes no
-# patch unless it is a fix that must reach requests already running.
-# Requests started under this patch (and before ONE_WORKFLOW_PATCH) give their
-# administrator, once approved, a partner user workflow that expires the activation link;
-# the others go without (the link expires by its date in the store all the same).
-PARTNER_ACCOUNT_PATCH = "partner-account"
-# Requests started before the received email existed carry on without it.
-RECEIVED_EMAIL_PATCH = "request-received-email"
-# Requests started from this version on are one workflow, with one local activity per
-# step; earlier ones (children of an applicant workflow) finish on their own path.
-ONE_WORKFLOW_PATCH = "one-workflow"
-# Requests started from this version on keep time: reminders to the team whose move it
-# is, expiry, holds. Earlier ones wait for their decisions without a clock.
-REQUEST_TIME_PATCH = "request-time"
-# Requests started from this version on keep a rejected requester's personal data for
-# PERSONAL_DATA_RETENTION, then anonymise it (`PersonalDataWorkflow`); all may be erased.
-PERSONAL_DATA_PATCH = "personal-data"
-# Requests started from this build on (the first on Worker Versioning) record fewer
-# events: this one marker stands for the three above; the search attributes are upserted
-# once per change of a filterable value (the ids with the first stage); the clocks wait on
-# one alarm, set anew only when a deadline comes closer. Requests of the unversioned
-# releases, moved onto this build, replay without it. A patch only because they cross
-# onto this build; it goes with the five above, its branch kept unconditional.
-FEWER_EVENTS_PATCH = "fewer-events"
 # How often a duplicate submission tries again after finding that the request holding its
 # email ended undecided (and freeing the email).
 CLAIM_ATTEMPTS = 3
@@ -154,9 +113,7 @@ CLAIM_ATTEMPTS = 3
 
 # Pinned: a request waits weeks for reps and admins, and finishes on the code that
 # started it; a release changes this workflow as it likes, with no `workflow.patched`,
-# and the old version's workers stay until its requests are done (deployment.py). Only
-# this first versioned release patches (FEWER_EVENTS_PATCH): the unversioned releases'
-# requests move onto its build.
+# and the old version's workers stay until its requests are done (deployment.py).
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow:
     @workflow.init
@@ -177,18 +134,12 @@ class OnboardingWorkflow:
         self._emails = RequestEmails(
             input.onboarding_id, input.request, self._email_settled, self._publish
         )
-        # Requests of the partner-account patch's release start the administrator's partner
-        # user workflow once approved; decided at the start of `run` (see there).
-        self._watches_activation = False
         self._reminded_periods: set[str] = set()
         # The submission's answer, once the request is recorded (or found a duplicate).
         self._answer: SubmitResult | None = None
-        # The request's clocks (REQUEST_TIME_PATCH): the team's reminders and its expiry.
-        self._keeps_time = False
+        # The team's reminders and the request's expiry.
         self._clock = RequestClock()
-        # Personal data (PERSONAL_DATA_PATCH): erased on request, or kept for the
-        # retention once rejected.
-        self._keeps_personal_data = False
+        # Erased on request, or kept for the retention once rejected.
         self._erased = False
         self._visibility = RequestVisibility(input.onboarding_id, input.request.company)
 
@@ -203,9 +154,7 @@ class OnboardingWorkflow:
         expires by its date in the store, and the partner user's workflow starts with the
         first change that needs it (a resend, an invitation, a removal).
         """
-        if not self._one_workflow_per_request():
-            await self._run_as_applicant_child(input)
-        elif await self._record_request():
+        if await self._record_request():
             while not self._status.stage.decided:
                 await self._apply(await self._next_decision())
         await workflow.wait_condition(
@@ -217,26 +166,7 @@ class OnboardingWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
 
-    def _one_workflow_per_request(self) -> bool:
-        """Which release's commands this request replays, by its patches; False for the
-        children of an applicant workflow.
-
-        Decided first, before any local activity: when a store write outlasts its
-        workflow task, what follows it runs in the next task but replays in the first,
-        before that task's patch marker is known, so a patch decided there would replay
-        differently from how it ran (fault case 1 met that non-determinism error).
-        """
-        if workflow.patched(FEWER_EVENTS_PATCH):
-            self._keeps_time = self._keeps_personal_data = True
-            self._clock.keeps_alarm = self._visibility.files_on_change = True
-            return True
-        if not workflow.patched(ONE_WORKFLOW_PATCH):
-            return False
-        self._keeps_time = workflow.patched(REQUEST_TIME_PATCH)
-        self._keeps_personal_data = workflow.patched(PERSONAL_DATA_PATCH)
-        return True
-
-    # --- one workflow per request ----------------------------------------------------------
+    # --- the process ---------------------------------------------------------------------
 
     async def _record_request(self) -> bool:
         """Into both stores, holding the contact email; False if the email has an open request."""
@@ -284,9 +214,8 @@ class OnboardingWorkflow:
         self._answer = SubmitResult(
             onboarding_id=self._input.onboarding_id, workflow_id=workflow.info().workflow_id
         )
-        self._visibility.recorded()
         self._status.received_notification = self._emails.to_requester(EmailKind.REQUEST_RECEIVED)
-        if self._keeps_time and recorded.timing is not None:
+        if recorded.timing is not None:
             self._clock.start(recorded.timing)
         self._enter(first_stage(bool(recorded.sales_integration_enabled)))
 
@@ -323,6 +252,20 @@ class OnboardingWorkflow:
         else:
             self._enter(stage)
 
+    async def _conclude(self, stage: Stage, kind: EmailKind, decision: Decision) -> None:
+        """Both stores are decided: email the requester, then answer the rep.
+
+        The email follows the decision rather than gating it: its first attempt runs in
+        this workflow task, so the rep is answered once the mail server took it, and a
+        server that is down delays the partner's email, not the rep (the email goes on
+        as a regular activity); a refused address is recorded on the request instead of
+        leaving it undecided.
+        """
+        self._status.notification = self._emails.to_requester(
+            kind, reason=decision.reason, reason_code=decision.reason_code
+        )
+        self._enter(stage)
+
     @workflow.update
     async def submit(self) -> SubmitResult:
         """The submission that started this workflow: answered once the request is in
@@ -330,152 +273,6 @@ class OnboardingWorkflow:
         await workflow.wait_condition(lambda: self._answer is not None)
         assert self._answer is not None
         return self._answer
-
-    # --- requests started by an applicant workflow (before ONE_WORKFLOW_PATCH) -------------
-
-    async def _run_as_applicant_child(self, input: OnboardingInput) -> None:
-        sends_received_email = workflow.patched(RECEIVED_EMAIL_PATCH)
-        self._watches_activation = workflow.patched(PARTNER_ACCOUNT_PATCH)
-        self._publish()
-        prospect = await store_write(
-            CommerceActivities.create_prospect,
-            CreateProspectInput(
-                onboarding_id=input.onboarding_id, request=input.request, at=workflow.now()
-            ),
-            "Commerce: add the request to All prospects as pending",
-        )
-        self._status.records.prospect_id = prospect.prospect_id
-        self._status.sales_integration_enabled = prospect.sales_integration_enabled
-        if sends_received_email:
-            self._status.received_notification = self._emails.to_requester(
-                EmailKind.REQUEST_RECEIVED
-            )
-        if prospect.sales_integration_enabled:
-            await self._work_the_lead()
-        else:
-            await self._await_commerce_approval()
-
-    async def _work_the_lead(self) -> None:
-        """Sales integration on: lead → qualify → opportunity → won or lost."""
-        records = self._status.records
-        lead = await store_write(
-            SalesActivities.create_lead,
-            CreateLeadInput(
-                onboarding_id=self._input.onboarding_id,
-                request=self._input.request,
-                prospect_id=records.prospect_id,
-                at=workflow.now(),
-            ),
-            "Sales: create the lead (dual-write) with its timeline note",
-        )
-        records.lead_id, records.timeline_note_id = lead.lead_id, lead.timeline_note_id
-        self._enter(Stage.LEAD_OPEN)
-
-        decision = await self._next_decision()
-        if decision.action is Action.CANCEL:
-            await store_write(
-                SalesActivities.disqualify_lead,
-                DisqualifyLeadInput(**self._stamp(decision)),
-                f"Sales: cancel the lead ({escape(decision.actor)})",
-            )
-            await self._reject(decision)
-            return
-
-        qualified = await store_write(
-            SalesActivities.qualify_lead,
-            QualifyLeadInput(**self._stamp(decision, reason=False)),
-            (f"Sales: qualify the lead → opportunity, contact, account ({escape(decision.actor)})"),
-        )
-        records.opportunity_id = qualified.opportunity_id
-        records.contact_id, records.account_id = qualified.contact_id, qualified.account_id
-        await self._write_customers(
-            qualified.contact_id, qualified.account_id, Stage.OPPORTUNITY_OPEN
-        )
-        self._enter(Stage.OPPORTUNITY_OPEN)
-
-        decision = await self._next_decision()
-        won = decision.action is Action.WON
-        await store_write(
-            SalesActivities.close_opportunity,
-            CloseOpportunityInput(won=won, **self._stamp(decision)),
-            (f"Sales: close the opportunity as {decision.action.value} ({escape(decision.actor)})"),
-        )
-        if won:
-            await self._approve(decision)
-        else:
-            await self._reject(decision)
-
-    async def _await_commerce_approval(self) -> None:
-        """Sales integration off: a Commerce admin approves or rejects directly."""
-        self._enter(Stage.AWAITING_APPROVAL)
-        decision = await self._next_decision()
-        if decision.action is Action.APPROVE:
-            await self._write_customers(None, None)
-            await self._approve(decision)
-        else:
-            await self._reject(decision)
-
-    async def _write_customers(
-        self, contact_id: int | None, account_id: int | None, stage: Stage | None = None
-    ) -> None:
-        customers = await store_write(
-            CommerceActivities.write_customers,
-            WriteCustomersInput(
-                onboarding_id=self._input.onboarding_id,
-                request=self._input.request,
-                sales_contact_id=contact_id,
-                sales_account_id=account_id,
-                at=workflow.now(),
-                stage=stage,
-            ),
-            "Commerce: write the person and organization customers",
-        )
-        self._status.records.person_customer_id = customers.person_customer_id
-        self._status.records.organization_customer_id = customers.organization_customer_id
-
-    async def _approve(self, decision: Decision) -> None:
-        self._status.records.customer_hierarchy_id = await store_write(
-            CommerceActivities.approve_prospect,
-            ApproveProspectInput(**self._stamp(decision, reason=False)),
-            "Commerce: approve the prospect and create its customer hierarchy",
-        )
-        await self._conclude(Stage.APPROVED, EmailKind.PROSPECT_APPROVED, decision)
-
-    async def _reject(self, decision: Decision) -> None:
-        await store_write(
-            CommerceActivities.reject_prospect,
-            RejectProspectInput(**self._stamp(decision)),
-            "Commerce: mark the prospect rejected",
-        )
-        await self._conclude(Stage.REJECTED, EmailKind.PROSPECT_REJECTED, decision)
-
-    async def _conclude(self, stage: Stage, kind: EmailKind, decision: Decision) -> None:
-        """Both stores are decided: notify, free the contact email, then answer the rep.
-
-        The email follows the decision rather than gating it, so a mail server that is
-        down delays the partner's email, not the rep, and a refused address is recorded
-        on the request instead of leaving it undecided. It starts in the same workflow
-        task as the applicant's release, a round trip sooner than after it; the rep is
-        still answered only once the applicant knows, so the email may apply again then.
-        """
-        self._status.notification = self._emails.to_requester(
-            kind, reason=decision.reason, reason_code=decision.reason_code
-        )
-        await self._release_applicant()
-        self._enter(stage)
-
-    async def _release_applicant(self) -> None:
-        """Tell the applicant workflow this email's request is decided, before answering."""
-        parent = workflow.info().parent
-        if parent is None:
-            return
-        try:
-            await workflow.get_external_workflow_handle(
-                parent.workflow_id, run_id=parent.run_id
-            ).signal("decided", RequestDecided(onboarding_id=self._input.onboarding_id))
-        except FailureError as err:
-            # Gone (an operator ended it): nothing holds the email any more.
-            workflow.logger.warning("Applicant workflow not told of the decision: %s", err)
 
     # --- emails to the requester ---------------------------------------------------------
 
@@ -498,26 +295,6 @@ class OnboardingWorkflow:
             # The decision's email is one of the request's records (CONTRACT).
             self._status.records.email_message_id = note.email_message_id
         self._publish()
-        if (
-            note.kind is EmailKind.PROSPECT_APPROVED
-            and note.state == "sent"
-            and self._watches_activation
-        ):
-            await self._watch_activation_link()
-
-    async def _watch_activation_link(self) -> None:
-        """The approval email carried the new administrator's activation link: their
-        partner user workflow expires it on time and serves resends from then on."""
-        email = self._input.request.email
-        # Already running (say, a resend came first): it reads the link from the store.
-        with suppress(WorkflowAlreadyStartedError):
-            await workflow.start_child_workflow(
-                PartnerUserWorkflow.run,
-                PartnerUserInput(email=email),
-                id=partner_user_workflow_id(email),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary="Partner user: sign-in links and changes",
-            )
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -669,10 +446,9 @@ class OnboardingWorkflow:
             raise Refused("erasure is not allowed: it is erased already", stage, RefusalKind.ERASED)
 
     def _retains_personal_data(self) -> bool:
-        """A rejected request of PERSONAL_DATA_PATCH, not erased: its data is kept a while."""
+        """A rejected request, not erased: its data is kept a while."""
         return (
-            self._keeps_personal_data
-            and not self._erased
+            not self._erased
             and self._status.stage is Stage.REJECTED
             and self._clock.timing is not None
             and self._clock.timing.personal_data_retention is not None
@@ -772,16 +548,3 @@ class OnboardingWorkflow:
             self._visibility.entered(self._status.stage)
         self._clock.show_on(self._status)
         self._visibility.show(self._status)
-
-    def _stamp(self, decision: Decision, reason: bool = True) -> dict[str, Any]:
-        """The fields every decision activity carries: whose, why and when."""
-        fields: dict[str, Any] = {
-            "onboarding_id": self._input.onboarding_id,
-            "actor": decision.actor,
-            "at": workflow.now(),
-        }
-        if reason:
-            fields["reason"] = decision.reason
-            fields["reason_code"] = decision.reason_code
-            fields["note"] = decision.note
-        return fields

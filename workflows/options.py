@@ -49,3 +49,11 @@ EMAIL_OPTIONS: dict[str, Any] = {
     "heartbeat_timeout": SEND_EMAIL_HEARTBEAT,
     "retry_policy": RETRY,
 }
+# An email's first attempt, a local activity in the workflow task that asks for it
+# (workflows/emails.py): once, for as long as the mail server's timeout and recording the
+# send through a short store outage take (SMTP_TIMEOUT_SECONDS, 10 s by default, and
+# activities.email.MARK_SENT_BACKOFF, 16 s); a failure goes on as a regular activity.
+FIRST_EMAIL_ATTEMPT: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_attempts=1),
+}

@@ -3,7 +3,6 @@ checks too (the replay test, and `deploy move`)."""
 
 from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 
-from workflows.applicant import ApplicantWorkflow
 from workflows.dual_write import DualWriteWorkflow
 from workflows.notifications import NotificationResendWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -12,7 +11,6 @@ from workflows.personal_data import PersonalDataWorkflow
 
 WORKFLOWS = [
     OnboardingWorkflow,
-    ApplicantWorkflow,
     PartnerUserWorkflow,
     PersonalDataWorkflow,
     NotificationResendWorkflow,

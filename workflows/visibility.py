@@ -2,7 +2,7 @@
 details.
 
 Kept out of the workflow's process, as its clocks and emails are: the workflow says when
-the request is recorded and when it enters a stage, and shows each change of its status.
+the request enters a stage, and shows each change of its status.
 """
 
 from __future__ import annotations
@@ -31,21 +31,12 @@ class RequestVisibility:
             sa.ONBOARDING_ID.value_set(onboarding_id),
             sa.COMPANY_NAME.value_set(company),
         ]
-        # FEWER_EVENTS_PATCH: each filterable value is upserted once per change, the ids
-        # with the first stage; the values upserted so far, by name.
-        self.files_on_change = False
+        # Each filterable value is upserted once per change, the ids with the first
+        # stage: the values upserted so far, by name.
         self._filed: dict[str, object] = {}
-
-    def recorded(self) -> None:
-        """The request is in both stores: found by its id and company from now on."""
-        if not self.files_on_change:
-            workflow.upsert_search_attributes(self._ids)
 
     def entered(self, stage: Stage) -> None:
         value = sa.ONBOARDING_STAGE.value_set(stage.value)
-        if not self.files_on_change:
-            workflow.upsert_search_attributes([value])
-            return
         changed = [v for v in (*self._ids, value) if self._filed.get(v.key.name) != v.value]
         if changed:
             workflow.upsert_search_attributes(changed)
