@@ -318,7 +318,7 @@ async def _none_unversioned(client: Client, settings: Settings, build_id: str) -
     to no build: made current (or ramped), `build_id` would take their next task, and only
     the first versioned release's code replays them. Counted are the types this build does
     not let move to the current build (auto-upgrade ones), so also those it no longer runs
-    at all (`ApplicantWorkflow`, once deleted)."""
+    at all (`ApplicantWorkflow`)."""
     query = (
         f"TaskQueue = '{settings.onboarding_task_queue}' AND ExecutionStatus = 'Running'"
         " AND TemporalWorkerDeploymentVersion IS NULL"

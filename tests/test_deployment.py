@@ -252,6 +252,16 @@ class UnversionedRequest:
         await workflow.wait_condition(lambda: False)
 
 
+@workflow.defn(name="ApplicantWorkflow")
+class UnversionedApplicant:
+    """An email's applicant workflow of a release before one workflow per request, waiting
+    for its request: a type this build no longer has."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
 async def test_no_build_is_made_current_while_requests_of_the_unversioned_releases_are_unpinned(
     client: Client,
     builds: Callable[[str], Settings],
@@ -259,25 +269,32 @@ async def test_no_build_is_made_current_while_requests_of_the_unversioned_releas
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     a, b = builds("a"), builds("b")
-    # The last unversioned release's worker started a request, which waits for a rep.
+    # The unversioned releases' workers started a request and an applicant workflow,
+    # which wait.
     async with Worker(
         client,
         task_queue=a.onboarding_task_queue,
-        workflows=[UnversionedRequest],
+        workflows=[UnversionedRequest, UnversionedApplicant],
         workflow_runner=workflow_runner(),
     ):
-        waiting = await client.start_workflow(
-            UnversionedRequest.run,
-            id=f"onboarding-{uuid.uuid4().hex}",
-            task_queue=a.onboarding_task_queue,
-        )
+        waiting = [
+            await client.start_workflow(
+                stand_in.run,
+                id=f"{prefix}-{uuid.uuid4().hex}",
+                task_queue=a.onboarding_task_queue,
+            )
+            for stand_in, prefix in (
+                (UnversionedRequest, "onboarding"),
+                (UnversionedApplicant, "applicant"),
+            )
+        ]
 
-        async def waits() -> bool:
-            history = await waiting.fetch_history()
+        async def wait() -> bool:
             done = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-            return any(event.event_type == done for event in history.events)
+            histories = [await handle.fetch_history() for handle in waiting]
+            return all(any(e.event_type == done for e in h.events) for h in histories)
 
-        await eventually(waits, what="the unversioned request waiting")
+        await eventually(wait, what="the unversioned workflows waiting")
     # The first versioned release made its build current; the next one's workers start.
     async with worker_of(b):
         async with worker_of(a):
@@ -293,15 +310,17 @@ async def test_no_build_is_made_current_while_requests_of_the_unversioned_releas
             capsys.readouterr()
             assert await starter.run(["deploy", *args], client, b) == starter.EXIT_FAILED
             refusal = capsys.readouterr().err
-            assert "1 open workflows of the releases before Worker Versioning" in refusal
-            assert "(OnboardingWorkflow 1)" in refusal
+            assert "2 open workflows of the releases before Worker Versioning" in refusal
+            assert "(ApplicantWorkflow 1, OnboardingWorkflow 1)" in refusal
             assert "Run `deploy move unversioned` with the previous release's" in refusal
         report = await deploy(client, b, capsys, "status")
         assert states(report) == {"a": "current", "b": "drained"}
-        assert report["unversioned"][0]["count"] == 2
+        listed = {group["workflow_type"]: group["count"] for group in report["unversioned"]}
+        assert listed == {"ApplicantWorkflow": 1, "OnboardingWorkflow": 2}
 
         # Once none is left unpinned, the operator's command goes through.
         await just_submitted.terminate("a stand-in, with no input for b's workers")
-        await waiting.terminate("finished on the first versioned release")
+        for handle in waiting:
+            await handle.terminate("finished on the first versioned release")
         report = await eventually(lambda: deploy(client, b, capsys, "current", "b"))
         assert states(report) == {"a": "drained", "b": "current"}
