@@ -110,7 +110,9 @@ async def test_a_request_finishes_on_its_build_and_a_new_build_is_current_when_t
 
             async def drained() -> dict[str, Any] | None:
                 report = await deploy(client, b, capsys, "status")
-                return report if states(report)["a"] == "drained" else None
+                # The retention workflow shows once visibility has caught up with its start.
+                listed = report["versions"][0]["open"]
+                return report if states(report)["a"] == "drained" and listed else None
 
             # Drained though the rejection's retention runs on: it moves to b when it wakes.
             (left,) = (await eventually(drained, what="a drained"))["versions"][0]["open"]
