@@ -57,7 +57,7 @@ from models.status import EmailKind
 from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
-from stores.engine import by_key, insert_ignoring
+from stores.engine import Sql, by_key, hot, insert_ignoring
 from stores.reapply import may_apply_again_from
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
@@ -724,8 +724,8 @@ class _Claimed:
 
 OUTBOX = EmailMessage.__table__  # type: ignore[attr-defined]
 # Executed with the columns they set as parameters.
-_OUTBOX_ROW = update(OUTBOX).where(OUTBOX.c.id == bindparam("row"))
-_UNSENT_ROW = _OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None))
+_OUTBOX_ROW = hot(update(OUTBOX).where(OUTBOX.c.id == bindparam("row")))
+_UNSENT_ROW = hot(_OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None)))
 
 
 def _claim(
@@ -738,7 +738,7 @@ def _claim(
     """The notification's outbox row, one more attempt counted on it: inserted (one
     statement) when this is the first, else read back and, unless it is sent, given
     this attempt's subject (and who resent it)."""
-    connection = session.connection()
+    connection = Sql(session.connection())
     subject = email.subject if email is not None else ""
     new = connection.execute(
         insert_ignoring(connection, OUTBOX, "id"),
@@ -760,7 +760,7 @@ def _claim(
 
 def _entitle(session: Session, row_id: int, subject: str) -> None:
     """The subject of an email written once its row was claimed (it carries a new link)."""
-    session.connection().execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
+    Sql(session.connection()).execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
 
 
 def _mark(commerce: Engine, row_id: int, **outcome: Any) -> None:

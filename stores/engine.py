@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,13 +12,15 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engine, event
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, NoResultFound
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, select
 
 T = TypeVar("T")
 Row = TypeVar("Row", bound=SQLModel)
+Statement = TypeVar("Statement", bound=ClauseElement)
 
 
 def make_engine(url: str) -> Engine:
@@ -91,20 +95,20 @@ def transact(engine: Engine, work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def transact_sql(engine: Engine, work: Callable[[Connection], T]) -> T:
+def transact_sql(engine: Engine, work: Callable[[Sql], T]) -> T:
     """`transact` for the hot paths, which write SQL rather than through the ORM's unit
     of work (a flush costs more than the statements it issues)."""
     for attempt in (1, 2):
         try:
             with engine.begin() as connection:
-                return work(connection)
+                return work(Sql(connection))
         except IntegrityError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-def insert_ignoring(connection: Connection, table: Table, *returning: str) -> Insert:
+def insert_ignoring(connection: Connection | Sql, table: Table, *returning: str) -> Insert:
     """`INSERT … ON CONFLICT DO NOTHING [RETURNING …]` into `table`, in the connection's
     dialect (both have one); executed with the row's values as its parameters.
 
@@ -118,10 +122,12 @@ def insert_ignoring(connection: Connection, table: Table, *returning: str) -> In
 def _ignoring(dialect: str, table: Table, returning: tuple[str, ...]) -> Insert:
     module = postgresql if dialect == "postgresql" else sqlite
     statement = module.insert(table).on_conflict_do_nothing()
-    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
+    return hot(
+        statement.returning(*(table.c[name] for name in returning)) if returning else statement
+    )
 
 
-def insert_new(connection: Connection, table: Table, values: dict[str, Any], *key: str) -> int:
+def insert_new(connection: Sql, table: Table, values: dict[str, Any], *key: str) -> int:
     """The id of `table`'s row with `values`' `key`, inserted with `values` when there is
     none: one statement when it is new, a second to read it back when a retry finds it."""
     inserted = connection.execute(insert_ignoring(connection, table, "id"), values).scalar()
@@ -134,8 +140,10 @@ def insert_new(connection: Connection, table: Table, values: dict[str, Any], *ke
 @cache
 def by_key(table: Table, key: tuple[str, ...], *columns: str) -> Select[Any]:
     """`SELECT columns FROM table WHERE` each of `key` equals the parameter of its name."""
-    return select_columns(*(table.c[name] for name in columns)).where(
-        *(table.c[name] == bindparam(name) for name in key)
+    return hot(
+        select_columns(*(table.c[name] for name in columns)).where(
+            *(table.c[name] == bindparam(name) for name in key)
+        )
     )
 
 
@@ -151,3 +159,233 @@ def get_or_create(session: Session, model: type[Row], build: Callable[[], Row], 
 
 def one(session: Session, model: type[Row], **key: Any) -> Row | None:
     return session.exec(select(model).filter_by(**key)).first()
+
+
+# --- the hot statements, straight to the driver ------------------------------------------
+#
+# SQLAlchemy's execution of a statement it has compiled and cached still costs twice the
+# driver's own work (an execution context, parameter and result objects, events), and a
+# step issues a dozen statements: the steps' fixed statements go to the DB-API cursor
+# with the SQL, parameter order and type conversions SQLAlchemy compiled for them once.
+# Everything else (a statement built per call, one SQLAlchemy must expand or default
+# at run time) takes SQLAlchemy's own path, through the same connection and transaction.
+
+
+def hot(statement: Statement) -> Statement:
+    """`statement`, executed by `Sql` straight on the driver: for statements built once
+    (module constants, cached builders), never per call (each would be kept)."""
+    _HOT.setdefault(id(statement), _Prepared(statement))
+    return statement
+
+
+class Rows:
+    """A statement's rows, fetched whole (they are one or a few), as `Result` answers them."""
+
+    def __init__(self, rows: Sequence[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def all(self) -> list[Any]:
+        return list(self.rows)
+
+    def first(self) -> Any | None:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise NoResultFound(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def scalar(self) -> Any | None:
+        return self.rows[0][0] if self.rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+
+class Sql:
+    """One transaction's statements: the `hot` ones on the driver's cursor, any other
+    through SQLAlchemy, on the same connection. `execute` answers `Rows`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect
+
+    def execute(
+        self, statement: Any, parameters: dict[str, Any] | list[dict[str, Any]] | None = None
+    ) -> Rows:
+        prepared = _HOT.get(id(statement))
+        compiled = None
+        if prepared is not None and prepared.statement is statement:
+            compiled = prepared.compiled(self.dialect, parameters or {})
+        if compiled is None:
+            result = self.connection.execute(statement, parameters)
+            return Rows(result.all() if result.returns_rows else [], result.rowcount)
+        return compiled.run(self.connection, parameters or {})
+
+
+@dataclass
+class _Compiled:
+    """A statement as SQLAlchemy compiled it for one dialect and one set of parameter
+    names: its SQL, each parameter's name, key and value when not given, the type
+    conversions, and (once a cursor has described them) its rows' shape and conversions."""
+
+    sql: str
+    positional: bool
+    many: bool
+    binds: tuple[tuple[str, str, bool, Any], ...]
+    processors: dict[str, Callable[[Any], Any]]
+    # The result columns SQLAlchemy compiled (none: the statement answers no rows).
+    columns: tuple[Any, ...]
+    row: Any = None
+    results: tuple[Callable[[Any], Any] | None, ...] = ()
+    converts: bool = False
+    described: bool = field(default=False)
+
+    def values(self, parameters: dict[str, Any]) -> Any:
+        values: dict[str, Any] = {}
+        for name, key, required, default in self.binds:
+            if key in parameters:
+                value = parameters[key]
+            elif name in parameters:
+                value = parameters[name]
+            elif required:
+                raise InvalidRequestError(f"A value is required for bind parameter {key!r}")
+            else:
+                value = default
+            processor = self.processors.get(name)
+            values[name] = processor(value) if processor is not None else value
+        if self.positional:
+            return tuple(values[name] for name, *_ in self.binds)
+        return values
+
+    def run(self, connection: Connection, parameters: Any) -> Rows:
+        many = isinstance(parameters, list)
+        values = [self.values(p) for p in parameters] if many else self.values(parameters)
+        dispatch = connection.dispatch
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        try:
+            if dispatch.before_cursor_execute:
+                dispatch.before_cursor_execute(connection, cursor, self.sql, values, None, many)
+            if many:
+                cursor.executemany(self.sql, values)
+            else:
+                cursor.execute(self.sql, values)
+            # Drained whole, even rows no one asked for (an INSERT's implicit RETURNING).
+            rows = cursor.fetchall() if cursor.description is not None else []
+            rowcount = cursor.rowcount
+            if dispatch.after_cursor_execute:
+                dispatch.after_cursor_execute(connection, cursor, self.sql, values, None, many)
+            rows = self._rows(cursor, rows, connection.dialect) if self.columns and rows else []
+        except connection.dialect.loaded_dbapi.Error as err:
+            raise self._failed(connection, cursor, err, values) from err
+        finally:
+            cursor.close()
+        return Rows(rows, rowcount)
+
+    def _rows(self, cursor: Any, rows: list[Any], dialect: Dialect) -> list[Any]:
+        if not self.described:
+            self.results = tuple(
+                column.type._cached_result_processor(dialect, described[1])
+                for column, described in zip(self.columns, cursor.description, strict=True)
+            )
+            self.converts = any(self.results)
+            self.described = True
+        if self.converts:
+            return [
+                self.row(
+                    *(
+                        convert(value) if convert is not None else value
+                        for convert, value in zip(self.results, row, strict=True)
+                    )
+                )
+                for row in rows
+            ]
+        return [self.row(*row) for row in rows]
+
+    def _failed(
+        self, connection: Connection, cursor: Any, err: Exception, values: Any
+    ) -> Exception:
+        """The driver's error as SQLAlchemy's (`IntegrityError`, `DataError`, …), the
+        connection dropped from the pool when the error says it is gone."""
+        dialect = connection.dialect
+        dbapi_connection = connection.connection.dbapi_connection
+        invalidated = dialect.is_disconnect(err, dbapi_connection, cursor)
+        if invalidated:
+            connection.invalidate(err)
+        return DBAPIError.instance(
+            self.sql,
+            values,
+            err,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=connection.engine.hide_parameters,
+            connection_invalidated=invalidated,
+            dialect=dialect,
+            ismulti=self.many,
+        )
+
+
+class _Prepared:
+    """A `hot` statement's compiled forms, by dialect and parameter names."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        # Held, so that its id names no other statement while this lives.
+        self.statement = statement
+        self.forms: dict[tuple[Any, ...], _Compiled | None] = {}
+
+    def compiled(self, dialect: Dialect, parameters: Any) -> _Compiled | None:
+        many = isinstance(parameters, list)
+        keys = tuple(sorted(parameters[0] if many else parameters))
+        form = (dialect.name, dialect.driver, dialect.server_version_info, keys, many)
+        if form not in self.forms:
+            self.forms[form] = _compile(self.statement, dialect, keys, many)
+        return self.forms[form]
+
+
+def _compile(
+    statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...], many: bool
+) -> _Compiled | None:
+    """The statement's `_Compiled`, or None when SQLAlchemy must do part of the work at
+    run time (expanding IN, escaped names, defaults computed by Python, rows of a many)."""
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
+    if (
+        compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.escaped_bind_names
+        or compiled.update_prefetch
+        or (many and compiled.effective_returning)
+        or any(bind.callable is not None for bind in compiled.bind_names)
+        or any(not column.default.is_scalar for column in compiled.insert_prefetch)
+    ):
+        return None
+    # Python-side scalar defaults of an INSERT's columns not given, as SQLAlchemy fills them.
+    defaults = {column.key: column.default.arg for column in compiled.insert_prefetch}
+    by_name = {name: bind for bind, name in compiled.bind_names.items()}
+    names = compiled.positiontup if dialect.positional else list(by_name)
+    binds = tuple(
+        (
+            name,
+            by_name[name].key,
+            by_name[name].required and name not in defaults,
+            defaults.get(name, by_name[name].value),
+        )
+        for name in names
+    )
+    columns = tuple(compiled._result_columns)
+    return _Compiled(
+        sql=compiled.string,
+        positional=dialect.positional,
+        many=many,
+        binds=binds,
+        processors=dict(compiled._bind_processors),
+        columns=columns,
+        row=namedtuple("Row", [entry.keyname for entry in columns], rename=True),  # type: ignore[misc]
+    )
+
+
+_HOT: dict[int, _Prepared] = {}
