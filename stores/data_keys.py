@@ -27,9 +27,9 @@ class Wrapped:
 
 
 def read(engine: Engine, onboarding_id: str) -> Wrapped | None:
-    """The request's key as kept (None: it has none)."""
+    """The request's key as kept (None: it has none): one statement, no transaction."""
     with engine.connect() as connection:
-        row = connection.execute(_KEPT, {"onboarding_id": onboarding_id}).first()
+        row = Sql(connection).execute(_KEPT, {"onboarding_id": onboarding_id}).first()
     return Wrapped(*row) if row is not None else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -66,8 +67,15 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _on_begin(connection: Connection) -> None:
+        # On the driver itself: SQLAlchemy's execution of it cost more than the BEGIN.
+        # Its error (the lock still taken after busy_timeout) is SQLAlchemy's, as any.
+        try:
+            connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        except sqlite3.Error as err:
+            raise DBAPIError.instance(
+                "BEGIN IMMEDIATE", None, err, sqlite3.Error, dialect=connection.dialect
+            ) from err
 
     return engine
 
@@ -208,7 +216,12 @@ class Rows:
 
 class Sql:
     """One transaction's statements: the `hot` ones on the driver's cursor, any other
-    through SQLAlchemy, on the same connection. `execute` answers `Rows`."""
+    through SQLAlchemy, on the same connection. `execute` answers `Rows`.
+
+    On a connection outside a transaction, a hot statement runs as the driver runs it:
+    SQLite's alone (a read then takes no write lock, as SQLAlchemy's BEGIN IMMEDIATE
+    would), PostgreSQL's until the connection goes back to the pool, which rolls it back.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
