@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engi
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError, NoResultFound
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InvalidRequestError, NoResultFound
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, select
@@ -22,6 +23,12 @@ from sqlmodel import Session, SQLModel, select
 T = TypeVar("T")
 Row = TypeVar("Row", bound=SQLModel)
 Statement = TypeVar("Statement", bound=ClauseElement)
+# A pooled server connection lent again this soon after its last use is lent as it is;
+# one idle longer is asked SELECT 1 first (the server may have closed it meanwhile). As
+# HikariCP's aliveBypassWindowMs (500 ms): a worker under load reuses its connections
+# within milliseconds.
+CHECK_IDLE_AFTER = 1.0
+_USED_AT = "b2b_used_at"
 
 
 def make_engine(url: str) -> Engine:
@@ -32,9 +39,9 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
-        )
+        server = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+        _ping_when_idle(server)
+        return server
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -73,11 +80,33 @@ def make_engine(url: str) -> Engine:
         try:
             connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
         except sqlite3.Error as err:
-            raise DBAPIError.instance(
-                "BEGIN IMMEDIATE", None, err, sqlite3.Error, dialect=connection.dialect
-            ) from err
+            connection._handle_dbapi_exception(err, "BEGIN IMMEDIATE", None, None, None)
+            raise
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, for a connection idle a while only: a ping on every checkout
+    cost a round trip (and a tenth of the client's CPU) per transaction, most of them
+    a moment after the last. A connection lost within that moment fails its statement;
+    SQLAlchemy then drops every connection of the pool, and the activity's retry takes a
+    fresh one."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_USED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        used_at = record.info.get(_USED_AT)
+        if used_at is None or time.monotonic() - used_at < CHECK_IDLE_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as err:
+            # The pool drops this connection and lends another (up to three tries).
+            raise DisconnectionError("the connection was closed while idle") from err
 
 
 def _lower(value: object) -> object:
@@ -251,8 +280,10 @@ class _Compiled:
     many: bool
     binds: tuple[tuple[str, str, bool, Any], ...]
     processors: dict[str, Callable[[Any], Any]]
-    # The result columns SQLAlchemy compiled (none: the statement answers no rows).
+    # The result columns SQLAlchemy compiled (none: the statement answers no rows), and
+    # whether the driver has rows to fetch (an INSERT's implicit RETURNING has some).
     columns: tuple[Any, ...]
+    fetches: bool
     row: Any = None
     results: tuple[Callable[[Any], Any] | None, ...] = ()
     converts: bool = False
@@ -290,18 +321,23 @@ class _Compiled:
             else:
                 cursor.execute(self.sql, values)
             # Drained whole, even rows no one asked for (an INSERT's implicit RETURNING).
-            rows = cursor.fetchall() if cursor.description is not None else []
+            fetched = cursor.fetchall() if self.fetches else []
             rowcount = cursor.rowcount
             if dispatch.after_cursor_execute:
                 dispatch.after_cursor_execute(connection, cursor, self.sql, values, None, many)
-            rows = self._rows(cursor, rows, connection.dialect) if self.columns and rows else []
+            rows = (
+                self._rows(cursor, fetched, connection.dialect) if self.columns and fetched else []
+            )
         except connection.dialect.loaded_dbapi.Error as err:
-            raise self._failed(connection, cursor, err, values) from err
+            # As SQLAlchemy's own execution would: its exception (`IntegrityError`,
+            # `DataError`, ...), and on a lost connection the pool's connections dropped.
+            connection._handle_dbapi_exception(err, self.sql, values, cursor, None)
+            raise
         finally:
             cursor.close()
         return Rows(rows, rowcount)
 
-    def _rows(self, cursor: Any, rows: list[Any], dialect: Dialect) -> list[Any]:
+    def _rows(self, cursor: Any, rows: Sequence[Any], dialect: Dialect) -> list[Any]:
         if not self.described:
             self.results = tuple(
                 column.type._cached_result_processor(dialect, described[1])
@@ -320,27 +356,6 @@ class _Compiled:
                 for row in rows
             ]
         return [self.row(*row) for row in rows]
-
-    def _failed(
-        self, connection: Connection, cursor: Any, err: Exception, values: Any
-    ) -> Exception:
-        """The driver's error as SQLAlchemy's (`IntegrityError`, `DataError`, …), the
-        connection dropped from the pool when the error says it is gone."""
-        dialect = connection.dialect
-        dbapi_connection = connection.connection.dbapi_connection
-        invalidated = dialect.is_disconnect(err, dbapi_connection, cursor)
-        if invalidated:
-            connection.invalidate(err)
-        return DBAPIError.instance(
-            self.sql,
-            values,
-            err,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=connection.engine.hide_parameters,
-            connection_invalidated=invalidated,
-            dialect=dialect,
-            ismulti=self.many,
-        )
 
 
 class _Prepared:
@@ -397,6 +412,7 @@ def _compile(
         binds=binds,
         processors=dict(compiled._bind_processors),
         columns=columns,
+        fetches=bool(columns or compiled.effective_returning),
         row=namedtuple("Row", [entry.keyname for entry in columns], rename=True),  # type: ignore[misc]
     )
 
