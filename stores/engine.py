@@ -15,7 +15,13 @@ from sqlalchemy import Connection, Engine, Select, Table, bindparam, create_engi
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError, InvalidRequestError, NoResultFound
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InvalidRequestError,
+    MultipleResultsFound,
+    NoResultFound,
+)
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session, SQLModel, select
@@ -232,8 +238,10 @@ class Rows:
         return self.rows[0] if self.rows else None
 
     def one(self) -> Any:
-        if len(self.rows) != 1:
-            raise NoResultFound(f"expected one row, got {len(self.rows)}")
+        if not self.rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self.rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self.rows[0]
 
     def scalar(self) -> Any | None:
