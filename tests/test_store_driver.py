@@ -1,6 +1,7 @@
 """The steps' hot statements go straight to the driver (`stores.engine.Sql`): they must
 store and answer exactly what SQLAlchemy's own execution of them does, and fail the same
-way, on SQLite and PostgreSQL."""
+way, on SQLite and PostgreSQL. And a pooled server connection is pinged only when idle a
+while (`stores.engine.CHECK_IDLE_AFTER`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models.commerce import Prospect
 from stores import Stores
-from stores.engine import Sql, by_key, hot, insert_ignoring, transact_sql
+from stores import engine as engine_module
+from stores.engine import Sql, by_key, hot, insert_ignoring, make_engine, transact_sql
+from tests.conftest import postgres_databases
+from tests.faults.test_faults import set_database_down
 
 PROSPECT = Prospect.__table__  # type: ignore[attr-defined]
 PLAIN_INSERT = hot(PROSPECT.insert())
@@ -99,3 +103,33 @@ def test_a_hot_statement_fails_as_sqlalchemy_would(any_stores: Stores) -> None:
             {"email": prospect["undecided_email"]},
         ).scalar_one()
     assert held == 1
+
+
+def test_a_server_connection_idle_a_while_is_asked_before_it_is_lent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with postgres_databases("pinged") as (url,):
+        engine = make_engine(url)
+        try:
+
+            def select_one() -> Any:
+                with engine.connect() as connection:
+                    return connection.execute(text("SELECT 1")).scalar()
+
+            select_one()
+            set_database_down(url, down=True)
+            set_database_down(url, down=False)
+            # Used a moment ago: lent as it is; its statement finds it cut, and SQLAlchemy
+            # drops the pool's connections, so the next one is new.
+            with pytest.raises(OperationalError) as cut:
+                select_one()
+            assert cut.value.connection_invalidated
+            assert select_one() == 1
+
+            set_database_down(url, down=True)
+            set_database_down(url, down=False)
+            monkeypatch.setattr(engine_module, "CHECK_IDLE_AFTER", 0.0)
+            # Idle past the window: asked first, found cut, replaced before it is lent.
+            assert select_one() == 1
+        finally:
+            engine.dispose()
