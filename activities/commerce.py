@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Update, bindparam, case, insert, or_, update
+from sqlalchemy import Engine, Update, bindparam, case, insert, or_, update
 from sqlmodel import Session
 from temporalio import activity
 
@@ -26,7 +26,7 @@ from models.lifecycle import ProspectStatus, decided_stage, first_stage
 from models.partners import HIERARCHY_ROOT_ROLE
 from models.search import search_columns
 from stores import data_keys
-from stores.engine import by_key, insert_ignoring, insert_new, one
+from stores.engine import Sql, by_key, hot, insert_ignoring, insert_new, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -91,7 +91,7 @@ class CommerceActivities:
         values.update(search_columns(values))
         columns = ("id", "sales_integration_enabled")
 
-        def work(connection: Connection) -> ProspectCreated | OpenRequest:
+        def work(connection: Sql) -> ProspectCreated | OpenRequest:
             # Either key may be taken: this request's own (a retry), or its email (held
             # by another undecided request).
             prospect = connection.execute(
@@ -168,7 +168,7 @@ class CommerceActivities:
         }
         key = ("onboarding_id", "customer_type")
 
-        def work(connection: Connection) -> CustomersWritten:
+        def work(connection: Sql) -> CustomersWritten:
             written = CustomersWritten(
                 organization_customer_id=insert_new(connection, CUSTOMER, organization, *key),
                 person_customer_id=insert_new(connection, CUSTOMER, person, *key),
@@ -197,7 +197,7 @@ class CommerceActivities:
 
         oid = input.onboarding_id
 
-        def work(connection: Connection) -> int:
+        def work(connection: Sql) -> int:
             _decide(connection, oid, ProspectStatus.APPROVED, input.at, input.actor, {})
             customers = {
                 row.customer_type: row
@@ -280,8 +280,8 @@ class CommerceActivities:
         write(self.engine, work)
 
 
-_INVOICE_ON = update(CUSTOMER).where(CUSTOMER.c.id == bindparam("person_id"))
-_ENTERING = (
+_INVOICE_ON = hot(update(CUSTOMER).where(CUSTOMER.c.id == bindparam("person_id")))
+_ENTERING = hot(
     update(PROSPECT)
     .where(
         PROSPECT.c.onboarding_id == bindparam("prospect"),
@@ -292,7 +292,7 @@ _ENTERING = (
 
 
 def _decide(
-    connection: Connection,
+    connection: Sql,
     onboarding_id: str,
     status: ProspectStatus,
     at: datetime,
@@ -328,7 +328,7 @@ def _deciding(decided: tuple[str, ...]) -> Update:
     columns written only the first time: built once for each set of them. (A parameter
     named as a column would be SET: these are named otherwise.)"""
     first = PROSPECT.c.decided_at.is_(None)
-    return (
+    return hot(
         update(PROSPECT)
         .where(
             PROSPECT.c.onboarding_id == bindparam("prospect"),

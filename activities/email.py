@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from email.policy import SMTP
 from email.utils import format_datetime as mail_date
 from email.utils import parseaddr
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ from models.status import EmailKind
 from models.workflow_io import ResendNotificationInput
 from settings import PROJECT_DIR, Settings
 from stores.accounts import issue_link, utc
-from stores.engine import by_key, insert_ignoring
+from stores.engine import Sql, by_key, hot, insert_ignoring
 from stores.reapply import may_apply_again_from
 
 TEMPLATES_DIR = PROJECT_DIR / "templates" / "email"
@@ -219,8 +220,14 @@ def message_id_for(kind: EmailKind, onboarding_id: str, mail_from: str, period: 
 
 
 def _message_id(event: str, key: str, mail_from: str) -> str:
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<{event}.{key}@{domain}>"
+    return f"<{event}.{key}@{_domain(mail_from)}>"
+
+
+@cache
+def _domain(mail_from: str) -> str:
+    """MAIL_FROM's domain: parsing the address costs more than the rest of an email's
+    headers, and it is the same on every one."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
 
 
 def _event(kind: str) -> str:
@@ -724,8 +731,8 @@ class _Claimed:
 
 OUTBOX = EmailMessage.__table__  # type: ignore[attr-defined]
 # Executed with the columns they set as parameters.
-_OUTBOX_ROW = update(OUTBOX).where(OUTBOX.c.id == bindparam("row"))
-_UNSENT_ROW = _OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None))
+_OUTBOX_ROW = hot(update(OUTBOX).where(OUTBOX.c.id == bindparam("row")))
+_UNSENT_ROW = hot(_OUTBOX_ROW.where(OUTBOX.c.sent_at.is_(None)))
 
 
 def _claim(
@@ -738,7 +745,7 @@ def _claim(
     """The notification's outbox row, one more attempt counted on it: inserted (one
     statement) when this is the first, else read back and, unless it is sent, given
     this attempt's subject (and who resent it)."""
-    connection = session.connection()
+    connection = Sql(session.connection())
     subject = email.subject if email is not None else ""
     new = connection.execute(
         insert_ignoring(connection, OUTBOX, "id"),
@@ -760,7 +767,7 @@ def _claim(
 
 def _entitle(session: Session, row_id: int, subject: str) -> None:
     """The subject of an email written once its row was claimed (it carries a new link)."""
-    session.connection().execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
+    Sql(session.connection()).execute(_OUTBOX_ROW, {"row": row_id, "subject": subject})
 
 
 def _mark(commerce: Engine, row_id: int, **outcome: Any) -> None:

@@ -7,12 +7,12 @@ do not allow); the others are faults (data that should be there is not).
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from stores.engine import transact, transact_sql
+from stores.engine import Sql, transact, transact_sql
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def write(engine: Engine, work: Callable[[Session], T]) -> T:
         raise _refused(err) from err
 
 
-def write_sql(engine: Engine, work: Callable[[Connection], T]) -> T:
+def write_sql(engine: Engine, work: Callable[[Sql], T]) -> T:
     """`write` for the hot paths' SQL (`transact_sql`)."""
     try:
         return transact_sql(engine, work)

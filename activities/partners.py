@@ -38,7 +38,7 @@ from models.partners import (
 )
 from stores import dual_write
 from stores.accounts import PARTNER, administrators, end_sessions, utc
-from stores.engine import get_or_create, insert_ignoring, one
+from stores.engine import Sql, get_or_create, hot, insert_ignoring, one
 
 PERSON = "person"
 ORGANIZATION = "organization"
@@ -82,7 +82,7 @@ def ensure_administrator(session: Session, onboarding_id: str, at: datetime) -> 
     Answers the account's `id` and `state`. A new account, the usual case, is one INSERT;
     an email that has one already takes the ORM's path (`_administrator_again`).
     """
-    connection = session.connection()
+    connection = Sql(session.connection())
     person = connection.execute(_APPROVED_PERSON, {"onboarding_id": onboarding_id}).first()
     if person is None or person.email is None:
         return None
@@ -176,7 +176,7 @@ USER = PartnerUser.__table__  # type: ignore[attr-defined]
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
 _HIERARCHY = CustomerHierarchy.__table__  # type: ignore[attr-defined]
 # The requester's person customer, with their organisation's hierarchy.
-_APPROVED_PERSON = (
+_APPROVED_PERSON = hot(
     select_columns(
         _CUSTOMER.c.id,
         _CUSTOMER.c.email,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, update
 from temporalio import activity
 
 from activities.errors import conflicting_state, missing_record, write_sql
@@ -28,7 +28,7 @@ from models.sales import (
     decision_note,
 )
 from models.search import search_columns
-from stores.engine import by_key, insert_new
+from stores.engine import Sql, by_key, hot, insert_new
 
 LEAD = Lead.__table__  # type: ignore[attr-defined]
 NOTE = TimelineNote.__table__  # type: ignore[attr-defined]
@@ -72,7 +72,7 @@ class SalesActivities:
             f"#{input.prospect_id} (B2B onboarding request {oid})."
         )
 
-        def work(connection: Connection) -> LeadCreated:
+        def work(connection: Sql) -> LeadCreated:
             lead_id = insert_new(connection, LEAD, lead, "onboarding_id")
             note_id = _note(connection, oid, lead_id, DUAL_WRITE_NOTE, text, "dual-write", input.at)
             return LeadCreated(lead_id=lead_id, timeline_note_id=note_id)
@@ -84,7 +84,7 @@ class SalesActivities:
         """Qualifying creates the opportunity, the contact and the account."""
         oid, at = input.onboarding_id, input.at
 
-        def work(connection: Connection) -> LeadQualified:
+        def work(connection: Sql) -> LeadQualified:
             lead = _lead(connection, oid)
             if lead.status == "disqualified":
                 raise conflicting_state(f"lead {lead.id} is disqualified and cannot be qualified")
@@ -155,7 +155,7 @@ class SalesActivities:
         """The rep cancelled the lead instead of qualifying it."""
         oid = input.onboarding_id
 
-        def work(connection: Connection) -> None:
+        def work(connection: Sql) -> None:
             lead_id = connection.execute(
                 _OPEN_LEAD,
                 {
@@ -184,7 +184,7 @@ class SalesActivities:
         oid = input.onboarding_id
         outcome = "won" if input.won else "lost"
 
-        def work(connection: Connection) -> None:
+        def work(connection: Sql) -> None:
             closed = connection.execute(
                 _OPEN_OPPORTUNITY,
                 {
@@ -225,13 +225,13 @@ class SalesActivities:
 
 # Each executed with the columns it sets as parameters (a parameter named as a column
 # is SET; the ones the WHERE reads are named otherwise).
-_LEAD_BY_ID = update(LEAD).where(LEAD.c.id == bindparam("lead"))
-_OPEN_LEAD = (
+_LEAD_BY_ID = hot(update(LEAD).where(LEAD.c.id == bindparam("lead")))
+_OPEN_LEAD = hot(
     update(LEAD)
     .where(LEAD.c.onboarding_id == bindparam("lead_of"), LEAD.c.status == "open")
     .returning(LEAD.c.id)
 )
-_OPEN_OPPORTUNITY = (
+_OPEN_OPPORTUNITY = hot(
     update(OPPORTUNITY)
     .where(
         OPPORTUNITY.c.onboarding_id == bindparam("opportunity_of"),
@@ -242,7 +242,7 @@ _OPEN_OPPORTUNITY = (
 _LEAD = by_key(LEAD, ("onboarding_id",), *LEAD.c.keys())
 
 
-def _lead(connection: Connection, onboarding_id: str) -> Any:
+def _lead(connection: Sql, onboarding_id: str) -> Any:
     lead = connection.execute(_LEAD, {"onboarding_id": onboarding_id}).first()
     if lead is None:
         raise missing_record("The lead", onboarding_id)
@@ -250,7 +250,7 @@ def _lead(connection: Connection, onboarding_id: str) -> Any:
 
 
 def _note(
-    connection: Connection,
+    connection: Sql,
     onboarding_id: str,
     lead_id: int,
     kind: str,

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from activities import smtp
@@ -68,8 +68,17 @@ async def _temporal(temporal: Connection) -> None:
 
 async def _store(engine: Engine) -> None:
     def ping() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        for attempt in (1, 2):
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+                return
+            except DBAPIError as err:
+                # A pooled connection the server closed since its last use (the pool pings
+                # only idle ones): the pool is dropped, and a new connection says what the
+                # store says now.
+                if not err.connection_invalidated or attempt == 2:
+                    raise
 
     await asyncio.to_thread(ping)
 

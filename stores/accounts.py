@@ -38,7 +38,7 @@ from models.partners import (
     PartnerUserState,
 )
 from stores import dual_write
-from stores.engine import by_key, insert_ignoring, transact
+from stores.engine import Sql, by_key, hot, insert_ignoring, transact
 
 STAFF = "staff"
 PARTNER = "partner"
@@ -265,7 +265,7 @@ def issue_link(
     earlier attempt's token cannot be recovered to send); once the email is out the
     link stays as it was. Every other unused link of the user stops working.
     """
-    connection = session.connection()
+    connection = Sql(session.connection())
     token, now = new_token(), _now()
     expires_at = now + lifetime
     link = {
@@ -307,11 +307,13 @@ class IssuedLink:
 
 _LINK = AccessLink.__table__  # type: ignore[attr-defined]
 # Executed with the columns they set as parameters (the WHERE's are named otherwise).
-_LINK_AGAIN = update(_LINK).where(_LINK.c.notification_id == bindparam("again"))
-_SUPERSEDE = update(_LINK).where(
-    _LINK.c.partner_user_id == bindparam("holder"),
-    _LINK.c.state == bindparam("valid"),
-    _LINK.c.notification_id != bindparam("this"),
+_LINK_AGAIN = hot(update(_LINK).where(_LINK.c.notification_id == bindparam("again")))
+_SUPERSEDE = hot(
+    update(_LINK).where(
+        _LINK.c.partner_user_id == bindparam("holder"),
+        _LINK.c.state == bindparam("valid"),
+        _LINK.c.notification_id != bindparam("this"),
+    )
 )
 
 

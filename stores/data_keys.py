@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, update
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from models.commerce import DataKey, Prospect
-from stores.engine import by_key, insert_ignoring, one, transact, transact_sql
+from stores.engine import Sql, by_key, insert_ignoring, one, transact, transact_sql
 
 DATA_KEY = DataKey.__table__  # type: ignore[attr-defined]
 _KEPT = by_key(DATA_KEY, ("onboarding_id",), "master_key_id", "wrapped_key")
@@ -27,9 +27,9 @@ class Wrapped:
 
 
 def read(engine: Engine, onboarding_id: str) -> Wrapped | None:
-    """The request's key as kept (None: it has none)."""
+    """The request's key as kept (None: it has none): one statement, no transaction."""
     with engine.connect() as connection:
-        row = connection.execute(_KEPT, {"onboarding_id": onboarding_id}).first()
+        row = Sql(connection).execute(_KEPT, {"onboarding_id": onboarding_id}).first()
     return Wrapped(*row) if row is not None else None
 
 
@@ -39,7 +39,7 @@ def keep(
     """Keep a new data key for the request: None when it is kept, else the one the request
     already has (made first by a concurrent attempt, or destroyed)."""
 
-    def work(connection: Connection) -> Wrapped | None:
+    def work(connection: Sql) -> Wrapped | None:
         key = {"onboarding_id": onboarding_id}
         kept = connection.execute(
             insert_ignoring(connection, DATA_KEY, "id"),
@@ -66,7 +66,7 @@ def destroy(engine: Engine, onboarding_id: str, at: datetime) -> bool:
     return transact(engine, work)
 
 
-def mark_duplicate(connection: Connection | Session, onboarding_id: str, open_request: str) -> None:
+def mark_duplicate(connection: Sql | Session, onboarding_id: str, open_request: str) -> None:
     """A duplicate submission's workflow met `open_request`: its key goes with that one's."""
     connection.execute(
         update(DATA_KEY)

@@ -100,9 +100,10 @@ async def test_a_won_request_writes_each_store_once_per_step_a_statement_per_row
         )
 
     with counting(any_stores) as since:
-        # Made by the submitting client: read (none yet), then kept; not read back.
+        # Made by the submitting client: read (none yet; a read alone takes no
+        # transaction, so no SQLite write lock), then kept; not read back.
         await keys.for_encoding(oid)
-        assert since() == {"commerce": (2, 2)}
+        assert since() == {"commerce": (1, 2)}
         requests.record_request(CreateProspectInput(onboarding_id=oid, request=request, at=NOW))
         # The prospect; the lead and its note.
         assert since() == {"commerce": (1, 1), "sales": (1, 2)}
