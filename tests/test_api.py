@@ -21,6 +21,7 @@ from models.sales import Lead, Opportunity
 from models.status import EmailKind
 from settings import Settings
 from stores import Stores, views
+from stores.engine import make_engine
 from tests.conftest import (
     ADMIN,
     FORGETFUL_NAMESPACE,
@@ -499,6 +500,19 @@ async def test_the_status_is_read_from_the_stores_while_temporal_is_down(
         assert submit.headers["Retry-After"]
         unknown = await down.get(f"{API}/0123456789abcdef", headers=bearer(REP))
         assert unknown.status_code == 503
+
+
+async def test_a_store_that_cannot_be_reached_answers_503_to_try_again(
+    web_settings: Settings, client: Client, stores: Stores
+) -> None:
+    """A store down or restarting: the route says so (503, Retry-After), no traceback."""
+    down = make_engine(f"postgresql+psycopg://test@127.0.0.1:{free_port()}/test")
+    app = create_app(web_settings, client, Stores(sales=stores.sales, commerce=down))
+    async with browse(app) as web:
+        answer = await web.get("/api/customers/1/credit-limit", headers=bearer(REP))
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"]
+    assert "Traceback" not in answer.text
 
 
 async def test_an_address_no_mail_server_can_take_gets_422_naming_the_email(

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Match
@@ -295,14 +296,24 @@ def _handle_errors(app: FastAPI) -> None:
     async def not_organization(request: Request, err: NotAnOrganization) -> Response:
         return problem(request, 409, str(err), customer_type=err.customer_type)
 
-    @app.exception_handler(TemporalUnavailable)
-    async def unavailable(request: Request, err: TemporalUnavailable) -> Response:
-        log.error("%s", err)
+    def unavailable(request: Request) -> Response:
         response = problem(
             request, 503, N_("The onboarding service is unavailable; try again soon.")
         )
         response.headers["Retry-After"] = RETRY_AFTER
         return response
+
+    @app.exception_handler(TemporalUnavailable)
+    async def temporal_unavailable(request: Request, err: TemporalUnavailable) -> Response:
+        log.error("%s", err)
+        return unavailable(request)
+
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(request: Request, err: OperationalError) -> Response:
+        # A store down or restarting (a pooled connection it closed fails its statement
+        # once; the pool is dropped and the next request connects afresh): try again.
+        log.error("A store is unavailable: %s", err.orig)
+        return unavailable(request)
 
     @app.exception_handler(NotYetConfirmed)
     async def held(request: Request, err: NotYetConfirmed) -> Response:
