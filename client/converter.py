@@ -6,10 +6,12 @@ refused as it arrives.
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Self
 
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
@@ -22,7 +24,10 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
+    EncodingPayloadConverter,
     JSONPlainPayloadConverter,
+    SerializationContext,
+    WithSerializationContext,
 )
 from temporalio.exceptions import ApplicationError
 
@@ -45,17 +50,24 @@ class _StoredJSON(PydanticJSONPlainPayloadConverter):
         return adapter.validate_json(payload.data, context={STORED: True})
 
 
+@cache
+def _encoding_converters() -> tuple[EncodingPayloadConverter, ...]:
+    """One set per process, shared as the SDK shares its defaults: the worker makes a
+    payload converter for every workflow activation, and a `_StoredJSON` of its own each
+    time would start with an empty cache of pydantic type adapters, built anew (the
+    costliest part of a payload's conversion) for every payload of every activation."""
+    return tuple(
+        _StoredJSON() if isinstance(converter, JSONPlainPayloadConverter) else converter
+        for converter in DefaultPayloadConverter.default_encoding_payload_converters
+    )
+
+
 class PayloadConverter(CompositePayloadConverter):
     """The SDK's converters, with pydantic's JSON read back under the STORED context, and
     an Update the product did not send refused as it arrives."""
 
     def __init__(self) -> None:
-        super().__init__(
-            *(
-                _StoredJSON() if isinstance(converter, JSONPlainPayloadConverter) else converter
-                for converter in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        super().__init__(*_encoding_converters())
 
     def from_payloads(
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None
@@ -123,11 +135,38 @@ def data_converter(
         codec = encryption.codec(
             settings, commerce or (lambda: _commerce_engine(settings.commerce_database_url))
         )
-    return DataConverter(
+    return _DataConverter(
         payload_converter_class=PayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+@dataclass(frozen=True)
+class _DataConverter(DataConverter):
+    """The SDK's data converter, copied rather than rebuilt for a serialization context.
+
+    The worker asks for one per activity command and activity task (the codec takes the
+    request's key from the context's workflow id), and the SDK's `dataclasses.replace`
+    runs `__post_init__`, making a payload converter and a failure converter only to
+    drop them: a sixth of the worker's CPU per won onboarding under py-spy
+    (docs/performance.md). The same components are asked for their context as there.
+    """
+
+    def with_context(self, context: SerializationContext) -> Self:
+        changed = {}
+        for name in ("payload_converter", "payload_codec", "failure_converter", "external_storage"):
+            component = getattr(self, name)
+            if isinstance(component, WithSerializationContext):
+                in_context = component.with_context(context)
+                if in_context is not component:
+                    changed[name] = in_context
+        if not changed:
+            return self
+        cloned = copy.copy(self)
+        for name, component in changed.items():
+            object.__setattr__(cloned, name, component)
+        return cloned
 
 
 @cache

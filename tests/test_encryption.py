@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.worker import Replayer
 
-from client.converter import codec_of, data_converter
+from client.converter import PayloadConverter, codec_of, data_converter
 from client.requests import decide
 from infra import encryption
 from infra.encryption import (
@@ -93,6 +93,36 @@ async def test_a_requests_payloads_take_its_own_key_made_on_first_use(
     # Any other workflow's payloads are the master key's.
     other = codec.with_context(WorkflowSerializationContext("default", "partner-user-abc"))
     assert (await other.encode([plain("x")]))[0].metadata[KEY_ID] == b"new"
+
+
+async def test_the_data_converter_in_a_requests_context_encrypts_under_its_key_and_shares_the_rest(
+    base_settings: Settings, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made for each activity command and task: only the codec changes, nothing is rebuilt."""
+    onboarding_id = uuid.uuid4().hex[:16]
+    converter = data_converter(settings_with(base_settings, NEW), stores.commerce)
+    context = WorkflowSerializationContext("default", onboarding_workflow_id(onboarding_id))
+    built: list[PayloadConverter] = []
+    build = PayloadConverter.__init__
+
+    def counted(self: PayloadConverter) -> None:
+        built.append(self)
+        build(self)
+
+    monkeypatch.setattr(PayloadConverter, "__init__", counted)
+
+    in_context = converter.with_context(context)
+
+    assert built == []
+    assert type(in_context) is type(converter)
+    assert in_context.payload_converter is converter.payload_converter
+    assert in_context.failure_converter is converter.failure_converter
+    (sealed,) = await in_context.encode(["Giulia"])
+    assert sealed.metadata[KEY_ID] == f"{REQUEST_KEY}{onboarding_id}".encode()
+    assert await converter.decode([sealed], [str]) == ["Giulia"]
+    # No request, no key of its own: the converter itself.
+    no_request = WorkflowSerializationContext("default", "partner-user-abc")
+    assert converter.with_context(no_request) is converter
 
 
 async def test_a_destroyed_key_reads_and_writes_nothing_more(
