@@ -13,7 +13,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 import aiosmtplib
-from aiosmtplib.typing import SMTPStatus
 
 from settings import Settings
 
@@ -74,7 +73,9 @@ class Relay:
         async with self._lock:
             client = await self._connected()
             try:
-                await _transfer(client, mail)
+                await client.sendmail(
+                    mail.sender, [mail.recipient], mail.data, mail_options=list(mail.options)
+                )
             except BaseException:
                 self._drop()
                 raise
@@ -109,44 +110,9 @@ class Relay:
             client.close()
 
 
-async def _transfer(client: aiosmtplib.SMTP, mail: Mail) -> None:
-    """One message's mail transaction (MAIL, RCPT, DATA), as aiosmtplib's `sendmail` makes
-    it, with its exceptions, less parsing and checking the two addresses twice each (a
-    third of its cost): a `Mail`'s are bare addresses, checked as its message was written.
-    A transaction that fails is not reset (RSET): the relay drops its connection."""
-    if client.is_ehlo_or_helo_needed:
-        try:
-            await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            if not client.is_connected:
-                raise
-            await client.helo()
-    options = list(mail.options)
-    utf8 = any(option.lower() == "smtputf8" for option in options)
-    if utf8 and not client.supports_extension("smtputf8"):
-        raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-    if client.supports_extension("size"):
-        # RFC 1870: the octets DATA carries, line breaks CRLF (as `data` has them).
-        options.insert(0, f"size={len(mail.data)}")
-    encoding = "utf-8" if utf8 else "ascii"
-    said = await client.execute_command(
-        b"MAIL",
-        b"FROM:<" + mail.sender.encode(encoding) + b">",
-        *(option.encode("ascii") for option in options),
-    )
-    if said.code != SMTPStatus.completed:
-        raise aiosmtplib.SMTPSenderRefused(said.code, said.message, mail.sender)
-    said = await client.execute_command(b"RCPT", b"TO:<" + mail.recipient.encode(encoding) + b">")
-    if said.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-        refused = aiosmtplib.SMTPRecipientRefused(said.code, said.message, mail.recipient)
-        raise aiosmtplib.SMTPRecipientsRefused([refused])
-    await client.data(mail.data)
-
-
 @dataclass(frozen=True)
 class Mail:
-    """A message as it goes on the wire, with its envelope: bare addresses (no display
-    name, nothing SMTP's commands cannot carry) and the data's line breaks CRLF."""
+    """A message as it goes on the wire, with its envelope."""
 
     sender: str
     recipient: str
