@@ -275,8 +275,7 @@ def _placement(execution: Execution, deployment_name: str) -> tuple[str, str]:
 
 async def make_current(client: Client, settings: Settings, build_id: str, actor: str) -> None:
     """`build_id` gets every new workflow (and every auto-upgrade one on its next task)."""
-    await _known(client, settings, build_id)
-    await _none_unversioned(client, settings, build_id)
+    await _may_take_new_workflows(client, settings, build_id)
     await client.workflow_service.set_worker_deployment_current_version(
         SetWorkerDeploymentCurrentVersionRequest(
             namespace=client.namespace,
@@ -291,8 +290,7 @@ async def ramp(
     client: Client, settings: Settings, build_id: str, percentage: float, actor: str
 ) -> None:
     """`percentage` of new workflows start on `build_id`, the rest on the current build."""
-    await _known(client, settings, build_id)
-    await _none_unversioned(client, settings, build_id)
+    await _may_take_new_workflows(client, settings, build_id)
     await client.workflow_service.set_worker_deployment_ramping_version(
         SetWorkerDeploymentRampingVersionRequest(
             namespace=client.namespace,
@@ -302,6 +300,13 @@ async def ramp(
             identity=actor,
         )
     )
+
+
+async def _may_take_new_workflows(client: Client, settings: Settings, build_id: str) -> None:
+    """What `deploy current` and `deploy ramp` check first: the build has workers, and no
+    unversioned workflow would take its next task there."""
+    await _known(client, settings, build_id)
+    await _none_unversioned(client, settings, build_id)
 
 
 async def _known(client: Client, settings: Settings, build_id: str) -> None:

@@ -15,9 +15,12 @@ from temporalio.worker import (
 from client.converter import arrived_elsewhere
 
 # Names the branch where a signal the product did not send is ignored: histories recorded
-# before it replay as they ran. A security fix that must reach requests already running,
-# so a patch; it can go once no workflow started before this release is open (`deploy
-# status` lists none under `unversioned`), its branch kept unconditional.
+# before it replay as they ran. A security fix that had to reach workflows already
+# running, so a patch, added by the first versioned release (2d74892). The pinned requests
+# of earlier releases finish on that build, but their auto-upgrade partner user and
+# retention workflows move onto every later build, this one too: it can go once none
+# started before 2d74892's deploy is open (a visibility query on `StartTime`), its branch
+# kept unconditional.
 IGNORE_FORGED_SIGNALS = "ignore-signals-not-from-the-product"
 
 
